@@ -1,0 +1,7 @@
+export * from './backoff.js';
+export * from './kafka.js';
+export * from './producer.js';
+export * from './runner.js';
+export * from './stage.js';
+export * from './stage-service.js';
+export * from './topics.js';

@@ -1,0 +1,361 @@
+import {
+  appendVerdict,
+  CodecError,
+  decodeMessage,
+  encodeMessage,
+  RECORD_HEADERS,
+  STAGE_GRAPH,
+  TOPICS,
+  type PipelineMessage,
+  type PipelineStage,
+  type StageVerdict,
+  type TrackingEvent,
+  type Verdict,
+} from '@mailgate/contracts';
+import type { BusConfig, Logger } from '@mailgate/runtime';
+import { extractTraceContext, injectTraceHeaders, type RecordHeaders, type Telemetry } from '@mailgate/telemetry';
+import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { backoffMs } from './backoff.js';
+import { eventRecord, type DurableProducer, type OutRecord } from './producer.js';
+import type { StageContext, StageFn, StageHooks, StageOutcome } from './stage.js';
+
+export interface StageRunnerOptions {
+  readonly stage: PipelineStage;
+  readonly kafka: Kafka;
+  readonly producer: DurableProducer;
+  readonly fn: StageFn;
+  readonly bus: BusConfig;
+  readonly log: Logger;
+  readonly telemetry: Telemetry;
+  readonly host: string;
+  readonly hooks?: StageHooks;
+  /** Override the consumed topic / group (tests). Defaults come from the stage graph. */
+  readonly topic?: string;
+  readonly groupId?: string;
+  /** Partitions processed in parallel by this instance. */
+  readonly partitionsConcurrently?: number;
+  readonly sessionTimeoutMs?: number;
+  readonly heartbeatIntervalMs?: number;
+}
+
+/** Thrown inside a batch to stop it without committing (shutdown or lost partition): records are redelivered. */
+class BatchAborted extends Error {}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Runs one pipeline stage: consume its input topic in its consumer group, call the stage function, produce the
+ * result, and only then commit the offset (at-least-once: a crash anywhere before the commit means the record
+ * is processed again, never lost — see docs/architecture.md "No loss").
+ *
+ *   pass                → output topic (the stage graph's `produces`), envelope verdict appended
+ *   quarantine / reject → quarantine topic
+ *   tempfail            → held in place and retried with backoff (the partition waits: fail closed); after
+ *                          bus.maxHoldMs → hooks.onHoldExpired (default: quarantine)
+ *   throws              → retried bus.maxAttempts times, then the record goes to the dead-letter topic
+ *   undecodable record  → dead-letter topic at once
+ */
+export class StageRunner {
+  private readonly consumer: Consumer;
+  private readonly topic: string;
+  private readonly output: string | null;
+  private readonly abort = new AbortController();
+  private joined = false;
+  private crashed = false;
+  private running = false;
+  private readonly metrics;
+
+  constructor(private readonly o: StageRunnerOptions) {
+    const edge = STAGE_GRAPH[o.stage];
+    this.topic = o.topic ?? edge.consumes ?? '';
+    if (!this.topic) throw new Error(`stage ${o.stage} consumes no topic`);
+    this.output = edge.produces;
+    this.consumer = o.kafka.consumer({
+      groupId: o.groupId ?? edge.group ?? `mailgate.${o.stage}`,
+      sessionTimeout: o.sessionTimeoutMs ?? 30000,
+      heartbeatInterval: o.heartbeatIntervalMs ?? 3000,
+      rebalanceTimeout: 60000,
+      allowAutoTopicCreation: true,
+      maxBytesPerPartition: 64 * 1024 * 1024,
+      maxBytes: 128 * 1024 * 1024,
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5000 },
+    });
+    const ev = this.consumer.events;
+    this.consumer.on(ev.GROUP_JOIN, () => {
+      this.joined = true;
+      this.crashed = false;
+    });
+    this.consumer.on(ev.CRASH, (e) => {
+      this.crashed = true;
+      this.joined = false;
+      o.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
+    });
+    this.consumer.on(ev.STOP, () => (this.joined = false));
+    const meter = o.telemetry.meter('mailgate.bus');
+    this.metrics = {
+      messages: meter.createCounter('mailgate_stage_messages_total', {
+        description: 'Messages decided by a stage, by verdict',
+      }),
+      duration: meter.createHistogram('mailgate_stage_duration_seconds', {
+        description: 'Stage processing time per message (including retries)',
+        unit: 's',
+        advice: { explicitBucketBoundaries: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
+      }),
+      retries: meter.createCounter('mailgate_stage_retries_total', { description: 'tempfail and error retries' }),
+      deadLetters: meter.createCounter('mailgate_stage_dead_letters_total', { description: 'records dead-lettered' }),
+      failOpen: meter.createCounter('mailgate_stage_fail_open_total', {
+        description: 'messages passed unchecked because the check is configured fail-open',
+      }),
+    };
+  }
+
+  /** Ready = joined the group and not crashed (the service adds the broker probe). */
+  get isReady(): boolean {
+    return this.running && this.joined && !this.crashed;
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
+    this.running = true;
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.o.partitionsConcurrently ?? 3,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+  }
+
+  /** Stop fetching, let the in-flight batch chunk finish and commit, then leave the group. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.abort.abort();
+    await this.consumer.stop().catch(() => undefined);
+    await this.consumer.disconnect().catch(() => undefined);
+  }
+
+  private async eachBatch(p: EachBatchPayload): Promise<void> {
+    const { batch } = p;
+    const chunkSize = Math.max(1, this.o.bus.concurrency);
+    for (let i = 0; i < batch.messages.length; i += chunkSize) {
+      if (!p.isRunning() || p.isStale() || this.abort.signal.aborted) return;
+      const chunk = batch.messages.slice(i, i + chunkSize);
+      let outputs: OutRecord[][];
+      try {
+        outputs = await Promise.all(chunk.map((m) => this.processRecord(m, batch.partition, p)));
+      } catch (err) {
+        if (err instanceof BatchAborted) return; // not committed: redelivered after restart/rebalance
+        throw err;
+      }
+      // Produce everything this chunk decided, durably, and only then commit (the no-loss rule).
+      await this.o.producer.send(outputs.flat());
+      const last = chunk[chunk.length - 1]!;
+      p.resolveOffset(last.offset);
+      await this.consumer.commitOffsets([
+        { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
+      ]);
+      await p.heartbeat().catch(() => undefined);
+    }
+  }
+
+  /** Sleep in slices, heartbeating so a long hold does not cost the group membership. */
+  private async holdFor(ms: number, p: EachBatchPayload): Promise<void> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (!p.isRunning() || p.isStale() || this.abort.signal.aborted) throw new BatchAborted('stopping');
+      await sleep(Math.min(500, until - Date.now()));
+      try {
+        await p.heartbeat();
+      } catch {
+        throw new BatchAborted('rebalance in progress');
+      }
+    }
+  }
+
+  private async processRecord(m: KafkaMessage, partition: number, p: EachBatchPayload): Promise<OutRecord[]> {
+    const headers = (m.headers ?? {}) as RecordHeaders;
+    const tracer = this.o.telemetry.tracer(this.o.stage);
+    const parent = extractTraceContext(headers);
+    const span = tracer.startSpan(
+      `${this.o.stage} process`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          'mailgate.service': this.o.stage,
+          'messaging.system': 'kafka',
+          'messaging.destination.name': this.topic,
+          'messaging.kafka.partition': partition,
+          'messaging.kafka.offset': Number(m.offset),
+        },
+      },
+      parent,
+    );
+    const started = Date.now();
+    try {
+      let msg: PipelineMessage;
+      try {
+        msg = decodeMessage(m.value);
+      } catch (err) {
+        if (!(err instanceof CodecError)) throw err;
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        return this.deadLetter(m, err, undefined);
+      }
+      span.setAttribute('mailgate.message_id', msg.envelope.id);
+      const outcome = await context.with(trace.setSpan(parent, span), () => this.decide(msg, span, p));
+      if ('deadLetter' in outcome) return this.deadLetter(m, outcome.deadLetter, msg);
+      const durationMs = Date.now() - started;
+      this.metrics.duration.record(durationMs / 1000, { stage: this.o.stage });
+      this.metrics.messages.add(1, { stage: this.o.stage, verdict: outcome.verdict.kind });
+      if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: this.o.stage });
+      span.setAttribute('mailgate.verdict', outcome.verdict.kind);
+      if ('reason' in outcome.verdict) span.setAttribute('mailgate.reason', outcome.verdict.reason);
+      return this.route(msg, outcome, durationMs, span);
+    } catch (err) {
+      if (!(err instanceof BatchAborted)) span.recordException(err as Error);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async decide(
+    msg: PipelineMessage,
+    span: Span,
+    p: EachBatchPayload,
+  ): Promise<StageOutcome | { deadLetter: Error }> {
+    const firstAttemptAt = Date.now();
+    let errors = 0;
+    for (let attempt = 1; ; attempt++) {
+      const ctx: StageContext = {
+        stage: this.o.stage,
+        attempt,
+        firstAttemptAt,
+        log: this.o.log.child({ msgId: msg.envelope.id }),
+        span,
+        signal: this.abort.signal,
+        host: this.o.host,
+      };
+      let outcome: StageOutcome;
+      try {
+        outcome = await this.o.fn(msg, ctx);
+      } catch (err) {
+        if (this.abort.signal.aborted) throw new BatchAborted('stopping');
+        errors++;
+        this.metrics.retries.add(1, { stage: this.o.stage, cause: 'error' });
+        this.o.log.warn({ msgId: msg.envelope.id, err: (err as Error).message, errors }, 'stage threw');
+        if (errors >= this.o.bus.maxAttempts) return { deadLetter: err as Error };
+        await this.holdFor(backoffMs(this.o.bus.retry, errors), p);
+        continue;
+      }
+      if (outcome.verdict.kind !== 'tempfail') return outcome;
+      const held = Date.now() - firstAttemptAt;
+      if (held >= this.o.bus.maxHoldMs) {
+        const v = outcome.verdict;
+        return (
+          this.o.hooks?.onHoldExpired?.(msg, v, held) ?? {
+            verdict: { kind: 'quarantine', reason: `undecidable after ${Math.round(held / 1000)} s: ${v.reason}` },
+            details: outcome.details ?? {},
+          }
+        );
+      }
+      this.metrics.retries.add(1, { stage: this.o.stage, cause: 'tempfail' });
+      span.addEvent('tempfail', { reason: outcome.verdict.reason, attempt });
+      this.o.log.warn({ msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt }, 'tempfail: holding');
+      const wait = outcome.verdict.retryAfterMs ?? backoffMs(this.o.bus.retry, attempt);
+      await this.holdFor(Math.min(wait, Math.max(0, this.o.bus.maxHoldMs - held)), p);
+    }
+  }
+
+  private route(msg: PipelineMessage, outcome: StageOutcome, durationMs: number, span: Span): OutRecord[] {
+    const at = new Date().toISOString();
+    const sv: StageVerdict = {
+      stage: this.o.stage,
+      verdict: outcome.verdict,
+      at,
+      durationMs,
+      host: this.o.host,
+      ...(outcome.details ? { details: outcome.details } : {}),
+      ...(outcome.failedOpen ? { failedOpen: true } : {}),
+    };
+    const envelope = appendVerdict(msg.envelope, sv);
+    const raw = outcome.raw ?? msg.raw;
+    const size = raw.length;
+    const out: OutRecord[] = [];
+    const headers = this.headersFor(envelope.id, span);
+    const v = outcome.verdict;
+    if (v.kind === 'pass') {
+      if (this.output) {
+        out.push({ topic: this.output, key: envelope.id, value: encodeMessage({ envelope: { ...envelope, size }, raw }), headers });
+      }
+    } else {
+      out.push({
+        topic: TOPICS.quarantine,
+        key: envelope.id,
+        value: encodeMessage({ envelope: { ...envelope, size }, raw }),
+        headers: { ...headers, [RECORD_HEADERS.sourceTopic]: this.topic },
+      });
+    }
+    const base = this.eventBase(msg);
+    const events: TrackingEvent[] = [
+      { ...base, type: 'stage', details: { stage: this.o.stage, verdict: v, durationMs, ...(outcome.details ?? {}) } },
+    ];
+    if (v.kind === 'quarantine' || v.kind === 'reject') {
+      events.push({ ...base, type: 'quarantined', details: { stage: this.o.stage, verdict: v } });
+    }
+    for (const e of outcome.events ?? []) events.push({ ...base, ...e });
+    out.push(...events.map(eventRecord));
+    out.push(...(outcome.extraRecords ?? []));
+    return out;
+  }
+
+  private deadLetter(m: KafkaMessage, err: Error, msg: PipelineMessage | undefined): OutRecord[] {
+    this.metrics.deadLetters.add(1, { stage: this.o.stage });
+    this.o.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
+    const headers: Record<string, string | Buffer> = {};
+    for (const [k, v] of Object.entries(m.headers ?? {})) {
+      const one = Array.isArray(v) ? v[0] : v;
+      if (one !== undefined) headers[k] = one;
+    }
+    headers[RECORD_HEADERS.sourceTopic] = this.topic;
+    headers[RECORD_HEADERS.error] = `${err.name}: ${err.message}`.slice(0, 2000);
+    const out: OutRecord[] = [
+      { topic: TOPICS.deadLetter, key: m.key?.toString() ?? null, value: m.value ?? Buffer.alloc(0), headers },
+    ];
+    if (msg) {
+      out.push(
+        eventRecord({
+          ...this.eventBase(msg),
+          type: 'dead-lettered',
+          details: { stage: this.o.stage, error: err.message },
+        }),
+      );
+    }
+    return out;
+  }
+
+  private headersFor(id: string, span: Span): Record<string, string> {
+    return {
+      ...injectTraceHeaders(trace.setSpan(context.active(), span)),
+      [RECORD_HEADERS.messageId]: id,
+      [RECORD_HEADERS.schema]: '1',
+    };
+  }
+
+  private eventBase(msg: PipelineMessage): Omit<TrackingEvent, 'type'> {
+    const e = msg.envelope;
+    return {
+      messageId: e.id,
+      traceId: e.trace.traceId,
+      at: new Date().toISOString(),
+      service: this.o.stage,
+      host: this.o.host,
+      mailFrom: e.mailFrom,
+      rcptTo: e.rcptTo,
+      clientIp: e.session.clientIp,
+    };
+  }
+}
+
+export type { Verdict };

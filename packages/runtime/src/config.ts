@@ -1,0 +1,326 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseDocument } from 'yaml';
+import { z, type ZodTypeAny } from 'zod';
+
+/**
+ * One configuration document for the whole gateway: a YAML file plus environment overrides, validated at
+ * start-up. Every service reads the same document; the common sections are declared here, each service
+ * declares its own section's schema beside its code and passes it in (see `SERVICE_SECTIONS`).
+ *
+ * Environment overrides: `MAILGATE__<SECTION>__<KEY>...=<YAML scalar or flow value>`, e.g.
+ *   MAILGATE__KAFKA__BROKERS='[kafka-0:9092, kafka-1:9092]'
+ *   MAILGATE__VIRUS_SCAN__HTTP__PORT=9103
+ * Segments match keys case-insensitively ignoring `_` and `-` (VIRUS_SCAN → virusScan).
+ * `MAILGATE_CONFIG` names the file when no --config is given.
+ */
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    /** Dotted key path, e.g. `kafka.brokers[0]`. */
+    readonly key: string,
+    /** Where the bad value came from: `file deploy/x.yaml` or `env MAILGATE__KAFKA__BROKERS`. */
+    readonly source: string,
+  ) {
+    super(`config error at ${key || '(root)'} (${source}): ${message}`);
+  }
+}
+
+/** Errors from one load, all of them (an operator fixes a file once, not once per error). */
+export class ConfigErrors extends Error {
+  override readonly name = 'ConfigErrors';
+  constructor(readonly errors: ConfigError[]) {
+    super(errors.map((e) => e.message).join('\n'));
+  }
+}
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/, 'expected host:port');
+
+export const httpSchema = (defaultPort: number) =>
+  z
+    .object({
+      host: z.string().default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(defaultPort),
+    })
+    .strict()
+    .default({});
+
+export const gatewaySchema = z
+  .object({
+    /** Product name written in headers we add (X-<name>-...) and in Received lines. */
+    name: z.string().default('mailgate'),
+    /** Our public host name: EHLO/HELO, Received "by", DSN Reporting-MTA. */
+    hostname: z.string().default(os.hostname()),
+    /** Instance (pod) name for tracking events; Kubernetes sets POD_NAME. */
+    instance: z.string().default(process.env['POD_NAME'] ?? os.hostname()),
+    /** Postmaster address used as the From of DSNs. */
+    postmaster: z.string().optional(),
+  })
+  .strict()
+  .default({});
+
+export const kafkaSchema = z
+  .object({
+    brokers: z.array(hostPort).min(1).default(['127.0.0.1:9092']),
+    clientId: z.string().default('mailgate'),
+    ssl: z
+      .union([
+        z.boolean(),
+        z
+          .object({
+            caFile: z.string().optional(),
+            certFile: z.string().optional(),
+            keyFile: z.string().optional(),
+            rejectUnauthorized: z.boolean().default(true),
+          })
+          .strict(),
+      ])
+      .default(false),
+    sasl: z
+      .object({
+        mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+        username: z.string(),
+        password: z.string(),
+      })
+      .strict()
+      .optional(),
+    connectionTimeoutMs: z.number().int().positive().default(3000),
+    requestTimeoutMs: z.number().int().positive().default(30000),
+    /** How long a durable produce (acks=-1) may take before ingress answers 451 / a stage retries. */
+    produceTimeoutMs: z.number().int().positive().default(10000),
+    topics: z
+      .object({
+        /** Create the pipeline topics at start-up if missing. */
+        create: z.boolean().default(true),
+        partitions: z.number().int().positive().default(6),
+        replicationFactor: z.number().int().positive().default(1),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .default({});
+
+export const redisSchema = z
+  .object({
+    url: z.string().default('redis://127.0.0.1:6379'),
+    keyPrefix: z.string().default('mailgate:'),
+  })
+  .strict()
+  .default({});
+
+export const loggingSchema = z
+  .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+  .strict()
+  .default({});
+
+export const telemetrySchema = z
+  .object({
+    tracing: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** OTLP/HTTP endpoint, e.g. http://jaeger:4318. Unset: spans are created (ids in headers/events) but not exported. */
+        otlpEndpoint: z.string().url().optional(),
+        /** Fraction of messages traced. Default 1: each message is an audit record. */
+        sampleRatio: z.number().min(0).max(1).default(1),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .default({});
+
+/** How a pipeline stage consumes (packages/bus). Each stage section may override it under `bus:`. */
+export const busSchema = z
+  .object({
+    /** Messages processed in parallel per partition batch. */
+    concurrency: z.number().int().positive().default(8),
+    /** Attempts for a stage that throws before the record goes to the dead-letter topic. */
+    maxAttempts: z.number().int().positive().default(5),
+    retry: z
+      .object({
+        initialMs: z.number().int().nonnegative().default(1000),
+        maxMs: z.number().int().positive().default(60000),
+        factor: z.number().min(1).default(2),
+      })
+      .strict()
+      .default({}),
+    /** How long a `tempfail` message is held and retried before it is quarantined as undecidable. */
+    maxHoldMs: z.number().int().positive().default(4 * 3600 * 1000),
+  })
+  .strict()
+  .default({});
+
+export type GatewayConfig = z.infer<typeof gatewaySchema>;
+export type KafkaConfig = z.infer<typeof kafkaSchema>;
+export type RedisConfig = z.infer<typeof redisSchema>;
+export type LoggingConfig = z.infer<typeof loggingSchema>;
+export type TelemetryConfig = z.infer<typeof telemetrySchema>;
+export type BusConfig = z.infer<typeof busSchema>;
+
+/** The common sections every service understands. */
+export const COMMON_SECTIONS = {
+  gateway: gatewaySchema,
+  kafka: kafkaSchema,
+  redis: redisSchema,
+  logging: loggingSchema,
+  telemetry: telemetrySchema,
+  bus: busSchema,
+} as const;
+
+/**
+ * The top-level keys of the document that belong to one service each. A service validates its own section
+ * strictly; the others are checked by their own service (and all at once by `mailgate config check`).
+ */
+export const SERVICE_SECTIONS = ['ingress', 'dnsbl', 'virusScan', 'attachmentPolicy', 'delivery', 'admin', 'dev'] as const;
+export type ServiceSection = (typeof SERVICE_SECTIONS)[number];
+
+export type CommonConfig = {
+  gateway: GatewayConfig;
+  kafka: KafkaConfig;
+  redis: RedisConfig;
+  logging: LoggingConfig;
+  telemetry: TelemetryConfig;
+  bus: BusConfig;
+};
+
+export type LoadedConfig<S extends Partial<Record<ServiceSection, ZodTypeAny>>> = CommonConfig & {
+  [K in keyof S]: S[K] extends ZodTypeAny ? z.infer<S[K]> : never;
+} & { readonly $source: { file?: string } };
+
+export interface LoadConfigOptions<S extends Partial<Record<ServiceSection, ZodTypeAny>>> {
+  /** YAML file; falls back to env MAILGATE_CONFIG; none = defaults + env only. */
+  file?: string | undefined;
+  /** Inline document (tests); merged under the file. */
+  document?: unknown;
+  env?: NodeJS.ProcessEnv;
+  /** Section schemas of the services that will use this config. */
+  sections?: S;
+}
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+const ENV_PREFIX = 'MAILGATE__';
+
+function norm(s: string): string {
+  return s.toLowerCase().replace(/[_-]/g, '');
+}
+
+function camel(s: string): string {
+  return s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Apply MAILGATE__A__B=value overrides; returns which dotted paths came from which variable. */
+function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv): Map<string, string> {
+  const origins = new Map<string, string>();
+  const names = Object.keys(env)
+    .filter((k) => k.startsWith(ENV_PREFIX))
+    .sort();
+  for (const name of names) {
+    const raw = env[name] ?? '';
+    const segments = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);
+    if (segments.length === 0) continue;
+    let node: Record<string, Json> = doc;
+    const path: string[] = [];
+    segments.forEach((seg, i) => {
+      const existing = Object.keys(node).find((k) => norm(k) === norm(seg));
+      const key = existing ?? camel(seg);
+      path.push(key);
+      if (i === segments.length - 1) {
+        let value: Json;
+        try {
+          value = parseDocument(raw).toJS() as Json;
+        } catch {
+          value = raw;
+        }
+        node[key] = value ?? raw;
+      } else {
+        const next = node[key];
+        if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+        node = node[key] as Record<string, Json>;
+      }
+    });
+    origins.set(path.join('.'), `env ${name}`);
+  }
+  return origins;
+}
+
+function deepMerge(base: Json, over: Json): Json {
+  if (
+    typeof base === 'object' &&
+    base !== null &&
+    !Array.isArray(base) &&
+    typeof over === 'object' &&
+    over !== null &&
+    !Array.isArray(over)
+  ) {
+    const out: Record<string, Json> = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in out ? deepMerge(out[k]!, v) : v;
+    return out;
+  }
+  return over;
+}
+
+function pathToString(path: (string | number)[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
+}
+
+function sourceFor(path: string, origins: Map<string, string>, fileSource: string): string {
+  for (let p = path; p; p = p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '') {
+    const bare = p.replace(/\[\d+\]$/, '');
+    const o = origins.get(bare) ?? origins.get(p);
+    if (o) return o;
+  }
+  return fileSource;
+}
+
+/** Load, merge and validate the configuration document. Throws ConfigErrors naming each key and its source. */
+export function loadConfig<S extends Partial<Record<ServiceSection, ZodTypeAny>> = Record<never, never>>(
+  opts: LoadConfigOptions<S> = {},
+): LoadedConfig<S> {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env['MAILGATE_CONFIG'];
+  const fileSource = file ? `file ${file}` : 'defaults';
+  let doc: Json = (opts.document as Json) ?? {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigErrors([new ConfigError(`cannot read: ${(e as Error).message}`, '', `file ${file}`)]);
+    }
+    const parsed = parseDocument(text, { prettyErrors: true });
+    if (parsed.errors.length > 0) {
+      throw new ConfigErrors(
+        parsed.errors.map((e) => new ConfigError(`YAML: ${e.message.split('\n')[0]}`, '', `file ${file}`)),
+      );
+    }
+    doc = deepMerge(doc, (parsed.toJS() as Json) ?? {});
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new ConfigErrors([new ConfigError('the document must be a mapping', '', fileSource)]);
+  }
+  const origins = applyEnv(doc, env);
+
+  const sections = (opts.sections ?? {}) as Record<string, ZodTypeAny>;
+  const shape: Record<string, ZodTypeAny> = { ...COMMON_SECTIONS };
+  for (const key of SERVICE_SECTIONS) shape[key] = sections[key] ?? z.unknown();
+  const schema = z.object(shape).strict();
+  const result = schema.safeParse(doc);
+  if (!result.success) {
+    const errors = result.error.issues.flatMap((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map((k) => {
+          const key = pathToString([...issue.path, k]);
+          return new ConfigError('unknown key', key, sourceFor(key, origins, fileSource));
+        });
+      }
+      const key = pathToString(issue.path);
+      return [new ConfigError(issue.message, key, sourceFor(key, origins, fileSource))];
+    });
+    throw new ConfigErrors(errors);
+  }
+  return Object.assign(result.data as object, { $source: file ? { file } : {} }) as LoadedConfig<S>;
+}

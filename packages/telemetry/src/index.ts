@@ -1,0 +1,2 @@
+export * from './sdk.js';
+export * from './propagation.js';

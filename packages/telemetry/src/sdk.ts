@@ -1,0 +1,92 @@
+import { metrics, trace, type Meter, type Tracer } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import {
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface TelemetryOptions {
+  serviceName: string;
+  serviceVersion?: string;
+  /** OTLP/HTTP endpoint base (e.g. http://jaeger:4318); unset = spans are not exported. */
+  otlpEndpoint?: string | undefined;
+  /** Head sampling ratio for new traces (1 = every message). */
+  sampleRatio?: number;
+  /** Extra span processors (tests attach an in-memory exporter here). */
+  spanProcessors?: SpanProcessor[];
+}
+
+export interface Telemetry {
+  readonly serviceName: string;
+  tracer(name?: string): Tracer;
+  meter(name?: string): Meter;
+  /** Serve Prometheus text exposition for everything recorded through `meter()`. */
+  handlePrometheus(req: IncomingMessage, res: ServerResponse): void;
+  shutdown(): Promise<void>;
+}
+
+let active: { sdk: NodeSDK; prometheus: PrometheusExporter; serviceName: string; refs: number } | null = null;
+
+/**
+ * Start the OpenTelemetry SDK once per process (call it before creating clients). Later calls in the same
+ * process (several services in one test process) share the first SDK; spans still name their service through
+ * the tracer name and the `mailgate.service` attribute.
+ */
+export function startTelemetry(opts: TelemetryOptions): Telemetry {
+  if (!active) {
+    const prometheus = new PrometheusExporter({ preventServerStart: true });
+    const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
+    if (opts.otlpEndpoint) {
+      const url = opts.otlpEndpoint.replace(/\/$/, '') + '/v1/traces';
+      spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url })));
+    }
+    const k8s: Record<string, string> = {};
+    for (const [env, attr] of [
+      ['POD_NAME', 'k8s.pod.name'],
+      ['POD_NAMESPACE', 'k8s.namespace.name'],
+      ['NODE_NAME', 'k8s.node.name'],
+    ] as const) {
+      const v = process.env[env];
+      if (v) k8s[attr] = v;
+    }
+    const sdk = new NodeSDK({
+      resource: resourceFromAttributes({
+        [ATTR_SERVICE_NAME]: opts.serviceName,
+        [ATTR_SERVICE_VERSION]: opts.serviceVersion ?? '0.1.0',
+        'service.namespace': 'mailgate',
+        ...k8s,
+      }),
+      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.sampleRatio ?? 1) }),
+      spanProcessors,
+      metricReaders: [prometheus],
+      instrumentations: [],
+    });
+    sdk.start();
+    active = { sdk, prometheus, serviceName: opts.serviceName, refs: 0 };
+  }
+  const a = active;
+  a.refs++;
+  let closed = false;
+  return {
+    serviceName: opts.serviceName,
+    tracer: (name = opts.serviceName) => trace.getTracer(name),
+    meter: (name = opts.serviceName) => metrics.getMeter(name),
+    handlePrometheus: (req, res) => a.prometheus.getMetricsRequestHandler(req, res),
+    shutdown: async () => {
+      if (closed) return;
+      closed = true;
+      a.refs--;
+      if (a.refs === 0 && active === a) {
+        active = null;
+        await a.sdk.shutdown().catch(() => undefined);
+      }
+    },
+  };
+}

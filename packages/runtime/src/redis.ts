@@ -1,0 +1,28 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from './config.js';
+
+/**
+ * An ioredis client from the `redis:` section. Keys get the configured prefix so several gateways (or test runs)
+ * can share one Redis. `forBullmq` sets what BullMQ requires (maxRetriesPerRequest: null); BullMQ applies its own
+ * prefix, so pass `config.redis.keyPrefix` as its `prefix` instead of using ioredis' keyPrefix.
+ */
+export function createRedis(cfg: RedisConfig, opts: { name: string; forBullmq?: boolean } & RedisOptions): Redis {
+  const { name, forBullmq, ...rest } = opts;
+  return new Redis(cfg.url, {
+    connectionName: `mailgate-${name}`,
+    lazyConnect: false,
+    enableOfflineQueue: true,
+    ...(forBullmq ? { maxRetriesPerRequest: null } : { keyPrefix: cfg.keyPrefix, maxRetriesPerRequest: 2 }),
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+    ...rest,
+  });
+}
+
+/** Readiness check for a Redis client. */
+export async function redisReachable(client: Redis): Promise<boolean> {
+  try {
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  }
+}

@@ -1,6 +1,6 @@
 import { encodeEvent, TOPICS, type TrackingEvent } from '@mailgate/contracts';
 import { DependencyUnavailableError, type KafkaConfig, type Logger } from '@mailgate/runtime';
-import { CompressionTypes, type Kafka, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer, type TopicMessages } from 'kafkajs';
 
 export interface OutRecord {
   readonly topic: string;
@@ -28,6 +28,7 @@ export class DurableProducer {
   ) {
     this.producer = kafka.producer({
       allowAutoTopicCreation: true,
+      createPartitioner: Partitioners.DefaultPartitioner,
       // Not idempotent on purpose: kafkajs then allows one in-flight request only, which serialises every
       // accepted message behind the previous one. Duplicates are tolerated downstream (delivery's markers).
       idempotent: false,

@@ -37,6 +37,11 @@ export interface StageRunnerOptions {
   readonly partitionsConcurrently?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
+  /**
+   * Fault injection for crash tests: called after a chunk's output was durably produced and before its offsets
+   * are committed — the window the no-loss rule is about. Never set in production.
+   */
+  readonly faults?: { readonly afterProduce?: () => void | Promise<void> };
 }
 
 /** Thrown inside a batch to stop it without committing (shutdown or lost partition): records are redelivered. */
@@ -64,6 +69,9 @@ export class StageRunner {
   private joined = false;
   private crashed = false;
   private running = false;
+  /** Set by stop(): no new chunk starts; the chunk in flight finishes and commits (drain). */
+  private stopping = false;
+  private readonly inflight = new Set<Promise<unknown>>();
   private readonly metrics;
 
   constructor(private readonly o: StageRunnerOptions) {
@@ -127,10 +135,18 @@ export class StageRunner {
     });
   }
 
-  /** Stop fetching, let the in-flight batch chunk finish and commit, then leave the group. */
-  async stop(): Promise<void> {
+  /**
+   * Drain: start no new chunk, let the chunks in flight finish, produce and commit (kafkajs ignores commits once
+   * its own stop() began, so we wait before calling it), then leave the group. Records held by a tempfail are
+   * released uncommitted (redelivered later). After `drainTimeoutMs` stage functions are told to abort.
+   */
+  async stop(drainTimeoutMs = 20_000): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.stopping = true;
+    const timer = setTimeout(() => this.abort.abort(), drainTimeoutMs);
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    clearTimeout(timer);
     this.abort.abort();
     await this.consumer.stop().catch(() => undefined);
     await this.consumer.disconnect().catch(() => undefined);
@@ -140,31 +156,45 @@ export class StageRunner {
     const { batch } = p;
     const chunkSize = Math.max(1, this.o.bus.concurrency);
     for (let i = 0; i < batch.messages.length; i += chunkSize) {
-      if (!p.isRunning() || p.isStale() || this.abort.signal.aborted) return;
+      if (!p.isRunning() || p.isStale() || this.stopping) return;
       const chunk = batch.messages.slice(i, i + chunkSize);
-      let outputs: OutRecord[][];
+      const work = this.processChunk(chunk, p);
+      this.inflight.add(work);
       try {
-        outputs = await Promise.all(chunk.map((m) => this.processRecord(m, batch.partition, p)));
-      } catch (err) {
-        if (err instanceof BatchAborted) return; // not committed: redelivered after restart/rebalance
-        throw err;
+        if (!(await work)) return;
+      } finally {
+        this.inflight.delete(work);
       }
-      // Produce everything this chunk decided, durably, and only then commit (the no-loss rule).
-      await this.o.producer.send(outputs.flat());
-      const last = chunk[chunk.length - 1]!;
-      p.resolveOffset(last.offset);
-      await this.consumer.commitOffsets([
-        { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-      ]);
-      await p.heartbeat().catch(() => undefined);
     }
+  }
+
+  /** Decide, produce, then commit one chunk. False when it was aborted (nothing committed: redelivery). */
+  private async processChunk(chunk: KafkaMessage[], p: EachBatchPayload): Promise<boolean> {
+    const { batch } = p;
+    let outputs: OutRecord[][];
+    try {
+      outputs = await Promise.all(chunk.map((m) => this.processRecord(m, batch.partition, p)));
+    } catch (err) {
+      if (err instanceof BatchAborted) return false; // not committed: redelivered after restart/rebalance
+      throw err;
+    }
+    // Produce everything this chunk decided, durably, and only then commit (the no-loss rule).
+    await this.o.producer.send(outputs.flat());
+    await this.o.faults?.afterProduce?.();
+    const last = chunk[chunk.length - 1]!;
+    p.resolveOffset(last.offset);
+    await this.consumer.commitOffsets([
+      { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
+    ]);
+    await p.heartbeat().catch(() => undefined);
+    return true;
   }
 
   /** Sleep in slices, heartbeating so a long hold does not cost the group membership. */
   private async holdFor(ms: number, p: EachBatchPayload): Promise<void> {
     const until = Date.now() + ms;
     while (Date.now() < until) {
-      if (!p.isRunning() || p.isStale() || this.abort.signal.aborted) throw new BatchAborted('stopping');
+      if (!p.isRunning() || p.isStale() || this.stopping) throw new BatchAborted('stopping');
       await sleep(Math.min(500, until - Date.now()));
       try {
         await p.heartbeat();

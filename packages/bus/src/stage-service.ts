@@ -38,7 +38,9 @@ export interface StageServiceDefinition<K extends ServiceSection, S extends ZodT
   readonly schema: S;
   readonly setup: (ctx: StageSetupContext<LoadedConfig<{ [P in K]: S }>>) => Promise<StageSetup>;
   /** Tests: faster group membership. */
-  readonly runner?: Partial<Pick<StageRunnerOptions, 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'groupId' | 'topic'>>;
+  readonly runner?: Partial<
+    Pick<StageRunnerOptions, 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'groupId' | 'topic' | 'faults'>
+  >;
 }
 
 type SectionWithHttp = { http: { host: string; port: number }; bus?: Partial<BusConfig> };

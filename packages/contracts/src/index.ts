@@ -5,3 +5,4 @@ export * from './codec.js';
 export * from './headers.js';
 export * from './events.js';
 export * from './ids.js';
+export * from './build.js';

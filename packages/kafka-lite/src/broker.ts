@@ -236,13 +236,13 @@ class Conn {
   private complete(slot: Slot, w: Writer | null): void {
     if (this.closed) return;
     slot.done = true;
-    slot.chunks = w ? w.finish() : null;
     if (w) {
-      const len = w.length();
+      const chunks = w.finish();
       const head = Buffer.allocUnsafe(8);
-      head.writeInt32BE(len + 4, 0);
+      head.writeInt32BE(w.length() + 4, 0);
       head.writeInt32BE(slot.correlationId, 4);
-      slot.chunks.unshift(head);
+      chunks.unshift(head);
+      slot.chunks = chunks;
     }
     if (this.queue[0] !== slot) return;
     const s = this.socket;

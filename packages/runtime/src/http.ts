@@ -32,7 +32,7 @@ export interface HealthServer {
  *   /metrics  Prometheus text from the OpenTelemetry meter.
  */
 export function createHealthServer(opts: HealthServerOptions): HealthServer {
-  const app = Fastify({ logger: false, disableRequestLogging: true });
+  const app = Fastify({ logger: false });
   const checks = new Map<string, ReadinessCheck>();
   let accepting = true;
   const timeoutMs = opts.checkTimeoutMs ?? 2000;

@@ -29,10 +29,38 @@ export interface Telemetry {
   meter(name?: string): Meter;
   /** Serve Prometheus text exposition for everything recorded through `meter()`. */
   handlePrometheus(req: IncomingMessage, res: ServerResponse): void;
+  /** Attach a span processor to the running SDK (tests: an in-memory exporter). */
+  addSpanProcessor(p: SpanProcessor): void;
   shutdown(): Promise<void>;
 }
 
-let active: { sdk: NodeSDK; prometheus: PrometheusExporter; serviceName: string; refs: number } | null = null;
+/**
+ * A span processor whose targets can be added after the SDK started (tests attach an in-memory exporter; the
+ * SDK only installs a tracer provider when it has at least one processor, and then never takes new ones).
+ */
+class DynamicSpanProcessor implements SpanProcessor {
+  readonly targets: SpanProcessor[] = [];
+  onStart(span: Parameters<SpanProcessor['onStart']>[0], ctx: Parameters<SpanProcessor['onStart']>[1]): void {
+    for (const t of this.targets) t.onStart(span, ctx);
+  }
+  onEnd(span: Parameters<SpanProcessor['onEnd']>[0]): void {
+    for (const t of this.targets) t.onEnd(span);
+  }
+  async forceFlush(): Promise<void> {
+    await Promise.all(this.targets.map((t) => t.forceFlush()));
+  }
+  async shutdown(): Promise<void> {
+    await Promise.all(this.targets.map((t) => t.shutdown()));
+  }
+}
+
+let active: {
+  sdk: NodeSDK;
+  prometheus: PrometheusExporter;
+  dynamic: DynamicSpanProcessor;
+  serviceName: string;
+  refs: number;
+} | null = null;
 
 /**
  * Start the OpenTelemetry SDK once per process (call it before creating clients). Later calls in the same
@@ -42,7 +70,9 @@ let active: { sdk: NodeSDK; prometheus: PrometheusExporter; serviceName: string;
 export function startTelemetry(opts: TelemetryOptions): Telemetry {
   if (!active) {
     const prometheus = new PrometheusExporter({ preventServerStart: true });
-    const spanProcessors: SpanProcessor[] = [...(opts.spanProcessors ?? [])];
+    const dynamic = new DynamicSpanProcessor();
+    dynamic.targets.push(...(opts.spanProcessors ?? []));
+    const spanProcessors: SpanProcessor[] = [dynamic];
     if (opts.otlpEndpoint) {
       const url = opts.otlpEndpoint.replace(/\/$/, '') + '/v1/traces';
       spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url })));
@@ -69,7 +99,7 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       instrumentations: [],
     });
     sdk.start();
-    active = { sdk, prometheus, serviceName: opts.serviceName, refs: 0 };
+    active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0 };
   }
   const a = active;
   a.refs++;
@@ -79,6 +109,7 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
     tracer: (name = opts.serviceName) => trace.getTracer(name),
     meter: (name = opts.serviceName) => metrics.getMeter(name),
     handlePrometheus: (req, res) => a.prometheus.getMetricsRequestHandler(req, res),
+    addSpanProcessor: (p) => void a.dynamic.targets.push(p),
     shutdown: async () => {
       if (closed) return;
       closed = true;

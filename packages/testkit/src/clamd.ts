@@ -60,8 +60,9 @@ function toHex(s: string): string {
 }
 
 function ndbLine(sig: ClamdSignature): string {
-  if (!/^[A-Za-z0-9._-]+$/.test(sig.name)) throw new Error(`startClamd: bad signature name ${JSON.stringify(sig.name)}`);
-  if (!/^[0-9a-fA-F?*{}()|!\[\]\-,]+$/.test(sig.hex)) throw new Error(`startClamd: bad ndb pattern for ${sig.name}`);
+  if (!/^[A-Za-z0-9._-]+$/.test(sig.name))
+    throw new Error(`startClamd: bad signature name ${JSON.stringify(sig.name)}`);
+  if (!/^[0-9a-fA-F?*{}()|![\]\-,]+$/.test(sig.hex)) throw new Error(`startClamd: bad ndb pattern for ${sig.name}`);
   // Name:TargetType:Offset:HexSignature  — TargetType 0 = any file, Offset * = anywhere.
   return `${sig.name}:0:*:${sig.hex.toLowerCase()}`;
 }
@@ -181,21 +182,20 @@ export async function startClamd(opts: StartClamdOptions = {}): Promise<ClamdHan
     const t0 = Date.now();
     const p = new ManagedProcess(`clamd:${port}`, CLAMD_BINARY, ['-c', confPath], { cwd: dir });
     proc = p;
-    await waitUntilReady(
-      p,
-      async () => (await clamdCommand(HOST, port, 'PING', 1000)) === 'PONG',
-      timeoutMs,
-      100,
-    );
+    await waitUntilReady(p, async () => (await clamdCommand(HOST, port, 'PING', 1000)) === 'PONG', timeoutMs, 100);
     startupMs = Date.now() - t0;
   };
 
   let port = 0;
   try {
-    port = await withPortRetry(opts.port, () => freePort(HOST), async (p) => {
-      await launch(p);
-      return p;
-    });
+    port = await withPortRetry(
+      opts.port,
+      () => freePort(HOST),
+      async (p) => {
+        await launch(p);
+        return p;
+      },
+    );
   } catch (err) {
     await removeTempDir(dir);
     throw err;

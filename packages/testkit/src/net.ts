@@ -82,12 +82,7 @@ export async function waitFor<T>(
 }
 
 /** Connects, writes `payload`, collects everything until the server closes (or `timeoutMs`). */
-export function tcpRequest(
-  host: string,
-  port: number,
-  payload: Buffer | string,
-  timeoutMs = 2000,
-): Promise<Buffer> {
+export function tcpRequest(host: string, port: number, payload: Buffer | string, timeoutMs = 2000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const sock = net.connect({ host, port });

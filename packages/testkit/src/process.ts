@@ -1,14 +1,16 @@
 // Child-process and temp-dir bookkeeping shared by every helper.
 // Every child we spawn is tracked and SIGKILLed when this process exits (normally, on an uncaught error or on
-// SIGINT/SIGTERM/SIGHUP), and every temp dir we create is removed then too. A SIGKILL of the test process itself
-// cannot be intercepted: children would then be orphaned (they are still on loopback ports only).
+// SIGINT/SIGTERM/SIGHUP), and every temp dir we create is removed then too. Against a SIGKILL of the test process
+// itself, children are started through `setpriv --pdeathsig SIGKILL` (util-linux) when it exists, so the kernel
+// kills them; their temp dirs are then left behind in os.tmpdir() (mailgate-*).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const children = new Set<ChildProcess>();
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 const tempDirs = new Set<string>();
 let hooksInstalled = false;
 
@@ -79,13 +81,15 @@ export class ManagedProcess {
     readonly name: string,
     readonly command: string,
     readonly args: string[],
-    options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; stdinPipe?: boolean } = {},
   ) {
     installHooks();
-    this.child = spawn(command, args, {
+    const [cmd, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', command, ...args]] : [command, args];
+    this.child = spawn(cmd, argv, {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // stdinPipe: the child can notice our death (EOF on stdin) even if we are SIGKILLed.
+      stdio: [options.stdinPipe ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     children.add(this.child);
     const onData = (chunk: Buffer): void => {
@@ -142,7 +146,9 @@ export class ManagedProcess {
     const cmd = [this.command, ...this.args].join(' ');
     const why = this.spawnError ? ` (spawn error: ${this.spawnError.message})` : '';
     const tail = this.tail();
-    return new Error(`${this.name}: ${what}${why}\n  command: ${cmd}\n  output tail:\n${tail ? tail.replace(/^/gm, '    ') : '    (no output)'}`);
+    return new Error(
+      `${this.name}: ${what}${why}\n  command: ${cmd}\n  output tail:\n${tail ? tail.replace(/^/gm, '    ') : '    (no output)'}`,
+    );
   }
 
   private notify(): void {

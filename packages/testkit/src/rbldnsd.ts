@@ -1,8 +1,8 @@
 import { promises as dnsPromises } from 'node:dns';
-import { rename, utimes, writeFile } from 'node:fs/promises';
+import { chmod, rename, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freeUdpPort } from './net.js';
-import { ManagedProcess, makeTempDir, removeTempDir, waitUntilReady, withPortRetry } from './process.js';
+import { ManagedProcess, makeTempDir, removeTempDir, sleep, waitUntilReady, withPortRetry } from './process.js';
 
 export type RbldnsdDatasetType = 'ip4set' | 'ip6trie' | 'dnset' | 'generic';
 
@@ -18,6 +18,16 @@ export interface StartRbldnsdOptions {
   port?: number;
   /** Startup timeout, default 10 s. */
   timeoutMs?: number;
+  /**
+   * Pass `-f` (reload in a forked child while serving). Default false: with -f the forked child keeps answering
+   * with the OLD data for ~0.5 s after "zones reloaded", so update() would not be synchronous.
+   */
+  fork?: boolean;
+  /**
+   * Throw (from startRbldnsd / update) if rbldnsd logs a bad zone line (`invalid/unrecognized entry`, e.g. an AAAA
+   * or CNAME in a generic zone — rbldnsd just skips those). Default true.
+   */
+  strict?: boolean;
 }
 
 export interface RbldnsdHandle {
@@ -41,6 +51,12 @@ export interface RbldnsdHandle {
 
 const HOST = '127.0.0.1';
 
+function checkZoneWarnings(text: string, strict: boolean): void {
+  if (!strict) return;
+  const bad = text.split('\n').filter((l) => /invalid|unrecognized|unable to|error/i.test(l));
+  if (bad.length > 0) throw new Error(`rbldnsd rejected zone data:\n  ${bad.join('\n  ')}`);
+}
+
 interface ZoneFile {
   zone: RbldnsdZone;
   file: string;
@@ -48,7 +64,7 @@ interface ZoneFile {
 }
 
 /**
- * Runs `rbldnsd -n -f -b 127.0.0.1/PORT -w DIR zone:type:file ...` (foreground, no chroot) on a free UDP port.
+ * Runs `rbldnsd -n -b 127.0.0.1/PORT -w DIR zone:type:file ...` (foreground, no chroot, no -f) on a free UDP port.
  * rbldnsd answers only for the configured zones (REFUSED for other names); `generic` serves A, TXT, MX only.
  */
 export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptions = {}): Promise<RbldnsdHandle> {
@@ -65,7 +81,7 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
 
   const writeZone = async (zf: ZoneFile): Promise<void> => {
     const path = join(dir, zf.file);
-    await writeFile(`${path}.tmp`, zf.zone.lines.join('\n') + '\n');
+    await writeFile(`${path}.tmp`, zf.zone.lines.join('\n') + '\n', { mode: 0o644 });
     zf.mtime = Math.max(Math.floor(Date.now() / 1000), zf.mtime + 1);
     await utimes(`${path}.tmp`, zf.mtime, zf.mtime);
     await rename(`${path}.tmp`, path);
@@ -73,14 +89,28 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
 
   let port = 0;
   try {
+    // Started as root, rbldnsd drops to user `rbldns` before reading zones: the mkdtemp dir (0700) must be readable.
+    await chmod(dir, 0o755);
     for (const zf of files) await writeZone(zf);
-    port = await withPortRetry(opts.port, () => freeUdpPort(HOST), async (p) => {
-      const args = ['-n', '-f', '-b', `${HOST}/${p}`, '-w', dir, ...files.map((f) => `${f.zone.name}:${f.zone.type}:${f.file}`)];
-      const mp = new ManagedProcess(`rbldnsd:${p}`, 'rbldnsd', args, { cwd: dir });
-      proc = mp;
-      await waitUntilReady(mp, async () => /\bstarted\b/.test(mp.output()), timeoutMs, 20);
-      return p;
-    });
+    port = await withPortRetry(
+      opts.port,
+      () => freeUdpPort(HOST),
+      async (p) => {
+        const args = [
+          '-n',
+          ...(opts.fork ? ['-f'] : []),
+          '-b',
+          `${HOST}/${p}`,
+          '-w',
+          dir,
+          ...files.map((f) => `${f.zone.name}:${f.zone.type}:${f.file}`),
+        ];
+        const mp = new ManagedProcess(`rbldnsd:${p}`, 'rbldnsd', args, { cwd: dir });
+        proc = mp;
+        await waitUntilReady(mp, async () => /\bstarted\b/.test(mp.output()), timeoutMs, 20);
+        return p;
+      },
+    );
   } catch (err) {
     await removeTempDir(dir);
     throw err;
@@ -99,7 +129,9 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
       if (stopped || !p || !p.isRunning()) throw new Error('rbldnsd: update() on a stopped server');
       const matches = files.filter((f) => f.zone.name === zoneName && (type === undefined || f.zone.type === type));
       if (matches.length !== 1) {
-        throw new Error(`rbldnsd.update: ${matches.length} datasets match ${zoneName}${type ? `:${type}` : ''}; pass the type`);
+        throw new Error(
+          `rbldnsd.update: ${matches.length} datasets match ${zoneName}${type ? `:${type}` : ''}; pass the type`,
+        );
       }
       const zf = matches[0]!;
       zf.zone.lines = [...lines];
@@ -107,6 +139,8 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
       const since = p.mark();
       p.signal('SIGHUP');
       await p.waitForOutput(/zones reloaded/, { since, timeoutMs: 5000 });
+      if (opts.strict ?? true) await sleep(30);
+      checkZoneWarnings(p.output().slice(Math.max(0, since - (p.mark() - p.output().length))), opts.strict ?? true);
     },
     resolver() {
       const r = new dnsPromises.Resolver({ timeout: 1000, tries: 1 });

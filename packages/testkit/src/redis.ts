@@ -49,14 +49,22 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
 
   const launch = async (port: number): Promise<void> => {
     const args = [
-      '--port', String(port),
-      '--bind', HOST,
-      '--save', '',
-      '--dir', dir,
-      '--daemonize', 'no',
-      '--protected-mode', 'no',
-      '--maxmemory-policy', 'noeviction',
-      '--logfile', '',
+      '--port',
+      String(port),
+      '--bind',
+      HOST,
+      '--save',
+      '',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+      '--logfile',
+      '',
       ...(opts.appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
       ...(opts.extraArgs ?? []),
     ];
@@ -67,10 +75,14 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
 
   let port = 0;
   try {
-    port = await withPortRetry(opts.port, () => freePort(HOST), async (p) => {
-      await launch(p);
-      return p;
-    });
+    port = await withPortRetry(
+      opts.port,
+      () => freePort(HOST),
+      async (p) => {
+        await launch(p);
+        return p;
+      },
+    );
   } catch (err) {
     if (ownDir) await removeTempDir(dir);
     throw err;

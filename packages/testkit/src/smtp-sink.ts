@@ -310,7 +310,8 @@ export async function startSmtpSink(opts: StartSmtpSinkOptions = {}): Promise<Si
       connections = 0;
     },
     setReply(reply) {
-      if (!(reply.code >= 400 && reply.code <= 599)) throw new Error(`setReply: code must be 4xx/5xx, got ${reply.code}`);
+      if (!(reply.code >= 400 && reply.code <= 599))
+        throw new Error(`setReply: code must be 4xx/5xx, got ${reply.code}`);
       replies.push({ ...reply });
     },
     clearReplies() {

@@ -1,0 +1,41 @@
+import { z } from 'zod';
+
+/**
+ * The `dev` section: what `mailgate dev` starts beside the services, so one command on a fresh machine runs
+ * the whole gateway. Ignored by the services themselves.
+ */
+export const devSchema = z
+  .object({
+    broker: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(9092),
+        /** Keep the embedded broker's log on disk (restarts keep queued mail). null = in memory. */
+        dataDir: z.string().nullable().default('./var/kafka'),
+        partitions: z.number().int().positive().default(6),
+      })
+      .strict()
+      .default({}),
+    /** Start a private redis-server when `redis.url` does not answer. */
+    redis: z.object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') }).strict().default({}),
+    /**
+     * Start a local clamd with the generated test signature database (EICAR only: there is no signature download
+     * in dev mode) when the configured clamd does not answer. Production points virusScan.clamd at a real clamd.
+     */
+    clamd: z.object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') }).strict().default({}),
+    /** A local SMTP sink standing in for the internal mail server; delivered mail is logged. */
+    sink: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(2526),
+      })
+      .strict()
+      .default({}),
+    /** Services to run (default: every installed one). */
+    services: z.array(z.string()).optional(),
+  })
+  .strict()
+  .default({});
+
+export type DevConfig = z.infer<typeof devSchema>;

@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startBroker, type BrokerHandle } from '@mailgate/kafka-lite';
+import { createLogger, loadConfig, type Logger } from '@mailgate/runtime';
+import type { ServiceName } from '@mailgate/contracts';
+import { devSchema } from './dev-config.js';
+import { availableServices } from './services.js';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/mailgate.js');
+const SRC_MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.ts');
+
+function tcpOpen(host: string, port: number, timeoutMs = 800): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+async function waitHealthy(port: number, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (r.ok) return true;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+export interface DevHandle {
+  readonly broker: BrokerHandle;
+  readonly children: Map<ServiceName, ChildProcess>;
+  readonly smtpPorts: number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * `mailgate dev`: kafka-lite in this process, Redis/clamd/a sink when needed, and every installed service as its
+ * own child process (as in Kubernetes: one process per stage, so killing one shows what the others do).
+ */
+export async function runDev(opts: { configFile?: string; log?: Logger; env?: NodeJS.ProcessEnv }): Promise<DevHandle> {
+  const env = opts.env ?? process.env;
+  const config = loadConfig({ file: opts.configFile, env, sections: { dev: devSchema } });
+  const log = opts.log ?? createLogger('dev', config.logging.level);
+  const dev = config.dev;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const childEnv: NodeJS.ProcessEnv = { ...env };
+  if (opts.configFile) childEnv['MAILGATE_CONFIG'] = path.resolve(opts.configFile);
+
+  if (dev.broker.dataDir) mkdirSync(dev.broker.dataDir, { recursive: true });
+  const broker = await startBroker({
+    host: dev.broker.host,
+    port: dev.broker.port,
+    defaultPartitions: dev.broker.partitions,
+    ...(dev.broker.dataDir ? { dataDir: path.resolve(dev.broker.dataDir) } : {}),
+    logLevel: 'warn',
+  });
+  cleanups.push(() => broker.close());
+  childEnv['MAILGATE__KAFKA__BROKERS'] = `[${broker.brokers}]`;
+  log.info({ brokers: broker.brokers, dataDir: dev.broker.dataDir }, 'embedded kafka-lite started');
+
+  const testkit = await import('@mailgate/testkit');
+  const redisUrl = new URL(config.redis.url);
+  const redisUp = await tcpOpen(redisUrl.hostname, Number(redisUrl.port || 6379));
+  if (dev.redis.spawn === 'always' || (dev.redis.spawn === 'auto' && !redisUp)) {
+    const r = await testkit.startRedis({ appendonly: true });
+    cleanups.push(() => r.stop());
+    childEnv['MAILGATE__REDIS__URL'] = r.url;
+    log.info({ url: r.url }, 'private redis-server started');
+  }
+
+  const clamdEndpoint = (config as { virusScan?: { clamd?: { endpoints?: { host?: string; port?: number }[] } } })
+    .virusScan?.clamd?.endpoints?.[0];
+  const clamdUp = clamdEndpoint?.host && clamdEndpoint.port ? await tcpOpen(clamdEndpoint.host, clamdEndpoint.port) : false;
+  if (dev.clamd.spawn === 'always' || (dev.clamd.spawn === 'auto' && !clamdUp)) {
+    try {
+      const c = await testkit.startClamd({ streamMaxLength: '60M' });
+      cleanups.push(() => c.stop());
+      childEnv['MAILGATE__VIRUS_SCAN__CLAMD__ENDPOINTS'] = `[{host: ${c.host}, port: ${c.port}}]`;
+      log.warn({ port: c.port }, 'clamd started with the TEST signature database only (EICAR); use a real clamd for real scanning');
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'could not start clamd (install clamav-daemon); virus-scan will hold mail (fail closed)');
+    }
+  }
+
+  if (dev.sink.enabled) {
+    const sink = await testkit.startSmtpSink({ host: dev.sink.host, port: dev.sink.port, name: 'internal-mail.dev' });
+    cleanups.push(() => sink.close());
+    sink.server.on('close', () => undefined);
+    let seen = 0;
+    const timer = setInterval(() => {
+      for (; seen < sink.messages.length; seen++) {
+        const m = sink.messages[seen]!;
+        log.info({ from: m.mailFrom, to: m.rcptTo, bytes: m.data.length }, 'sink: message delivered to the internal mail server');
+      }
+    }, 500);
+    cleanups.push(async () => clearInterval(timer));
+    log.info({ host: sink.host, port: sink.port }, 'SMTP sink (stand-in internal mail server) started');
+  }
+
+  const wanted = dev.services ? new Set(dev.services) : null;
+  const children = new Map<ServiceName, ChildProcess>();
+  const fromSource = process.execArgv.some((a) => a.includes('tsx'));
+  for (const svc of await availableServices()) {
+    if (wanted && !wanted.has(svc.name)) continue;
+    if (!svc.def) {
+      log.warn({ service: svc.name, reason: svc.error }, 'service not available: skipped');
+      continue;
+    }
+    const entry = fromSource ? SRC_MAIN : BIN;
+    const child = spawn(process.execPath, [...process.execArgv, entry, svc.name], {
+      env: childEnv,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    children.set(svc.name, child);
+    child.on('exit', (code, signal) => {
+      if (!stopping) log.error({ service: svc.name, code, signal }, 'service exited');
+    });
+  }
+  let stopping = false;
+
+  // Report each service's health endpoint once it answers.
+  const probe = loadConfig({ file: opts.configFile, env: childEnv }) as unknown as Record<string, { http?: { port?: number } }>;
+  const httpPorts: Partial<Record<ServiceName, number | undefined>> = {
+    'ingress-smtp': probe['ingress']?.['http']?.port ?? 9101,
+    'dnsbl-check': probe['dnsbl']?.['http']?.port ?? 9102,
+    'virus-scan': probe['virusScan']?.['http']?.port ?? 9103,
+    'attachment-policy': probe['attachmentPolicy']?.['http']?.port ?? 9104,
+    delivery: probe['delivery']?.['http']?.port ?? 9105,
+    admin: probe['admin']?.['http']?.port ?? 9106,
+  };
+  await Promise.all(
+    [...children.keys()].map(async (name) => {
+      const port = httpPorts[name];
+      if (port && (await waitHealthy(port, 60_000))) log.info({ service: name, health: `http://127.0.0.1:${port}/readyz` }, 'service up');
+      else log.error({ service: name }, 'service did not become healthy within 60 s');
+    }),
+  );
+  const ingress = (probe['ingress'] as { listeners?: Record<string, { port?: number }> } | undefined)?.listeners;
+  const smtpPorts = Object.values(ingress ?? {}).map((l) => l.port ?? 0).filter(Boolean);
+  log.info({ smtp: smtpPorts }, 'mailgate dev is running (Ctrl-C stops everything)');
+
+  return {
+    broker,
+    children,
+    smtpPorts,
+    async stop() {
+      stopping = true;
+      await Promise.all(
+        [...children.values()].map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null || c.signalCode !== null) return resolve();
+              const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
+              c.once('exit', () => {
+                clearTimeout(t);
+                resolve();
+              });
+              c.kill('SIGTERM');
+            }),
+        ),
+      );
+      for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    },
+  };
+}

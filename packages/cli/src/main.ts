@@ -1,0 +1,103 @@
+import { pathToFileURL } from 'node:url';
+import { runBrokerCli } from '@mailgate/kafka-lite';
+import { ConfigErrors, loadConfig, startService, type ServiceSection } from '@mailgate/runtime';
+import type { ZodTypeAny } from 'zod';
+import { flagString, parseArgs } from './args.js';
+import { devSchema } from './dev-config.js';
+import { runDev } from './dev.js';
+import { availableServices, isServiceName, loadService } from './services.js';
+
+const USAGE = `mailgate — cloud-native email security gateway
+
+Usage:
+  mailgate dev [--config FILE]                 everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
+  mailgate <service> [--config FILE]           run one service (as in Kubernetes)
+      services: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin
+  mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
+  mailgate config check [--config FILE]        validate the whole configuration document and exit
+  mailgate help
+
+The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
+Exit codes: 0 ok, 1 runtime error, 64 usage error, 78 configuration error.`;
+
+/** Exit codes from sysexits(3), so init systems and CI tell a config error from a crash. */
+const EX_USAGE = 64;
+const EX_CONFIG = 78;
+
+function printConfigError(err: unknown): number {
+  if (err instanceof ConfigErrors) {
+    for (const e of err.errors) console.error(e.message);
+    return EX_CONFIG;
+  }
+  throw err;
+}
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  const args = parseArgs(argv);
+  const [cmd, sub] = args.positional;
+  const configFile = flagString(args, 'config');
+  if (!cmd || cmd === 'help' || args.flags['help']) {
+    console.log(USAGE);
+    return cmd ? 0 : EX_USAGE;
+  }
+  if (cmd === 'broker') {
+    await runBrokerCli(argv.slice(1));
+    return undefined; // keeps running until a signal
+  }
+  if (cmd === 'config' && sub === 'check') {
+    const sections: Partial<Record<ServiceSection, ZodTypeAny>> = { dev: devSchema };
+    const report: string[] = [];
+    for (const s of await availableServices()) {
+      if (!s.def) {
+        report.push(`  ${s.name}: not installed (${s.error})`);
+        continue;
+      }
+      Object.assign(sections, s.def.sections);
+      report.push(`  ${s.name}: checked`);
+    }
+    try {
+      loadConfig({ file: configFile, sections });
+    } catch (e) {
+      return printConfigError(e);
+    }
+    console.log(`configuration ${configFile ?? process.env['MAILGATE_CONFIG'] ?? '(defaults)'} is valid\n${report.join('\n')}`);
+    return 0;
+  }
+  if (cmd === 'dev') {
+    try {
+      const dev = await runDev({ configFile });
+      const stop = () => {
+        void dev.stop().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      return undefined;
+    } catch (e) {
+      return printConfigError(e);
+    }
+  }
+  if (isServiceName(cmd)) {
+    const def = await loadService(cmd);
+    try {
+      await startService(def, { configFile, signals: true });
+    } catch (e) {
+      return printConfigError(e);
+    }
+    return undefined;
+  }
+  console.error(`unknown command: ${cmd}\n\n${USAGE}`);
+  return EX_USAGE;
+}
+
+// Run directly from source: node --import tsx --conditions=mailgate-src packages/cli/src/main.ts <args>
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (typeof code === 'number') process.exit(code);
+    },
+    (err: unknown) => {
+      console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+      process.exit(1);
+    },
+  );
+}

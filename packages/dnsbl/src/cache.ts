@@ -1,0 +1,118 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '@mailgate/runtime';
+
+/**
+ * Answer cache keyed by the DNS question (e.g. `2.0.0.127.zen.spamhaus.org`): listed and not-listed answers are
+ * kept for the DNS TTL (clamped), failures never. Redis makes one replica's lookup serve all replicas and the
+ * connect filter; without Redis a bounded in-process map does the same for one process.
+ *
+ * The cache is an accelerator, never a dependency: a slow or down Redis is bypassed (lookups go to DNS).
+ */
+export interface CachedAnswer {
+  /** A records of a listing; absent = not listed (NXDOMAIN). */
+  readonly a?: readonly string[];
+  readonly txt?: string;
+}
+
+export interface AnswerCache {
+  getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]>;
+  setMany(entries: readonly { name: string; value: CachedAnswer; ttlSec: number }[]): Promise<void>;
+}
+
+/** How long a cache call may take before we go to DNS instead. */
+const CACHE_OP_TIMEOUT_MS = 250;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`cache did not answer within ${ms} ms`)), ms);
+      timer.unref?.();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export class RedisAnswerCache implements AnswerCache {
+  private lastWarn = 0;
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly log: Logger,
+  ) {}
+
+  private warn(err: unknown): void {
+    const now = Date.now();
+    if (now - this.lastWarn > 30_000) {
+      this.lastWarn = now;
+      this.log.warn({ err }, 'dnsbl cache (redis) unavailable: querying DNS directly');
+    }
+  }
+
+  async getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]> {
+    if (names.length === 0) return [];
+    try {
+      const vals = await withTimeout(this.redis.mget(names.map((n) => this.prefix + n)), CACHE_OP_TIMEOUT_MS);
+      return vals.map((v) => {
+        if (v === null) return undefined;
+        try {
+          return JSON.parse(v) as CachedAnswer;
+        } catch {
+          return undefined;
+        }
+      });
+    } catch (err) {
+      this.warn(err);
+      return names.map(() => undefined);
+    }
+  }
+
+  async setMany(entries: readonly { name: string; value: CachedAnswer; ttlSec: number }[]): Promise<void> {
+    if (entries.length === 0) return;
+    try {
+      const m = this.redis.multi();
+      for (const e of entries) m.set(this.prefix + e.name, JSON.stringify(e.value), 'EX', e.ttlSec);
+      await withTimeout(m.exec(), CACHE_OP_TIMEOUT_MS);
+    } catch (err) {
+      this.warn(err);
+    }
+  }
+}
+
+export class MemoryAnswerCache implements AnswerCache {
+  private readonly map = new Map<string, { value: CachedAnswer; expires: number }>();
+  constructor(private readonly maxEntries: number) {}
+
+  async getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]> {
+    const now = Date.now();
+    return names.map((n) => {
+      const e = this.map.get(n);
+      if (!e) return undefined;
+      if (e.expires <= now) {
+        this.map.delete(n);
+        return undefined;
+      }
+      return e.value;
+    });
+  }
+
+  async setMany(entries: readonly { name: string; value: CachedAnswer; ttlSec: number }[]): Promise<void> {
+    if (this.maxEntries === 0) return;
+    const now = Date.now();
+    for (const e of entries) {
+      // Map keeps insertion order: evict the oldest when full.
+      if (this.map.size >= this.maxEntries && !this.map.has(e.name)) {
+        const oldest = this.map.keys().next().value;
+        if (oldest !== undefined) this.map.delete(oldest);
+      }
+      this.map.set(e.name, { value: e.value, expires: now + e.ttlSec * 1000 });
+    }
+  }
+}
+
+export class NoCache implements AnswerCache {
+  async getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]> {
+    return names.map(() => undefined);
+  }
+  async setMany(): Promise<void> {}
+}

@@ -1,0 +1,51 @@
+// @mailgate/testkit — real servers on loopback for tests. See README.md.
+export { freePort, freeUdpPort, waitFor, tcpRequest, type WaitForOptions } from './net.js';
+export { makeTempDir, removeTempDir, ManagedProcess, type ExitInfo } from './process.js';
+export { startRedis, isolatedRedisPrefix, type StartRedisOptions, type RedisHandle } from './redis.js';
+export {
+  startClamd,
+  clamdCommand,
+  clamdScan,
+  EICAR,
+  EICAR_SIGNATURE,
+  EICAR_FOUND_NAME,
+  CLAMD_BINARY,
+  type StartClamdOptions,
+  type ClamdHandle,
+  type ClamdSignature,
+} from './clamd.js';
+export {
+  startRbldnsd,
+  type RbldnsdZone,
+  type RbldnsdDatasetType,
+  type StartRbldnsdOptions,
+  type RbldnsdHandle,
+} from './rbldnsd.js';
+export {
+  startDnsServer,
+  type DnsRecord,
+  type DnsRecordType,
+  type DnsFault,
+  type DnsQueryLogEntry,
+  type StartDnsServerOptions,
+  type DnsServerHandle,
+} from './dns-server.js';
+export {
+  startSmtpSink,
+  type Sink,
+  type SinkMessage,
+  type SinkReply,
+  type SinkRejection,
+  type SinkStage,
+  type StartSmtpSinkOptions,
+} from './smtp-sink.js';
+export { testTlsCert, TEST_TLS_SUBJECT_ALT_NAMES, type TlsKeyPair } from './tls.js';
+export {
+  startKafka,
+  startKafkaProcess,
+  type StartKafkaOptions,
+  type KafkaHandle,
+  type StartKafkaProcessOptions,
+  type KafkaProcessHandle,
+} from './kafka.js';
+export { sendMail, rawSmtp, type SendMailOptions, type RawSmtpClient, type SmtpReply } from './smtp-client.js';

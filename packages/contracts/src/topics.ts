@@ -60,6 +60,10 @@ export const AUX_GROUPS = {
   adminQuarantine: 'mailgate.admin.quarantine',
 } as const;
 
+export function isPipelineStage(s: string): s is PipelineStage {
+  return (PIPELINE_STAGES as readonly string[]).includes(s);
+}
+
 /** The stage that runs after `stage` (where a message released from `stage`'s quarantine re-enters). */
 export function nextStage(stage: PipelineStage): PipelineStage | null {
   const i = PIPELINE_STAGES.indexOf(stage);

@@ -28,6 +28,8 @@ export interface BrokerOptions {
   retentionBytes?: number;
   /** Retention by record timestamp (default 7 days; -1 = unlimited). */
   retentionMs?: number;
+  /** How often retention is enforced (default 30000 ms). */
+  retentionCheckIntervalMs?: number;
   /** Segment file size before rolling (default 64 MiB). */
   segmentBytes?: number;
   /** Largest accepted request frame (default 100 MiB); bigger frames close the connection. */
@@ -166,8 +168,8 @@ class Conn {
     this.buffered += d.length;
     while (!this.closed && this.buffered >= 4) {
       const size = this.peekInt32();
-      if (size < 12 || size > this.broker.maxRequestBytes) {
-        this.fail(size < 12 ? 'invalid frame size' : 'request exceeds maxRequestBytes', { size });
+      if (size < 10 || size > this.broker.maxRequestBytes) {
+        this.fail(size < 10 ? 'invalid frame size' : 'request exceeds maxRequestBytes', { size });
         return;
       }
       if (this.buffered < size + 4) return;
@@ -282,6 +284,7 @@ export class Broker {
       segmentBytes: opts.segmentBytes ?? 64 * 1024 * 1024,
       retentionBytes: opts.retentionBytes ?? 1024 * 1024 * 1024,
       retentionMs: opts.retentionMs ?? 7 * 24 * 3600 * 1000,
+      retentionCheckIntervalMs: opts.retentionCheckIntervalMs ?? 30_000,
       maxBatchBytes: opts.maxBatchBytes ?? 64 * 1024 * 1024,
       verifyCrc: opts.verifyCrc ?? true,
       logger: this.log,
@@ -441,7 +444,7 @@ export class Broker {
     const w = new Writer();
     w.int32(0);
     w.array(reqs, (w, t) => {
-      let n = t.numPartitions === -1 ? (t.assignments > 0 ? t.assignments : this.defaultPartitions) : t.numPartitions;
+      const n = t.numPartitions === -1 ? (t.assignments > 0 ? t.assignments : this.defaultPartitions) : t.numPartitions;
       let err = 0;
       let msg: string | null = null;
       if ((seen.get(t.name) ?? 0) > 1) [err, msg] = [ErrorCode.INVALID_REQUEST, 'duplicate topic in request'];
@@ -452,7 +455,6 @@ export class Broker {
         this.store.createTopic(t.name, n);
         this.log.info('kafka-lite: created topic', { topic: t.name, partitions: n });
       }
-      n = 0;
       w.string(t.name).int16(err).nstring(msg);
     });
     return w;

@@ -14,6 +14,7 @@ export interface StoreOptions {
   segmentBytes: number;
   retentionBytes: number; // per partition, -1 = unlimited
   retentionMs: number; // -1 = unlimited
+  retentionCheckIntervalMs: number;
   maxBatchBytes: number;
   verifyCrc: boolean;
   logger: Logger;
@@ -457,7 +458,7 @@ export class Store {
         this.timers.push(t);
       }
     }
-    const rt = setInterval(() => this.enforceRetention(), 30_000);
+    const rt = setInterval(() => this.enforceRetention(), this.opts.retentionCheckIntervalMs);
     rt.unref();
     this.timers.push(rt);
   }

@@ -1,18 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CompressionTypes, type EachMessagePayload } from 'kafkajs';
-import { Body, RawClient, broker, encodeBatch, fastConsumer, kafkaFor, parseProduce, produceBody, waitFor } from './helpers.js';
+import { Body, RawClient, broker, defer, encodeBatch, fastConsumer, kafkaFor, parseProduce, produceBody, waitFor } from './helpers.js';
 
-test('round trip with headers and gzip, ordering per partition', async (t) => {
+test('round trip with headers and gzip, ordering per partition', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
   const producer = kafka.producer();
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   // 3 partitions x 50 records, sent in several requests, mixed compression.
   const admin = kafka.admin();
   await admin.connect();
-  t.after(() => admin.disconnect());
+  defer(t, () => admin.disconnect());
   assert.equal(await admin.createTopics({ topics: [{ topic: 'rt', numPartitions: 3 }] }), true);
   for (let round = 0; round < 5; round++) {
     await producer.send({
@@ -26,7 +26,7 @@ test('round trip with headers and gzip, ordering per partition', async (t) => {
   }
   const consumer = kafka.consumer({ groupId: 'rt-g', ...fastConsumer });
   await consumer.connect();
-  t.after(() => consumer.disconnect());
+  defer(t, () => consumer.disconnect());
   await consumer.subscribe({ topic: 'rt', fromBeginning: true });
   const got: EachMessagePayload[] = [];
   await consumer.run({ eachMessage: async (p) => void got.push(p) });
@@ -44,12 +44,12 @@ test('round trip with headers and gzip, ordering per partition', async (t) => {
   assert.deepEqual((m.message.headers!.multi as Buffer[]).map(String), ['a', 'b']);
 });
 
-test('admin: create/list/metadata/offsets/lag/describe/delete', async (t) => {
+test('admin: create/list/metadata/offsets/lag/describe/delete', { timeout: 60_000 }, async (t) => {
   const b = await broker(t, { defaultPartitions: 4 });
   const kafka = kafkaFor(b);
   const admin = kafka.admin();
   await admin.connect();
-  t.after(() => admin.disconnect());
+  defer(t, () => admin.disconnect());
   assert.equal(await admin.createTopics({ topics: [{ topic: 'a1', numPartitions: 2 }, { topic: 'a2' }] }), true);
   assert.equal(await admin.createTopics({ topics: [{ topic: 'a1', numPartitions: 2 }] }), false);
   assert.deepEqual((await admin.listTopics()).sort(), ['a1', 'a2']);
@@ -63,7 +63,7 @@ test('admin: create/list/metadata/offsets/lag/describe/delete', async (t) => {
   );
   const producer = kafka.producer();
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   await producer.send({ topic: 'a1', messages: Array.from({ length: 10 }, (_, i) => ({ partition: 0, value: `x${i}` })) });
   await producer.send({ topic: 'a1', messages: [{ partition: 1, value: 'y' }] });
   const offs = await admin.fetchTopicOffsets('a1');
@@ -107,21 +107,21 @@ test('admin: create/list/metadata/offsets/lag/describe/delete', async (t) => {
   assert.deepEqual(await admin.listTopics(), ['a1']);
 });
 
-test('idempotent producer: kafkajs works; a retried batch is not appended twice; gaps rejected', async (t) => {
+test('idempotent producer: kafkajs works; a retried batch is not appended twice; gaps rejected', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   for (let i = 0; i < 5; i++) await producer.send({ topic: 'idem', messages: [{ partition: 0, value: `m${i}` }, { partition: 0, value: `n${i}` }] });
   const admin = kafka.admin();
   await admin.connect();
-  t.after(() => admin.disconnect());
+  defer(t, () => admin.disconnect());
   assert.equal((await admin.fetchTopicOffsets('idem')).find((o) => o.partition === 0)!.high, '10');
 
   // Raw: same (pid, epoch, sequence) batch sent twice -> same base offset, appended once.
   const raw = await RawClient.connect(b.port);
-  t.after(() => raw.close());
+  defer(t, () => raw.close());
   const init = await raw.request(22, 1, new Body().str(null).i32(60000).build());
   assert.equal(init.readInt16BE(4), 0);
   const pid = Number(init.readBigInt64BE(6));
@@ -141,19 +141,19 @@ test('idempotent producer: kafkajs works; a retried batch is not appended twice;
   assert.deepEqual(r3, [0, 1n]);
 });
 
-test('a 30 MiB record round trips; oversized batch gets MESSAGE_TOO_LARGE', async (t) => {
+test('a 30 MiB record round trips; oversized batch gets MESSAGE_TOO_LARGE', { timeout: 60_000 }, async (t) => {
   const b = await broker(t, { maxBatchBytes: 40 * 1024 * 1024 });
   const kafka = kafkaFor(b);
   const producer = kafka.producer();
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   const big = Buffer.alloc(30 * 1024 * 1024, 7);
   big.write('start', 0);
   big.write('end', big.length - 3);
   await producer.send({ topic: 'big', messages: [{ partition: 0, value: big }] });
   const consumer = kafka.consumer({ groupId: 'big-g', ...fastConsumer });
   await consumer.connect();
-  t.after(() => consumer.disconnect());
+  defer(t, () => consumer.disconnect());
   await consumer.subscribe({ topic: 'big', fromBeginning: true });
   let got: Buffer | null = null;
   await consumer.run({ eachMessage: async ({ message }) => void (got = message.value) });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Consumer } from 'kafkajs';
-import { broker, fastConsumer, kafkaFor, waitFor } from './helpers.js';
+import { broker, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
 
 function track(consumer: Consumer, topic: string): { parts: number[]; gen: number } {
   const state = { parts: [] as number[], gen: -1 };
@@ -14,16 +14,16 @@ function track(consumer: Consumer, topic: string): { parts: number[]; gen: numbe
   return state;
 }
 
-test('group of 2 then 3 members: partitions re-spread, nothing consumed twice or skipped', async (t) => {
+test('group of 2 then 3 members: partitions re-spread, nothing consumed twice or skipped', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
   const admin = kafka.admin();
   await admin.connect();
-  t.after(() => admin.disconnect());
+  defer(t, () => admin.disconnect());
   await admin.createTopics({ topics: [{ topic: 'grp', numPartitions: 6 }] });
   const producer = kafka.producer();
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   const seen = new Map<string, number>();
   const who = new Map<string, number>();
   const consumers: Consumer[] = [];
@@ -33,7 +33,7 @@ test('group of 2 then 3 members: partitions re-spread, nothing consumed twice or
     const c = kafka.consumer({ groupId: 'grp-g', ...fastConsumer });
     consumers.push(c);
     states.push(track(c, 'grp'));
-    t.after(() => c.disconnect());
+    defer(t, () => c.disconnect());
     await c.connect();
     await c.subscribe({ topic: 'grp', fromBeginning: true });
     await c.run({
@@ -75,12 +75,12 @@ test('group of 2 then 3 members: partitions re-spread, nothing consumed twice or
   assert.ok([...who.entries()].some(([v, i]) => v.startsWith('b2') && i === 2), 'third member consumed');
 });
 
-test('a killed member is expired, its partitions reassigned, uncommitted records redelivered', async (t) => {
+test('a killed member is expired, its partitions reassigned, uncommitted records redelivered', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
   const admin = kafka.admin();
   await admin.connect();
-  t.after(() => admin.disconnect());
+  defer(t, () => admin.disconnect());
   await admin.createTopics({ topics: [{ topic: 'kill', numPartitions: 2 }] });
 
   const child = spawn(
@@ -88,7 +88,7 @@ test('a killed member is expired, its partitions reassigned, uncommitted records
     ['--import', 'tsx', '--conditions=mailgate-src', fileURLToPath(new URL('./fixtures/consumer-child.ts', import.meta.url)), b.brokers, 'kill', 'kill-g'],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  t.after(() => child.kill('SIGKILL'));
+  defer(t, () => child.kill('SIGKILL'));
   const lines: string[] = [];
   let partial = '';
   child.stdout.on('data', (d: Buffer) => {
@@ -100,7 +100,7 @@ test('a killed member is expired, its partitions reassigned, uncommitted records
 
   const c1 = kafka.consumer({ groupId: 'kill-g', ...fastConsumer });
   const st = track(c1, 'kill');
-  t.after(() => c1.disconnect());
+  defer(t, () => c1.disconnect());
   const got: string[] = [];
   await c1.connect();
   await c1.subscribe({ topic: 'kill', fromBeginning: true });
@@ -110,7 +110,7 @@ test('a killed member is expired, its partitions reassigned, uncommitted records
 
   const producer = kafka.producer();
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   await producer.send({ topic: 'kill', messages: Array.from({ length: 20 }, (_, i) => ({ partition: i % 2, value: `m${i}` })) });
   await waitFor(() => lines.filter((l) => l.startsWith(`MSG ${childPart} `)).length >= 10, 20_000, 'child consumed its partition');
   await waitFor(() => got.length >= 10, 20_000, 'c1 consumed its partition');
@@ -124,12 +124,12 @@ test('a killed member is expired, its partitions reassigned, uncommitted records
   assert.equal(d.groups[0]!.members.length, 1);
 });
 
-test('committed offsets survive a consumer restart', async (t) => {
+test('committed offsets survive a consumer restart', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
   const producer = kafka.producer();
   await producer.connect();
-  t.after(() => producer.disconnect());
+  defer(t, () => producer.disconnect());
   await producer.send({ topic: 'cr', messages: Array.from({ length: 5 }, (_, i) => ({ partition: 0, value: `a${i}` })) });
   const run = async (expect: number): Promise<string[]> => {
     const c = kafka.consumer({ groupId: 'cr-g', ...fastConsumer });

@@ -8,9 +8,29 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
 export const quietLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
+const stacks = new WeakMap<TestContext, (() => unknown)[]>();
+/** Registers cleanup that runs in reverse order (clients before the broker), each bounded to 10 s. */
+export function defer(t: TestContext, fn: () => unknown): void {
+  let stack = stacks.get(t);
+  if (!stack) {
+    const s: (() => unknown)[] = [];
+    stacks.set(t, s);
+    stack = s;
+    t.after(async () => {
+      for (const f of s.reverse()) {
+        await Promise.race([
+          Promise.resolve().then(f).catch(() => {}),
+          new Promise((r) => setTimeout(r, 10_000).unref()),
+        ]);
+      }
+    });
+  }
+  stack.push(fn);
+}
+
 export async function broker(t: TestContext | null, opts: BrokerOptions = {}): Promise<BrokerHandle> {
   const b = await startBroker({ port: 0, logger: quietLogger, ...opts });
-  t?.after(() => b.close());
+  if (t) defer(t, () => b.close());
   return b;
 }
 

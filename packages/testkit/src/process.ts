@@ -92,6 +92,11 @@ export class ManagedProcess {
       stdio: [options.stdinPipe ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     children.add(this.child);
+    // Don't let a server a test forgot to stop keep the test process alive forever: the 'exit' hook kills it.
+    // stop()/kill() re-ref the child while waiting for it to exit.
+    this.child.unref();
+    (this.child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+    (this.child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
     const onData = (chunk: Buffer): void => {
       this.text += chunk.toString('utf8');
       if (this.text.length > OUTPUT_KEEP * 2) {
@@ -196,6 +201,7 @@ export class ManagedProcess {
   /** Sends `sig` (default SIGTERM), escalates to SIGKILL after graceMs. Idempotent. */
   async stop(sig: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<ExitInfo> {
     if (this.running) {
+      this.child.ref();
       this.child.kill(sig);
       const timer = setTimeout(() => this.signal('SIGKILL'), graceMs);
       try {

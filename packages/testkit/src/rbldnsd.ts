@@ -51,8 +51,7 @@ export interface RbldnsdHandle {
 
 const HOST = '127.0.0.1';
 
-function checkZoneWarnings(text: string, strict: boolean): void {
-  if (!strict) return;
+function checkZoneWarnings(text: string): void {
   const bad = text.split('\n').filter((l) => /invalid|unrecognized|unable to|error/i.test(l));
   if (bad.length > 0) throw new Error(`rbldnsd rejected zone data:\n  ${bad.join('\n  ')}`);
 }
@@ -71,6 +70,7 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
   if (zones.length === 0) throw new Error('startRbldnsd: at least one zone is required');
   const dir = makeTempDir('rbldnsd');
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  const strict = opts.strict ?? true;
   let proc: ManagedProcess | undefined;
   let stopped = false;
   const files: ZoneFile[] = zones.map((zone, i) => ({
@@ -108,6 +108,16 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
         const mp = new ManagedProcess(`rbldnsd:${p}`, 'rbldnsd', args, { cwd: dir });
         proc = mp;
         await waitUntilReady(mp, async () => /\bstarted\b/.test(mp.output()), timeoutMs, 20);
+        if (strict) {
+          // zone warnings come on stderr, "started" on stdout: give the other pipe a moment
+          await sleep(30);
+          try {
+            checkZoneWarnings(mp.output());
+          } catch (err) {
+            await mp.kill();
+            throw err;
+          }
+        }
         return p;
       },
     );
@@ -139,8 +149,10 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
       const since = p.mark();
       p.signal('SIGHUP');
       await p.waitForOutput(/zones reloaded/, { since, timeoutMs: 5000 });
-      if (opts.strict ?? true) await sleep(30);
-      checkZoneWarnings(p.output().slice(Math.max(0, since - (p.mark() - p.output().length))), opts.strict ?? true);
+      if (strict) {
+        await sleep(30);
+        checkZoneWarnings(p.output().slice(Math.max(0, since - (p.mark() - p.output().length))));
+      }
     },
     resolver() {
       const r = new dnsPromises.Resolver({ timeout: 1000, tries: 1 });

@@ -1,0 +1,349 @@
+#!/usr/bin/env node
+// Generates helm/mailgate/values.schema.json (JSON Schema draft-07, enforced by `helm install/template/lint`).
+// Written as code because draft-07 has no `unevaluatedProperties`: every object of the chart's own structure must
+// list its keys with `additionalProperties: false`, and shared shapes (a stage, a probe) are easier to keep right
+// once here than copied by hand. The mailgate config sections (`config.*`) stay free-form: the services validate
+// them at start-up with their own strict schemas.
+//
+//   node deploy/k8s-validate/gen-schema.mjs          # rewrite the schema
+//   node deploy/k8s-validate/gen-schema.mjs --check  # exit 1 if the committed file is stale (CI)
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const OUT = fileURLToPath(new URL('../../helm/mailgate/values.schema.json', import.meta.url));
+
+/** A closed object: unknown keys are rejected. */
+const obj = (properties, extra = {}) => ({ type: 'object', additionalProperties: false, properties, ...extra });
+/** A free-form mapping (labels, annotations, nodeSelector, passthrough Kubernetes structures). */
+const map = (description) => ({ type: 'object', ...(description ? { description } : {}) });
+const strMap = { type: 'object', additionalProperties: { type: 'string' } };
+const str = (extra = {}) => ({ type: 'string', ...extra });
+const bool = { type: 'boolean' };
+const int = (minimum = 0, extra = {}) => ({ type: 'integer', minimum, ...extra });
+const arr = (items, extra = {}) => ({ type: 'array', items, ...extra });
+const port = int(1, { maximum: 65535 });
+const k8sName = str({ pattern: '^$|^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 });
+const quantity = { type: ['string', 'number'], pattern: '^[0-9.]+([eE][-+]?[0-9]+|[a-zA-Z]+)?$' };
+const resources = obj({
+  requests: obj({ cpu: quantity, memory: quantity, 'ephemeral-storage': quantity }),
+  limits: obj({ cpu: quantity, memory: quantity, 'ephemeral-storage': quantity }),
+});
+const intOrPercent = { type: ['integer', 'string', 'null'], pattern: '^[0-9]+%$', minimum: 0 };
+const pdb = {
+  ...obj({ enabled: bool, minAvailable: intOrPercent, maxUnavailable: intOrPercent }),
+  description: 'PodDisruptionBudget: minAvailable wins when set, else maxUnavailable (default 1).',
+};
+const probe = obj({
+  initialDelaySeconds: int(0),
+  periodSeconds: int(1),
+  timeoutSeconds: int(1),
+  failureThreshold: int(1),
+  successThreshold: int(1),
+});
+const probes = obj({ startup: probe, liveness: probe, readiness: probe });
+const topologySpread = arr(
+  obj(
+    {
+      topologyKey: str({ minLength: 1 }),
+      maxSkew: int(1),
+      whenUnsatisfiable: { enum: ['DoNotSchedule', 'ScheduleAnyway'] },
+      minDomains: int(1),
+    },
+    { required: ['topologyKey', 'maxSkew', 'whenUnsatisfiable'] },
+  ),
+);
+const envList = arr(
+  {
+    type: 'object',
+    required: ['name'],
+    properties: { name: str({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) },
+  },
+  { description: 'Extra container env entries (Kubernetes EnvVar objects).' },
+);
+const secretRefPattern = str({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
+// A numeric string: KEDA's kafka trigger metadata values are strings.
+const numericString = str({ pattern: '^[0-9]+$' });
+const imageRef = obj({ repository: str({ minLength: 1 }), tag: str({ minLength: 1 }) }, { required: ['repository', 'tag'] });
+const peers = arr(map('NetworkPolicyPeer (ipBlock / namespaceSelector / podSelector)'));
+const portList = arr(port);
+
+/** Keys every service entry accepts (the generic per-stage template reads them). */
+const stageCommon = {
+  enabled: bool,
+  replicas: int(0),
+  resources,
+  terminationGracePeriodSeconds: int(1),
+  pdb,
+  probes,
+  topologySpread,
+  env: envList,
+  podAnnotations: strMap,
+  podLabels: strMap,
+  nodeSelector: strMap,
+  tolerations: arr(map()),
+  affinity: map(),
+};
+
+const hpa = {
+  ...obj({
+    enabled: bool,
+    minReplicas: int(1),
+    maxReplicas: int(1),
+    targetCPUUtilizationPercentage: int(1, { maximum: 100 }),
+  }),
+  description: 'HorizontalPodAutoscaler on CPU (ingress-smtp has no consumer lag to scale on).',
+};
+const keda = {
+  ...obj({
+    enabled: bool,
+    minReplicaCount: int(0),
+    maxReplicaCount: int(1),
+    lagThreshold: numericString,
+    activationLagThreshold: numericString,
+    pollingInterval: int(1),
+    cooldownPeriod: int(0),
+  }),
+  description: 'KEDA ScaledObject on the consumer-group lag of the stage input topic.',
+};
+
+const consumerStage = obj({ ...stageCommon, autoscaling: keda });
+
+const ingressSmtp = {
+  ...obj({
+    ...stageCommon,
+    autoscaling: hpa,
+    drain: obj({ preStopSleepSeconds: int(0), closeTimeoutSeconds: int(0) }),
+    containerPorts: obj({ smtp: int(1024, { maximum: 65535 }), submission: int(1024, { maximum: 65535 }) }),
+    service: obj({
+      type: { enum: ['LoadBalancer', 'NodePort', 'ClusterIP'] },
+      externalTrafficPolicy: { enum: ['Local', 'Cluster'] },
+      ports: obj({ smtp: port, submission: port }),
+      annotations: strMap,
+      loadBalancerClass: str(),
+      loadBalancerSourceRanges: arr(str()),
+    }),
+    proxyProtocol: {
+      ...obj({
+        enabled: bool,
+        trustedCidrs: arr(str({ pattern: '^[0-9a-fA-F.:]+/[0-9]{1,3}$' })),
+      }),
+      // PROXY without a trusted list would let anyone forge the client IP.
+      if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+      then: { properties: { trustedCidrs: { minItems: 1 } }, required: ['trustedCidrs'] },
+    },
+    tls: {
+      ...obj({
+        enabled: bool,
+        existingSecret: k8sName,
+        certManager: obj({
+          enabled: bool,
+          issuerRef: obj({ name: str(), kind: { enum: ['Issuer', 'ClusterIssuer'] }, group: str() }),
+          dnsNames: arr(str({ minLength: 1 })),
+        }),
+      }),
+    },
+    submission: obj({ enabled: bool }),
+    auth: obj({
+      enabled: bool,
+      existingSecret: k8sName,
+      secretKey: str({ pattern: '^[-._a-zA-Z0-9]+$' }),
+      users: {
+        type: 'object',
+        description: 'username -> scrypt hash (mailgate hash-password)',
+        propertyNames: { pattern: '^[^:\\s]+$' },
+        // services/ingress-smtp/src/password.ts HASH_RE
+        additionalProperties: {
+          type: 'string',
+          pattern: '^\\$scrypt\\$ln=[0-9]{1,2},r=[0-9]{1,2},p=[0-9]{1,2}\\$[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+$',
+        },
+      },
+    }),
+  }),
+};
+
+const adminStage = obj({
+  ...stageCommon,
+  tokens: obj({
+    envName: secretRefPattern,
+    existingSecret: k8sName,
+    secretKey: str({ minLength: 1 }),
+    values: arr({}),
+  }),
+  ingress: {
+    ...obj({
+      enabled: bool,
+      className: str(),
+      host: str(),
+      annotations: strMap,
+      tls: obj({ enabled: bool, secretName: k8sName }),
+    }),
+    if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+    then: { properties: { host: { minLength: 1 } } },
+  },
+});
+
+// Keys of the config document the chart owns: reject them in `config` so there is one place to set each.
+// `false` schemas: helm reports "<path>.<key>: False always fails validation", naming the key.
+const forbid = (...keys) => ({ properties: Object.fromEntries(keys.map((k) => [k, false])) });
+const section = (description, ...owned) => ({
+  type: 'object',
+  description,
+  ...(owned.length ? forbid(...owned) : {}),
+});
+const withHttpOwned = (description) => ({
+  type: 'object',
+  description: `${description} (http.port is fixed by the chart)`,
+  properties: { http: { type: 'object', ...forbid('port') } },
+});
+
+const schema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'mailgate Helm chart values',
+  ...obj({
+    nameOverride: str(),
+    fullnameOverride: str(),
+    image: obj({
+      repository: str({ minLength: 1 }),
+      tag: str(),
+      digest: str({ pattern: '^$|^sha256:[0-9a-f]{64}$' }),
+      pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+    }),
+    imagePullSecrets: arr(obj({ name: str({ minLength: 1 }) }, { required: ['name'] })),
+    serviceAccount: obj({ create: bool, name: str(), annotations: strMap }),
+    commonLabels: strMap,
+    podSecurityContext: map(),
+    containerSecurityContext: map(),
+    config: obj({
+      gateway: section('Gateway identity (name, hostname, postmaster).'),
+      kafka: section(
+        'Kafka client options; brokers, sasl, ssl and topics come from `kafka.*`.',
+        'brokers',
+        'sasl',
+        'ssl',
+        'topics',
+      ),
+      redis: section('Redis options; the URL comes from `redis.*`.', 'url'),
+      logging: section('Logging.'),
+      telemetry: section('Tracing (otlpEndpoint, sampleRatio).'),
+      bus: section('Stage runner defaults.'),
+      ingress: {
+        ...withHttpOwned('ingress-smtp section'),
+        ...forbid('listeners', 'drainTimeoutMs'),
+        properties: {
+          ...withHttpOwned('').properties,
+          listeners: false,
+          drainTimeoutMs: false,
+          auth: { type: 'object', ...forbid('usersFile') },
+        },
+      },
+      dnsbl: withHttpOwned('dnsbl-check section'),
+      virusScan: withHttpOwned('virus-scan section'),
+      attachmentPolicy: withHttpOwned('attachment-policy section'),
+      delivery: withHttpOwned('delivery section'),
+      admin: withHttpOwned('admin section'),
+    }),
+    kafka: obj({
+      external: obj({ brokers: arr(str({ pattern: '^[^\\s:]+:[0-9]{1,5}$|^\\[[0-9a-fA-F:.]+\\]:[0-9]{1,5}$' })) }),
+      topics: obj({ partitions: int(1), replicationFactor: int(1), create: bool }),
+      tls: obj({
+        enabled: bool,
+        existingSecret: k8sName,
+        caKey: str(),
+        certKey: str(),
+        keyKey: str(),
+      }),
+      sasl: {
+        ...obj({
+          enabled: bool,
+          mechanism: { enum: ['plain', 'scram-sha-256', 'scram-sha-512'] },
+          username: str(),
+          password: str(),
+          existingSecret: k8sName,
+          passwordKey: str({ minLength: 1 }),
+        }),
+        if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+        then: { properties: { username: { minLength: 1 } }, required: ['username'] },
+      },
+      strimzi: obj({
+        enabled: bool,
+        version: str({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
+        replicas: int(1),
+        kedaNamespace: k8sName,
+        storage: obj({ size: quantity, storageClass: str() }),
+        resources,
+        config: map('Extra Kafka broker config'),
+        topicConfig: map('Extra config for every KafkaTopic'),
+      }),
+    }),
+    redis: obj({
+      external: obj({ url: str({ pattern: '^$|^rediss?://' }), existingSecret: k8sName, urlKey: str({ minLength: 1 }) }),
+      internal: obj({
+        enabled: bool,
+        image: imageRef,
+        maxmemory: str({ pattern: '^[0-9]+(b|kb|mb|gb)?$' }),
+        storage: obj({ size: quantity, storageClass: str() }),
+        resources,
+      }),
+    }),
+    clamd: obj({
+      enabled: bool,
+      image: imageRef,
+      replicas: int(1),
+      resources,
+      startupSeconds: int(60),
+      config: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
+      pdb,
+      nodeSelector: strMap,
+      tolerations: arr(map()),
+      affinity: map(),
+    }),
+    defaults: obj({
+      pdb,
+      topologySpread,
+      probes,
+      env: envList,
+      podAnnotations: strMap,
+      nodeSelector: strMap,
+      tolerations: arr(map()),
+      affinity: map(),
+    }),
+    stages: obj({
+      ingressSmtp,
+      dnsblCheck: consumerStage,
+      virusScan: consumerStage,
+      attachmentPolicy: consumerStage,
+      delivery: consumerStage,
+      admin: adminStage,
+    }),
+    networkPolicy: obj({
+      enabled: bool,
+      smtpClients: peers,
+      metricsFrom: peers,
+      adminFrom: peers,
+      egress: obj({
+        enabled: bool,
+        kafka: obj({ to: peers, ports: portList }),
+        redis: obj({ to: peers, ports: portList }),
+        telemetry: obj({ to: peers, ports: portList }),
+        dns: obj({ to: peers }),
+        smtpDestinations: obj({ to: peers, ports: portList }),
+      }),
+    }),
+    metrics: obj({
+      serviceMonitor: obj({ enabled: bool, interval: str({ pattern: '^[0-9]+(ms|s|m|h)$' }), labels: strMap }),
+    }),
+  }),
+};
+
+const text = `${JSON.stringify(schema, null, 2)}\n`;
+if (process.argv.includes('--check')) {
+  const current = readFileSync(OUT, 'utf8');
+  if (current !== text) {
+    console.error(`${OUT} is stale: run node deploy/k8s-validate/gen-schema.mjs`);
+    process.exit(1);
+  }
+  console.log('values.schema.json is up to date');
+} else {
+  writeFileSync(OUT, text);
+  console.log(`wrote ${OUT}`);
+}

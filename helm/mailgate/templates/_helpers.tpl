@@ -1,0 +1,235 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "mailgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mailgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mailgate.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "mailgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mailgate
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "virus-scan") */}}
+{{- define "mailgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mailgate.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "mailgate.componentLabels" -}}
+{{ include "mailgate.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "mailgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mailgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "mailgate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The fixed facts of each service: CLI subcommand, config section, http port, and for pipeline stages the Kafka
+consumer group and input topic. They mirror packages/contracts/src/topics.ts (STAGE_GRAPH, AUX_GROUPS) and
+docs/conventions.md; the validation tests check they still do. Not values: a user cannot point a stage at the wrong
+topic by accident.
+*/}}
+{{- define "mailgate.catalog" -}}
+ingressSmtp:
+  component: ingress-smtp
+  subcommand: ingress-smtp
+  section: ingress
+  httpPort: 9101
+  kind: smtp
+dnsblCheck:
+  component: dnsbl-check
+  subcommand: dnsbl-check
+  section: dnsbl
+  httpPort: 9102
+  kind: consumer
+  consumerGroup: mailgate.dnsbl-check
+  topic: mailgate.inbound
+virusScan:
+  component: virus-scan
+  subcommand: virus-scan
+  section: virusScan
+  httpPort: 9103
+  kind: consumer
+  consumerGroup: mailgate.virus-scan
+  topic: mailgate.dnsbl-checked
+attachmentPolicy:
+  component: attachment-policy
+  subcommand: attachment-policy
+  section: attachmentPolicy
+  httpPort: 9104
+  kind: consumer
+  consumerGroup: mailgate.attachment-policy
+  topic: mailgate.scanned
+delivery:
+  component: delivery
+  subcommand: delivery
+  section: delivery
+  httpPort: 9105
+  kind: consumer
+  consumerGroup: mailgate.delivery
+  topic: mailgate.deliverable
+admin:
+  component: admin
+  subcommand: admin
+  section: admin
+  httpPort: 9106
+  kind: http
+{{- end }}
+
+{{/* Pipeline topics (packages/contracts/src/topics.ts TOPICS): key -> Kafka topic name. */}}
+{{- define "mailgate.topics" -}}
+inbound: mailgate.inbound
+dnsbl-checked: mailgate.dnsbl-checked
+scanned: mailgate.scanned
+deliverable: mailgate.deliverable
+quarantine: mailgate.quarantine
+events: mailgate.events
+dead-letter: mailgate.dead-letter
+{{- end }}
+
+{{/* A stage's values with `defaults` underneath: (dict "root" $ "key" "virusScan") -> YAML */}}
+{{- define "mailgate.stageValues" -}}
+{{- $stage := deepCopy (index .root.Values.stages .key) -}}
+{{- $defaults := deepCopy .root.Values.defaults -}}
+{{- $merged := mustMergeOverwrite $defaults $stage -}}
+{{- toYaml $merged }}
+{{- end }}
+
+{{- define "mailgate.strimziCluster" -}}
+{{- printf "%s-kafka" (include "mailgate.fullname" .) | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Kafka bootstrap servers as a list (YAML). */}}
+{{- define "mailgate.kafkaBrokers" -}}
+{{- if .Values.kafka.strimzi.enabled }}
+- {{ printf "%s-kafka-bootstrap:9092" (include "mailgate.strimziCluster" .) }}
+{{- else }}
+{{- toYaml .Values.kafka.external.brokers }}
+{{- end }}
+{{- end }}
+
+{{- define "mailgate.kafkaSaslSecret" -}}
+{{- default (printf "%s-kafka-sasl" (include "mailgate.fullname" .)) .Values.kafka.sasl.existingSecret }}
+{{- end }}
+
+{{- define "mailgate.redisSecret" -}}
+{{- default (printf "%s-redis-url" (include "mailgate.fullname" .)) .Values.redis.external.existingSecret }}
+{{- end }}
+
+{{- define "mailgate.tlsSecret" -}}
+{{- $tls := .Values.stages.ingressSmtp.tls }}
+{{- if $tls.existingSecret }}{{ $tls.existingSecret }}{{ else }}{{ printf "%s-smtp-tls" (include "mailgate.fullname" .) }}{{ end }}
+{{- end }}
+
+{{/*
+The configuration document: `config` as written, with the keys the chart owns filled in (they win).
+*/}}
+{{- define "mailgate.configDocument" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $catalog := include "mailgate.catalog" . | fromYaml -}}
+{{- $kafka := dict "brokers" (include "mailgate.kafkaBrokers" . | fromYamlArray) -}}
+{{- $topicsCreate := and .Values.kafka.topics.create (not .Values.kafka.strimzi.enabled) -}}
+{{- $_ := set $kafka "topics" (dict "create" $topicsCreate "partitions" (int .Values.kafka.topics.partitions) "replicationFactor" (int .Values.kafka.topics.replicationFactor)) -}}
+{{- if .Values.kafka.tls.enabled -}}
+{{- $ssl := dict "rejectUnauthorized" true -}}
+{{- if .Values.kafka.tls.caKey }}{{ $_ := set $ssl "caFile" (printf "/etc/mailgate/kafka-tls/%s" .Values.kafka.tls.caKey) }}{{ end -}}
+{{- if .Values.kafka.tls.certKey }}{{ $_ := set $ssl "certFile" (printf "/etc/mailgate/kafka-tls/%s" .Values.kafka.tls.certKey) }}{{ end -}}
+{{- if .Values.kafka.tls.keyKey }}{{ $_ := set $ssl "keyFile" (printf "/etc/mailgate/kafka-tls/%s" .Values.kafka.tls.keyKey) }}{{ end -}}
+{{- $_ := set $kafka "ssl" $ssl -}}
+{{- end -}}
+{{- if .Values.kafka.sasl.enabled -}}
+{{- /* the password arrives as env MAILGATE__KAFKA__SASL__PASSWORD from a Secret */ -}}
+{{- $_ := set $kafka "sasl" (dict "mechanism" .Values.kafka.sasl.mechanism "username" .Values.kafka.sasl.username) -}}
+{{- end -}}
+{{- $_ := set $cfg "kafka" (mustMergeOverwrite (deepCopy (default dict $cfg.kafka)) $kafka) -}}
+{{- if .Values.redis.internal.enabled -}}
+{{- $_ := set $cfg "redis" (mustMergeOverwrite (deepCopy (default dict $cfg.redis)) (dict "url" (printf "redis://%s-redis:6379" (include "mailgate.fullname" .)))) -}}
+{{- end -}}
+{{- range $key, $c := $catalog -}}
+{{- $section := deepCopy (default dict (index $cfg $c.section)) -}}
+{{- $http := deepCopy (default dict $section.http) -}}
+{{- $_ := set $http "port" (int $c.httpPort) -}}
+{{- $_ := set $section "http" $http -}}
+{{- $_ := set $cfg $c.section $section -}}
+{{- end -}}
+{{- $ing := .Values.stages.ingressSmtp -}}
+{{- $listeners := dict "mx" (dict "enabled" true "port" (int $ing.containerPorts.smtp)) -}}
+{{- $_ := set $listeners "submission" (dict "enabled" (eq (include "mailgate.submissionEnabled" .) "true") "port" (int $ing.containerPorts.submission)) -}}
+{{- $_ := set $cfg.ingress "listeners" $listeners -}}
+{{- $_ := set $cfg.ingress "drainTimeoutMs" (mul (int $ing.drain.closeTimeoutSeconds) 1000) -}}
+{{- if $ing.auth.enabled -}}
+{{- $_ := set $cfg.ingress "auth" (mustMergeOverwrite (deepCopy (default dict $cfg.ingress.auth)) (dict "usersFile" (printf "/etc/mailgate/auth/%s" $ing.auth.secretKey))) -}}
+{{- end -}}
+{{- if $ing.tls.enabled -}}
+{{- $_ := set $cfg.ingress "tls" (mustMergeOverwrite (deepCopy (default dict $cfg.ingress.tls)) (dict "certFile" "/etc/mailgate/tls/tls.crt" "keyFile" "/etc/mailgate/tls/tls.key")) -}}
+{{- end -}}
+{{- if $ing.proxyProtocol.enabled -}}
+{{- $_ := set $cfg.ingress "proxy" (mustMergeOverwrite (deepCopy (default dict $cfg.ingress.proxy)) (dict "trusted" $ing.proxyProtocol.trustedCidrs)) -}}
+{{- end -}}
+{{- if .Values.clamd.enabled -}}
+{{- /* the in-chart clamd Service, and its StreamMaxLength so virus-scan never sends what clamd would refuse */ -}}
+{{- $clamd := dict "endpoints" (list (dict "host" (printf "%s-clamd" (include "mailgate.fullname" .)) "port" 3310)) -}}
+{{- with .Values.clamd.config.StreamMaxLength }}{{ $_ := set $clamd "streamMaxLength" (toString .) }}{{ end -}}
+{{- $_ := set $cfg.virusScan "clamd" (mustMergeOverwrite $clamd (deepCopy (default dict $cfg.virusScan.clamd))) -}}
+{{- end -}}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* "true" when the submission listener (587) runs: it needs STARTTLS, AUTH is never offered in clear. */}}
+{{- define "mailgate.submissionEnabled" -}}
+{{- $ing := .Values.stages.ingressSmtp -}}
+{{- if and $ing.submission.enabled $ing.tls.enabled }}true{{ end -}}
+{{- end }}
+
+{{/* Env overrides carrying secrets, shared by every mailgate container. */}}
+{{- define "mailgate.secretEnv" -}}
+{{- if .Values.kafka.sasl.enabled }}
+- name: MAILGATE__KAFKA__SASL__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mailgate.kafkaSaslSecret" . }}
+      key: {{ if .Values.kafka.sasl.existingSecret }}{{ .Values.kafka.sasl.passwordKey }}{{ else }}password-yaml{{ end }}
+{{- end }}
+{{- if not .Values.redis.internal.enabled }}
+- name: MAILGATE__REDIS__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mailgate.redisSecret" . }}
+      key: {{ if .Values.redis.external.existingSecret }}{{ .Values.redis.external.urlKey }}{{ else }}url-yaml{{ end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,105 @@
+// Benchmark: produce + consume through kafkajs against kafka-lite running in a child process.
+// Prints records/s, MB/s and where the CPU time goes (broker process vs. kafkajs client process).
+import { fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+
+interface Cpu {
+  user: number;
+  system: number;
+}
+
+async function startChild(opts: Record<string, unknown>): Promise<{ child: ChildProcess; port: number; cpu(): Promise<{ cpu: Cpu; rss: number }> }> {
+  const child = fork(fileURLToPath(new URL('./broker-proc.ts', import.meta.url)), [JSON.stringify(opts)], {
+    execArgv: ['--import', 'tsx', '--conditions=mailgate-src'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve((m as { port: number }).port)));
+  const cpu = (): Promise<{ cpu: Cpu; rss: number }> =>
+    new Promise((resolve) => {
+      child.once('message', (m) => resolve(m as { cpu: Cpu; rss: number }));
+      child.send('cpu');
+    });
+  return { child, port, cpu };
+}
+
+async function scenario(name: string, opts: Record<string, unknown>, recordSize: number, total: number, perSend: number): Promise<void> {
+  const { child, port, cpu } = await startChild(opts);
+  const kafka = new Kafka({ clientId: 'bench', brokers: [`127.0.0.1:${port}`], logLevel: logLevel.NOTHING });
+  const topic = `bench-${recordSize}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: 6 }] });
+  await admin.disconnect();
+  const producer = kafka.producer();
+  await producer.connect();
+  const consumer = kafka.consumer({ groupId: 'bench', maxWaitTimeInMs: 100, maxBytesPerPartition: 4 * 1024 * 1024, maxBytes: 24 * 1024 * 1024 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let consumed = 0;
+  let doneAt = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const joined = new Promise<void>((r) => consumer.on(consumer.events.GROUP_JOIN, () => r()));
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      consumed += batch.messages.length;
+      if (consumed >= total && !doneAt) {
+        doneAt = performance.now();
+        resolveDone();
+      }
+    },
+  });
+  await joined;
+  const value = Buffer.alloc(recordSize, 'x');
+  const messages = Array.from({ length: perSend }, () => ({ value }));
+  const b0 = await cpu();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  // 4 concurrent senders, like a busy service with several in-flight requests.
+  let sent = 0;
+  const sender = async (): Promise<void> => {
+    while (sent < total) {
+      sent += perSend;
+      await producer.send({ topic, acks: -1, messages });
+    }
+  };
+  await Promise.all([sender(), sender(), sender(), sender()]);
+  const produced = performance.now();
+  await done;
+  const elapsed = (doneAt - t0) / 1000;
+  const b1 = await cpu();
+  const c1 = process.cpuUsage(c0);
+  const brokerCpu = (b1.cpu.user - b0.cpu.user + b1.cpu.system - b0.cpu.system) / 1e6;
+  const clientCpu = (c1.user + c1.system) / 1e6;
+  const mb = (consumed * recordSize) / 1024 / 1024;
+  console.log(
+    `${name.padEnd(22)} ${String(recordSize / 1024).padStart(4)} KiB x ${String(consumed).padStart(6)}: ` +
+      `${Math.round(consumed / elapsed).toLocaleString('en-US').padStart(8)} rec/s ${(mb / elapsed).toFixed(1).padStart(6)} MB/s ` +
+      `(produce ${((produced - t0) / 1000).toFixed(2)}s, e2e ${elapsed.toFixed(2)}s) ` +
+      `CPU broker ${brokerCpu.toFixed(2)}s (${Math.round((brokerCpu / elapsed) * 100)}% of a core), kafkajs client ${clientCpu.toFixed(2)}s; broker rss ${Math.round(b1.rss / 1048576)} MiB`,
+  );
+  await consumer.disconnect();
+  await producer.disconnect();
+  child.send('close');
+  await new Promise((r) => child.once('exit', r));
+}
+
+const small = Number(process.env.BENCH_SMALL_RECORDS ?? 100_000);
+const large = Number(process.env.BENCH_LARGE_RECORDS ?? 2_000);
+console.log(`kafka-lite bench: node ${process.version}, ${os.cpus().length} CPUs, broker in a child process, kafkajs producer (acks=-1, 4 concurrent sends) + group consumer in this process`);
+for (const mode of ['memory', 'data-dir', 'data-dir fsync=always'] as const) {
+  const dir = mode === 'memory' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-lite-bench-'));
+  const opts: Record<string, unknown> = dir ? { dataDir: dir, fsync: mode === 'data-dir' ? 'interval' : 'always' } : {};
+  try {
+    await scenario(mode, opts, 1024, small, 500);
+    await scenario(mode, opts, 100 * 1024, large, 10);
+  } finally {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

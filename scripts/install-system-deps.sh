@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests (and `mailgate dev`'s local clamd/redis) use. Needs root (or sudo).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+need=()
+command -v clamd >/dev/null || need+=(clamav-daemon)
+command -v rbldnsd >/dev/null || need+=(rbldnsd)
+command -v smtp-source >/dev/null || need+=(postfix)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v openssl >/dev/null || need+=(openssl)
+command -v unzip >/dev/null || need+=(unzip)
+if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "installed: ${need[*]}"

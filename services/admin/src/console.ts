@@ -1,0 +1,165 @@
+import { parse as parseQuery } from 'node:querystring';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ApiDeps } from './api.js';
+import { COOKIE, findToken } from './auth.js';
+import type { ResolvedToken } from './config.js';
+import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
+
+/** HTML-escape everything that came from a message or a client: subjects and addresses are attacker-controlled. */
+export function esc(v: unknown): string {
+  return String(v ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
+header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
+.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
+form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}`;
+
+function page(title: string, body: string, opts: { refresh?: number } = {}): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
+${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${STYLE}</style></head>
+<body><header><b>mailgate</b><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
+<a href="/console/deferred">Deferred</a><a href="/console/stats">Pipeline</a></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
+}
+
+function html(reply: FastifyReply, s: string, code = 200) {
+  return reply.code(code).header('content-type', 'text/html; charset=utf-8').header('x-frame-options', 'DENY').send(s);
+}
+
+/**
+ * The console: server-rendered pages over the same stores as the API (no client bundle to build or ship).
+ * Login sets an HttpOnly, SameSite=Strict cookie holding the token, so forms cannot be posted cross-site.
+ */
+export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readonly ResolvedToken[]): void {
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, parseQuery(body as string));
+  });
+
+  app.get('/console', async (_req, reply) => reply.redirect('/console/messages'));
+
+  app.get('/console/login', async (_req, reply) =>
+    html(
+      reply,
+      page(
+        'Sign in',
+        `<form method="post" action="/console/login"><label>API token <input type="password" name="token" autofocus></label> <button>Sign in</button></form>`,
+      ),
+    ),
+  );
+  app.post('/console/login', async (req, reply) => {
+    const token = String((req.body as Record<string, unknown>)?.['token'] ?? '');
+    if (!findToken(tokens, token)) return html(reply, page('Sign in', '<p>Invalid token.</p><a href="/console/login">Try again</a>'), 401);
+    return reply
+      .header('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/console`)
+      .redirect('/console/messages');
+  });
+
+  app.get('/console/messages', async (req, reply) => {
+    const q = req.query as Record<string, string | undefined>;
+    const field = q['field'] === 'from' || q['field'] === 'ip' ? q['field'] : 'rcpt';
+    const value = q['q']?.trim() || undefined;
+    const results = await d.tracking.search({ [field]: value, limit: 100 }, d.maxResults);
+    const rows = results
+      .map(
+        (m) => `<tr><td><a href="/console/messages/${esc(m.id)}"><code>${esc(m.id)}</code></a></td><td>${esc(m.firstSeen)}</td>
+<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
+      )
+      .join('');
+    const form = `<form method="get"><select name="field">${['rcpt', 'from', 'ip']
+      .map((f) => `<option value="${f}"${f === field ? ' selected' : ''}>${f === 'rcpt' ? 'recipient' : f === 'from' ? 'sender' : 'client IP'}</option>`)
+      .join('')}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <button>Search</button></form><br>`;
+    return html(
+      reply,
+      page('Messages', `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Client</th><th>Status</th></tr>${rows}</table>`),
+    );
+  });
+
+  app.get('/console/messages/:id', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const m = await d.tracking.get(id);
+    if (!m) return html(reply, page('Not found', `<p>No message ${esc(id)}.</p>`), 404);
+    const s = m.summary;
+    const trace = s.traceId
+      ? d.traceUiUrl
+        ? `<a id="trace-link" href="${esc(d.traceUiUrl.replace(/\/$/, ''))}/trace/${esc(s.traceId)}">${esc(s.traceId)}</a>`
+        : `<code id="trace-id">${esc(s.traceId)}</code>`
+      : '—';
+    const rows = m.events
+      .map((e) => {
+        const det = e.details ? JSON.stringify(e.details) : '';
+        return `<tr><td>${esc(e.at)}</td><td>${esc(e.service)}</td><td>${esc(e.host)}</td><td class="s-${esc(e.type)}"><b>${esc(e.type)}</b></td><td><code>${esc(det.length > 600 ? det.slice(0, 600) + '…' : det)}</code></td></tr>`;
+      })
+      .join('');
+    const body = `<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>To</b> ${esc(s.rcptTo.join(', '))} · <b>Client</b> ${esc(s.clientIp)}
+ · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
+<table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;
+    return html(reply, page(`Message ${id}`, body));
+  });
+
+  app.get('/console/quarantine', async (_req, reply) => {
+    const list = await d.quarantine.list(200);
+    const rows = list
+      .map(
+        (e) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.at)}</td>
+<td>${esc(e.envelope.mailFrom || '<>')}</td><td>${esc(e.envelope.rcptTo.join(', '))}</td><td>${esc(e.stage)}</td><td>${esc(e.reason)}</td>
+<td><form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/release"><button name="recheck" value="false">Release</button>
+<button name="recheck" value="true">Release &amp; re-check</button></form>
+<form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/delete"><button>Delete</button></form></td></tr>`,
+      )
+      .join('');
+    return html(
+      reply,
+      page(
+        'Quarantine',
+        list.length
+          ? `<table id="quarantine"><tr><th>Id</th><th>Quarantined</th><th>From</th><th>To</th><th>Stage</th><th>Reason</th><th></th></tr>${rows}</table>`
+          : '<p class="muted">Nothing in quarantine.</p>',
+      ),
+    );
+  });
+
+  app.post('/console/quarantine/:id/release', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const recheck = String((req.body as Record<string, unknown>)?.['recheck'] ?? 'false') === 'true';
+    await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, by: req.principal!.name, host: d.host });
+    await d.audit.record({ who: req.principal!.name, action: recheck ? 'quarantine.release-recheck' : 'quarantine.release', target: id, details: { via: 'console' } });
+    return reply.redirect('/console/quarantine');
+  });
+  app.post('/console/quarantine/:id/delete', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    await deleteFromQuarantine(d.quarantine, d.producer, id, { by: req.principal!.name, host: d.host });
+    await d.audit.record({ who: req.principal!.name, action: 'quarantine.delete', target: id, details: { via: 'console' } });
+    return reply.redirect('/console/quarantine');
+  });
+
+  app.get('/console/deferred', async (_req, reply) => {
+    if (!d.deferred) return html(reply, page('Deferred', '<p class="muted">The delivery queue is not available here.</p>'));
+    const list = (await d.deferred.list(200)) as Record<string, unknown>[];
+    const rows = list
+      .map((e) => `<tr>${['id', 'mailFrom', 'recipients', 'nextAttemptAt', 'lastError', 'state'].map((k) => `<td>${esc(Array.isArray(e[k]) ? (e[k] as unknown[]).join(', ') : e[k])}</td>`).join('')}
+<td><form class="inline" method="post" action="/console/deferred/${esc(e['id'])}/retry"><button>Retry now</button></form></td></tr>`)
+      .join('');
+    return html(
+      reply,
+      page('Deferred', `<table id="deferred"><tr><th>Id</th><th>From</th><th>Recipients</th><th>Next attempt</th><th>Last error</th><th>State</th><th></th></tr>${rows}</table>`),
+    );
+  });
+  app.post('/console/deferred/:id/retry', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    await d.deferred?.retryNow(id);
+    await d.audit.record({ who: req.principal!.name, action: 'deferred.retry', target: id, details: { via: 'console' } });
+    return reply.redirect('/console/deferred');
+  });
+
+  app.get('/console/stats', async (_req, reply) => {
+    const stages = await d.stats.sample();
+    const rows = stages
+      .map((s) => `<tr><td>${esc(s.stage)}</td><td><code>${esc(s.topic)}</code></td><td>${s.produced}</td><td>${s.committed}</td><td><b>${s.lag}</b></td><td>${s.ratePerSec === null ? '…' : s.ratePerSec.toFixed(1)}</td><td>${s.partitions.length}</td></tr>`)
+      .join('');
+    return html(
+      reply,
+      page('Pipeline', `<table id="stats"><tr><th>Stage</th><th>Input topic</th><th>Produced</th><th>Done</th><th>Lag</th><th>msg/s</th><th>Partitions</th></tr>${rows}</table><p class="muted">Refreshes every 5 s.</p>`, { refresh: 5 }),
+    );
+  });
+}

@@ -1,0 +1,102 @@
+import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS } from '@mailgate/contracts';
+import { brokerReachable, createKafka, DurableProducer, ensureTopics } from '@mailgate/bus';
+import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
+import { registerApi, type DeferredQueue } from './api.js';
+import { AuditLog } from './audit.js';
+import { authHook } from './auth.js';
+import { adminSchema, resolveTokens } from './config.js';
+import { registerConsole } from './console.js';
+import { TopicIngest } from './ingest.js';
+import { QuarantineStore } from './quarantine-store.js';
+import { PipelineStats } from './stats.js';
+import { TrackingStore } from './tracking-store.js';
+
+export interface AdminServiceOptions {
+  /** The deferred delivery queue (wired by the CLI when the delivery package is installed). */
+  readonly deferred?: DeferredQueue;
+  /** Tests: faster group membership. */
+  readonly sessionTimeoutMs?: number;
+}
+
+/**
+ * The admin service: tracking store (events topic → Redis), quarantine store (quarantine + dead-letter topics →
+ * Redis), the API and the console — on the same HTTP port as its health endpoints, behind API tokens.
+ */
+export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefinition<{ admin: typeof adminSchema }> {
+  return {
+    name: 'admin',
+    sections: { admin: adminSchema },
+    http: (config) => config.admin.http,
+    async start(ctx) {
+      const { config, log, lifecycle, health } = ctx;
+      const cfg = config.admin;
+      const tokens = resolveTokens(cfg);
+      if (tokens.length === 0) log.warn('no admin tokens configured: the API and console refuse every request');
+      const redis = createRedis(config.redis, { name: 'admin' });
+      const kafka = createKafka(config.kafka, 'admin', log);
+      await ensureTopics(kafka, config.kafka);
+      const producer = new DurableProducer(kafka, config.kafka, log);
+      await producer.connect();
+      const kadmin = kafka.admin();
+      await kadmin.connect();
+
+      const tracking = new TrackingStore(redis, cfg.tracking.retentionDays);
+      const quarantine = new QuarantineStore(redis, cfg.quarantine.retentionDays);
+      const audit = new AuditLog(redis, log);
+      const events = new TopicIngest(kafka, {
+        groupId: AUX_GROUPS.adminEvents,
+        topics: [TOPICS.events],
+        log,
+        ...(opts.sessionTimeoutMs ? { sessionTimeoutMs: opts.sessionTimeoutMs } : {}),
+        handle: async (_topic, m) => tracking.add(decodeEvent(m.value)),
+      });
+      const held = new TopicIngest(kafka, {
+        groupId: AUX_GROUPS.adminQuarantine,
+        topics: [TOPICS.quarantine, TOPICS.deadLetter],
+        log,
+        ...(opts.sessionTimeoutMs ? { sessionTimeoutMs: opts.sessionTimeoutMs } : {}),
+        handle: async (topic, m) => {
+          if (!m.value) return;
+          const source = m.headers?.[RECORD_HEADERS.sourceTopic]?.toString() ?? '';
+          const error = topic === TOPICS.deadLetter ? (m.headers?.[RECORD_HEADERS.error]?.toString() ?? 'dead-lettered') : undefined;
+          await quarantine.add(m.value, source, error);
+        },
+      });
+
+      const deps = {
+        tracking,
+        quarantine,
+        producer,
+        audit,
+        stats: new PipelineStats(kadmin),
+        deferred: opts.deferred,
+        host: config.gateway.instance,
+        maxResults: cfg.tracking.maxResults,
+        traceUiUrl: cfg.traceUiUrl,
+      };
+      health.app.addHook('onRequest', authHook(tokens));
+      registerApi(health.app, deps);
+      registerConsole(health.app, deps, tokens);
+
+      health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));
+      health.addCheck('redis', () => redisReachable(redis));
+      health.addCheck('ingest', () => events.isReady && held.isReady);
+      const sweep = setInterval(() => void tracking.sweep().catch(() => undefined), 10 * 60_000);
+      sweep.unref();
+
+      lifecycle.on('stop-intake', 'ingest', async () => {
+        clearInterval(sweep);
+        await Promise.all([events.stop(), held.stop()]);
+      });
+      lifecycle.on('flush', 'producer', () => producer.drain());
+      lifecycle.on('close', 'clients', async () => {
+        await producer.disconnect().catch(() => undefined);
+        await kadmin.disconnect().catch(() => undefined);
+        redis.disconnect();
+      });
+      await Promise.all([events.start(), held.start()]);
+    },
+  };
+}
+
+export const service = createAdminService();

@@ -1,0 +1,16 @@
+export { service, setupAttachmentPolicy } from './service.js';
+export { createPolicyStage, evaluateMessage, type PolicyResult, type PartReport, type InnerReport } from './stage.js';
+export {
+  attachmentPolicySchema,
+  policyConfig,
+  DEFAULT_RULES,
+  ACTIONS,
+  type Action,
+  type AttachmentPolicyConfig,
+  type Rule,
+  type Match,
+} from './config.js';
+export { parseMessage, leaves, type MimePart, type ParsedMessage, type MimeLimits } from './mime.js';
+export { MalformedMimeError } from './headers.js';
+export { inspectArchive, type ArchiveReport, type ArchiveLimits, type InnerFile } from './archive.js';
+export { detectTrueType, findMismatch, type TrueType } from './truetype.js';

@@ -1,0 +1,125 @@
+import type { DurableProducer } from '@mailgate/bus';
+import { createRedis, type GatewayConfig, type Logger, type RedisConfig } from '@mailgate/runtime';
+import { trace, type Tracer } from '@opentelemetry/api';
+import type { Redis } from 'ioredis';
+import type { DeliveryConfig } from './config.js';
+import { DeliveryEngine } from './deliver.js';
+import { DestinationLimits } from './limits.js';
+import { DeliveredMarkers } from './markers.js';
+import { DestinationResolver } from './mx.js';
+import { ConnectionPool } from './pool.js';
+import { DeliveryQueueOps } from './queue-ops.js';
+import { bullPrefix, RetryScheduler } from './retry-queue.js';
+import { RetryStore } from './retry-store.js';
+import { Router } from './routing.js';
+import { createDeliveryStage } from './stage.js';
+import type { StageFn } from '@mailgate/bus';
+
+export interface DeliveryComponents {
+  readonly redis: Redis;
+  readonly router: Router;
+  readonly resolver: DestinationResolver;
+  readonly limits: DestinationLimits;
+  readonly markers: DeliveredMarkers;
+  readonly pool: ConnectionPool;
+  readonly engine: DeliveryEngine;
+  readonly store: RetryStore;
+  readonly scheduler: RetryScheduler;
+  readonly stage: StageFn;
+  readonly reportingMta: string;
+  close(): Promise<void>;
+}
+
+/** Everything the delivery stage and its retry worker share, built from the config sections. */
+export function createDeliveryComponents(o: {
+  delivery: DeliveryConfig;
+  redis: RedisConfig;
+  gateway: GatewayConfig;
+  log: Logger;
+  tracer?: Tracer;
+}): DeliveryComponents {
+  const cfg = o.delivery;
+  const redis = createRedis(o.redis, { name: 'delivery' });
+  const bullConnection = createRedis(o.redis, { name: 'delivery-queue', forBullmq: true });
+  const router = new Router(cfg);
+  const resolver = new DestinationResolver({
+    servers: cfg.dns.resolvers,
+    timeoutMs: cfg.dns.timeoutMs,
+    tries: cfg.dns.tries,
+    ipv6: cfg.dns.ipv6,
+    mxPort: cfg.mxPort,
+  });
+  const slotTtlMs = cfg.timeouts.connectMs + cfg.timeouts.greetingMs + cfg.timeouts.dataMs;
+  const limits = new DestinationLimits(redis, { ...cfg.limits, slotTtlMs });
+  const markers = new DeliveredMarkers(redis, cfg.markerTtlMs);
+  const reportingMta = o.gateway.hostname;
+  const pool = new ConnectionPool({
+    limits,
+    ehloName: cfg.ehloName ?? reportingMta,
+    timeouts: cfg.timeouts,
+    maxMessagesPerConnection: cfg.limits.maxMessagesPerConnection,
+    idleMs: cfg.limits.connectionIdleMs,
+    slotWaitMs: cfg.limits.slotWaitMs,
+    slotTtlMs,
+  });
+  const tracer = o.tracer ?? trace.getTracer('delivery');
+  const engine = new DeliveryEngine({ router, resolver, pool, limits, markers, tracer, log: o.log });
+  const store = new RetryStore(redis);
+  const scheduler = new RetryScheduler(bullConnection, cfg.retry.queue, bullPrefix(o.redis.keyPrefix));
+  const stage = createDeliveryStage({
+    engine,
+    store,
+    scheduler,
+    schedule: cfg.retry.schedule,
+    reportingMta,
+    postmaster: o.gateway.postmaster,
+  });
+  return {
+    redis,
+    router,
+    resolver,
+    limits,
+    markers,
+    pool,
+    engine,
+    store,
+    scheduler,
+    stage,
+    reportingMta,
+    async close() {
+      await pool.close();
+      await scheduler.close().catch(() => undefined);
+      await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
+    },
+  };
+}
+
+/**
+ * Queue operations for tools (CLI, admin API) from the config sections: opens its own Redis connections;
+ * pass a producer to allow delete-with-DSN and `deleted` events. Call close() when done.
+ */
+export function openDeliveryQueue(o: {
+  delivery: DeliveryConfig;
+  redis: RedisConfig;
+  gateway: GatewayConfig;
+  producer?: Pick<DurableProducer, 'send'>;
+}): DeliveryQueueOps & { close(): Promise<void> } {
+  const redis = createRedis(o.redis, { name: 'delivery-admin' });
+  const bullConnection = createRedis(o.redis, { name: 'delivery-admin-queue', forBullmq: true });
+  const store = new RetryStore(redis);
+  const scheduler = new RetryScheduler(bullConnection, o.delivery.retry.queue, bullPrefix(o.redis.keyPrefix));
+  const ops = new DeliveryQueueOps({
+    store,
+    scheduler,
+    producer: o.producer,
+    reportingMta: o.gateway.hostname,
+    postmaster: o.gateway.postmaster,
+    instance: o.gateway.instance,
+  });
+  return Object.assign(ops, {
+    async close() {
+      await scheduler.close().catch(() => undefined);
+      await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
+    },
+  });
+}

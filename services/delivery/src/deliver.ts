@@ -1,0 +1,208 @@
+import type { PipelineMessage } from '@mailgate/contracts';
+import type { Logger } from '@mailgate/runtime';
+import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import type { DestinationLimits } from './limits.js';
+import type { DeliveredMarkers } from './markers.js';
+import type { DestinationResolver, Target } from './mx.js';
+import type { ConnectionPool } from './pool.js';
+import type { Route, Router } from './routing.js';
+import { SmtpFailure } from './smtp.js';
+
+export type RecipientStatus = 'delivered' | 'deferred' | 'failed';
+
+export interface RecipientResult {
+  readonly rcpt: string;
+  readonly status: RecipientStatus;
+  /** The remote reply (exact), or ours in reply form ("451 4.4.1 …") when there was none. */
+  readonly reply: string;
+  /** `mx.example.com[192.0.2.1]:25` of the server that answered, when one did. */
+  readonly remoteHost?: string | undefined;
+  /** The destination (route key) the recipient belongs to. */
+  readonly destination: string;
+  /** Skipped because a delivered marker says a previous attempt already got a 250. */
+  readonly alreadyDelivered?: boolean;
+}
+
+export interface EngineDeps {
+  readonly router: Router;
+  readonly resolver: DestinationResolver;
+  readonly pool: ConnectionPool;
+  readonly limits: DestinationLimits;
+  readonly markers: DeliveredMarkers;
+  readonly tracer: Tracer;
+  readonly log: Logger;
+}
+
+const hostLabel = (t: Target) => `${t.host}[${t.address}]:${t.port}`;
+const is421 = (reply: string) => reply.startsWith('421');
+
+/**
+ * One delivery attempt of one message to some of its recipients: group by destination, one SMTP transaction
+ * per destination (hosts tried in MX / priority order), per-recipient results. Recipients with a delivered
+ * marker are not sent again. No retry logic here: the stage and the retry worker decide what a result means.
+ */
+export class DeliveryEngine {
+  constructor(private readonly d: EngineDeps) {}
+
+  async deliver(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
+    const unique = [...new Map(recipients.map((r) => [r.toLowerCase(), r])).values()];
+    const done = await this.d.markers.delivered(msg.envelope.id, unique);
+    const results: RecipientResult[] = [];
+    const todo: string[] = [];
+    for (const r of unique) {
+      const m = done.get(r);
+      if (m) {
+        results.push({
+          rcpt: r,
+          status: 'delivered',
+          reply: m.reply,
+          remoteHost: m.host,
+          destination: this.d.router.route(r).key,
+          alreadyDelivered: true,
+        });
+      } else todo.push(r);
+    }
+    const groups = this.d.router.group(todo);
+    const perGroup = await Promise.all(groups.map((g) => this.attempt(msg, g.route, g.recipients)));
+    for (const g of perGroup) results.push(...g);
+    return results;
+  }
+
+  private async attempt(msg: PipelineMessage, route: Route, rcpts: string[]): Promise<RecipientResult[]> {
+    const span = this.d.tracer.startSpan(
+      'delivery attempt',
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'mailgate.message_id': msg.envelope.id,
+          'mailgate.destination': route.key,
+          'mailgate.route': route.type,
+          'mailgate.recipients': rcpts.length,
+        },
+      },
+      context.active(),
+    );
+    try {
+      const out = await context.with(trace.setSpan(context.active(), span), () =>
+        this.attemptIn(msg, route, rcpts, span),
+      );
+      const counts = { delivered: 0, deferred: 0, failed: 0 };
+      for (const r of out) counts[r.status]++;
+      span.setAttributes({
+        'mailgate.delivered': counts.delivered,
+        'mailgate.deferred': counts.deferred,
+        'mailgate.failed': counts.failed,
+      });
+      const host = out.find((r) => r.remoteHost)?.remoteHost;
+      if (host) span.setAttribute('server.address', host);
+      return out;
+    } catch (err) {
+      span.recordException(err as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async attemptIn(
+    msg: PipelineMessage,
+    route: Route,
+    rcpts: string[],
+    span: ReturnType<Tracer['startSpan']>,
+  ): Promise<RecipientResult[]> {
+    const dest = route.key;
+    const all = (status: RecipientStatus, reply: string, remoteHost?: string): RecipientResult[] =>
+      rcpts.map((rcpt) => ({ rcpt, status, reply, remoteHost, destination: dest }));
+
+    const backoff = await this.d.limits.backedOffFor(dest);
+    if (backoff > 0) {
+      const why = (await this.d.limits.backoffReason(dest)) ?? 'repeated temporary failures';
+      span.addEvent('destination backed off', { remainingMs: backoff });
+      return all(
+        'deferred',
+        `451 4.4.5 destination ${dest} backed off for ${Math.ceil(backoff / 1000)} s after repeated failures (last: ${why})`,
+      );
+    }
+
+    const res = await this.d.resolver.resolve(route);
+    if (res.kind === 'perm') return all('failed', res.reply);
+    if (res.kind === 'temp') return all('deferred', res.reply);
+
+    const policy = { tls: route.tls, tlsVerify: route.tlsVerify, auth: route.auth };
+    let last: SmtpFailure | undefined;
+    for (const target of res.targets) {
+      const label = hostLabel(target);
+      let lease;
+      try {
+        lease = await this.d.pool.acquire(dest, target, policy);
+      } catch (e) {
+        if (!(e instanceof SmtpFailure)) throw e;
+        last = e;
+        span.addEvent('connect failed', { host: label, reply: e.reply });
+        if (e.tryNext) continue;
+        break;
+      }
+      let tx;
+      try {
+        tx = await lease.conn.send(msg.envelope.mailFrom, rcpts, msg.raw);
+      } catch (e) {
+        if (!(e instanceof SmtpFailure)) {
+          this.d.pool.release(lease, false);
+          throw e;
+        }
+        last = e;
+        span.addEvent('transaction failed', { host: label, phase: e.phase, reply: e.reply });
+        const reusable = lease.conn.isAlive && (e.phase === 'mail' || e.phase === 'size') && (await lease.conn.reset());
+        this.d.pool.release(lease, reusable);
+        if (e.tryNext) continue;
+        if (e.temporary && is421(e.reply)) await this.d.limits.recordFailure(dest, e.reply);
+        return all(e.temporary ? 'deferred' : 'failed', e.reply, label);
+      }
+      // The remote 250 is in: record it before anything else can go wrong (exactly-once markers).
+      if (tx.delivered.length > 0) {
+        await this.d.markers.mark(msg.envelope.id, tx.delivered, {
+          reply: tx.dataReply ?? '250',
+          host: label,
+          at: new Date().toISOString(),
+        });
+      }
+      const reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
+      this.d.pool.release(lease, reusable);
+      const deliveredSet = new Set(tx.delivered.map((r) => r.toLowerCase()));
+      const refused = new Map(tx.refused.map((r) => [r.rcpt.toLowerCase(), r]));
+      const out: RecipientResult[] = rcpts.map((rcpt) => {
+        const key = rcpt.toLowerCase();
+        if (deliveredSet.has(key))
+          return { rcpt, status: 'delivered', reply: tx.dataReply ?? '250', remoteHost: label, destination: dest };
+        const r = refused.get(key);
+        if (r)
+          return {
+            rcpt,
+            status: r.temporary ? 'deferred' : 'failed',
+            reply: r.reply,
+            remoteHost: label,
+            destination: dest,
+          };
+        return {
+          rcpt,
+          status: 'deferred',
+          reply: '451 4.3.0 no reply for this recipient',
+          remoteHost: label,
+          destination: dest,
+        };
+      });
+      if (tx.refused.some((r) => is421(r.reply)))
+        await this.d.limits.recordFailure(dest, tx.refused.find((r) => is421(r.reply))!.reply);
+      else await this.d.limits.recordSuccess(dest);
+      return out;
+    }
+    // No host took the transaction.
+    const reply = last?.reply ?? '451 4.4.4 no usable host for destination';
+    if (!last || last.temporary) {
+      if (!(last && last.reply.includes('connection limit'))) await this.d.limits.recordFailure(dest, reply);
+      return all('deferred', reply);
+    }
+    return all('failed', reply);
+  }
+}

@@ -1,0 +1,16 @@
+export { service, setupDelivery } from './service.js';
+export { deliverySchema, routeSchema, type DeliveryConfig, type RouteConfig, type TlsMode } from './config.js';
+export { createDeliveryComponents, openDeliveryQueue, type DeliveryComponents } from './components.js';
+export { createDeliveryStage, type DeliveryStageDeps } from './stage.js';
+export { DeliveryEngine, type RecipientResult, type RecipientStatus } from './deliver.js';
+export { Router, orderByPriority, domainOf, type Route, type Smarthost } from './routing.js';
+export { DestinationResolver, type Resolution, type Target } from './mx.js';
+export { SmtpClientConnection, SmtpFailure, type TransactionResult } from './smtp.js';
+export { ConnectionPool } from './pool.js';
+export { DestinationLimits } from './limits.js';
+export { DeliveredMarkers, type DeliveredMarker } from './markers.js';
+export { RetryStore, type RetryEntry } from './retry-store.js';
+export { RetryScheduler, nextAttemptAt, bullPrefix, type RetrySchedule } from './retry-queue.js';
+export { buildDsn, dsnRecord, dsnMessageId, statusOf, headerBlock } from './dsn.js';
+export { runRetry, startRetryWorker, reconcile } from './worker.js';
+export { DeliveryQueueOps, NotQueuedError, BusyError, type DeferredMessage } from './queue-ops.js';

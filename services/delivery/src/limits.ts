@@ -1,0 +1,105 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/**
+ * Per-destination limits shared by every delivery replica through Redis:
+ *  - a counting semaphore of open connections per destination (a sorted set of slot tokens scored by expiry, so a
+ *    crashed replica's slots free themselves after `slotTtlMs`);
+ *  - a failure counter that, after N consecutive destination-wide temporary failures, backs the destination off
+ *    as a whole for a while (its recipients are deferred without connecting: no hammering a sick server).
+ */
+const ACQUIRE = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`;
+
+const FAILURE = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if n >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`;
+
+export interface LimitsOptions {
+  readonly maxConnectionsPerDestination: number;
+  readonly backoffAfterFailures: number;
+  readonly backoffMs: number;
+  /** A slot not refreshed for this long is considered leaked (its holder crashed). */
+  readonly slotTtlMs: number;
+}
+
+export class DestinationLimits {
+  constructor(
+    private readonly redis: Redis,
+    private readonly o: LimitsOptions,
+  ) {}
+
+  private k(kind: string, dest: string): string {
+    return `delivery:${kind}:${dest}`;
+  }
+
+  /** Try to take a connection slot; returns its token or null when the destination is at its limit. */
+  async tryAcquire(dest: string): Promise<string | null> {
+    const token = randomBytes(8).toString('hex');
+    const ok = await this.redis.eval(
+      ACQUIRE,
+      1,
+      this.k('conn', dest),
+      Date.now(),
+      this.o.slotTtlMs,
+      this.o.maxConnectionsPerDestination,
+      token,
+    );
+    return ok === 1 ? token : null;
+  }
+
+  async refresh(dest: string, token: string): Promise<void> {
+    await this.redis.zadd(this.k('conn', dest), 'XX', Date.now() + this.o.slotTtlMs, token);
+  }
+
+  async release(dest: string, token: string): Promise<void> {
+    await this.redis.zrem(this.k('conn', dest), token);
+  }
+
+  /** Connections currently counted for a destination (all replicas). */
+  async inUse(dest: string): Promise<number> {
+    await this.redis.zremrangebyscore(this.k('conn', dest), '-inf', Date.now());
+    return this.redis.zcard(this.k('conn', dest));
+  }
+
+  /** Remaining backoff of a destination in ms (0 = not backed off). */
+  async backedOffFor(dest: string): Promise<number> {
+    const ttl = await this.redis.pttl(this.k('backoff', dest));
+    return ttl > 0 ? ttl : 0;
+  }
+
+  /** Count a destination-wide temporary failure; true when it just put the destination into backoff. */
+  async recordFailure(dest: string, reason: string): Promise<boolean> {
+    const r = await this.redis.eval(
+      FAILURE,
+      2,
+      this.k('fails', dest),
+      this.k('backoff', dest),
+      this.o.backoffAfterFailures,
+      this.o.backoffMs,
+      reason.slice(0, 500),
+    );
+    return r === 1;
+  }
+
+  async recordSuccess(dest: string): Promise<void> {
+    await this.redis.del(this.k('fails', dest));
+  }
+
+  /** Why the destination is backed off (the failure that tripped it), if it is. */
+  backoffReason(dest: string): Promise<string | null> {
+    return this.redis.get(this.k('backoff', dest));
+  }
+}

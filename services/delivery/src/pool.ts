@@ -1,0 +1,167 @@
+import { EventEmitter } from 'node:events';
+import type { DestinationLimits } from './limits.js';
+import type { Target } from './mx.js';
+import { SmtpClientConnection, SmtpFailure, type ConnectionPolicy, type SmtpTimeouts } from './smtp.js';
+
+export interface PoolOptions {
+  readonly limits: DestinationLimits;
+  readonly ehloName: string;
+  readonly timeouts: SmtpTimeouts;
+  readonly maxMessagesPerConnection: number;
+  readonly idleMs: number;
+  readonly slotWaitMs: number;
+  readonly slotTtlMs: number;
+}
+
+export interface Lease {
+  readonly conn: SmtpClientConnection;
+  readonly dest: string;
+  readonly key: string;
+  readonly token: string;
+  /** True when this lease reuses an already open connection. */
+  readonly reused: boolean;
+}
+
+interface Idle {
+  lease: Lease;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Open SMTP connections, reused for several messages to the same destination. Every open connection holds one
+ * of the destination's slots in Redis (DestinationLimits), so the per-destination cap holds across replicas;
+ * an idle connection keeps its slot for at most `idleMs`.
+ */
+export class ConnectionPool {
+  private readonly idle = new Map<string, Idle[]>();
+  private readonly freed = new EventEmitter();
+  private readonly refreshedAt = new Map<string, number>();
+  private closed = false;
+
+  constructor(private readonly o: PoolOptions) {
+    this.freed.setMaxListeners(0);
+  }
+
+  private keyOf(dest: string, t: Target, p: ConnectionPolicy): string {
+    return `${dest}|${t.address}:${t.port}|${p.tls}|${p.tlsVerify ? 1 : 0}|${p.auth?.user ?? ''}`;
+  }
+
+  private takeIdle(key: string): Lease | null {
+    const list = this.idle.get(key);
+    while (list && list.length > 0) {
+      const i = list.pop()!;
+      clearTimeout(i.timer);
+      if (i.lease.conn.isAlive) return { ...i.lease, reused: true };
+      void this.o.limits.release(i.lease.dest, i.lease.token).catch(() => undefined);
+    }
+    return null;
+  }
+
+  /** An open connection to `target` (reused or new). Throws SmtpFailure (connect phase, or slot wait exceeded). */
+  async acquire(dest: string, target: Target, policy: ConnectionPolicy): Promise<Lease> {
+    const key = this.keyOf(dest, target, policy);
+    const deadline = Date.now() + this.o.slotWaitMs;
+    for (;;) {
+      if (this.closed) throw new SmtpFailure('connect', '451 4.3.2 delivery is shutting down', true, false);
+      const idle = this.takeIdle(key);
+      if (idle) {
+        await this.maybeRefresh(idle);
+        return idle;
+      }
+      const token = await this.o.limits.tryAcquire(dest);
+      if (token) {
+        try {
+          const conn = await SmtpClientConnection.open(target, policy, this.o.ehloName, this.o.timeouts);
+          this.refreshedAt.set(token, Date.now());
+          return { conn, dest, key, token, reused: false };
+        } catch (e) {
+          await this.o.limits.release(dest, token).catch(() => undefined);
+          this.freed.emit(dest);
+          throw e;
+        }
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new SmtpFailure(
+          'connect',
+          `451 4.4.5 connection limit for ${dest} reached, try again later`,
+          true,
+          false,
+        );
+      }
+      // Wait for a local connection to come free, or poll Redis (another replica may free a slot).
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          this.freed.off(dest, done);
+          resolve();
+        };
+        const t = setTimeout(done, Math.min(left, 100));
+        this.freed.on(dest, done);
+      });
+    }
+  }
+
+  private async maybeRefresh(lease: Lease): Promise<void> {
+    const last = this.refreshedAt.get(lease.token) ?? 0;
+    if (Date.now() - last < this.o.slotTtlMs / 4) return;
+    this.refreshedAt.set(lease.token, Date.now());
+    await this.o.limits.refresh(lease.dest, lease.token).catch(() => undefined);
+  }
+
+  /** Give a connection back: kept for reuse when healthy and under the per-connection message cap, else closed. */
+  release(lease: Lease, reusable: boolean): void {
+    const conn = lease.conn;
+    if (
+      !this.closed &&
+      reusable &&
+      conn.isAlive &&
+      conn.messages < this.o.maxMessagesPerConnection &&
+      this.o.idleMs > 0
+    ) {
+      let list = this.idle.get(lease.key);
+      if (!list) this.idle.set(lease.key, (list = []));
+      const entry: Idle = {
+        lease,
+        timer: setTimeout(() => {
+          const l = this.idle.get(lease.key);
+          if (l) {
+            const i = l.indexOf(entry);
+            if (i >= 0) l.splice(i, 1);
+            if (l.length === 0) this.idle.delete(lease.key);
+          }
+          void this.discard(lease);
+        }, this.o.idleMs),
+      };
+      entry.timer.unref();
+      list.push(entry);
+      this.freed.emit(lease.dest);
+      return;
+    }
+    void this.discard(lease);
+  }
+
+  private discard(lease: Lease): Promise<void> {
+    this.refreshedAt.delete(lease.token);
+    return lease.conn
+      .close()
+      .then(() => this.o.limits.release(lease.dest, lease.token))
+      .catch(() => undefined)
+      .finally(() => this.freed.emit(lease.dest));
+  }
+
+  /** Idle connections right now (tests, metrics). */
+  get idleCount(): number {
+    let n = 0;
+    for (const l of this.idle.values()) n += l.length;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.idle.values()].flat();
+    this.idle.clear();
+    for (const i of all) clearTimeout(i.timer);
+    await Promise.all(all.map((i) => this.discard(i.lease)));
+  }
+}

@@ -1,0 +1,68 @@
+import { defineStageService, type StageSetup, type StageSetupContext } from '@mailgate/bus';
+import { createRedis, redisReachable, type LoadedConfig } from '@mailgate/runtime';
+import { createDeliveryComponents } from './components.js';
+import { deliverySchema } from './config.js';
+import { bullPrefix } from './retry-queue.js';
+import { reconcile, startRetryWorker } from './worker.js';
+
+/**
+ * delivery as a service: the stage (consumes TOPICS.deliverable) plus, in the same process, the bullmq worker
+ * that runs retries and a reconciler that re-creates missing retry jobs.
+ */
+export async function setupDelivery(
+  ctx: StageSetupContext<LoadedConfig<{ delivery: typeof deliverySchema }>>,
+): Promise<StageSetup> {
+  const { config, log, lifecycle, producer, telemetry } = ctx;
+  const cfg = config.delivery;
+  const tracer = telemetry.tracer('delivery');
+  const c = createDeliveryComponents({ delivery: cfg, redis: config.redis, gateway: config.gateway, log, tracer });
+  const workerConnection = createRedis(config.redis, { name: 'delivery-worker', forBullmq: true });
+  const worker = startRetryWorker(
+    {
+      engine: c.engine,
+      store: c.store,
+      scheduler: c.scheduler,
+      producer,
+      schedule: cfg.retry.schedule,
+      delayDsnAfterMs: cfg.delayDsnAfterMs,
+      reportingMta: c.reportingMta,
+      postmaster: config.gateway.postmaster,
+      instance: config.gateway.instance,
+      tracer,
+      log,
+    },
+    {
+      connection: workerConnection,
+      queue: cfg.retry.queue,
+      prefix: bullPrefix(config.redis.keyPrefix),
+      concurrency: cfg.retry.concurrency,
+    },
+  );
+  const reconciler = setInterval(() => {
+    reconcile(c.store, c.scheduler, cfg.retry.reconcileEveryMs)
+      .then((n) => n > 0 && log.warn({ jobs: n }, 'reconciler re-created missing retry jobs'))
+      .catch((err: Error) => log.warn({ err: err.message }, 'reconciler failed'));
+  }, cfg.retry.reconcileEveryMs);
+  reconciler.unref();
+  // Retries stop taking new jobs with the consumer; the attempt in progress finishes (worker.close waits).
+  lifecycle.on('stop-intake', 'retry-worker', async () => {
+    clearInterval(reconciler);
+    await worker.close();
+  });
+  return {
+    fn: c.stage,
+    checks: { redis: () => redisReachable(c.redis) },
+    async close() {
+      await worker.close().catch(() => undefined);
+      await workerConnection.quit().catch(() => undefined);
+      await c.close();
+    },
+  };
+}
+
+export const service = defineStageService({
+  stage: 'delivery',
+  section: 'delivery',
+  schema: deliverySchema,
+  setup: setupDelivery,
+});

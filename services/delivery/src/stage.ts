@@ -1,0 +1,89 @@
+import type { OutRecord, StageFn } from '@mailgate/bus';
+import { pass, tempfail } from '@mailgate/contracts';
+import { traceparentOf } from '@mailgate/telemetry';
+import type { DeliveryEngine } from './deliver.js';
+import { attemptEvents, dsnFor, type EventPart } from './outcome.js';
+import { nextAttemptAt, type RetrySchedule, type RetryScheduler } from './retry-queue.js';
+import type { RetryStore } from './retry-store.js';
+
+export interface DeliveryStageDeps {
+  readonly engine: DeliveryEngine;
+  readonly store: RetryStore;
+  readonly scheduler: RetryScheduler;
+  readonly schedule: RetrySchedule;
+  readonly reportingMta: string;
+  readonly postmaster?: string | undefined;
+}
+
+/**
+ * The delivery stage: attempt every recipient once, then hand what is left to the retry queue.
+ *
+ *  - delivered recipients: marker written right after the remote 250 (inside the engine);
+ *  - permanently failed recipients: a DSN to the sender, returned as an extra record so the runner produces it
+ *    atomically with the commit (none for `<>` senders);
+ *  - temporarily failed recipients: stored with the raw message in the Redis retry store and scheduled as a
+ *    bullmq job. From then on the retry worker owns them, and the Kafka record is done (`pass`).
+ *
+ * A Kafka redelivery of the same record (crash before the commit) skips recipients already delivered (markers)
+ * and recipients already owned by the retry queue. Any infrastructure error (Redis) → `tempfail`: the runner holds
+ * the record and tries again; nothing is passed on unrecorded (fail closed).
+ */
+export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
+  return async (msg, ctx) => {
+    const env = msg.envelope;
+    try {
+      const stored = await d.store.load(env.id);
+      if (stored && stored.pending.size > 0) await d.scheduler.schedule(env.id, stored.nextAttemptAt);
+      const mine = env.rcptTo.filter((r) => !stored?.pending.has(r));
+      const results = await d.engine.deliver(msg, mine);
+      const now = Date.now();
+      const deferred = results.filter((r) => r.status === 'deferred');
+      const failed = results.filter((r) => r.status === 'failed');
+      let next: number | undefined;
+      if (deferred.length > 0) {
+        next = nextAttemptAt(d.schedule, 1, now, now);
+        await d.store.add(env, msg.raw, new Map(deferred.map((r) => [r.rcpt, r.reply])), next, deferred[0]!.reply);
+        await d.scheduler.schedule(env.id, next);
+      }
+      const extraRecords: OutRecord[] = [];
+      const events: EventPart[] = [];
+      const dsn = dsnFor(msg, failed, 'failed', {
+        reportingMta: d.reportingMta,
+        postmaster: d.postmaster,
+        instance: ctx.host,
+        traceparent: traceparentOf(ctx.span),
+      });
+      if (dsn) {
+        extraRecords.push(dsn.record);
+        events.push({
+          type: 'dsn-generated',
+          rcptTo: [env.mailFrom],
+          details: { dsnId: dsn.id, kind: 'failed', recipients: failed.map((f) => f.rcpt) },
+        });
+      }
+      events.unshift(
+        ...attemptEvents(results, {
+          attempt: 1,
+          nextAttemptAt: next,
+          dsnId: dsn?.id ?? (failed.length > 0 ? null : undefined),
+        }),
+      );
+      const count = (s: string) => results.filter((r) => r.status === s).length;
+      return {
+        verdict: pass(),
+        details: {
+          delivered: count('delivered'),
+          deferred: deferred.length,
+          bounced: failed.length,
+          ...(stored ? { alreadyQueued: stored.pending.size } : {}),
+          ...(next ? { nextAttemptAt: new Date(next).toISOString() } : {}),
+        },
+        events,
+        extraRecords,
+      };
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message }, 'delivery could not record its outcome: holding the record');
+      return { verdict: tempfail(`delivery bookkeeping failed: ${(err as Error).message}`) };
+    }
+  };
+}

@@ -1,0 +1,354 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, test } from 'node:test';
+import { decodeEvent, decodeMessage, TOPICS, type TrackingEvent } from '@mailgate/contracts';
+import {
+  startDnsServer,
+  startRedis,
+  startSmtpSink,
+  type DnsServerHandle,
+  type RedisHandle,
+  type Sink,
+} from '@mailgate/testkit';
+import type { DeliveryComponents } from '../src/components.js';
+import { runRetry } from '../src/worker.js';
+import { collectingProducer, components, message, stageCtx, workerDeps } from './helpers.js';
+
+let redis: RedisHandle;
+let dns: DnsServerHandle;
+let P: number; // the "MX port": every 127.0.0.x MX sink listens on it
+let mx2: Sink; // 127.0.0.2
+let mx3: Sink; // 127.0.0.3
+let mx4: Sink; // 127.0.0.4
+let tlsSink: Sink; // 127.0.0.6, offers STARTTLS
+let hub: Sink; // 127.0.0.7:<own port>, the internal smarthost
+let c: DeliveryComponents;
+const extra: DeliveryComponents[] = [];
+let prefixN = 0;
+
+const section = (over: Record<string, unknown> = {}) => ({
+  routes: [
+    { domains: ['corp.test', '*.corp.test'], hosts: [`127.0.0.7:${hub.port}`], tls: 'opportunistic' },
+    { domains: ['secure.test'], hosts: [`127.0.0.2:${P}`], tls: 'required' },
+    { domains: ['secure-ok.test'], hosts: [`127.0.0.6:${P}`], tls: 'required' },
+  ],
+  dns: { resolvers: [dns.server], timeoutMs: 500, tries: 1 },
+  mxPort: P,
+  ehloName: 'gw.test',
+  timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 5000 },
+  retry: { schedule: { initialMs: 100, factor: 1, maxMs: 200, giveUpAfterMs: 60_000 } },
+  limits: { connectionIdleMs: 100, slotWaitMs: 3000, backoffAfterFailures: 1000 },
+  ...over,
+});
+
+const make = (over: Record<string, unknown> = {}, prefix = `dtest${++prefixN}:`) => {
+  const x = components(redis.url, prefix, section(over));
+  extra.push(x);
+  return x;
+};
+
+before(async () => {
+  redis = await startRedis();
+  dns = await startDnsServer({
+    records: [
+      { name: 'mx-order.test', type: 'MX', priority: 10, exchange: 'mx1.mx-order.test' },
+      { name: 'mx-order.test', type: 'MX', priority: 20, exchange: 'mx2.mx-order.test' },
+      { name: 'mx1.mx-order.test', type: 'A', address: '127.0.0.5' }, // nothing listens there
+      { name: 'mx2.mx-order.test', type: 'A', address: '127.0.0.3' },
+      { name: 'implicit.test', type: 'A', address: '127.0.0.4' },
+      { name: 'nullmx.test', type: 'MX', priority: 0, exchange: '.' },
+      { name: 'servfail.test', type: 'MX', priority: 10, exchange: 'mx.servfail.test' },
+      { name: 'mix.test', type: 'MX', priority: 10, exchange: 'mx.mix.test' },
+      { name: 'mx.mix.test', type: 'A', address: '127.0.0.2' },
+      { name: 'senders.test', type: 'MX', priority: 10, exchange: 'mx.senders.test' },
+      { name: 'mx.senders.test', type: 'A', address: '127.0.0.4' },
+      { name: 'tls.test', type: 'MX', priority: 10, exchange: 'mx.tls.test' },
+      { name: 'mx.tls.test', type: 'A', address: '127.0.0.6' },
+      { name: 'cap.test', type: 'MX', priority: 10, exchange: 'mx.cap.test' },
+      { name: 'mx.cap.test', type: 'A', address: '127.0.0.3' },
+      { name: 'eq.test', type: 'MX', priority: 10, exchange: 'a.eq.test' },
+      { name: 'eq.test', type: 'MX', priority: 10, exchange: 'b.eq.test' },
+      { name: 'eq.test', type: 'MX', priority: 20, exchange: 'c.eq.test' },
+      { name: 'a.eq.test', type: 'A', address: '127.0.0.2' },
+      { name: 'b.eq.test', type: 'A', address: '127.0.0.3' },
+      { name: 'c.eq.test', type: 'A', address: '127.0.0.4' },
+    ],
+  });
+  dns.setFault('servfail.test', 'servfail');
+  mx2 = await startSmtpSink({ host: '127.0.0.2' });
+  P = mx2.port;
+  mx3 = await startSmtpSink({ host: '127.0.0.3', port: P });
+  mx4 = await startSmtpSink({ host: '127.0.0.4', port: P });
+  tlsSink = await startSmtpSink({ host: '127.0.0.6', port: P, tls: true });
+  hub = await startSmtpSink({ host: '127.0.0.7' });
+  c = make();
+});
+
+after(async () => {
+  for (const x of extra) await x.close();
+  for (const s of [mx2, mx3, mx4, tlsSink, hub]) await s?.close();
+  await dns?.close();
+  await redis?.stop();
+});
+
+beforeEach(() => {
+  for (const s of [mx2, mx3, mx4, tlsSink, hub]) {
+    s.clear();
+    s.clearReplies();
+  }
+});
+
+const types = (events: { type: string }[] | undefined) => (events ?? []).map((e) => e.type);
+
+test('smarthost route delivers byte-identical content, in one transaction for several recipients', async () => {
+  const raw = Buffer.concat([
+    Buffer.from('From: <a@src.test>\r\nTo: <x@corp.test>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\n'),
+    Buffer.from('.line starting with a dot\r\n..two dots\r\n8bit: café\r\n\r\n.\r\nend\r\n'),
+  ]);
+  const msg = message({ from: 'a@src.test', to: ['x@corp.test', 'y@eu.corp.test'], raw });
+  const out = await c.stage(msg, stageCtx());
+  assert.equal(out.verdict.kind, 'pass');
+  assert.deepEqual(out.details, { delivered: 2, deferred: 0, bounced: 0 });
+  const [m] = await hub.waitFor(1);
+  assert.ok(m!.data.equals(raw), 'content changed in transit');
+  assert.deepEqual(m!.rcptTo, ['x@corp.test', 'y@eu.corp.test']);
+  assert.equal(m!.heloName, 'gw.test');
+  assert.equal(hub.messages.length, 1);
+  const ev = out.events!.find((e) => e.type === 'delivered')!;
+  assert.match(String(ev.details!['reply']), /^250 /);
+  assert.match(String(ev.details!['remoteHost']), /^127\.0\.0\.7\[127\.0\.0\.7\]:/);
+});
+
+test('MX order: first MX refuses connections → second MX takes it', async () => {
+  const out = await c.stage(message({ from: 'a@src.test', to: ['u@mx-order.test'] }), stageCtx());
+  assert.deepEqual(out.details, { delivered: 1, deferred: 0, bounced: 0 });
+  assert.equal(mx3.messages.length, 1);
+  // mx1 (preference 10) was looked up before mx2 (20).
+  const order = dns.queries.filter((q) => q.type === 'A' && q.name.endsWith('mx-order.test')).map((q) => q.name);
+  assert.deepEqual(order.slice(0, 2), ['mx1.mx-order.test', 'mx2.mx-order.test']);
+});
+
+test('MX: equal preferences are shuffled, lower preference always first', async () => {
+  const route = c.router.route('x@eq.test');
+  const orders = new Set<string>();
+  for (const seed of [0.1, 0.9]) {
+    let i = 0;
+    const random = () => (i++ % 3 === 0 ? seed : 1 - seed);
+    const r = await c.resolver.resolve(route, random);
+    assert.equal(r.kind, 'ok');
+    const hosts = r.kind === 'ok' ? r.targets.map((t) => t.host) : [];
+    assert.equal(hosts[2], 'c.eq.test');
+    orders.add(hosts.slice(0, 2).join(','));
+  }
+  assert.deepEqual([...orders].sort(), ['a.eq.test,b.eq.test', 'b.eq.test,a.eq.test']);
+});
+
+test('implicit MX: a domain with only an A record gets mail at that address', async () => {
+  const out = await c.stage(message({ from: 'a@src.test', to: ['i@implicit.test'] }), stageCtx());
+  assert.deepEqual(out.details, { delivered: 1, deferred: 0, bounced: 0 });
+  assert.equal(mx4.messages[0]!.rcptTo[0], 'i@implicit.test');
+});
+
+test('null MX bounces at once (no connection, DSN to the sender)', async () => {
+  const msg = message({ from: 'a@senders.test', to: ['n@nullmx.test'] });
+  const out = await c.stage(msg, stageCtx());
+  assert.deepEqual(out.details, { delivered: 0, deferred: 0, bounced: 1 });
+  assert.equal(out.extraRecords!.length, 1);
+  const dsn = decodeMessage(out.extraRecords![0]!.value);
+  assert.equal(dsn.envelope.mailFrom, '');
+  assert.deepEqual(dsn.envelope.rcptTo, ['a@senders.test']);
+  assert.match(dsn.raw.toString(), /Diagnostic-Code: smtp; 556 5\.1\.10 /);
+  assert.equal(await c.store.exists(msg.envelope.id), false);
+  assert.deepEqual(types(out.events), ['bounced', 'dsn-generated']);
+});
+
+test('DNS SERVFAIL is temporary: recipients deferred into the retry store', async () => {
+  const msg = message({ from: 'a@src.test', to: ['s@servfail.test'] });
+  const out = await c.stage(msg, stageCtx());
+  assert.equal(out.verdict.kind, 'pass');
+  assert.deepEqual(
+    { ...out.details, nextAttemptAt: undefined },
+    { delivered: 0, deferred: 1, bounced: 0, nextAttemptAt: undefined },
+  );
+  const entry = await c.store.load(msg.envelope.id);
+  assert.match(entry!.pending.get('s@servfail.test')!, /^451 4\.4\.3 MX lookup/);
+  assert.equal(await c.scheduler.state(msg.envelope.id), 'delayed');
+  const deferred = out.events!.find((e) => e.type === 'deferred')!;
+  assert.ok(deferred.details!['nextAttemptAt']);
+  await c.scheduler.unschedule(msg.envelope.id);
+  await c.store.remove(msg.envelope.id);
+});
+
+test('per-recipient 250/450/550: one delivery, one retry, one DSN; the retry succeeds once the sink stops 4xx', async () => {
+  mx2.setReply({ stage: 'rcpt', code: 450, rcpt: 'b@mix.test', message: '4.2.1 mailbox busy', times: 1 });
+  mx2.setReply({ stage: 'rcpt', code: 550, rcpt: 'c@mix.test', message: '5.1.1 no such user' });
+  const msg = message({ from: 'sender@senders.test', to: ['a@mix.test', 'b@mix.test', 'c@mix.test'] });
+  const out = await c.stage(msg, stageCtx());
+  assert.equal(out.details!['delivered'], 1);
+  assert.equal(out.details!['deferred'], 1);
+  assert.equal(out.details!['bounced'], 1);
+  assert.deepEqual(
+    mx2.messages.map((m) => m.rcptTo),
+    [['a@mix.test']],
+  );
+  assert.deepEqual(types(out.events), ['delivered', 'deferred', 'bounced', 'dsn-generated']);
+  const dsn = decodeMessage(out.extraRecords![0]!.value);
+  assert.match(dsn.raw.toString(), /Final-Recipient: rfc822; c@mix\.test/);
+  assert.match(dsn.raw.toString(), /Diagnostic-Code: smtp; 550 5\.1\.1 no such user/);
+  assert.doesNotMatch(dsn.raw.toString(), /Final-Recipient: rfc822; b@mix\.test/);
+  const entry = await c.store.load(msg.envelope.id);
+  assert.deepEqual([...entry!.pending.keys()], ['b@mix.test']);
+
+  const producer = collectingProducer();
+  await c.scheduler.unschedule(msg.envelope.id); // run the retry by hand (no worker in this test)
+  assert.equal(await runRetry(workerDeps(c, producer, section()), msg.envelope.id), 'done');
+  assert.deepEqual(
+    mx2.messages.map((m) => m.rcptTo),
+    [['a@mix.test'], ['b@mix.test']],
+  );
+  assert.equal(await c.store.exists(msg.envelope.id), false);
+  const events = producer.records.filter((r) => r.topic === TOPICS.events).map((r) => decodeEvent(r.value));
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['delivered'],
+  );
+  assert.deepEqual(events[0]!.rcptTo, ['b@mix.test']);
+  assert.equal(events[0]!.details!['attempt'], 2);
+});
+
+test('give-up after the retry window: DSN with the last reply, and the DSN itself gets delivered', async () => {
+  const short = make({ retry: { schedule: { initialMs: 50, factor: 1, maxMs: 50, giveUpAfterMs: 300 } } });
+  mx2.setReply({ stage: 'rcpt', code: 452, rcpt: 'full@mix.test', message: '4.2.2 mailbox full' });
+  const msg = message({ from: 'sender@senders.test', to: ['full@mix.test'] });
+  const out = await short.stage(msg, stageCtx());
+  assert.equal(out.details!['deferred'], 1);
+  await short.scheduler.unschedule(msg.envelope.id);
+  const producer = collectingProducer();
+  const deps = workerDeps(
+    short,
+    producer,
+    section({ retry: { schedule: { initialMs: 50, factor: 1, maxMs: 50, giveUpAfterMs: 300 } } }),
+  );
+  let r: Awaited<ReturnType<typeof runRetry>>;
+  const started = Date.now();
+  do {
+    await new Promise((res) => setTimeout(res, 60));
+    r = await runRetry(deps, msg.envelope.id);
+  } while (typeof r === 'number' && Date.now() - started < 5000);
+  assert.equal(r, 'done');
+  const dsnRec = producer.records.find((x) => x.topic === TOPICS.deliverable)!;
+  const dsn = decodeMessage(dsnRec.value);
+  assert.match(dsn.raw.toString(), /Action: failed/);
+  assert.match(dsn.raw.toString(), /Status: 4\.2\.2/);
+  assert.match(dsn.raw.toString(), /452 4\.2\.2 mailbox full \(gave up after/);
+  const events = producer.records.filter((x) => x.topic === TOPICS.events).map((x) => decodeEvent(x.value));
+  const bounced = events.find((e) => e.type === 'bounced')!;
+  assert.equal(bounced.details!['giveUp'], true);
+  assert.equal(bounced.details!['dsn'], dsn.envelope.id);
+  // The DSN re-enters the pipeline and is delivered to the sender's MX.
+  const out2 = await short.stage(dsn, stageCtx());
+  assert.deepEqual(out2.details, { delivered: 1, deferred: 0, bounced: 0 });
+  const got = await mx4.waitFor((m) => m.rcptTo.includes('sender@senders.test'));
+  assert.equal(got.mailFrom, '');
+  assert.match(got.data.toString(), /multipart\/report; report-type=delivery-status/);
+});
+
+test('no DSN for a <> sender', async () => {
+  mx2.setReply({ stage: 'rcpt', code: 550, rcpt: 'gone@mix.test' });
+  const out = await c.stage(message({ from: '', to: ['gone@mix.test'] }), stageCtx());
+  assert.equal(out.details!['bounced'], 1);
+  assert.deepEqual(out.extraRecords, []);
+  const bounced = out.events!.find((e) => e.type === 'bounced')!;
+  assert.equal(bounced.details!['dsn'], null);
+});
+
+test('STARTTLS required against a server without it: deferred, never sent in clear', async () => {
+  const msg = message({ from: 'a@src.test', to: ['x@secure.test'] });
+  const out = await c.stage(msg, stageCtx());
+  assert.equal(out.details!['deferred'], 1);
+  assert.equal(mx2.messages.length, 0);
+  const entry = await c.store.load(msg.envelope.id);
+  assert.match(entry!.pending.get('x@secure.test')!, /^451 4\.7\.4 TLS required/);
+  await c.scheduler.unschedule(msg.envelope.id);
+  await c.store.remove(msg.envelope.id);
+  // The same policy against a server that offers STARTTLS delivers over TLS; opportunistic uses it when offered.
+  await c.stage(message({ from: 'a@src.test', to: ['x@secure-ok.test'] }), stageCtx());
+  await c.stage(message({ from: 'a@src.test', to: ['y@tls.test'] }), stageCtx());
+  const got = await tlsSink.waitFor(2);
+  assert.deepEqual(
+    got.map((m) => m.secure),
+    [true, true],
+  );
+});
+
+test('crash between the remote 250 and the offset commit: the redelivered record sends no second copy', async () => {
+  const msg = message({ from: 'a@src.test', to: ['once@corp.test', 'twice@corp.test'] });
+  hub.setReply({ stage: 'rcpt', code: 550, rcpt: 'twice@corp.test', times: 1 });
+  const first = await c.stage(msg, stageCtx());
+  assert.equal(first.details!['delivered'], 1);
+  // The process "crashed" before committing: Kafka hands the same record over again.
+  const again = await c.stage(msg, stageCtx());
+  assert.equal(again.details!['delivered'], 2);
+  const copies = hub.messages.filter((m) => m.rcptTo.includes('once@corp.test'));
+  assert.equal(copies.length, 1, 'once@corp.test got a second copy');
+  // Only the recipient not yet delivered was sent the second time; no new `delivered` event for the first.
+  assert.deepEqual(
+    hub.messages.map((m) => m.rcptTo),
+    [['once@corp.test'], ['twice@corp.test']],
+  );
+  assert.deepEqual(
+    again.events!.filter((e) => e.type === 'delivered').map((e) => e.rcptTo),
+    [['twice@corp.test']],
+  );
+});
+
+test('connections are reused for several messages to the same destination', async () => {
+  const x = make({ limits: { connectionIdleMs: 2000, slotWaitMs: 3000, backoffAfterFailures: 1000 } });
+  for (let i = 0; i < 3; i++) await x.stage(message({ from: 'a@src.test', to: [`r${i}@corp.test`] }), stageCtx());
+  assert.equal(hub.messages.length, 3);
+  assert.equal(hub.connections, 1);
+});
+
+test('per-destination connection cap holds across two delivery instances (Redis)', async () => {
+  const over = {
+    limits: { maxConnectionsPerDestination: 2, connectionIdleMs: 0, slotWaitMs: 10_000, backoffAfterFailures: 1000 },
+  };
+  const a = make(over, 'captest:');
+  const b = make(over, 'captest:');
+  let open = 0;
+  let max = 0;
+  const onConn = (sock: import('node:net').Socket) => {
+    open++;
+    max = Math.max(max, open);
+    sock.once('close', () => open--);
+  };
+  mx3.server.server.on('connection', onConn);
+  try {
+    const sends = [];
+    for (let i = 0; i < 12; i++) {
+      const inst = i % 2 === 0 ? a : b;
+      sends.push(inst.stage(message({ from: 'a@src.test', to: [`c${i}@cap.test`] }), stageCtx()));
+    }
+    const outs = await Promise.all(sends);
+    assert.equal(
+      outs.reduce((n, o) => n + Number(o.details!['delivered']), 0),
+      12,
+    );
+    assert.ok(max <= 2, `saw ${max} concurrent connections`);
+    assert.ok(max >= 1);
+  } finally {
+    mx3.server.server.off('connection', onConn);
+  }
+});
+
+test('a destination failing repeatedly is backed off as a whole', async () => {
+  const x = make({ limits: { backoffAfterFailures: 2, backoffMs: 60_000, connectionIdleMs: 0, slotWaitMs: 1000 } });
+  mx3.setReply({ stage: 'connect', code: 421, message: 'too busy' });
+  for (let i = 0; i < 2; i++) await x.stage(message({ from: 'a@src.test', to: [`b${i}@cap.test`] }), stageCtx());
+  const before = mx3.connections;
+  const msg = message({ from: 'a@src.test', to: ['b9@cap.test'] });
+  const out = await x.stage(msg, stageCtx());
+  assert.equal(out.details!['deferred'], 1);
+  assert.equal(mx3.connections, before, 'connected to a backed-off destination');
+  const ev = out.events!.find((e) => e.type === 'deferred') as TrackingEvent | undefined;
+  assert.match(String(ev!.details!['reason']), /backed off/);
+});

@@ -1,0 +1,195 @@
+// The service through the real StageRunner, kafka-lite, Redis (AOF) and the bullmq retry worker.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { defineStageService } from '@mailgate/bus';
+import {
+  decodeEvent,
+  encodeMessage,
+  RECORD_HEADERS,
+  TOPICS,
+  type PipelineMessage,
+  type TrackingEvent,
+} from '@mailgate/contracts';
+import { startService } from '@mailgate/runtime';
+import {
+  startDnsServer,
+  startKafka,
+  startRedis,
+  startSmtpSink,
+  waitFor,
+  type DnsServerHandle,
+  type KafkaHandle,
+  type RedisHandle,
+  type Sink,
+} from '@mailgate/testkit';
+import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import { openDeliveryQueue } from '../src/components.js';
+import { deliverySchema } from '../src/config.js';
+import { setupDelivery } from '../src/service.js';
+import { message, silentLog } from './helpers.js';
+
+process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
+
+const service = defineStageService({
+  stage: 'delivery',
+  section: 'delivery',
+  schema: deliverySchema,
+  setup: setupDelivery,
+  runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300 },
+});
+
+let kafka: KafkaHandle;
+let redis: RedisHandle;
+let dns: DnsServerHandle;
+let mx: Sink;
+let producer: Producer;
+const events: TrackingEvent[] = [];
+let stopObserver: () => Promise<void>;
+
+const KEY_PREFIX = 'svc:';
+const deliverySection = () => ({
+  dns: { resolvers: [dns.server], timeoutMs: 500, tries: 1 },
+  mxPort: mx.port,
+  timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 5000 },
+  retry: { schedule: { initialMs: 300, factor: 1, maxMs: 300, giveUpAfterMs: 120_000 }, reconcileEveryMs: 1000 },
+  limits: { connectionIdleMs: 100, backoffAfterFailures: 1000 },
+  bus: { concurrency: 4 },
+});
+const doc = () => ({
+  gateway: { hostname: 'gw.test', instance: 'delivery-0' },
+  kafka: { brokers: [kafka.brokers], topics: { partitions: 1 } },
+  redis: { url: redis.url, keyPrefix: KEY_PREFIX },
+  logging: { level: 'silent' },
+  delivery: deliverySection(),
+});
+const start = () => startService(service, { configDocument: doc(), httpPort: 0, log: silentLog });
+
+before(async () => {
+  kafka = await startKafka();
+  redis = await startRedis({ appendonly: true });
+  dns = await startDnsServer({
+    records: [
+      { name: 'svc.test', type: 'MX', priority: 10, exchange: 'mx.svc.test' },
+      { name: 'mx.svc.test', type: 'A', address: '127.0.0.8' },
+    ],
+  });
+  mx = await startSmtpSink({ host: '127.0.0.8' });
+  const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
+  producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const consumer = client.consumer({ groupId: `observer-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [TOPICS.events], fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ message: m }) => void events.push(decodeEvent(m.value)) });
+  stopObserver = () => consumer.disconnect();
+});
+
+after(async () => {
+  await stopObserver?.();
+  await producer?.disconnect();
+  await mx?.close();
+  await dns?.close();
+  await redis?.stop();
+  await kafka?.close();
+});
+
+const send = (m: PipelineMessage) =>
+  producer.send({
+    topic: TOPICS.deliverable,
+    acks: -1,
+    messages: [{ key: m.envelope.id, value: encodeMessage(m), headers: { [RECORD_HEADERS.messageId]: m.envelope.id } }],
+  });
+
+const eventsOf = (id: string, type: string) => events.filter((e) => e.messageId === id && e.type === type);
+
+test('service: delivers from the topic; deferred mail survives a delivery restart and a Redis restart (AOF); queue operations', async () => {
+  let s = await start();
+  try {
+    const ok = message({ from: 'a@src.test', to: ['ok@svc.test'] });
+    mx.setReply({ stage: 'rcpt', code: 451, rcpt: 'later@svc.test', message: '4.7.1 greylisted' });
+    const later = message({ from: 'a@src.test', to: ['later@svc.test', 'now@svc.test'] });
+    await send(ok);
+    await send(later);
+    await mx.waitFor((m) => m.rcptTo.includes('ok@svc.test'), 30_000);
+    await mx.waitFor((m) => m.rcptTo.includes('now@svc.test'), 30_000);
+    await waitFor(() => eventsOf(later.envelope.id, 'deferred').length > 0, {
+      timeoutMs: 10_000,
+      message: 'deferred event',
+    });
+    const deferred = eventsOf(later.envelope.id, 'deferred')[0]!;
+    assert.deepEqual(deferred.rcptTo, ['later@svc.test']);
+    assert.match(String(deferred.details!['reason']), /451 4\.7\.1 greylisted/);
+    const delivered = eventsOf(ok.envelope.id, 'delivered')[0]!;
+    assert.match(String(delivered.details!['remoteHost']), /127\.0\.0\.8/);
+
+    // Queue operations see it, with its next attempt and last error; hold stops the retries.
+    const q = openDeliveryQueue({
+      delivery: deliverySchema.parse(deliverySection()),
+      redis: { url: redis.url, keyPrefix: KEY_PREFIX },
+      gateway: { name: 'mailgate', hostname: 'gw.test', instance: 'cli' },
+    });
+    try {
+      const list = await q.list();
+      const item = list.items.find((i) => i.id === later.envelope.id)!;
+      assert.deepEqual(
+        item.recipients.map((r) => r.rcpt),
+        ['later@svc.test'],
+      );
+      assert.match(item.lastError, /greylisted/);
+      assert.ok(item.nextAttemptAt);
+      await q.hold(later.envelope.id);
+      assert.equal((await q.get(later.envelope.id))!.held, true);
+
+      // Restart delivery, then Redis (AOF): the held message is still there; the sink stops refusing.
+      await s.stop();
+      await redis.restart();
+      mx.clearReplies();
+      s = await start();
+      const attemptsBefore = (await q.get(later.envelope.id))!.attempts;
+      await new Promise((r) => setTimeout(r, 800)); // held: no retry happens
+      assert.equal((await q.get(later.envelope.id))!.attempts, attemptsBefore);
+      await q.release(later.envelope.id);
+      await q.retryNow(later.envelope.id);
+      await mx.waitFor((m) => m.rcptTo.includes('later@svc.test'), 30_000);
+      await waitFor(async () => (await q.get(later.envelope.id)) === null, {
+        timeoutMs: 10_000,
+        message: 'queue entry removed',
+      });
+    } finally {
+      await q.close();
+    }
+    // Exactly one copy per recipient.
+    for (const r of ['ok@svc.test', 'now@svc.test', 'later@svc.test']) {
+      assert.equal(mx.messages.filter((m) => m.rcptTo.includes(r)).length, 1, r);
+    }
+  } finally {
+    await s.stop();
+  }
+});
+
+test('service: restart with pending retries → all eventually delivered by the retry worker', async () => {
+  let s = await start();
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      mx.setReply({ stage: 'rcpt', code: 450, rcpt: `p${i}@svc.test`, times: 1 });
+      const m = message({ from: 'a@src.test', to: [`p${i}@svc.test`] });
+      ids.push(m.envelope.id);
+      await send(m);
+    }
+    await waitFor(() => ids.every((id) => eventsOf(id, 'deferred').length > 0), {
+      timeoutMs: 30_000,
+      message: 'all deferred',
+    });
+    await s.stop(); // pending retries stay in Redis
+    s = await start();
+    for (let i = 0; i < 5; i++) await mx.waitFor((m) => m.rcptTo.includes(`p${i}@svc.test`), 30_000);
+    await waitFor(() => ids.every((id) => eventsOf(id, 'delivered').length === 1), {
+      timeoutMs: 10_000,
+      message: 'delivered events',
+    });
+    for (let i = 0; i < 5; i++) assert.equal(mx.messages.filter((m) => m.rcptTo.includes(`p${i}@svc.test`)).length, 1);
+  } finally {
+    await s.stop();
+  }
+});

@@ -1,0 +1,7 @@
+// @mailgate/dnsbl-check — the DNS block list stage (client IP, Received origin, HELO/sender, body URLs).
+export { service, dnsblCheckService } from './service.js';
+export { createDnsblStage, planChecks, headerValue, type DnsblStageDeps, type Plan } from './stage.js';
+export { findOrigin, receivedFromIp, type Origin } from './received.js';
+export { urlHosts, bodyTexts } from './urls.js';
+export { headerValues, prependHeader } from './headers.js';
+export { dnsblCheckSchema, type DnsblCheckConfig } from './config.js';

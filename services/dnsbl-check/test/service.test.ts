@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeMessage, encodeMessage, lastVerdictOf, RECORD_HEADERS, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { startService } from '@mailgate/runtime';
+import { isolatedRedisPrefix, startKafka, startRbldnsd, startRedis } from '@mailgate/testkit';
+import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
+import { dnsblCheckService } from '../src/index.js';
+import { log, message, ZONES, zonesConfig } from './helpers.js';
+
+async function produce(brokers: string, msgs: PipelineMessage[]): Promise<void> {
+  const p = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).producer();
+  await p.connect();
+  await p.send({
+    topic: TOPICS.inbound,
+    acks: -1,
+    messages: msgs.map((m) => ({
+      key: m.envelope.id,
+      value: encodeMessage(m),
+      headers: { traceparent: m.envelope.trace.traceparent, [RECORD_HEADERS.messageId]: m.envelope.id },
+    })),
+  });
+  await p.disconnect();
+}
+
+async function readTopic(brokers: string, topic: string, count: number, timeoutMs = 30_000): Promise<KafkaMessage[]> {
+  const c = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).consumer({
+    groupId: `reader-${Math.random()}`,
+    sessionTimeout: 6000,
+    heartbeatInterval: 500,
+  });
+  await c.connect();
+  await c.subscribe({ topic, fromBeginning: true });
+  const out: KafkaMessage[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timeout: ${out.length}/${count} records on ${topic}`)), timeoutMs);
+      void c.run({
+        eachMessage: async ({ message: m }) => {
+          out.push(m);
+          if (out.length >= count) {
+            clearTimeout(t);
+            resolve();
+          }
+        },
+      });
+    });
+  } finally {
+    await c.disconnect();
+  }
+  return out;
+}
+
+test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict + header, readiness', async (t) => {
+  const kafka = await startKafka();
+  t.after(() => kafka.close());
+  const dns = await startRbldnsd(ZONES);
+  t.after(() => dns.stop());
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+
+  const s = await startService(
+    dnsblCheckService({ runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 } }),
+    {
+      configDocument: {
+        kafka: { brokers: [kafka.brokers], topics: { partitions: 1 } },
+        redis: { url: redis.url, keyPrefix: isolatedRedisPrefix() },
+        dnsbl: { resolvers: [dns.server], timeoutMs: 1000, zones: zonesConfig() },
+      },
+      httpPort: 0,
+      log,
+    },
+  );
+  t.after(() => s.stop());
+
+  const clean = message();
+  const listed = message({ session: { clientIp: '198.51.100.7' } });
+  await produce(kafka.brokers, [clean, listed]);
+
+  const [passed] = await readTopic(kafka.brokers, TOPICS.dnsblChecked, 1);
+  const p = decodeMessage(passed!.value);
+  assert.equal(p.envelope.id, clean.envelope.id);
+  const pv = lastVerdictOf(p.envelope, 'dnsbl-check')!;
+  assert.equal(pv.verdict.kind, 'pass');
+  assert.equal((pv.details as { score: number }).score, 0);
+  assert.ok(p.raw.toString().startsWith('X-Mailgate-DNSBL: score=0 (pass)\r\n'));
+
+  const [held] = await readTopic(kafka.brokers, TOPICS.quarantine, 1);
+  const q = decodeMessage(held!.value);
+  assert.equal(q.envelope.id, listed.envelope.id);
+  const qv = lastVerdictOf(q.envelope, 'dnsbl-check')!;
+  assert.equal(qv.verdict.kind, 'reject');
+  const zones = (qv.details as { zones: { zone: string; status: string }[] }).zones;
+  assert.deepEqual(zones.find((z) => z.zone === 'bl.test')!.status, 'listed');
+
+  const ready = (await (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).json()) as { checks: Record<string, boolean> };
+  assert.equal(ready.checks['dnsbl'], true);
+});

@@ -1,0 +1,121 @@
+import { readFileSync, statSync } from 'node:fs';
+import { DurableProducer, brokerReachable, createKafka, ensureTopics } from '@mailgate/bus';
+import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
+import { ingressSchema } from './config.js';
+import type { ConnectFilter } from './connect-filter.js';
+import { createIngress, type Ingress } from './ingress.js';
+import { loadUsers } from './users.js';
+
+/**
+ * ingress-smtp as a service: not a Kafka consumer, so it uses the runtime's startService directly with a
+ * DurableProducer. Readiness = producer connected && a broker reachable (&& Redis, when limits use it).
+ * Shutdown: stop-intake closes the listeners (new commands get 421), drain waits for sessions in DATA,
+ * flush waits for the producer, close disconnects.
+ */
+
+export interface IngressServiceOptions {
+  /** Called once the listeners are up (tests and the benchmark read the bound ports and stats). */
+  onStarted?: (ingress: Ingress) => void;
+  /** A connection-time filter (DNSBL). Default: none. */
+  connectFilter?: ConnectFilter | null;
+}
+
+const sections = { ingress: ingressSchema };
+
+export function createIngressService(opts: IngressServiceOptions = {}): ServiceDefinition<typeof sections> {
+  return {
+    name: 'ingress-smtp',
+    sections,
+    http: (config) => config.ingress.http,
+    async start(ctx) {
+      const { config, log, lifecycle, health, telemetry } = ctx;
+      const cfg = config.ingress;
+
+      const readTls = () =>
+        cfg.tls ? { key: readFileSync(cfg.tls.keyFile), cert: readFileSync(cfg.tls.certFile) } : null;
+      let tls: ReturnType<typeof readTls>;
+      try {
+        tls = readTls();
+      } catch (err) {
+        throw new Error(`ingress.tls: cannot read certificate/key: ${(err as Error).message}`);
+      }
+      const users = await loadUsers(cfg.auth.users, cfg.auth.usersFile);
+      if (cfg.listeners.submission.enabled && users.size === 0) {
+        log.warn('submission listener enabled but ingress.auth has no users: nobody can authenticate');
+      }
+
+      const kafka = createKafka(config.kafka, 'ingress-smtp', log);
+      await ensureTopics(kafka, config.kafka);
+      const producer = new DurableProducer(kafka, { produceTimeoutMs: cfg.acceptTimeoutMs }, log);
+      await producer.connect();
+      lifecycle.on('flush', 'producer', () => producer.drain());
+      lifecycle.on('close', 'producer', () => producer.disconnect());
+
+      const needsRedis = cfg.limits.messageRate.max > 0 || cfg.auth.failures.max > 0;
+      const redis = needsRedis ? createRedis(config.redis, { name: 'ingress-smtp' }) : null;
+      if (redis) {
+        redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis error'));
+        lifecycle.on('close', 'redis', () => redis.quit().catch(() => redis.disconnect()));
+      }
+
+      const connectFilter = opts.connectFilter ?? (await dnsblFilter(config as unknown as Record<string, unknown>, redis, log));
+      if (connectFilter) lifecycle.on('close', 'connect-filter', () => connectFilter.close());
+
+      const ingress = createIngress({
+        config: cfg,
+        hostname: config.gateway.hostname,
+        instance: config.gateway.instance,
+        product: config.gateway.name,
+        log,
+        tracer: telemetry.tracer('ingress-smtp'),
+        meter: telemetry.meter('ingress-smtp'),
+        producer,
+        redis,
+        connectFilter,
+        users,
+        tls,
+      });
+      await ingress.listen();
+      lifecycle.on('stop-intake', 'smtp', () => ingress.stopIntake());
+      lifecycle.on('drain', 'smtp', () => ingress.drained());
+
+      health.addCheck('kafka', async () => producer.isConnected && (await brokerReachable(config.kafka.brokers)));
+      if (redis) health.addCheck('redis', () => redisReachable(redis));
+
+      if (cfg.tls && cfg.tls.reloadIntervalMs > 0) {
+        const files = [cfg.tls.certFile, cfg.tls.keyFile];
+        const stamp = () => files.map((f) => statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? 0).join(':');
+        let last = stamp();
+        const timer = setInterval(() => {
+          const now = stamp();
+          if (now === last) return;
+          try {
+            const next = readTls();
+            if (next) ingress.updateTls(next);
+            last = now;
+            log.info('STARTTLS certificate reloaded');
+          } catch (err) {
+            log.warn({ err: (err as Error).message }, 'STARTTLS certificate reload failed; keeping the old one');
+          }
+        }, cfg.tls.reloadIntervalMs);
+        timer.unref();
+        lifecycle.on('stop-intake', 'tls-reload', () => clearInterval(timer));
+      }
+      opts.onStarted?.(ingress);
+    },
+  };
+}
+
+/**
+ * The shared DNSBL package's connect filter, when that package provides one (packages/dnsbl). Loaded lazily so
+ * ingress does not depend on it at build time while it is being written; absent → no connect-time DNSBL.
+ */
+async function dnsblFilter(
+  _config: Record<string, unknown>,
+  _redis: unknown,
+  _log: { warn: (o: object, m: string) => void },
+): Promise<ConnectFilter | null> {
+  return null;
+}
+
+export const service = createIngressService();

@@ -1,0 +1,229 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
+import type net from 'node:net';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+
+/**
+ * smtp-server, extended where its options cannot express what the gateway needs. Everything that touches the
+ * library's internals (pinned: smtp-server 3.21.x) is in this file, and `assertSmtpServerInternals()` checks at
+ * start-up that they are still there — if an upgrade removed one, ingress refuses to start rather than run
+ * without its smuggling and relay guards.
+ *
+ *  - Line endings in commands: smtp-server splits command lines on /\r?\n/, so a bare LF ends a command and a
+ *    bare CR stays inside it. The parser's input is scanned to remember, per command line, whether it ended in
+ *    a bare LF or contained a bare CR; the command hook then refuses it (or, for bare LF, lets it through in
+ *    `normalize` mode).
+ *  - The raw command line is handed to the hook, so MAIL/RCPT are parsed strictly by address.ts rather than by
+ *    the library's lenient, Unicode-converting parser.
+ *  - PROXY and XCLIENT trust by CIDR (the library matches exact addresses only).
+ *  - The greeting delay is ours (the library hard-codes 100 ms); ingress waits in onConnect instead.
+ *  - Replies whose text starts with an enhanced status code (`5.7.1 …`) are sent as they are, not prefixed with
+ *    the library's generic mapping.
+ */
+
+export const BARE_LF = 1;
+export const BARE_CR = 2;
+
+/** Per-connection view handed to the hooks. */
+export interface GuardedConnection {
+  readonly id: string;
+  readonly session: SMTPServerSession;
+  readonly remoteAddress: string;
+  /** The client is inside DATA, or a handler (MAIL/RCPT/DATA/AUTH) has not answered yet. */
+  readonly busy: boolean;
+  readonly ready: boolean;
+  readonly secure: boolean;
+  /** A multi-line AUTH exchange is in progress (the line is a SASL response, not a command). */
+  readonly inAuthExchange: boolean;
+  send(code: number, text: string): void;
+  close(): void;
+  /** Reset the library's own unknown-command counter (ingress keeps its own limit). */
+  resetLibraryUnknownCounter(): void;
+  isKnownCommand(name: string): boolean;
+}
+
+export interface CommandRefusal {
+  readonly code: number;
+  readonly text: string;
+  readonly close: boolean;
+}
+
+export interface GuardHooks {
+  /** A connection object exists (socket accepted; PROXY header, if any, already read). */
+  created(conn: GuardedConnection): void;
+  /** Before smtp-server handles a command line. Return a refusal to answer it ourselves. */
+  beforeCommand(conn: GuardedConnection, line: string, flags: number): CommandRefusal | null;
+  /** Must this socket send a PROXY v1 header? */
+  expectsProxy(remoteAddress: string | undefined): boolean;
+  /** May this (original, pre-XCLIENT) client use XCLIENT? */
+  xclientAllowed(originalRemoteAddress: string): boolean;
+}
+
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3}(?: |$)/;
+
+interface ParserState {
+  prev: number;
+  lineFlags: number;
+  flags: number[];
+}
+
+function installLineScanner(parser: any): void {
+  const state: ParserState = { prev: 0x0a, lineFlags: 0, flags: [] };
+  parser.__mailgate = state;
+  const write = parser._write.bind(parser);
+  const startDataMode = parser.startDataMode.bind(parser);
+  parser._write = (chunk: Buffer, enc: BufferEncoding, next: (err?: Error | null) => void) => {
+    if (!parser._dataMode && !parser.isClosed && chunk && chunk.length) {
+      for (let i = 0; i < chunk.length; i++) {
+        const b = chunk[i]!;
+        if (b === 0x0a) {
+          state.flags.push(state.lineFlags | (state.prev === 0x0d ? 0 : BARE_LF));
+          state.lineFlags = 0;
+        } else if (state.prev === 0x0d) {
+          state.lineFlags |= BARE_CR;
+        }
+        state.prev = b;
+      }
+    }
+    return write(chunk, enc, next);
+  };
+  parser.startDataMode = (maxBytes?: number) => {
+    // Whatever was scanned after the DATA line is message content now, not commands.
+    state.flags.length = 0;
+    state.lineFlags = 0;
+    state.prev = 0x0a;
+    return startDataMode(maxBytes);
+  };
+}
+
+class Connection extends (SMTPConnection as any) {
+  declare _server: GuardedServer;
+
+  constructor(server: GuardedServer, socket: net.Socket, options: unknown) {
+    super(server, socket, options);
+    server.hooks.created(this.view());
+  }
+
+  view(): GuardedConnection {
+    const self = this as any;
+    return {
+      get id() {
+        return self.id as string;
+      },
+      get session() {
+        return self.session as SMTPServerSession;
+      },
+      get remoteAddress() {
+        return self.remoteAddress as string;
+      },
+      get busy() {
+        return !!self._handlerPending || !!self._dataStream;
+      },
+      get ready() {
+        return !!self._ready;
+      },
+      get secure() {
+        return !!self.secure;
+      },
+      get inAuthExchange() {
+        return !!self._nextHandler;
+      },
+      send: (code, text) => self.send(code, text),
+      close: () => self.close(),
+      resetLibraryUnknownCounter: () => void (self._unrecognizedCommands = 0),
+      isKnownCommand: (name) => self._isSupported(name),
+    };
+  }
+
+  init(): void {
+    const self = this as any;
+    self._setListeners(() => {
+      const max = self._server.options.maxClients;
+      if (max && self._server.connections.size > max) {
+        return self.send(421, `4.7.0 ${self.name} Too many connected clients, try again in a moment`);
+      }
+      setImmediate(() => self.connectionReady());
+    });
+  }
+
+  _createParser(): unknown {
+    const parser = (super._createParser as () => unknown)();
+    installLineScanner(parser);
+    return parser;
+  }
+
+  _onCommand(command: Buffer, callback?: () => void): unknown {
+    const self = this as any;
+    const state: ParserState | undefined = self._parser?.__mailgate;
+    const flags = state?.flags.shift() ?? 0;
+    if (!self._upgrading && !self._closing) {
+      const refusal = this._server.hooks.beforeCommand(self.__view ?? (self.__view = this.view()), command.toString('binary'), flags);
+      if (refusal) {
+        self.send(refusal.code, refusal.text);
+        if (refusal.close) self.close();
+        setImmediate(() => callback?.());
+        return;
+      }
+    }
+    return super._onCommand(command, callback);
+  }
+
+  _proxyCommandAllowed(command: string, option: string): boolean {
+    const self = this as any;
+    if (option === 'useXClient') {
+      return (
+        !self._xClient.has('ADDR') &&
+        this._server.hooks.xclientAllowed(self._originalRemoteAddress) &&
+        self._isSupported(command)
+      );
+    }
+    return super._proxyCommandAllowed(command, option);
+  }
+
+  send(code: number, data: unknown, context?: unknown): unknown {
+    if (typeof data === 'string' && ENHANCED.test(data)) return super.send(code, data, false);
+    return super.send(code, data, context);
+  }
+}
+
+export class GuardedServer extends SMTPServer {
+  hooks!: GuardHooks;
+
+  constructor(options: SMTPServerOptions, hooks: GuardHooks) {
+    super(options);
+    this.hooks = hooks;
+  }
+
+  override connect(socket: net.Socket, socketOptions?: unknown): void {
+    const self = this as any;
+    const connection = new Connection(this, socket, socketOptions) as any;
+    self.connections.add(connection);
+    connection.on('error', (err: Error) => self._onError(err));
+    connection.on('connect', (data: unknown) => self._onClientConnect(data));
+    connection.init();
+  }
+
+  override _expectsProxyHeader(socket: net.Socket): boolean {
+    return this.hooks.expectsProxy(socket.remoteAddress);
+  }
+
+  /** Open sessions (for the drain sweep). */
+  views(): GuardedConnection[] {
+    return [...(this as any).connections].map((c: any) => c.__view ?? (c.__view = c.view()));
+  }
+}
+
+/** Fail at start-up if the smtp-server internals this file relies on are gone. */
+export function assertSmtpServerInternals(): void {
+  const c = (SMTPConnection as any).prototype;
+  const s = (SMTPServer as any).prototype;
+  const missing = [
+    ...['_setListeners', 'connectionReady', '_createParser', '_onCommand', '_proxyCommandAllowed', 'send', 'close', '_isSupported']
+      .filter((m) => typeof c[m] !== 'function')
+      .map((m) => `SMTPConnection.${m}`),
+    ...['connect', '_expectsProxyHeader', '_onError', '_onClientConnect'].filter((m) => typeof s[m] !== 'function').map((m) => `SMTPServer.${m}`),
+  ];
+  if (missing.length > 0) {
+    throw new Error(`smtp-server internals changed (missing ${missing.join(', ')}): ingress guards cannot be installed`);
+  }
+}

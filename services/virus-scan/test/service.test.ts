@@ -1,0 +1,121 @@
+// The service through the real StageRunner and kafka-lite: what reaches the next topic, and when.
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defineStageService } from '@mailgate/bus';
+import { decodeMessage, encodeMessage, RECORD_HEADERS, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { startService } from '@mailgate/runtime';
+import { EICAR_FOUND_NAME, freePort, startClamd, startKafka, waitFor } from '@mailgate/testkit';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { setupVirusScan, virusScanSchema, type VirusScanInput } from '../src/index.js';
+import { log, pipelineMessage, samples } from './helpers.js';
+
+process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
+
+/** The production definition, with fast group membership for tests. */
+const service = defineStageService({
+  stage: 'virus-scan',
+  section: 'virusScan',
+  schema: virusScanSchema,
+  setup: setupVirusScan,
+  runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300 },
+});
+
+interface Seen {
+  topic: string;
+  msg: PipelineMessage;
+}
+
+async function pipeline(t: TestContext, virusScan: VirusScanInput) {
+  const kafka = await startKafka();
+  t.after(() => kafka.close());
+  const s = await startService(service, {
+    configDocument: {
+      gateway: { hostname: 'mx.test' },
+      kafka: { brokers: [kafka.brokers], topics: { partitions: 1 } },
+      virusScan: { bus: { concurrency: 4, retry: { initialMs: 200, maxMs: 500 } }, ...virusScan },
+    },
+    httpPort: 0,
+    log,
+  });
+  t.after(() => s.stop());
+
+  const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
+  const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  t.after(() => producer.disconnect());
+  const seen: Seen[] = [];
+  const consumer = client.consumer({ groupId: `observer-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [TOPICS.scanned, TOPICS.quarantine], fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ topic, message }) => void seen.push({ topic, msg: decodeMessage(message.value) }) });
+  t.after(() => consumer.disconnect());
+
+  return {
+    seen,
+    send: (m: PipelineMessage) =>
+      producer.send({
+        topic: TOPICS.dnsblChecked,
+        acks: -1,
+        messages: [{ key: m.envelope.id, value: encodeMessage(m), headers: { [RECORD_HEADERS.messageId]: m.envelope.id } }],
+      }),
+    of: (m: PipelineMessage) => seen.filter((x) => x.msg.envelope.id === m.envelope.id),
+    ready: async () => (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).status,
+    metrics: async () => (await fetch(`http://127.0.0.1:${s.http.port}/metrics`)).text(),
+  };
+}
+
+test('clean → next topic with the header; EICAR → quarantine; clamd down → held, delivered once when it returns', async (t) => {
+  const clamd = await startClamd();
+  t.after(() => clamd.stop());
+  const p = await pipeline(t, {
+    clamd: { endpoints: [{ host: clamd.host, port: clamd.port }], healthIntervalMs: 300, connectTimeoutMs: 500 },
+  });
+
+  const clean = pipelineMessage(samples.clean());
+  const infected = pipelineMessage(samples.nestedZip());
+  await p.send(clean);
+  await p.send(infected);
+  await waitFor(() => p.of(clean).length === 1 && p.of(infected).length === 1, { timeoutMs: 30_000, message: 'first two verdicts' });
+  const [c] = p.of(clean);
+  assert.equal(c!.topic, TOPICS.scanned);
+  assert.match(c!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean \(mailgate mx\.test; ClamAV /);
+  assert.equal(c!.msg.envelope.verdicts.at(-1)?.stage, 'virus-scan');
+  const [q] = p.of(infected);
+  assert.equal(q!.topic, TOPICS.quarantine);
+  assert.deepEqual(q!.msg.envelope.verdicts.at(-1)?.details?.['signatures'], [EICAR_FOUND_NAME]);
+  await waitFor(async () => (await p.ready()) === 200, { timeoutMs: 20_000, message: 'ready' });
+
+  // clamd goes away: the next message is held in place, never passed on.
+  await clamd.kill();
+  await waitFor(async () => (await p.ready()) === 503, { timeoutMs: 10_000, message: 'not ready without clamd' });
+  const held = pipelineMessage(samples.clean());
+  await p.send(held);
+  await sleep(2500);
+  assert.deepEqual(p.of(held), [], 'nothing on any topic while clamd is down');
+  assert.match(await p.metrics(), /mailgate_stage_retries_total\{[^}]*cause="tempfail"[^}]*\} [1-9]/);
+
+  await clamd.restart();
+  await waitFor(() => p.of(held).length > 0, { timeoutMs: 20_000, message: 'held message delivered after clamd returned' });
+  await sleep(500);
+  assert.equal(p.of(held).length, 1, 'delivered exactly once');
+  assert.equal(p.of(held)[0]!.topic, TOPICS.scanned);
+  assert.match(p.of(held)[0]!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean /);
+  await waitFor(async () => (await p.ready()) === 200, { timeoutMs: 10_000, message: 'ready again' });
+});
+
+test('no clamd for longer than maxHoldMs: quarantined as unscannable, never passed', async (t) => {
+  const p = await pipeline(t, {
+    clamd: { endpoints: [{ host: '127.0.0.1', port: await freePort() }], connectTimeoutMs: 300 },
+    maxHoldMs: 1500,
+  });
+  const m = pipelineMessage(samples.clean());
+  await p.send(m);
+  await waitFor(() => p.of(m).length > 0, { timeoutMs: 30_000, message: 'unscannable verdict' });
+  const [q] = p.of(m);
+  assert.equal(q!.topic, TOPICS.quarantine);
+  const v = q!.msg.envelope.verdicts.at(-1)!;
+  assert.equal(v.verdict.kind, 'quarantine');
+  assert.match((v.verdict as { reason: string }).reason, /^unscannable: no scan verdict after \d+ s \(clamd unavailable: /);
+  assert.match(q!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: not scanned: unscannable/);
+});

@@ -14,12 +14,16 @@ interface Cpu {
   system: number;
 }
 
-async function startChild(opts: Record<string, unknown>): Promise<{ child: ChildProcess; port: number; cpu(): Promise<{ cpu: Cpu; rss: number }> }> {
+async function startChild(
+  opts: Record<string, unknown>,
+): Promise<{ child: ChildProcess; port: number; cpu(): Promise<{ cpu: Cpu; rss: number }> }> {
   const child = fork(fileURLToPath(new URL('./broker-proc.ts', import.meta.url)), [JSON.stringify(opts)], {
     execArgv: ['--import', 'tsx', '--conditions=mailgate-src'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve((m as { port: number }).port)));
+  const port = await new Promise<number>((resolve) =>
+    child.once('message', (m) => resolve((m as { port: number }).port)),
+  );
   const cpu = (): Promise<{ cpu: Cpu; rss: number }> =>
     new Promise((resolve) => {
       child.once('message', (m) => resolve(m as { cpu: Cpu; rss: number }));
@@ -28,7 +32,13 @@ async function startChild(opts: Record<string, unknown>): Promise<{ child: Child
   return { child, port, cpu };
 }
 
-async function scenario(name: string, opts: Record<string, unknown>, recordSize: number, total: number, perSend: number): Promise<void> {
+async function scenario(
+  name: string,
+  opts: Record<string, unknown>,
+  recordSize: number,
+  total: number,
+  perSend: number,
+): Promise<void> {
   const { child, port, cpu } = await startChild(opts);
   const kafka = new Kafka({ clientId: 'bench', brokers: [`127.0.0.1:${port}`], logLevel: logLevel.NOTHING });
   const topic = `bench-${recordSize}`;
@@ -38,7 +48,12 @@ async function scenario(name: string, opts: Record<string, unknown>, recordSize:
   await admin.disconnect();
   const producer = kafka.producer();
   await producer.connect();
-  const consumer = kafka.consumer({ groupId: 'bench', maxWaitTimeInMs: 100, maxBytesPerPartition: 4 * 1024 * 1024, maxBytes: 24 * 1024 * 1024 });
+  const consumer = kafka.consumer({
+    groupId: 'bench',
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    maxBytes: 24 * 1024 * 1024,
+  });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   let consumed = 0;
@@ -80,7 +95,9 @@ async function scenario(name: string, opts: Record<string, unknown>, recordSize:
   const mb = (consumed * recordSize) / 1024 / 1024;
   console.log(
     `${name.padEnd(22)} ${String(recordSize / 1024).padStart(4)} KiB x ${String(consumed).padStart(6)}: ` +
-      `${Math.round(consumed / elapsed).toLocaleString('en-US').padStart(8)} rec/s ${(mb / elapsed).toFixed(1).padStart(6)} MB/s ` +
+      `${Math.round(consumed / elapsed)
+        .toLocaleString('en-US')
+        .padStart(8)} rec/s ${(mb / elapsed).toFixed(1).padStart(6)} MB/s ` +
       `(produce ${((produced - t0) / 1000).toFixed(2)}s, e2e ${elapsed.toFixed(2)}s) ` +
       `CPU broker ${brokerCpu.toFixed(2)}s (${Math.round((brokerCpu / elapsed) * 100)}% of a core), kafkajs client ${clientCpu.toFixed(2)}s; broker rss ${Math.round(b1.rss / 1048576)} MiB`,
   );
@@ -92,7 +109,9 @@ async function scenario(name: string, opts: Record<string, unknown>, recordSize:
 
 const small = Number(process.env.BENCH_SMALL_RECORDS ?? 100_000);
 const large = Number(process.env.BENCH_LARGE_RECORDS ?? 2_000);
-console.log(`kafka-lite bench: node ${process.version}, ${os.cpus().length} CPUs, broker in a child process, kafkajs producer (acks=-1, 4 concurrent sends) + group consumer in this process`);
+console.log(
+  `kafka-lite bench: node ${process.version}, ${os.cpus().length} CPUs, broker in a child process, kafkajs producer (acks=-1, 4 concurrent sends) + group consumer in this process`,
+);
 for (const mode of ['memory', 'data-dir', 'data-dir fsync=always'] as const) {
   const dir = mode === 'memory' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-lite-bench-'));
   const opts: Record<string, unknown> = dir ? { dataDir: dir, fsync: mode === 'data-dir' ? 'interval' : 'always' } : {};

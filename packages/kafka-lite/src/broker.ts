@@ -127,7 +127,11 @@ class Conn {
 
   fail(reason: string, fields: Record<string, unknown> = {}): void {
     if (this.closed) return;
-    this.broker.log.warn(`kafka-lite: closing connection: ${reason}`, { conn: this.id, remote: this.clientHost, ...fields });
+    this.broker.log.warn(`kafka-lite: closing connection: ${reason}`, {
+      conn: this.id,
+      remote: this.clientHost,
+      ...fields,
+    });
     this.closed = true;
     this.socket.destroy();
   }
@@ -230,7 +234,11 @@ class Conn {
   private onHandlerError(err: unknown, apiKey: number, version: number): void {
     if (err instanceof ProtocolError) this.fail(`malformed request: ${err.message}`, { apiKey, version });
     else {
-      this.broker.log.error('kafka-lite: handler failed', { apiKey, version, err: err instanceof Error ? err.stack : String(err) });
+      this.broker.log.error('kafka-lite: handler failed', {
+        apiKey,
+        version,
+        err: err instanceof Error ? err.stack : String(err),
+      });
       this.fail('internal error', { apiKey, version });
     }
   }
@@ -449,7 +457,8 @@ export class Broker {
       let msg: string | null = null;
       if ((seen.get(t.name) ?? 0) > 1) [err, msg] = [ErrorCode.INVALID_REQUEST, 'duplicate topic in request'];
       else if (!validTopicName(t.name)) [err, msg] = [ErrorCode.INVALID_TOPIC_EXCEPTION, 'invalid topic name'];
-      else if (this.store.topics.has(t.name)) [err, msg] = [ErrorCode.TOPIC_ALREADY_EXISTS, `Topic '${t.name}' already exists.`];
+      else if (this.store.topics.has(t.name))
+        [err, msg] = [ErrorCode.TOPIC_ALREADY_EXISTS, `Topic '${t.name}' already exists.`];
       else if (n <= 0 || n > 10000) [err, msg] = [ErrorCode.INVALID_PARTITIONS, 'invalid partition count'];
       if (!err && !validateOnly) {
         this.store.createTopic(t.name, n);
@@ -499,10 +508,12 @@ export class Broker {
         if (badAcks) return { index: p.index, error: 21, base: -1, start: -1 };
         const log = this.partition(t.name, p.index);
         if (!log) return { index: p.index, error: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, base: -1, start: -1 };
-        if (!p.records || p.records.length === 0) return { index: p.index, error: ErrorCode.CORRUPT_MESSAGE, base: -1, start: -1 };
+        if (!p.records || p.records.length === 0)
+          return { index: p.index, error: ErrorCode.CORRUPT_MESSAGE, base: -1, start: -1 };
         const res = log.append(p.records);
         if (res.error === 0) appended = true;
-        else if (res.error !== 0) this.log.debug?.('kafka-lite: produce rejected', { topic: t.name, partition: p.index, error: res.error });
+        else if (res.error !== 0)
+          this.log.debug?.('kafka-lite: produce rejected', { topic: t.name, partition: p.index, error: res.error });
         return { index: p.index, error: res.error, base: res.base, start: log.logStart };
       }),
     }));
@@ -573,7 +584,14 @@ export class Broker {
         for (const p of t.parts) {
           const log = this.partition(t.name, p.index);
           if (!log) {
-            w.int32(p.index).int16(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION).int64(-1).int64(-1).int64(-1).int32(0).int32(-1).int32(0);
+            w.int32(p.index)
+              .int16(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+              .int64(-1)
+              .int64(-1)
+              .int64(-1)
+              .int32(0)
+              .int32(-1)
+              .int32(0);
             continue;
           }
           const res = log.read(p.offset, Math.min(p.max, Math.max(budget, 0)), !any);
@@ -761,7 +779,8 @@ export class Broker {
       w.int32(t.parts.length);
       t.parts.forEach((p, j) => w.int32(p.index).int16(errs[i]![j]!));
     });
-    if (accepted.length > 0 && this.store.persistent && this.store.opts.fsync === 'always') return this.store.sync().then(() => w);
+    if (accepted.length > 0 && this.store.persistent && this.store.opts.fsync === 'always')
+      return this.store.sync().then(() => w);
     return w;
   }
 
@@ -770,7 +789,8 @@ export class Broker {
     const topics = r.narray((r) => ({ name: r.string(), parts: r.array((r) => r.int32()) }));
     const commits = this.store.getCommits(groupId);
     const list =
-      topics ?? [...(commits?.entries() ?? [])].map(([name, m]) => ({ name, parts: [...m.keys()].sort((a, b) => a - b) }));
+      topics ??
+      [...(commits?.entries() ?? [])].map(([name, m]) => ({ name, parts: [...m.keys()].sort((a, b) => a - b) }));
     const w = new Writer();
     w.int32(0);
     w.array(list, (w, t) => {
@@ -778,7 +798,10 @@ export class Broker {
       const tm = commits?.get(t.name);
       w.array(t.parts, (w, p) => {
         const c = tm?.get(p);
-        w.int32(p).int64(c ? c.offset : -1).nstring(c ? c.metadata : '').int16(0);
+        w.int32(p)
+          .int64(c ? c.offset : -1)
+          .nstring(c ? c.metadata : '')
+          .int16(0);
       });
     });
     w.int16(0);

@@ -70,7 +70,8 @@ export function parseBrokerArgs(argv: string[]): BrokerOptions | 'help' {
         break;
       case '--fsync': {
         const v = next();
-        if (v !== 'always' && v !== 'interval' && v !== 'never') throw new Error('--fsync expects always|interval|never');
+        if (v !== 'always' && v !== 'interval' && v !== 'never')
+          throw new Error('--fsync expects always|interval|never');
         o.fsync = v as FsyncPolicy;
         break;
       }

@@ -156,10 +156,13 @@ export class Coordinator {
       let timeout = 0;
       for (const m of g.members.values()) timeout = Math.max(timeout, m.rebalanceTimeout);
       if (g.rebalanceTimer) clearTimeout(g.rebalanceTimer);
-      g.rebalanceTimer = setTimeout(() => {
-        g.rebalanceTimer = null;
-        if (g.state === 'PreparingRebalance') this.completeJoin(g);
-      }, Math.max(timeout, 0));
+      g.rebalanceTimer = setTimeout(
+        () => {
+          g.rebalanceTimer = null;
+          if (g.state === 'PreparingRebalance') this.completeJoin(g);
+        },
+        Math.max(timeout, 0),
+      );
       g.rebalanceTimer.unref();
     }
     this.maybeCompleteJoin(g);
@@ -187,7 +190,10 @@ export class Coordinator {
     }
     for (const m of [...g.members.values()]) {
       if (!m.joinCb) {
-        this.opts.logger.info('kafka-lite: member removed (did not rejoin within rebalance timeout)', { group: g.id, member: m.id });
+        this.opts.logger.info('kafka-lite: member removed (did not rejoin within rebalance timeout)', {
+          group: g.id,
+          member: m.id,
+        });
         g.members.delete(m.id);
       }
     }

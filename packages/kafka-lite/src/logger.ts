@@ -13,7 +13,9 @@ export function jsonLogger(level: LogLevel = 'info'): Logger {
   const min = RANK[level];
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (RANK[lvl] < min) return;
-    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, name: 'kafka-lite', msg, ...fields }) + '\n');
+    process.stderr.write(
+      JSON.stringify({ time: new Date().toISOString(), level: lvl, name: 'kafka-lite', msg, ...fields }) + '\n',
+    );
   };
   return {
     debug: (m, f) => emit('debug', m, f),

@@ -29,11 +29,15 @@ export const ErrorCode = {
 
 export class Reader {
   pos = 0;
-  constructor(readonly buf: Buffer, start = 0) {
+  constructor(
+    readonly buf: Buffer,
+    start = 0,
+  ) {
     this.pos = start;
   }
   private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new ProtocolError(`truncated request (need ${n} bytes at ${this.pos}/${this.buf.length})`);
+    if (this.pos + n > this.buf.length)
+      throw new ProtocolError(`truncated request (need ${n} bytes at ${this.pos}/${this.buf.length})`);
   }
   remaining(): number {
     return this.buf.length - this.pos;
@@ -237,7 +241,14 @@ const CRC_TABLES: Int32Array[] = (() => {
 
 export function crc32c(buf: Buffer, start = 0, end = buf.length): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [
-    Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
   ];
   let crc = -1;
   let i = start;

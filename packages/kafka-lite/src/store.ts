@@ -136,7 +136,8 @@ export class PartitionLog {
    */
   read(offset: number, maxBytes: number, atLeastOne: boolean): { error: number; chunks: Buffer[]; len: number } {
     if (offset === this.leo) return { error: 0, chunks: [], len: 0 };
-    if (offset > this.leo || offset < this.logStart) return { error: ErrorCode.OFFSET_OUT_OF_RANGE, chunks: [], len: 0 };
+    if (offset > this.leo || offset < this.logStart)
+      return { error: ErrorCode.OFFSET_OUT_OF_RANGE, chunks: [], len: 0 };
     const loc = this.locate(offset);
     if (!loc) return { error: 0, chunks: [], len: 0 };
     const chunks: Buffer[] = [];
@@ -211,11 +212,21 @@ export class PartitionLog {
   append(records: Buffer): { error: number; base: number } {
     const opts = this.store.opts;
     // Validate every batch before touching the log.
-    const infos: { pos: number; size: number; lastDelta: number; maxTs: number; pid: number; epoch: number; seq: number; count: number }[] = [];
+    const infos: {
+      pos: number;
+      size: number;
+      lastDelta: number;
+      maxTs: number;
+      pid: number;
+      epoch: number;
+      seq: number;
+      count: number;
+    }[] = [];
     let pos = 0;
     while (pos < records.length) {
       const h = readBatchHeader(records, pos);
-      if (h === null || h === 'bad' || pos + h.size > records.length) return { error: ErrorCode.CORRUPT_MESSAGE, base: -1 };
+      if (h === null || h === 'bad' || pos + h.size > records.length)
+        return { error: ErrorCode.CORRUPT_MESSAGE, base: -1 };
       if (h.size > opts.maxBatchBytes) return { error: ErrorCode.MESSAGE_TOO_LARGE, base: -1 };
       if (h.lastOffsetDelta < 0 || h.size < BATCH_HEADER_SIZE) return { error: ErrorCode.CORRUPT_MESSAGE, base: -1 };
       if (opts.verifyCrc && !batchCrcOk(records, pos, h.size)) return { error: ErrorCode.CORRUPT_MESSAGE, base: -1 };
@@ -244,7 +255,14 @@ export class PartitionLog {
       records.writeBigInt64BE(BigInt(base), b.pos);
       const seg = this.active();
       const view = records.subarray(b.pos, b.pos + b.size);
-      const entry: Entry = { base, last: base + b.lastDelta, pos: seg.bytes, size: b.size, cum: this.cumEnd, maxTs: b.maxTs };
+      const entry: Entry = {
+        base,
+        last: base + b.lastDelta,
+        pos: seg.bytes,
+        size: b.size,
+        cum: this.cumEnd,
+        maxTs: b.maxTs,
+      };
       if (seg.fd >= 0) {
         let done = 0;
         while (done < view.length) done += fs.writeSync(seg.fd, view, done, view.length - done, seg.bytes + done);
@@ -350,7 +368,14 @@ export class PartitionLog {
           bad = true;
           break;
         }
-        const entry: Entry = { base: bo, last: bo + h.lastOffsetDelta, pos, size: h.size, cum: this.cumEnd, maxTs: h.maxTimestamp };
+        const entry: Entry = {
+          base: bo,
+          last: bo + h.lastOffsetDelta,
+          pos,
+          size: h.size,
+          cum: this.cumEnd,
+          maxTs: h.maxTimestamp,
+        };
         seg.entries.push(entry);
         seg.bytes += h.size;
         if (h.maxTimestamp > seg.maxTs) seg.maxTs = h.maxTimestamp;
@@ -361,7 +386,11 @@ export class PartitionLog {
         pos += h.size;
       }
       if (bad || pos < fileSize) {
-        this.store.opts.logger.warn('kafka-lite: truncating torn/corrupt segment tail', { file, validBytes: pos, fileBytes: fileSize });
+        this.store.opts.logger.warn('kafka-lite: truncating torn/corrupt segment tail', {
+          file,
+          validBytes: pos,
+          fileBytes: fileSize,
+        });
         fs.ftruncateSync(fd, pos);
         fs.fsyncSync(fd);
       }
@@ -527,7 +556,10 @@ export class Store {
     return this.commits.get(group);
   }
 
-  commit(group: string, entries: { topic: string; partition: number; offset: number; metadata: string | null }[]): void {
+  commit(
+    group: string,
+    entries: { topic: string; partition: number; offset: number; metadata: string | null }[],
+  ): void {
     let g = this.commits.get(group);
     if (!g) {
       g = new Map();
@@ -541,7 +573,8 @@ export class Store {
       }
       t.set(e.partition, { offset: e.offset, metadata: e.metadata });
     }
-    if (this.persistent) this.persistOffsetRecord({ g: group, c: entries.map((e) => [e.topic, e.partition, e.offset, e.metadata]) });
+    if (this.persistent)
+      this.persistOffsetRecord({ g: group, c: entries.map((e) => [e.topic, e.partition, e.offset, e.metadata]) });
   }
 
   private offsetsFile(): string {

@@ -1,7 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CompressionTypes, type EachMessagePayload } from 'kafkajs';
-import { Body, RawClient, broker, defer, encodeBatch, fastConsumer, kafkaFor, parseProduce, produceBody, waitFor } from './helpers.js';
+import {
+  Body,
+  RawClient,
+  broker,
+  defer,
+  encodeBatch,
+  fastConsumer,
+  kafkaFor,
+  parseProduce,
+  produceBody,
+  waitFor,
+} from './helpers.js';
 
 test('round trip with headers and gzip, ordering per partition', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
@@ -36,7 +47,11 @@ test('round trip with headers and gzip, ordering per partition', { timeout: 60_0
     const seqs = got.filter((g) => g.partition === part).map((g) => Number(g.message.headers!.seq!.toString()));
     const offsets = got.filter((g) => g.partition === part).map((g) => Number(g.message.offset));
     assert.deepEqual(offsets, [...offsets.keys()], 'contiguous offsets from 0');
-    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'produce order kept per partition');
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      'produce order kept per partition',
+    );
     assert.equal(seqs.length, 50);
   }
   const m = got.find((g) => g.message.key?.toString() === 'k31')!;
@@ -54,26 +69,23 @@ test('admin: create/list/metadata/offsets/lag/describe/delete', { timeout: 60_00
   assert.equal(await admin.createTopics({ topics: [{ topic: 'a1', numPartitions: 2 }] }), false);
   assert.deepEqual((await admin.listTopics()).sort(), ['a1', 'a2']);
   const md = await admin.fetchTopicMetadata({ topics: ['a1', 'a2'] });
-  assert.deepEqual(
-    md.topics.map((x) => [x.name, x.partitions.length]).sort(),
-    [
-      ['a1', 2],
-      ['a2', 4],
-    ],
-  );
+  assert.deepEqual(md.topics.map((x) => [x.name, x.partitions.length]).sort(), [
+    ['a1', 2],
+    ['a2', 4],
+  ]);
   const producer = kafka.producer();
   await producer.connect();
   defer(t, () => producer.disconnect());
-  await producer.send({ topic: 'a1', messages: Array.from({ length: 10 }, (_, i) => ({ partition: 0, value: `x${i}` })) });
+  await producer.send({
+    topic: 'a1',
+    messages: Array.from({ length: 10 }, (_, i) => ({ partition: 0, value: `x${i}` })),
+  });
   await producer.send({ topic: 'a1', messages: [{ partition: 1, value: 'y' }] });
   const offs = await admin.fetchTopicOffsets('a1');
-  assert.deepEqual(
-    offs.map((o) => [o.partition, o.high, o.low]).sort(),
-    [
-      [0, '10', '0'],
-      [1, '1', '0'],
-    ],
-  );
+  assert.deepEqual(offs.map((o) => [o.partition, o.high, o.low]).sort(), [
+    [0, '10', '0'],
+    [1, '1', '0'],
+  ]);
   // consume 10 of 11 via a group, then check committed offsets and lag
   const consumer = kafka.consumer({ groupId: 'lag-g', ...fastConsumer });
   await consumer.connect();
@@ -97,7 +109,9 @@ test('admin: create/list/metadata/offsets/lag/describe/delete', { timeout: 60_00
   await producer.send({ topic: 'a1', messages: [{ partition: 0, value: 'late' }] });
   const committed = await admin.fetchOffsets({ groupId: 'lag-g', topics: ['a1'] });
   const high = await admin.fetchTopicOffsets('a1');
-  const lag = committed[0]!.partitions.map((p) => Number(high.find((h) => h.partition === p.partition)!.high) - Number(p.offset));
+  const lag = committed[0]!.partitions.map(
+    (p) => Number(high.find((h) => h.partition === p.partition)!.high) - Number(p.offset),
+  );
   assert.deepEqual(lag.sort(), [0, 1]);
   assert.equal((await admin.describeGroups(['lag-g'])).groups[0]!.state, 'Empty');
   // all-topics offset fetch (null topic list)
@@ -107,39 +121,50 @@ test('admin: create/list/metadata/offsets/lag/describe/delete', { timeout: 60_00
   assert.deepEqual(await admin.listTopics(), ['a1']);
 });
 
-test('idempotent producer: kafkajs works; a retried batch is not appended twice; gaps rejected', { timeout: 60_000 }, async (t) => {
-  const b = await broker(t);
-  const kafka = kafkaFor(b);
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  defer(t, () => producer.disconnect());
-  for (let i = 0; i < 5; i++) await producer.send({ topic: 'idem', messages: [{ partition: 0, value: `m${i}` }, { partition: 0, value: `n${i}` }] });
-  const admin = kafka.admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
-  assert.equal((await admin.fetchTopicOffsets('idem')).find((o) => o.partition === 0)!.high, '10');
+test(
+  'idempotent producer: kafkajs works; a retried batch is not appended twice; gaps rejected',
+  { timeout: 60_000 },
+  async (t) => {
+    const b = await broker(t);
+    const kafka = kafkaFor(b);
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    defer(t, () => producer.disconnect());
+    for (let i = 0; i < 5; i++)
+      await producer.send({
+        topic: 'idem',
+        messages: [
+          { partition: 0, value: `m${i}` },
+          { partition: 0, value: `n${i}` },
+        ],
+      });
+    const admin = kafka.admin();
+    await admin.connect();
+    defer(t, () => admin.disconnect());
+    assert.equal((await admin.fetchTopicOffsets('idem')).find((o) => o.partition === 0)!.high, '10');
 
-  // Raw: same (pid, epoch, sequence) batch sent twice -> same base offset, appended once.
-  const raw = await RawClient.connect(b.port);
-  defer(t, () => raw.close());
-  const init = await raw.request(22, 1, new Body().str(null).i32(60000).build());
-  assert.equal(init.readInt16BE(4), 0);
-  const pid = Number(init.readBigInt64BE(6));
-  const batch = await encodeBatch({ producerId: pid, firstSequence: 0, values: ['a', 'b', 'c'] });
-  const r1 = parseProduce(await raw.request(0, 7, produceBody('idem', 1, batch)));
-  const r2 = parseProduce(await raw.request(0, 7, produceBody('idem', 1, batch)));
-  assert.deepEqual(r1, [0, 0n]);
-  assert.deepEqual(r2, [0, 0n]);
-  const next = await encodeBatch({ producerId: pid, firstSequence: 3, values: ['d'] });
-  assert.deepEqual(parseProduce(await raw.request(0, 7, produceBody('idem', 1, next))), [0, 3n]);
-  const gap = await encodeBatch({ producerId: pid, firstSequence: 9, values: ['z'] });
-  assert.equal(parseProduce(await raw.request(0, 7, produceBody('idem', 1, gap)))[0], 45);
-  assert.equal((await admin.fetchTopicOffsets('idem')).find((o) => o.partition === 1)!.high, '4');
-  // acks=0 gets no response but is appended; the next request is still answered in order
-  raw.write(raw.frame(0, 7, produceBody('idem', 2, await encodeBatch({ values: ['q'] }), 0)));
-  const r3 = parseProduce(await raw.request(0, 7, produceBody('idem', 2, await encodeBatch({ values: ['r'] }))));
-  assert.deepEqual(r3, [0, 1n]);
-});
+    // Raw: same (pid, epoch, sequence) batch sent twice -> same base offset, appended once.
+    const raw = await RawClient.connect(b.port);
+    defer(t, () => raw.close());
+    const init = await raw.request(22, 1, new Body().str(null).i32(60000).build());
+    assert.equal(init.readInt16BE(4), 0);
+    const pid = Number(init.readBigInt64BE(6));
+    const batch = await encodeBatch({ producerId: pid, firstSequence: 0, values: ['a', 'b', 'c'] });
+    const r1 = parseProduce(await raw.request(0, 7, produceBody('idem', 1, batch)));
+    const r2 = parseProduce(await raw.request(0, 7, produceBody('idem', 1, batch)));
+    assert.deepEqual(r1, [0, 0n]);
+    assert.deepEqual(r2, [0, 0n]);
+    const next = await encodeBatch({ producerId: pid, firstSequence: 3, values: ['d'] });
+    assert.deepEqual(parseProduce(await raw.request(0, 7, produceBody('idem', 1, next))), [0, 3n]);
+    const gap = await encodeBatch({ producerId: pid, firstSequence: 9, values: ['z'] });
+    assert.equal(parseProduce(await raw.request(0, 7, produceBody('idem', 1, gap)))[0], 45);
+    assert.equal((await admin.fetchTopicOffsets('idem')).find((o) => o.partition === 1)!.high, '4');
+    // acks=0 gets no response but is appended; the next request is still answered in order
+    raw.write(raw.frame(0, 7, produceBody('idem', 2, await encodeBatch({ values: ['q'] }), 0)));
+    const r3 = parseProduce(await raw.request(0, 7, produceBody('idem', 2, await encodeBatch({ values: ['r'] }))));
+    assert.deepEqual(r3, [0, 1n]);
+  },
+);
 
 test('a 30 MiB record round trips; oversized batch gets MESSAGE_TOO_LARGE', { timeout: 60_000 }, async (t) => {
   const b = await broker(t, { maxBatchBytes: 40 * 1024 * 1024 });
@@ -161,5 +186,8 @@ test('a 30 MiB record round trips; oversized batch gets MESSAGE_TOO_LARGE', { ti
   assert.equal(got!.length, big.length);
   assert.ok(got!.equals(big));
   const tooBig = Buffer.alloc(41 * 1024 * 1024);
-  await assert.rejects(producer.send({ topic: 'big', messages: [{ partition: 0, value: tooBig }] }), /too large|larger/i);
+  await assert.rejects(
+    producer.send({ topic: 'big', messages: [{ partition: 0, value: tooBig }] }),
+    /too large|larger/i,
+  );
 });

@@ -19,7 +19,9 @@ export function defer(t: TestContext, fn: () => unknown): void {
     t.after(async () => {
       for (const f of s.reverse()) {
         await Promise.race([
-          Promise.resolve().then(f).catch(() => {}),
+          Promise.resolve()
+            .then(f)
+            .catch(() => {}),
           new Promise((r) => setTimeout(r, 10_000).unref()),
         ]);
       }
@@ -52,7 +54,11 @@ export const fastConsumer = {
   maxWaitTimeInMs: 200,
 };
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (await cond()) return;
@@ -170,7 +176,9 @@ export async function encodeBatch(opts: {
   firstSequence?: number;
   values: string[];
 }): Promise<Buffer> {
-  const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0') as { RecordBatch: (o: unknown) => Promise<{ buffer: Buffer }> };
+  const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0') as {
+    RecordBatch: (o: unknown) => Promise<{ buffer: Buffer }>;
+  };
   const Record = require('kafkajs/src/protocol/recordBatch/record/v0') as (o: unknown) => unknown;
   const Long = require('kafkajs/src/utils/long') as { fromValue(v: number): unknown };
   const now = Date.now();

@@ -15,7 +15,13 @@ function tmpDir(t: { after(fn: () => void): void }): string {
   return d;
 }
 
-async function consumeAll(t: Parameters<typeof defer>[0], b: BrokerHandle, topic: string, groupId: string, expect: number): Promise<string[]> {
+async function consumeAll(
+  t: Parameters<typeof defer>[0],
+  b: BrokerHandle,
+  topic: string,
+  groupId: string,
+  expect: number,
+): Promise<string[]> {
   const kafka = kafkaFor(b);
   const c = kafka.consumer({ groupId, ...fastConsumer });
   await c.connect();
@@ -40,7 +46,11 @@ test('data-dir: clean restart keeps records and committed offsets', { timeout: 6
       await p.send({
         topic: 'persist',
         compression: i % 2 ? CompressionTypes.GZIP : CompressionTypes.None,
-        messages: Array.from({ length: 10 }, (_, j) => ({ key: `k${j}`, value: `r${i * 10 + j}`, headers: { h: 'v' } })),
+        messages: Array.from({ length: 10 }, (_, j) => ({
+          key: `k${j}`,
+          value: `r${i * 10 + j}`,
+          headers: { h: 'v' },
+        })),
       });
     }
     await p.disconnect();
@@ -72,73 +82,98 @@ test('data-dir: clean restart keeps records and committed offsets', { timeout: 6
   assert.deepEqual(await consumeAll(t, b2, 'persist', 'pg', 1), ['after-restart']);
 });
 
-test('data-dir: SIGKILLed broker loses no acknowledged record; torn tail is truncated', { timeout: 60_000 }, async (t) => {
-  const dir = tmpDir(t);
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=mailgate-src', fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.url)), dir, 'interval'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  t.after(() => child.kill('SIGKILL'));
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  await waitFor(() => /PORT \d+/.test(out), 20_000, 'child broker');
-  const port = Number(/PORT (\d+)/.exec(out)![1]);
-  const fake = { host: '127.0.0.1', port, brokers: `127.0.0.1:${port}`, close: async () => {} };
-  const kafka = kafkaFor(fake);
-  const p = kafka.producer();
-  await p.connect();
-  let acked = 0;
-  for (let i = 0; i < 20; i++) {
-    await p.send({ topic: 'crash', acks: -1, messages: Array.from({ length: 25 }, (_, j) => ({ value: `c${i * 25 + j}` })) });
-    acked += 25;
-  }
-  // a committed offset, then crash
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.setOffsets({ groupId: 'crash-g', topic: 'crash', partitions: [{ partition: 0, offset: '3' }] });
-  await admin.disconnect();
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-  await p.disconnect().catch(() => {});
+test(
+  'data-dir: SIGKILLed broker loses no acknowledged record; torn tail is truncated',
+  { timeout: 60_000 },
+  async (t) => {
+    const dir = tmpDir(t);
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--conditions=mailgate-src',
+        fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.url)),
+        dir,
+        'interval',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.after(() => child.kill('SIGKILL'));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => /PORT \d+/.test(out), 20_000, 'child broker');
+    const port = Number(/PORT (\d+)/.exec(out)![1]);
+    const fake = { host: '127.0.0.1', port, brokers: `127.0.0.1:${port}`, close: async () => {} };
+    const kafka = kafkaFor(fake);
+    const p = kafka.producer();
+    await p.connect();
+    let acked = 0;
+    for (let i = 0; i < 20; i++) {
+      await p.send({
+        topic: 'crash',
+        acks: -1,
+        messages: Array.from({ length: 25 }, (_, j) => ({ value: `c${i * 25 + j}` })),
+      });
+      acked += 25;
+    }
+    // a committed offset, then crash
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.setOffsets({ groupId: 'crash-g', topic: 'crash', partitions: [{ partition: 0, offset: '3' }] });
+    await admin.disconnect();
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    await p.disconnect().catch(() => {});
 
-  // Simulate a torn write at the tail of partition 0.
-  const pdir = path.join(dir, 'topics', 'crash', '0');
-  const seg = fs.readdirSync(pdir).filter((f) => f.endsWith('.log')).sort().at(-1)!;
-  const segPath = path.join(pdir, seg);
-  const valid = fs.statSync(segPath).size;
-  const junk = Buffer.alloc(40);
-  junk.writeInt32BE(5000, 8); // claims a 5 KB batch that never made it to disk
-  junk.writeInt8(2, 16);
-  fs.appendFileSync(segPath, junk);
+    // Simulate a torn write at the tail of partition 0.
+    const pdir = path.join(dir, 'topics', 'crash', '0');
+    const seg = fs
+      .readdirSync(pdir)
+      .filter((f) => f.endsWith('.log'))
+      .sort()
+      .at(-1)!;
+    const segPath = path.join(pdir, seg);
+    const valid = fs.statSync(segPath).size;
+    const junk = Buffer.alloc(40);
+    junk.writeInt32BE(5000, 8); // claims a 5 KB batch that never made it to disk
+    junk.writeInt8(2, 16);
+    fs.appendFileSync(segPath, junk);
 
-  const b2 = await broker(t, { dataDir: dir });
-  assert.equal(fs.statSync(segPath).size, valid, 'torn tail truncated');
-  const got = await consumeAll(t, b2, 'crash', 'after-crash', acked);
-  assert.equal(got.length, acked);
-  assert.deepEqual([...got].sort(), Array.from({ length: acked }, (_, i) => `c${i}`).sort());
-  const admin2 = kafkaFor(b2).admin();
-  await admin2.connect();
-  defer(t, () => admin2.disconnect());
-  const offs = await admin2.fetchOffsets({ groupId: 'crash-g', topics: ['crash'] });
-  assert.equal(offs[0]!.partitions.find((x) => x.partition === 0)!.offset, '3');
-  // appends continue at the right offset after the truncation
-  const p2 = kafkaFor(b2).producer();
-  await p2.connect();
-  defer(t, () => p2.disconnect());
-  const before = (await admin2.fetchTopicOffsets('crash')).find((o) => o.partition === 0)!.high;
-  const [res] = await p2.send({ topic: 'crash', messages: [{ partition: 0, value: 'x' }] });
-  assert.equal(res!.baseOffset, before);
-});
+    const b2 = await broker(t, { dataDir: dir });
+    assert.equal(fs.statSync(segPath).size, valid, 'torn tail truncated');
+    const got = await consumeAll(t, b2, 'crash', 'after-crash', acked);
+    assert.equal(got.length, acked);
+    assert.deepEqual([...got].sort(), Array.from({ length: acked }, (_, i) => `c${i}`).sort());
+    const admin2 = kafkaFor(b2).admin();
+    await admin2.connect();
+    defer(t, () => admin2.disconnect());
+    const offs = await admin2.fetchOffsets({ groupId: 'crash-g', topics: ['crash'] });
+    assert.equal(offs[0]!.partitions.find((x) => x.partition === 0)!.offset, '3');
+    // appends continue at the right offset after the truncation
+    const p2 = kafkaFor(b2).producer();
+    await p2.connect();
+    defer(t, () => p2.disconnect());
+    const before = (await admin2.fetchTopicOffsets('crash')).find((o) => o.partition === 0)!.high;
+    const [res] = await p2.send({ topic: 'crash', messages: [{ partition: 0, value: 'x' }] });
+    assert.equal(res!.baseOffset, before);
+  },
+);
 
 test('retention drops whole old segments', { timeout: 60_000 }, async (t) => {
   const dir = tmpDir(t);
-  const b = await broker(t, { dataDir: dir, segmentBytes: 8 * 1024, retentionBytes: 32 * 1024, retentionCheckIntervalMs: 100 });
+  const b = await broker(t, {
+    dataDir: dir,
+    segmentBytes: 8 * 1024,
+    retentionBytes: 32 * 1024,
+    retentionCheckIntervalMs: 100,
+  });
   const kafka = kafkaFor(b);
   const p = kafka.producer();
   await p.connect();
   defer(t, () => p.disconnect());
-  for (let i = 0; i < 40; i++) await p.send({ topic: 'ret', messages: [{ partition: 0, value: Buffer.alloc(2000, i) }] });
+  for (let i = 0; i < 40; i++)
+    await p.send({ topic: 'ret', messages: [{ partition: 0, value: Buffer.alloc(2000, i) }] });
   const pdir = path.join(dir, 'topics', 'ret', '0');
   await waitFor(() => fs.readdirSync(pdir).filter((f) => f.endsWith('.log')).length <= 6, 10_000, 'segments deleted');
   const admin = kafka.admin();

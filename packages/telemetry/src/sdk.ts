@@ -11,6 +11,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createInstrumentations, type InstrumentationChoice } from './instrumentations.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -21,6 +22,12 @@ export interface TelemetryOptions {
   sampleRatio?: number;
   /** Extra span processors (tests attach an in-memory exporter here). */
   spanProcessors?: SpanProcessor[];
+  /**
+   * Auto-instrumentations (http, net, dns, ioredis, fastify): `true` = all, or a list of names, default none.
+   * Under ESM most of them only patch modules loaded AFTER the SDK started — see docs/observability.md
+   * ("Auto-instrumentation under ESM") and instrumentations.ts for what works without a loader hook.
+   */
+  instrumentations?: InstrumentationChoice;
 }
 
 export interface Telemetry {
@@ -96,7 +103,7 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.sampleRatio ?? 1) }),
       spanProcessors,
       metricReaders: [prometheus],
-      instrumentations: [],
+      instrumentations: createInstrumentations(opts.instrumentations),
     });
     sdk.start();
     active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0 };

@@ -174,3 +174,13 @@ test('sink.stop() drops open sessions and is idempotent', async () => {
     /ECONNREFUSED/,
   );
 });
+
+test('two sinks share one port on different loopback addresses', async (t) => {
+  const a = await startSmtpSink({ host: '127.0.0.12' });
+  t.after(() => a.stop());
+  const b = await startSmtpSink({ host: '127.0.0.13', port: a.port });
+  t.after(() => b.stop());
+  await sendMail({ host: '127.0.0.13', port: a.port, from: 'a@s.test', to: 'x@remote.test' });
+  await b.waitFor(1);
+  assert.equal(a.messages.length, 0);
+});

@@ -126,11 +126,6 @@ export const ingressSchema = z
       .default({}),
     /** Look up the client's reverse DNS name (Received header, logs). */
     reverseDns: z.boolean().default(true),
-    /**
-     * Recipients a DNSBL-listed client may still reach (e.g. postmaster@example.com). Empty: listed clients are
-     * refused with 554 at connect. Non-empty: the session is allowed but other recipients get 554 5.7.1.
-     */
-    dnsblExceptions: z.array(z.string().min(3)).default([]),
     /** How long the durable produce of an accepted message may take before the client gets 451 4.3.0. */
     acceptTimeoutMs: z.number().int().positive().default(15_000),
     /** Shutdown: how long sessions in DATA may take to finish before they are cut with 421. */

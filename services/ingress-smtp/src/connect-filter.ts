@@ -3,9 +3,9 @@
  * the shared DNSBL package (packages/dnsbl `createConnectFilter`). Ingress asks once per client IP, before the
  * greeting is useful:
  *
- *   action 'reject' → `554 5.7.1 … blocked using <zone>: <text>` and the connection closes, unless
- *                      `ingress.dnsblExceptions` lists recipients a listed client may still reach (postmaster@…):
- *                      then the session goes on and only those recipients are accepted.
+ *   action 'reject' → `554 5.7.1 <text naming the list>` and the connection closes — unless the filter has
+ *                      recipient exceptions (dnsbl.atConnect.exceptions, e.g. postmaster@, abuse@): then the
+ *                      session goes on, only exception recipients are accepted, the others get that 554 at RCPT.
  *   action 'pass'   → normal session.
  *   check() throws  → 421 4.7.0 (try again later): a lookup that cannot decide never lets the client through
  *                      unchecked (fail closed); the DNSBL package decides itself which DNS failures count as 'pass'.
@@ -24,11 +24,16 @@ export interface ConnectFilterResult {
 export interface ConnectFilter {
   check(ip: string): Promise<ConnectFilterResult>;
   close(): Promise<void>;
+  /** Recipients a listed client may still reach; empty/absent = refuse listed clients at connect. */
+  readonly exceptions?: readonly string[];
+  isException?(rcpt: string): boolean;
 }
 
 /** The 554 reply text for a listed client; values from DNS are kept to one printable line. */
 export function listedReplyText(ip: string, r: ConnectFilterResult): string {
-  const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
+  // The DNSBL package renders a complete message (its atConnect.message template); use it as is.
+  if (r.text && r.zone && r.text.includes(r.zone)) return `5.7.1 ${printable(r.text)}`;
   const zone = r.zone ? ` using ${printable(r.zone)}` : '';
   const text = r.text ? `: ${printable(r.text)}` : '';
   return `5.7.1 Service unavailable; client [${ip}] blocked${zone}${text}`;

@@ -15,7 +15,7 @@ import { injectTraceHeaders, traceIdOf, traceparentOf } from '@mailgate/telemetr
 import { SpanKind, SpanStatusCode, context, trace, type Context, type Meter, type Span, type Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
-import { commandArgument, parseMailbox, parsePath } from './address.js';
+import { commandArgument, parsePath } from './address.js';
 import { networkMatcher, normalizeIp } from './cidr.js';
 import type { IngressConfig, ListenerKind } from './config.js';
 import { listedReplyText, type ConnectFilter, type ConnectFilterResult } from './connect-filter.js';
@@ -116,19 +116,13 @@ export function createIngress(deps: IngressDeps): Ingress {
   const trustedNets = networkMatcher(cfg.trustedNetworks);
   const proxyNets = networkMatcher(cfg.proxy.trusted);
   const xclientNets = networkMatcher(cfg.xclient.trusted);
-  const exceptions = new Set(
-    cfg.dnsblExceptions.map((a) => {
-      const mb = parseMailbox(a);
-      if ('error' in mb) throw new Error(`ingress.dnsblExceptions: ${a}: ${mb.error}`);
-      return mb.address.toLowerCase();
-    }),
-  );
   const limits = cfg.limits;
   const msgRate = deps.redis ? new WindowCounter(deps.redis, 'msg', limits.messageRate.max, limits.messageRate.windowSeconds) : null;
   const authFailures = deps.redis
     ? new WindowCounter(deps.redis, 'authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
     : null;
   const filter = deps.connectFilter ?? null;
+  const hasExceptions = !!filter?.isException && (filter.exceptions?.length ?? 1) > 0;
 
   const states = new Map<string, ConnState>();
   const perIp = new Map<string, number>();
@@ -171,7 +165,7 @@ export function createIngress(deps: IngressDeps): Ingress {
     st.listed = r.action === 'reject' ? r : null;
     if (r.action === 'reject') {
       st.span.setAttribute('mailgate.dnsbl.zone', r.zone ?? '');
-      if (exceptions.size === 0) {
+      if (!hasExceptions) {
         refused('dnsbl', st.listener);
         log.info({ ip, zone: r.zone, score: r.score }, 'client refused at connect: listed');
         return smtpError(554, listedReplyText(ip, r));
@@ -405,7 +399,7 @@ export function createIngress(deps: IngressDeps): Ingress {
       return cb(smtpError(501, `5.1.3 Bad recipient address syntax${parsed && !parsed.ok ? `: ${parsed.message}` : ''}`));
     }
     const mb = parsed.mailbox;
-    if (st.listed && !exceptions.has(mb.address.toLowerCase())) {
+    if (st.listed && !filter?.isException?.(mb.address)) {
       refused('dnsbl', kind);
       return cb(smtpError(554, listedReplyText(normalizeIp(session.remoteAddress), st.listed)));
     }

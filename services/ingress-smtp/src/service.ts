@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { DurableProducer, brokerReachable, createKafka, ensureTopics } from '@mailgate/bus';
+import { createConnectFilter, dnsblSchema } from '@mailgate/dnsbl';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
 import { ingressSchema } from './config.js';
 import type { ConnectFilter } from './connect-filter.js';
@@ -16,11 +17,12 @@ import { loadUsers } from './users.js';
 export interface IngressServiceOptions {
   /** Called once the listeners are up (tests and the benchmark read the bound ports and stats). */
   onStarted?: (ingress: Ingress) => void;
-  /** A connection-time filter (DNSBL). Default: none. */
+  /** A connection-time filter. Default: packages/dnsbl's, from the `dnsbl:` section, when it has `ip` zones. */
   connectFilter?: ConnectFilter | null;
 }
 
-const sections = { ingress: ingressSchema };
+// `dnsbl:` is owned by packages/dnsbl (shared with the dnsbl-check stage); ingress reads its zones and atConnect.
+const sections = { ingress: ingressSchema, dnsbl: dnsblSchema };
 
 export function createIngressService(opts: IngressServiceOptions = {}): ServiceDefinition<typeof sections> {
   return {
@@ -51,14 +53,24 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       lifecycle.on('flush', 'producer', () => producer.drain());
       lifecycle.on('close', 'producer', () => producer.disconnect());
 
-      const needsRedis = cfg.limits.messageRate.max > 0 || cfg.auth.failures.max > 0;
+      const dnsblAtConnect =
+        opts.connectFilter === undefined &&
+        config.dnsbl.atConnect.enabled &&
+        config.dnsbl.zones.some((z) => z.type === 'ip');
+      const needsRedis = cfg.limits.messageRate.max > 0 || cfg.auth.failures.max > 0 || dnsblAtConnect;
       const redis = needsRedis ? createRedis(config.redis, { name: 'ingress-smtp' }) : null;
       if (redis) {
         redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis error'));
         lifecycle.on('close', 'redis', () => redis.quit().catch(() => redis.disconnect()));
       }
 
-      const connectFilter = opts.connectFilter ?? (await dnsblFilter(config as unknown as Record<string, unknown>, redis, log));
+      // The DNSBL answer cache is the shared Redis one (same keys as the dnsbl-check stage).
+      const connectFilter =
+        opts.connectFilter !== undefined
+          ? opts.connectFilter
+          : dnsblAtConnect
+            ? createConnectFilter(config.dnsbl, { ...(redis ? { redis } : {}), log })
+            : null;
       if (connectFilter) lifecycle.on('close', 'connect-filter', () => connectFilter.close());
 
       const ingress = createIngress({
@@ -104,18 +116,6 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       opts.onStarted?.(ingress);
     },
   };
-}
-
-/**
- * The shared DNSBL package's connect filter, when that package provides one (packages/dnsbl). Loaded lazily so
- * ingress does not depend on it at build time while it is being written; absent → no connect-time DNSBL.
- */
-async function dnsblFilter(
-  _config: Record<string, unknown>,
-  _redis: unknown,
-  _log: { warn: (o: object, m: string) => void },
-): Promise<ConnectFilter | null> {
-  return null;
 }
 
 export const service = createIngressService();

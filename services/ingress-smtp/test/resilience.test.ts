@@ -3,7 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startKafka, startKafkaProcess, startRedis, waitFor, type KafkaHandle, type KafkaProcessHandle, type RedisHandle } from '@mailgate/testkit';
+import {
+  startKafka,
+  startKafkaProcess,
+  startRbldnsd,
+  startRedis,
+  waitFor,
+  type KafkaHandle,
+  type KafkaProcessHandle,
+  type RbldnsdHandle,
+  type RedisHandle,
+} from '@mailgate/testkit';
 import type { ConnectFilter } from '../src/index.js';
 import { SmtpClient, TopicReader, queuedId, sendOn } from './helpers.js';
 import { ACCEPTED, startIngress, type StartedIngress } from './setup.js';
@@ -124,8 +134,8 @@ describe('two instances sharing Redis; normalize mode; connection hygiene; DNSBL
         brokers: kafka.brokers,
         redisUrl: redis.url,
         keyPrefix,
-        connectFilter: filter,
-        ingress: { ...common, dnsblExceptions: ['postmaster@ours.test'] },
+        connectFilter: { ...filter, exceptions: ['postmaster@'], isException: (r) => r.toLowerCase().startsWith('postmaster@') },
+        ingress: common,
       }),
     ]);
     reader = await TopicReader.start(kafka.brokers);
@@ -191,5 +201,40 @@ describe('two instances sharing Redis; normalize mode; connection hygiene; DNSBL
     const three = await SmtpClient.connect(c.mx, '127.0.0.8');
     assert.match((await three.reply()).text, /^421 4\.7\.0 Too many connections/);
     await Promise.all([one.close(), two.close(), three.close()]);
+  });
+});
+
+describe('connect-time DNSBL through packages/dnsbl and a real rbldnsd', () => {
+  let kafka: KafkaHandle;
+  let rbl: RbldnsdHandle;
+  let gw: StartedIngress;
+
+  before(async () => {
+    [kafka, rbl] = await Promise.all([
+      startKafka({ port: 0 }),
+      // 127.0.0.2 is the RFC 5782 test point (the zone's health check needs it listed); 127.0.0.12 is "a spammer".
+      startRbldnsd([{ name: 'bl.test', type: 'ip4set', lines: [':127.0.0.2:listed at bl.test', '127.0.0.2', '127.0.0.12'] }]),
+    ]);
+    gw = await startIngress({
+      brokers: kafka.brokers,
+      redisUrl: 'redis://127.0.0.1:1',
+      connectFilter: 'dnsbl',
+      dnsbl: { resolvers: [rbl.server], zones: [{ name: 'bl.test' }], skipNetworks: [], atConnect: { exceptions: [] }, cache: { enabled: false } },
+      ingress: { acceptedDomains: ACCEPTED, limits: { pregreetDelayMs: 0, messageRate: { max: 0 } }, auth: { failures: { max: 0 } } },
+    });
+  });
+
+  after(async () => {
+    await gw?.running.stop();
+    await Promise.all([kafka?.close(), rbl?.stop()]);
+  });
+
+  it('a listed client gets 554 5.7.1 naming the list at connect; others are served', async () => {
+    const bad = await SmtpClient.connect(gw.mx, '127.0.0.12');
+    assert.match((await bad.reply()).text, /^554 5\.7\.1 .*\[127\.0\.0\.12\].*bl\.test/);
+    await bad.closedPromise;
+    const good = await SmtpClient.connect(gw.mx, '127.0.0.13');
+    await good.expect(220);
+    await good.close();
   });
 });

@@ -27,10 +27,21 @@ export interface StartedIngress {
 
 /** Start the real service (config loader, producer, Redis, health) with listeners on free ports. */
 export async function startIngress(
-  opts: { brokers: string; redisUrl: string; ingress: Record<string, unknown>; connectFilter?: ConnectFilter; keyPrefix?: string },
+  opts: {
+    brokers: string;
+    redisUrl: string;
+    ingress: Record<string, unknown>;
+    /** Omitted: none. `'dnsbl'`: the real packages/dnsbl filter from the `dnsbl` document section. */
+    connectFilter?: ConnectFilter | 'dnsbl';
+    dnsbl?: Record<string, unknown>;
+    keyPrefix?: string;
+  },
 ): Promise<StartedIngress> {
   let ingress: Ingress | undefined;
-  const svc = createIngressService({ onStarted: (i) => (ingress = i), connectFilter: opts.connectFilter ?? null });
+  const svc = createIngressService({
+    onStarted: (i) => (ingress = i),
+    ...(opts.connectFilter === 'dnsbl' ? {} : { connectFilter: opts.connectFilter ?? null }),
+  });
   const running = await startService(svc, {
     httpPort: 0,
     env: {},
@@ -40,6 +51,7 @@ export async function startIngress(
       kafka: { brokers: [opts.brokers], topics: { partitions: 1 } },
       redis: { url: opts.redisUrl, keyPrefix: opts.keyPrefix ?? `ingress-test:${process.pid}:${Math.random().toString(36).slice(2)}:` },
       logging: { level: 'silent' },
+      ...(opts.dnsbl ? { dnsbl: opts.dnsbl } : {}),
       ingress: {
         reverseDns: false,
         ...opts.ingress,

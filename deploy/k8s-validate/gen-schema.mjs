@@ -63,7 +63,10 @@ const envList = arr(
 const secretRefPattern = str({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
 // A numeric string: KEDA's kafka trigger metadata values are strings.
 const numericString = str({ pattern: '^[0-9]+$' });
-const imageRef = obj({ repository: str({ minLength: 1 }), tag: str({ minLength: 1 }) }, { required: ['repository', 'tag'] });
+const imageRef = obj(
+  { repository: str({ minLength: 1 }), tag: str({ minLength: 1 }) },
+  { required: ['repository', 'tag'] },
+);
 const peers = arr(map('NetworkPolicyPeer (ipBlock / namespaceSelector / podSelector)'));
 const portList = arr(port);
 
@@ -276,7 +279,11 @@ const schema = {
       }),
     }),
     redis: obj({
-      external: obj({ url: str({ pattern: '^$|^rediss?://' }), existingSecret: k8sName, urlKey: str({ minLength: 1 }) }),
+      external: obj({
+        url: str({ pattern: '^$|^rediss?://' }),
+        existingSecret: k8sName,
+        urlKey: str({ minLength: 1 }),
+      }),
       internal: obj({
         enabled: bool,
         image: imageRef,
@@ -335,7 +342,10 @@ const schema = {
   }),
 };
 
-const text = `${JSON.stringify(schema, null, 2)}\n`;
+// Formatted as the repository's prettier formats JSON (npm run lint checks it), so the file never drifts.
+const prettier = await import('prettier');
+const options = (await prettier.resolveConfig(OUT)) ?? {};
+const text = await prettier.format(JSON.stringify(schema), { ...options, parser: 'json', filepath: OUT });
 if (process.argv.includes('--check')) {
   const current = readFileSync(OUT, 'utf8');
   if (current !== text) {

@@ -21,7 +21,10 @@ export function helmPath() {
   if (cached) return cached;
   cached =
     process.env.HELM ||
-    execFileSync('bash', [join(HERE, '..', 'get-helm.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    execFileSync('bash', [join(HERE, '..', 'get-helm.sh')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
   return cached;
 }
 

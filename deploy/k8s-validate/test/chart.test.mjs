@@ -21,8 +21,19 @@ const SECTIONS = {
 };
 // packages/runtime/src/config.ts: COMMON_SECTIONS + SERVICE_SECTIONS (the loader rejects any other top-level key).
 const KNOWN_SECTIONS = new Set([
-  'gateway', 'kafka', 'redis', 'logging', 'telemetry', 'bus',
-  'ingress', 'dnsbl', 'virusScan', 'attachmentPolicy', 'delivery', 'admin', 'dev',
+  'gateway',
+  'kafka',
+  'redis',
+  'logging',
+  'telemetry',
+  'bus',
+  'ingress',
+  'dnsbl',
+  'virusScan',
+  'attachmentPolicy',
+  'delivery',
+  'admin',
+  'dev',
 ]);
 const SIXTY_FOUR_MIB = 64 * 1024 * 1024;
 
@@ -152,7 +163,8 @@ for (const file of CI_VALUES) {
         );
         assert.equal(pods.length, 1, `Service ${svc.metadata.name} selects ${pods.length} workloads`);
         const names = pods[0].spec.template.spec.containers.flatMap((c) => c.ports.map((p) => p.name));
-        for (const p of svc.spec.ports) assert.ok(names.includes(p.targetPort), `${svc.metadata.name} → ${p.targetPort}`);
+        for (const p of svc.spec.ports)
+          assert.ok(names.includes(p.targetPort), `${svc.metadata.name} → ${p.targetPort}`);
       }
     });
 
@@ -198,7 +210,10 @@ for (const file of CI_VALUES) {
         return;
       }
       const c = clamd.spec.template.spec.containers[0];
-      assert.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 300, 'startup allows signature download');
+      assert.ok(
+        c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 300,
+        'startup allows signature download',
+      );
       assert.match(c.resources.limits.memory, /^[3-9]Gi$/);
       assert.ok(find(docs, 'Service', 'mg-mailgate-clamd'));
       const conf = find(docs, 'ConfigMap', 'mg-mailgate-clamd').data['clamd.conf'];
@@ -213,7 +228,10 @@ for (const file of CI_VALUES) {
       const nps = byKind(docs, 'NetworkPolicy');
       if (nps.length === 0) return; // networkPolicy.enabled=false
       for (const d of mailgateDeployments(docs)) {
-        assert.ok(nps.some((np) => matches(np.spec.podSelector.matchLabels, podLabels(d))), `${component(d)} has no policy`);
+        assert.ok(
+          nps.some((np) => matches(np.spec.podSelector.matchLabels, podLabels(d))),
+          `${component(d)} has no policy`,
+        );
       }
       const clamdNp = find(docs, 'NetworkPolicy', 'mg-mailgate-clamd');
       if (clamdNp) {
@@ -227,7 +245,8 @@ for (const file of CI_VALUES) {
       const smtpRule = smtpNp.spec.ingress.find((r) => r.ports.some((p) => p.port === 2525));
       assert.ok(smtpRule, 'SMTP clients may reach the SMTP ports');
       for (const np of nps.filter((n) => n.spec.policyTypes.includes('Egress'))) {
-        for (const rule of np.spec.egress) assert.ok(rule.ports?.length, `${np.metadata.name}: egress rule without ports`);
+        for (const rule of np.spec.egress)
+          assert.ok(rule.ports?.length, `${np.metadata.name}: egress rule without ports`);
       }
     });
 

@@ -115,7 +115,10 @@ describe('docker-compose.yml', () => {
     assert.match(cfg.redis.url, /^redis:\/\/redis:6379/);
     assert.equal(new URL(cfg.telemetry.tracing.otlpEndpoint).hostname, 'jaeger');
     assert.deepEqual(cfg.virusScan.clamd.endpoints, [{ host: 'clamav', port: 3310 }]);
-    assert.ok(cfg.delivery.routes.some((r) => r.hosts.includes('mailpit:1025')), 'delivery reaches the mailbox');
+    assert.ok(
+      cfg.delivery.routes.some((r) => r.hosts.includes('mailpit:1025')),
+      'delivery reaches the mailbox',
+    );
     assert.ok(cfg.ingress.acceptedDomains.includes('example.test'), 'the documented swaks test is accepted');
     // clamd must accept what virus-scan sends, and the largest message (50 MiB).
     const conf = readFileSync(join(REPO, 'deploy', 'compose', 'clamd.conf'), 'utf8');

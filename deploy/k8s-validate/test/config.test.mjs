@@ -14,7 +14,7 @@ const SECRET_STANDINS = {
 };
 
 test('mailgate config check can run here (root npm ci done)', () => {
-  assert.ok(configCheckAvailable(), 'run `npm ci` at the repository root first: the check runs the services\' schemas');
+  assert.ok(configCheckAvailable(), "run `npm ci` at the repository root first: the check runs the services' schemas");
 });
 
 for (const file of CI_VALUES) {

@@ -35,7 +35,10 @@ test('multi-stage on a pinned Node LTS base', () => {
 
 test('reproducible install, build, production deps only', () => {
   const runs = all('RUN').map((r) => r.args);
-  assert.ok(runs.some((r) => /\bnpm ci\b/.test(r)), 'npm ci (lockfile), not npm install');
+  assert.ok(
+    runs.some((r) => /\bnpm ci\b/.test(r)),
+    'npm ci (lockfile), not npm install',
+  );
   assert.ok(!runs.some((r) => /\bnpm install\b/.test(r)));
   assert.ok(runs.some((r) => /\bnpm run build\b/.test(r)));
   assert.ok(runs.some((r) => /\bnpm prune --omit=dev\b/.test(r)));
@@ -60,7 +63,9 @@ test('runs as a numeric non-root user, exec-form entrypoint on the CLI', () => {
 });
 
 test('.dockerignore keeps local builds, secrets and VCS out of the context', () => {
-  const ignore = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  const ignore = readFileSync(join(REPO, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim());
   for (const p of ['.git', '**/node_modules', '**/dist', '**/*.tsbuildinfo', '**/*.pem', '**/*.key', '.env'])
     assert.ok(ignore.includes(p), `.dockerignore lacks ${p}`);
   // What the build needs must not be ignored.

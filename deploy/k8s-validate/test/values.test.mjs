@@ -13,14 +13,34 @@ const BASE = [join(CHART, 'ci', 'external-values.yaml')];
 /** [description, --set-json overrides, pattern the error must match] */
 const REJECTED = [
   ['an unknown top-level key', { replicaCount: 3 }, /Additional property replicaCount is not allowed/],
-  ['a typo in a stage key', { 'stages.virusScan.replica': 2 }, /stages\.virusScan: Additional property replica is not allowed/],
+  [
+    'a typo in a stage key',
+    { 'stages.virusScan.replica': 2 },
+    /stages\.virusScan: Additional property replica is not allowed/,
+  ],
   ['an unknown stage', { 'stages.spamFilter': { enabled: true } }, /stages: Additional property spamFilter/],
   ['replicas as a string', { 'stages.dnsblCheck.replicas': '2' }, /stages\.dnsblCheck\.replicas: Invalid type/],
-  ['lagThreshold as a number (KEDA wants a string)', { 'stages.delivery.autoscaling.lagThreshold': 50 }, /stages\.delivery\.autoscaling\.lagThreshold: Invalid type/],
+  [
+    'lagThreshold as a number (KEDA wants a string)',
+    { 'stages.delivery.autoscaling.lagThreshold': 50 },
+    /stages\.delivery\.autoscaling\.lagThreshold: Invalid type/,
+  ],
   ['a negative port', { 'stages.ingressSmtp.service.ports.smtp': -25 }, /stages\.ingressSmtp\.service\.ports\.smtp/],
-  ['a privileged container port', { 'stages.ingressSmtp.containerPorts.smtp': 25 }, /stages\.ingressSmtp\.containerPorts\.smtp: Must be greater than or equal to 1024/],
-  ['an unknown traffic policy', { 'stages.ingressSmtp.service.externalTrafficPolicy': 'Nearest' }, /stages\.ingressSmtp\.service\.externalTrafficPolicy/],
-  ['PROXY protocol without trusted CIDRs', { 'stages.ingressSmtp.proxyProtocol.enabled': true }, /stages\.ingressSmtp\.proxyProtocol\.trustedCidrs/],
+  [
+    'a privileged container port',
+    { 'stages.ingressSmtp.containerPorts.smtp': 25 },
+    /stages\.ingressSmtp\.containerPorts\.smtp: Must be greater than or equal to 1024/,
+  ],
+  [
+    'an unknown traffic policy',
+    { 'stages.ingressSmtp.service.externalTrafficPolicy': 'Nearest' },
+    /stages\.ingressSmtp\.service\.externalTrafficPolicy/,
+  ],
+  [
+    'PROXY protocol without trusted CIDRs',
+    { 'stages.ingressSmtp.proxyProtocol.enabled': true },
+    /stages\.ingressSmtp\.proxyProtocol\.trustedCidrs/,
+  ],
   [
     'externalTrafficPolicy Cluster without PROXY (client IP lost)',
     { 'stages.ingressSmtp.service.externalTrafficPolicy': 'Cluster' },
@@ -36,17 +56,37 @@ const REJECTED = [
     { 'stages.ingressSmtp.terminationGracePeriodSeconds': 30 },
     /terminationGracePeriodSeconds \(30\) must cover/,
   ],
-  ['Kafka brokers set inside config (owned by kafka.*)', { 'config.kafka.brokers': ['x:9092'] }, /config\.kafka\.brokers: False always fails/],
-  ['an http port set inside config (owned by the chart)', { 'config.delivery.http': { port: 8080 } }, /config\.delivery\.http\.port: False always fails/],
+  [
+    'Kafka brokers set inside config (owned by kafka.*)',
+    { 'config.kafka.brokers': ['x:9092'] },
+    /config\.kafka\.brokers: False always fails/,
+  ],
+  [
+    'an http port set inside config (owned by the chart)',
+    { 'config.delivery.http': { port: 8080 } },
+    /config\.delivery\.http\.port: False always fails/,
+  ],
   ['an unknown config section', { 'config.antispam': {} }, /config: Additional property antispam is not allowed/],
-  ['SMTP listeners set inside config (owned by the chart)', { 'config.ingress.listeners': {} }, /config\.ingress\.listeners: False always fails/],
-  ['SMTP AUTH without TLS', { 'stages.ingressSmtp.tls.enabled': false }, /stages\.ingressSmtp\.auth needs the submission listener/],
+  [
+    'SMTP listeners set inside config (owned by the chart)',
+    { 'config.ingress.listeners': {} },
+    /config\.ingress\.listeners: False always fails/,
+  ],
+  [
+    'SMTP AUTH without TLS',
+    { 'stages.ingressSmtp.tls.enabled': false },
+    /stages\.ingressSmtp\.auth needs the submission listener/,
+  ],
   [
     'an AUTH user with a clear-text password instead of a hash',
     { 'stages.ingressSmtp.auth.users': { bob: 'hunter2' } },
     /stages\.ingressSmtp\.auth\.users\.bob: Does not match pattern/,
   ],
-  ['a broker without a port', { 'kafka.external.brokers': ['kafka.example'] }, /kafka\.external\.brokers\.0: Does not match pattern/],
+  [
+    'a broker without a port',
+    { 'kafka.external.brokers': ['kafka.example'] },
+    /kafka\.external\.brokers\.0: Does not match pattern/,
+  ],
   ['SASL without a username', { 'kafka.sasl.username': '' }, /kafka\.sasl\.username: String length/],
   ['an unknown SASL mechanism', { 'kafka.sasl.mechanism': 'gssapi' }, /kafka\.sasl\.mechanism/],
   ['admin Ingress without host', { 'stages.admin.ingress.enabled': true }, /stages\.admin\.ingress\.host/],

@@ -9,6 +9,27 @@ export const INSTRUMENTATION_NAMES = ['http', 'net', 'dns', 'ioredis', 'fastify'
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 export type InstrumentationChoice = boolean | readonly InstrumentationName[] | undefined;
 
+/**
+ * What runs by default: the Node built-ins (they produce spans once any CommonJS module requires them after the
+ * SDK started). ioredis and fastify are available by name but produce no spans in our ESM processes, with or
+ * without the import-in-the-middle hook (measured with bench/instrumentation-probe.ts).
+ */
+export const DEFAULT_INSTRUMENTATIONS: readonly InstrumentationName[] = ['http', 'net', 'dns'];
+
+/** `MAILGATE_OTEL_INSTRUMENTATIONS`: `none`, `all`, or a comma list (`http,dns`). Unset: the default set. */
+export function instrumentationsFromEnv(env: NodeJS.ProcessEnv = process.env): InstrumentationChoice {
+  const v = env['MAILGATE_OTEL_INSTRUMENTATIONS']?.trim().toLowerCase();
+  if (v === undefined || v === '') return DEFAULT_INSTRUMENTATIONS;
+  if (v === 'none' || v === 'false' || v === '0') return false;
+  if (v === 'all' || v === 'true') return true;
+  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = names.filter((n) => !(INSTRUMENTATION_NAMES as readonly string[]).includes(n));
+  if (bad.length) {
+    throw new Error(`MAILGATE_OTEL_INSTRUMENTATIONS: unknown instrumentation ${bad.join(', ')} (known: ${INSTRUMENTATION_NAMES.join(', ')}, all, none)`);
+  }
+  return names as InstrumentationName[];
+}
+
 /** Probe and scrape endpoints: a span per Kubernetes probe or Prometheus scrape would drown the message traces. */
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 

@@ -5,13 +5,12 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import {
   BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createInstrumentations, type InstrumentationChoice } from './instrumentations.js';
+import { createInstrumentations, instrumentationsFromEnv, type InstrumentationChoice } from './instrumentations.js';
+import { mailgateSampler } from './sampler.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -26,6 +25,7 @@ export interface TelemetryOptions {
    * Auto-instrumentations (http, net, dns, ioredis, fastify): `true` = all, or a list of names, default none.
    * Under ESM most of them only patch modules loaded AFTER the SDK started — see docs/observability.md
    * ("Auto-instrumentation under ESM") and instrumentations.ts for what works without a loader hook.
+   * Unset: env MAILGATE_OTEL_INSTRUMENTATIONS, else http, net and dns.
    */
   instrumentations?: InstrumentationChoice;
 }
@@ -100,10 +100,10 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
         'service.namespace': 'mailgate',
         ...k8s,
       }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.sampleRatio ?? 1) }),
+      sampler: mailgateSampler(opts.sampleRatio ?? 1),
       spanProcessors,
       metricReaders: [prometheus],
-      instrumentations: createInstrumentations(opts.instrumentations),
+      instrumentations: createInstrumentations(opts.instrumentations === undefined ? instrumentationsFromEnv() : opts.instrumentations),
     });
     sdk.start();
     active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0 };

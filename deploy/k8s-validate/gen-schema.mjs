@@ -60,7 +60,6 @@ const envList = arr(
   },
   { description: 'Extra container env entries (Kubernetes EnvVar objects).' },
 );
-const secretRefPattern = str({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
 // A numeric string: KEDA's kafka trigger metadata values are strings.
 const numericString = str({ pattern: '^[0-9]+$' });
 const imageRef = obj(
@@ -166,12 +165,25 @@ const ingressSmtp = {
 
 const adminStage = obj({
   ...stageCommon,
-  tokens: obj({
-    envName: secretRefPattern,
-    existingSecret: k8sName,
-    secretKey: str({ minLength: 1 }),
-    values: arr({}),
-  }),
+  // admin.tokens entries, each a tokenFile mounted from a Secret (services/admin/src/config.ts).
+  tokens: arr(
+    obj(
+      {
+        name: str({ pattern: '^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$', maxLength: 63 }),
+        role: { enum: ['read', 'admin'] },
+        value: str({ minLength: 16 }),
+        existingSecret: k8sName,
+        secretKey: str({ pattern: '^[-._a-zA-Z0-9]+$' }),
+      },
+      {
+        required: ['name'],
+        oneOf: [
+          { required: ['value'], not: { required: ['existingSecret'] } },
+          { required: ['existingSecret', 'secretKey'], not: { required: ['value'] } },
+        ],
+      },
+    ),
+  ),
   ingress: {
     ...obj({
       enabled: bool,
@@ -243,7 +255,10 @@ const schema = {
       virusScan: withHttpOwned('virus-scan section'),
       attachmentPolicy: withHttpOwned('attachment-policy section'),
       delivery: withHttpOwned('delivery section'),
-      admin: withHttpOwned('admin section'),
+      admin: {
+        ...withHttpOwned('admin section'),
+        properties: { ...withHttpOwned('').properties, tokens: false },
+      },
     }),
     kafka: obj({
       external: obj({ brokers: arr(str({ pattern: '^[^\\s:]+:[0-9]{1,5}$|^\\[[0-9a-fA-F:.]+\\]:[0-9]{1,5}$' })) }),

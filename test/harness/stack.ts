@@ -254,6 +254,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       minSessionTimeoutMs: 1000,
     });
     cleanups.push(() => kafka.stop());
+    await mkdir(join(dir, 'redis'));
     const redis = await startRedis({ appendonly: true, dir: join(dir, 'redis') });
     cleanups.push(() => redis.stop());
     const clamd = await startClamd({ streamMaxLength: '60M', extraConfig: ['MaxThreads 8'] });

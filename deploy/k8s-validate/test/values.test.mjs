@@ -91,6 +91,9 @@ const REJECTED = [
   ['an unknown SASL mechanism', { 'kafka.sasl.mechanism': 'gssapi' }, /kafka\.sasl\.mechanism/],
   ['admin Ingress without host', { 'stages.admin.ingress.enabled': true }, /stages\.admin\.ingress\.host/],
   ['a wrong image digest', { 'image.digest': 'latest' }, /image\.digest: Does not match pattern/],
+  ['an admin token without value or Secret', { 'stages.admin.tokens': [{ name: 'ops' }] }, /stages\.admin\.tokens\.0/],
+  ['a short admin token', { 'stages.admin.tokens': [{ name: 'ops', value: 'short' }] }, /stages\.admin\.tokens\.0/],
+  ['admin tokens inside config (owned by the chart)', { 'config.admin.tokens': [] }, /config\.admin\.tokens: False/],
 ];
 
 describe('values the chart refuses', () => {

@@ -207,6 +207,11 @@ The configuration document: `config` as written, with the keys the chart owns fi
 {{- with .Values.clamd.config.StreamMaxLength }}{{ $_ := set $clamd "streamMaxLength" (toString .) }}{{ end -}}
 {{- $_ := set $cfg.virusScan "clamd" (mustMergeOverwrite $clamd (deepCopy (default dict $cfg.virusScan.clamd))) -}}
 {{- end -}}
+{{- $tokens := list -}}
+{{- range .Values.stages.admin.tokens -}}
+{{- $tokens = append $tokens (dict "name" .name "role" (default "admin" .role) "tokenFile" (printf "/etc/mailgate/admin-tokens/%s" .name)) -}}
+{{- end -}}
+{{- if $tokens }}{{ $_ := set $cfg.admin "tokens" $tokens }}{{ end -}}
 {{- toYaml $cfg }}
 {{- end }}
 

@@ -5,7 +5,14 @@ import type { ZodTypeAny } from 'zod';
 import { flagString, parseArgs } from './args.js';
 import { devSchema } from './dev-config.js';
 import { runDev } from './dev.js';
-import { availableServices, isServiceName, loadService } from './services.js';
+import { availableServices, isServiceName, loadService, SERVICE_PACKAGES } from './services.js';
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 const USAGE = `mailgate — cloud-native email security gateway
 
@@ -15,6 +22,7 @@ Usage:
       services: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
+  mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)
   mailgate help
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
@@ -61,6 +69,16 @@ export async function main(argv: string[]): Promise<number | undefined> {
       return printConfigError(e);
     }
     console.log(`configuration ${configFile ?? process.env['MAILGATE_CONFIG'] ?? '(defaults)'} is valid\n${report.join('\n')}`);
+    return 0;
+  }
+  if (cmd === 'hash-password') {
+    const password = (await readStdin()).replace(/\r?\n$/, '');
+    if (!password) {
+      console.error('give the password on standard input, e.g.: printf %s "$PASSWORD" | mailgate hash-password');
+      return EX_USAGE;
+    }
+    const ingress = (await import(SERVICE_PACKAGES['ingress-smtp'])) as { hashPassword(p: string): Promise<string> | string };
+    console.log(await ingress.hashPassword(password));
     return 0;
   }
   if (cmd === 'dev') {

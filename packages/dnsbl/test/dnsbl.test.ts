@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createLogger, createRedis } from '@mailgate/runtime';
 import { startRbldnsd, startRedis, type RbldnsdHandle, type RedisHandle } from '@mailgate/testkit';
-import { createConnectFilter, DnsblChecker, dnsblConfig, dnsblSchema, reverseIp, type CheckTarget } from '../src/index.js';
+import {
+  createConnectFilter,
+  DnsblChecker,
+  dnsblConfig,
+  dnsblSchema,
+  reverseIp,
+  type CheckTarget,
+} from '../src/index.js';
 import { startRelay, type DnsRelay } from './relay.js';
 
 const log = createLogger('dnsbl-test', 'silent');
@@ -29,7 +36,12 @@ before(async () => {
     {
       name: 'multi.test',
       type: 'ip4set',
-      lines: [':127.0.0.2:multi', '127.0.0.2', '198.51.100.20 :127.0.0.4:bit four', '198.51.100.21 :127.0.0.10:pbl-like'],
+      lines: [
+        ':127.0.0.2:multi',
+        '127.0.0.2',
+        '198.51.100.20 :127.0.0.4:bit four',
+        '198.51.100.21 :127.0.0.10:pbl-like',
+      ],
     },
     // A list that rate-limits us: every answer is an error code.
     { name: 'limited.test', type: 'ip4set', lines: [':127.255.255.254:rate limited', '127.0.0.2', '198.51.100.7'] },
@@ -74,7 +86,10 @@ describe('connect filter', () => {
     const v4 = await f.check('198.51.100.7');
     assert.equal(v4.action, 'reject');
     assert.equal(v4.zone, 'BL-Test');
-    assert.equal(v4.text, 'Blocked: [198.51.100.7] is listed by BL-Test; Listed in bl.test, see https://bl.test/198.51.100.7');
+    assert.equal(
+      v4.text,
+      'Blocked: [198.51.100.7] is listed by BL-Test; Listed in bl.test, see https://bl.test/198.51.100.7',
+    );
     const v6 = await f.check('2001:db8:bad::25');
     assert.equal(v6.action, 'reject');
     assert.match(v6.text!, /\[2001:db8:bad::25\] is listed by BL-Test; IPv6 listed/);
@@ -90,7 +105,9 @@ describe('connect filter', () => {
   });
 
   test('atConnect.enabled=false passes everything; domain zones are not asked at connect', async (t) => {
-    const f = createConnectFilter(dnsblConfig(base({ zones: [{ name: 'bl.test' }], atConnect: { enabled: false } })), { log });
+    const f = createConnectFilter(dnsblConfig(base({ zones: [{ name: 'bl.test' }], atConnect: { enabled: false } })), {
+      log,
+    });
     t.after(() => f.close());
     assert.equal((await f.check('198.51.100.7')).action, 'pass');
   });
@@ -284,7 +301,14 @@ describe('timeouts', () => {
     });
     // Already rejected by another list: the silent one cannot change that.
     await withChecker(
-      { ...common, zones: [{ name: 'bl.test', weight: 5 }, { name: 'slow.test', onTimeout: 'tempfail' }], thresholds: { reject: 1 } },
+      {
+        ...common,
+        zones: [
+          { name: 'bl.test', weight: 5 },
+          { name: 'slow.test', onTimeout: 'tempfail' },
+        ],
+        thresholds: { reject: 1 },
+      },
       async (c) => {
         assert.equal((await c.check([ip('198.51.100.7')])).decision, 'reject');
       },
@@ -304,7 +328,9 @@ describe('timeouts', () => {
         { kind: 'ip', value: '198.51.100.7', source: 'client' },
       ]);
       assert.equal(r.decision, 'reject');
-      assert.deepEqual(r.zones[0]!.hits, [{ target: 'Spammer.Test.', source: 'helo', codes: ['127.0.1.2'], txt: 'domain listed' }]);
+      assert.deepEqual(r.zones[0]!.hits, [
+        { target: 'Spammer.Test.', source: 'helo', codes: ['127.0.1.2'], txt: 'domain listed' },
+      ]);
       assert.equal(r.stats.questions, 2);
     });
   });
@@ -317,7 +343,10 @@ describe('config', () => {
     assert.equal(d.resolvers, 'system');
     assert.deepEqual(d.errorCodes, ['127.0.0.1', '127.255.255.0/24']);
     assert.equal(d.zones.length, 0);
-    const bad = dnsblSchema.safeParse({ zones: [{ name: 'x.test', match: { codes: ['127.0.0.300'] } }], thresholds: { reject: 1, quarantine: 2 } });
+    const bad = dnsblSchema.safeParse({
+      zones: [{ name: 'x.test', match: { codes: ['127.0.0.300'] } }],
+      thresholds: { reject: 1, quarantine: 2 },
+    });
     assert.equal(bad.success, false);
     const paths = bad.error!.issues.map((i) => i.path.join('.'));
     assert.ok(paths.includes('zones.0.match.codes.0'), paths.join());

@@ -212,16 +212,39 @@ function camel(s: string): string {
   return s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** Apply MAILGATE__A__B=value overrides; returns which dotted paths came from which variable. */
-function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv): Map<string, string> {
-  const origins = new Map<string, string>();
+interface EnvOrigin {
+  readonly variable: string;
+  /** The value as written in the environment (used when the key wants a string, e.g. a password "123456"). */
+  readonly raw: string;
+  /** The container and key the value was written to, so it can be replaced by `raw`. */
+  readonly parent: Record<string, Json>;
+  readonly key: string;
+}
+
+/**
+ * Apply MAILGATE__A__B=value overrides; returns which dotted paths came from which variable.
+ * `MAILGATE__A__B_FILE=/path` reads the value from a file (a mounted secret), verbatim, as a string.
+ */
+function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv): Map<string, EnvOrigin> {
+  const origins = new Map<string, EnvOrigin>();
   const names = Object.keys(env)
     .filter((k) => k.startsWith(ENV_PREFIX))
     .sort();
   for (const name of names) {
-    const raw = env[name] ?? '';
-    const segments = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);
+    let raw = env[name] ?? '';
+    let segments = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);
     if (segments.length === 0) continue;
+    let fromFile = false;
+    const lastSeg = segments[segments.length - 1]!;
+    if (lastSeg.endsWith('_FILE')) {
+      segments = [...segments.slice(0, -1), lastSeg.slice(0, -'_FILE'.length)];
+      try {
+        raw = readFileSync(raw, 'utf8').replace(/\r?\n$/, '');
+      } catch (e) {
+        throw new ConfigErrors([new ConfigError(`cannot read: ${(e as Error).message}`, '', `env ${name}`)]);
+      }
+      fromFile = true;
+    }
     let node: Record<string, Json> = doc;
     const path: string[] = [];
     segments.forEach((seg, i) => {
@@ -229,20 +252,22 @@ function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv): Map<string
       const key = existing ?? camel(seg);
       path.push(key);
       if (i === segments.length - 1) {
-        let value: Json;
-        try {
-          value = parseDocument(raw).toJS() as Json;
-        } catch {
-          value = raw;
+        let value: Json = raw;
+        if (!fromFile) {
+          try {
+            value = (parseDocument(raw).toJS() as Json) ?? raw;
+          } catch {
+            value = raw;
+          }
         }
-        node[key] = value ?? raw;
+        node[key] = value;
+        origins.set(path.join('.'), { variable: name, raw, parent: node, key });
       } else {
         const next = node[key];
         if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
         node = node[key] as Record<string, Json>;
       }
     });
-    origins.set(path.join('.'), `env ${name}`);
   }
   return origins;
 }
@@ -267,13 +292,18 @@ function pathToString(path: (string | number)[]): string {
   return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
 }
 
-function sourceFor(path: string, origins: Map<string, string>, fileSource: string): string {
+function originFor(path: string, origins: Map<string, EnvOrigin>): EnvOrigin | undefined {
   for (let p = path; p; p = p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '') {
     const bare = p.replace(/\[\d+\]$/, '');
     const o = origins.get(bare) ?? origins.get(p);
     if (o) return o;
   }
-  return fileSource;
+  return undefined;
+}
+
+function sourceFor(path: string, origins: Map<string, EnvOrigin>, fileSource: string): string {
+  const o = originFor(path, origins);
+  return o ? `env ${o.variable}` : fileSource;
 }
 
 /** Load, merge and validate the configuration document. Throws ConfigErrors naming each key and its source. */
@@ -308,7 +338,21 @@ export function loadConfig<S extends Partial<Record<ServiceSection, ZodTypeAny>>
   const shape: Record<string, ZodTypeAny> = { ...COMMON_SECTIONS };
   for (const key of SERVICE_SECTIONS) shape[key] = sections[key] ?? z.unknown();
   const schema = z.object(shape).strict();
-  const result = schema.safeParse(doc);
+  let result = schema.safeParse(doc);
+  if (!result.success) {
+    // An environment value that YAML read as a number/boolean where the key wants a string (a password
+    // "123456", a token "true") is taken verbatim instead.
+    let retried = false;
+    for (const issue of result.error.issues) {
+      if (issue.code !== 'invalid_type' || issue.expected !== 'string') continue;
+      const o = origins.get(pathToString(issue.path));
+      if (o) {
+        o.parent[o.key] = o.raw;
+        retried = true;
+      }
+    }
+    if (retried) result = schema.safeParse(doc);
+  }
   if (!result.success) {
     const errors = result.error.issues.flatMap((issue) => {
       if (issue.code === 'unrecognized_keys') {

@@ -90,3 +90,30 @@ test('invalid YAML and a missing file are errors naming the file', () => {
   assert.match(errorsOf(() => loadConfig({ file: f, env: {}, sections })).message, /YAML/);
   assert.match(errorsOf(() => loadConfig({ file: path.join(dir, 'nope.yaml'), env: {}, sections })).message, /cannot read/);
 });
+
+test('an environment value the key wants as a string is taken verbatim (a numeric password)', () => {
+  const c = loadConfig({
+    env: {
+      MAILGATE__KAFKA__SASL__MECHANISM: 'plain',
+      MAILGATE__KAFKA__SASL__USERNAME: 'gw',
+      MAILGATE__KAFKA__SASL__PASSWORD: '123456',
+      MAILGATE__VIRUS_SCAN__CLAMD__ENDPOINTS: '[{host: c, port: 1}]',
+    },
+    sections,
+  });
+  assert.equal(c.kafka.sasl?.password, '123456');
+});
+
+test('MAILGATE__…_FILE reads the value from a file (a mounted secret)', () => {
+  const secret = file('password.txt', 'a: b # not yaml\n');
+  const c = loadConfig({
+    env: {
+      MAILGATE__KAFKA__SASL__MECHANISM: 'plain',
+      MAILGATE__KAFKA__SASL__USERNAME: 'gw',
+      MAILGATE__KAFKA__SASL__PASSWORD_FILE: secret,
+      MAILGATE__VIRUS_SCAN__CLAMD__ENDPOINTS: '[{host: c, port: 1}]',
+    },
+    sections,
+  });
+  assert.equal(c.kafka.sasl?.password, 'a: b # not yaml');
+});

@@ -1,4 +1,4 @@
-import { metrics, trace, type Meter, type Tracer } from '@opentelemetry/api';
+import { context, metrics, propagation, trace, type Meter, type Tracer } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -124,6 +124,12 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       if (a.refs === 0 && active === a) {
         active = null;
         await a.sdk.shutdown().catch(() => undefined);
+        // Unregister the globals too: otherwise a later start in the same process (tests run services one after
+        // another) cannot register its providers and every span and metric goes to the shut-down ones.
+        trace.disable();
+        metrics.disable();
+        propagation.disable();
+        context.disable();
       }
     },
   };

@@ -5,15 +5,31 @@ import { deleteFromQuarantine, NotFoundError, releaseFromQuarantine } from './re
 import type { PipelineStats } from './stats.js';
 import type { TrackingStore } from './tracking-store.js';
 import type { DurableProducer } from '@mailgate/bus';
+import type { Tracer } from '@opentelemetry/api';
 import { OPENAPI } from './openapi.js';
 
-/** The deferred delivery queue, as the delivery service's queue operations expose it. */
+/** A deferred message as the delivery service's queue operations describe it (the fields the console shows). */
+export interface DeferredItem {
+  readonly id: string;
+  readonly mailFrom: string;
+  readonly recipients: readonly { readonly rcpt: string; readonly lastReply: string }[];
+  readonly attempts: number;
+  readonly nextAttemptAt: string | null;
+  readonly lastError: string;
+  readonly held: boolean;
+  readonly traceId?: string;
+}
+
+/**
+ * The deferred delivery queue: structurally the delivery service's `DeliveryQueueOps`, so the CLI passes that
+ * object as is. Its errors carry an HTTP status (404 not queued, 409 busy).
+ */
 export interface DeferredQueue {
-  list(limit: number): Promise<unknown[]>;
+  list(opts: { offset?: number; limit?: number }): Promise<{ total: number; items: readonly DeferredItem[] }>;
   retryNow(id: string): Promise<unknown>;
   hold(id: string): Promise<unknown>;
   release(id: string): Promise<unknown>;
-  remove(id: string, opts: { dsn: boolean }): Promise<unknown>;
+  delete(id: string, opts: { dsn: boolean; by?: string }): Promise<unknown>;
 }
 
 export interface ApiDeps {
@@ -26,9 +42,19 @@ export interface ApiDeps {
   readonly host: string;
   readonly maxResults: number;
   readonly traceUiUrl?: string | undefined;
+  readonly tracer?: Tracer;
 }
 
-const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;
+export const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;
+
+const ERROR_NAMES: Record<number, string> = { 400: 'bad-request', 401: 'unauthorized', 403: 'forbidden', 404: 'not-found', 409: 'conflict', 503: 'unavailable' };
+
+/** The `:id` route parameter, checked (ids end up in Redis keys and log lines). */
+function idOf(req: { params: unknown }): string {
+  const id = idOf(req);
+  if (!ID_RE.test(id)) throw Object.assign(new Error(`malformed id '${id.slice(0, 80)}'`), { http: 400 });
+  return id;
+}
 
 function num(v: unknown): number | undefined {
   if (typeof v !== 'string' || v === '') return undefined;
@@ -41,9 +67,12 @@ function num(v: unknown): number | undefined {
  * state-changing call is written to the audit log with the token's name.
  */
 export function registerApi(app: FastifyInstance, d: ApiDeps): void {
-  app.setErrorHandler((err: Error & { statusCode?: number; http?: number }, _req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; http?: number }, req, reply) => {
     const status = err instanceof NotFoundError ? 404 : (err.http ?? err.statusCode ?? 500);
-    void reply.code(status).send({ error: status < 500 ? 'bad-request' : 'internal', message: err.message });
+    if (status >= 500) req.log.error({ err }, 'admin request failed');
+    void reply
+      .code(status)
+      .send({ error: ERROR_NAMES[status] ?? (status < 500 ? 'bad-request' : 'internal'), message: status === 500 ? 'internal error' : err.message });
   });
 
   app.get('/openapi.json', async () => OPENAPI);
@@ -51,15 +80,21 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
   app.get('/api/v1/messages', async (req) => {
     const q = req.query as Record<string, string | undefined>;
     const results = await d.tracking.search(
-      { rcpt: q['rcpt'], from: q['from'], ip: q['ip'], since: num(q['since']), until: num(q['until']), limit: num(q['limit']) },
+      {
+        rcpt: q['rcpt'] || undefined,
+        from: q['from'] || undefined,
+        ip: q['ip'] || undefined,
+        since: num(q['since']),
+        until: num(q['until']),
+        limit: num(q['limit']),
+      },
       d.maxResults,
     );
     return { results };
   });
 
   app.get('/api/v1/messages/:id', async (req, reply) => {
-    const { id } = req.params as { id: string };
-    if (!ID_RE.test(id)) return reply.code(400).send({ error: 'bad-request', message: 'malformed message id' });
+    const id = idOf(req);
     const m = await d.tracking.get(id);
     if (!m) return reply.code(404).send({ error: 'not-found', message: `no message ${id}` });
     const traceUrl = d.traceUiUrl && m.summary.traceId ? `${d.traceUiUrl.replace(/\/$/, '')}/trace/${m.summary.traceId}` : undefined;
@@ -72,14 +107,14 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
   });
 
   app.get('/api/v1/quarantine/:id', async (req, reply) => {
-    const { id } = req.params as { id: string };
+    const id = idOf(req);
     const e = await d.quarantine.get(id);
     if (!e) return reply.code(404).send({ error: 'not-found', message: `no quarantined message ${id}` });
     return e;
   });
 
   app.get('/api/v1/quarantine/:id/raw', async (req, reply) => {
-    const { id } = req.params as { id: string };
+    const id = idOf(req);
     const m = await d.quarantine.message(id);
     if (!m) return reply.code(404).send({ error: 'not-found', message: `no quarantined message ${id}` });
     await d.audit.record({ who: req.principal!.name, action: 'quarantine.download', target: id });
@@ -87,17 +122,17 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
   });
 
   app.post('/api/v1/quarantine/:id/release', async (req) => {
-    const { id } = req.params as { id: string };
+    const id = idOf(req);
     const body = (req.body ?? {}) as { recheck?: unknown };
     const recheck = body.recheck === true || body.recheck === 'true';
-    const r = await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, by: req.principal!.name, host: d.host });
+    const r = await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, by: req.principal!.name, host: d.host, ...(d.tracer ? { tracer: d.tracer } : {}) });
     await d.audit.record({ who: req.principal!.name, action: recheck ? 'quarantine.release-recheck' : 'quarantine.release', target: id, details: { topic: r.topic } });
     return { released: r };
   });
 
   app.delete('/api/v1/quarantine/:id', async (req) => {
-    const { id } = req.params as { id: string };
-    await deleteFromQuarantine(d.quarantine, d.producer, id, { by: req.principal!.name, host: d.host });
+    const id = idOf(req);
+    await deleteFromQuarantine(d.quarantine, d.producer, id, { by: req.principal!.name, host: d.host, ...(d.tracer ? { tracer: d.tracer } : {}) });
     await d.audit.record({ who: req.principal!.name, action: 'quarantine.delete', target: id });
     return { deleted: id };
   });
@@ -106,12 +141,14 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     if (!d.deferred) throw Object.assign(new Error('the deferred queue is not available (delivery not installed)'), { http: 503 });
     return d.deferred;
   };
-  app.get('/api/v1/deferred', async (req) => ({
-    results: await needDeferred().list(num((req.query as Record<string, string>)['limit']) ?? 100),
-  }));
+  app.get('/api/v1/deferred', async (req) => {
+    const q = req.query as Record<string, string>;
+    const r = await needDeferred().list({ offset: num(q['offset']) ?? 0, limit: Math.min(num(q['limit']) ?? 100, d.maxResults) });
+    return { total: r.total, results: r.items };
+  });
   for (const action of ['retry', 'hold', 'release'] as const) {
     app.post(`/api/v1/deferred/:id/${action}`, async (req) => {
-      const { id } = req.params as { id: string };
+      const id = idOf(req);
       const q = needDeferred();
       const r = action === 'retry' ? await q.retryNow(id) : action === 'hold' ? await q.hold(id) : await q.release(id);
       await d.audit.record({ who: req.principal!.name, action: `deferred.${action}`, target: id });
@@ -119,13 +156,15 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     });
   }
   app.delete('/api/v1/deferred/:id', async (req) => {
-    const { id } = req.params as { id: string };
+    const id = idOf(req);
     const dsn = (req.query as Record<string, string>)['dsn'] === 'true';
-    await needDeferred().remove(id, { dsn });
+    await needDeferred().delete(id, { dsn, by: req.principal!.name });
     await d.audit.record({ who: req.principal!.name, action: 'deferred.delete', target: id, details: { dsn } });
     return { deleted: id, dsn };
   });
 
-  app.get('/api/v1/audit', async (req) => ({ results: await d.audit.list(num((req.query as Record<string, string>)['limit']) ?? 100) }));
+  app.get('/api/v1/audit', async (req) => ({
+    results: await d.audit.list(Math.min(num((req.query as Record<string, string>)['limit']) ?? 100, 1000)),
+  }));
   app.get('/api/v1/stats', async () => ({ stages: await d.stats.sample(), quarantined: await d.quarantine.count() }));
 }

@@ -4,6 +4,7 @@ import type { ApiDeps } from './api.js';
 import { COOKIE, findToken } from './auth.js';
 import type { ResolvedToken } from './config.js';
 import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
+import { ID_RE } from './api.js';
 
 /** HTML-escape everything that came from a message or a client: subjects and addresses are attacker-controlled. */
 export function esc(v: unknown): string {
@@ -14,13 +15,14 @@ const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header
 header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
 .s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
-form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}`;
+form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}`;
 
 function page(title: string, body: string, opts: { refresh?: number } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
 ${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${STYLE}</style></head>
 <body><header><b>mailgate</b><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
-<a href="/console/deferred">Deferred</a><a href="/console/stats">Pipeline</a></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
+<a href="/console/deferred">Deferred</a><a href="/console/stats">Pipeline</a><a href="/console/audit">Audit</a>
+<span style="flex:1"></span><form class="inline" method="post" action="/console/logout"><button id="logout">Sign out</button></form></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
 }
 
 function html(reply: FastifyReply, s: string, code = 200) {
@@ -54,6 +56,23 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
       .header('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/console`)
       .redirect('/console/messages');
   });
+  app.post('/console/logout', async (_req, reply) =>
+    reply.header('set-cookie', `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0`).redirect('/console/login'),
+  );
+
+  /** Run a console action; a failure (not found, conflict, Kafka down) is shown as a page, not as JSON. */
+  const act = async (reply: FastifyReply, back: string, id: string, fn: () => Promise<unknown>) => {
+    try {
+      if (!ID_RE.test(id)) throw Object.assign(new Error('malformed id'), { http: 400 });
+      await fn();
+      return reply.redirect(back);
+    } catch (err) {
+      const e = err as Error & { http?: number };
+      const code = e.http && e.http < 600 ? e.http : 500;
+      return html(reply, page('Action failed', `<p class="error" id="error">${esc(e.message)}</p><a href="${esc(back)}">Back</a>`), code);
+    }
+  };
+  const by = (req: { principal?: ResolvedToken }) => ({ by: req.principal!.name, host: d.host, ...(d.tracer ? { tracer: d.tracer } : {}) });
 
   app.get('/console/messages', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
@@ -91,7 +110,13 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
         return `<tr><td>${esc(e.at)}</td><td>${esc(e.service)}</td><td>${esc(e.host)}</td><td class="s-${esc(e.type)}"><b>${esc(e.type)}</b></td><td><code>${esc(det.length > 600 ? det.slice(0, 600) + '…' : det)}</code></td></tr>`;
       })
       .join('');
-    const body = `<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>To</b> ${esc(s.rcptTo.join(', '))} · <b>Client</b> ${esc(s.clientIp)}
+    const q = await d.quarantine.get(id);
+    const actions = q
+      ? `<p class="error">In quarantine (${esc(q.stage)}): ${esc(q.reason)}</p><form class="inline" method="post" action="/console/quarantine/${esc(id)}/release">
+<button id="release" name="recheck" value="false">Release</button> <button id="release-recheck" name="recheck" value="true">Release &amp; re-check</button></form>
+<form class="inline" method="post" action="/console/quarantine/${esc(id)}/delete"><button id="delete">Delete</button></form>`
+      : '';
+    const body = `${actions}<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>To</b> ${esc(s.rcptTo.join(', '))} · <b>Client</b> ${esc(s.clientIp)}
  · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
 <table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;
     return html(reply, page(`Message ${id}`, body));
@@ -122,44 +147,78 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
   app.post('/console/quarantine/:id/release', async (req, reply) => {
     const { id } = req.params as { id: string };
     const recheck = String((req.body as Record<string, unknown>)?.['recheck'] ?? 'false') === 'true';
-    await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, by: req.principal!.name, host: d.host });
-    await d.audit.record({ who: req.principal!.name, action: recheck ? 'quarantine.release-recheck' : 'quarantine.release', target: id, details: { via: 'console' } });
-    return reply.redirect('/console/quarantine');
+    return act(reply, '/console/quarantine', id, async () => {
+      const r = await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, ...by(req) });
+      await d.audit.record({ who: req.principal!.name, action: recheck ? 'quarantine.release-recheck' : 'quarantine.release', target: id, details: { topic: r.topic, via: 'console' } });
+    });
   });
   app.post('/console/quarantine/:id/delete', async (req, reply) => {
     const { id } = req.params as { id: string };
-    await deleteFromQuarantine(d.quarantine, d.producer, id, { by: req.principal!.name, host: d.host });
-    await d.audit.record({ who: req.principal!.name, action: 'quarantine.delete', target: id, details: { via: 'console' } });
-    return reply.redirect('/console/quarantine');
+    return act(reply, '/console/quarantine', id, async () => {
+      await deleteFromQuarantine(d.quarantine, d.producer, id, by(req));
+      await d.audit.record({ who: req.principal!.name, action: 'quarantine.delete', target: id, details: { via: 'console' } });
+    });
   });
 
   app.get('/console/deferred', async (_req, reply) => {
     if (!d.deferred) return html(reply, page('Deferred', '<p class="muted">The delivery queue is not available here.</p>'));
-    const list = (await d.deferred.list(200)) as Record<string, unknown>[];
-    const rows = list
-      .map((e) => `<tr>${['id', 'mailFrom', 'recipients', 'nextAttemptAt', 'lastError', 'state'].map((k) => `<td>${esc(Array.isArray(e[k]) ? (e[k] as unknown[]).join(', ') : e[k])}</td>`).join('')}
-<td><form class="inline" method="post" action="/console/deferred/${esc(e['id'])}/retry"><button>Retry now</button></form></td></tr>`)
+    const { total, items } = await d.deferred.list({ limit: 200 });
+    const rows = items
+      .map(
+        (e) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.mailFrom || '<>')}</td>
+<td>${e.recipients.map((r) => `${esc(r.rcpt)}<br><span class="muted">${esc(r.lastReply)}</span>`).join('<br>')}</td><td>${e.attempts}</td>
+<td>${e.held ? '<b>held</b>' : esc(e.nextAttemptAt ?? '')}</td><td>${esc(e.lastError)}</td>
+<td>${['retry', e.held ? 'release' : 'hold'].map((a) => `<form class="inline" method="post" action="/console/deferred/${esc(e.id)}/${a}"><button>${a === 'retry' ? 'Retry now' : a === 'hold' ? 'Hold' : 'Release'}</button></form>`).join(' ')}
+<form class="inline" method="post" action="/console/deferred/${esc(e.id)}/delete"><button name="dsn" value="false">Delete</button><button name="dsn" value="true">Delete &amp; bounce</button></form></td></tr>`,
+      )
       .join('');
     return html(
       reply,
-      page('Deferred', `<table id="deferred"><tr><th>Id</th><th>From</th><th>Recipients</th><th>Next attempt</th><th>Last error</th><th>State</th><th></th></tr>${rows}</table>`),
+      page(
+        'Deferred',
+        `<p>${total} message(s) waiting for another delivery attempt.</p><table id="deferred"><tr><th>Id</th><th>From</th><th>Pending recipients (last reply)</th><th>Attempts</th><th>Next attempt</th><th>Last error</th><th></th></tr>${rows}</table>`,
+      ),
     );
   });
-  app.post('/console/deferred/:id/retry', async (req, reply) => {
-    const { id } = req.params as { id: string };
-    await d.deferred?.retryNow(id);
-    await d.audit.record({ who: req.principal!.name, action: 'deferred.retry', target: id, details: { via: 'console' } });
-    return reply.redirect('/console/deferred');
+  for (const action of ['retry', 'hold', 'release', 'delete'] as const) {
+    app.post(`/console/deferred/:id/${action}`, async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const dsn = String((req.body as Record<string, unknown>)?.['dsn'] ?? 'false') === 'true';
+      return act(reply, '/console/deferred', id, async () => {
+        const q = d.deferred;
+        if (!q) throw Object.assign(new Error('the deferred queue is not available here'), { http: 503 });
+        if (action === 'retry') await q.retryNow(id);
+        else if (action === 'hold') await q.hold(id);
+        else if (action === 'release') await q.release(id);
+        else await q.delete(id, { dsn, by: req.principal!.name });
+        await d.audit.record({ who: req.principal!.name, action: `deferred.${action}`, target: id, details: { via: 'console', ...(action === 'delete' ? { dsn } : {}) } });
+      });
+    });
+  }
+
+  app.get('/console/audit', async (_req, reply) => {
+    const rows = (await d.audit.list(200))
+      .map((a) => `<tr><td>${esc(a.at)}</td><td>${esc(a.who)}</td><td>${esc(a.action)}</td><td><code>${esc(a.target)}</code></td><td><code>${esc(a.details ? JSON.stringify(a.details) : '')}</code></td></tr>`)
+      .join('');
+    return html(reply, page('Audit log', `<table id="audit"><tr><th>Time</th><th>Who</th><th>Action</th><th>Target</th><th>Details</th></tr>${rows}</table>`));
   });
 
   app.get('/console/stats', async (_req, reply) => {
-    const stages = await d.stats.sample();
+    const [stages, quarantined] = await Promise.all([d.stats.sample(), d.quarantine.count()]);
     const rows = stages
-      .map((s) => `<tr><td>${esc(s.stage)}</td><td><code>${esc(s.topic)}</code></td><td>${s.produced}</td><td>${s.committed}</td><td><b>${s.lag}</b></td><td>${s.ratePerSec === null ? '…' : s.ratePerSec.toFixed(1)}</td><td>${s.partitions.length}</td></tr>`)
+      .map((s) => {
+        const lagging = s.partitions.filter((p) => p.lag > 0).map((p) => `p${p.partition}: ${p.lag}`).join(', ');
+        return `<tr><td>${esc(s.stage)}</td><td><code>${esc(s.topic)}</code></td><td>${s.produced}</td><td>${s.committed}</td><td><b>${s.lag}</b></td><td>${s.ratePerSec === null ? '…' : s.ratePerSec.toFixed(1)}</td><td>${s.partitions.length}${lagging ? ` <span class="muted">(${esc(lagging)})</span>` : ''}</td></tr>`;
+      })
       .join('');
     return html(
       reply,
-      page('Pipeline', `<table id="stats"><tr><th>Stage</th><th>Input topic</th><th>Produced</th><th>Done</th><th>Lag</th><th>msg/s</th><th>Partitions</th></tr>${rows}</table><p class="muted">Refreshes every 5 s.</p>`, { refresh: 5 }),
+      page(
+        'Pipeline',
+        `<table id="stats"><tr><th>Consumer</th><th>Input topic</th><th>Produced</th><th>Done</th><th>Lag</th><th>msg/s</th><th>Partitions (lagging)</th></tr>${rows}</table>
+<p>In quarantine: <b id="quarantine-depth">${quarantined}</b></p><p class="muted">Refreshes every 5 s.</p>`,
+        { refresh: 5 },
+      ),
     );
   });
 }

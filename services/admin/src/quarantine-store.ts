@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import {
+  CodecError,
   decodeMessage,
+  newEnvelope,
   PIPELINE_STAGES,
   STAGE_GRAPH,
   type Envelope,
@@ -10,8 +12,10 @@ import {
 
 /**
  * Quarantined (and dead-lettered) messages, kept whole so an administrator can look at them and release them.
- *   q:<id>     hash  envelope (JSON), raw (bytes), reason, stage, kind, sourceTopic, at
- *   q:idx      zset  id by quarantine time (ms)
+ *   q:<id>        hash    envelope (JSON), raw (bytes), reason, stage, kind, sourceTopic, at, size
+ *   q:idx         zset    id by quarantine time (ms)
+ *   q:done:<id>   string  number of verdicts the message had when it was released/deleted (tombstone, see add())
+ *   q:lock:<id>   string  held while one release/delete of the message is in progress
  * The record stays in Kafka too (mailgate.quarantine); this is the queryable copy.
  */
 export interface QuarantineEntry {
@@ -20,7 +24,8 @@ export interface QuarantineEntry {
   readonly reason: string;
   /** The stage that quarantined it (or that dead-lettered it). */
   readonly stage: string;
-  readonly kind: 'quarantine' | 'reject' | 'dead-letter' | string;
+  /** quarantine / reject (a stage's verdict), dead-letter (a stage failed on it), undecodable (not a mailgate record). */
+  readonly kind: 'quarantine' | 'reject' | 'dead-letter' | 'undecodable' | string;
   /** The topic the stage consumed: where a "recheck" release re-enters. */
   readonly sourceTopic: string;
   readonly at: string;
@@ -37,12 +42,33 @@ export class QuarantineStore {
     this.ttlSeconds = Math.ceil(retentionDays * 86400);
   }
 
-  async add(value: Buffer, sourceTopic: string, deadLetterError?: string): Promise<QuarantineEntry> {
-    const msg = decodeMessage(value);
+  /**
+   * Store a record of the quarantine or dead-letter topic. Returns null when the record is a redelivery of a
+   * message an administrator already released or deleted (the admin's consumer is at-least-once: without the
+   * tombstone a restart before the offset commit would bring released mail back). A message released with
+   * recheck and quarantined again carries more verdicts than the tombstone and is stored again.
+   *
+   * A dead-letter record that cannot be decoded (that is often why it was dead-lettered) is kept too, as
+   * `undecodable`, so it can be inspected and deleted — never silently dropped.
+   */
+  async add(value: Buffer, sourceTopic: string, deadLetterError?: string, key?: string): Promise<QuarantineEntry | null> {
+    let msg: PipelineMessage;
+    let undecodable: string | undefined;
+    try {
+      msg = decodeMessage(value);
+    } catch (err) {
+      if (!(err instanceof CodecError) || deadLetterError === undefined) throw err;
+      undecodable = err.message;
+      const id = key && /^[0-9A-Za-z._-]{1,64}$/.test(key) ? key : `undecodable-${Date.now()}`;
+      msg = { envelope: newEnvelope({ id, mailFrom: '', rcptTo: [], size: value.length }), raw: value };
+    }
+    const done = await this.redis.get(`q:done:${msg.envelope.id}`);
+    if (done !== null && msg.envelope.verdicts.length <= Number(done)) return null;
     const last: StageVerdict | undefined = msg.envelope.verdicts.at(-1);
-    const kind = deadLetterError ? 'dead-letter' : (last?.verdict.kind ?? 'quarantine');
-    const reason =
-      deadLetterError ?? (last && 'reason' in last.verdict ? last.verdict.reason : 'quarantined (no reason recorded)');
+    const kind = undecodable ? 'undecodable' : deadLetterError ? 'dead-letter' : (last?.verdict.kind ?? 'quarantine');
+    const reason = undecodable
+      ? `${deadLetterError}; undecodable record: ${undecodable}`
+      : (deadLetterError ?? (last && 'reason' in last.verdict ? last.verdict.reason : 'quarantined (no reason recorded)'));
     const at = Date.now();
     const entry: QuarantineEntry = {
       id: msg.envelope.id,
@@ -54,10 +80,10 @@ export class QuarantineStore {
       at: new Date(at).toISOString(),
       size: msg.raw.length,
     };
-    const key = `q:${entry.id}`;
+    const k = `q:${entry.id}`;
     await this.redis
       .multi()
-      .hset(key, {
+      .hset(k, {
         envelope: JSON.stringify(entry.envelope),
         raw: msg.raw,
         reason,
@@ -67,7 +93,7 @@ export class QuarantineStore {
         at: entry.at,
         size: String(entry.size),
       })
-      .expire(key, this.ttlSeconds)
+      .expire(k, this.ttlSeconds)
       .zadd('q:idx', at, entry.id)
       .exec();
     return entry;
@@ -105,8 +131,21 @@ export class QuarantineStore {
     return { envelope: JSON.parse(env) as Envelope, raw };
   }
 
-  async remove(id: string): Promise<boolean> {
-    const [[, n]] = (await this.redis.multi().del(`q:${id}`).zrem('q:idx', id).exec()) as [[unknown, number]];
+  /**
+   * Claim a message for one release/delete (two administrators clicking at once must not release it twice).
+   * Returns a function that gives the claim back, or null when someone else holds it.
+   */
+  async claim(id: string, ttlMs = 60_000): Promise<(() => Promise<void>) | null> {
+    const ok = await this.redis.set(`q:lock:${id}`, '1', 'PX', ttlMs, 'NX');
+    if (ok !== 'OK') return null;
+    return async () => void (await this.redis.del(`q:lock:${id}`));
+  }
+
+  /** Remove after a release/delete, leaving the tombstone that keeps a redelivered record from coming back. */
+  async remove(id: string, verdictCount?: number): Promise<boolean> {
+    const m = this.redis.multi().del(`q:${id}`).zrem('q:idx', id);
+    if (verdictCount !== undefined) m.set(`q:done:${id}`, String(verdictCount), 'EX', this.ttlSeconds);
+    const [[, n]] = (await m.exec()) as [[unknown, number]];
     return n > 0;
   }
 

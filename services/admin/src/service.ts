@@ -10,6 +10,7 @@ import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
 import { TrackingStore } from './tracking-store.js';
+import { registerGauges } from './metrics.js';
 
 export interface AdminServiceOptions {
   /** The deferred delivery queue (wired by the CLI when the delivery package is installed). */
@@ -48,7 +49,14 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
         topics: [TOPICS.events],
         log,
         ...(opts.sessionTimeoutMs ? { sessionTimeoutMs: opts.sessionTimeoutMs } : {}),
-        handle: async (_topic, m) => tracking.add(decodeEvent(m.value)),
+        handle: async (_topic, m) => {
+          const e = decodeEvent(m.value);
+          // A record that is JSON but not an event is unreadable too (skipped and logged, never a crash loop).
+          if (typeof e?.messageId !== 'string' || !e.messageId || typeof e.type !== 'string' || typeof e.at !== 'string') {
+            throw new SyntaxError('not a tracking event (messageId, type and at are required)');
+          }
+          await tracking.add(e);
+        },
       });
       const held = new TopicIngest(kafka, {
         groupId: AUX_GROUPS.adminQuarantine,
@@ -59,16 +67,18 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
           if (!m.value) return;
           const source = m.headers?.[RECORD_HEADERS.sourceTopic]?.toString() ?? '';
           const error = topic === TOPICS.deadLetter ? (m.headers?.[RECORD_HEADERS.error]?.toString() ?? 'dead-lettered') : undefined;
-          await quarantine.add(m.value, source, error);
+          await quarantine.add(m.value, source, error, m.key?.toString());
         },
       });
 
+      const stats = new PipelineStats(kadmin);
       const deps = {
         tracking,
         quarantine,
         producer,
         audit,
-        stats: new PipelineStats(kadmin),
+        stats,
+        tracer: ctx.telemetry.tracer('admin'),
         deferred: opts.deferred,
         host: config.gateway.instance,
         maxResults: cfg.tracking.maxResults,
@@ -81,11 +91,13 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
       health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));
       health.addCheck('redis', () => redisReachable(redis));
       health.addCheck('ingest', () => events.isReady && held.isReady);
+      const removeGauges = registerGauges(ctx.telemetry.meter('mailgate.admin'), stats, quarantine, log);
       const sweep = setInterval(() => void tracking.sweep().catch(() => undefined), 10 * 60_000);
       sweep.unref();
 
       lifecycle.on('stop-intake', 'ingest', async () => {
         clearInterval(sweep);
+        removeGauges();
         await Promise.all([events.stop(), held.stop()]);
       });
       lifecycle.on('flush', 'producer', () => producer.drain());

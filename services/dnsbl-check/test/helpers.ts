@@ -10,7 +10,11 @@ export const log = createLogger('dnsbl-check-test', process.env['TEST_LOG_LEVEL'
 export const ZONES: RbldnsdZone[] = [
   { name: 'bl.test', type: 'ip4set', lines: [':127.0.0.2:Listed in bl.test', '127.0.0.2', '198.51.100.7'] },
   { name: 'bl.test', type: 'ip6trie', lines: [':127.0.0.2:IPv6 listed', '2001:db8:bad::/48'] },
-  { name: 'dbl.test', type: 'dnset', lines: [':127.0.1.2:Domain listed', 'test', 'spammer.example', 'bad-helo.example'] },
+  {
+    name: 'dbl.test',
+    type: 'dnset',
+    lines: [':127.0.1.2:Domain listed', 'test', 'spammer.example', 'bad-helo.example'],
+  },
   { name: 'uribl.test', type: 'dnset', lines: [':127.0.0.2:URI listed', 'test', 'evil-link.example', '203.0.113.66'] },
   { name: 'slow.test', type: 'ip4set', lines: [':127.0.0.2:slow', '127.0.0.2'] },
 ];

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeMessage, encodeMessage, lastVerdictOf, RECORD_HEADERS, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import {
+  decodeMessage,
+  encodeMessage,
+  lastVerdictOf,
+  RECORD_HEADERS,
+  TOPICS,
+  type PipelineMessage,
+} from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
 import { isolatedRedisPrefix, startKafka, startRbldnsd, startRedis } from '@mailgate/testkit';
 import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
@@ -52,25 +59,27 @@ async function readTopic(brokers: string, topic: string, count: number, timeoutM
 
 test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict + header, readiness', async (t) => {
   const kafka = await startKafka();
-  t.after(() => kafka.close());
   const dns = await startRbldnsd(ZONES);
-  t.after(() => dns.stop());
   const redis = await startRedis();
-  t.after(() => redis.stop());
+  let stopService: (() => Promise<void>) | undefined;
+  // One hook, in order: the service stops before the servers it talks to.
+  t.after(async () => {
+    await stopService?.();
+    await kafka.close();
+    await dns.stop();
+    await redis.stop();
+  });
 
-  const s = await startService(
-    dnsblCheckService({ runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 } }),
-    {
-      configDocument: {
-        kafka: { brokers: [kafka.brokers], topics: { partitions: 1 } },
-        redis: { url: redis.url, keyPrefix: isolatedRedisPrefix() },
-        dnsbl: { resolvers: [dns.server], timeoutMs: 1000, zones: zonesConfig() },
-      },
-      httpPort: 0,
-      log,
+  const s = await startService(dnsblCheckService({ runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 } }), {
+    configDocument: {
+      kafka: { brokers: [kafka.brokers], topics: { partitions: 1 } },
+      redis: { url: redis.url, keyPrefix: isolatedRedisPrefix() },
+      dnsbl: { resolvers: [dns.server], timeoutMs: 1000, zones: zonesConfig() },
     },
-  );
-  t.after(() => s.stop());
+    httpPort: 0,
+    log,
+  });
+  stopService = () => s.stop();
 
   const clean = message();
   const listed = message({ session: { clientIp: '198.51.100.7' } });
@@ -92,6 +101,8 @@ test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict 
   const zones = (qv.details as { zones: { zone: string; status: string }[] }).zones;
   assert.deepEqual(zones.find((z) => z.zone === 'bl.test')!.status, 'listed');
 
-  const ready = (await (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).json()) as { checks: Record<string, boolean> };
+  const ready = (await (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).json()) as {
+    checks: Record<string, boolean>;
+  };
   assert.equal(ready.checks['dnsbl'], true);
 });

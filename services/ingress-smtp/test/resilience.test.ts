@@ -31,6 +31,8 @@ describe('broker down, recovery and drain', () => {
     gw = await startIngress({
       brokers: kafka.brokers,
       redisUrl: 'redis://127.0.0.1:1',
+      // kafkajs keeps a request to the killed broker pending until its request timeout: keep that short here.
+      kafka: { requestTimeoutMs: 3000 },
       ingress: {
         acceptedDomains: ACCEPTED,
         acceptTimeoutMs: 1500,
@@ -45,6 +47,8 @@ describe('broker down, recovery and drain', () => {
     await reader?.stop();
     await kafka?.stop();
     rmSync(dataDir, { recursive: true, force: true });
+    const T=Date.now(); for (const d of [100, 3000, 8000, 15000]) setTimeout(()=>{console.log('RES',Date.now()-T, process.getActiveResourcesInfo());}, d).unref();
+    process.on('exit', ()=>console.log('EXIT', Date.now()-T));
   });
 
   const mail = async (subject: string) => {

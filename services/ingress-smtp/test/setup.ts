@@ -34,6 +34,7 @@ export async function startIngress(
     /** Omitted: none. `'dnsbl'`: the real packages/dnsbl filter from the `dnsbl` document section. */
     connectFilter?: ConnectFilter | 'dnsbl';
     dnsbl?: Record<string, unknown>;
+    kafka?: Record<string, unknown>;
     keyPrefix?: string;
   },
 ): Promise<StartedIngress> {
@@ -48,7 +49,7 @@ export async function startIngress(
     log: pino({ level: process.env['TEST_LOG'] ?? 'silent' }),
     configDocument: {
       gateway: { hostname: 'gw.test', instance: 'ingress-test' },
-      kafka: { brokers: [opts.brokers], topics: { partitions: 1 } },
+      kafka: { brokers: [opts.brokers], topics: { partitions: 1 }, ...opts.kafka },
       redis: { url: opts.redisUrl, keyPrefix: opts.keyPrefix ?? `ingress-test:${process.pid}:${Math.random().toString(36).slice(2)}:` },
       logging: { level: 'silent' },
       ...(opts.dnsbl ? { dnsbl: opts.dnsbl } : {}),

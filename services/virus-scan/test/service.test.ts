@@ -27,8 +27,13 @@ interface Seen {
 }
 
 async function pipeline(t: TestContext, virusScan: VirusScanInput) {
+  // One after-hook, stopping in dependency order (node:test runs after-hooks first-registered first).
+  const stops: (() => Promise<unknown>)[] = [];
+  t.after(async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+  });
   const kafka = await startKafka();
-  t.after(() => kafka.close());
+  stops.push(() => kafka.close());
   const s = await startService(service, {
     configDocument: {
       gateway: { hostname: 'mx.test' },
@@ -38,18 +43,18 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
     httpPort: 0,
     log,
   });
-  t.after(() => s.stop());
+  stops.push(() => s.stop());
 
   const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
   const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
-  t.after(() => producer.disconnect());
+  stops.push(() => producer.disconnect());
   const seen: Seen[] = [];
   const consumer = client.consumer({ groupId: `observer-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
   await consumer.connect();
   await consumer.subscribe({ topics: [TOPICS.scanned, TOPICS.quarantine], fromBeginning: true });
   await consumer.run({ eachMessage: async ({ topic, message }) => void seen.push({ topic, msg: decodeMessage(message.value) }) });
-  t.after(() => consumer.disconnect());
+  stops.push(() => consumer.disconnect());
 
   return {
     seen,

@@ -1,0 +1,197 @@
+import type { TestContext } from 'node:test';
+import {
+  encodeEvent,
+  encodeMessage,
+  newEnvelope,
+  newMessageId,
+  RECORD_HEADERS,
+  TOPICS,
+  type PipelineMessage,
+  type StageVerdict,
+  type TrackingEvent,
+} from '@mailgate/contracts';
+import { startBroker } from '@mailgate/kafka-lite';
+import { createLogger, startService } from '@mailgate/runtime';
+import { isolatedRedisPrefix } from '@mailgate/testkit';
+import { Redis } from 'ioredis';
+import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
+import { createAdminService } from '../src/index.js';
+
+process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
+
+export const log = createLogger('admin', (process.env['TEST_LOG_LEVEL'] ?? 'silent') as 'silent');
+export const REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+export const ADMIN_TOKEN = 'alice-admin-token-0123456789';
+export const READ_TOKEN = 'bob-readonly-token-0123456789';
+export const TRACE_UI = 'http://jaeger.test:16686';
+
+export interface AdminEnv {
+  readonly url: string;
+  readonly brokers: string;
+  /** fetch with the admin token (or `token: null` for none). */
+  api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
+  produce(topic: string, records: { key: string; value: Buffer; headers?: Record<string, string> }[]): Promise<void>;
+  events(events: TrackingEvent[]): Promise<void>;
+  /** Produce a message to the quarantine topic as the runner does after `stage` quarantined it. */
+  quarantine(msg: PipelineMessage, sourceTopic: string): Promise<void>;
+  /** Every record of `topic` from the beginning until `count` arrived (own throwaway group). */
+  readTopic(topic: string, count: number, timeoutMs?: number): Promise<KafkaMessage[]>;
+}
+
+/**
+ * kafka-lite on a free port, the shared Redis with a unique key prefix (removed afterwards) and the admin service
+ * with two tokens: alice (admin) and bob (read-only).
+ */
+export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise<void>) => void }): Promise<AdminEnv> {
+  const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
+  t.after(() => broker.close());
+  const keyPrefix = isolatedRedisPrefix('mgadmin');
+  t.after(async () => {
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+    r.disconnect();
+  });
+  const s = await startService(createAdminService({ sessionTimeoutMs: 6000 }), {
+    configDocument: {
+      gateway: { instance: 'admin-0' },
+      kafka: { brokers: [broker.brokers], topics: { partitions: 1 } },
+      redis: { url: REDIS_URL, keyPrefix },
+      admin: {
+        http: { host: '127.0.0.1' },
+        tokens: [
+          { name: 'alice', token: ADMIN_TOKEN, role: 'admin' },
+          { name: 'bob', token: READ_TOKEN, role: 'read' },
+        ],
+        traceUiUrl: TRACE_UI,
+      },
+    },
+    httpPort: 0,
+    log,
+  });
+  t.after(() => s.stop());
+  const url = `http://127.0.0.1:${s.http.port}`;
+  const client = new Kafka({ brokers: [broker.brokers], logLevel: logLevel.NOTHING });
+  const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  t.after(() => producer.disconnect());
+  const produce: AdminEnv['produce'] = async (topic, records) => {
+    await producer.send({ topic, acks: -1, messages: records });
+  };
+  return {
+    url,
+    brokers: broker.brokers,
+    api: (path, init = {}) => {
+      const { token = ADMIN_TOKEN, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (token !== null) headers.set('authorization', `Bearer ${token}`);
+      if (rest.body && !headers.has('content-type')) headers.set('content-type', 'application/json');
+      return fetch(url + path, { ...rest, headers });
+    },
+    produce,
+    events: (evs) => produce(TOPICS.events, evs.map((e) => ({ key: e.messageId, value: encodeEvent(e) }))),
+    quarantine: (msg, sourceTopic) =>
+      produce(TOPICS.quarantine, [
+        {
+          key: msg.envelope.id,
+          value: encodeMessage(msg),
+          headers: {
+            [RECORD_HEADERS.traceparent]: msg.envelope.trace.traceparent,
+            [RECORD_HEADERS.messageId]: msg.envelope.id,
+            [RECORD_HEADERS.sourceTopic]: sourceTopic,
+          },
+        },
+      ]),
+    readTopic: async (topic, count, timeoutMs = 30_000) => {
+      const c = client.consumer({ groupId: `reader-${Math.random()}`, sessionTimeout: 6000, heartbeatInterval: 500 });
+      await c.connect();
+      await c.subscribe({ topic, fromBeginning: true });
+      const out: KafkaMessage[] = [];
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`timeout: ${out.length}/${count} records on ${topic}`)), timeoutMs);
+          void c.run({
+            eachMessage: async ({ message }) => {
+              out.push(message);
+              if (out.length >= count) {
+                clearTimeout(timer);
+                resolve();
+              }
+            },
+          });
+        });
+      } finally {
+        await c.disconnect();
+      }
+      return out;
+    },
+  };
+}
+
+let seq = 0;
+/** A distinct 32-hex trace id and its traceparent. */
+export function newTrace(): { traceId: string; traceparent: string } {
+  const traceId = (Date.now().toString(16) + (++seq).toString(16).padStart(4, '0') + Math.random().toString(16).slice(2)).padEnd(32, '0').slice(0, 32);
+  return { traceId, traceparent: `00-${traceId}-${'b7ad6b7169203331'}-01` };
+}
+
+export interface TestMessage {
+  readonly msg: PipelineMessage;
+  readonly traceId: string;
+}
+
+/** A message as virus-scan quarantines it: EICAR-ish body, dnsbl pass then a virus-scan quarantine verdict. */
+export function quarantinedMessage(opts: { from: string; to: string; ip?: string; stage?: StageVerdict['stage'] }): TestMessage {
+  const tr = newTrace();
+  const raw = Buffer.from(`From: ${opts.from}\r\nTo: ${opts.to}\r\nSubject: invoice\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR\r\n`);
+  const base = newEnvelope({
+    id: newMessageId(),
+    mailFrom: opts.from,
+    rcptTo: [opts.to],
+    size: raw.length,
+    session: { clientIp: opts.ip ?? '192.0.2.10', ingressHost: 'ingress-0' },
+    trace: tr,
+  });
+  const now = new Date().toISOString();
+  const stage = opts.stage ?? 'virus-scan';
+  const envelope = {
+    ...base,
+    verdicts: [
+      { stage: 'dnsbl-check' as const, verdict: { kind: 'pass' as const }, at: now, durationMs: 3, host: 'dnsbl-0' },
+      {
+        stage,
+        verdict: { kind: 'quarantine' as const, reason: 'virus found: Eicar-Signature' },
+        at: now,
+        durationMs: 12,
+        host: 'scan-0',
+        details: { signature: 'Eicar-Signature' },
+      },
+    ],
+  };
+  return { msg: { envelope, raw }, traceId: tr.traceId };
+}
+
+/** The tracking events the services emit for a message that was received, checked and quarantined. */
+export function eventsFor(m: TestMessage, outcome: 'quarantined' | 'delivered' = 'quarantined'): TrackingEvent[] {
+  const e = m.msg.envelope;
+  const t0 = Date.parse(e.receivedAt);
+  const base = { messageId: e.id, traceId: m.traceId, mailFrom: e.mailFrom, rcptTo: e.rcptTo, clientIp: e.session.clientIp };
+  const at = (ms: number) => new Date(t0 + ms).toISOString();
+  const evs: TrackingEvent[] = [
+    { ...base, type: 'received', at: at(0), service: 'ingress-smtp', host: 'ingress-0', details: { size: e.size } },
+    { ...base, type: 'stage', at: at(5), service: 'dnsbl-check', host: 'dnsbl-0', details: { stage: 'dnsbl-check', verdict: { kind: 'pass' } } },
+  ];
+  if (outcome === 'quarantined') {
+    const v = { kind: 'quarantine', reason: 'virus found: Eicar-Signature' };
+    evs.push({ ...base, type: 'stage', at: at(20), service: 'virus-scan', host: 'scan-0', details: { stage: 'virus-scan', verdict: v } });
+    evs.push({ ...base, type: 'quarantined', at: at(20), service: 'virus-scan', host: 'scan-0', details: { stage: 'virus-scan', verdict: v } });
+  } else {
+    evs.push({ ...base, type: 'stage', at: at(20), service: 'virus-scan', host: 'scan-0', details: { stage: 'virus-scan', verdict: { kind: 'pass' } } });
+    evs.push({ ...base, type: 'delivered', at: at(40), service: 'delivery', host: 'delivery-0', details: { rcpt: e.rcptTo[0], mx: 'mx.remote.test', reply: '250 2.0.0 Ok: queued as ABC' } });
+  }
+  return evs;
+}

@@ -1,0 +1,313 @@
+// The chaos run: a paced stream of N messages through the whole stack while every process is crashed (kill -9)
+// and restarted in turn, kafka-lite and Redis are killed and restarted on their data (data dir, AOF), clamd is
+// stopped for a while and the internal mail server answers 4xx for a while. Then it accounts for every message a
+// client got a 250 for: delivered exactly once, or quarantined with a reason. Used by test/e2e/chaos.test.ts
+// (reduced, CI) and test/chaos/full.ts (full size).
+import { EICAR } from '@mailgate/testkit';
+import { buildMessage, header, mailgateId, quarantineList, send, uniq, type QuarantineView } from '../harness/mail.js';
+import {
+  ACCEPTED_DOMAIN,
+  REMOTE_DOMAIN,
+  sleep,
+  startStack,
+  TRUSTED_CLIENT,
+  type ServiceName,
+  type Stack,
+} from '../harness/stack.js';
+
+export interface ChaosOptions {
+  /** Messages in the stream. */
+  messages: number;
+  /** Concurrent SMTP clients. */
+  clients?: number;
+  /** Seconds the stream is spread over (the fault schedule runs inside it). Default 90. */
+  streamSeconds?: number;
+  /** How long clamd is down (s). Default 15. */
+  clamdDownSeconds?: number;
+  /** How long the internal server answers 4xx (s). Default 10. */
+  sink4xxSeconds?: number;
+  /** Max wait for the pipeline to settle after the stream (s). Default 180. */
+  settleSeconds?: number;
+  /** Every k-th message carries EICAR (must be quarantined). Default 20. */
+  eicarEvery?: number;
+  /** Every k-th message is outbound (trusted client → remote MX). Default 10. */
+  outboundEvery?: number;
+  log?: (line: string) => void;
+}
+
+interface Sent {
+  n: number;
+  messageId: string;
+  kind: 'inbound' | 'outbound' | 'eicar';
+  /** Gateway ids from 250 replies (more than one only if a client retry followed an unanswered attempt). */
+  accepted: string[];
+  /** Attempts that ended without a final reply (connection lost, timeout): the message may have been taken. */
+  unanswered: number;
+  refused: string[];
+}
+
+export interface ChaosReport {
+  messages: number;
+  accepted: number;
+  notAccepted: number;
+  delivered: number;
+  quarantined: number;
+  quarantineReasons: Record<string, number>;
+  missing: string[];
+  duplicates: { id: string; copies: number }[];
+  /** Extra copies whose Message-ID was accepted twice because the client retried after an unanswered attempt. */
+  clientRetryCopies: number;
+  eicarDelivered: number;
+  unscannedDelivered: number;
+  faults: { what: string; atS: number; tookS: number; error?: string }[];
+  streamSeconds: number;
+  settleSeconds: number;
+  attemptsRefused: number;
+  wallSeconds: number;
+}
+
+export async function runChaos(o: ChaosOptions): Promise<{ report: ChaosReport; stack: Stack }> {
+  const log = o.log ?? ((l: string) => console.log(l));
+  const t0 = Date.now();
+  const since = (): number => Math.round((Date.now() - t0) / 100) / 10;
+  const stack = await startStack({
+    config: {
+      admin: { tracking: { maxResults: 1000 } },
+      // A clamd outage must hold mail, never quarantine it as unscannable within the run.
+      virusScan: { clamd: { healthIntervalMs: 500 } },
+    },
+  });
+  log(`stack up in ${since()} s`);
+  try {
+    const report = await drive(stack, o, log, t0);
+    return { report, stack };
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+}
+
+async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0: number): Promise<ChaosReport> {
+  const clients = o.clients ?? 8;
+  const streamMs = (o.streamSeconds ?? 90) * 1000;
+  const eicarEvery = o.eicarEvery ?? 20;
+  const outboundEvery = o.outboundEvery ?? 10;
+  const since = (): number => Math.round((Date.now() - t0) / 100) / 10;
+  const sent: Sent[] = [];
+  let attemptsRefused = 0;
+
+  // --- the stream ---------------------------------------------------------------------------------------------
+  const streamStart = Date.now();
+  const interval = streamMs / o.messages;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const n = next++;
+      if (n >= o.messages) return;
+      const due = streamStart + n * interval;
+      if (due > Date.now()) await sleep(due - Date.now());
+      const kind: Sent['kind'] = n % eicarEvery === eicarEvery - 1 ? 'eicar' : n % outboundEvery === 3 ? 'outbound' : 'inbound';
+      const from = kind === 'outbound' ? `alice@${ACCEPTED_DOMAIN}` : `sender${n}@${REMOTE_DOMAIN}`;
+      const to = kind === 'outbound' ? `rcpt${n}@${REMOTE_DOMAIN}` : `user${n % 50}@${ACCEPTED_DOMAIN}`;
+      const messageId = `<chaos-${n}-${uniq()}@client.test>`;
+      const raw = buildMessage({
+        from,
+        to,
+        messageId,
+        subject: `chaos ${n}`,
+        body: `message ${n}\r\n${'lorem ipsum dolor sit amet '.repeat(40)}\r\n`,
+        ...(kind === 'eicar'
+          ? { attachments: [{ filename: 'eicar.txt', contentType: 'text/plain', content: Buffer.from(EICAR) }] }
+          : {}),
+      });
+      const s: Sent = { n, messageId, kind, accepted: [], unanswered: 0, refused: [] };
+      sent.push(s);
+      // A real MTA retries a 4xx or a lost connection later; so do we (bounded).
+      for (let attempt = 0; attempt < 120; attempt++) {
+        try {
+          const r = await send(stack, {
+            from,
+            to,
+            raw,
+            timeoutMs: 30_000,
+            ...(kind === 'outbound' ? { localAddress: TRUSTED_CLIENT } : {}),
+          });
+          s.accepted.push(r.id);
+          break;
+        } catch (e) {
+          const f = e as { responseCode?: number; response?: string; message: string };
+          if (f.responseCode && f.responseCode >= 500) {
+            s.refused.push(f.response ?? f.message);
+            break;
+          }
+          if (f.responseCode) attemptsRefused++;
+          // No SMTP reply at all (connection reset / timeout after DATA): the gateway may have taken it.
+          else s.unanswered++;
+          await sleep(500);
+        }
+      }
+    }
+  };
+  const stream = Promise.all(Array.from({ length: clients }, () => worker()));
+
+  // --- the faults -----------------------------------------------------------------------------------------------
+  const faults: ChaosReport['faults'] = [];
+  const fault = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    const at = since();
+    const start = Date.now();
+    try {
+      await fn();
+      faults.push({ what, atS: at, tookS: (Date.now() - start) / 1000 });
+      log(`[${at}s] ${what} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      faults.push({ what, atS: at, tookS: (Date.now() - start) / 1000, error: (e as Error).message.slice(0, 500) });
+      log(`[${at}s] ${what} FAILED: ${(e as Error).message.slice(0, 500)}`);
+    }
+  };
+  const slot = streamMs / 11; // ten faults spread over the stream
+  const restarts: Promise<void>[] = [];
+  const crash = (name: ServiceName) =>
+    fault(`kill -9 ${name}, restart`, async () => {
+      const p = stack.proc(name);
+      await p.kill();
+      await sleep(1000);
+      // Don't wait for readiness here: a killed consumer's partitions stay with the dead member until its session
+      // times out (kafkajs default 30 s), and the next fault should not wait for that.
+      restarts.push(p.start().catch((e: unknown) => log(`restart of ${name} failed: ${(e as Error).message}`)));
+      await sleep(500);
+    });
+  const schedule: (() => Promise<void>)[] = [
+    () => crash('dnsbl-check'),
+    () => crash('virus-scan'),
+    () => crash('attachment-policy'),
+    () => crash('delivery'),
+    () => crash('ingress-smtp'),
+    () => crash('admin'),
+    () =>
+      fault('kill -9 kafka-lite, restart on its data dir', async () => {
+        await stack.kafka.kill();
+        await sleep(1000);
+        await stack.kafka.restart();
+      }),
+    () =>
+      fault('kill -9 redis-server, restart from its AOF', async () => {
+        await stack.redis.kill();
+        await sleep(1000);
+        await stack.redis.restart();
+      }),
+    () =>
+      fault(`clamd down for ${o.clamdDownSeconds ?? 15} s`, async () => {
+        await stack.clamd.kill();
+        await sleep((o.clamdDownSeconds ?? 15) * 1000);
+        await stack.clamd.restart();
+      }),
+    () =>
+      fault(`internal server answers 451 for ${o.sink4xxSeconds ?? 10} s`, async () => {
+        stack.internal.setReply({ stage: 'rcpt', code: 451, message: '4.3.2 chaos: try again later' });
+        await sleep((o.sink4xxSeconds ?? 10) * 1000);
+        stack.internal.clearReplies();
+      }),
+  ];
+  for (let i = 0; i < schedule.length; i++) {
+    const due = streamStart + (i + 0.5) * slot;
+    if (due > Date.now()) await sleep(due - Date.now());
+    await schedule[i]!();
+  }
+  await stream;
+  const streamSeconds = (Date.now() - streamStart) / 1000;
+  log(`[${since()}s] stream done: ${sent.filter((s) => s.accepted.length).length}/${o.messages} accepted`);
+  await Promise.all(restarts);
+  // Every process must be up again before we judge (a failed restart is a finding, not a silent pass).
+  for (const list of stack.services.values()) for (const p of list) if (!p.running) await p.start();
+
+  // --- settle: wait until every accepted id is delivered or quarantined ------------------------------------------
+  const settleStart = Date.now();
+  const acceptedIds = new Set(sent.flatMap((s) => s.accepted));
+  const deliveredCopies = (): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const sink of [stack.internal, stack.mx1, stack.mx2])
+      for (const msg of sink.messages) {
+        const id = mailgateId(msg);
+        if (id) m.set(id, (m.get(id) ?? 0) + 1);
+      }
+    return m;
+  };
+  let quarantine: QuarantineView[] = [];
+  let missing: string[] = [];
+  const settleDeadline = Date.now() + (o.settleSeconds ?? 180) * 1000;
+  let lastLog = 0;
+  for (;;) {
+    const delivered = deliveredCopies();
+    quarantine = await quarantineList(stack, 1000).catch(() => quarantine);
+    const q = new Set(quarantine.map((e) => e.id));
+    missing = [...acceptedIds].filter((id) => !delivered.has(id) && !q.has(id));
+    if (missing.length === 0 || Date.now() > settleDeadline) break;
+    if (Date.now() - lastLog > 10_000) {
+      lastLog = Date.now();
+      log(`[${since()}s] settling: ${missing.length} of ${acceptedIds.size} not yet delivered or quarantined`);
+    }
+    await sleep(1000);
+  }
+  // A little longer, so a late duplicate (redelivery after a crash) has the chance to show up.
+  await sleep(3000);
+  const settleSeconds = (Date.now() - settleStart) / 1000;
+
+  const delivered = deliveredCopies();
+  const duplicates = [...delivered].filter(([, c]) => c > 1).map(([id, copies]) => ({ id, copies }));
+  const allDelivered = [stack.internal, stack.mx1, stack.mx2].flatMap((s) => s.messages);
+  const byMessageId = new Map<string, number>();
+  for (const m of allDelivered) {
+    const mid = header(m.data, 'message-id');
+    if (mid) byMessageId.set(mid, (byMessageId.get(mid) ?? 0) + 1);
+  }
+  let clientRetryCopies = 0;
+  for (const s of sent) {
+    const c = byMessageId.get(s.messageId) ?? 0;
+    if (c > 1 && s.accepted.length + s.unanswered > 1) clientRetryCopies += c - 1;
+  }
+  const quarantineReasons: Record<string, number> = {};
+  const acceptedQuarantine = quarantine.filter((e) => acceptedIds.has(e.id));
+  for (const e of acceptedQuarantine) {
+    const key = `${e.stage}: ${e.reason.replace(/[0-9A-Z]{26}/g, '<id>').slice(0, 120)}`;
+    quarantineReasons[key] = (quarantineReasons[key] ?? 0) + 1;
+  }
+  const eicarDelivered = allDelivered.filter((m) => m.data.includes(EICAR)).length;
+  // Nothing unscanned: every message that passed the pipeline carries a clean virus-scan header (DSNs are generated
+  // by delivery after the pipeline and are not scanned).
+  const unscannedDelivered = allDelivered.filter(
+    (m) => m.mailFrom !== '' && !/^clean/.test(header(m.data, 'x-mailgate-virus-scanned') ?? ''),
+  ).length;
+
+  return {
+    messages: o.messages,
+    accepted: acceptedIds.size,
+    notAccepted: sent.filter((s) => s.accepted.length === 0).length,
+    delivered: [...acceptedIds].filter((id) => delivered.has(id)).length,
+    quarantined: acceptedQuarantine.length,
+    quarantineReasons,
+    missing,
+    duplicates,
+    clientRetryCopies,
+    eicarDelivered,
+    unscannedDelivered,
+    faults,
+    streamSeconds,
+    settleSeconds,
+    attemptsRefused,
+    wallSeconds: (Date.now() - t0) / 1000,
+  };
+}
+
+export function formatReport(r: ChaosReport): string {
+  return [
+    `messages sent ${r.messages}, accepted (250) ${r.accepted}, never accepted ${r.notAccepted} (4xx attempts retried: ${r.attemptsRefused})`,
+    `delivered ${r.delivered}, quarantined ${r.quarantined}, missing ${r.missing.length}`,
+    `duplicates at the sinks (same X-Mailgate-Id): ${r.duplicates.length}${r.duplicates.length ? ` ${JSON.stringify(r.duplicates.slice(0, 10))}` : ''}`,
+    `copies from client retries after an unanswered attempt (same Message-ID, new id): ${r.clientRetryCopies}`,
+    `EICAR at a sink: ${r.eicarDelivered}; delivered without a clean scan header: ${r.unscannedDelivered}`,
+    `quarantine reasons: ${JSON.stringify(r.quarantineReasons)}`,
+    `stream ${r.streamSeconds.toFixed(1)} s, settle ${r.settleSeconds.toFixed(1)} s, wall ${r.wallSeconds.toFixed(1)} s`,
+    'faults:',
+    ...r.faults.map((f) => `  [${f.atS}s] ${f.what} — ${f.tookS.toFixed(1)} s${f.error ? ` ERROR ${f.error}` : ''}`),
+  ].join('\n');
+}

@@ -1,0 +1,269 @@
+// End-to-end scenarios through the whole gateway: ingress-smtp → dnsbl-check → virus-scan → attachment-policy →
+// delivery, each its own process, with kafka-lite, Redis, clamd, rbldnsd and SMTP sinks on loopback (test/harness).
+// Each scenario checks what reached a sink (bytes) and what the admin API's tracking timeline says.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { EICAR, type Sink, type SinkMessage } from '@mailgate/testkit';
+import {
+  bodyOf,
+  buildMessage,
+  eventually,
+  header,
+  headers,
+  mailgateId,
+  quarantineList,
+  rawSession,
+  send,
+  timeline,
+  uniq,
+  type MessageView,
+} from '../harness/mail.js';
+import {
+  ACCEPTED_DOMAIN,
+  INTERNET_CLIENT,
+  LISTED_CLIENT,
+  MX1,
+  REMOTE_DOMAIN,
+  startStack,
+  TRUSTED_CLIENT,
+  type Stack,
+} from '../harness/stack.js';
+
+const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy'] as const;
+/** A fake Windows executable: file-type detects `exe` from the MZ magic. */
+const EXE = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(510, 0x90)]);
+
+let stack: Stack;
+
+before(async () => {
+  stack = await startStack({
+    config: {
+      attachmentPolicy: {
+        // The built-in policy plus one operator rule: executables are stripped (the message still goes through).
+        rules: [
+          { name: 'type-mismatch', match: { mismatch: true }, action: 'reject' },
+          { name: 'double-extension', match: { doubleExtension: true }, action: 'reject' },
+          { name: 'strip-executables', match: { trueType: ['exe'] }, action: 'strip' },
+          { name: 'text', match: { trueType: ['text'], extension: ['txt', 'csv'] }, action: 'allow' },
+          { name: 'documents', match: { trueType: ['pdf'] }, action: 'allow' },
+        ],
+      },
+    },
+  });
+});
+
+after(async () => {
+  if (process.env['MAILGATE_E2E_LOGDIR']) console.log(`logs: ${await stack?.dumpLogs()}`);
+  await stack?.stop();
+});
+
+const byId = (sink: Sink, id: string, timeoutMs = 60_000): Promise<SinkMessage> =>
+  sink.waitFor((m) => mailgateId(m) === id, timeoutMs);
+
+const allSinks = (): Sink[] => [stack.internal, stack.mx1, stack.mx2];
+
+function assertOneTrace(view: MessageView, traceId: string): void {
+  assert.match(traceId, /^[0-9a-f]{32}$/);
+  assert.equal(view.summary.traceId, traceId);
+  for (const e of view.events) assert.equal(e.traceId, traceId, `event ${e.type}/${e.service} has another trace id`);
+}
+
+describe('end to end', { timeout: 280_000 }, () => {
+  test('inbound clean mail reaches the internal server intact, with our headers and a full timeline', async () => {
+    const from = `bob@${REMOTE_DOMAIN}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const body = `Quarterly numbers attached.\r\n.leading dot line\r\n${'x'.repeat(900)}\r\nünïcödé\r\n`;
+    const raw = buildMessage({ from, to, subject: 'clean inbound', body, headers: ['X-Custom: kept'] });
+    const r = await send(stack, { from, to, raw });
+    assert.match(r.response, /^250 /);
+    assert.ok(r.id, 'the 250 reply names the message id');
+
+    const got = await byId(stack.internal, r.id);
+    assert.equal(got.mailFrom, from);
+    assert.deepEqual(got.rcptTo, [to]);
+    // Body byte for byte, and every original header still there.
+    assert.equal(bodyOf(got.data), bodyOf(Buffer.from(raw)));
+    const sentHeaders = headers(raw);
+    const gotHeaders = headers(got.data);
+    for (const h of sentHeaders) assert.ok(gotHeaders.some((g) => g.name === h.name && g.value === h.value), `header ${h.name} kept`);
+    // Headers the gateway adds: trace, id, Received, and one per checking stage.
+    const traceId = header(got.data, 'x-mailgate-trace-id') ?? '';
+    assert.equal(header(got.data, 'x-mailgate-id'), r.id);
+    assert.match(header(got.data, 'received') ?? '', /by gw\.example\.test/);
+    assert.match(header(got.data, 'x-mailgate-virus-scanned') ?? '', /^clean/);
+    assert.match(header(got.data, 'x-mailgate-dnsbl') ?? '', /score=0/);
+
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
+    const seq = view.events.map((e) => (e.type === 'stage' ? e.service : e.type));
+    assert.equal(seq[0], 'received');
+    for (const s of STAGES) assert.ok(seq.includes(s), `timeline has ${s}: ${seq.join(' → ')}`);
+    assert.ok(seq.indexOf('dnsbl-check') < seq.indexOf('virus-scan'));
+    assert.ok(seq.indexOf('virus-scan') < seq.indexOf('attachment-policy'));
+    assert.ok(seq.indexOf('attachment-policy') < seq.indexOf('delivered'));
+    for (const e of view.events.filter((x) => x.type === 'stage')) {
+      assert.equal((e.details?.['verdict'] as { kind: string }).kind, 'pass', `${e.service} passed it`);
+    }
+    assertOneTrace(view, traceId);
+    assert.equal(view.summary.status, 'delivered');
+  });
+
+  test('outbound mail from the trusted network is delivered to the remote domain via its MX', async () => {
+    const from = `alice@${ACCEPTED_DOMAIN}`;
+    const to = `carol@${REMOTE_DOMAIN}`;
+    const raw = buildMessage({ from, to, subject: 'outbound' });
+    const r = await send(stack, { from, to, raw, localAddress: TRUSTED_CLIENT });
+    assert.match(r.response, /^250 /);
+    const got = await byId(stack.mx1, r.id);
+    assert.equal(got.localAddress, MX1, 'delivered to the preferred MX (mx1, 127.0.0.12)');
+    assert.deepEqual(got.rcptTo, [to]);
+    assert.equal(bodyOf(got.data), bodyOf(Buffer.from(raw)));
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
+    assertOneTrace(view, header(got.data, 'x-mailgate-trace-id') ?? '');
+    assert.equal(stack.internal.messages.filter((m) => mailgateId(m) === r.id).length, 0);
+  });
+
+  test('a client listed in the DNSBL is refused (554 5.7.1 naming the list)', async () => {
+    const replies = await rawSession(stack, LISTED_CLIENT, [
+      'EHLO listed.test',
+      `MAIL FROM:<spammer@${REMOTE_DOMAIN}>`,
+      `RCPT TO:<alice@${ACCEPTED_DOMAIN}>`,
+      'QUIT',
+    ]);
+    // Refused at connect (554 greeting), or — with postmaster@/abuse@ exceptions, the default — at each other RCPT.
+    const refusal = replies.find((r) => r.code === 554);
+    assert.ok(refusal, `a 554 reply: ${JSON.stringify(replies)}`);
+    assert.match(refusal.text, /5\.7\.1/);
+    assert.match(refusal.text, /e2e-bl|bl\.test/);
+    assert.ok(!replies.some((r) => r.code === 354), 'never got to DATA');
+    // The same client may still reach postmaster@ (RFC 5782 practice: let a listed sender ask about the listing).
+    const pm = await rawSession(stack, LISTED_CLIENT, [
+      'EHLO listed.test',
+      `MAIL FROM:<spammer@${REMOTE_DOMAIN}>`,
+      `RCPT TO:<postmaster@${ACCEPTED_DOMAIN}>`,
+      'QUIT',
+    ]);
+    assert.equal(pm[3]?.code, 250, `postmaster@ accepted: ${JSON.stringify(pm)}`);
+  });
+
+  test('EICAR is quarantined by virus-scan, visible in the admin quarantine, never delivered', async () => {
+    const from = `bob@${REMOTE_DOMAIN}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const raw = buildMessage({
+      from,
+      to,
+      subject: 'eicar',
+      attachments: [{ filename: 'eicar.txt', contentType: 'text/plain', content: Buffer.from(EICAR) }],
+    });
+    const r = await send(stack, { from, to, raw });
+    const q = await eventually('the EICAR message in quarantine', async () =>
+      (await quarantineList(stack)).find((e) => e.id === r.id),
+    );
+    assert.equal(q.stage, 'virus-scan');
+    assert.match(q.reason, /Eicar/i);
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'quarantined'));
+    assert.equal(view.summary.status, 'quarantined');
+    assertOneTrace(view, view.summary.traceId);
+    assert.ok(!view.events.some((e) => e.service === 'attachment-policy'), 'nothing after virus-scan saw it');
+    for (const s of allSinks()) assert.ok(!s.messages.some((m) => m.data.includes(EICAR)), 'no sink got EICAR');
+  });
+
+  test('a forbidden executable is stripped (operator rule) and the rest delivered', async () => {
+    const from = `bob@${REMOTE_DOMAIN}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const raw = buildMessage({
+      from,
+      to,
+      subject: 'setup',
+      body: 'See the attached installer.\r\n',
+      attachments: [
+        { filename: 'setup.exe', contentType: 'application/octet-stream', content: EXE },
+        { filename: 'notes.txt', contentType: 'text/plain', content: Buffer.from('plain notes\r\n') },
+      ],
+    });
+    const r = await send(stack, { from, to, raw });
+    const got = await byId(stack.internal, r.id);
+    const text = got.data.toString('latin1');
+    assert.ok(!text.includes(EXE.toString('base64').slice(0, 60)), 'the executable is gone');
+    assert.ok(text.includes(Buffer.from('plain notes\r\n').toString('base64')), 'the allowed attachment stayed');
+    assert.ok(text.includes('See the attached installer.'), 'the body stayed');
+    assert.ok(header(got.data, 'x-mailgate-attachment-policy'), 'a header says parts were stripped');
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
+    const ap = view.events.find((e) => e.service === 'attachment-policy' && e.type === 'stage');
+    assert.match(JSON.stringify(ap?.details ?? {}), /strip-executables/);
+  });
+
+  test('a decoy double extension (invoice.pdf.exe) is rejected into quarantine with the rule named', async () => {
+    const from = `bob@${REMOTE_DOMAIN}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const raw = buildMessage({
+      from,
+      to,
+      subject: 'invoice',
+      attachments: [{ filename: 'invoice.pdf.exe', contentType: 'application/pdf', content: EXE }],
+    });
+    const r = await send(stack, { from, to, raw });
+    const q = await eventually('the invoice in quarantine', async () =>
+      (await quarantineList(stack)).find((e) => e.id === r.id),
+    );
+    assert.equal(q.stage, 'attachment-policy');
+    assert.match(q.reason, /double-extension|type-mismatch|invoice\.pdf\.exe/);
+    await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'quarantined'));
+    for (const s of allSinks()) assert.ok(!s.messages.some((m) => mailgateId(m) === r.id));
+  });
+
+  test('a remote 4xx is retried, then delivered once the remote accepts', async () => {
+    const from = `alice@${ACCEPTED_DOMAIN}`;
+    const to = `slow-${uniq()}@${REMOTE_DOMAIN}`;
+    for (const s of [stack.mx1, stack.mx2]) s.setReply({ stage: 'rcpt', code: 451, message: '4.3.0 busy, try later', rcpt: to });
+    const r = await send(stack, { from, to, raw: buildMessage({ from, to, subject: 'retry me' }), localAddress: TRUSTED_CLIENT });
+    await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'deferred'));
+    assert.ok(stack.mx1.rejections.some((x) => x.rcpt === to && x.code === 451));
+    for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
+    const got = await byId(stack.mx1, r.id).catch(() => byId(stack.mx2, r.id, 1));
+    assert.deepEqual(got.rcptTo, [to]);
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
+    const types = view.events.map((e) => e.type);
+    assert.ok(types.indexOf('deferred') < types.indexOf('delivered'));
+    const copies = [stack.mx1, stack.mx2].flatMap((s) => s.messages).filter((m) => mailgateId(m) === r.id);
+    assert.equal(copies.length, 1, 'delivered exactly once');
+  });
+
+  test('a remote 5xx bounces: a DSN goes back to the sender and is itself delivered', async () => {
+    const from = `alice@${ACCEPTED_DOMAIN}`;
+    const to = `nobody-${uniq()}@${REMOTE_DOMAIN}`;
+    for (const s of [stack.mx1, stack.mx2]) s.setReply({ stage: 'rcpt', code: 550, message: '5.1.1 no such user', rcpt: to });
+    const r = await send(stack, { from, to, raw: buildMessage({ from, to, subject: 'will bounce' }), localAddress: TRUSTED_CLIENT });
+    const dsn = await stack.internal.waitFor(
+      (m) => m.mailFrom === '' && m.rcptTo.includes(from) && m.data.includes(to),
+      60_000,
+    );
+    const text = dsn.data.toString('latin1');
+    assert.match(header(dsn.data, 'content-type') ?? '', /multipart\/report.*delivery-status/i);
+    assert.match(text, /Action: failed/i);
+    assert.match(text, /Status: 5\.1\.1/i);
+    assert.match(text, /550/);
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'bounced'));
+    assert.ok(view.events.some((e) => e.type === 'bounced' || e.type === 'dsn-generated'));
+    for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
+  });
+
+  test('relaying for a foreign domain from an untrusted client is refused with 550 5.7.1', async () => {
+    const replies = await rawSession(stack, INTERNET_CLIENT, [
+      'EHLO outsider.test',
+      `MAIL FROM:<someone@${REMOTE_DOMAIN}>`,
+      'RCPT TO:<victim@elsewhere.test>',
+      'QUIT',
+    ]);
+    assert.equal(replies[0]?.code, 220);
+    assert.equal(replies[3]?.code, 550, JSON.stringify(replies));
+    assert.match(replies[3]!.text, /5\.7\.1/);
+    // The same untrusted client is still welcome for our own domain (it is not an open relay, nor a closed door).
+    const ok = await rawSession(stack, INTERNET_CLIENT, [
+      'EHLO outsider.test',
+      `MAIL FROM:<someone@${REMOTE_DOMAIN}>`,
+      `RCPT TO:<alice@${ACCEPTED_DOMAIN}>`,
+      'QUIT',
+    ]);
+    assert.equal(ok[3]?.code, 250);
+  });
+});

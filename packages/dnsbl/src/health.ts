@@ -25,6 +25,7 @@ export class ZoneHealth {
   private readonly states = new Map<string, ZoneHealthState>();
   private readonly probes: { zone: ZoneConfig; matcher: ZoneMatcher }[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private running = false;
   private round: Promise<void> | undefined;
 
   constructor(
@@ -56,14 +57,26 @@ export class ZoneHealth {
     return [...this.states.values()];
   }
 
+  /**
+   * Periodic rounds every `health.intervalSec`; while a zone is down, every 30 s at most, so a zone disabled by
+   * one lost packet comes back quickly.
+   */
   start(): void {
-    if (!this.cfg.health.enabled || this.probes.length === 0 || this.timer) return;
-    this.timer = setInterval(() => void this.checkNow(), this.cfg.health.intervalSec * 1000);
-    this.timer.unref();
+    if (!this.cfg.health.enabled || this.probes.length === 0 || this.running) return;
+    this.running = true;
+    const schedule = () => {
+      if (!this.running) return;
+      const anyDown = this.all().some((s) => s.up === false);
+      const sec = anyDown ? Math.min(30, this.cfg.health.intervalSec) : this.cfg.health.intervalSec;
+      this.timer = setTimeout(() => void this.checkNow().finally(schedule), sec * 1000);
+      this.timer.unref();
+    };
+    schedule();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createLogger, createRedis } from '@mailgate/runtime';
-import { startRbldnsd, startRedis, type RbldnsdHandle, type RedisHandle } from '@mailgate/testkit';
+import { startRbldnsd, startRedis, waitFor, type RbldnsdHandle, type RedisHandle } from '@mailgate/testkit';
 import {
   createConnectFilter,
   DnsblChecker,
@@ -271,6 +271,16 @@ describe('zone health', () => {
       await c.health.checkNow();
       assert.equal(c.health.get('flaky.test')!.up, true);
       assert.equal(c.ready(), true);
+    });
+  });
+
+  test('periodic rounds disable and re-enable a zone by themselves', async () => {
+    await withChecker({ zones: [{ name: 'flaky.test' }], health: { intervalSec: 1 } }, async (c) => {
+      assert.equal(c.health.get('flaky.test')!.up, true);
+      await dns.update('flaky.test', [':127.0.0.2:flaky', '198.51.100.7']);
+      await waitFor(() => c.health.get('flaky.test')!.up === false, { timeoutMs: 10_000 });
+      await dns.update('flaky.test', [':127.0.0.2:flaky', '127.0.0.2', '198.51.100.7']);
+      await waitFor(() => c.health.get('flaky.test')!.up === true, { timeoutMs: 10_000 });
     });
   });
 

@@ -6,6 +6,7 @@ import type { PipelineStats } from './stats.js';
 import type { TrackingStore } from './tracking-store.js';
 import type { DurableProducer } from '@mailgate/bus';
 import type { Tracer } from '@opentelemetry/api';
+import type { Logger } from '@mailgate/runtime';
 import { OPENAPI } from './openapi.js';
 
 /** A deferred message as the delivery service's queue operations describe it (the fields the console shows). */
@@ -43,6 +44,7 @@ export interface ApiDeps {
   readonly maxResults: number;
   readonly traceUiUrl?: string | undefined;
   readonly tracer?: Tracer;
+  readonly log?: Logger;
 }
 
 export const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;
@@ -51,7 +53,7 @@ const ERROR_NAMES: Record<number, string> = { 400: 'bad-request', 401: 'unauthor
 
 /** The `:id` route parameter, checked (ids end up in Redis keys and log lines). */
 function idOf(req: { params: unknown }): string {
-  const id = idOf(req);
+  const { id } = req.params as { id: string };
   if (!ID_RE.test(id)) throw Object.assign(new Error(`malformed id '${id.slice(0, 80)}'`), { http: 400 });
   return id;
 }
@@ -69,7 +71,7 @@ function num(v: unknown): number | undefined {
 export function registerApi(app: FastifyInstance, d: ApiDeps): void {
   app.setErrorHandler((err: Error & { statusCode?: number; http?: number }, req, reply) => {
     const status = err instanceof NotFoundError ? 404 : (err.http ?? err.statusCode ?? 500);
-    if (status >= 500) req.log.error({ err }, 'admin request failed');
+    if (status === 500) d.log?.error({ err, method: req.method, url: req.url }, 'admin request failed');
     void reply
       .code(status)
       .send({ error: ERROR_NAMES[status] ?? (status < 500 ? 'bad-request' : 'internal'), message: status === 500 ? 'internal error' : err.message });

@@ -79,6 +79,7 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
         audit,
         stats,
         tracer: ctx.telemetry.tracer('admin'),
+        log,
         deferred: opts.deferred,
         host: config.gateway.instance,
         maxResults: cfg.tracking.maxResults,

@@ -238,14 +238,13 @@ describe('admin service', () => {
     const x = quarantinedMessage({ from: 'frank@partner.test', to: 'ceo@example.test', stage: 'attachment-policy' });
     await env.quarantine(x.msg, TOPICS.scanned);
     await waitQuarantined(x.msg.envelope.id);
-    const before = (await env.readTopic(TOPICS.deliverable, 0, 5000).catch(() => [])).length;
     const rs = await Promise.all(
       [0, 1].map(() => env.api(`/api/v1/quarantine/${x.msg.envelope.id}/release`, { method: 'POST', body: '{}' })),
     );
     const codes = rs.map((r) => r.status).sort();
     assert.equal(codes[0], 200, String(codes));
     assert.ok(codes[1] === 409 || codes[1] === 404, String(codes));
-    const recs = await env.readTopic(TOPICS.deliverable, before + 1);
+    const recs = await env.readTopic(TOPICS.deliverable, 1); // nothing else is produced to it in this suite
     assert.equal(recs.filter((r) => r.key?.toString() === x.msg.envelope.id).length, 1, 'produced once');
   });
 

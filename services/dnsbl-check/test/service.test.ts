@@ -61,10 +61,10 @@ test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict 
   const kafka = await startKafka();
   const dns = await startRbldnsd(ZONES);
   const redis = await startRedis();
-  let stopService: (() => Promise<void>) | undefined;
+  const running: { stop?: () => Promise<void> } = {};
   // One hook, in order: the service stops before the servers it talks to.
   t.after(async () => {
-    await stopService?.();
+    await running.stop?.();
     await kafka.close();
     await dns.stop();
     await redis.stop();
@@ -79,7 +79,7 @@ test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict 
     httpPort: 0,
     log,
   });
-  stopService = () => s.stop();
+  running.stop = () => s.stop();
 
   const clean = message();
   const listed = message({ session: { clientIp: '198.51.100.7' } });

@@ -44,6 +44,7 @@ const MAX_PATH = 256;
 // RFC 5322 atext plus UTF-8 (RFC 6531). `%` and `!` are valid atext: they are flagged as routing, not refused.
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+$/u;
 // Characters no address may contain anywhere (controls, DEL, C1, zero-width/format characters).
+// eslint-disable-next-line no-control-regex
 const UNSAFE = /[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060\ufeff]/u;
 const ROUTING = /[@%!]/;
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;

@@ -61,12 +61,7 @@ export const ingressSchema = z
       .optional(),
     /** Domains the gateway receives mail for. A string, or { domain, recipients } to accept only listed users. */
     acceptedDomains: z
-      .array(
-        z.union([
-          domain,
-          z.object({ domain, recipients: z.array(z.string().min(1)).optional() }).strict(),
-        ]),
-      )
+      .array(z.union([domain, z.object({ domain, recipients: z.array(z.string().min(1)).optional() }).strict()]))
       .default([]),
     /** Networks (CIDR, IPv4/IPv6) allowed to relay to any domain: the internal mail servers. */
     trustedNetworks: z.array(cidr).default([]),

@@ -16,6 +16,7 @@ export function rfc5322Date(d: Date): string {
 
 /** Values from the client end up in a header: keep them on one line and out of comment syntax. */
 function clean(s: string): string {
+  // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x1f\x7f()\\]/g, '?').slice(0, 255);
 }
 

@@ -12,9 +12,24 @@ import {
 import { eventRecord, type OutRecord } from '@mailgate/bus';
 import type { Logger } from '@mailgate/runtime';
 import { injectTraceHeaders, traceIdOf, traceparentOf } from '@mailgate/telemetry';
-import { SpanKind, SpanStatusCode, context, trace, type Context, type Meter, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  SpanKind,
+  SpanStatusCode,
+  context,
+  trace,
+  type Context,
+  type Meter,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
-import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import type {
+  SMTPServerAuthentication,
+  SMTPServerAuthenticationResponse,
+  SMTPServerDataStream,
+  SMTPServerOptions,
+  SMTPServerSession,
+} from 'smtp-server';
 import { commandArgument, parsePath } from './address.js';
 import { networkMatcher, normalizeIp } from './cidr.js';
 import type { IngressConfig, ListenerKind } from './config.js';
@@ -23,7 +38,13 @@ import { ingressHeaders, stripHeaders } from './headers.js';
 import { LineEndingGuard } from './line-endings.js';
 import { WindowCounter } from './rate-limit.js';
 import { buildRelayPolicy, decideRecipient, directionOf, parseRecipient } from './relay.js';
-import { BARE_CR, GuardedServer, assertSmtpServerInternals, type CommandRefusal, type GuardHooks, type GuardedConnection } from './smtp-guard.js';
+import {
+  BARE_CR,
+  GuardedServer,
+  assertSmtpServerInternals,
+  type CommandRefusal,
+  type GuardHooks,
+} from './smtp-guard.js';
 import type { UserStore } from './users.js';
 
 /**
@@ -117,7 +138,9 @@ export function createIngress(deps: IngressDeps): Ingress {
   const proxyNets = networkMatcher(cfg.proxy.trusted);
   const xclientNets = networkMatcher(cfg.xclient.trusted);
   const limits = cfg.limits;
-  const msgRate = deps.redis ? new WindowCounter(deps.redis, 'msg', limits.messageRate.max, limits.messageRate.windowSeconds) : null;
+  const msgRate = deps.redis
+    ? new WindowCounter(deps.redis, 'msg', limits.messageRate.max, limits.messageRate.windowSeconds)
+    : null;
   const authFailures = deps.redis
     ? new WindowCounter(deps.redis, 'authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
     : null;
@@ -132,7 +155,9 @@ export function createIngress(deps: IngressDeps): Ingress {
   const m = deps.meter;
   const connCounter = m?.createCounter('mailgate_ingress_connections', { description: 'SMTP connections accepted' });
   const refusedCounter = m?.createCounter('mailgate_ingress_refused', { description: 'SMTP refusals by reason' });
-  const acceptedCounter = m?.createCounter('mailgate_ingress_messages_accepted', { description: 'messages queued (250)' });
+  const acceptedCounter = m?.createCounter('mailgate_ingress_messages_accepted', {
+    description: 'messages queued (250)',
+  });
   const acceptHist = m?.createHistogram('mailgate_ingress_accept_duration_ms', {
     description: 'end of DATA to 250 (durable produce), ms',
     unit: 'ms',
@@ -203,11 +228,16 @@ export function createIngress(deps: IngressDeps): Ingress {
       beforeCommand(conn, line, flags): CommandRefusal | null {
         const st = states.get(conn.id);
         if (!st) return null;
-        if (st.expired) return { code: 421, text: '4.4.2 Session time limit exceeded, closing connection', close: true };
+        if (st.expired)
+          return { code: 421, text: '4.4.2 Session time limit exceeded, closing connection', close: true };
         if (flags) {
           refused('bare-cr-lf', kind);
           if (cfg.lineEndings === 'reject') {
-            return { code: 521, text: '5.5.2 Error: bare CR or LF received; SMTP requires CRLF line endings', close: true };
+            return {
+              code: 521,
+              text: '5.5.2 Error: bare CR or LF received; SMTP requires CRLF line endings',
+              close: true,
+            };
           }
           if (flags & BARE_CR) return { code: 500, text: '5.5.2 Error: bare CR in command line', close: false };
           // normalize: a bare LF ends the line like CRLF (which is how smtp-server already split it).
@@ -328,10 +358,17 @@ export function createIngress(deps: IngressDeps): Ingress {
     refused('auth-failed', kind);
     log.info({ ip, user: auth.username }, 'authentication failed');
     await authFailures?.hit(ip).catch(() => undefined);
-    cb(null, { message: '5.7.8 Authentication credentials invalid', responseCode: 535 } as SMTPServerAuthenticationResponse);
+    cb(null, {
+      message: '5.7.8 Authentication credentials invalid',
+      responseCode: 535,
+    } as SMTPServerAuthenticationResponse);
   }
 
-  async function onMailFrom(kind: ListenerKind, session: SMTPServerSession, cb: (err?: Error | null) => void): Promise<void> {
+  async function onMailFrom(
+    kind: ListenerKind,
+    session: SMTPServerSession,
+    cb: (err?: Error | null) => void,
+  ): Promise<void> {
     const st = states.get(session.id);
     if (!st) return cb(smtpError(451, '4.3.0 Session state lost'));
     const ip = normalizeIp(session.remoteAddress);
@@ -396,7 +433,9 @@ export function createIngress(deps: IngressDeps): Ingress {
     const arg = commandArgument(st.lastLine, 'RCPT TO');
     const parsed = arg === null ? null : parseRecipient(arg, policy);
     if (!parsed || !parsed.ok) {
-      return cb(smtpError(501, `5.1.3 Bad recipient address syntax${parsed && !parsed.ok ? `: ${parsed.message}` : ''}`));
+      return cb(
+        smtpError(501, `5.1.3 Bad recipient address syntax${parsed && !parsed.ok ? `: ${parsed.message}` : ''}`),
+      );
     }
     const mb = parsed.mailbox;
     if (st.listed && !filter?.isException?.(mb.address)) {
@@ -459,13 +498,20 @@ export function createIngress(deps: IngressDeps): Ingress {
       if (over || stream.sizeExceeded || size > limits.maxMessageBytes) {
         refused('size', kind);
         endTx(st, 'too-big');
-        return cb(smtpError(552, `5.3.4 Message size exceeds fixed maximum message size of ${limits.maxMessageBytes} bytes`));
+        return cb(
+          smtpError(552, `5.3.4 Message size exceeds fixed maximum message size of ${limits.maxMessageBytes} bytes`),
+        );
       }
       if (!normalize && !guard.clean) {
         refused('bare-cr-lf', kind);
         endTx(st, 'bare-cr-lf');
-        log.info({ ip: session.remoteAddress, bareLf: guard.bareLf, bareCr: guard.bareCr }, 'message refused: bare CR/LF');
-        return cb(smtpError(554, '5.6.0 Message contains bare CR or LF characters (lines must end with CRLF); refused'));
+        log.info(
+          { ip: session.remoteAddress, bareLf: guard.bareLf, bareCr: guard.bareCr },
+          'message refused: bare CR/LF',
+        );
+        return cb(
+          smtpError(554, '5.6.0 Message contains bare CR or LF characters (lines must end with CRLF); refused'),
+        );
       }
       void accept(kind, st, tx, session, Buffer.concat(chunks, size)).then(
         (reply) => cb(null, reply),
@@ -474,7 +520,13 @@ export function createIngress(deps: IngressDeps): Ingress {
     });
   }
 
-  async function accept(kind: ListenerKind, st: ConnState, tx: TxState, session: SMTPServerSession, body: Buffer): Promise<string> {
+  async function accept(
+    kind: ListenerKind,
+    st: ConnState,
+    tx: TxState,
+    session: SMTPServerSession,
+    body: Buffer,
+  ): Promise<string> {
     const t0 = performance.now();
     const id = newMessageId();
     const now = new Date();
@@ -484,7 +536,9 @@ export function createIngress(deps: IngressDeps): Ingress {
     const traceId = traceIdOf(tx.span);
     const traceState = tx.span.spanContext().traceState?.serialize();
     const clientHostname =
-      session.clientHostname && !String(session.clientHostname).startsWith('[') ? String(session.clientHostname) : undefined;
+      session.clientHostname && !String(session.clientHostname).startsWith('[')
+        ? String(session.clientHostname)
+        : undefined;
     const helo = session.hostNameAppearsAs ? String(session.hostNameAppearsAs) : '';
     const raw = Buffer.concat([
       ingressHeaders({
@@ -537,7 +591,14 @@ export function createIngress(deps: IngressDeps): Ingress {
       mailFrom: envelope.mailFrom,
       rcptTo: envelope.rcptTo,
       clientIp: ip,
-      details: { size: raw.length, tls, listener: kind, direction, helo, ...(session.user ? { authUser: String(session.user) } : {}) },
+      details: {
+        size: raw.length,
+        tls,
+        listener: kind,
+        direction,
+        helo,
+        ...(session.user ? { authUser: String(session.user) } : {}),
+      },
     };
     tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': raw.length, 'mailgate.direction': direction });
     const record: OutRecord = {
@@ -556,7 +617,10 @@ export function createIngress(deps: IngressDeps): Ingress {
       await Promise.race([
         deps.producer.send([record, eventRecord(event)]),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no acknowledgement within ${cfg.acceptTimeoutMs} ms`)), cfg.acceptTimeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`no acknowledgement within ${cfg.acceptTimeoutMs} ms`)),
+            cfg.acceptTimeoutMs,
+          );
         }),
       ]);
     } catch (err) {
@@ -615,7 +679,8 @@ export function createIngress(deps: IngressDeps): Ingress {
       for (const [kind, server] of servers) {
         const l = cfg.listeners[kind];
         await new Promise<void>((resolve, reject) => {
-          const onError = (err: Error) => reject(new Error(`ingress.listeners.${kind}: cannot listen on ${l.host}:${l.port}: ${err.message}`));
+          const onError = (err: Error) =>
+            reject(new Error(`ingress.listeners.${kind}: cannot listen on ${l.host}:${l.port}: ${err.message}`));
           server.server.once('error', onError);
           server.listen(l.port, l.host, () => {
             server.server.off('error', onError);

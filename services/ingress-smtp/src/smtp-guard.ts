@@ -157,7 +157,11 @@ class Connection extends (SMTPConnection as any) {
     const state: ParserState | undefined = self._parser?.__mailgate;
     const flags = state?.flags.shift() ?? 0;
     if (!self._upgrading && !self._closing) {
-      const refusal = this._server.hooks.beforeCommand(self.__view ?? (self.__view = this.view()), command.toString('binary'), flags);
+      const refusal = this._server.hooks.beforeCommand(
+        self.__view ?? (self.__view = this.view()),
+        command.toString('binary'),
+        flags,
+      );
       if (refusal) {
         self.send(refusal.code, refusal.text);
         if (refusal.close) self.close();
@@ -218,12 +222,25 @@ export function assertSmtpServerInternals(): void {
   const c = (SMTPConnection as any).prototype;
   const s = (SMTPServer as any).prototype;
   const missing = [
-    ...['_setListeners', 'connectionReady', '_createParser', '_onCommand', '_proxyCommandAllowed', 'send', 'close', '_isSupported']
+    ...[
+      '_setListeners',
+      'connectionReady',
+      '_createParser',
+      '_onCommand',
+      '_proxyCommandAllowed',
+      'send',
+      'close',
+      '_isSupported',
+    ]
       .filter((m) => typeof c[m] !== 'function')
       .map((m) => `SMTPConnection.${m}`),
-    ...['connect', '_expectsProxyHeader', '_onError', '_onClientConnect'].filter((m) => typeof s[m] !== 'function').map((m) => `SMTPServer.${m}`),
+    ...['connect', '_expectsProxyHeader', '_onError', '_onClientConnect']
+      .filter((m) => typeof s[m] !== 'function')
+      .map((m) => `SMTPServer.${m}`),
   ];
   if (missing.length > 0) {
-    throw new Error(`smtp-server internals changed (missing ${missing.join(', ')}): ingress guards cannot be installed`);
+    throw new Error(
+      `smtp-server internals changed (missing ${missing.join(', ')}): ingress guards cannot be installed`,
+    );
   }
 }

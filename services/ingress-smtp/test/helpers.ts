@@ -76,7 +76,11 @@ export class SmtpClient {
       if (!done) return;
       this.buf = this.buf.slice(pos);
       const last = lines[lines.length - 1]!;
-      this.replies.push({ code: Number(last.slice(0, 3)), lines: lines.map((l) => l.slice(4)), text: lines.join('\n') });
+      this.replies.push({
+        code: Number(last.slice(0, 3)),
+        lines: lines.map((l) => l.slice(4)),
+        text: lines.join('\n'),
+      });
       this.wake();
     }
   }

@@ -58,7 +58,8 @@ const record = (id: string) => waitFor(() => reader.messages.get(id), { timeoutM
 
 describe('durable accept', () => {
   it('inbound mail reaches the first topic byte-identical, with envelope, headers, trace and event', async () => {
-    const raw = 'From: Bob <bob@remote.test>\r\nTo: alice@ours.test\r\nSubject: hello\r\n\r\nline one\r\n.leading dot\r\n\r\nbye\r\n';
+    const raw =
+      'From: Bob <bob@remote.test>\r\nTo: alice@ours.test\r\nSubject: hello\r\n\r\nline one\r\n.leading dot\r\n\r\nbye\r\n';
     const reply = await sendMail({
       host: '127.0.0.1',
       port: gw.mx,
@@ -75,7 +76,10 @@ describe('durable accept', () => {
     // The original bytes follow our prepended headers exactly.
     assert.ok(msg.raw.subarray(msg.raw.length - raw.length).equals(Buffer.from(raw)), 'byte-identical body');
     const added = msg.raw.subarray(0, msg.raw.length - raw.length).toString();
-    assert.match(added, /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby gw\.test \(mailgate\) with ESMTP id /);
+    assert.match(
+      added,
+      /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby gw\.test \(mailgate\) with ESMTP id /,
+    );
     assert.ok(added.includes(`${MAIL_HEADERS.messageId}: ${id}\r\n`));
     assert.ok(added.includes(`${MAIL_HEADERS.traceId}: ${env.trace.traceId}\r\n`));
     assert.equal(env.id, id);
@@ -98,7 +102,14 @@ describe('durable accept', () => {
   });
 
   it('STARTTLS on the MX listener: TLS facts in envelope and Received', async () => {
-    const reply = await sendMail({ host: '127.0.0.1', port: gw.mx, from: '', to: 'alice@ours.test', text: 'tls\n', requireTLS: true });
+    const reply = await sendMail({
+      host: '127.0.0.1',
+      port: gw.mx,
+      from: '',
+      to: 'alice@ours.test',
+      text: 'tls\n',
+      requireTLS: true,
+    });
     const id = /queued as (\S+)/.exec(reply)![1]!;
     const { msg } = await record(id);
     assert.equal(msg.envelope.session.tls.enabled, true);
@@ -109,7 +120,14 @@ describe('durable accept', () => {
 
   it('forged X-Mailgate-* headers are removed', async () => {
     const raw = 'From: a@remote.test\r\nX-Mailgate-Virus-Scanned: clean\r\nSubject: x\r\n\r\nbody\r\n';
-    const reply = await sendMail({ host: '127.0.0.1', port: gw.mx, from: 'a@remote.test', to: 'alice@ours.test', raw, tls: false });
+    const reply = await sendMail({
+      host: '127.0.0.1',
+      port: gw.mx,
+      from: 'a@remote.test',
+      to: 'alice@ours.test',
+      raw,
+      tls: false,
+    });
     const { msg } = await record(/queued as (\S+)/.exec(reply)![1]!);
     assert.ok(!msg.raw.toString().includes('Virus-Scanned'));
     assert.ok(msg.raw.toString().endsWith('From: a@remote.test\r\nSubject: x\r\n\r\nbody\r\n'));
@@ -118,7 +136,14 @@ describe('durable accept', () => {
   it('200 concurrent sessions are all queued with distinct ids', async () => {
     const replies = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        sendMail({ host: '127.0.0.1', port: gw.mx, from: `s${i}@remote.test`, to: 'alice@ours.test', text: `n${i}\n`, tls: false }),
+        sendMail({
+          host: '127.0.0.1',
+          port: gw.mx,
+          from: `s${i}@remote.test`,
+          to: 'alice@ours.test',
+          text: `n${i}\n`,
+          tls: false,
+        }),
       ),
     );
     const ids = replies.map((r) => /queued as (\S+)/.exec(r)?.[1]);
@@ -152,7 +177,10 @@ describe('relay control over SMTP', () => {
       const r = await c.cmd(`RCPT TO:${t}`);
       assert.ok(r.code >= 500 && r.code < 600, `${t} → ${r.text}`);
     }
-    assert.match((await c.cmd('RCPT TO:<victim@foreign.test>')).text, /^550 5\.7\.1 <victim@foreign\.test>: relaying denied$/);
+    assert.match(
+      (await c.cmd('RCPT TO:<victim@foreign.test>')).text,
+      /^550 5\.7\.1 <victim@foreign\.test>: relaying denied$/,
+    );
     // the session is still usable for real local mail, and case does not matter
     assert.equal((await c.cmd('RCPT TO:<Alice@OURS.TEST>')).code, 250);
     assert.equal((await c.cmd('RCPT TO:<bob@listed.test>')).code, 550);
@@ -162,7 +190,11 @@ describe('relay control over SMTP', () => {
   it('a trusted network relays to foreign domains (outbound)', async () => {
     const c = await SmtpClient.connect(gw.mx, '127.0.0.2');
     await c.expect(220);
-    const r = await sendOn(c, { from: 'app@ours.test', to: ['someone@foreign.test'], body: 'Subject: out\r\n\r\nx\r\n' });
+    const r = await sendOn(c, {
+      from: 'app@ours.test',
+      to: ['someone@foreign.test'],
+      body: 'Subject: out\r\n\r\nx\r\n',
+    });
     const { msg } = await record(queuedId(r));
     assert.equal(msg.envelope.direction, 'outbound');
     assert.equal(msg.envelope.session.trustedNetwork, true);
@@ -176,16 +208,32 @@ describe('relay control over SMTP', () => {
     const ehlo = await c.cmd('EHLO laptop.test');
     assert.ok(!ehlo.lines.some((l) => l.startsWith('AUTH')), 'AUTH not offered before STARTTLS');
     assert.ok(ehlo.lines.includes('STARTTLS'));
-    assert.match((await c.cmd('AUTH PLAIN ' + Buffer.from('\0alice@ours.test\0correct horse').toString('base64'))).text, /^538 5\.7\.11/);
+    assert.match(
+      (await c.cmd('AUTH PLAIN ' + Buffer.from('\0alice@ours.test\0correct horse').toString('base64'))).text,
+      /^538 5\.7\.11/,
+    );
     assert.match((await c.cmd('MAIL FROM:<alice@ours.test>')).text, /^530 /);
     assert.equal((await c.cmd('STARTTLS')).code, 220);
     await c.startTls();
     const ehlo2 = await c.cmd('EHLO laptop.test');
-    assert.ok(ehlo2.lines.some((l) => /^AUTH PLAIN LOGIN/.test(l)), ehlo2.text);
+    assert.ok(
+      ehlo2.lines.some((l) => /^AUTH PLAIN LOGIN/.test(l)),
+      ehlo2.text,
+    );
     assert.match((await c.cmd('MAIL FROM:<alice@ours.test>')).text, /^530 /);
-    assert.match((await c.cmd('AUTH PLAIN ' + Buffer.from('\0alice@ours.test\0wrong').toString('base64'))).text, /^535 5\.7\.8/);
-    assert.equal((await c.cmd('AUTH PLAIN ' + Buffer.from('\0alice@ours.test\0correct horse').toString('base64'))).code, 235);
-    const r = await sendOn(c, { from: 'alice@ours.test', to: ['friend@foreign.test'], body: 'Subject: hi\r\n\r\nx\r\n' }, false);
+    assert.match(
+      (await c.cmd('AUTH PLAIN ' + Buffer.from('\0alice@ours.test\0wrong').toString('base64'))).text,
+      /^535 5\.7\.8/,
+    );
+    assert.equal(
+      (await c.cmd('AUTH PLAIN ' + Buffer.from('\0alice@ours.test\0correct horse').toString('base64'))).code,
+      235,
+    );
+    const r = await sendOn(
+      c,
+      { from: 'alice@ours.test', to: ['friend@foreign.test'], body: 'Subject: hi\r\n\r\nx\r\n' },
+      false,
+    );
     const { msg } = await record(queuedId(r));
     assert.equal(msg.envelope.session.authUser, 'alice@ours.test');
     assert.equal(msg.envelope.session.listener, 'submission');
@@ -225,7 +273,15 @@ describe('limits', () => {
     const ehlo = await c.cmd('EHLO c.test');
     assert.ok(ehlo.lines.includes(`SIZE ${MAX_BYTES}`), ehlo.text);
     assert.equal((await c.cmd(`MAIL FROM:<a@remote.test> SIZE=${MAX_BYTES + 1}`)).code, 552);
-    const r = await sendOn(c, { from: 'a@remote.test', to: ['alice@ours.test'], body: 'x'.repeat(70) + '\r\n' + ('y'.repeat(998) + '\r\n').repeat(70) }, false);
+    const r = await sendOn(
+      c,
+      {
+        from: 'a@remote.test',
+        to: ['alice@ours.test'],
+        body: 'x'.repeat(70) + '\r\n' + ('y'.repeat(998) + '\r\n').repeat(70),
+      },
+      false,
+    );
     assert.match(r.text, /^552 5\.3\.4/);
     // the session goes on
     const ok = await sendOn(c, { from: 'a@remote.test', to: ['alice@ours.test'], body: 'small\r\n' }, false);
@@ -262,7 +318,9 @@ describe('smuggling and line endings', () => {
     await c.cmd('RCPT TO:<alice@ours.test>');
     c.send('DATA');
     await c.expect(354);
-    c.write('Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<victim@foreign.test>\nDATA\nSubject: smuggled\n\nhi\r\n.\r\n');
+    c.write(
+      'Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<victim@foreign.test>\nDATA\nSubject: smuggled\n\nhi\r\n.\r\n',
+    );
     assert.match((await c.reply()).text, /^554 5\.6\.0/);
     // bare CR too
     await c.cmd('MAIL FROM:<a@remote.test>');

@@ -47,14 +47,16 @@ describe('broker down, recovery and drain', () => {
     await reader?.stop();
     await kafka?.stop();
     rmSync(dataDir, { recursive: true, force: true });
-    const T=Date.now(); for (const d of [100, 3000, 8000, 15000]) setTimeout(()=>{console.log('RES',Date.now()-T, process.getActiveResourcesInfo());}, d).unref();
-    process.on('exit', ()=>console.log('EXIT', Date.now()-T));
   });
 
   const mail = async (subject: string) => {
     const c = await SmtpClient.connect(gw.mx);
     await c.expect(220);
-    const r = await sendOn(c, { from: 'a@remote.test', to: ['alice@ours.test'], body: `Subject: ${subject}\r\n\r\n${subject}\r\n` });
+    const r = await sendOn(c, {
+      from: 'a@remote.test',
+      to: ['alice@ours.test'],
+      body: `Subject: ${subject}\r\n\r\n${subject}\r\n`,
+    });
     await c.close();
     return r;
   };
@@ -82,7 +84,9 @@ describe('broker down, recovery and drain', () => {
       const subject = /Subject: (\S+)/.exec(msg.raw.toString())![1]!;
       assert.ok(msg.raw.toString().endsWith(`\r\n\r\n${subject}\r\n`), 'every record is a complete message');
     }
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${gw.http}/readyz`)).status === 200, { timeoutMs: 10_000 });
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${gw.http}/readyz`)).status === 200, {
+      timeoutMs: 10_000,
+    });
   });
 
   it('drain: a session in DATA finishes with 250, idle sessions get 421, new connections are refused', async () => {
@@ -120,7 +124,9 @@ describe('two instances sharing Redis; normalize mode; connection hygiene; DNSBL
   const filter: ConnectFilter = {
     // A trivial in-process filter: the seam, not a mock of DNS (packages/dnsbl provides the real one).
     check: async (ip) =>
-      ip === '127.0.0.6' ? { action: 'reject', zone: 'bl.test', text: 'listed for testing', score: 1 } : { action: 'pass', score: 0 },
+      ip === '127.0.0.6'
+        ? { action: 'reject', zone: 'bl.test', text: 'listed for testing', score: 1 }
+        : { action: 'pass', score: 0 },
     close: async () => undefined,
   };
 
@@ -138,7 +144,11 @@ describe('two instances sharing Redis; normalize mode; connection hygiene; DNSBL
         brokers: kafka.brokers,
         redisUrl: redis.url,
         keyPrefix,
-        connectFilter: { ...filter, exceptions: ['postmaster@'], isException: (r) => r.toLowerCase().startsWith('postmaster@') },
+        connectFilter: {
+          ...filter,
+          exceptions: ['postmaster@'],
+          isException: (r) => r.toLowerCase().startsWith('postmaster@'),
+        },
         ingress: common,
       }),
     ]);
@@ -217,14 +227,26 @@ describe('connect-time DNSBL through packages/dnsbl and a real rbldnsd', () => {
     [kafka, rbl] = await Promise.all([
       startKafka({ port: 0 }),
       // 127.0.0.2 is the RFC 5782 test point (the zone's health check needs it listed); 127.0.0.12 is "a spammer".
-      startRbldnsd([{ name: 'bl.test', type: 'ip4set', lines: [':127.0.0.2:listed at bl.test', '127.0.0.2', '127.0.0.12'] }]),
+      startRbldnsd([
+        { name: 'bl.test', type: 'ip4set', lines: [':127.0.0.2:listed at bl.test', '127.0.0.2', '127.0.0.12'] },
+      ]),
     ]);
     gw = await startIngress({
       brokers: kafka.brokers,
       redisUrl: 'redis://127.0.0.1:1',
       connectFilter: 'dnsbl',
-      dnsbl: { resolvers: [rbl.server], zones: [{ name: 'bl.test' }], skipNetworks: [], atConnect: { exceptions: [] }, cache: { enabled: false } },
-      ingress: { acceptedDomains: ACCEPTED, limits: { pregreetDelayMs: 0, messageRate: { max: 0 } }, auth: { failures: { max: 0 } } },
+      dnsbl: {
+        resolvers: [rbl.server],
+        zones: [{ name: 'bl.test' }],
+        skipNetworks: [],
+        atConnect: { exceptions: [] },
+        cache: { enabled: false },
+      },
+      ingress: {
+        acceptedDomains: ACCEPTED,
+        limits: { pregreetDelayMs: 0, messageRate: { max: 0 } },
+        auth: { failures: { max: 0 } },
+      },
     });
   });
 

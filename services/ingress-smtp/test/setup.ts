@@ -14,7 +14,11 @@ export function tlsFiles(): { certFile: string; keyFile: string; cleanup(): void
   const { cert, key } = testTlsCert();
   writeFileSync(join(dir, 'cert.pem'), cert);
   writeFileSync(join(dir, 'key.pem'), key);
-  return { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    certFile: join(dir, 'cert.pem'),
+    keyFile: join(dir, 'key.pem'),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 export interface StartedIngress {
@@ -26,18 +30,16 @@ export interface StartedIngress {
 }
 
 /** Start the real service (config loader, producer, Redis, health) with listeners on free ports. */
-export async function startIngress(
-  opts: {
-    brokers: string;
-    redisUrl: string;
-    ingress: Record<string, unknown>;
-    /** Omitted: none. `'dnsbl'`: the real packages/dnsbl filter from the `dnsbl` document section. */
-    connectFilter?: ConnectFilter | 'dnsbl';
-    dnsbl?: Record<string, unknown>;
-    kafka?: Record<string, unknown>;
-    keyPrefix?: string;
-  },
-): Promise<StartedIngress> {
+export async function startIngress(opts: {
+  brokers: string;
+  redisUrl: string;
+  ingress: Record<string, unknown>;
+  /** Omitted: none. `'dnsbl'`: the real packages/dnsbl filter from the `dnsbl` document section. */
+  connectFilter?: ConnectFilter | 'dnsbl';
+  dnsbl?: Record<string, unknown>;
+  kafka?: Record<string, unknown>;
+  keyPrefix?: string;
+}): Promise<StartedIngress> {
   let ingress: Ingress | undefined;
   const svc = createIngressService({
     onStarted: (i) => (ingress = i),
@@ -50,7 +52,10 @@ export async function startIngress(
     configDocument: {
       gateway: { hostname: 'gw.test', instance: 'ingress-test' },
       kafka: { brokers: [opts.brokers], topics: { partitions: 1 }, ...opts.kafka },
-      redis: { url: opts.redisUrl, keyPrefix: opts.keyPrefix ?? `ingress-test:${process.pid}:${Math.random().toString(36).slice(2)}:` },
+      redis: {
+        url: opts.redisUrl,
+        keyPrefix: opts.keyPrefix ?? `ingress-test:${process.pid}:${Math.random().toString(36).slice(2)}:`,
+      },
       logging: { level: 'silent' },
       ...(opts.dnsbl ? { dnsbl: opts.dnsbl } : {}),
       ingress: {

@@ -80,7 +80,10 @@ describe('stage with a real clamd', () => {
         assert.equal(out.verdict.kind, 'quarantine');
         assert.equal((out.verdict as { reason: string }).reason, `virus found: ${EICAR_FOUND_NAME}`);
         assert.deepEqual(out.details?.['signatures'], [EICAR_FOUND_NAME]);
-        assert.match(firstLine(out.raw), new RegExp(`^X-Mailgate-Virus-Scanned: infected: ${EICAR_FOUND_NAME.replace(/\./g, '\\.')} `));
+        assert.match(
+          firstLine(out.raw),
+          new RegExp(`^X-Mailgate-Virus-Scanned: infected: ${EICAR_FOUND_NAME.replace(/\./g, '\\.')} `),
+        );
       });
     }
   }
@@ -90,7 +93,10 @@ describe('stage with a real clamd', () => {
     const { fn } = stage(pool([tcp]), { scanAttachmentsSeparately: true });
     const out = await fn(msg, stageContext());
     assert.equal(out.verdict.kind, 'pass');
-    assert.match(firstLine(out.raw), /^X-Mailgate-Virus-Scanned: clean \(mailgate mx1\.example\.test; ClamAV \d+\.\d+\.\d+/);
+    assert.match(
+      firstLine(out.raw),
+      /^X-Mailgate-Virus-Scanned: clean \(mailgate mx1\.example\.test; ClamAV \d+\.\d+\.\d+/,
+    );
     assert.ok(out.raw!.subarray(out.raw!.length - msg.raw.length).equals(msg.raw));
     assert.equal(out.details?.['attachmentsScanned'], 1);
   });
@@ -102,7 +108,10 @@ describe('stage with a real clamd', () => {
       const raw = samples.clean() + 'A'.repeat(size);
       const q = await stage(p, { clamd: { streamMaxLength: '16M' } }).fn(pipelineMessage(raw), stageContext());
       assert.equal(q.verdict.kind, 'quarantine', `size ${size}`);
-      assert.match((q.verdict as { reason: string }).reason, /too large to scan: message exceeds clamd's StreamMaxLength/);
+      assert.match(
+        (q.verdict as { reason: string }).reason,
+        /too large to scan: message exceeds clamd's StreamMaxLength/,
+      );
       const t = await stage(p, { clamd: { streamMaxLength: '16M' }, actions: { tooLarge: 'tempfail' } }).fn(
         pipelineMessage(raw),
         stageContext(),

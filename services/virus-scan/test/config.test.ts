@@ -34,11 +34,17 @@ test('config: maxHoldMs is handed to the runner; errors name the key', () => {
     }
     assert.fail('expected a config error');
   };
-  assert.match(err({ actions: { tooLarge: 'pass' } }), /at virusScan\.actions\.tooLarge \(defaults\): 'pass' .*failOpen/);
+  assert.match(
+    err({ actions: { tooLarge: 'pass' } }),
+    /at virusScan\.actions\.tooLarge \(defaults\): 'pass' .*failOpen/,
+  );
   assert.match(err({ clamd: { streamMaxLength: '12X' } }), /at virusScan\.clamd\.streamMaxLength .*not a size/);
   assert.match(err({ clamd: { endpoints: [{ host: 'x' }] } }), /virusScan\.clamd\.endpoints\[0\]/);
   assert.match(err({ scanAttachments: true }), /at virusScan\.scanAttachments .*unknown key/);
-  assert.match(err({ maxHoldMs: 1, bus: { maxHoldMs: 2 } }), /at virusScan\.bus\.maxHoldMs .*set virusScan\.maxHoldMs or/);
+  assert.match(
+    err({ maxHoldMs: 1, bus: { maxHoldMs: 2 } }),
+    /at virusScan\.bus\.maxHoldMs .*set virusScan\.maxHoldMs or/,
+  );
 });
 
 test('protocol: INSTREAM framing, replies, VERSION, sizes', () => {
@@ -47,9 +53,12 @@ test('protocol: INSTREAM framing, replies, VERSION, sizes', () => {
     Buffer.concat(frames),
     Buffer.concat([
       Buffer.from('zINSTREAM\0'),
-      Buffer.from([0, 0, 0, 4]), Buffer.from('abcd'),
-      Buffer.from([0, 0, 0, 4]), Buffer.from('efgh'),
-      Buffer.from([0, 0, 0, 2]), Buffer.from('ij'),
+      Buffer.from([0, 0, 0, 4]),
+      Buffer.from('abcd'),
+      Buffer.from([0, 0, 0, 4]),
+      Buffer.from('efgh'),
+      Buffer.from([0, 0, 0, 2]),
+      Buffer.from('ij'),
       Buffer.from([0, 0, 0, 0]),
     ]),
   );
@@ -58,9 +67,12 @@ test('protocol: INSTREAM framing, replies, VERSION, sizes', () => {
     kind: 'found',
     signatures: ['Eicar-Test-Signature.UNOFFICIAL'],
   });
-  assert.deepEqual(parseInstreamReply('stream: A FOUND\0stream: B FOUND\0stream: OK'), { kind: 'found', signatures: ['A', 'B'] });
+  assert.deepEqual(parseInstreamReply('stream: A FOUND\0stream: B FOUND\0stream: OK'), {
+    kind: 'found',
+    signatures: ['A', 'B'],
+  });
   assert.deepEqual(parseInstreamReply('INSTREAM size limit exceeded. ERROR'), { kind: 'size-limit' });
-  assert.equal(parseInstreamReply('stream: Can\'t allocate memory ERROR').kind, 'error');
+  assert.equal(parseInstreamReply("stream: Can't allocate memory ERROR").kind, 'error');
   assert.equal(parseInstreamReply('').kind, 'error');
   assert.equal(parseInstreamReply('stream: maybe').kind, 'error');
   assert.deepEqual(parseVersion('ClamAV 1.4.6/27470/Thu Nov 27 09:32:01 2025\0'), {
@@ -79,7 +91,10 @@ test('protocol: INSTREAM framing, replies, VERSION, sizes', () => {
 test('header: prepend keeps the line ending; strip removes every copy with its folded lines', () => {
   assert.equal(prependHeader(Buffer.from('A: 1\r\n\r\nbody'), 'X-S', 'ok').toString(), 'X-S: ok\r\nA: 1\r\n\r\nbody');
   assert.equal(prependHeader(Buffer.from('A: 1\n\nbody'), 'X-S', 'ok').toString(), 'X-S: ok\nA: 1\n\nbody');
-  assert.equal(prependHeader(Buffer.from('A: 1\r\n\r\n'), 'X-S', 'bad\r\nInjected: yes').toString(), 'X-S: bad Injected: yes\r\nA: 1\r\n\r\n');
+  assert.equal(
+    prependHeader(Buffer.from('A: 1\r\n\r\n'), 'X-S', 'bad\r\nInjected: yes').toString(),
+    'X-S: bad Injected: yes\r\nA: 1\r\n\r\n',
+  );
   const raw = Buffer.from('x-s: forged\r\n more\r\nA: 1\r\nX-S: again\r\n\r\nX-S: in the body stays\r\n');
   assert.equal(stripHeader(raw, 'X-S').toString(), 'A: 1\r\n\r\nX-S: in the body stays\r\n');
   const untouched = Buffer.from('A: 1\r\nX-Sx: other\r\n\r\nbody');

@@ -15,7 +15,10 @@ export function config(input: VirusScanInput = {}): VirusScanConfig {
 
 export function pipelineMessage(raw: Buffer | string): PipelineMessage {
   const buf = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
-  return { envelope: newEnvelope({ mailFrom: 'a@sender.test', rcptTo: ['u@example.test'], size: buf.length }), raw: buf };
+  return {
+    envelope: newEnvelope({ mailFrom: 'a@sender.test', rcptTo: ['u@example.test'], size: buf.length }),
+    raw: buf,
+  };
 }
 
 export function stageContext(over: Partial<StageContext> = {}): StageContext {
@@ -66,14 +69,23 @@ export const samples = {
       'application/zip',
       'report.zip',
       'base64',
-      wrap76(Buffer.from(zipSync({ 'report.txt': new TextEncoder().encode('quarterly figures\n'.repeat(50)) })).toString('base64')),
+      wrap76(
+        Buffer.from(zipSync({ 'report.txt': new TextEncoder().encode('quarterly figures\n'.repeat(50)) })).toString(
+          'base64',
+        ),
+      ),
     ),
   /** EICAR as an attachment sent as is (7bit). */
   plain: (): string => withAttachment('application/octet-stream', 'eicar.com', '7bit', EICAR),
   base64: (): string =>
     withAttachment('application/octet-stream', 'eicar.com', 'base64', Buffer.from(EICAR, 'latin1').toString('base64')),
   zip: (): string =>
-    withAttachment('application/zip', 'invoice.zip', 'base64', wrap76(Buffer.from(zipSync({ 'invoice.com': eicarBytes() })).toString('base64'))),
+    withAttachment(
+      'application/zip',
+      'invoice.zip',
+      'base64',
+      wrap76(Buffer.from(zipSync({ 'invoice.com': eicarBytes() })).toString('base64')),
+    ),
   nestedZip: (): string => {
     const inner = zipSync({ 'eicar.com': eicarBytes() });
     const outer = zipSync({ 'docs/inner.zip': inner, 'readme.txt': new TextEncoder().encode('nothing here') });
@@ -85,7 +97,13 @@ export const samples = {
       'message/rfc822',
       'forwarded.eml',
       '7bit',
-      withAttachment('application/octet-stream', 'eicar.com', 'base64', Buffer.from(EICAR, 'latin1').toString('base64'), 'mg-inner'),
+      withAttachment(
+        'application/octet-stream',
+        'eicar.com',
+        'base64',
+        Buffer.from(EICAR, 'latin1').toString('base64'),
+        'mg-inner',
+      ),
     ),
 };
 

@@ -50,10 +50,17 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
   await producer.connect();
   stops.push(() => producer.disconnect());
   const seen: Seen[] = [];
-  const consumer = client.consumer({ groupId: `observer-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
+  const consumer = client.consumer({
+    groupId: `observer-${Date.now()}`,
+    sessionTimeout: 6000,
+    heartbeatInterval: 300,
+    maxWaitTimeInMs: 200,
+  });
   await consumer.connect();
   await consumer.subscribe({ topics: [TOPICS.scanned, TOPICS.quarantine], fromBeginning: true });
-  await consumer.run({ eachMessage: async ({ topic, message }) => void seen.push({ topic, msg: decodeMessage(message.value) }) });
+  await consumer.run({
+    eachMessage: async ({ topic, message }) => void seen.push({ topic, msg: decodeMessage(message.value) }),
+  });
   stops.push(() => consumer.disconnect());
 
   return {
@@ -62,7 +69,9 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
       producer.send({
         topic: TOPICS.dnsblChecked,
         acks: -1,
-        messages: [{ key: m.envelope.id, value: encodeMessage(m), headers: { [RECORD_HEADERS.messageId]: m.envelope.id } }],
+        messages: [
+          { key: m.envelope.id, value: encodeMessage(m), headers: { [RECORD_HEADERS.messageId]: m.envelope.id } },
+        ],
       }),
     of: (m: PipelineMessage) => seen.filter((x) => x.msg.envelope.id === m.envelope.id),
     ready: async () => (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).status,
@@ -81,7 +90,10 @@ test('clean → next topic with the header; EICAR → quarantine; clamd down →
   const infected = pipelineMessage(samples.nestedZip());
   await p.send(clean);
   await p.send(infected);
-  await waitFor(() => p.of(clean).length === 1 && p.of(infected).length === 1, { timeoutMs: 30_000, message: 'first two verdicts' });
+  await waitFor(() => p.of(clean).length === 1 && p.of(infected).length === 1, {
+    timeoutMs: 30_000,
+    message: 'first two verdicts',
+  });
   const [c] = p.of(clean);
   assert.equal(c!.topic, TOPICS.scanned);
   assert.match(c!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean \(mailgate mx\.test; ClamAV /);
@@ -101,7 +113,10 @@ test('clean → next topic with the header; EICAR → quarantine; clamd down →
   assert.match(await p.metrics(), /mailgate_stage_retries_total\{[^}]*cause="tempfail"[^}]*\} [1-9]/);
 
   await clamd.restart();
-  await waitFor(() => p.of(held).length > 0, { timeoutMs: 20_000, message: 'held message delivered after clamd returned' });
+  await waitFor(() => p.of(held).length > 0, {
+    timeoutMs: 20_000,
+    message: 'held message delivered after clamd returned',
+  });
   await sleep(500);
   assert.equal(p.of(held).length, 1, 'delivered exactly once');
   assert.equal(p.of(held)[0]!.topic, TOPICS.scanned);
@@ -121,6 +136,9 @@ test('no clamd for longer than maxHoldMs: quarantined as unscannable, never pass
   assert.equal(q!.topic, TOPICS.quarantine);
   const v = q!.msg.envelope.verdicts.at(-1)!;
   assert.equal(v.verdict.kind, 'quarantine');
-  assert.match((v.verdict as { reason: string }).reason, /^unscannable: no scan verdict after \d+ s \(clamd unavailable: /);
+  assert.match(
+    (v.verdict as { reason: string }).reason,
+    /^unscannable: no scan verdict after \d+ s \(clamd unavailable: /,
+  );
   assert.match(q!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: not scanned: unscannable/);
 });

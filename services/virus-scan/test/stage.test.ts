@@ -15,7 +15,9 @@ import { config, pipelineMessage, samples, stageContext, testMeter } from './hel
 const VERSION = { raw: 'ClamAV 1.4.6/27470/Thu Nov 27 09:32:01 2025', engine: 'ClamAV 1.4.6', database: '27470' };
 const gateway = { name: 'mailgate', hostname: 'mx1.example.test' };
 
-function scanner(answer: (data: Buffer) => Omit<ScanResult, 'endpoint' | 'version'> | Error): Scanner & { calls: Buffer[] } {
+function scanner(
+  answer: (data: Buffer) => Omit<ScanResult, 'endpoint' | 'version'> | Error,
+): Scanner & { calls: Buffer[] } {
   const calls: Buffer[] = [];
   return {
     calls,
@@ -82,7 +84,10 @@ describe('virus-scan stage (no I/O)', () => {
     const none = createVirusScanStage({ config: config({ heuristics: [] }), scanner: s, gateway });
     const ignored = await none.fn(pipelineMessage(samples.clean()), stageContext());
     assert.equal(ignored.verdict.kind, 'pass');
-    assert.match(firstLine(ignored.raw), /clean, ignored heuristics: Heuristics\.Encrypted\.Zip, PUA\.Win\.Packer\.Upx/);
+    assert.match(
+      firstLine(ignored.raw),
+      /clean, ignored heuristics: Heuristics\.Encrypted\.Zip, PUA\.Win\.Packer\.Upx/,
+    );
   });
 
   test('clamd unavailable: tempfail (fail closed), never pass', async () => {
@@ -105,7 +110,10 @@ describe('virus-scan stage (no I/O)', () => {
     const out = await fn(pipelineMessage(samples.base64()), stageContext());
     assert.equal(out.verdict.kind, 'pass');
     assert.equal(out.failedOpen, true);
-    assert.match(firstLine(out.raw), /^X-Mailgate-Virus-Scanned: UNSCANNED: clamd unavailable \(fail-open\) \(mailgate /);
+    assert.match(
+      firstLine(out.raw),
+      /^X-Mailgate-Virus-Scanned: UNSCANNED: clamd unavailable \(fail-open\) \(mailgate /,
+    );
     assert.equal(await m.value('mailgate_virus_fail_open_total', { reason: 'unavailable' }), 1);
   });
 
@@ -140,7 +148,10 @@ describe('virus-scan stage (no I/O)', () => {
     const sl = createVirusScanStage({ config: config(), scanner: scanner(() => ({ kind: 'size-limit' })), gateway });
     const a = await sl.fn(pipelineMessage(samples.clean()), stageContext());
     assert.equal(a.verdict.kind, 'quarantine');
-    assert.match((a.verdict as { reason: string }).reason, /too large to scan: message exceeds clamd's StreamMaxLength/);
+    assert.match(
+      (a.verdict as { reason: string }).reason,
+      /too large to scan: message exceeds clamd's StreamMaxLength/,
+    );
 
     const lim = createVirusScanStage({
       config: config({ heuristics: [] }),
@@ -184,18 +195,35 @@ describe('virus-scan stage (no I/O)', () => {
 
   test('onHoldExpired: quarantined as unscannable (reject when configured)', () => {
     const { hooks } = createVirusScanStage({ config: config(), scanner: scanner(unavailable), gateway });
-    const out = hooks.onHoldExpired!(pipelineMessage(samples.clean()), { kind: 'tempfail', reason: 'clamd unavailable: x' }, 7_200_000);
+    const out = hooks.onHoldExpired!(
+      pipelineMessage(samples.clean()),
+      { kind: 'tempfail', reason: 'clamd unavailable: x' },
+      7_200_000,
+    );
     assert.equal(out.verdict.kind, 'quarantine');
-    assert.match((out.verdict as { reason: string }).reason, /^unscannable: no scan verdict after 7200 s \(clamd unavailable: x\)$/);
+    assert.match(
+      (out.verdict as { reason: string }).reason,
+      /^unscannable: no scan verdict after 7200 s \(clamd unavailable: x\)$/,
+    );
     assert.match(firstLine(out.raw), /not scanned: unscannable after 7200 s/);
-    const r = createVirusScanStage({ config: config({ actions: { unscannable: 'reject' } }), scanner: scanner(unavailable), gateway });
-    assert.equal(r.hooks.onHoldExpired!(pipelineMessage('x'), { kind: 'tempfail', reason: 'r' }, 1).verdict.kind, 'reject');
+    const r = createVirusScanStage({
+      config: config({ actions: { unscannable: 'reject' } }),
+      scanner: scanner(unavailable),
+      gateway,
+    });
+    assert.equal(
+      r.hooks.onHoldExpired!(pipelineMessage('x'), { kind: 'tempfail', reason: 'r' }, 1).verdict.kind,
+      'reject',
+    );
   });
 
   test('shutdown during a scan: the error propagates (record redelivered), no verdict', async () => {
     const ac = new AbortController();
     ac.abort();
     const { fn } = createVirusScanStage({ config: config({ failOpen: true }), scanner: scanner(unavailable), gateway });
-    await assert.rejects(fn(pipelineMessage(samples.clean()), stageContext({ signal: ac.signal })), ClamdUnavailableError);
+    await assert.rejects(
+      fn(pipelineMessage(samples.clean()), stageContext({ signal: ac.signal })),
+      ClamdUnavailableError,
+    );
   });
 });

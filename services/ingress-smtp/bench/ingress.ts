@@ -1,0 +1,150 @@
+/**
+ * Ingress throughput benchmark: Postfix `smtp-source` (20 concurrent sessions, one message per connection)
+ * against (a) ingress-smtp producing each message durably (acks=-1) into kafka-lite running in its own process,
+ * and (b) Postfix `smtp-sink` (accepts and discards: the ceiling on this machine). Prints msg/s for 10 KiB and
+ * 100 KiB messages, p50/p99 of end-of-DATA → 250 measured inside the server, and the ingress/sink ratio.
+ *
+ *   node --import tsx --conditions=mailgate-src services/ingress-smtp/bench/ingress.ts [--messages 2000]
+ *
+ * Figures only, never assertions. Runs with the production config defaults except: ports, accepted domain,
+ * reverseDns off (no DNS in the sandbox) and pregreetDelayMs 0 (the early-talker wait would dominate a
+ * one-message-per-connection run; it is a per-connection constant, not throughput).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { startService } from '@mailgate/runtime';
+import { freePort, startKafkaProcess, startRedis, waitFor } from '@mailgate/testkit';
+import pino from 'pino';
+import { createIngressService, type Ingress } from '../src/index.js';
+
+const args = process.argv.slice(2);
+const arg = (name: string, def: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const MESSAGES = arg('messages', 2000);
+const SESSIONS = arg('sessions', 20);
+/** --reuse: smtp-source -d (several messages per connection), to separate connection cost from message cost. */
+const REUSE = args.includes('--reuse');
+
+function run(cmd: string, argv: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('error', reject);
+    p.on('exit', (code) => resolve({ code: code ?? -1, out }));
+  });
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function smtpSource(
+  port: number,
+  size: number,
+  messages: number,
+): Promise<{ secs: number; out: string; code: number }> {
+  const t0 = performance.now();
+  const r = await run('smtp-source', [
+    ...(REUSE ? ['-d'] : []),
+    '-s',
+    String(SESSIONS),
+    '-l',
+    String(size),
+    '-m',
+    String(messages),
+    '-f',
+    'sender@remote.test',
+    '-t',
+    'user@example.test',
+    `127.0.0.1:${port}`,
+  ]);
+  return { secs: (performance.now() - t0) / 1000, out: r.out, code: r.code };
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-kafka-'));
+  const kafka = await startKafkaProcess({ dataDir });
+  const redis = await startRedis();
+  let ingress: Ingress | undefined;
+  const svc = createIngressService({ onStarted: (i) => (ingress = i), connectFilter: null });
+  const running = await startService(svc, {
+    httpPort: 0,
+    env: {},
+    log: pino({ level: 'warn' }),
+    configDocument: {
+      gateway: { hostname: 'bench.test', instance: 'bench' },
+      kafka: { brokers: [kafka.brokers] },
+      redis: { url: redis.url, keyPrefix: 'bench:' },
+      logging: { level: 'warn' },
+      telemetry: { tracing: { enabled: true } },
+      ingress: {
+        listeners: { mx: { host: '127.0.0.1', port: 0 } },
+        acceptedDomains: ['example.test'],
+        reverseDns: false,
+        limits: { pregreetDelayMs: 0, maxConnectionsPerIp: 1000, messageRate: { max: 10_000_000 } },
+      },
+    },
+  });
+  const gw = ingress!;
+  const sinkPort = await freePort();
+  // smtp-sink refuses to run as root without a user to drop to.
+  const asRoot = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+  const sink = spawn('smtp-sink', [...asRoot, '-c', `127.0.0.1:${sinkPort}`, '256'], { stdio: 'ignore' });
+  await waitFor(
+    async () =>
+      (await run('smtp-source', ['-m', '1', '-l', '10', '-f', 'a@b.test', '-t', 'c@d.test', `127.0.0.1:${sinkPort}`]))
+        .code === 0,
+    { timeoutMs: 5000 },
+  );
+
+  console.log(
+    `ingress-smtp benchmark: smtp-source -s ${SESSIONS}, ${MESSAGES} messages per run, ${REUSE ? 'connections reused (-d)' : 'one message per connection'}`,
+  );
+  console.log(
+    `ingress → kafka-lite (separate process, acks=-1, fsync interval) with Redis rate limit; ceiling = Postfix smtp-sink\n`,
+  );
+  try {
+    for (const [label, size, count] of [
+      ['10 KiB', 10 * 1024, MESSAGES],
+      ['100 KiB', 100 * 1024, Math.max(200, Math.floor(MESSAGES / 2))],
+    ] as const) {
+      // warm-up (connections, JIT, topic metadata)
+      await smtpSource(gw.addresses.mx!.port, size, 100);
+      const before = { n: gw.stats.acceptLatencyMs.length, accepted: gw.stats.accepted, failed: gw.stats.tempfailed };
+      const ing = await smtpSource(gw.addresses.mx!.port, size, count);
+      const lat = gw.stats.acceptLatencyMs.slice(before.n).sort((a, b) => a - b);
+      const accepted = gw.stats.accepted - before.accepted;
+      const sinkRun = await smtpSource(sinkPort, size, count);
+      const ingRate = count / ing.secs;
+      const sinkRate = count / sinkRun.secs;
+      console.log(`${label}:`);
+      console.log(
+        `  ingress   ${ingRate.toFixed(0).padStart(6)} msg/s  (${accepted}/${count} queued, ${gw.stats.tempfailed - before.failed} tempfailed, ${ing.secs.toFixed(2)} s)` +
+          `  end-of-DATA→250 p50 ${pct(lat, 50).toFixed(2)} ms  p99 ${pct(lat, 99).toFixed(2)} ms  max ${pct(lat, 100).toFixed(2)} ms`,
+      );
+      console.log(`  smtp-sink ${sinkRate.toFixed(0).padStart(6)} msg/s  (${sinkRun.secs.toFixed(2)} s)`);
+      console.log(`  ratio ingress/sink ${(ingRate / sinkRate).toFixed(2)}`);
+      if (ing.code !== 0 || /error|reject/i.test(ing.out))
+        console.log(`  smtp-source (ingress) said: ${ing.out.trim().slice(0, 300)}`);
+    }
+  } finally {
+    sink.kill('SIGTERM');
+    await running.stop();
+    await Promise.all([kafka.stop(), redis.stop()]);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

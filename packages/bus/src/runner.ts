@@ -183,9 +183,19 @@ export class StageRunner {
     await this.o.faults?.afterProduce?.();
     const last = chunk[chunk.length - 1]!;
     p.resolveOffset(last.offset);
-    await this.consumer.commitOffsets([
-      { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-    ]);
+    try {
+      await this.consumer.commitOffsets([
+        { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
+      ]);
+    } catch (err) {
+      // consumer.commitOffsets wraps the broker's answer (UNKNOWN_MEMBER_ID after a broker restart or a session
+      // expiry, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) in a KafkaJSNonRetriableError without its `type`, and
+      // kafkajs' runner only re-joins the group for the protocol error itself: rethrow that, or the consumer
+      // crashes for good (restart: false). The chunk stays uncommitted and is redelivered (at-least-once).
+      const cause = (err as { cause?: unknown }).cause;
+      if (cause instanceof Error && 'type' in cause) throw cause;
+      throw err;
+    }
     await p.heartbeat().catch(() => undefined);
     return true;
   }

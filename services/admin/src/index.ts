@@ -2,6 +2,7 @@ export { service, createAdminService, type AdminServiceOptions } from './service
 export { adminSchema, type AdminConfig } from './config.js';
 export { TrackingStore, type MessageSummary, type SearchQuery } from './tracking-store.js';
 export { QuarantineStore, type QuarantineEntry } from './quarantine-store.js';
-export { releaseFromQuarantine, deleteFromQuarantine } from './release.js';
+export { releaseFromQuarantine, deleteFromQuarantine, NotFoundError, ConflictError } from './release.js';
 export { AuditLog, type AuditEntry } from './audit.js';
-export type { DeferredQueue } from './api.js';
+export type { DeferredQueue, DeferredItem } from './api.js';
+export { PipelineStats, type StageStats } from './stats.js';

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeMessage, RECORD_HEADERS, TOPICS, type TrackingEvent } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
+import { runTrack } from '../../../packages/cli/src/track.js';
 import {
   ADMIN_TOKEN,
   eventsFor,
@@ -272,6 +273,36 @@ describe('admin service', () => {
     assert.equal(r.status, 409);
     assert.match(((await r.json()) as Json)['message'], /cannot be released/);
     assert.equal((await env.api('/api/v1/quarantine/DL0000000000000000000000AA', { method: 'DELETE' })).status, 200);
+  });
+
+  test('CLI: mailgate trace <id> and mailgate track --rcpt print the timeline and the search as tables', async () => {
+    const capture = () => {
+      let text = '';
+      return { write: (s: string) => void (text += s), get text() { return text; } };
+    };
+    const run = async (argv: string[]) => {
+      const out = capture();
+      const err = capture();
+      const code = await runTrack([...argv, '--url', env.url, '--token', READ_TOKEN], out, err);
+      return { code, out: out.text, err: err.text };
+    };
+    const id = carol.msg.envelope.id;
+    const t = await run(['trace', id]);
+    assert.equal(t.code, 0, t.err);
+    assert.match(t.out, new RegExp(`Message\\s+${id}`));
+    assert.match(t.out, new RegExp(`Trace\\s+${carol.traceId}\\s+${TRACE_UI}/trace/${carol.traceId}`));
+    assert.match(t.out, /TIME\s+SERVICE\s+INSTANCE\s+EVENT\s+DETAILS/);
+    assert.match(t.out, /delivery\s+delivery-0\s+delivered\s+rcpt=ceo@example.test, mx=mx.remote.test, reply=250 2.0.0 Ok/);
+    const s = await run(['track', '--rcpt', 'ceo@example.test', '--from', '@other.test']);
+    assert.equal(s.code, 0, s.err);
+    assert.match(s.out, new RegExp(`${id}\\s+\\S+\\s+carol@other.test\\s+ceo@example.test\\s+203.0.113.9\\s+delivered`));
+    assert.equal((await run(['track', '--rcpt', 'nobody@example.test'])).code, 1);
+    assert.equal((await run(['trace', 'NOPE0000000000000000000000'])).code, 1);
+    assert.equal((await run(['track'])).code, 64);
+    const bad = capture();
+    assert.equal(await runTrack(['trace', id, '--url', env.url, '--token', 'wrong-token-wrong-token'], capture(), bad), 77);
+    assert.match(bad.text, /refused the token \(401\)/);
+    assert.equal(await runTrack(['trace', id, '--url', 'http://127.0.0.1:1', '--token', READ_TOKEN], capture(), capture()), 69);
   });
 
   test('deferred endpoints answer 503 when the delivery queue is not wired in', async () => {

@@ -401,10 +401,14 @@ export function createIngress(deps: IngressDeps): Ingress {
       }
     }
     endTx(st, 'reset'); // RSET/EHLO between transactions leaves no hook; close the old span here
+    // Each message gets its own trace (its audit record), rooted at its transaction and linked to the session's
+    // span: an internal relay can carry thousands of messages over one session, which must not become one trace.
     const span = deps.tracer.startSpan(
       'smtp.transaction',
       {
         kind: SpanKind.SERVER,
+        root: true,
+        links: [{ context: st.span.spanContext() }],
         attributes: {
           'mailgate.listener': kind,
           'client.address': ip,

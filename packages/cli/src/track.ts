@@ -1,0 +1,172 @@
+import { flagString, parseArgs } from './args.js';
+
+/**
+ * `mailgate trace <message-id>` and `mailgate track --rcpt A | --from A | --ip IP`: the admin API's message
+ * tracking in the terminal. Talks HTTP to the admin service (`--url`, `--token`, or env MAILGATE_ADMIN_URL /
+ * MAILGATE_ADMIN_TOKEN); needs nothing else installed.
+ */
+export const TRACK_USAGE = `Usage:
+  mailgate trace <message-id> [--json]                      one message's timeline: every service, verdict, delivery reply
+  mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP]
+                 [--since TIME] [--until TIME] [--limit N] [--json]   search (newest first; criteria combine)
+Options:
+  --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
+  --token TOKEN  API token (default $MAILGATE_ADMIN_TOKEN)
+TIME is ISO 8601 (2026-03-01T10:00:00Z) or milliseconds since the epoch.
+Exit codes: 0 found, 1 nothing found, 64 usage, 69 admin service unreachable, 77 token refused.`;
+
+const EX_NOTFOUND = 1;
+const EX_USAGE = 64;
+const EX_UNAVAILABLE = 69;
+const EX_NOPERM = 77;
+
+interface Out {
+  write(s: string): unknown;
+}
+
+interface Summary {
+  id: string;
+  mailFrom: string;
+  rcptTo: string[];
+  clientIp: string;
+  traceId: string;
+  status: string;
+  firstSeen: string;
+  ingressHost: string;
+}
+
+interface Event {
+  type: string;
+  at: string;
+  service: string;
+  host: string;
+  details?: Record<string, unknown>;
+}
+
+/** Plain text table, columns padded to their widest cell (the last column is not padded). */
+export function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** One line saying what an event means: the verdict and reason, the remote reply, who released it. */
+export function describeEvent(e: Event): string {
+  const d = e.details ?? {};
+  const parts: string[] = [];
+  const v = d['verdict'] as { kind?: string; reason?: string } | undefined;
+  if (v?.kind) parts.push(v.reason ? `${v.kind}: ${v.reason}` : v.kind);
+  for (const k of ['rcpt', 'mx', 'reply', 'error', 'by', 'topic', 'reason']) {
+    const x = d[k];
+    if (x !== undefined && x !== null && x !== '' && !(k === 'reason' && v?.reason)) parts.push(`${k}=${typeof x === 'string' ? x : JSON.stringify(x)}`);
+  }
+  if (typeof d['durationMs'] === 'number') parts.push(`${d['durationMs']} ms`);
+  if (parts.length === 0 && Object.keys(d).length) parts.push(JSON.stringify(d));
+  const s = parts.join(', ');
+  return s.length > 160 ? s.slice(0, 159) + '…' : s;
+}
+
+function timeParam(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (/^\d+$/.test(v)) return v;
+  const ms = Date.parse(v);
+  if (!Number.isFinite(ms)) throw new UsageError(`not a time: ${v}`);
+  return String(ms);
+}
+
+class UsageError extends Error {}
+
+export async function runTrack(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  const args = parseArgs(argv);
+  const positional = [...args.positional];
+  if (positional[0] === 'trace' || positional[0] === 'track') positional.shift();
+  if (args.flags['help']) {
+    out.write(TRACK_USAGE + '\n');
+    return 0;
+  }
+  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(/\/$/, '');
+  const token = flagString(args, 'token') ?? process.env['MAILGATE_ADMIN_TOKEN'];
+  const asJson = args.flags['json'] === true;
+  if (!token) {
+    err.write('no API token: pass --token or set MAILGATE_ADMIN_TOKEN\n');
+    return EX_USAGE;
+  }
+  let path: string;
+  try {
+    if (positional.length > 1) throw new UsageError('one message id at a time');
+    if (positional[0]) {
+      path = `/api/v1/messages/${encodeURIComponent(positional[0])}`;
+    } else {
+      const q = new URLSearchParams();
+      for (const k of ['rcpt', 'from', 'ip', 'limit'] as const) {
+        const v = flagString(args, k);
+        if (v !== undefined) q.set(k, v);
+      }
+      for (const k of ['since', 'until'] as const) {
+        const v = timeParam(flagString(args, k));
+        if (v !== undefined) q.set(k, v);
+      }
+      if (![...q.keys()].some((k) => k === 'rcpt' || k === 'from' || k === 'ip')) throw new UsageError('give a message id, or --rcpt, --from or --ip');
+      path = `/api/v1/messages?${q}`;
+    }
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    err.write(`${e.message}\n\n${TRACK_USAGE}\n`);
+    return EX_USAGE;
+  }
+
+  let res: Response;
+  try {
+    res = await fetch(base + path, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
+  } catch (e) {
+    err.write(`cannot reach the admin service at ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`);
+    return EX_UNAVAILABLE;
+  }
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.status === 401 || res.status === 403) {
+    err.write(`the admin service refused the token (${res.status}): ${String(body['message'] ?? '')}\n`);
+    return EX_NOPERM;
+  }
+  if (res.status === 404) {
+    err.write(`${String(body['message'] ?? 'not found')}\n`);
+    return EX_NOTFOUND;
+  }
+  if (!res.ok) {
+    err.write(`admin service error ${res.status}: ${String(body['message'] ?? '')}\n`);
+    return res.status === 400 ? EX_USAGE : EX_UNAVAILABLE;
+  }
+  if (asJson) {
+    out.write(JSON.stringify(body, null, 2) + '\n');
+    return 0;
+  }
+
+  if (positional[0]) {
+    const s = body['summary'] as Summary;
+    const events = body['events'] as Event[];
+    out.write(
+      [
+        `Message   ${s.id}`,
+        `From      ${s.mailFrom || '<>'}`,
+        `To        ${s.rcptTo.join(', ')}`,
+        `Client    ${s.clientIp}${s.ingressHost ? `  (accepted by ${s.ingressHost})` : ''}`,
+        `Status    ${s.status}`,
+        `Trace     ${s.traceId || '-'}${body['traceUrl'] ? `  ${String(body['traceUrl'])}` : ''}`,
+        '',
+      ].join('\n') + '\n',
+    );
+    out.write(table(['TIME', 'SERVICE', 'INSTANCE', 'EVENT', 'DETAILS'], events.map((e) => [e.at, e.service, e.host, e.type, describeEvent(e)])));
+    return 0;
+  }
+  const results = body['results'] as Summary[];
+  if (results.length === 0) {
+    err.write('no messages found\n');
+    return EX_NOTFOUND;
+  }
+  out.write(
+    table(
+      ['ID', 'FIRST SEEN', 'FROM', 'TO', 'CLIENT', 'STATUS'],
+      results.map((m) => [m.id, m.firstSeen, m.mailFrom || '<>', m.rcptTo.join(','), m.clientIp, m.status]),
+    ),
+  );
+  return 0;
+}

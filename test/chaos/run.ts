@@ -54,7 +54,8 @@ export interface ChaosReport {
   quarantined: number;
   quarantineReasons: Record<string, number>;
   missing: string[];
-  duplicates: { id: string; copies: number }[];
+  /** Copies with the same X-Mailgate-Id: when (s since start) and where each arrived, and the tracking timeline. */
+  duplicates: { id: string; copies: number; arrivals: string[]; timeline?: string }[];
   /** Extra copies whose Message-ID was accepted twice because the client retried after an unanswered attempt. */
   clientRetryCopies: number;
   eicarDelivered: number;
@@ -253,7 +254,27 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
   const settleSeconds = (Date.now() - settleStart) / 1000;
 
   const delivered = deliveredCopies();
-  const duplicates = [...delivered].filter(([, c]) => c > 1).map(([id, copies]) => ({ id, copies }));
+  const sinkNames = new Map<unknown, string>([
+    [stack.internal, 'internal'],
+    [stack.mx1, 'mx1'],
+    [stack.mx2, 'mx2'],
+  ]);
+  const duplicates: ChaosReport['duplicates'] = [];
+  for (const [id, copies] of delivered) {
+    if (copies < 2) continue;
+    const arrivals = [stack.internal, stack.mx1, stack.mx2].flatMap((sink) =>
+      sink.messages
+        .filter((m) => mailgateId(m) === id)
+        .map((m) => `${sinkNames.get(sink)}@${((m.receivedAt.getTime() - t0) / 1000).toFixed(1)}s`),
+    );
+    const view = await stack
+      .admin<{ events: { type: string; service: string; host: string; at: string }[] }>(`/api/v1/messages/${id}`)
+      .catch(() => undefined);
+    const timeline = view?.events
+      .map((e) => `${e.type === 'stage' ? e.service : e.type}(${e.host})@${((Date.parse(e.at) - t0) / 1000).toFixed(1)}s`)
+      .join(' ');
+    duplicates.push({ id, copies, arrivals, ...(timeline ? { timeline } : {}) });
+  }
   const allDelivered = [stack.internal, stack.mx1, stack.mx2].flatMap((s) => s.messages);
   const byMessageId = new Map<string, number>();
   for (const m of allDelivered) {
@@ -302,7 +323,8 @@ export function formatReport(r: ChaosReport): string {
   return [
     `messages sent ${r.messages}, accepted (250) ${r.accepted}, never accepted ${r.notAccepted} (4xx attempts retried: ${r.attemptsRefused})`,
     `delivered ${r.delivered}, quarantined ${r.quarantined}, missing ${r.missing.length}`,
-    `duplicates at the sinks (same X-Mailgate-Id): ${r.duplicates.length}${r.duplicates.length ? ` ${JSON.stringify(r.duplicates.slice(0, 10))}` : ''}`,
+    `duplicates at the sinks (same X-Mailgate-Id): ${r.duplicates.length}`,
+    ...r.duplicates.slice(0, 10).map((d) => `  ${d.id} ×${d.copies}: ${d.arrivals.join(', ')}; timeline: ${d.timeline ?? '?'}`),
     `copies from client retries after an unanswered attempt (same Message-ID, new id): ${r.clientRetryCopies}`,
     `EICAR at a sink: ${r.eicarDelivered}; delivered without a clean scan header: ${r.unscannedDelivered}`,
     `quarantine reasons: ${JSON.stringify(r.quarantineReasons)}`,

@@ -46,7 +46,11 @@ interface Event {
 /** Plain text table, columns padded to their widest cell (the last column is not padded). */
 export function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -58,7 +62,8 @@ export function describeEvent(e: Event): string {
   if (v?.kind) parts.push(v.reason ? `${v.kind}: ${v.reason}` : v.kind);
   for (const k of ['rcpt', 'mx', 'reply', 'error', 'by', 'topic', 'reason']) {
     const x = d[k];
-    if (x !== undefined && x !== null && x !== '' && !(k === 'reason' && v?.reason)) parts.push(`${k}=${typeof x === 'string' ? x : JSON.stringify(x)}`);
+    if (x !== undefined && x !== null && x !== '' && !(k === 'reason' && v?.reason))
+      parts.push(`${k}=${typeof x === 'string' ? x : JSON.stringify(x)}`);
   }
   if (typeof d['durationMs'] === 'number') parts.push(`${d['durationMs']} ms`);
   if (parts.length === 0 && Object.keys(d).length) parts.push(JSON.stringify(d));
@@ -84,7 +89,10 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
     out.write(TRACK_USAGE + '\n');
     return 0;
   }
-  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(/\/$/, '');
+  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(
+    /\/$/,
+    '',
+  );
   const token = flagString(args, 'token') ?? process.env['MAILGATE_ADMIN_TOKEN'];
   const asJson = args.flags['json'] === true;
   if (!token) {
@@ -106,7 +114,8 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
         const v = timeParam(flagString(args, k));
         if (v !== undefined) q.set(k, v);
       }
-      if (![...q.keys()].some((k) => k === 'rcpt' || k === 'from' || k === 'ip')) throw new UsageError('give a message id, or --rcpt, --from or --ip');
+      if (![...q.keys()].some((k) => k === 'rcpt' || k === 'from' || k === 'ip'))
+        throw new UsageError('give a message id, or --rcpt, --from or --ip');
       path = `/api/v1/messages?${q}`;
     }
   } catch (e) {
@@ -117,9 +126,14 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
 
   let res: Response;
   try {
-    res = await fetch(base + path, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
+    res = await fetch(base + path, {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(15_000),
+    });
   } catch (e) {
-    err.write(`cannot reach the admin service at ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`);
+    err.write(
+      `cannot reach the admin service at ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`,
+    );
     return EX_UNAVAILABLE;
   }
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
@@ -154,7 +168,12 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
         '',
       ].join('\n') + '\n',
     );
-    out.write(table(['TIME', 'SERVICE', 'INSTANCE', 'EVENT', 'DETAILS'], events.map((e) => [e.at, e.service, e.host, e.type, describeEvent(e)])));
+    out.write(
+      table(
+        ['TIME', 'SERVICE', 'INSTANCE', 'EVENT', 'DETAILS'],
+        events.map((e) => [e.at, e.service, e.host, e.type, describeEvent(e)]),
+      ),
+    );
     return 0;
   }
   const results = body['results'] as Summary[];

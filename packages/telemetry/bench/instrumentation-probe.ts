@@ -19,7 +19,11 @@ const load = async () => ({
 const loadFirst = process.env['PROBE_LOAD_FIRST'] === '1';
 const early = loadFirst ? await load() : null;
 const mem = new InMemorySpanExporter();
-const t = startTelemetry({ serviceName: 'probe', instrumentations: true, spanProcessors: [new SimpleSpanProcessor(mem)] });
+const t = startTelemetry({
+  serviceName: 'probe',
+  instrumentations: true,
+  spanProcessors: [new SimpleSpanProcessor(mem)],
+});
 const { http, net, dns, Fastify, Redis } = early ?? (await load());
 
 const app = Fastify();
@@ -31,7 +35,10 @@ await trace.getTracer('probe').startActiveSpan('probe parent', async (parent) =>
   await new Promise<void>((resolve, reject) => {
     http.get(`http://127.0.0.1:${port}/x`, (res) => res.resume().on('end', resolve)).on('error', reject);
   });
-  const redis = new Redis(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redis = new Redis(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+  });
   try {
     await redis.connect();
     await redis.ping();
@@ -57,5 +64,6 @@ for (const s of mem.getFinishedSpans()) {
 }
 const hook = process.execArgv.some((a) => a.includes('hook.mjs')) ? 'import-in-the-middle hook' : 'no loader hook';
 console.log(`${hook}, modules loaded ${loadFirst ? 'BEFORE' : 'after'} the SDK started:`);
-for (const [lib, names] of by) console.log(`  ${lib}: ${names.length} span(s), e.g. ${[...new Set(names)].slice(0, 4).join(' | ')}`);
+for (const [lib, names] of by)
+  console.log(`  ${lib}: ${names.length} span(s), e.g. ${[...new Set(names)].slice(0, 4).join(' | ')}`);
 await t.shutdown();

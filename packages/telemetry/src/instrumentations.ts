@@ -22,10 +22,15 @@ export function instrumentationsFromEnv(env: NodeJS.ProcessEnv = process.env): I
   if (v === undefined || v === '') return DEFAULT_INSTRUMENTATIONS;
   if (v === 'none' || v === 'false' || v === '0') return false;
   if (v === 'all' || v === 'true') return true;
-  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = names.filter((n) => !(INSTRUMENTATION_NAMES as readonly string[]).includes(n));
   if (bad.length) {
-    throw new Error(`MAILGATE_OTEL_INSTRUMENTATIONS: unknown instrumentation ${bad.join(', ')} (known: ${INSTRUMENTATION_NAMES.join(', ')}, all, none)`);
+    throw new Error(
+      `MAILGATE_OTEL_INSTRUMENTATIONS: unknown instrumentation ${bad.join(', ')} (known: ${INSTRUMENTATION_NAMES.join(', ')}, all, none)`,
+    );
   }
   return names as InstrumentationName[];
 }

@@ -20,7 +20,14 @@ class MailgateRootSampler implements Sampler {
   constructor(ratio: number) {
     this.ratio = new TraceIdRatioBasedSampler(ratio);
   }
-  shouldSample(ctx: Context, traceId: string, name: string, kind: SpanKind, attrs: Attributes, links: Link[]): SamplingResult {
+  shouldSample(
+    ctx: Context,
+    traceId: string,
+    name: string,
+    kind: SpanKind,
+    attrs: Attributes,
+    links: Link[],
+  ): SamplingResult {
     if (CLIENT_NOISE.test(name)) return { decision: SamplingDecision.NOT_RECORD };
     return this.ratio.shouldSample(ctx, traceId, name, kind, attrs, links);
   }

@@ -3,10 +3,7 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import {
-  BatchSpanProcessor,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createInstrumentations, instrumentationsFromEnv, type InstrumentationChoice } from './instrumentations.js';
@@ -103,7 +100,9 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       sampler: mailgateSampler(opts.sampleRatio ?? 1),
       spanProcessors,
       metricReaders: [prometheus],
-      instrumentations: createInstrumentations(opts.instrumentations === undefined ? instrumentationsFromEnv() : opts.instrumentations),
+      instrumentations: createInstrumentations(
+        opts.instrumentations === undefined ? instrumentationsFromEnv() : opts.instrumentations,
+      ),
     });
     sdk.start();
     active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0 };

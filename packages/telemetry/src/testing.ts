@@ -30,10 +30,19 @@ export interface OneTrace {
  * (pass `traceId` to pick it). Every span of the trace must have its parent inside the trace, except the root.
  * Returns the trace for further assertions (attributes, verdicts).
  */
-export function assertOneTrace(spans: readonly ReadableSpan[], serviceNames: readonly string[], traceId?: string): OneTrace {
+export function assertOneTrace(
+  spans: readonly ReadableSpan[],
+  serviceNames: readonly string[],
+  traceId?: string,
+): OneTrace {
   assert.ok(serviceNames.length > 0, 'assertOneTrace: name at least one service');
-  const first = spans.find((s) => serviceOfSpan(s) === serviceNames[0] && (!traceId || s.spanContext().traceId === traceId));
-  assert.ok(first, `no span from ${serviceNames[0]}${traceId ? ` in trace ${traceId}` : ''}; services seen: ${[...new Set(spans.map(serviceOfSpan))].join(', ') || 'none'}`);
+  const first = spans.find(
+    (s) => serviceOfSpan(s) === serviceNames[0] && (!traceId || s.spanContext().traceId === traceId),
+  );
+  assert.ok(
+    first,
+    `no span from ${serviceNames[0]}${traceId ? ` in trace ${traceId}` : ''}; services seen: ${[...new Set(spans.map(serviceOfSpan))].join(', ') || 'none'}`,
+  );
   const tid = first.spanContext().traceId;
   const inTrace = spans.filter((s) => s.spanContext().traceId === tid);
   const byId = new Map(inTrace.map((s) => [s.spanContext().spanId, s]));
@@ -57,7 +66,10 @@ export function assertOneTrace(spans: readonly ReadableSpan[], serviceNames: rea
       `trace ${tid} has no span from ${name}; it has: ${[...new Set(inTrace.map(serviceOfSpan))].join(', ')} (spans of ${name} in other traces: ${spans.filter((s) => serviceOfSpan(s) === name).length})`,
     );
     const chosen = prev ? candidates.find((c) => ancestors(c).has(prev!.spanContext().spanId)) : candidates[0];
-    if (!chosen) assert.fail(`no span of ${name} descends from the span of ${serviceOfSpan(prev!)} ('${prev!.name}') in trace ${tid}`);
+    if (!chosen)
+      assert.fail(
+        `no span of ${name} descends from the span of ${serviceOfSpan(prev!)} ('${prev!.name}') in trace ${tid}`,
+      );
     byService.set(name, chosen);
     prev = chosen;
   }

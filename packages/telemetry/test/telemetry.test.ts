@@ -16,7 +16,10 @@ test('MAILGATE_OTEL_INSTRUMENTATIONS: default set, all, none, list; unknown name
   assert.equal(instrumentationsFromEnv({ MAILGATE_OTEL_INSTRUMENTATIONS: 'all' }), true);
   assert.equal(instrumentationsFromEnv({ MAILGATE_OTEL_INSTRUMENTATIONS: 'none' }), false);
   assert.deepEqual(instrumentationsFromEnv({ MAILGATE_OTEL_INSTRUMENTATIONS: 'dns, ioredis' }), ['dns', 'ioredis']);
-  assert.throws(() => instrumentationsFromEnv({ MAILGATE_OTEL_INSTRUMENTATIONS: 'dns,kafka' }), /unknown instrumentation kafka/);
+  assert.throws(
+    () => instrumentationsFromEnv({ MAILGATE_OTEL_INSTRUMENTATIONS: 'dns,kafka' }),
+    /unknown instrumentation kafka/,
+  );
 });
 
 test('spans: recorded, propagated through record headers, root connects dropped; SDK restarts in one process', async () => {
@@ -37,7 +40,11 @@ test('spans: recorded, propagated through record headers, root connects dropped;
     parent.end();
     await p.forceFlush();
     const spans = mem.getFinishedSpans();
-    assert.deepEqual(spans.map((s) => s.name).sort(), ['dns.lookup', 'later', 'smtp transaction', 'stage process'], `round ${round}`);
+    assert.deepEqual(
+      spans.map((s) => s.name).sort(),
+      ['dns.lookup', 'later', 'smtp transaction', 'stage process'],
+      `round ${round}`,
+    );
     assert.ok(spans.every((s) => s.spanContext().traceId === parent.spanContext().traceId));
     await t.shutdown();
   }

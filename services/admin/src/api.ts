@@ -49,7 +49,14 @@ export interface ApiDeps {
 
 export const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;
 
-const ERROR_NAMES: Record<number, string> = { 400: 'bad-request', 401: 'unauthorized', 403: 'forbidden', 404: 'not-found', 409: 'conflict', 503: 'unavailable' };
+const ERROR_NAMES: Record<number, string> = {
+  400: 'bad-request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not-found',
+  409: 'conflict',
+  503: 'unavailable',
+};
 
 /** The `:id` route parameter, checked (ids end up in Redis keys and log lines). */
 function idOf(req: { params: unknown }): string {
@@ -74,7 +81,10 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     if (status === 500) d.log?.error({ err, method: req.method, url: req.url }, 'admin request failed');
     void reply
       .code(status)
-      .send({ error: ERROR_NAMES[status] ?? (status < 500 ? 'bad-request' : 'internal'), message: status === 500 ? 'internal error' : err.message });
+      .send({
+        error: ERROR_NAMES[status] ?? (status < 500 ? 'bad-request' : 'internal'),
+        message: status === 500 ? 'internal error' : err.message,
+      });
   });
 
   app.get('/openapi.json', async () => OPENAPI);
@@ -99,7 +109,8 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     const id = idOf(req);
     const m = await d.tracking.get(id);
     if (!m) return reply.code(404).send({ error: 'not-found', message: `no message ${id}` });
-    const traceUrl = d.traceUiUrl && m.summary.traceId ? `${d.traceUiUrl.replace(/\/$/, '')}/trace/${m.summary.traceId}` : undefined;
+    const traceUrl =
+      d.traceUiUrl && m.summary.traceId ? `${d.traceUiUrl.replace(/\/$/, '')}/trace/${m.summary.traceId}` : undefined;
     return { ...m, traceUrl };
   });
 
@@ -120,32 +131,53 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     const m = await d.quarantine.message(id);
     if (!m) return reply.code(404).send({ error: 'not-found', message: `no quarantined message ${id}` });
     await d.audit.record({ who: req.principal!.name, action: 'quarantine.download', target: id });
-    return reply.header('content-type', 'message/rfc822').header('content-disposition', `attachment; filename="${id}.eml"`).send(m.raw);
+    return reply
+      .header('content-type', 'message/rfc822')
+      .header('content-disposition', `attachment; filename="${id}.eml"`)
+      .send(m.raw);
   });
 
   app.post('/api/v1/quarantine/:id/release', async (req) => {
     const id = idOf(req);
     const body = (req.body ?? {}) as { recheck?: unknown };
     const recheck = body.recheck === true || body.recheck === 'true';
-    const r = await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, by: req.principal!.name, host: d.host, ...(d.tracer ? { tracer: d.tracer } : {}) });
-    await d.audit.record({ who: req.principal!.name, action: recheck ? 'quarantine.release-recheck' : 'quarantine.release', target: id, details: { topic: r.topic } });
+    const r = await releaseFromQuarantine(d.quarantine, d.producer, id, {
+      recheck,
+      by: req.principal!.name,
+      host: d.host,
+      ...(d.tracer ? { tracer: d.tracer } : {}),
+    });
+    await d.audit.record({
+      who: req.principal!.name,
+      action: recheck ? 'quarantine.release-recheck' : 'quarantine.release',
+      target: id,
+      details: { topic: r.topic },
+    });
     return { released: r };
   });
 
   app.delete('/api/v1/quarantine/:id', async (req) => {
     const id = idOf(req);
-    await deleteFromQuarantine(d.quarantine, d.producer, id, { by: req.principal!.name, host: d.host, ...(d.tracer ? { tracer: d.tracer } : {}) });
+    await deleteFromQuarantine(d.quarantine, d.producer, id, {
+      by: req.principal!.name,
+      host: d.host,
+      ...(d.tracer ? { tracer: d.tracer } : {}),
+    });
     await d.audit.record({ who: req.principal!.name, action: 'quarantine.delete', target: id });
     return { deleted: id };
   });
 
   const needDeferred = () => {
-    if (!d.deferred) throw Object.assign(new Error('the deferred queue is not available (delivery not installed)'), { http: 503 });
+    if (!d.deferred)
+      throw Object.assign(new Error('the deferred queue is not available (delivery not installed)'), { http: 503 });
     return d.deferred;
   };
   app.get('/api/v1/deferred', async (req) => {
     const q = req.query as Record<string, string>;
-    const r = await needDeferred().list({ offset: num(q['offset']) ?? 0, limit: Math.min(num(q['limit']) ?? 100, d.maxResults) });
+    const r = await needDeferred().list({
+      offset: num(q['offset']) ?? 0,
+      limit: Math.min(num(q['limit']) ?? 100, d.maxResults),
+    });
     return { total: r.total, results: r.items };
   });
   for (const action of ['retry', 'hold', 'release'] as const) {

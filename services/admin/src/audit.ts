@@ -21,7 +21,11 @@ export class AuditLog {
   async record(e: Omit<AuditEntry, 'at'>): Promise<void> {
     const entry: AuditEntry = { at: new Date().toISOString(), ...e };
     this.log.info({ audit: entry }, `admin action ${e.action} ${e.target} by ${e.who}`);
-    await this.redis.multi().lpush('audit', JSON.stringify(entry)).ltrim('audit', 0, this.max - 1).exec();
+    await this.redis
+      .multi()
+      .lpush('audit', JSON.stringify(entry))
+      .ltrim('audit', 0, this.max - 1)
+      .exec();
   }
 
   async list(limit = 100): Promise<AuditEntry[]> {

@@ -46,7 +46,10 @@ export function authHook(tokens: readonly ResolvedToken[]) {
     const t = findToken(tokens, presentedToken(req));
     if (!t) {
       if (path.startsWith('/console')) return reply.redirect('/console/login');
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid API token is required' });
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'unauthorized', message: 'a valid API token is required' });
     }
     req.principal = t;
     if (req.method !== 'GET' && req.method !== 'HEAD' && t.role !== 'admin') {

@@ -51,13 +51,16 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
   );
   app.post('/console/login', async (req, reply) => {
     const token = String((req.body as Record<string, unknown>)?.['token'] ?? '');
-    if (!findToken(tokens, token)) return html(reply, page('Sign in', '<p>Invalid token.</p><a href="/console/login">Try again</a>'), 401);
+    if (!findToken(tokens, token))
+      return html(reply, page('Sign in', '<p>Invalid token.</p><a href="/console/login">Try again</a>'), 401);
     return reply
       .header('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/console`)
       .redirect('/console/messages');
   });
   app.post('/console/logout', async (_req, reply) =>
-    reply.header('set-cookie', `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0`).redirect('/console/login'),
+    reply
+      .header('set-cookie', `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0`)
+      .redirect('/console/login'),
   );
 
   /** Run a console action; a failure (not found, conflict, Kafka down) is shown as a page, not as JSON. */
@@ -69,10 +72,18 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
     } catch (err) {
       const e = err as Error & { http?: number };
       const code = e.http && e.http < 600 ? e.http : 500;
-      return html(reply, page('Action failed', `<p class="error" id="error">${esc(e.message)}</p><a href="${esc(back)}">Back</a>`), code);
+      return html(
+        reply,
+        page('Action failed', `<p class="error" id="error">${esc(e.message)}</p><a href="${esc(back)}">Back</a>`),
+        code,
+      );
     }
   };
-  const by = (req: { principal?: ResolvedToken }) => ({ by: req.principal!.name, host: d.host, ...(d.tracer ? { tracer: d.tracer } : {}) });
+  const by = (req: { principal?: ResolvedToken }) => ({
+    by: req.principal!.name,
+    host: d.host,
+    ...(d.tracer ? { tracer: d.tracer } : {}),
+  });
 
   app.get('/console/messages', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
@@ -81,16 +92,24 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
     const results = await d.tracking.search({ [field]: value, limit: 100 }, d.maxResults);
     const rows = results
       .map(
-        (m) => `<tr><td><a href="/console/messages/${esc(m.id)}"><code>${esc(m.id)}</code></a></td><td>${esc(m.firstSeen)}</td>
+        (
+          m,
+        ) => `<tr><td><a href="/console/messages/${esc(m.id)}"><code>${esc(m.id)}</code></a></td><td>${esc(m.firstSeen)}</td>
 <td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
       )
       .join('');
     const form = `<form method="get"><select name="field">${['rcpt', 'from', 'ip']
-      .map((f) => `<option value="${f}"${f === field ? ' selected' : ''}>${f === 'rcpt' ? 'recipient' : f === 'from' ? 'sender' : 'client IP'}</option>`)
+      .map(
+        (f) =>
+          `<option value="${f}"${f === field ? ' selected' : ''}>${f === 'rcpt' ? 'recipient' : f === 'from' ? 'sender' : 'client IP'}</option>`,
+      )
       .join('')}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <button>Search</button></form><br>`;
     return html(
       reply,
-      page('Messages', `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Client</th><th>Status</th></tr>${rows}</table>`),
+      page(
+        'Messages',
+        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Client</th><th>Status</th></tr>${rows}</table>`,
+      ),
     );
   });
 
@@ -126,7 +145,9 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
     const list = await d.quarantine.list(200);
     const rows = list
       .map(
-        (e) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.at)}</td>
+        (
+          e,
+        ) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.at)}</td>
 <td>${esc(e.envelope.mailFrom || '<>')}</td><td>${esc(e.envelope.rcptTo.join(', '))}</td><td>${esc(e.stage)}</td><td>${esc(e.reason)}</td>
 <td><form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/release"><button name="recheck" value="false">Release</button>
 <button name="recheck" value="true">Release &amp; re-check</button></form>
@@ -149,23 +170,36 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
     const recheck = String((req.body as Record<string, unknown>)?.['recheck'] ?? 'false') === 'true';
     return act(reply, '/console/quarantine', id, async () => {
       const r = await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, ...by(req) });
-      await d.audit.record({ who: req.principal!.name, action: recheck ? 'quarantine.release-recheck' : 'quarantine.release', target: id, details: { topic: r.topic, via: 'console' } });
+      await d.audit.record({
+        who: req.principal!.name,
+        action: recheck ? 'quarantine.release-recheck' : 'quarantine.release',
+        target: id,
+        details: { topic: r.topic, via: 'console' },
+      });
     });
   });
   app.post('/console/quarantine/:id/delete', async (req, reply) => {
     const { id } = req.params as { id: string };
     return act(reply, '/console/quarantine', id, async () => {
       await deleteFromQuarantine(d.quarantine, d.producer, id, by(req));
-      await d.audit.record({ who: req.principal!.name, action: 'quarantine.delete', target: id, details: { via: 'console' } });
+      await d.audit.record({
+        who: req.principal!.name,
+        action: 'quarantine.delete',
+        target: id,
+        details: { via: 'console' },
+      });
     });
   });
 
   app.get('/console/deferred', async (_req, reply) => {
-    if (!d.deferred) return html(reply, page('Deferred', '<p class="muted">The delivery queue is not available here.</p>'));
+    if (!d.deferred)
+      return html(reply, page('Deferred', '<p class="muted">The delivery queue is not available here.</p>'));
     const { total, items } = await d.deferred.list({ limit: 200 });
     const rows = items
       .map(
-        (e) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.mailFrom || '<>')}</td>
+        (
+          e,
+        ) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.mailFrom || '<>')}</td>
 <td>${e.recipients.map((r) => `${esc(r.rcpt)}<br><span class="muted">${esc(r.lastReply)}</span>`).join('<br>')}</td><td>${e.attempts}</td>
 <td>${e.held ? '<b>held</b>' : esc(e.nextAttemptAt ?? '')}</td><td>${esc(e.lastError)}</td>
 <td>${['retry', e.held ? 'release' : 'hold'].map((a) => `<form class="inline" method="post" action="/console/deferred/${esc(e.id)}/${a}"><button>${a === 'retry' ? 'Retry now' : a === 'hold' ? 'Hold' : 'Release'}</button></form>`).join(' ')}
@@ -191,23 +225,40 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
         else if (action === 'hold') await q.hold(id);
         else if (action === 'release') await q.release(id);
         else await q.delete(id, { dsn, by: req.principal!.name });
-        await d.audit.record({ who: req.principal!.name, action: `deferred.${action}`, target: id, details: { via: 'console', ...(action === 'delete' ? { dsn } : {}) } });
+        await d.audit.record({
+          who: req.principal!.name,
+          action: `deferred.${action}`,
+          target: id,
+          details: { via: 'console', ...(action === 'delete' ? { dsn } : {}) },
+        });
       });
     });
   }
 
   app.get('/console/audit', async (_req, reply) => {
     const rows = (await d.audit.list(200))
-      .map((a) => `<tr><td>${esc(a.at)}</td><td>${esc(a.who)}</td><td>${esc(a.action)}</td><td><code>${esc(a.target)}</code></td><td><code>${esc(a.details ? JSON.stringify(a.details) : '')}</code></td></tr>`)
+      .map(
+        (a) =>
+          `<tr><td>${esc(a.at)}</td><td>${esc(a.who)}</td><td>${esc(a.action)}</td><td><code>${esc(a.target)}</code></td><td><code>${esc(a.details ? JSON.stringify(a.details) : '')}</code></td></tr>`,
+      )
       .join('');
-    return html(reply, page('Audit log', `<table id="audit"><tr><th>Time</th><th>Who</th><th>Action</th><th>Target</th><th>Details</th></tr>${rows}</table>`));
+    return html(
+      reply,
+      page(
+        'Audit log',
+        `<table id="audit"><tr><th>Time</th><th>Who</th><th>Action</th><th>Target</th><th>Details</th></tr>${rows}</table>`,
+      ),
+    );
   });
 
   app.get('/console/stats', async (_req, reply) => {
     const [stages, quarantined] = await Promise.all([d.stats.sample(), d.quarantine.count()]);
     const rows = stages
       .map((s) => {
-        const lagging = s.partitions.filter((p) => p.lag > 0).map((p) => `p${p.partition}: ${p.lag}`).join(', ');
+        const lagging = s.partitions
+          .filter((p) => p.lag > 0)
+          .map((p) => `p${p.partition}: ${p.lag}`)
+          .join(', ');
         return `<tr><td>${esc(s.stage)}</td><td><code>${esc(s.topic)}</code></td><td>${s.produced}</td><td>${s.committed}</td><td><b>${s.lag}</b></td><td>${s.ratePerSec === null ? '…' : s.ratePerSec.toFixed(1)}</td><td>${s.partitions.length}${lagging ? ` <span class="muted">(${esc(lagging)})</span>` : ''}</td></tr>`;
       })
       .join('');

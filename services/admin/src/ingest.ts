@@ -51,7 +51,10 @@ export class TopicIngest {
           // A record we cannot parse is logged and skipped (it stays in Kafka); Redis errors are thrown so the
           // record is retried.
           if ((err as Error).name === 'CodecError' || err instanceof SyntaxError) {
-            this.opts.log.error({ err: (err as Error).message, topic, offset: message.offset }, 'unreadable record skipped');
+            this.opts.log.error(
+              { err: (err as Error).message, topic, offset: message.offset },
+              'unreadable record skipped',
+            );
             return;
           }
           throw err;

@@ -12,11 +12,18 @@ import type { PipelineStats } from './stats.js';
  * One process per cluster should export them (the admin service); stages export their own counters.
  * Returns the function that detaches the callbacks (shutdown: the meter provider may outlive the service).
  */
-export function registerGauges(meter: Meter, stats: PipelineStats, quarantine: QuarantineStore, log: Logger): () => void {
+export function registerGauges(
+  meter: Meter,
+  stats: PipelineStats,
+  quarantine: QuarantineStore,
+  log: Logger,
+): () => void {
   const lag = meter.createObservableGauge('mailgate_consumer_lag', {
     description: 'Records in a stage input topic partition not yet committed by the stage consumer group',
   });
-  const end = meter.createObservableGauge('mailgate_topic_end_offset', { description: 'High watermark per topic partition' });
+  const end = meter.createObservableGauge('mailgate_topic_end_offset', {
+    description: 'High watermark per topic partition',
+  });
   const committed = meter.createObservableGauge('mailgate_consumer_committed_offset', {
     description: 'Committed offset of the stage consumer group per partition',
   });

@@ -17,31 +17,72 @@ export const OPENAPI = {
     '/api/v1/messages': {
       get: {
         summary: 'Search tracked messages (newest first)',
-        parameters: ['rcpt', 'from', 'ip', 'since', 'until', 'limit'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
+        parameters: ['rcpt', 'from', 'ip', 'since', 'until', 'limit'].map((name) => ({
+          name,
+          in: 'query',
+          schema: { type: 'string' },
+        })),
         responses: { '200': ok('{ results: MessageSummary[] }'), ...errors },
       },
     },
     '/api/v1/messages/{id}': {
-      get: { summary: "One message's timeline, verdicts and trace id", parameters: [idParam], responses: { '200': ok('{ summary, events, traceUrl }'), ...errors } },
+      get: {
+        summary: "One message's timeline, verdicts and trace id",
+        parameters: [idParam],
+        responses: { '200': ok('{ summary, events, traceUrl }'), ...errors },
+      },
     },
-    '/api/v1/quarantine': { get: { summary: 'List quarantined messages', responses: { '200': ok('{ results }'), ...errors } } },
+    '/api/v1/quarantine': {
+      get: { summary: 'List quarantined messages', responses: { '200': ok('{ results }'), ...errors } },
+    },
     '/api/v1/quarantine/{id}': {
-      get: { summary: 'A quarantined message (envelope, reason, stage)', parameters: [idParam], responses: { '200': ok('QuarantineEntry'), ...errors } },
-      delete: { summary: 'Delete a quarantined message', parameters: [idParam], responses: { '200': ok('{ deleted }'), ...errors } },
+      get: {
+        summary: 'A quarantined message (envelope, reason, stage)',
+        parameters: [idParam],
+        responses: { '200': ok('QuarantineEntry'), ...errors },
+      },
+      delete: {
+        summary: 'Delete a quarantined message',
+        parameters: [idParam],
+        responses: { '200': ok('{ deleted }'), ...errors },
+      },
     },
-    '/api/v1/quarantine/{id}/raw': { get: { summary: 'Download the message (message/rfc822)', parameters: [idParam], responses: { '200': { description: 'the message' }, ...errors } } },
+    '/api/v1/quarantine/{id}/raw': {
+      get: {
+        summary: 'Download the message (message/rfc822)',
+        parameters: [idParam],
+        responses: { '200': { description: 'the message' }, ...errors },
+      },
+    },
     '/api/v1/quarantine/{id}/release': {
       post: {
         summary: 'Release into the pipeline: recheck=true re-runs the quarantining check; false releases after it',
         parameters: [idParam],
-        requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { recheck: { type: 'boolean' } } } } } },
+        requestBody: {
+          content: { 'application/json': { schema: { type: 'object', properties: { recheck: { type: 'boolean' } } } } },
+        },
         responses: { '200': ok('{ released }'), ...errors },
       },
     },
-    '/api/v1/deferred': { get: { summary: 'Deferred deliveries with next attempt and last error', responses: { '200': ok('{ results }'), ...errors } } },
-    '/api/v1/deferred/{id}/retry': { post: { summary: 'Retry now', parameters: [idParam], responses: { '200': ok('{ ok }'), ...errors } } },
-    '/api/v1/deferred/{id}/hold': { post: { summary: 'Hold (no more attempts until released)', parameters: [idParam], responses: { '200': ok('{ ok }'), ...errors } } },
-    '/api/v1/deferred/{id}/release': { post: { summary: 'Release a held message', parameters: [idParam], responses: { '200': ok('{ ok }'), ...errors } } },
+    '/api/v1/deferred': {
+      get: {
+        summary: 'Deferred deliveries with next attempt and last error',
+        responses: { '200': ok('{ results }'), ...errors },
+      },
+    },
+    '/api/v1/deferred/{id}/retry': {
+      post: { summary: 'Retry now', parameters: [idParam], responses: { '200': ok('{ ok }'), ...errors } },
+    },
+    '/api/v1/deferred/{id}/hold': {
+      post: {
+        summary: 'Hold (no more attempts until released)',
+        parameters: [idParam],
+        responses: { '200': ok('{ ok }'), ...errors },
+      },
+    },
+    '/api/v1/deferred/{id}/release': {
+      post: { summary: 'Release a held message', parameters: [idParam], responses: { '200': ok('{ ok }'), ...errors } },
+    },
     '/api/v1/deferred/{id}': {
       delete: {
         summary: 'Delete a deferred message (dsn=true sends a bounce to the sender)',
@@ -49,7 +90,14 @@ export const OPENAPI = {
         responses: { '200': ok('{ deleted }'), ...errors },
       },
     },
-    '/api/v1/audit': { get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } } },
-    '/api/v1/stats': { get: { summary: 'Per-stage throughput and consumer lag', responses: { '200': ok('{ stages, quarantined }'), ...errors } } },
+    '/api/v1/audit': {
+      get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } },
+    },
+    '/api/v1/stats': {
+      get: {
+        summary: 'Per-stage throughput and consumer lag',
+        responses: { '200': ok('{ stages, quarantined }'), ...errors },
+      },
+    },
   },
 } as const;

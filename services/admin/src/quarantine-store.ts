@@ -51,7 +51,12 @@ export class QuarantineStore {
    * A dead-letter record that cannot be decoded (that is often why it was dead-lettered) is kept too, as
    * `undecodable`, so it can be inspected and deleted — never silently dropped.
    */
-  async add(value: Buffer, sourceTopic: string, deadLetterError?: string, key?: string): Promise<QuarantineEntry | null> {
+  async add(
+    value: Buffer,
+    sourceTopic: string,
+    deadLetterError?: string,
+    key?: string,
+  ): Promise<QuarantineEntry | null> {
     let msg: PipelineMessage;
     let undecodable: string | undefined;
     try {
@@ -68,7 +73,8 @@ export class QuarantineStore {
     const kind = undecodable ? 'undecodable' : deadLetterError ? 'dead-letter' : (last?.verdict.kind ?? 'quarantine');
     const reason = undecodable
       ? `${deadLetterError}; undecodable record: ${undecodable}`
-      : (deadLetterError ?? (last && 'reason' in last.verdict ? last.verdict.reason : 'quarantined (no reason recorded)'));
+      : (deadLetterError ??
+        (last && 'reason' in last.verdict ? last.verdict.reason : 'quarantined (no reason recorded)'));
     const at = Date.now();
     const entry: QuarantineEntry = {
       id: msg.envelope.id,
@@ -126,7 +132,10 @@ export class QuarantineStore {
   }
 
   async message(id: string): Promise<PipelineMessage | null> {
-    const [env, raw] = await Promise.all([this.redis.hget(`q:${id}`, 'envelope'), this.redis.hgetBuffer(`q:${id}`, 'raw')]);
+    const [env, raw] = await Promise.all([
+      this.redis.hget(`q:${id}`, 'envelope'),
+      this.redis.hgetBuffer(`q:${id}`, 'raw'),
+    ]);
     if (!env || !raw) return null;
     return { envelope: JSON.parse(env) as Envelope, raw };
   }

@@ -66,7 +66,9 @@ export async function releaseFromQuarantine(
     const msg = await store.message(id);
     if (!entry || !msg) throw new NotFoundError(`no quarantined message ${id}`);
     if (entry.kind === 'undecodable') {
-      throw new ConflictError(`message ${id} is not a readable mailgate record and cannot be released; download or delete it`);
+      throw new ConflictError(
+        `message ${id} is not a readable mailgate record and cannot be released; download or delete it`,
+      );
     }
     const stage = entry.stage;
     let topic: string;
@@ -163,7 +165,14 @@ export async function deleteFromQuarantine(
     const parent = contextFromTraceparent(entry.envelope.trace.traceparent, entry.envelope.trace.tracestate);
     const span = tracerOf(opts).startSpan(
       'admin delete',
-      { attributes: { 'mailgate.service': 'admin', 'mailgate.message_id': id, 'mailgate.admin.action': 'delete', 'mailgate.admin.by': opts.by } },
+      {
+        attributes: {
+          'mailgate.service': 'admin',
+          'mailgate.message_id': id,
+          'mailgate.admin.action': 'delete',
+          'mailgate.admin.by': opts.by,
+        },
+      },
       parent,
     );
     try {

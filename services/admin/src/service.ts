@@ -52,7 +52,12 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
         handle: async (_topic, m) => {
           const e = decodeEvent(m.value);
           // A record that is JSON but not an event is unreadable too (skipped and logged, never a crash loop).
-          if (typeof e?.messageId !== 'string' || !e.messageId || typeof e.type !== 'string' || typeof e.at !== 'string') {
+          if (
+            typeof e?.messageId !== 'string' ||
+            !e.messageId ||
+            typeof e.type !== 'string' ||
+            typeof e.at !== 'string'
+          ) {
             throw new SyntaxError('not a tracking event (messageId, type and at are required)');
           }
           await tracking.add(e);
@@ -66,7 +71,10 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
         handle: async (topic, m) => {
           if (!m.value) return;
           const source = m.headers?.[RECORD_HEADERS.sourceTopic]?.toString() ?? '';
-          const error = topic === TOPICS.deadLetter ? (m.headers?.[RECORD_HEADERS.error]?.toString() ?? 'dead-lettered') : undefined;
+          const error =
+            topic === TOPICS.deadLetter
+              ? (m.headers?.[RECORD_HEADERS.error]?.toString() ?? 'dead-lettered')
+              : undefined;
           await quarantine.add(m.value, source, error, m.key?.toString());
         },
       });

@@ -81,7 +81,8 @@ export class PipelineStats {
       const committed = partitions.reduce((s, p) => s + p.committed, 0);
       const lag = partitions.reduce((s, p) => s + p.lag, 0);
       const prev = this.last.get(stage);
-      const ratePerSec = prev && now > prev.at ? Math.max(0, ((committed - prev.committed) * 1000) / (now - prev.at)) : null;
+      const ratePerSec =
+        prev && now > prev.at ? Math.max(0, ((committed - prev.committed) * 1000) / (now - prev.at)) : null;
       this.last.set(stage, { at: now, committed });
       out.push({ stage, topic, group, produced, committed, lag, ratePerSec, partitions });
     }

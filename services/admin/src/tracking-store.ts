@@ -76,7 +76,11 @@ function statusOf(e: TrackingEvent): string {
   return STATUS_OF[e.type] ?? e.type;
 }
 
-const norm = (s: string) => s.trim().toLowerCase().replace(/^<(.*)>$/, '$1');
+const norm = (s: string) =>
+  s
+    .trim()
+    .toLowerCase()
+    .replace(/^<(.*)>$/, '$1');
 
 function domainOf(address: string): string | null {
   const a = norm(address);
@@ -122,7 +126,12 @@ export class TrackingStore {
     // old event compares lower and changes nothing.
     const rank = RANK[e.type] ?? 1;
     if (!prevAt || at > Number(prevAt) || (at === Number(prevAt) && rank >= Number(prevRank ?? 0))) {
-      Object.assign(summary, { status: statusOf(e), updatedAt: new Date(at).toISOString(), updatedAtMs: String(at), rank: String(rank) });
+      Object.assign(summary, {
+        status: statusOf(e),
+        updatedAt: new Date(at).toISOString(),
+        updatedAtMs: String(at),
+        rank: String(rank),
+      });
     }
     const indexes = ['trk:idx:time'];
     if (e.mailFrom !== undefined) {
@@ -177,7 +186,11 @@ export class TrackingStore {
     if (keys.length > 1) {
       temp = `trk:tmp:${randomUUID()}`;
       // Scores are the same first-seen time in every index: MIN keeps it.
-      await this.redis.multi().zinterstore(temp, keys.length, ...keys, 'AGGREGATE', 'MIN').expire(temp, 30).exec();
+      await this.redis
+        .multi()
+        .zinterstore(temp, keys.length, ...keys, 'AGGREGATE', 'MIN')
+        .expire(temp, 30)
+        .exec();
       key = temp;
     }
     try {

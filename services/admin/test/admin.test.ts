@@ -34,7 +34,8 @@ describe('admin service', () => {
   };
   const inQuarantine = async (id: string) =>
     ((await json('/api/v1/quarantine')).results as Json[]).some((e) => e['id'] === id);
-  const waitQuarantined = (id: string) => waitFor(() => inQuarantine(id), { timeoutMs: 20_000, message: `${id} in quarantine` });
+  const waitQuarantined = (id: string) =>
+    waitFor(() => inQuarantine(id), { timeoutMs: 20_000, message: `${id} in quarantine` });
   const waitTimeline = (id: string, pred: (evs: TrackingEvent[]) => boolean) =>
     waitFor(
       async () => {
@@ -67,17 +68,28 @@ describe('admin service', () => {
     assert.deepEqual(byRcpt.map((m) => m['id']).sort(), [id, carol.msg.envelope.id].sort());
 
     const byFrom = (await json('/api/v1/messages?from=bob@partner.test')).results as Json[];
-    assert.deepEqual(byFrom.map((m) => m['id']), [id]);
+    assert.deepEqual(
+      byFrom.map((m) => m['id']),
+      [id],
+    );
     assert.equal(byFrom[0]!['status'], 'quarantined');
     assert.equal(byFrom[0]!['traceId'], bob.traceId);
     assert.equal(byFrom[0]!['clientIp'], '198.51.100.7');
     assert.equal(byFrom[0]!['ingressHost'], 'ingress-0');
     assert.equal(byFrom[0]!['firstSeen'], bob.msg.envelope.receivedAt, 'indexed under the earliest event');
 
-    assert.deepEqual(((await json('/api/v1/messages?from=@partner.test')).results as Json[]).map((m) => m['id']), [id]);
-    assert.deepEqual(((await json('/api/v1/messages?ip=203.0.113.9')).results as Json[]).map((m) => m['id']), [carol.msg.envelope.id]);
     assert.deepEqual(
-      ((await json('/api/v1/messages?rcpt=ceo@example.test&from=carol@other.test')).results as Json[]).map((m) => m['id']),
+      ((await json('/api/v1/messages?from=@partner.test')).results as Json[]).map((m) => m['id']),
+      [id],
+    );
+    assert.deepEqual(
+      ((await json('/api/v1/messages?ip=203.0.113.9')).results as Json[]).map((m) => m['id']),
+      [carol.msg.envelope.id],
+    );
+    assert.deepEqual(
+      ((await json('/api/v1/messages?rcpt=ceo@example.test&from=carol@other.test')).results as Json[]).map(
+        (m) => m['id'],
+      ),
       [carol.msg.envelope.id],
       'criteria combine',
     );
@@ -92,16 +104,22 @@ describe('admin service', () => {
       (tl['events'] as TrackingEvent[]).map((e) => `${e.service}:${e.type}`),
       ['ingress-smtp:received', 'dnsbl-check:stage', 'virus-scan:stage', 'virus-scan:quarantined'],
     );
-    assert.ok((tl['events'] as TrackingEvent[]).every((e) => e.traceId === bob.traceId), 'trace id in every event');
+    assert.ok(
+      (tl['events'] as TrackingEvent[]).every((e) => e.traceId === bob.traceId),
+      'trace id in every event',
+    );
     const del = await json(`/api/v1/messages/${carol.msg.envelope.id}`);
     assert.equal(del['summary']['status'], 'delivered');
 
     // Redelivered events (at-least-once) change nothing.
     await env.events(eventsFor(bob).slice(0, 2));
     await env.events(eventsFor(carol, 'delivered').slice(0, 1));
-    await waitFor(async () => (await json('/api/v1/stats')).stages.find((s: Json) => s['stage'] === 'admin-events')?.lag === 0, {
-      timeoutMs: 20_000,
-    });
+    await waitFor(
+      async () => (await json('/api/v1/stats')).stages.find((s: Json) => s['stage'] === 'admin-events')?.lag === 0,
+      {
+        timeoutMs: 20_000,
+      },
+    );
     assert.equal(((await json(`/api/v1/messages/${id}`))['events'] as unknown[]).length, 4);
     assert.equal((await json(`/api/v1/messages/${carol.msg.envelope.id}`))['summary']['status'], 'delivered');
 
@@ -138,7 +156,13 @@ describe('admin service', () => {
   test('openapi.json describes the API', async () => {
     const doc = await json('/openapi.json');
     assert.equal(doc['openapi'], '3.0.3');
-    for (const p of ['/api/v1/messages', '/api/v1/messages/{id}', '/api/v1/quarantine/{id}/release', '/api/v1/deferred', '/api/v1/audit']) {
+    for (const p of [
+      '/api/v1/messages',
+      '/api/v1/messages/{id}',
+      '/api/v1/quarantine/{id}/release',
+      '/api/v1/deferred',
+      '/api/v1/audit',
+    ]) {
       assert.ok(doc['paths'][p], p);
     }
   });
@@ -154,19 +178,37 @@ describe('admin service', () => {
     assert.equal(raw.headers.get('content-type'), 'message/rfc822');
     assert.deepEqual(Buffer.from(await raw.arrayBuffer()), bob.msg.raw);
 
-    const r = await json(`/api/v1/quarantine/${id}/release`, { method: 'POST', body: JSON.stringify({ recheck: false }) });
-    assert.deepEqual(r['released'], { id, topic: TOPICS.scanned, recheck: false }, 'virus-scan quarantined it: attachment-policy is next');
+    const r = await json(`/api/v1/quarantine/${id}/release`, {
+      method: 'POST',
+      body: JSON.stringify({ recheck: false }),
+    });
+    assert.deepEqual(
+      r['released'],
+      { id, topic: TOPICS.scanned, recheck: false },
+      'virus-scan quarantined it: attachment-policy is next',
+    );
     const [rec] = await env.readTopic(TOPICS.scanned, 1);
     const out = decodeMessage(rec!.value);
     assert.equal(out.envelope.id, id);
     assert.deepEqual(out.raw, bob.msg.raw, 'bytes unchanged');
     assert.equal(out.envelope.origin, 'release');
-    assert.deepEqual(out.envelope.release && { by: out.envelope.release.by, fromStage: out.envelope.release.fromStage, recheck: out.envelope.release.recheck }, {
+    assert.deepEqual(
+      out.envelope.release && {
+        by: out.envelope.release.by,
+        fromStage: out.envelope.release.fromStage,
+        recheck: out.envelope.release.recheck,
+      },
+      {
+        by: 'alice',
+        fromStage: 'virus-scan',
+        recheck: false,
+      },
+    );
+    assert.deepEqual(out.envelope.verdicts.at(-1)?.details, {
+      action: 'release-as-is',
       by: 'alice',
       fromStage: 'virus-scan',
-      recheck: false,
     });
-    assert.deepEqual(out.envelope.verdicts.at(-1)?.details, { action: 'release-as-is', by: 'alice', fromStage: 'virus-scan' });
     const tp = rec!.headers?.[RECORD_HEADERS.traceparent]?.toString() ?? '';
     assert.equal(tp.split('-')[1], bob.traceId, 'the released record continues the message trace');
     assert.equal(rec!.key?.toString(), id);
@@ -174,7 +216,10 @@ describe('admin service', () => {
     assert.equal(await inQuarantine(id), false, 'left quarantine');
     assert.equal((await env.api(`/api/v1/quarantine/${id}`)).status, 404);
     const audit = (await json('/api/v1/audit')).results as Json[];
-    assert.ok(audit.some((a) => a['who'] === 'alice' && a['action'] === 'quarantine.release' && a['target'] === id), JSON.stringify(audit));
+    assert.ok(
+      audit.some((a) => a['who'] === 'alice' && a['action'] === 'quarantine.release' && a['target'] === id),
+      JSON.stringify(audit),
+    );
     const tl = await waitTimeline(id, (evs) => evs.some((e) => e.type === 'released'));
     assert.equal(tl['summary']['status'], 'released');
     const released = (tl['events'] as TrackingEvent[]).find((e) => e.type === 'released')!;
@@ -200,7 +245,12 @@ describe('admin service', () => {
         verdicts: [
           ...bob.msg.envelope.verdicts,
           { stage: 'admin' as const, verdict: { kind: 'pass' as const }, at: new Date().toISOString(), durationMs: 0 },
-          { stage: 'virus-scan' as const, verdict: { kind: 'quarantine' as const, reason: 'still infected' }, at: new Date().toISOString(), durationMs: 5 },
+          {
+            stage: 'virus-scan' as const,
+            verdict: { kind: 'quarantine' as const, reason: 'still infected' },
+            at: new Date().toISOString(),
+            durationMs: 5,
+          },
         ],
       },
     };
@@ -216,7 +266,10 @@ describe('admin service', () => {
     await env.quarantine(gone.msg, TOPICS.dnsblChecked);
     await waitQuarantined(gone.msg.envelope.id);
 
-    const r = await json(`/api/v1/quarantine/${re.msg.envelope.id}/release`, { method: 'POST', body: JSON.stringify({ recheck: true }) });
+    const r = await json(`/api/v1/quarantine/${re.msg.envelope.id}/release`, {
+      method: 'POST',
+      body: JSON.stringify({ recheck: true }),
+    });
     assert.equal(r['released']['topic'], TOPICS.dnsblChecked, 'virus-scan consumes dnsbl-checked: the scan runs again');
     const recs = await env.readTopic(TOPICS.dnsblChecked, 1);
     const m = decodeMessage(recs[0]!.value);
@@ -231,8 +284,15 @@ describe('admin service', () => {
     assert.equal(audit[0]!['action'], 'quarantine.delete', 'newest first');
     assert.equal(audit[0]!['who'], 'alice');
     assert.equal(audit[0]!['target'], gone.msg.envelope.id);
-    assert.ok(audit.some((a) => a['action'] === 'quarantine.release-recheck' && a['target'] === re.msg.envelope.id && a['who'] === 'alice'));
-    await waitTimeline(gone.msg.envelope.id, (evs) => evs.some((e) => e.type === 'deleted' && e.details?.['by'] === 'alice'));
+    assert.ok(
+      audit.some(
+        (a) =>
+          a['action'] === 'quarantine.release-recheck' && a['target'] === re.msg.envelope.id && a['who'] === 'alice',
+      ),
+    );
+    await waitTimeline(gone.msg.envelope.id, (evs) =>
+      evs.some((e) => e.type === 'deleted' && e.details?.['by'] === 'alice'),
+    );
   });
 
   test('two simultaneous releases of one message: one succeeds, the other is refused (409/404)', async () => {
@@ -258,7 +318,10 @@ describe('admin service', () => {
       {
         key: 'DL0000000000000000000000AA',
         value: Buffer.from('garbage that is no mailgate record'),
-        headers: { [RECORD_HEADERS.sourceTopic]: TOPICS.inbound, [RECORD_HEADERS.error]: 'CodecError: record too short' },
+        headers: {
+          [RECORD_HEADERS.sourceTopic]: TOPICS.inbound,
+          [RECORD_HEADERS.error]: 'CodecError: record too short',
+        },
       },
     ]);
     const later = quarantinedMessage({ from: 'gina@partner.test', to: 'ops@example.test' });
@@ -278,7 +341,12 @@ describe('admin service', () => {
   test('CLI: mailgate trace <id> and mailgate track --rcpt print the timeline and the search as tables', async () => {
     const capture = () => {
       let text = '';
-      return { write: (s: string) => void (text += s), get text() { return text; } };
+      return {
+        write: (s: string) => void (text += s),
+        get text() {
+          return text;
+        },
+      };
     };
     const run = async (argv: string[]) => {
       const out = capture();
@@ -292,17 +360,29 @@ describe('admin service', () => {
     assert.match(t.out, new RegExp(`Message\\s+${id}`));
     assert.match(t.out, new RegExp(`Trace\\s+${carol.traceId}\\s+${TRACE_UI}/trace/${carol.traceId}`));
     assert.match(t.out, /TIME\s+SERVICE\s+INSTANCE\s+EVENT\s+DETAILS/);
-    assert.match(t.out, /delivery\s+delivery-0\s+delivered\s+rcpt=ceo@example.test, mx=mx.remote.test, reply=250 2.0.0 Ok/);
+    assert.match(
+      t.out,
+      /delivery\s+delivery-0\s+delivered\s+rcpt=ceo@example.test, mx=mx.remote.test, reply=250 2.0.0 Ok/,
+    );
     const s = await run(['track', '--rcpt', 'ceo@example.test', '--from', '@other.test']);
     assert.equal(s.code, 0, s.err);
-    assert.match(s.out, new RegExp(`${id}\\s+\\S+\\s+carol@other.test\\s+ceo@example.test\\s+203.0.113.9\\s+delivered`));
+    assert.match(
+      s.out,
+      new RegExp(`${id}\\s+\\S+\\s+carol@other.test\\s+ceo@example.test\\s+203.0.113.9\\s+delivered`),
+    );
     assert.equal((await run(['track', '--rcpt', 'nobody@example.test'])).code, 1);
     assert.equal((await run(['trace', 'NOPE0000000000000000000000'])).code, 1);
     assert.equal((await run(['track'])).code, 64);
     const bad = capture();
-    assert.equal(await runTrack(['trace', id, '--url', env.url, '--token', 'wrong-token-wrong-token'], capture(), bad), 77);
+    assert.equal(
+      await runTrack(['trace', id, '--url', env.url, '--token', 'wrong-token-wrong-token'], capture(), bad),
+      77,
+    );
     assert.match(bad.text, /refused the token \(401\)/);
-    assert.equal(await runTrack(['trace', id, '--url', 'http://127.0.0.1:1', '--token', READ_TOKEN], capture(), capture()), 69);
+    assert.equal(
+      await runTrack(['trace', id, '--url', 'http://127.0.0.1:1', '--token', READ_TOKEN], capture(), capture()),
+      69,
+    );
   });
 
   test('deferred endpoints answer 503 when the delivery queue is not wired in', async () => {

@@ -93,7 +93,11 @@ export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise
       return fetch(url + path, { ...rest, headers });
     },
     produce,
-    events: (evs) => produce(TOPICS.events, evs.map((e) => ({ key: e.messageId, value: encodeEvent(e) }))),
+    events: (evs) =>
+      produce(
+        TOPICS.events,
+        evs.map((e) => ({ key: e.messageId, value: encodeEvent(e) })),
+      ),
     quarantine: (msg, sourceTopic) =>
       produce(TOPICS.quarantine, [
         {
@@ -113,7 +117,10 @@ export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise
       const out: KafkaMessage[] = [];
       try {
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`timeout: ${out.length}/${count} records on ${topic}`)), timeoutMs);
+          const timer = setTimeout(
+            () => reject(new Error(`timeout: ${out.length}/${count} records on ${topic}`)),
+            timeoutMs,
+          );
           void c.run({
             eachMessage: async ({ message }) => {
               out.push(message);
@@ -135,7 +142,13 @@ export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise
 let seq = 0;
 /** A distinct 32-hex trace id and its traceparent. */
 export function newTrace(): { traceId: string; traceparent: string } {
-  const traceId = (Date.now().toString(16) + (++seq).toString(16).padStart(4, '0') + Math.random().toString(16).slice(2)).padEnd(32, '0').slice(0, 32);
+  const traceId = (
+    Date.now().toString(16) +
+    (++seq).toString(16).padStart(4, '0') +
+    Math.random().toString(16).slice(2)
+  )
+    .padEnd(32, '0')
+    .slice(0, 32);
   return { traceId, traceparent: `00-${traceId}-${'b7ad6b7169203331'}-01` };
 }
 
@@ -145,9 +158,16 @@ export interface TestMessage {
 }
 
 /** A message as virus-scan quarantines it: EICAR-ish body, dnsbl pass then a virus-scan quarantine verdict. */
-export function quarantinedMessage(opts: { from: string; to: string; ip?: string; stage?: StageVerdict['stage'] }): TestMessage {
+export function quarantinedMessage(opts: {
+  from: string;
+  to: string;
+  ip?: string;
+  stage?: StageVerdict['stage'];
+}): TestMessage {
   const tr = newTrace();
-  const raw = Buffer.from(`From: ${opts.from}\r\nTo: ${opts.to}\r\nSubject: invoice\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR\r\n`);
+  const raw = Buffer.from(
+    `From: ${opts.from}\r\nTo: ${opts.to}\r\nSubject: invoice\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR\r\n`,
+  );
   const base = newEnvelope({
     id: newMessageId(),
     mailFrom: opts.from,
@@ -179,19 +199,60 @@ export function quarantinedMessage(opts: { from: string; to: string; ip?: string
 export function eventsFor(m: TestMessage, outcome: 'quarantined' | 'delivered' = 'quarantined'): TrackingEvent[] {
   const e = m.msg.envelope;
   const t0 = Date.parse(e.receivedAt);
-  const base = { messageId: e.id, traceId: m.traceId, mailFrom: e.mailFrom, rcptTo: e.rcptTo, clientIp: e.session.clientIp };
+  const base = {
+    messageId: e.id,
+    traceId: m.traceId,
+    mailFrom: e.mailFrom,
+    rcptTo: e.rcptTo,
+    clientIp: e.session.clientIp,
+  };
   const at = (ms: number) => new Date(t0 + ms).toISOString();
   const evs: TrackingEvent[] = [
     { ...base, type: 'received', at: at(0), service: 'ingress-smtp', host: 'ingress-0', details: { size: e.size } },
-    { ...base, type: 'stage', at: at(5), service: 'dnsbl-check', host: 'dnsbl-0', details: { stage: 'dnsbl-check', verdict: { kind: 'pass' } } },
+    {
+      ...base,
+      type: 'stage',
+      at: at(5),
+      service: 'dnsbl-check',
+      host: 'dnsbl-0',
+      details: { stage: 'dnsbl-check', verdict: { kind: 'pass' } },
+    },
   ];
   if (outcome === 'quarantined') {
     const v = { kind: 'quarantine', reason: 'virus found: Eicar-Signature' };
-    evs.push({ ...base, type: 'stage', at: at(20), service: 'virus-scan', host: 'scan-0', details: { stage: 'virus-scan', verdict: v } });
-    evs.push({ ...base, type: 'quarantined', at: at(20), service: 'virus-scan', host: 'scan-0', details: { stage: 'virus-scan', verdict: v } });
+    evs.push({
+      ...base,
+      type: 'stage',
+      at: at(20),
+      service: 'virus-scan',
+      host: 'scan-0',
+      details: { stage: 'virus-scan', verdict: v },
+    });
+    evs.push({
+      ...base,
+      type: 'quarantined',
+      at: at(20),
+      service: 'virus-scan',
+      host: 'scan-0',
+      details: { stage: 'virus-scan', verdict: v },
+    });
   } else {
-    evs.push({ ...base, type: 'stage', at: at(20), service: 'virus-scan', host: 'scan-0', details: { stage: 'virus-scan', verdict: { kind: 'pass' } } });
-    evs.push({ ...base, type: 'delivered', at: at(40), service: 'delivery', host: 'delivery-0', details: { rcpt: e.rcptTo[0], mx: 'mx.remote.test', reply: '250 2.0.0 Ok: queued as ABC' } });
+    evs.push({
+      ...base,
+      type: 'stage',
+      at: at(20),
+      service: 'virus-scan',
+      host: 'scan-0',
+      details: { stage: 'virus-scan', verdict: { kind: 'pass' } },
+    });
+    evs.push({
+      ...base,
+      type: 'delivered',
+      at: at(40),
+      service: 'delivery',
+      host: 'delivery-0',
+      details: { rcpt: e.rcptTo[0], mx: 'mx.remote.test', reply: '250 2.0.0 Ok: queued as ABC' },
+    });
   }
   return evs;
 }

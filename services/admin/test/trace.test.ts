@@ -23,7 +23,10 @@ import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
 import { z } from 'zod';
 import { log } from './helpers.js';
 
-const sectionSchema = z.object({ http: httpSchema(0), bus: z.record(z.unknown()).optional() }).strict().default({});
+const sectionSchema = z
+  .object({ http: httpSchema(0), bus: z.record(z.unknown()).optional() })
+  .strict()
+  .default({});
 
 /** A stage service as the real ones are composed (defineStageService → StageRunner), with a trivial check. */
 function stageService(stage: PipelineStage, section: 'dnsbl' | 'virusScan') {
@@ -59,9 +62,22 @@ describe('tracing across services', () => {
     closers.push(() => broker.close());
     brokers = broker.brokers;
     kafka = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING });
-    const doc = { kafka: { brokers: [brokers], topics: { partitions: 1 } }, dnsbl: { http: { host: '127.0.0.1' } }, virusScan: { http: { host: '127.0.0.1' } } };
-    for (const [stage, section] of [['dnsbl-check', 'dnsbl'], ['virus-scan', 'virusScan']] as const) {
-      services.push((await startService(stageService(stage, section), { configDocument: doc, httpPort: 0, log })) as RunningService<unknown>);
+    const doc = {
+      kafka: { brokers: [brokers], topics: { partitions: 1 } },
+      dnsbl: { http: { host: '127.0.0.1' } },
+      virusScan: { http: { host: '127.0.0.1' } },
+    };
+    for (const [stage, section] of [
+      ['dnsbl-check', 'dnsbl'],
+      ['virus-scan', 'virusScan'],
+    ] as const) {
+      services.push(
+        (await startService(stageService(stage, section), {
+          configDocument: doc,
+          httpPort: 0,
+          log,
+        })) as RunningService<unknown>,
+      );
     }
   });
   after(async () => {
@@ -79,21 +95,36 @@ describe('tracing across services', () => {
     const traceparent = traceparentOf(span);
     const traceId = span.spanContext().traceId;
     const raw = Buffer.from(`From: ${mailFrom}\r\nTo: u@example.test\r\nSubject: t\r\n\r\nhello\r\n`);
-    const envelope = newEnvelope({ mailFrom, rcptTo: ['u@example.test'], size: raw.length, trace: { traceparent, traceId } });
+    const envelope = newEnvelope({
+      mailFrom,
+      rcptTo: ['u@example.test'],
+      size: raw.length,
+      trace: { traceparent, traceId },
+    });
     span.setAttribute('mailgate.message_id', envelope.id);
     const p = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await p.connect();
     await p.send({
       topic: TOPICS.inbound,
       acks: -1,
-      messages: [{ key: envelope.id, value: encodeMessage({ envelope, raw }), headers: { traceparent, [RECORD_HEADERS.messageId]: envelope.id } }],
+      messages: [
+        {
+          key: envelope.id,
+          value: encodeMessage({ envelope, raw }),
+          headers: { traceparent, [RECORD_HEADERS.messageId]: envelope.id },
+        },
+      ],
     });
     await p.disconnect();
     span.end();
     return { id: envelope.id, traceId };
   }
 
-  async function readUntil(topic: string, pred: (m: KafkaMessage) => boolean, timeoutMs = 30_000): Promise<KafkaMessage[]> {
+  async function readUntil(
+    topic: string,
+    pred: (m: KafkaMessage) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<KafkaMessage[]> {
     const c = kafka.consumer({ groupId: `reader-${Math.random()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
     await c.connect();
     await c.subscribe({ topic, fromBeginning: true });
@@ -121,7 +152,11 @@ describe('tracing across services', () => {
     const { id, traceId } = await ingress('alice@partner.test');
     const recs = await readUntil(TOPICS.scanned, (m) => m.key?.toString() === id);
     const out = recs.find((m) => m.key?.toString() === id)!;
-    assert.equal(out.headers?.['traceparent']?.toString().split('-')[1], traceId, 'the output record carries the trace');
+    assert.equal(
+      out.headers?.['traceparent']?.toString().split('-')[1],
+      traceId,
+      'the output record carries the trace',
+    );
     await processor.forceFlush();
     const t = assertOneTrace(mem.getFinishedSpans(), ['ingress-smtp', 'dnsbl-check', 'virus-scan'], traceId);
     assert.equal(t.traceId, traceId);
@@ -131,11 +166,17 @@ describe('tracing across services', () => {
     assert.equal(dnsbl.attributes['mailgate.message_id'], id);
     assert.equal(scan.attributes['mailgate.verdict'], 'pass');
     assert.equal(scan.attributes['messaging.destination.name'], TOPICS.dnsblChecked);
-    assert.equal(scan.attributes['mailgate.test.seen_by'], 'virus-scan', 'the stage function ran inside the stage span');
+    assert.equal(
+      scan.attributes['mailgate.test.seen_by'],
+      'virus-scan',
+      'the stage function ran inside the stage span',
+    );
     assert.equal(serviceOfSpan(t.spans[0]!), 'ingress-smtp', 'ingress is the root');
 
     // Every tracking event of the message carries the same trace id.
-    const evs = (await readUntil(TOPICS.events, (m) => m.key?.toString() === id && decodeEvent(m.value).service === 'virus-scan'))
+    const evs = (
+      await readUntil(TOPICS.events, (m) => m.key?.toString() === id && decodeEvent(m.value).service === 'virus-scan')
+    )
       .map((m) => decodeEvent(m.value))
       .filter((e) => e.messageId === id);
     assert.ok(evs.length >= 2);
@@ -151,9 +192,14 @@ describe('tracing across services', () => {
     assert.equal(scan.attributes['mailgate.verdict'], 'quarantine');
     assert.equal(scan.attributes['mailgate.reason'], 'virus found: Eicar-Signature');
     // Without the dnsbl span the virus-scan span hangs off a parent that is not there: two roots, not one trace.
-    const cut = mem.getFinishedSpans().filter((s) => !(s.spanContext().traceId === traceId && serviceOfSpan(s) === 'dnsbl-check'));
+    const cut = mem
+      .getFinishedSpans()
+      .filter((s) => !(s.spanContext().traceId === traceId && serviceOfSpan(s) === 'dnsbl-check'));
     assert.throws(() => assertOneTrace(cut, ['ingress-smtp', 'virus-scan'], traceId), /one root span/);
-    assert.throws(() => assertOneTrace(mem.getFinishedSpans(), ['ingress-smtp', 'delivery'], traceId), /no span from delivery/);
+    assert.throws(
+      () => assertOneTrace(mem.getFinishedSpans(), ['ingress-smtp', 'delivery'], traceId),
+      /no span from delivery/,
+    );
   });
 
   test("a stage's /metrics shows the runner's counters and latency histogram", async () => {

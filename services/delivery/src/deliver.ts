@@ -42,9 +42,30 @@ const is421 = (reply: string) => reply.startsWith('421');
  * marker are not sent again. No retry logic here: the stage and the retry worker decide what a result means.
  */
 export class DeliveryEngine {
+  /** Attempts in flight per message id (see deliver()). */
+  private readonly inflight = new Map<string, Promise<unknown>>();
+
   constructor(private readonly d: EngineDeps) {}
 
+  /**
+   * Attempts of one message id run one after the other in this process: duplicate records of one message (a
+   * redelivery after a broker restart puts several copies in one batch) would otherwise all read "no marker"
+   * before the first 250 is recorded, and each send a copy. Records are keyed by message id, so one instance
+   * sees all copies of a message.
+   */
   async deliver(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
+    const id = msg.envelope.id;
+    const before = this.inflight.get(id);
+    const run = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.deliverNow(msg, recipients));
+    this.inflight.set(id, run);
+    try {
+      return await run;
+    } finally {
+      if (this.inflight.get(id) === run) this.inflight.delete(id);
+    }
+  }
+
+  private async deliverNow(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
     const unique = [...new Map(recipients.map((r) => [r.toLowerCase(), r])).values()];
     const done = await this.d.markers.delivered(msg.envelope.id, unique);
     const results: RecipientResult[] = [];

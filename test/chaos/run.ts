@@ -64,6 +64,8 @@ export interface ChaosReport {
   streamSeconds: number;
   settleSeconds: number;
   attemptsRefused: number;
+  /** Attempts that got no final reply (connection refused/reset while ingress or kafka-lite was down); retried. */
+  attemptsUnanswered: number;
   wallSeconds: number;
 }
 
@@ -315,13 +317,14 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     streamSeconds,
     settleSeconds,
     attemptsRefused,
+    attemptsUnanswered: sent.reduce((a, s) => a + s.unanswered, 0),
     wallSeconds: (Date.now() - t0) / 1000,
   };
 }
 
 export function formatReport(r: ChaosReport): string {
   return [
-    `messages sent ${r.messages}, accepted (250) ${r.accepted}, never accepted ${r.notAccepted} (4xx attempts retried: ${r.attemptsRefused})`,
+    `messages sent ${r.messages}, accepted (250) ${r.accepted}, never accepted ${r.notAccepted} (retried attempts: ${r.attemptsRefused} answered 4xx, ${r.attemptsUnanswered} without a reply)`,
     `delivered ${r.delivered}, quarantined ${r.quarantined}, missing ${r.missing.length}`,
     `duplicates at the sinks (same X-Mailgate-Id): ${r.duplicates.length}`,
     ...r.duplicates.slice(0, 10).map((d) => `  ${d.id} ×${d.copies}: ${d.arrivals.join(', ')}; timeline: ${d.timeline ?? '?'}`),

@@ -47,6 +47,8 @@ export interface StageRunnerOptions {
    * are committed — the window the no-loss rule is about. Never set in production.
    */
   readonly faults?: { readonly afterProduce?: () => void | Promise<void> };
+  /** Called when the consumer crashed and kafkajs will not restart it (the service should exit and be restarted). */
+  readonly onFatal?: (reason: string) => void;
 }
 
 /** Thrown inside a batch to stop it without committing (shutdown or lost partition): records are redelivered. */
@@ -86,8 +88,8 @@ export class StageRunner {
     this.output = edge.produces;
     this.consumer = o.kafka.consumer({
       groupId: o.groupId ?? edge.group ?? `mailgate.${o.stage}`,
-      sessionTimeout: o.sessionTimeoutMs ?? 30000,
-      heartbeatInterval: o.heartbeatIntervalMs ?? 3000,
+      sessionTimeout: o.sessionTimeoutMs ?? o.bus.sessionTimeoutMs,
+      heartbeatInterval: o.heartbeatIntervalMs ?? o.bus.heartbeatIntervalMs,
       rebalanceTimeout: 60000,
       maxWaitTimeInMs: o.maxWaitTimeInMs ?? 1000,
       allowAutoTopicCreation: true,
@@ -104,6 +106,7 @@ export class StageRunner {
       this.crashed = true;
       this.joined = false;
       o.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart && this.running) o.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
     });
     this.consumer.on(ev.STOP, () => (this.joined = false));
     const meter = o.telemetry.meter('mailgate.bus');

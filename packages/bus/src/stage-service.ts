@@ -75,6 +75,7 @@ export function defineStageService<K extends ServiceSection, S extends ZodTypeAn
         telemetry: ctx.telemetry,
         host: config.gateway.instance,
         ...(setup.hooks ? { hooks: setup.hooks } : {}),
+        onFatal: (reason) => lifecycle.fatal(reason),
         ...(def.runner ?? {}),
       });
       health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));

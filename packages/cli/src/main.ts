@@ -5,6 +5,7 @@ import type { ZodTypeAny } from 'zod';
 import { flagString, parseArgs } from './args.js';
 import { devSchema } from './dev-config.js';
 import { runDev } from './dev.js';
+import { runTrack } from './track.js';
 import { availableServices, isServiceName, loadService, SERVICE_PACKAGES } from './services.js';
 
 async function readStdin(): Promise<string> {
@@ -23,6 +24,8 @@ Usage:
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
   mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)
+  mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
+  mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
   mailgate help
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
@@ -71,6 +74,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     console.log(`configuration ${configFile ?? process.env['MAILGATE_CONFIG'] ?? '(defaults)'} is valid\n${report.join('\n')}`);
     return 0;
   }
+  if (cmd === 'trace' || cmd === 'track') return runTrack(argv);
   if (cmd === 'hash-password') {
     const password = (await readStdin()).replace(/\r?\n$/, '');
     if (!password) {

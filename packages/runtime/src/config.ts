@@ -149,6 +149,12 @@ export const busSchema = z
       .default({}),
     /** How long a `tempfail` message is held and retried before it is quarantined as undecidable. */
     maxHoldMs: z.number().int().positive().default(4 * 3600 * 1000),
+    /**
+     * Consumer group session timeout: how long a crashed (kill -9) replica keeps its partitions before the group
+     * hands them to the others. Lower = faster failover, higher = tolerates longer GC/network pauses.
+     */
+    sessionTimeoutMs: z.number().int().min(1000).default(30_000),
+    heartbeatIntervalMs: z.number().int().min(100).default(3000),
   })
   .strict()
   .default({});

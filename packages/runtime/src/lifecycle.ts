@@ -21,11 +21,18 @@ export interface Lifecycle {
   shutdown(reason: string): Promise<void>;
   /** Install SIGTERM/SIGINT handlers that run `shutdown` and then exit the process. */
   installSignalHandlers(opts?: { exit?: boolean }): void;
+  /**
+   * A part of the service died and cannot recover by itself (a consumer kafkajs will not restart). Shut down
+   * gracefully and, when this lifecycle owns the process (signal handlers installed), exit 1 so the orchestrator
+   * restarts it: a pod that looks alive but consumes nothing would stall the pipeline silently.
+   */
+  fatal(reason: string): void;
 }
 
 export function createLifecycle(log: Logger, opts: { forceExitMs?: number } = {}): Lifecycle {
   const hooks = new Map<Phase, { name: string; fn: () => unknown }[]>(PHASES.map((p) => [p, []]));
   let running: Promise<void> | null = null;
+  let ownsProcess = false;
   const forceExitMs = opts.forceExitMs ?? 30_000;
   const lc: Lifecycle = {
     on(phase, name, fn) {
@@ -51,7 +58,16 @@ export function createLifecycle(log: Logger, opts: { forceExitMs?: number } = {}
       })();
       return running;
     },
+    fatal(reason) {
+      log.error({ reason }, 'fatal: shutting down');
+      const timer = setTimeout(() => process.exit(1), forceExitMs);
+      timer.unref();
+      void lc.shutdown(`fatal: ${reason}`).then(() => {
+        if (ownsProcess) process.exit(1);
+      });
+    },
     installSignalHandlers({ exit = true } = {}) {
+      ownsProcess = exit;
       const handler = (sig: NodeJS.Signals) => {
         if (running) {
           log.warn({ signal: sig }, 'second signal: exiting now');

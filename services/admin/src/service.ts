@@ -1,6 +1,7 @@
 import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS } from '@mailgate/contracts';
 import { brokerReachable, createKafka, DurableProducer, ensureTopics } from '@mailgate/bus';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
+import { deliverySchema, openDeliveryQueue } from '@mailgate/delivery';
 import { registerApi, type DeferredQueue } from './api.js';
 import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
@@ -14,7 +15,7 @@ import { registerGauges } from './metrics.js';
 
 export interface AdminServiceOptions {
   /** The deferred delivery queue (wired by the CLI when the delivery package is installed). */
-  readonly deferred?: DeferredQueue;
+  readonly deferred?: DeferredQueue | null;
   /** Tests: faster group membership. */
   readonly sessionTimeoutMs?: number;
 }
@@ -23,10 +24,10 @@ export interface AdminServiceOptions {
  * The admin service: tracking store (events topic → Redis), quarantine store (quarantine + dead-letter topics →
  * Redis), the API and the console — on the same HTTP port as its health endpoints, behind API tokens.
  */
-export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefinition<{ admin: typeof adminSchema }> {
+export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefinition<{ admin: typeof adminSchema; delivery: typeof deliverySchema }> {
   return {
     name: 'admin',
-    sections: { admin: adminSchema },
+    sections: { admin: adminSchema, delivery: deliverySchema },
     http: (config) => config.admin.http,
     async start(ctx) {
       const { config, log, lifecycle, health } = ctx;
@@ -79,6 +80,20 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
         },
       });
 
+      // The deferred queue lives in delivery's Redis store; the admin opens it with delivery's own queue operations
+      // (same config section), unless a test hands one in.
+      let deferred = opts.deferred;
+      if (!deferred && opts.deferred !== null) {
+        const queue = openDeliveryQueue({
+          delivery: config.delivery,
+          redis: config.redis,
+          gateway: config.gateway,
+          producer,
+        });
+        deferred = queue;
+        lifecycle.on('close', 'deferred-queue', () => queue.close());
+      }
+
       const stats = new PipelineStats(kadmin);
       const deps = {
         tracking,
@@ -88,7 +103,7 @@ export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefin
         stats,
         tracer: ctx.telemetry.tracer('admin'),
         log,
-        deferred: opts.deferred,
+        deferred: deferred ?? undefined,
         host: config.gateway.instance,
         maxResults: cfg.tracking.maxResults,
         traceUiUrl: cfg.traceUiUrl,

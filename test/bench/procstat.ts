@@ -1,0 +1,48 @@
+// CPU time and memory of a process from /proc (Linux): utime+stime (clock ticks) and VmRSS / VmHWM.
+import { readFileSync } from 'node:fs';
+
+const TICKS = 100; // _SC_CLK_TCK on Linux
+
+export interface ProcSample {
+  cpuSeconds: number;
+  rssMiB: number;
+  peakRssMiB: number;
+}
+
+export function sample(pid: number | undefined): ProcSample | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the ")" of the command name: state is field 3, utime 14, stime 15
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpuSeconds = (Number(rest[11]) + Number(rest[12])) / TICKS;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    return { cpuSeconds, rssMiB: kb('VmRSS') / 1024, peakRssMiB: kb('VmHWM') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ProcUsage {
+  label: string;
+  /** Share of one core over the interval (100 = one core busy). */
+  cpuPercent: number;
+  rssMiB: number;
+}
+
+/** Samples a set of processes now; `finish()` later gives CPU % over the interval and current RSS. */
+export function usageMeter(procs: { label: string; pid: number | undefined }[]): { finish(): ProcUsage[] } {
+  const t0 = Date.now();
+  const start = procs.map((p) => ({ ...p, s: sample(p.pid) }));
+  return {
+    finish() {
+      const secs = (Date.now() - t0) / 1000;
+      return start.flatMap((p) => {
+        const e = sample(p.pid);
+        if (!e || !p.s) return [];
+        return [{ label: p.label, cpuPercent: ((e.cpuSeconds - p.s.cpuSeconds) / secs) * 100, rssMiB: e.rssMiB }];
+      });
+    },
+  };
+}

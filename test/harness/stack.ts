@@ -91,7 +91,7 @@ export class ServiceProcess {
   constructor(
     readonly name: ServiceName,
     readonly replica: number,
-    readonly httpPort: number,
+    public httpPort: number,
     private readonly configFile: string,
     private readonly env: NodeJS.ProcessEnv,
     private readonly nodeFlags: string[],
@@ -110,7 +110,19 @@ export class ServiceProcess {
     return `${this.name}#${this.replica}`;
   }
 
+  /** Starts the process; if its HTTP port was taken meanwhile (EADDRINUSE), once more on a fresh port. */
   async start(): Promise<void> {
+    try {
+      await this.startOnce();
+    } catch (err) {
+      if (!/EADDRINUSE/.test((err as Error).message)) throw err;
+      this.httpPort = await freePort();
+      this.env[`MAILGATE__${ENV_SECTION[this.name]}__HTTP__PORT`] = String(this.httpPort);
+      await this.startOnce();
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     this.starts += 1;
     const args = [
       '--import',
@@ -276,12 +288,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 
     const wanted = new Set<ServiceName>(opts.services ?? SERVICES);
     const ports = new Map<string, number>();
+    // freePort() binds and releases: the kernel may hand the same port out twice, so keep ours unique.
     const portOf = async (key: string): Promise<number> => {
       let p = ports.get(key);
-      if (p === undefined) {
-        p = await freePort();
-        ports.set(key, p);
-      }
+      while (p === undefined || [...ports.entries()].some(([k, v]) => v === p && k !== key)) p = await freePort();
+      ports.set(key, p);
       return p;
     };
     const smtpPort = await portOf('smtp');
@@ -383,8 +394,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     // Start them all at once (each waits for its own readiness); ingress creates the topics too.
     await Promise.all(all.map((p) => p.start()));
 
-    const adminPort = procs.get('admin')?.[0]?.httpPort ?? 0;
-    const adminUrl = `http://127.0.0.1:${adminPort}`;
+    const adminUrlNow = (): string => `http://127.0.0.1:${procs.get('admin')?.[0]?.httpPort ?? 0}`;
     const stack: Stack = {
       dir,
       configFile,
@@ -397,7 +407,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       mx1,
       mx2,
       smtp: { host: '127.0.0.1', port: smtpPort },
-      adminUrl,
+      get adminUrl() {
+        return adminUrlNow();
+      },
       adminToken: ADMIN_TOKEN,
       services: procs,
       proc(name, replica = 0) {
@@ -414,7 +426,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         ];
       },
       async admin<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
-        const r = await fetch(`${adminUrl}${path}`, {
+        const r = await fetch(`${adminUrlNow()}${path}`, {
           method: init.method ?? 'GET',
           headers: {
             authorization: `Bearer ${ADMIN_TOKEN}`,

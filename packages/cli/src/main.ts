@@ -5,6 +5,7 @@ import type { ZodTypeAny } from 'zod';
 import { flagString, parseArgs } from './args.js';
 import { devSchema } from './dev-config.js';
 import { runDev } from './dev.js';
+import { runQueue } from './queue.js';
 import { runTrack } from './track.js';
 import { availableServices, isServiceName, loadService, SERVICE_PACKAGES } from './services.js';
 
@@ -24,6 +25,7 @@ Usage:
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
   mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)
+  mailgate queue list|show|retry|hold|release|delete [ID] [--dsn]   the deferred delivery queue
   mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
   mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
   mailgate help
@@ -75,6 +77,13 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return 0;
   }
   if (cmd === 'trace' || cmd === 'track') return runTrack(argv);
+  if (cmd === 'queue') {
+    try {
+      return await runQueue(argv);
+    } catch (e) {
+      return printConfigError(e);
+    }
+  }
   if (cmd === 'hash-password') {
     const password = (await readStdin()).replace(/\r?\n$/, '');
     if (!password) {

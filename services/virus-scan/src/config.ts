@@ -49,7 +49,9 @@ export const virusScanSchema = z
          * What the clamds accept (their `StreamMaxLength`; same notation: bytes or 25M). A larger message is
          * not sent; it gets `actions.tooLarge`. Keep it ≤ clamd's value (if clamd refuses first, same outcome).
          */
-        streamMaxLength: size.default('25M'),
+        // Default above the 50 MiB message limit: with clamd's own StreamMaxLength set as documented (≥ 64M) every
+        // accepted message can be scanned; a smaller clamd limit still yields the explicit too-large outcome.
+        streamMaxLength: size.default('64M'),
       })
       .strict()
       .default({}),
@@ -111,7 +113,8 @@ export const virusScanSchema = z
     }
   })
   // The runner enforces the hold (then calls our onHoldExpired hook): hand it our maxHoldMs.
-  .transform((c) => (c.maxHoldMs === undefined ? c : { ...c, bus: { ...c.bus, maxHoldMs: c.maxHoldMs } }));
+  .transform((c) => (c.maxHoldMs === undefined ? c : { ...c, bus: { ...c.bus, maxHoldMs: c.maxHoldMs } }))
+  .default({});
 
 export type VirusScanConfig = z.output<typeof virusScanSchema>;
 export type VirusScanInput = z.input<typeof virusScanSchema>;

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { freePort, isolatedRedisPrefix, sendMail, waitFor } from '@mailgate/testkit';
+import { createLogger } from '@mailgate/runtime';
+import { runDev } from '../src/dev.js';
+import { runQueue } from '../src/queue.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const main = path.join(root, 'packages/cli/src/main.ts');
+const node = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(process.execPath, ['--import', 'tsx', '--conditions=mailgate-src', main, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+  });
+
+function sink(): Writable & { text: string } {
+  const w = new Writable({
+    write(chunk, _enc, cb) {
+      w.text += chunk.toString();
+      cb();
+    },
+  }) as Writable & { text: string };
+  w.text = '';
+  return w;
+}
+
+test('config check: the dev config is valid; a bad file exits 78 naming the key and the file', () => {
+  const ok = node(['config', 'check', '--config', 'deploy/mailgate.dev.yaml']);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /is valid/);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-cli-'));
+  const bad = path.join(dir, 'bad.yaml');
+  writeFileSync(bad, 'ingress:\n  listeners:\n    mx: { port: "twenty-five" }\n  acceptedDomainz: [x.test]\n');
+  const r = node(['config', 'check', '--config', bad]);
+  assert.equal(r.status, 78);
+  assert.match(r.stderr, new RegExp(`ingress\\.listeners\\.mx\\.port \\(file ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`));
+  assert.match(r.stderr, /ingress\.acceptedDomainz .*unknown key/);
+});
+
+test('unknown commands are usage errors (64)', () => {
+  const r = node(['frobnicate']);
+  assert.equal(r.status, 64);
+  assert.match(r.stderr, /unknown command/);
+});
+
+test('queue list/show against an empty deferred queue', async () => {
+  process.env['MAILGATE__REDIS__KEY_PREFIX'] = isolatedRedisPrefix('cli');
+  try {
+    const out = sink();
+    assert.equal(await runQueue(['queue', 'list'], out as unknown as NodeJS.WriteStream), 0);
+    assert.match(out.text, /^0 deferred/);
+    const err = sink();
+    assert.equal(await runQueue(['queue', 'show', 'NOPE'], out as unknown as NodeJS.WriteStream, err as unknown as NodeJS.WriteStream), 1);
+    assert.match(err.text, /no deferred message NOPE/);
+  } finally {
+    delete process.env['MAILGATE__REDIS__KEY_PREFIX'];
+  }
+});
+
+test('mailgate dev: broker, every service and a sink come up; a message is delivered end to end', async () => {
+  const ports = {
+    broker: await freePort(),
+    sink: await freePort(),
+    smtp: await freePort(),
+    http: await Promise.all([1, 2, 3, 4, 5, 6].map(() => freePort())),
+  };
+  const [ingress, dnsbl, virus, policy, delivery, admin] = ports.http as [number, number, number, number, number, number];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    MAILGATE__REDIS__KEY_PREFIX: isolatedRedisPrefix('dev'),
+    MAILGATE__LOGGING__LEVEL: 'warn',
+    MAILGATE__BUS__SESSION_TIMEOUT_MS: '6000',
+    MAILGATE__BUS__HEARTBEAT_INTERVAL_MS: '500',
+    MAILGATE__INGRESS__LISTENERS__MX__PORT: String(ports.smtp),
+    MAILGATE__INGRESS__HTTP__PORT: String(ingress),
+    MAILGATE__DNSBL__HTTP__PORT: String(dnsbl),
+    MAILGATE__VIRUS_SCAN__HTTP__PORT: String(virus),
+    MAILGATE__ATTACHMENT_POLICY__HTTP__PORT: String(policy),
+    MAILGATE__DELIVERY__HTTP__PORT: String(delivery),
+    MAILGATE__ADMIN__HTTP__PORT: String(admin),
+    MAILGATE__DEV__BROKER__PORT: String(ports.broker),
+    MAILGATE__DEV__BROKER__DATA_DIR: 'null',
+    MAILGATE__DEV__SINK__PORT: String(ports.sink),
+    MAILGATE__DEV__CLAMD__SPAWN: 'always',
+    MAILGATE__DELIVERY__ROUTES: `[{domains: [example.test], type: smarthost, hosts: ['127.0.0.1:${ports.sink}'], tls: none}]`,
+  };
+  const dev = await runDev({ configFile: path.join(root, 'deploy/mailgate.dev.yaml'), env, log: createLogger('dev-test', 'warn') });
+  try {
+    assert.equal(dev.children.size, 6);
+    for (const port of ports.http) {
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.equal(r.status, 200);
+    }
+    const reply = await sendMail({
+      host: '127.0.0.1',
+      port: ports.smtp,
+      from: 'bob@partner.test',
+      to: 'user@example.test',
+      subject: 'dev smoke',
+      text: 'hello from the dev test\n',
+    });
+    assert.match(reply, /^250 2\.0\.0 Ok: queued as [0-9A-Z]{26}/);
+    const token = 'dev-token-0123456789abcdef';
+    const delivered = await waitFor(
+      async () => {
+        const r = await fetch(`http://127.0.0.1:${admin}/api/v1/messages?rcpt=user@example.test`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const body = (await r.json()) as { results: { status: string }[] };
+        return body.results.find((m) => m.status === 'delivered');
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    assert.ok(delivered);
+  } finally {
+    await dev.stop();
+  }
+});

@@ -1,0 +1,390 @@
+// `npm run bench:e2e` — the whole pipeline under load, side by side with Haraka and the raw SMTP ceiling.
+//
+// Load: Postfix's smtp-source (Debian `postfix`), 20 sessions, 10 KiB and 100 KiB messages. Destination: the
+// project's SMTP sink (records each arrival, so delivered msg/s and latency can be measured). Latency is measured
+// by probe messages (nodemailer, one every 250 ms during the peak run; then a paced run at half the peak delivered
+// rate), each from its `250` to its arrival at the sink. CPU (% of one core) and RSS per process from /proc.
+//
+// Environment: BENCH_MESSAGES_10K (default 3000), BENCH_MESSAGES_100K (default 600), BENCH_SESSIONS (20),
+// BENCH_HALF_SECONDS (15), BENCH_SKIP_HARAKA=1, BENCH_SKIP_SCALE=1, BENCH_PARTITIONS (6), HARAKA_DIR.
+// Prints figures, never asserts.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { cpus, totalmem } from 'node:os';
+import { AssignerProtocol, Kafka, logLevel } from 'kafkajs';
+import nodemailer from 'nodemailer';
+import { freePort, ManagedProcess, startSmtpSink, type Sink } from '@mailgate/testkit';
+import { buildMessage, header } from '../harness/mail.js';
+import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
+import { ensureHaraka, startHaraka } from './haraka.js';
+import { usageMeter, type ProcUsage } from './procstat.js';
+
+const env = (k: string, d: number): number => Number(process.env[k] ?? d);
+const SESSIONS = env('BENCH_SESSIONS', 20);
+const SIZES = [
+  { label: '10 KiB', bytes: 10 * 1024, count: env('BENCH_MESSAGES_10K', 3000) },
+  { label: '100 KiB', bytes: 100 * 1024, count: env('BENCH_MESSAGES_100K', 600) },
+];
+const HALF_SECONDS = env('BENCH_HALF_SECONDS', 15);
+const PARTITIONS = env('BENCH_PARTITIONS', 6);
+const FROM = `load@${REMOTE_DOMAIN}`;
+const TO = `inbox@${ACCEPTED_DOMAIN}`;
+const log = (l: string): void => console.error(`[bench] ${l}`);
+
+interface Row {
+  system: string;
+  size: string;
+  accepted: number;
+  delivered: number;
+  peakLatency: Percentiles;
+  halfLatency?: Percentiles;
+  halfRate?: number;
+  usage: ProcUsage[];
+  note?: string;
+}
+interface Percentiles {
+  n: number;
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+function percentiles(xs: number[]): Percentiles {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN);
+  return { n: s.length, p50: q(50), p95: q(95), p99: q(99) };
+}
+
+/** smtp-source: N messages of `bytes` over `sessions` parallel sessions; resolves with the wall time (s). */
+async function smtpSource(port: number, bytes: number, count: number, sessions = SESSIONS): Promise<number> {
+  const t0 = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    const args = ['-s', String(sessions), '-l', String(bytes), '-m', String(count), '-f', FROM, '-t', TO, '-M', 'client.test', `127.0.0.1:${port}`];
+    const p = spawn('/usr/sbin/smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err.slice(0, 500)}`))));
+  });
+  return (Date.now() - t0) / 1000;
+}
+
+/** Sends probe messages and measures 250 → arrival at the sink (matched by Message-ID). */
+class Prober {
+  private readonly sentAt = new Map<string, number>();
+  private readonly transport;
+  private seen = 0;
+  readonly latencies: number[] = [];
+  errors = 0;
+
+  constructor(
+    private readonly port: number,
+    private readonly sink: Sink,
+    private readonly bytes: number,
+    pool: number,
+  ) {
+    this.transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port,
+      pool: true,
+      maxConnections: pool,
+      maxMessages: 100,
+      ignoreTLS: true,
+      name: 'probe.test',
+    } as nodemailer.TransportOptions);
+  }
+
+  async one(): Promise<void> {
+    const mid = `<probe-${randomBytes(8).toString('hex')}@probe.test>`;
+    const raw = buildMessage({ from: FROM, to: TO, messageId: mid, body: 'p'.repeat(this.bytes) });
+    try {
+      await this.transport.sendMail({ envelope: { from: FROM, to: [TO] }, raw });
+      this.sentAt.set(mid.toLowerCase(), Date.now());
+    } catch {
+      this.errors++;
+    }
+  }
+
+  /** Match arrivals so far. */
+  collect(): void {
+    for (; this.seen < this.sink.messages.length; this.seen++) {
+      const m = this.sink.messages[this.seen]!;
+      const mid = header(m.data.subarray(0, 8192), 'message-id')?.toLowerCase();
+      const t = mid ? this.sentAt.get(mid) : undefined;
+      if (t !== undefined) {
+        this.latencies.push(m.receivedAt.getTime() - t);
+        this.sentAt.delete(mid!);
+      }
+    }
+  }
+
+  get pending(): number {
+    return this.sentAt.size;
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+}
+
+async function waitCount(sink: Sink, n: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (sink.messages.length < n) {
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+  return true;
+}
+
+/**
+ * One system under load: peak (smtp-source + probes every 250 ms), then a paced run at half the peak delivered
+ * rate. `procs` are sampled for CPU/RSS during the peak run.
+ */
+async function measure(
+  system: string,
+  port: number,
+  sink: Sink,
+  size: (typeof SIZES)[number],
+  procs: () => { label: string; pid: number | undefined }[],
+): Promise<Row> {
+  sink.clear();
+  // Warm-up: JIT, connection pools, DNSBL cache.
+  await smtpSource(port, size.bytes, 40, 4).catch((e: unknown) => log(`${system} warm-up: ${(e as Error).message}`));
+  await waitCount(sink, 40, 60_000);
+  sink.clear();
+
+  const meter = usageMeter(procs());
+  const prober = new Prober(port, sink, size.bytes, 2);
+  let probing = true;
+  const probes = (async () => {
+    while (probing) {
+      void prober.one();
+      await sleep(250);
+    }
+  })();
+  const t0 = Date.now();
+  let acceptedWall = 0;
+  let note: string | undefined;
+  try {
+    acceptedWall = await smtpSource(port, size.bytes, size.count);
+  } catch (e) {
+    note = (e as Error).message.slice(0, 200);
+    acceptedWall = (Date.now() - t0) / 1000;
+  }
+  probing = false;
+  await probes;
+  const target = size.count; // smtp-source messages (probes come on top)
+  const isLoad = (m: Sink['messages'][number]) => !m.data.subarray(0, 8192).includes('@probe.test>');
+  const deadline = Date.now() + 300_000;
+  let countLoad = 0;
+  for (let seen = 0; ; ) {
+    for (; seen < sink.messages.length; seen++) if (isLoad(sink.messages[seen]!)) countLoad++;
+    if (countLoad >= target || Date.now() > deadline) break;
+    await sleep(100);
+  }
+  const ok = countLoad >= target;
+  const lastLoad = [...sink.messages].reverse().find(isLoad);
+  const deliveredWall = lastLoad ? (lastLoad.receivedAt.getTime() - t0) / 1000 : NaN;
+  const usage = meter.finish();
+  await sleep(500);
+  prober.collect();
+  if (!ok || countLoad < target) note = `${note ?? ''} only ${countLoad}/${target} delivered`.trim();
+  const row: Row = {
+    system,
+    size: size.label,
+    accepted: size.count / acceptedWall,
+    delivered: countLoad / deliveredWall,
+    peakLatency: percentiles(prober.latencies),
+    usage,
+    ...(note ? { note } : {}),
+  };
+  prober.close();
+
+  // Half of the peak delivered rate, paced, latency of every message.
+  const rate = row.delivered / 2;
+  if (Number.isFinite(rate) && rate > 0) {
+    sink.clear();
+    const half = new Prober(port, sink, size.bytes, SESSIONS);
+    const total = Math.max(20, Math.round(rate * HALF_SECONDS));
+    const start = Date.now();
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = start + (i * 1000) / rate;
+      if (due > Date.now()) await sleep(due - Date.now());
+      sends.push(half.one());
+    }
+    await Promise.all(sends);
+    const deadline = Date.now() + 120_000;
+    while (half.pending > 0 && Date.now() < deadline) {
+      half.collect();
+      await sleep(100);
+    }
+    half.collect();
+    row.halfLatency = percentiles(half.latencies);
+    row.halfRate = rate;
+    half.close();
+  }
+  log(
+    `${system} ${size.label}: accepted ${row.accepted.toFixed(0)}/s delivered ${row.delivered.toFixed(0)}/s ` +
+      `p99(peak) ${row.peakLatency.p99} ms p99(half) ${row.halfLatency?.p99 ?? '-'} ms ${row.note ?? ''}`,
+  );
+  return row;
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.once('connect', () => (c.destroy(), resolve(true)));
+    c.once('error', () => resolve(false));
+  });
+}
+
+async function ceiling(size: (typeof SIZES)[number]): Promise<number> {
+  const port = await freePort();
+  const sinkProc = new ManagedProcess('smtp-sink', '/usr/sbin/smtp-sink', [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), '-c', `127.0.0.1:${port}`, '256']);
+  const until = Date.now() + 10_000;
+  while (!(await portOpen(port))) {
+    if (!sinkProc.isRunning() || Date.now() > until) throw sinkProc.describeFailure('smtp-sink did not listen');
+    await sleep(100);
+  }
+  try {
+    const wall = await smtpSource(port, size.bytes, size.count * 2);
+    return (size.count * 2) / wall;
+  } finally {
+    await sinkProc.stop('SIGTERM', 2000);
+  }
+}
+
+/** Consumer-group members and their partitions (kafkajs admin). */
+async function partitionSplit(brokers: string, group: string): Promise<string[]> {
+  const kafka = new Kafka({ clientId: 'bench', brokers: [brokers], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const { groups } = await admin.describeGroups([group]);
+    return (groups[0]?.members ?? []).map((m) => {
+      const a = AssignerProtocol.MemberAssignment.decode(m.memberAssignment);
+      const parts = Object.values(a?.assignment ?? {}).flat();
+      return `${m.clientId}: partitions [${parts.sort((x, y) => x - y).join(', ')}]`;
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+const fmt = (n: number | undefined, d = 0): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(d));
+
+function table(rows: Row[], ceil: Record<string, number>): string {
+  const lines: string[] = [];
+  lines.push('| system | size | accepted msg/s | delivered msg/s | p50/p95/p99 ms at peak (probes) | half-load rate | p50/p95/p99 ms at half load |');
+  lines.push('|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const p = r.peakLatency;
+    const h = r.halfLatency;
+    lines.push(
+      `| ${r.system} | ${r.size} | ${fmt(r.accepted)} | ${fmt(r.delivered)} | ${fmt(p.p50)}/${fmt(p.p95)}/${fmt(p.p99)} (n=${p.n}) | ${fmt(r.halfRate)}/s | ${h ? `${fmt(h.p50)}/${fmt(h.p95)}/${fmt(h.p99)} (n=${h.n})` : '-'} |`,
+    );
+  }
+  for (const [size, v] of Object.entries(ceil)) lines.push(`| smtp-source → smtp-sink (ceiling) | ${size} | ${fmt(v)} | ${fmt(v)} | - | - | - |`);
+  lines.push('');
+  for (const size of SIZES.map((s) => s.label)) {
+    const mg = rows.find((r) => r.system === 'mailgate' && r.size === size);
+    const hk = rows.find((r) => r.system === 'haraka' && r.size === size);
+    const c = ceil[size];
+    const parts: string[] = [];
+    if (mg && hk) parts.push(`mailgate/Haraka delivered = ${(mg.delivered / hk.delivered).toFixed(2)}×`);
+    if (mg && c) parts.push(`mailgate/ceiling = ${((mg.delivered / c) * 100).toFixed(1)} %`);
+    if (hk && c) parts.push(`Haraka/ceiling = ${((hk.delivered / c) * 100).toFixed(1)} %`);
+    lines.push(`${size}: ${parts.join(', ')}`);
+  }
+  lines.push('');
+  lines.push('CPU (% of one core) and RSS (MiB) per process during the peak run:');
+  for (const r of rows) {
+    lines.push(`  ${r.system} ${r.size}: ${r.usage.map((u) => `${u.label} ${fmt(u.cpuPercent)}% ${fmt(u.rssMiB)}M`).join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}`);
+  console.log(`load: smtp-source -s ${SESSIONS}; ${SIZES.map((s) => `${s.count} × ${s.label}`).join(', ')}; partitions ${PARTITIONS}`);
+  const rows: Row[] = [];
+  const ceil: Record<string, number> = {};
+  for (const s of SIZES) ceil[s.label] = await ceiling(s);
+  log(`ceiling: ${JSON.stringify(ceil)}`);
+
+  // --- mailgate --------------------------------------------------------------------------------------------------
+  let stack: Stack | undefined = await startStack({ partitions: PARTITIONS, logLevel: 'warn' });
+  const stageProcs = (st: Stack) => () => st.processes().filter((p) => !p.label.startsWith('admin'));
+  let slowest = 'virus-scan';
+  try {
+    for (const s of SIZES) rows.push(await measure('mailgate', stack.smtp.port, stack.internal, s, stageProcs(stack)));
+    const u = rows.find((r) => r.system === 'mailgate')?.usage ?? [];
+    const stageUse = u.filter((x) => STAGES.some((st) => x.label.startsWith(st)));
+    slowest = stageUse.sort((a, b) => b.cpuPercent - a.cpuPercent)[0]?.label.replace(/#\d+$/, '') ?? slowest;
+
+    // --- Haraka against the same clamd, rbldnsd and a sink --------------------------------------------------------
+    if (process.env['BENCH_SKIP_HARAKA'] !== '1') {
+      // Free the CPU the pipeline's idle consumers would take (kafka-lite, clamd, rbldnsd stay: Haraka uses clamd).
+      for (const list of stack.services.values()) for (const p of list) await p.stop();
+      const bin = ensureHaraka(log);
+      const sink = await startSmtpSink({ name: 'haraka-sink.test' });
+      const haraka = await startHaraka({
+        bin,
+        dir: stack.dir,
+        dnsServer: stack.dns.server,
+        clamd: { host: stack.clamd.host, port: stack.clamd.port },
+        sink: { host: sink.host, port: sink.port },
+        acceptedDomain: ACCEPTED_DOMAIN,
+      });
+      try {
+        for (const s of SIZES) {
+          rows.push(
+            await measure('haraka', haraka.port, sink, s, () => [
+              { label: 'haraka', pid: haraka.pid },
+              { label: 'clamd', pid: stack!.clamd.pid },
+            ]),
+          );
+        }
+      } catch (e) {
+        log(`haraka run failed: ${(e as Error).message}\n${haraka.output().slice(-3000)}`);
+      } finally {
+        await haraka.stop();
+        await sink.close();
+      }
+    }
+  } finally {
+    await stack.stop();
+    stack = undefined;
+  }
+
+  console.log('\n' + table(rows, ceil));
+
+  // --- scale-out: two replicas of the busiest stage -----------------------------------------------------------------
+  if (process.env['BENCH_SKIP_SCALE'] !== '1') {
+    const name = slowest as (typeof STAGES)[number];
+    log(`scale-out: 2 × ${name}`);
+    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', replicas: { [name]: 2 } });
+    try {
+      const row = await measure(`mailgate, 2 × ${name}`, st.smtp.port, st.internal, SIZES[0]!, stageProcs(st));
+      const split = await partitionSplit(st.kafka.brokers, `mailgate.${name}`);
+      const one = rows.find((r) => r.system === 'mailgate' && r.size === SIZES[0]!.label);
+      console.log(`\nscale-out (${SIZES[0]!.label}): busiest stage by CPU = ${name}`);
+      console.log(`  1 replica : delivered ${fmt(one?.delivered)} msg/s`);
+      console.log(`  2 replicas: delivered ${fmt(row.delivered)} msg/s (${one ? ((row.delivered / one.delivered - 1) * 100).toFixed(0) : '?'} %)`);
+      console.log(`  partition split of mailgate.${name}: ${split.join('; ')}`);
+      console.log(`  CPU: ${row.usage.map((u) => `${u.label} ${fmt(u.cpuPercent)}%`).join(', ')}`);
+    } finally {
+      await st.stop();
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

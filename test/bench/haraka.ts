@@ -60,8 +60,8 @@ export async function startHaraka(o: {
 }): Promise<HarakaHandle> {
   const port = await freePort();
   const cfg = join(o.dir, 'haraka');
-  mkdirSync(cfg, { recursive: true });
-  const w = (name: string, text: string) => writeFileSync(join(cfg, name), text.trim() + '\n');
+  mkdirSync(join(cfg, 'config'), { recursive: true });
+  const w = (name: string, text: string) => writeFileSync(join(cfg, 'config', name), text.trim() + '\n');
   // One process (no cluster): as Haraka runs by default; mailgate gets no more cores either (2 in all).
   w('smtp.ini', `listen=127.0.0.1:${port}\n[headers]\nmax_lines=1000\nmax_received=100`);
   w('plugins', ['dns-list', 'rcpt_to.in_host_list', 'attachment', 'clamd', 'queue/smtp_forward'].join('\n'));

@@ -27,6 +27,10 @@ for (const file of CI_VALUES) {
     const env = {};
     for (const e of ingress.spec.template.spec.containers[0].env) {
       if (!e.name.startsWith('MAILGATE__')) continue;
+      if (e.value !== undefined) {
+        env[e.name] = e.value; // a literal the chart computes (e.g. the shutdown timeout)
+        continue;
+      }
       assert.ok(SECRET_STANDINS[e.name], `no stand-in for ${e.name}`);
       env[e.name] = SECRET_STANDINS[e.name];
     }
@@ -40,4 +44,21 @@ test('the docker-compose config passes mailgate config check', () => {
   const text = readFileSync(join(REPO, 'deploy', 'compose', 'mailgate.yaml'), 'utf8');
   const check = configCheck(text);
   assert.ok(check.ok, check.output);
+});
+
+test('each Deployment forces its exit before Kubernetes would SIGKILL it (shutdown timeout < grace - preStop)', () => {
+  const r = template([CI_VALUES[0]]);
+  assert.ok(r.ok, r.stderr);
+  const deployments = r.docs.filter((d) => d?.kind === 'Deployment' && d.metadata.name.startsWith('mg-mailgate-'));
+  let checked = 0;
+  for (const d of deployments) {
+    const spec = d.spec.template.spec;
+    const c = spec.containers[0];
+    const env = (c.env ?? []).find((e) => e.name === 'MAILGATE__GATEWAY__SHUTDOWN_TIMEOUT_MS');
+    if (!env) continue; // clamd etc.
+    const preStop = Number(c.lifecycle?.preStop?.exec?.command?.[1] ?? 0);
+    assert.ok(Number(env.value) / 1000 + preStop < spec.terminationGracePeriodSeconds, d.metadata.name);
+    checked++;
+  }
+  assert.ok(checked >= 6, `checked ${checked} deployments`);
 });

@@ -57,6 +57,12 @@ export const gatewaySchema = z
     instance: z.string().default(process.env['POD_NAME'] ?? os.hostname()),
     /** Postmaster address used as the From of DSNs. */
     postmaster: z.string().optional(),
+    /**
+     * After SIGTERM the process exits at the latest this long later, drained or not. Keep it above the longest drain
+     * (ingress.drainTimeoutMs + producer flush) and below Kubernetes' terminationGracePeriodSeconds minus preStop
+     * (the Helm chart sets it from those).
+     */
+    shutdownTimeoutMs: z.number().int().positive().default(60_000),
   })
   .strict()
   .default({});

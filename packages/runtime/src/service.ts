@@ -66,7 +66,7 @@ export async function startService<S extends Partial<Record<ServiceSection, ZodT
     otlpEndpoint: config.telemetry.tracing.enabled ? config.telemetry.tracing.otlpEndpoint : undefined,
     sampleRatio: config.telemetry.tracing.enabled ? config.telemetry.tracing.sampleRatio : 0,
   });
-  const lifecycle = createLifecycle(log);
+  const lifecycle = createLifecycle(log, { forceExitMs: config.gateway.shutdownTimeoutMs });
   const httpCfg = def.http(config);
   const health = createHealthServer({
     host: httpCfg.host,

@@ -21,7 +21,12 @@ function row(m: DeferredMessage): string {
  * `mailgate queue …`: the delivery stage's deferred queue, straight from its Redis store (works whether or not the
  * admin service runs). Exit codes: 0 done, 1 not found, 64 usage.
  */
-export async function runQueue(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+/** Where output goes (stdout by default; tests pass a buffer). */
+export interface Out {
+  write(s: string): unknown;
+}
+
+export async function runQueue(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   const args = parseArgs(argv);
   const [, cmd, id] = args.positional;
   if (!cmd || args.flags['help']) {

@@ -54,10 +54,10 @@ test('queue list/show against an empty deferred queue', async () => {
   process.env['MAILGATE__REDIS__KEY_PREFIX'] = isolatedRedisPrefix('cli');
   try {
     const out = sink();
-    assert.equal(await runQueue(['queue', 'list'], out as unknown as NodeJS.WriteStream), 0);
+    assert.equal(await runQueue(['queue', 'list'], out), 0);
     assert.match(out.text, /^0 deferred/);
     const err = sink();
-    assert.equal(await runQueue(['queue', 'show', 'NOPE'], out as unknown as NodeJS.WriteStream, err as unknown as NodeJS.WriteStream), 1);
+    assert.equal(await runQueue(['queue', 'show', 'NOPE'], out, err), 1);
     assert.match(err.text, /no deferred message NOPE/);
   } finally {
     delete process.env['MAILGATE__REDIS__KEY_PREFIX'];

@@ -101,7 +101,7 @@ test('corrupt record batch (bad CRC) is rejected with CORRUPT_MESSAGE, not store
   const raw = await RawClient.connect(b.port);
   defer(t, () => raw.close());
   const batch = await encodeBatch({ values: ['hello'] });
-  batch[batch.length - 1] ^= 0xff;
+  batch[batch.length - 1] = batch[batch.length - 1]! ^ 0xff;
   const [err] = parseProduce(await raw.request(0, 7, produceBody('crc', 0, batch)));
   assert.equal(err, 2);
   const [err2] = parseProduce(

@@ -21,7 +21,7 @@ describe('admin service', () => {
   let env: AdminEnv;
   const afters: (() => Promise<void>)[] = [];
   before(async () => {
-    env = await startAdminEnv({ after: (fn) => void afters.unshift(fn) });
+    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
   });
   after(async () => {
     for (const fn of afters) await fn().catch(() => undefined);

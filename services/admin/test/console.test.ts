@@ -21,7 +21,7 @@ describe(
     let browser: Browser;
     const afters: (() => Promise<void>)[] = [];
     before(async () => {
-      env = await startAdminEnv({ after: (fn) => void afters.unshift(fn) });
+      env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
       browser = await chromium.launch({
         executablePath: CHROMIUM,
         args: [

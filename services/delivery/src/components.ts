@@ -1,8 +1,12 @@
 import type { DurableProducer } from '@mailgate/bus';
 import { createRedis, type GatewayConfig, type Logger, type RedisConfig } from '@mailgate/runtime';
+
+/** What delivery needs to know about the gateway: its names (EHLO, DSN Reporting-MTA, From). */
+export type GatewayIdentity = Pick<GatewayConfig, 'name' | 'hostname' | 'instance' | 'postmaster'>;
 import { trace, type Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { DeliveryConfig } from './config.js';
+import { MessageClaims } from './claim.js';
 import { DeliveryEngine } from './deliver.js';
 import { DestinationLimits } from './limits.js';
 import { DeliveredMarkers } from './markers.js';
@@ -34,7 +38,7 @@ export interface DeliveryComponents {
 export function createDeliveryComponents(o: {
   delivery: DeliveryConfig;
   redis: RedisConfig;
-  gateway: GatewayConfig;
+  gateway: GatewayIdentity;
   log: Logger;
   tracer?: Tracer;
 }): DeliveryComponents {
@@ -63,7 +67,8 @@ export function createDeliveryComponents(o: {
     slotTtlMs,
   });
   const tracer = o.tracer ?? trace.getTracer('delivery');
-  const engine = new DeliveryEngine({ router, resolver, pool, limits, markers, tracer, log: o.log });
+  const claims = new MessageClaims(redis, cfg.claim, o.log);
+  const engine = new DeliveryEngine({ router, resolver, pool, limits, markers, claims, tracer, log: o.log });
   const store = new RetryStore(redis);
   const scheduler = new RetryScheduler(bullConnection, cfg.retry.queue, bullPrefix(o.redis.keyPrefix));
   const stage = createDeliveryStage({
@@ -101,7 +106,7 @@ export function createDeliveryComponents(o: {
 export function openDeliveryQueue(o: {
   delivery: DeliveryConfig;
   redis: RedisConfig;
-  gateway: GatewayConfig;
+  gateway: GatewayIdentity;
   producer?: Pick<DurableProducer, 'send'>;
 }): DeliveryQueueOps & { close(): Promise<void> } {
   const redis = createRedis(o.redis, { name: 'delivery-admin' });

@@ -119,6 +119,21 @@ export const deliverySchema = z
       .int()
       .positive()
       .default(7 * 24 * 3600_000),
+    /**
+     * The per-message claim every replica takes around "check markers → send → write markers" (exactly once across
+     * replicas). The holder extends it every ttlMs/3; a crashed holder's claim ends after ttlMs.
+     */
+    claim: z
+      .object({
+        /** Lifetime of a claim its holder stopped extending (a crashed replica blocks the message this long). */
+        ttlMs: z.number().int().positive().default(30_000),
+        /** How long an attempt waits for another attempt's claim before proceeding without it (markers re-checked). */
+        waitMs: z.number().int().positive().default(120_000),
+        /** Poll interval while waiting for a claim. */
+        pollMs: z.number().int().positive().default(50),
+      })
+      .strict()
+      .default({}),
     limits: z
       .object({
         /** Open connections per destination (domain or smarthost route), across all replicas (Redis). */

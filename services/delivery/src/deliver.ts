@@ -1,6 +1,7 @@
 import type { PipelineMessage } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import type { MessageClaims } from './claim.js';
 import type { DestinationLimits } from './limits.js';
 import type { DeliveredMarkers } from './markers.js';
 import type { DestinationResolver, Target } from './mx.js';
@@ -29,6 +30,8 @@ export interface EngineDeps {
   readonly pool: ConnectionPool;
   readonly limits: DestinationLimits;
   readonly markers: DeliveredMarkers;
+  /** Cross-replica claim per message id around marker check → send → marker write. */
+  readonly claims: MessageClaims;
   readonly tracer: Tracer;
   readonly log: Logger;
 }
@@ -48,15 +51,18 @@ export class DeliveryEngine {
   constructor(private readonly d: EngineDeps) {}
 
   /**
-   * Attempts of one message id run one after the other in this process: duplicate records of one message (a
-   * redelivery after a broker restart puts several copies in one batch) would otherwise all read "no marker"
-   * before the first 250 is recorded, and each send a copy. Records are keyed by message id, so one instance
-   * sees all copies of a message.
+   * Attempts of one message id run one after the other: duplicate records of one message (a redelivery after a
+   * broker restart puts several copies in one batch) would otherwise all read "no marker" before the first 250 is
+   * recorded, and each send a copy. In this process a promise chain orders them (no Redis polling for the common
+   * case); across replicas (one replica's retry worker, another's stage with a redelivered record) the Redis
+   * claim does (see claim.ts). Either way the later attempt re-reads the markers and skips what was delivered.
    */
   async deliver(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
     const id = msg.envelope.id;
     const before = this.inflight.get(id);
-    const run = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.deliverNow(msg, recipients));
+    const run = (before ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.d.claims.withClaim(id, () => this.deliverNow(msg, recipients)));
     this.inflight.set(id, run);
     try {
       return await run;

@@ -9,6 +9,7 @@ import {
   type RedisHandle,
   type Sink,
 } from '@mailgate/testkit';
+import { MessageClaims } from '../src/claim.js';
 import type { DeliveryComponents } from '../src/components.js';
 import { runRetry } from '../src/worker.js';
 import { collectingProducer, components, message, stageCtx, workerDeps } from './helpers.js';
@@ -351,4 +352,50 @@ test('a destination failing repeatedly is backed off as a whole', async () => {
   assert.equal(mx3.connections, before, 'connected to a backed-off destination');
   const ev = out.events!.find((e) => e.type === 'deferred') as TrackingEvent | undefined;
   assert.match(String(ev!.details!['reason']), /backed off/);
+});
+
+test('two replicas deliver the same message at the same time: one copy (Redis claim per message id)', async () => {
+  // Two engines with their own Redis connections and pools, sharing the key prefix: two delivery replicas (say
+  // one's retry worker and the other's stage with a redelivered duplicate record).
+  const a = make({}, 'claimtest:');
+  const b = make({}, 'claimtest:');
+  const msg = message({ from: 'a@src.test', to: ['race@corp.test', 'race2@corp.test'] });
+  const [ra, rb] = await Promise.all([
+    a.engine.deliver(msg, msg.envelope.rcptTo),
+    b.engine.deliver(msg, msg.envelope.rcptTo),
+  ]);
+  assert.equal(hub.messages.length, 1, `${hub.messages.length} copies at the sink`);
+  assert.deepEqual(hub.messages[0]!.rcptTo, ['race@corp.test', 'race2@corp.test']);
+  for (const r of [...ra, ...rb]) assert.equal(r.status, 'delivered');
+  // Exactly one of the two sent; the other waited and found the markers.
+  const skipped = [ra, rb].filter((rs) => rs.every((r) => r.alreadyDelivered));
+  assert.equal(skipped.length, 1);
+  assert.equal(await a.redis.exists(`delivery:claim:${msg.envelope.id}`), 0, 'claim released');
+});
+
+test('claim: a crashed holder blocks for its TTL only; release never removes a claim taken by another', async () => {
+  const x = make({ claim: { ttlMs: 400, waitMs: 10_000, pollMs: 20 } }, 'claimcrash:');
+  const msg = message({ from: 'a@src.test', to: ['late@corp.test'] });
+  const key = `delivery:claim:${msg.envelope.id}`;
+  // A replica took the claim and died: nobody extends or releases it.
+  await x.redis.set(key, 'dead-replica', 'PX', 400);
+  const t0 = Date.now();
+  const out = await x.engine.deliver(msg, msg.envelope.rcptTo);
+  assert.equal(out[0]!.status, 'delivered');
+  assert.ok(Date.now() - t0 >= 300, 'did not wait for the stale claim');
+  assert.equal(hub.messages.length, 1);
+
+  // Compare-and-delete: a holder whose claim expired and was taken over does not release the new one.
+  const claims = new MessageClaims(x.redis, { ttlMs: 200, waitMs: 5000, pollMs: 20 });
+  await claims.withClaim('other-id', async () => {
+    await x.redis.set('delivery:claim:other-id', 'someone-else', 'PX', 5000);
+  });
+  assert.equal(await x.redis.get('delivery:claim:other-id'), 'someone-else');
+
+  // A claim held past waitMs: the attempt proceeds anyway (and re-checks markers: no second copy).
+  await x.redis.set(key, 'stuck', 'PX', 60_000);
+  const impatient = make({ claim: { ttlMs: 1000, waitMs: 150, pollMs: 20 } }, 'claimcrash:');
+  const again = await impatient.engine.deliver(msg, msg.envelope.rcptTo);
+  assert.equal(again[0]!.alreadyDelivered, true);
+  assert.equal(hub.messages.length, 1);
 });

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeEvent, RECORD_HEADERS, TOPICS, pass, quarantine, tempfail } from '@mailgate/contracts';
 import { createKafka, DurableProducer, StageRunner, type StageFn } from '@mailgate/bus';
-import { broker, decoded, fastBus, kafkaCfg, log, produce, readTopic, telemetry, testMessage } from './helpers.js';
+import { producePipelineMessages, readTopic } from '@mailgate/testkit';
+import { broker, decoded, fastBus, kafkaCfg, log, telemetry, testMessage } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -50,7 +51,7 @@ describe('StageRunner against kafka-lite', () => {
   test('moves records from its input topic to its output topic, verdict appended, trace carried', async () => {
     const input = 'test.in.move';
     const msgs = [testMessage('one'), testMessage('two'), testMessage('three')];
-    await produce(b.brokers, input, msgs);
+    await producePipelineMessages(b.brokers, input, msgs);
     const s = await runStage(async () => ({ verdict: pass(), details: { scanned: true } }), {
       groupId: 'g-move',
       topic: input,
@@ -80,7 +81,7 @@ describe('StageRunner against kafka-lite', () => {
   test('a stage that throws is retried, then dead-lettered with the error', async () => {
     const input = 'test.in.throw';
     const msg = testMessage('poison');
-    await produce(b.brokers, input, [msg]);
+    await producePipelineMessages(b.brokers, input, [msg]);
     let calls = 0;
     const s = await runStage(
       async () => {
@@ -103,7 +104,7 @@ describe('StageRunner against kafka-lite', () => {
   test('tempfail holds the message (nothing passes) until the stage can decide', async () => {
     const input = 'test.in.tempfail';
     const msg = testMessage('held');
-    await produce(b.brokers, input, [msg]);
+    await producePipelineMessages(b.brokers, input, [msg]);
     let calls = 0;
     const s = await runStage(
       async () => (++calls < 4 ? { verdict: tempfail('scanner down', 100) } : { verdict: quarantine('infected') }),
@@ -122,7 +123,7 @@ describe('StageRunner against kafka-lite', () => {
 
   test('tempfail beyond maxHoldMs is quarantined (fail closed), never passed', async () => {
     const input = 'test.in.hold';
-    await produce(b.brokers, input, [testMessage('never decidable')]);
+    await producePipelineMessages(b.brokers, input, [testMessage('never decidable')]);
     const s = await runStage(async () => ({ verdict: tempfail('dns timeout', 50) }), {
       groupId: 'g-hold',
       topic: input,
@@ -143,11 +144,18 @@ describe('StageRunner against kafka-lite', () => {
   test('a crash between produce and commit redelivers (duplicate allowed, loss never)', async () => {
     const input = 'test.in.crash';
     const msg = testMessage('crash me');
-    await produce(b.brokers, input, [msg]);
+    await producePipelineMessages(b.brokers, input, [msg]);
     // A real process, killed with SIGKILL right after its output was acknowledged and before its commit.
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--conditions=mailgate-src', path.join(here, 'fixtures', 'crash-runner.ts'), b.brokers, input],
+      [
+        '--import',
+        'tsx',
+        '--conditions=mailgate-src',
+        path.join(here, 'fixtures', 'crash-runner.ts'),
+        b.brokers,
+        input,
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     const exit = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_c, sig) => resolve(sig)));

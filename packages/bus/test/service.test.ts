@@ -9,7 +9,8 @@ import { pass, TOPICS } from '@mailgate/contracts';
 import { defineStageService } from '@mailgate/bus';
 import { httpSchema, startService } from '@mailgate/runtime';
 import { Kafka, logLevel } from 'kafkajs';
-import { broker, decoded, log, produce, readTopic, testMessage } from './helpers.js';
+import { producePipelineMessages, readTopic } from '@mailgate/testkit';
+import { broker, decoded, log, testMessage } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -33,7 +34,10 @@ test('/healthz answers; /readyz flips to 503 when the broker stops and back when
   const service = defineStageService({
     stage: 'attachment-policy',
     section: 'attachmentPolicy',
-    schema: z.object({ http: httpSchema(0) }).strict().default({}),
+    schema: z
+      .object({ http: httpSchema(0) })
+      .strict()
+      .default({}),
     runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, groupId: 'g-ready' },
     setup: async () => ({ fn: async () => ({ verdict: pass() }) }),
   });
@@ -44,7 +48,9 @@ test('/healthz answers; /readyz flips to 503 when the broker stops and back when
     await until(async () => (await readyStatus(s.http.port)) === 200);
     await b.close();
     await until(async () => (await readyStatus(s.http.port)) === 503);
-    const body = (await (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).json()) as { checks: Record<string, boolean> };
+    const body = (await (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).json()) as {
+      checks: Record<string, boolean>;
+    };
     assert.equal(body.checks['kafka'], false);
     // Liveness is never tied to dependencies.
     assert.equal((await fetch(`http://127.0.0.1:${s.http.port}/healthz`)).status, 200);
@@ -62,7 +68,7 @@ test('SIGTERM drains the in-flight record: its output is produced and its offset
   const b = await broker();
   try {
     const msg = testMessage('drain me');
-    await produce(b.brokers, 'test.in.drain', [msg]);
+    await producePipelineMessages(b.brokers, 'test.in.drain', [msg]);
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', '--conditions=mailgate-src', path.join(here, 'fixtures', 'slow-stage.ts'), b.brokers],

@@ -2,3 +2,4 @@ export * from './sdk.js';
 export * from './propagation.js';
 export * from './instrumentations.js';
 export { mailgateSampler } from './sampler.js';
+export { runInSpan } from './spans.js';

@@ -49,3 +49,17 @@ export {
   type KafkaProcessHandle,
 } from './kafka.js';
 export { sendMail, rawSmtp, type SendMailOptions, type RawSmtpClient, type SmtpReply } from './smtp-client.js';
+export {
+  testTrace,
+  testPipelineMessage,
+  pipelineRecord,
+  producePipelineMessages,
+  readTopic,
+  observeTopics,
+  testStageContext,
+  testStageService,
+  FAST_GROUP,
+  type ReadTopicOptions,
+  type Observed,
+  type TopicObserver,
+} from './pipeline.js';

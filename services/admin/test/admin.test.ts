@@ -385,10 +385,12 @@ describe('admin service', () => {
     );
   });
 
-  test('deferred endpoints answer 503 when the delivery queue is not wired in', async () => {
+  test('deferred endpoints read the delivery queue (opened from the delivery section); unknown ids are 404', async () => {
     const r = await env.api('/api/v1/deferred');
-    assert.equal(r.status, 503);
-    assert.equal(((await r.json()) as Json)['error'], 'unavailable');
+    assert.equal(r.status, 200);
+    assert.deepEqual(((await r.json()) as Json)['results'], []);
+    const retry = await env.api('/api/v1/deferred/01M8G0B70XHFFSW30WSDE8BBRP/retry', { method: 'POST' });
+    assert.ok(retry.status === 404, `status ${retry.status}`);
   });
 
   test('/metrics: consumer lag per partition and quarantine depth; /api/v1/stats', async () => {

@@ -1,7 +1,6 @@
 import type { TestContext } from 'node:test';
 import {
   encodeEvent,
-  encodeMessage,
   newEnvelope,
   newMessageId,
   RECORD_HEADERS,
@@ -12,9 +11,9 @@ import {
 } from '@mailgate/contracts';
 import { startBroker } from '@mailgate/kafka-lite';
 import { createLogger, startService } from '@mailgate/runtime';
-import { isolatedRedisPrefix } from '@mailgate/testkit';
+import { isolatedRedisPrefix, pipelineRecord, readTopic } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
-import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type KafkaMessage, type Message } from 'kafkajs';
 import { createAdminService } from '../src/index.js';
 
 process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
@@ -30,7 +29,7 @@ export interface AdminEnv {
   readonly brokers: string;
   /** fetch with the admin token (or `token: null` for none). */
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
-  produce(topic: string, records: { key: string; value: Buffer; headers?: Record<string, string> }[]): Promise<void>;
+  produce(topic: string, records: Message[]): Promise<void>;
   events(events: TrackingEvent[]): Promise<void>;
   /** Produce a message to the quarantine topic as the runner does after `stage` quarantined it. */
   quarantine(msg: PipelineMessage, sourceTopic: string): Promise<void>;
@@ -99,43 +98,8 @@ export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise
         evs.map((e) => ({ key: e.messageId, value: encodeEvent(e) })),
       ),
     quarantine: (msg, sourceTopic) =>
-      produce(TOPICS.quarantine, [
-        {
-          key: msg.envelope.id,
-          value: encodeMessage(msg),
-          headers: {
-            [RECORD_HEADERS.traceparent]: msg.envelope.trace.traceparent,
-            [RECORD_HEADERS.messageId]: msg.envelope.id,
-            [RECORD_HEADERS.sourceTopic]: sourceTopic,
-          },
-        },
-      ]),
-    readTopic: async (topic, count, timeoutMs = 30_000) => {
-      const c = client.consumer({ groupId: `reader-${Math.random()}`, sessionTimeout: 6000, heartbeatInterval: 500 });
-      await c.connect();
-      await c.subscribe({ topic, fromBeginning: true });
-      const out: KafkaMessage[] = [];
-      try {
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(
-            () => reject(new Error(`timeout: ${out.length}/${count} records on ${topic}`)),
-            timeoutMs,
-          );
-          void c.run({
-            eachMessage: async ({ message }) => {
-              out.push(message);
-              if (out.length >= count) {
-                clearTimeout(timer);
-                resolve();
-              }
-            },
-          });
-        });
-      } finally {
-        await c.disconnect();
-      }
-      return out;
-    },
+      produce(TOPICS.quarantine, [pipelineRecord(msg, { [RECORD_HEADERS.sourceTopic]: sourceTopic })]),
+    readTopic: (topic, count, timeoutMs) => readTopic(broker.brokers, topic, count, { timeoutMs }),
   };
 }
 

@@ -2,24 +2,15 @@
 // kafka-lite) in one process, with an in-memory exporter. Also: the stage's /metrics shows the runner's counters.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { defineStageService } from '@mailgate/bus';
-import {
-  decodeEvent,
-  encodeMessage,
-  newEnvelope,
-  RECORD_HEADERS,
-  TOPICS,
-  pass,
-  quarantine,
-  type PipelineStage,
-} from '@mailgate/contracts';
+import { decodeEvent, newEnvelope, TOPICS, pass, quarantine, type PipelineStage } from '@mailgate/contracts';
 import { startBroker } from '@mailgate/kafka-lite';
 import { httpSchema, startService, type RunningService } from '@mailgate/runtime';
 import { startTelemetry, traceparentOf } from '@mailgate/telemetry';
 import { assertOneTrace, serviceOfSpan } from '@mailgate/telemetry/testing';
 import { SpanKind } from '@opentelemetry/api';
+import { producePipelineMessages, readTopic, testStageService } from '@mailgate/testkit';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import { z } from 'zod';
 import { log } from './helpers.js';
 
@@ -30,11 +21,10 @@ const sectionSchema = z
 
 /** A stage service as the real ones are composed (defineStageService → StageRunner), with a trivial check. */
 function stageService(stage: PipelineStage, section: 'dnsbl' | 'virusScan') {
-  return defineStageService({
+  return testStageService({
     stage,
     section,
     schema: sectionSchema,
-    runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300 },
     setup: async () => ({
       fn: async (msg, ctx) => {
         ctx.span.setAttribute('mailgate.test.seen_by', stage);
@@ -55,13 +45,11 @@ describe('tracing across services', () => {
   let brokers = '';
   const services: RunningService<unknown>[] = [];
   const closers: (() => Promise<void>)[] = [];
-  let kafka: Kafka;
 
   before(async () => {
     const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
     closers.push(() => broker.close());
     brokers = broker.brokers;
-    kafka = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING });
     const doc = {
       kafka: { brokers: [brokers], topics: { partitions: 1 } },
       dnsbl: { http: { host: '127.0.0.1' } },
@@ -102,51 +90,12 @@ describe('tracing across services', () => {
       trace: { traceparent, traceId },
     });
     span.setAttribute('mailgate.message_id', envelope.id);
-    const p = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await p.connect();
-    await p.send({
-      topic: TOPICS.inbound,
-      acks: -1,
-      messages: [
-        {
-          key: envelope.id,
-          value: encodeMessage({ envelope, raw }),
-          headers: { traceparent, [RECORD_HEADERS.messageId]: envelope.id },
-        },
-      ],
-    });
-    await p.disconnect();
+    await producePipelineMessages(brokers, TOPICS.inbound, [{ envelope, raw }]);
     span.end();
     return { id: envelope.id, traceId };
   }
 
-  async function readUntil(
-    topic: string,
-    pred: (m: KafkaMessage) => boolean,
-    timeoutMs = 30_000,
-  ): Promise<KafkaMessage[]> {
-    const c = kafka.consumer({ groupId: `reader-${Math.random()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
-    await c.connect();
-    await c.subscribe({ topic, fromBeginning: true });
-    const out: KafkaMessage[] = [];
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timeout waiting on ${topic}`)), timeoutMs);
-        void c.run({
-          eachMessage: async ({ message }) => {
-            out.push(message);
-            if (pred(message)) {
-              clearTimeout(t);
-              resolve();
-            }
-          },
-        });
-      });
-    } finally {
-      await c.disconnect();
-    }
-    return out;
-  }
+  const readUntil = (topic: string, pred: (m: KafkaMessage) => boolean) => readTopic(brokers, topic, pred);
 
   test('ingress → dnsbl-check → virus-scan spans share one trace id, in parent/child order, with verdicts', async () => {
     const { id, traceId } = await ingress('alice@partner.test');

@@ -1,7 +1,7 @@
-import { newEnvelope, type PipelineMessage } from '@mailgate/contracts';
+import type { PipelineMessage } from '@mailgate/contracts';
 import type { StageContext } from '@mailgate/bus';
 import { createLogger } from '@mailgate/runtime';
-import { trace } from '@opentelemetry/api';
+import { testPipelineMessage, testStageContext } from '@mailgate/testkit';
 import { zipSync, type Zippable } from 'fflate';
 import { gzipSync } from 'node:zlib';
 import { policyConfig, type AttachmentPolicyConfig } from '../src/index.js';
@@ -10,25 +10,11 @@ export const log = createLogger('attachment-policy-test', process.env['TEST_LOG_
 
 export const cfg = (doc: Parameters<typeof policyConfig>[0] = {}): AttachmentPolicyConfig => policyConfig(doc);
 
-export function pipelineMessage(raw: Buffer | string): PipelineMessage {
-  const buf = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
-  return {
-    envelope: newEnvelope({ mailFrom: 'a@sender.test', rcptTo: ['u@example.test'], size: buf.length }),
-    raw: buf,
-  };
-}
+/** A pipeline message around these bytes (from a@sender.test to u@example.test). */
+export const pipelineMessage = (raw: Buffer | string): PipelineMessage => testPipelineMessage(raw);
 
-export function stageContext(): StageContext {
-  return {
-    stage: 'attachment-policy',
-    attempt: 1,
-    firstAttemptAt: Date.now(),
-    log,
-    span: trace.getTracer('attachment-policy-test').startSpan('test'),
-    signal: new AbortController().signal,
-    host: 'test-host',
-  };
-}
+export const stageContext = (over: Partial<StageContext> = {}): StageContext =>
+  testStageContext('attachment-policy', over);
 
 // --- file contents with real magic bytes -------------------------------------------------------------------
 export const PDF = Buffer.from(

@@ -1,30 +1,18 @@
 // The service through the real StageRunner and kafka-lite: scanned → deliverable (passed/stripped) or quarantine.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defineStageService } from '@mailgate/bus';
-import {
-  decodeMessage,
-  encodeMessage,
-  MAIL_HEADERS,
-  RECORD_HEADERS,
-  TOPICS,
-  type PipelineMessage,
-} from '@mailgate/contracts';
+import { MAIL_HEADERS, TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
-import { startKafka, waitFor } from '@mailgate/testkit';
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { observeTopics, producePipelineMessages, startKafka, testStageService, waitFor } from '@mailgate/testkit';
 import { attachmentPolicySchema, setupAttachmentPolicy } from '../src/index.js';
 import { EXE, log, message, PDF, pipelineMessage, zip } from './helpers.js';
 
-process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
-
 /** The production definition, with fast group membership for tests. */
-const service = defineStageService({
+const service = testStageService({
   stage: 'attachment-policy',
   section: 'attachmentPolicy',
   schema: attachmentPolicySchema,
   setup: setupAttachmentPolicy,
-  runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300 },
 });
 
 test('pass unchanged, strip with header, reject and malformed to quarantine — via kafka-lite', async (t) => {
@@ -44,20 +32,10 @@ test('pass unchanged, strip with header, reject and malformed to quarantine — 
     log,
   });
 
-  const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
-  const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
-  const seen: { topic: string; msg: PipelineMessage }[] = [];
-  const consumer = client.consumer({ groupId: `observer-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.deliverable, TOPICS.quarantine], fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ topic, message: m }) => void seen.push({ topic, msg: decodeMessage(m.value) }),
-  });
+  const observer = await observeTopics(kafka.brokers, [TOPICS.deliverable, TOPICS.quarantine]);
   // Stop in dependency order: clients and the service before the broker they talk to.
   t.after(async () => {
-    await consumer.disconnect();
-    await producer.disconnect();
+    await observer.stop();
     await s.stop();
     await kafka.close();
   });
@@ -72,39 +50,31 @@ test('pass unchanged, strip with header, reject and malformed to quarantine — 
   const rejected = pipelineMessage(message([{ content: zip({ 'in.zip': zip({ 'x.exe': EXE }) }), filename: 'z.zip' }]));
   const malformed = pipelineMessage('MIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n\r\nbody\r\n');
   const all = [clean, strip, rejected, malformed];
-  await producer.send({
-    topic: TOPICS.scanned,
-    acks: -1,
-    messages: all.map((m) => ({
-      key: m.envelope.id,
-      value: encodeMessage(m),
-      headers: { [RECORD_HEADERS.messageId]: m.envelope.id },
-    })),
-  });
-  const of = (m: PipelineMessage) => seen.filter((x) => x.msg.envelope.id === m.envelope.id);
+  await producePipelineMessages(kafka.brokers, TOPICS.scanned, all);
+  const of = (m: PipelineMessage) => observer.of(m.envelope.id);
   await waitFor(() => all.every((m) => of(m).length === 1), { timeoutMs: 30_000, message: 'all four decided' });
 
   const [c] = of(clean);
   assert.equal(c!.topic, TOPICS.deliverable);
-  assert.ok(c!.msg.raw.equals(clean.raw), 'byte-identical');
-  assert.equal(c!.msg.envelope.verdicts.at(-1)?.stage, 'attachment-policy');
+  assert.ok(c!.value.raw.equals(clean.raw), 'byte-identical');
+  assert.equal(c!.value.envelope.verdicts.at(-1)?.stage, 'attachment-policy');
 
   const [st] = of(strip);
   assert.equal(st!.topic, TOPICS.deliverable);
-  assert.ok(st!.msg.raw.toString('latin1').startsWith(`${MAIL_HEADERS.attachmentPolicy}: stripped=1;`));
-  assert.equal(st!.msg.envelope.size, st!.msg.raw.length);
-  assert.deepEqual(st!.msg.envelope.verdicts.at(-1)?.details?.['removed'], [
+  assert.ok(st!.value.raw.toString('latin1').startsWith(`${MAIL_HEADERS.attachmentPolicy}: stripped=1;`));
+  assert.equal(st!.value.envelope.size, st!.value.raw.length);
+  assert.deepEqual(st!.value.envelope.verdicts.at(-1)?.details?.['removed'], [
     { part: '3', mode: 'strip', rule: 'strip-exe' },
   ]);
 
   const [r] = of(rejected);
   assert.equal(r!.topic, TOPICS.quarantine);
-  const v = r!.msg.envelope.verdicts.at(-1)!;
+  const v = r!.value.envelope.verdicts.at(-1)!;
   assert.equal(v.verdict.kind, 'reject');
   assert.match((v.verdict as { reason: string }).reason, /z\.zip\/in\.zip\/x\.exe: type exe is not on the allow-list/);
 
   const [m] = of(malformed);
   assert.equal(m!.topic, TOPICS.quarantine);
-  assert.deepEqual(m!.msg.envelope.verdicts.at(-1)?.verdict, { kind: 'quarantine', reason: 'malformed' });
-  assert.match(String(m!.msg.envelope.verdicts.at(-1)?.details?.['error']), /without a boundary/);
+  assert.deepEqual(m!.value.envelope.verdicts.at(-1)?.verdict, { kind: 'quarantine', reason: 'malformed' });
+  assert.match(String(m!.value.envelope.verdicts.at(-1)?.details?.['error']), /without a boundary/);
 });

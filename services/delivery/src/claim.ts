@@ -48,9 +48,12 @@ export class MessageClaims {
   async withClaim<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const token = await this.acquire(id);
     if (token === null) return fn();
-    const timer = setInterval(() => {
-      this.redis.eval(EXTEND, 1, this.key(id), token, this.o.ttlMs).catch(() => undefined);
-    }, Math.max(1, Math.floor(this.o.ttlMs / 3)));
+    const timer = setInterval(
+      () => {
+        this.redis.eval(EXTEND, 1, this.key(id), token, this.o.ttlMs).catch(() => undefined);
+      },
+      Math.max(1, Math.floor(this.o.ttlMs / 3)),
+    );
     timer.unref();
     try {
       return await fn();

@@ -1,6 +1,7 @@
 import type { PipelineMessage } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
-import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import { runInSpan } from '@mailgate/telemetry';
+import { context, SpanKind, type Tracer } from '@opentelemetry/api';
 import type { MessageClaims } from './claim.js';
 import type { DestinationLimits } from './limits.js';
 import type { DeliveredMarkers } from './markers.js';
@@ -109,10 +110,8 @@ export class DeliveryEngine {
       },
       context.active(),
     );
-    try {
-      const out = await context.with(trace.setSpan(context.active(), span), () =>
-        this.attemptIn(msg, route, rcpts, span),
-      );
+    return runInSpan(span, async () => {
+      const out = await this.attemptIn(msg, route, rcpts, span);
       const counts = { delivered: 0, deferred: 0, failed: 0 };
       for (const r of out) counts[r.status]++;
       span.setAttributes({
@@ -123,13 +122,7 @@ export class DeliveryEngine {
       const host = out.find((r) => r.remoteHost)?.remoteHost;
       if (host) span.setAttribute('server.address', host);
       return out;
-    } catch (err) {
-      span.recordException(err as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      throw err;
-    } finally {
-      span.end();
-    }
+    });
   }
 
   private async attemptIn(

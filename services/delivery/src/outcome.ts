@@ -80,16 +80,25 @@ export function attemptEvents(
 }
 
 /**
- * The DSN for failed recipients, or null when none is due: nothing failed, or the sender is `<>` (never bounce
- * a bounce — RFC 5321 §4.5.5).
+ * The DSN for failed (or, `kind: 'delayed'`, still deferred) recipients with its `dsn-generated` event, or null
+ * when none is due: no recipients, or the sender is `<>` (never bounce a bounce — RFC 5321 §4.5.5).
  */
 export function dsnFor(
   msg: PipelineMessage,
   failed: readonly DsnRecipient[],
   kind: 'failed' | 'delayed',
   ctx: DsnContext,
-): { record: OutRecord; id: string } | null {
+): { record: OutRecord; id: string; event: EventPart } | null {
   if (failed.length === 0 || msg.envelope.mailFrom === '' || msg.envelope.origin === 'dsn') return null;
   const dsn = buildDsn({ original: msg, kind, recipients: failed, ...ctx });
-  return { record: dsnRecord(dsn), id: dsn.envelope.id };
+  const id = dsn.envelope.id;
+  return {
+    record: dsnRecord(dsn),
+    id,
+    event: {
+      type: 'dsn-generated',
+      rcptTo: [msg.envelope.mailFrom],
+      details: { dsnId: id, kind, recipients: failed.map((f) => f.rcpt) },
+    },
+  };
 }

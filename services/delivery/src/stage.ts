@@ -55,11 +55,7 @@ export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
       });
       if (dsn) {
         extraRecords.push(dsn.record);
-        events.push({
-          type: 'dsn-generated',
-          rcptTo: [env.mailFrom],
-          details: { dsnId: dsn.id, kind: 'failed', recipients: failed.map((f) => f.rcpt) },
-        });
+        events.push(dsn.event);
       }
       events.unshift(
         ...attemptEvents(results, {

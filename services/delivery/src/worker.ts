@@ -2,8 +2,8 @@ import type { DurableProducer, OutRecord } from '@mailgate/bus';
 import { eventRecord } from '@mailgate/bus';
 import type { PipelineMessage, TrackingEvent } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
-import { contextFromTraceparent, traceparentOf } from '@mailgate/telemetry';
-import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import { contextFromTraceparent, runInSpan, traceparentOf } from '@mailgate/telemetry';
+import { SpanKind, type Tracer } from '@opentelemetry/api';
 import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { DeliveryEngine, RecipientResult } from './deliver.js';
 import { attemptEvents, dsnFor, type EventPart } from './outcome.js';
@@ -66,8 +66,9 @@ export async function runRetry(d: RetryWorkerDeps, id: string): Promise<'gone' |
     },
     parent,
   );
-  try {
-    return await context.with(trace.setSpan(parent, span), async () => {
+  return runInSpan(
+    span,
+    async () => {
       const results = await d.engine.deliver(msg, [...entry.pending.keys()]);
       const now = Date.now();
       const giveUp = now - entry.firstAttemptAt >= d.schedule.giveUpAfterMs;
@@ -90,11 +91,7 @@ export async function runRetry(d: RetryWorkerDeps, id: string): Promise<'gone' |
       const dsn = dsnFor(msg, failed, 'failed', ctx);
       if (dsn) {
         records.push(dsn.record);
-        parts.push({
-          type: 'dsn-generated',
-          rcptTo: [msg.envelope.mailFrom],
-          details: { dsnId: dsn.id, kind: 'failed', recipients: failed.map((f) => f.rcpt) },
-        });
+        parts.push(dsn.event);
       }
       let delayNotified = false;
       if (
@@ -106,11 +103,7 @@ export async function runRetry(d: RetryWorkerDeps, id: string): Promise<'gone' |
         const delay = dsnFor(msg, deferred, 'delayed', ctx);
         if (delay) {
           records.push(delay.record);
-          parts.push({
-            type: 'dsn-generated',
-            rcptTo: [msg.envelope.mailFrom],
-            details: { dsnId: delay.id, kind: 'delayed', recipients: deferred.map((f) => f.rcpt) },
-          });
+          parts.push(delay.event);
         }
         delayNotified = true;
       }
@@ -148,14 +141,9 @@ export async function runRetry(d: RetryWorkerDeps, id: string): Promise<'gone' |
       if (!after) return 'gone';
       if (after.held) return 'held';
       return next ?? now;
-    });
-  } catch (err) {
-    span.recordException(err as Error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-    throw err;
-  } finally {
-    span.end();
-  }
+    },
+    parent,
+  );
 }
 
 /** The bullmq Worker running retries; the same job is moved back to delayed until the message is final. */

@@ -1,5 +1,6 @@
 import type { OutRecord, StageContext } from '@mailgate/bus';
 import { ENVELOPE_SCHEMA, newMessageId, type PipelineMessage } from '@mailgate/contracts';
+import { testStageContext } from '@mailgate/testkit';
 import { trace } from '@opentelemetry/api';
 import pino from 'pino';
 import { createDeliveryComponents, type DeliveryComponents } from '../src/components.js';
@@ -41,17 +42,7 @@ export function message(o: { from: string; to: string[]; raw?: Buffer | string; 
   };
 }
 
-export function stageCtx(): StageContext {
-  return {
-    stage: 'delivery',
-    attempt: 1,
-    firstAttemptAt: Date.now(),
-    log: silentLog,
-    span: trace.getTracer('test').startSpan('test'),
-    signal: new AbortController().signal,
-    host: 'delivery-test',
-  };
-}
+export const stageCtx = (): StageContext => testStageContext('delivery', { host: 'delivery-test' });
 
 /** Builds components from a `delivery:` section document (parsed with the real schema). */
 export function components(redisUrl: string, keyPrefix: string, section: unknown): DeliveryComponents {

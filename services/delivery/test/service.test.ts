@@ -1,50 +1,40 @@
 // The service through the real StageRunner, kafka-lite, Redis (AOF) and the bullmq retry worker.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { defineStageService } from '@mailgate/bus';
-import {
-  decodeEvent,
-  encodeMessage,
-  RECORD_HEADERS,
-  TOPICS,
-  type PipelineMessage,
-  type TrackingEvent,
-} from '@mailgate/contracts';
+import { decodeEvent, TOPICS, type PipelineMessage, type TrackingEvent } from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
 import {
+  observeTopics,
+  producePipelineMessages,
   startDnsServer,
   startKafka,
   startRedis,
   startSmtpSink,
+  testStageService,
   waitFor,
   type DnsServerHandle,
   type KafkaHandle,
   type RedisHandle,
   type Sink,
+  type TopicObserver,
 } from '@mailgate/testkit';
-import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { openDeliveryQueue } from '../src/components.js';
 import { deliverySchema } from '../src/config.js';
 import { setupDelivery } from '../src/service.js';
 import { message, silentLog } from './helpers.js';
 
-process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
-
-const service = defineStageService({
+const service = testStageService({
   stage: 'delivery',
   section: 'delivery',
   schema: deliverySchema,
   setup: setupDelivery,
-  runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300 },
 });
 
 let kafka: KafkaHandle;
 let redis: RedisHandle;
 let dns: DnsServerHandle;
 let mx: Sink;
-let producer: Producer;
-const events: TrackingEvent[] = [];
-let stopObserver: () => Promise<void>;
+let events: TopicObserver<TrackingEvent>;
 
 const KEY_PREFIX = 'svc:';
 const deliverySection = () => ({
@@ -74,33 +64,20 @@ before(async () => {
     ],
   });
   mx = await startSmtpSink({ host: '127.0.0.8' });
-  const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
-  producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
-  const consumer = client.consumer({ groupId: `observer-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 300 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.events], fromBeginning: true });
-  await consumer.run({ eachMessage: async ({ message: m }) => void events.push(decodeEvent(m.value)) });
-  stopObserver = () => consumer.disconnect();
+  events = await observeTopics(kafka.brokers, [TOPICS.events], (v) => decodeEvent(v));
 });
 
 after(async () => {
-  await stopObserver?.();
-  await producer?.disconnect();
+  await events?.stop();
   await mx?.close();
   await dns?.close();
   await redis?.stop();
   await kafka?.close();
 });
 
-const send = (m: PipelineMessage) =>
-  producer.send({
-    topic: TOPICS.deliverable,
-    acks: -1,
-    messages: [{ key: m.envelope.id, value: encodeMessage(m), headers: { [RECORD_HEADERS.messageId]: m.envelope.id } }],
-  });
+const send = (m: PipelineMessage) => producePipelineMessages(kafka.brokers, TOPICS.deliverable, [m]);
 
-const eventsOf = (id: string, type: string) => events.filter((e) => e.messageId === id && e.type === type);
+const eventsOf = (id: string, type: string) => events.of(id).flatMap((x) => (x.value.type === type ? [x.value] : []));
 
 test('service: delivers from the topic; deferred mail survives a delivery restart and a Redis restart (AOF); queue operations', async () => {
   let s = await start();

@@ -7,11 +7,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { newEnvelope, type PipelineMessage } from '@mailgate/contracts';
-import type { StageContext } from '@mailgate/bus';
 import { DnsblChecker, dnsblConfig } from '@mailgate/dnsbl';
 import { createLogger, createRedis } from '@mailgate/runtime';
-import { isolatedRedisPrefix, startRbldnsd, startRedis } from '@mailgate/testkit';
-import { trace } from '@opentelemetry/api';
+import { isolatedRedisPrefix, startRbldnsd, startRedis, testStageContext } from '@mailgate/testkit';
 import { createDnsblStage } from '../src/index.js';
 
 const N = Number(process.env['N'] ?? 2000);
@@ -72,15 +70,7 @@ try {
   const scfg = dnsblConfig({ resolvers: [dns.server], timeoutMs: 2000, zones: allZones, health: { enabled: false } });
   const sc = new DnsblChecker(scfg, { log, redis });
   const fn = createDnsblStage({ checker: sc, cfg: scfg });
-  const ctx: StageContext = {
-    stage: 'dnsbl-check',
-    attempt: 1,
-    firstAttemptAt: Date.now(),
-    log,
-    span: trace.getTracer('bench').startSpan('bench'),
-    signal: new AbortController().signal,
-    host: 'bench',
-  };
+  const ctx = testStageContext('dnsbl-check', { log, host: 'bench' });
   const body = '<html><body><p>Hello, see <a href="https://www.example.org/page">our page</a>.</p></body></html>';
   const msgs: PipelineMessage[] = Array.from({ length: MSGS }, (_, i) => {
     const raw = Buffer.from(

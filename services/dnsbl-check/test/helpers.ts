@@ -1,8 +1,7 @@
 import { newEnvelope, type PipelineMessage, type SessionFacts } from '@mailgate/contracts';
 import type { StageContext } from '@mailgate/bus';
 import { createLogger } from '@mailgate/runtime';
-import type { RbldnsdZone } from '@mailgate/testkit';
-import { trace } from '@opentelemetry/api';
+import { testStageContext, type RbldnsdZone } from '@mailgate/testkit';
 
 export const log = createLogger('dnsbl-check-test', process.env['TEST_LOG_LEVEL'] ?? 'silent');
 
@@ -64,14 +63,4 @@ export function message(o: MsgOpts = {}): PipelineMessage {
   };
 }
 
-export function stageContext(): StageContext {
-  return {
-    stage: 'dnsbl-check',
-    attempt: 1,
-    firstAttemptAt: Date.now(),
-    log,
-    span: trace.getTracer('dnsbl-check-test').startSpan('test'),
-    signal: new AbortController().signal,
-    host: 'test-host',
-  };
-}
+export const stageContext = (over: Partial<StageContext> = {}): StageContext => testStageContext('dnsbl-check', over);

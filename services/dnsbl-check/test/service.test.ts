@@ -1,61 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  decodeMessage,
-  encodeMessage,
-  lastVerdictOf,
-  RECORD_HEADERS,
-  TOPICS,
-  type PipelineMessage,
-} from '@mailgate/contracts';
+import { decodeMessage, lastVerdictOf, TOPICS } from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
-import { isolatedRedisPrefix, startKafka, startRbldnsd, startRedis } from '@mailgate/testkit';
-import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
+import {
+  isolatedRedisPrefix,
+  producePipelineMessages,
+  readTopic,
+  startKafka,
+  startRbldnsd,
+  startRedis,
+} from '@mailgate/testkit';
 import { dnsblCheckService } from '../src/index.js';
 import { log, message, ZONES, zonesConfig } from './helpers.js';
-
-async function produce(brokers: string, msgs: PipelineMessage[]): Promise<void> {
-  const p = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).producer();
-  await p.connect();
-  await p.send({
-    topic: TOPICS.inbound,
-    acks: -1,
-    messages: msgs.map((m) => ({
-      key: m.envelope.id,
-      value: encodeMessage(m),
-      headers: { traceparent: m.envelope.trace.traceparent, [RECORD_HEADERS.messageId]: m.envelope.id },
-    })),
-  });
-  await p.disconnect();
-}
-
-async function readTopic(brokers: string, topic: string, count: number, timeoutMs = 30_000): Promise<KafkaMessage[]> {
-  const c = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).consumer({
-    groupId: `reader-${Math.random()}`,
-    sessionTimeout: 6000,
-    heartbeatInterval: 500,
-  });
-  await c.connect();
-  await c.subscribe({ topic, fromBeginning: true });
-  const out: KafkaMessage[] = [];
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timeout: ${out.length}/${count} records on ${topic}`)), timeoutMs);
-      void c.run({
-        eachMessage: async ({ message: m }) => {
-          out.push(m);
-          if (out.length >= count) {
-            clearTimeout(t);
-            resolve();
-          }
-        },
-      });
-    });
-  } finally {
-    await c.disconnect();
-  }
-  return out;
-}
 
 test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict + header, readiness', async (t) => {
   const kafka = await startKafka();
@@ -83,7 +39,7 @@ test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict 
 
   const clean = message();
   const listed = message({ session: { clientIp: '198.51.100.7' } });
-  await produce(kafka.brokers, [clean, listed]);
+  await producePipelineMessages(kafka.brokers, TOPICS.inbound, [clean, listed]);
 
   const [passed] = await readTopic(kafka.brokers, TOPICS.dnsblChecked, 1);
   const p = decodeMessage(passed!.value);

@@ -15,7 +15,7 @@ test('config: defaults fail closed', () => {
   const c = virusScanSchema.parse({});
   assert.equal(c.http.port, 9103);
   assert.deepEqual(c.clamd.endpoints, [{ host: '127.0.0.1', port: 3310 }]);
-  assert.equal(c.clamd.streamMaxLength, 25 * 1024 * 1024);
+  assert.equal(c.clamd.streamMaxLength, 64 * 1024 * 1024);
   assert.equal(c.failOpen, false);
   assert.equal(c.scanAttachmentsSeparately, false);
   assert.deepEqual(c.actions, { infected: 'quarantine', tooLarge: 'quarantine', unscannable: 'quarantine' });

@@ -1,8 +1,7 @@
-import { newEnvelope, type PipelineMessage } from '@mailgate/contracts';
+import type { PipelineMessage } from '@mailgate/contracts';
 import type { StageContext } from '@mailgate/bus';
 import { createLogger } from '@mailgate/runtime';
-import { EICAR } from '@mailgate/testkit';
-import { trace } from '@opentelemetry/api';
+import { EICAR, testPipelineMessage, testStageContext } from '@mailgate/testkit';
 import { MeterProvider, MetricReader, type DataPoint } from '@opentelemetry/sdk-metrics';
 import { zipSync } from 'fflate';
 import { virusScanSchema, type VirusScanConfig, type VirusScanInput } from '../src/index.js';
@@ -13,26 +12,10 @@ export function config(input: VirusScanInput = {}): VirusScanConfig {
   return virusScanSchema.parse(input);
 }
 
-export function pipelineMessage(raw: Buffer | string): PipelineMessage {
-  const buf = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
-  return {
-    envelope: newEnvelope({ mailFrom: 'a@sender.test', rcptTo: ['u@example.test'], size: buf.length }),
-    raw: buf,
-  };
-}
+/** A pipeline message around these bytes (from a@sender.test to u@example.test). */
+export const pipelineMessage = (raw: Buffer | string): PipelineMessage => testPipelineMessage(raw);
 
-export function stageContext(over: Partial<StageContext> = {}): StageContext {
-  return {
-    stage: 'virus-scan',
-    attempt: 1,
-    firstAttemptAt: Date.now(),
-    log,
-    span: trace.getTracer('virus-scan-test').startSpan('test'),
-    signal: new AbortController().signal,
-    host: 'test-host',
-    ...over,
-  };
-}
+export const stageContext = (over: Partial<StageContext> = {}): StageContext => testStageContext('virus-scan', over);
 
 const HEAD = ['From: Alice <a@sender.test>', 'To: u@example.test', 'Subject: test', 'MIME-Version: 1.0'];
 

@@ -2,29 +2,28 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { defineStageService } from '@mailgate/bus';
-import { decodeMessage, encodeMessage, RECORD_HEADERS, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
-import { EICAR_FOUND_NAME, freePort, startClamd, startKafka, waitFor } from '@mailgate/testkit';
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import {
+  EICAR_FOUND_NAME,
+  freePort,
+  observeTopics,
+  producePipelineMessages,
+  startClamd,
+  startKafka,
+  testStageService,
+  waitFor,
+} from '@mailgate/testkit';
 import { setupVirusScan, virusScanSchema, type VirusScanInput } from '../src/index.js';
 import { log, pipelineMessage, samples } from './helpers.js';
 
-process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
-
 /** The production definition, with fast group membership for tests. */
-const service = defineStageService({
+const service = testStageService({
   stage: 'virus-scan',
   section: 'virusScan',
   schema: virusScanSchema,
   setup: setupVirusScan,
-  runner: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300 },
 });
-
-interface Seen {
-  topic: string;
-  msg: PipelineMessage;
-}
 
 async function pipeline(t: TestContext, virusScan: VirusScanInput) {
   // One after-hook, stopping in dependency order (node:test runs after-hooks first-registered first).
@@ -45,35 +44,12 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
   });
   stops.push(() => s.stop());
 
-  const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
-  const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
-  stops.push(() => producer.disconnect());
-  const seen: Seen[] = [];
-  const consumer = client.consumer({
-    groupId: `observer-${Date.now()}`,
-    sessionTimeout: 6000,
-    heartbeatInterval: 300,
-    maxWaitTimeInMs: 200,
-  });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.scanned, TOPICS.quarantine], fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ topic, message }) => void seen.push({ topic, msg: decodeMessage(message.value) }),
-  });
-  stops.push(() => consumer.disconnect());
+  const observer = await observeTopics(kafka.brokers, [TOPICS.scanned, TOPICS.quarantine]);
+  stops.push(() => observer.stop());
 
   return {
-    seen,
-    send: (m: PipelineMessage) =>
-      producer.send({
-        topic: TOPICS.dnsblChecked,
-        acks: -1,
-        messages: [
-          { key: m.envelope.id, value: encodeMessage(m), headers: { [RECORD_HEADERS.messageId]: m.envelope.id } },
-        ],
-      }),
-    of: (m: PipelineMessage) => seen.filter((x) => x.msg.envelope.id === m.envelope.id),
+    send: (m: PipelineMessage) => producePipelineMessages(kafka.brokers, TOPICS.dnsblChecked, [m]),
+    of: (m: PipelineMessage) => observer.of(m.envelope.id),
     ready: async () => (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).status,
     metrics: async () => (await fetch(`http://127.0.0.1:${s.http.port}/metrics`)).text(),
   };
@@ -96,11 +72,11 @@ test('clean → next topic with the header; EICAR → quarantine; clamd down →
   });
   const [c] = p.of(clean);
   assert.equal(c!.topic, TOPICS.scanned);
-  assert.match(c!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean \(mailgate mx\.test; ClamAV /);
-  assert.equal(c!.msg.envelope.verdicts.at(-1)?.stage, 'virus-scan');
+  assert.match(c!.value.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean \(mailgate mx\.test; ClamAV /);
+  assert.equal(c!.value.envelope.verdicts.at(-1)?.stage, 'virus-scan');
   const [q] = p.of(infected);
   assert.equal(q!.topic, TOPICS.quarantine);
-  assert.deepEqual(q!.msg.envelope.verdicts.at(-1)?.details?.['signatures'], [EICAR_FOUND_NAME]);
+  assert.deepEqual(q!.value.envelope.verdicts.at(-1)?.details?.['signatures'], [EICAR_FOUND_NAME]);
   await waitFor(async () => (await p.ready()) === 200, { timeoutMs: 20_000, message: 'ready' });
 
   // clamd goes away: the next message is held in place, never passed on.
@@ -120,7 +96,7 @@ test('clean → next topic with the header; EICAR → quarantine; clamd down →
   await sleep(500);
   assert.equal(p.of(held).length, 1, 'delivered exactly once');
   assert.equal(p.of(held)[0]!.topic, TOPICS.scanned);
-  assert.match(p.of(held)[0]!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean /);
+  assert.match(p.of(held)[0]!.value.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean /);
   await waitFor(async () => (await p.ready()) === 200, { timeoutMs: 10_000, message: 'ready again' });
 });
 
@@ -134,11 +110,11 @@ test('no clamd for longer than maxHoldMs: quarantined as unscannable, never pass
   await waitFor(() => p.of(m).length > 0, { timeoutMs: 30_000, message: 'unscannable verdict' });
   const [q] = p.of(m);
   assert.equal(q!.topic, TOPICS.quarantine);
-  const v = q!.msg.envelope.verdicts.at(-1)!;
+  const v = q!.value.envelope.verdicts.at(-1)!;
   assert.equal(v.verdict.kind, 'quarantine');
   assert.match(
     (v.verdict as { reason: string }).reason,
     /^unscannable: no scan verdict after \d+ s \(clamd unavailable: /,
   );
-  assert.match(q!.msg.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: not scanned: unscannable/);
+  assert.match(q!.value.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: not scanned: unscannable/);
 });

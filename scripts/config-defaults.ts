@@ -46,7 +46,8 @@ function unwrap(s: ZodTypeAny): { inner: ZodTypeAny; def?: unknown; hasDef: bool
 function typeName(s: ZodTypeAny): string {
   if (s instanceof z.ZodEnum) return (s._def.values as string[]).join(' | ');
   if (s instanceof z.ZodLiteral) return JSON.stringify(s._def.value);
-  if (s instanceof z.ZodUnion) return (s._def.options as ZodTypeAny[]).map((o) => typeName(unwrap(o).inner)).join(' or ');
+  if (s instanceof z.ZodUnion)
+    return (s._def.options as ZodTypeAny[]).map((o) => typeName(unwrap(o).inner)).join(' or ');
   if (s instanceof z.ZodArray) return `list of ${typeName(unwrap(s._def.type).inner)}`;
   if (s instanceof z.ZodRecord) return 'map';
   if (s instanceof z.ZodObject) return 'object';

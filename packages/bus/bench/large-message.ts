@@ -11,7 +11,9 @@ import { createKafka, DurableProducer, StageRunner } from '@mailgate/bus';
 
 function message(bytes: number) {
   // A realistic body: base64 of incompressible data (an attachment), 76-char lines.
-  const b64 = randomBytes(Math.ceil((bytes * 3) / 4)).toString('base64').replace(/(.{76})/g, '$1\r\n');
+  const b64 = randomBytes(Math.ceil((bytes * 3) / 4))
+    .toString('base64')
+    .replace(/(.{76})/g, '$1\r\n');
   const raw = Buffer.from(`From: a@b.test\r\nTo: u@example.test\r\nSubject: big\r\n\r\n${b64}`.slice(0, bytes));
   return { envelope: newEnvelope({ mailFrom: 'a@b.test', rcptTo: ['u@example.test'], size: raw.length }), raw };
 }

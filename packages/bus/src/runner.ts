@@ -336,7 +336,12 @@ export class StageRunner {
     const v = outcome.verdict;
     if (v.kind === 'pass') {
       if (this.output) {
-        out.push({ topic: this.output, key: envelope.id, value: encodeMessage({ envelope: { ...envelope, size }, raw }), headers });
+        out.push({
+          topic: this.output,
+          key: envelope.id,
+          value: encodeMessage({ envelope: { ...envelope, size }, raw }),
+          headers,
+        });
       }
     } else {
       out.push({

@@ -39,7 +39,10 @@ export interface StageServiceDefinition<K extends ServiceSection, S extends ZodT
   readonly setup: (ctx: StageSetupContext<LoadedConfig<{ [P in K]: S }>>) => Promise<StageSetup>;
   /** Tests: faster group membership. */
   readonly runner?: Partial<
-    Pick<StageRunnerOptions, 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'maxWaitTimeInMs' | 'groupId' | 'topic' | 'faults'>
+    Pick<
+      StageRunnerOptions,
+      'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'maxWaitTimeInMs' | 'groupId' | 'topic' | 'faults'
+    >
   >;
 }
 

@@ -17,12 +17,18 @@ export const devSchema = z
       .strict()
       .default({}),
     /** Start a private redis-server when `redis.url` does not answer. */
-    redis: z.object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') }).strict().default({}),
+    redis: z
+      .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
+      .strict()
+      .default({}),
     /**
      * Start a local clamd with the generated test signature database (EICAR only: there is no signature download
      * in dev mode) when the configured clamd does not answer. Production points virusScan.clamd at a real clamd.
      */
-    clamd: z.object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') }).strict().default({}),
+    clamd: z
+      .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
+      .strict()
+      .default({}),
     /** A local SMTP sink standing in for the internal mail server; delivered mail is logged. */
     sink: z
       .object({

@@ -83,15 +83,22 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
 
   const clamdEndpoint = (config as { virusScan?: { clamd?: { endpoints?: { host?: string; port?: number }[] } } })
     .virusScan?.clamd?.endpoints?.[0];
-  const clamdUp = clamdEndpoint?.host && clamdEndpoint.port ? await tcpOpen(clamdEndpoint.host, clamdEndpoint.port) : false;
+  const clamdUp =
+    clamdEndpoint?.host && clamdEndpoint.port ? await tcpOpen(clamdEndpoint.host, clamdEndpoint.port) : false;
   if (dev.clamd.spawn === 'always' || (dev.clamd.spawn === 'auto' && !clamdUp)) {
     try {
       const c = await testkit.startClamd({ streamMaxLength: '60M' });
       cleanups.push(() => c.stop());
       childEnv['MAILGATE__VIRUS_SCAN__CLAMD__ENDPOINTS'] = `[{host: ${c.host}, port: ${c.port}}]`;
-      log.warn({ port: c.port }, 'clamd started with the TEST signature database only (EICAR); use a real clamd for real scanning');
+      log.warn(
+        { port: c.port },
+        'clamd started with the TEST signature database only (EICAR); use a real clamd for real scanning',
+      );
     } catch (e) {
-      log.error({ err: (e as Error).message }, 'could not start clamd (install clamav-daemon); virus-scan will hold mail (fail closed)');
+      log.error(
+        { err: (e as Error).message },
+        'could not start clamd (install clamav-daemon); virus-scan will hold mail (fail closed)',
+      );
     }
   }
 
@@ -103,7 +110,10 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     const timer = setInterval(() => {
       for (; seen < sink.messages.length; seen++) {
         const m = sink.messages[seen]!;
-        log.info({ from: m.mailFrom, to: m.rcptTo, bytes: m.data.length }, 'sink: message delivered to the internal mail server');
+        log.info(
+          { from: m.mailFrom, to: m.rcptTo, bytes: m.data.length },
+          'sink: message delivered to the internal mail server',
+        );
       }
     }, 500);
     cleanups.push(async () => clearInterval(timer));
@@ -132,7 +142,10 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   let stopping = false;
 
   // Report each service's health endpoint once it answers.
-  const probe = loadConfig({ file: opts.configFile, env: childEnv }) as unknown as Record<string, { http?: { port?: number } }>;
+  const probe = loadConfig({ file: opts.configFile, env: childEnv }) as unknown as Record<
+    string,
+    { http?: { port?: number } }
+  >;
   const httpPorts: Partial<Record<ServiceName, number | undefined>> = {
     'ingress-smtp': probe['ingress']?.['http']?.port ?? 9101,
     'dnsbl-check': probe['dnsbl']?.['http']?.port ?? 9102,
@@ -144,12 +157,15 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   await Promise.all(
     [...children.keys()].map(async (name) => {
       const port = httpPorts[name];
-      if (port && (await waitHealthy(port, 60_000))) log.info({ service: name, health: `http://127.0.0.1:${port}/readyz` }, 'service up');
+      if (port && (await waitHealthy(port, 60_000)))
+        log.info({ service: name, health: `http://127.0.0.1:${port}/readyz` }, 'service up');
       else log.error({ service: name }, 'service did not become healthy within 60 s');
     }),
   );
   const ingress = (probe['ingress'] as { listeners?: Record<string, { port?: number }> } | undefined)?.listeners;
-  const smtpPorts = Object.values(ingress ?? {}).map((l) => l.port ?? 0).filter(Boolean);
+  const smtpPorts = Object.values(ingress ?? {})
+    .map((l) => l.port ?? 0)
+    .filter(Boolean);
   log.info({ smtp: smtpPorts }, 'mailgate dev is running (Ctrl-C stops everything)');
 
   return {

@@ -73,7 +73,9 @@ export async function main(argv: string[]): Promise<number | undefined> {
     } catch (e) {
       return printConfigError(e);
     }
-    console.log(`configuration ${configFile ?? process.env['MAILGATE_CONFIG'] ?? '(defaults)'} is valid\n${report.join('\n')}`);
+    console.log(
+      `configuration ${configFile ?? process.env['MAILGATE_CONFIG'] ?? '(defaults)'} is valid\n${report.join('\n')}`,
+    );
     return 0;
   }
   if (cmd === 'trace' || cmd === 'track') return runTrack(argv);
@@ -90,7 +92,9 @@ export async function main(argv: string[]): Promise<number | undefined> {
       console.error('give the password on standard input, e.g.: printf %s "$PASSWORD" | mailgate hash-password');
       return EX_USAGE;
     }
-    const ingress = (await import(SERVICE_PACKAGES['ingress-smtp'])) as { hashPassword(p: string): Promise<string> | string };
+    const ingress = (await import(SERVICE_PACKAGES['ingress-smtp'])) as {
+      hashPassword(p: string): Promise<string> | string;
+    };
     console.log(await ingress.hashPassword(password));
     return 0;
   }

@@ -29,7 +29,9 @@ export async function loadService(name: ServiceName): Promise<AnyServiceDefiniti
 }
 
 /** Which services can be loaded in this installation. */
-export async function availableServices(): Promise<{ name: ServiceName; def?: AnyServiceDefinition; error?: string }[]> {
+export async function availableServices(): Promise<
+  { name: ServiceName; def?: AnyServiceDefinition; error?: string }[]
+> {
   const names = Object.keys(SERVICE_PACKAGES) as ServiceName[];
   return Promise.all(
     names.map(async (name) => {

@@ -40,7 +40,10 @@ test('config check: the dev config is valid; a bad file exits 78 naming the key 
   writeFileSync(bad, 'ingress:\n  listeners:\n    mx: { port: "twenty-five" }\n  acceptedDomainz: [x.test]\n');
   const r = node(['config', 'check', '--config', bad]);
   assert.equal(r.status, 78);
-  assert.match(r.stderr, new RegExp(`ingress\\.listeners\\.mx\\.port \\(file ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`));
+  assert.match(
+    r.stderr,
+    new RegExp(`ingress\\.listeners\\.mx\\.port \\(file ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`),
+  );
   assert.match(r.stderr, /ingress\.acceptedDomainz .*unknown key/);
 });
 
@@ -71,7 +74,14 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     smtp: await freePort(),
     http: await Promise.all([1, 2, 3, 4, 5, 6].map(() => freePort())),
   };
-  const [ingress, dnsbl, virus, policy, delivery, admin] = ports.http as [number, number, number, number, number, number];
+  const [ingress, dnsbl, virus, policy, delivery, admin] = ports.http as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     MAILGATE__REDIS__KEY_PREFIX: isolatedRedisPrefix('dev'),
@@ -91,7 +101,11 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     MAILGATE__DEV__CLAMD__SPAWN: 'always',
     MAILGATE__DELIVERY__ROUTES: `[{domains: [example.test], type: smarthost, hosts: ['127.0.0.1:${ports.sink}'], tls: none}]`,
   };
-  const dev = await runDev({ configFile: path.join(root, 'deploy/mailgate.dev.yaml'), env, log: createLogger('dev-test', 'warn') });
+  const dev = await runDev({
+    configFile: path.join(root, 'deploy/mailgate.dev.yaml'),
+    env,
+    log: createLogger('dev-test', 'warn'),
+  });
   try {
     assert.equal(dev.children.size, 6);
     for (const port of ports.http) {

@@ -73,7 +73,12 @@ export interface Envelope {
   /** Set on generated messages (DSNs) so they are never bounced again. */
   readonly origin?: 'smtp' | 'dsn' | 'release';
   /** When released from quarantine: who released it and from which stage. */
-  readonly release?: { readonly by: string; readonly at: string; readonly fromStage: string; readonly recheck: boolean };
+  readonly release?: {
+    readonly by: string;
+    readonly at: string;
+    readonly fromStage: string;
+    readonly recheck: boolean;
+  };
 }
 
 /** A message as the pipeline carries it: envelope plus the exact RFC 5322 bytes. */

@@ -154,7 +154,11 @@ export const busSchema = z
       .strict()
       .default({}),
     /** How long a `tempfail` message is held and retried before it is quarantined as undecidable. */
-    maxHoldMs: z.number().int().positive().default(4 * 3600 * 1000),
+    maxHoldMs: z
+      .number()
+      .int()
+      .positive()
+      .default(4 * 3600 * 1000),
     /**
      * Consumer group session timeout: how long a crashed (kill -9) replica keeps its partitions before the group
      * hands them to the others. Lower = faster failover, higher = tolerates longer GC/network pauses.
@@ -186,7 +190,15 @@ export const COMMON_SECTIONS = {
  * The top-level keys of the document that belong to one service each. A service validates its own section
  * strictly; the others are checked by their own service (and all at once by `mailgate config check`).
  */
-export const SERVICE_SECTIONS = ['ingress', 'dnsbl', 'virusScan', 'attachmentPolicy', 'delivery', 'admin', 'dev'] as const;
+export const SERVICE_SECTIONS = [
+  'ingress',
+  'dnsbl',
+  'virusScan',
+  'attachmentPolicy',
+  'delivery',
+  'admin',
+  'dev',
+] as const;
 export type ServiceSection = (typeof SERVICE_SECTIONS)[number];
 
 export type CommonConfig = {
@@ -266,11 +278,9 @@ function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv): Map<string
       if (i === segments.length - 1) {
         let value: Json = raw;
         if (!fromFile) {
-          try {
-            value = (parseDocument(raw).toJS() as Json) ?? raw;
-          } catch {
-            value = raw;
-          }
+          const parsed = parseDocument(raw);
+          // `null`/`~` mean null (e.g. dev.broker.dataDir: null); an unparsable value is taken verbatim.
+          value = parsed.errors.length > 0 ? raw : raw.trim() === '' ? raw : (parsed.toJS() as Json);
         }
         node[key] = value;
         origins.set(path.join('.'), { variable: name, raw, parent: node, key });

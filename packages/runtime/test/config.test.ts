@@ -16,7 +16,9 @@ const sections = {
   virusScan: z
     .object({
       http: httpSchema(9103),
-      clamd: z.object({ endpoints: z.array(z.object({ host: z.string(), port: z.number() }).strict()).min(1) }).strict(),
+      clamd: z
+        .object({ endpoints: z.array(z.object({ host: z.string(), port: z.number() }).strict()).min(1) })
+        .strict(),
     })
     .strict(),
 };
@@ -32,7 +34,10 @@ function errorsOf(fn: () => unknown): ConfigErrors {
 }
 
 test('a valid file loads, with defaults filled in', () => {
-  const f = file('ok.yaml', 'kafka:\n  brokers: [k1:9092, k2:9092]\nvirusScan:\n  clamd:\n    endpoints: [{ host: clamd, port: 3310 }]\n');
+  const f = file(
+    'ok.yaml',
+    'kafka:\n  brokers: [k1:9092, k2:9092]\nvirusScan:\n  clamd:\n    endpoints: [{ host: clamd, port: 3310 }]\n',
+  );
   const c = loadConfig({ file: f, env: {}, sections });
   assert.deepEqual(c.kafka.brokers, ['k1:9092', 'k2:9092']);
   assert.equal(c.kafka.topics.partitions, 6);
@@ -41,7 +46,10 @@ test('a valid file loads, with defaults filled in', () => {
 });
 
 test('an unknown key is an error naming the key and the file', () => {
-  const f = file('unknown.yaml', 'kafka:\n  brokerz: [k1:9092]\nvirusScan:\n  clamd: { endpoints: [{ host: c, port: 1 }] }\n');
+  const f = file(
+    'unknown.yaml',
+    'kafka:\n  brokerz: [k1:9092]\nvirusScan:\n  clamd: { endpoints: [{ host: c, port: 1 }] }\n',
+  );
   const e = errorsOf(() => loadConfig({ file: f, env: {}, sections }));
   assert.equal(e.errors[0]!.key, 'kafka.brokerz');
   assert.equal(e.errors[0]!.source, `file ${f}`);
@@ -78,9 +86,7 @@ test('environment overrides win over the file, and errors in them name the varia
   });
   assert.deepEqual(c.kafka.brokers, ['a:1', 'b:2']);
   assert.equal(c.virusScan.http.port, 9999);
-  const e = errorsOf(() =>
-    loadConfig({ file: f, env: { MAILGATE__KAFKA__PRODUCE_TIMEOUT_MS: 'soon' }, sections }),
-  );
+  const e = errorsOf(() => loadConfig({ file: f, env: { MAILGATE__KAFKA__PRODUCE_TIMEOUT_MS: 'soon' }, sections }));
   assert.equal(e.errors[0]!.key, 'kafka.produceTimeoutMs');
   assert.equal(e.errors[0]!.source, 'env MAILGATE__KAFKA__PRODUCE_TIMEOUT_MS');
 });
@@ -88,7 +94,10 @@ test('environment overrides win over the file, and errors in them name the varia
 test('invalid YAML and a missing file are errors naming the file', () => {
   const f = file('bad.yaml', 'kafka: [unclosed\n');
   assert.match(errorsOf(() => loadConfig({ file: f, env: {}, sections })).message, /YAML/);
-  assert.match(errorsOf(() => loadConfig({ file: path.join(dir, 'nope.yaml'), env: {}, sections })).message, /cannot read/);
+  assert.match(
+    errorsOf(() => loadConfig({ file: path.join(dir, 'nope.yaml'), env: {}, sections })).message,
+    /cannot read/,
+  );
 });
 
 test('an environment value the key wants as a string is taken verbatim (a numeric password)', () => {
@@ -116,4 +125,15 @@ test('MAILGATE__…_FILE reads the value from a file (a mounted secret)', () => 
     sections,
   });
   assert.equal(c.kafka.sasl?.password, 'a: b # not yaml');
+});
+
+test('an environment value of null sets null (not the string "null")', () => {
+  const c = loadConfig({
+    env: { MAILGATE__DEV__BROKER__DATA_DIR: 'null', MAILGATE__VIRUS_SCAN__CLAMD__ENDPOINTS: '[{host: c, port: 1}]' },
+    sections: {
+      ...sections,
+      dev: z.object({ broker: z.object({ dataDir: z.string().nullable() }).strict() }).strict(),
+    },
+  });
+  assert.equal(c.dev.broker.dataDir, null);
 });

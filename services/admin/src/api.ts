@@ -79,12 +79,10 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
   app.setErrorHandler((err: Error & { statusCode?: number; http?: number }, req, reply) => {
     const status = err instanceof NotFoundError ? 404 : (err.http ?? err.statusCode ?? 500);
     if (status === 500) d.log?.error({ err, method: req.method, url: req.url }, 'admin request failed');
-    void reply
-      .code(status)
-      .send({
-        error: ERROR_NAMES[status] ?? (status < 500 ? 'bad-request' : 'internal'),
-        message: status === 500 ? 'internal error' : err.message,
-      });
+    void reply.code(status).send({
+      error: ERROR_NAMES[status] ?? (status < 500 ? 'bad-request' : 'internal'),
+      message: status === 500 ? 'internal error' : err.message,
+    });
   });
 
   app.get('/openapi.json', async () => OPENAPI);

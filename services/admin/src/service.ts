@@ -24,7 +24,9 @@ export interface AdminServiceOptions {
  * The admin service: tracking store (events topic → Redis), quarantine store (quarantine + dead-letter topics →
  * Redis), the API and the console — on the same HTTP port as its health endpoints, behind API tokens.
  */
-export function createAdminService(opts: AdminServiceOptions = {}): ServiceDefinition<{ admin: typeof adminSchema; delivery: typeof deliverySchema }> {
+export function createAdminService(
+  opts: AdminServiceOptions = {},
+): ServiceDefinition<{ admin: typeof adminSchema; delivery: typeof deliverySchema }> {
   return {
     name: 'admin',
     sections: { admin: adminSchema, delivery: deliverySchema },

@@ -10,6 +10,7 @@
 // Prints figures, never asserts.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { AssignerProtocol, Kafka, logLevel } from 'kafkajs';
@@ -60,12 +61,28 @@ function percentiles(xs: number[]): Percentiles {
 async function smtpSource(port: number, bytes: number, count: number, sessions = SESSIONS): Promise<number> {
   const t0 = Date.now();
   await new Promise<void>((resolve, reject) => {
-    const args = ['-s', String(sessions), '-l', String(bytes), '-m', String(count), '-f', FROM, '-t', TO, '-M', 'client.test', `127.0.0.1:${port}`];
+    const args = [
+      '-s',
+      String(sessions),
+      '-l',
+      String(bytes),
+      '-m',
+      String(count),
+      '-f',
+      FROM,
+      '-t',
+      TO,
+      '-M',
+      'client.test',
+      `127.0.0.1:${port}`,
+    ];
     const p = spawn('/usr/sbin/smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err.slice(0, 500)}`))));
+    p.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err.slice(0, 500)}`)),
+    );
   });
   return (Date.now() - t0) / 1000;
 }
@@ -178,7 +195,7 @@ async function measure(
   const isLoad = (m: Sink['messages'][number]) => !m.data.subarray(0, 8192).includes('@probe.test>');
   const deadline = Date.now() + 300_000;
   let countLoad = 0;
-  for (let seen = 0; ; ) {
+  for (let seen = 0; ;) {
     for (; seen < sink.messages.length; seen++) if (isLoad(sink.messages[seen]!)) countLoad++;
     if (countLoad >= target || Date.now() > deadline) break;
     await sleep(100);
@@ -232,6 +249,16 @@ async function measure(
   return row;
 }
 
+/** Direct children of a process (Haraka runs its SMTP server in a cluster worker). */
+function childPids(pid: number | undefined): number[] {
+  if (!pid) return [];
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const c = net.connect(port, '127.0.0.1');
@@ -242,7 +269,12 @@ function portOpen(port: number): Promise<boolean> {
 
 async function ceiling(size: (typeof SIZES)[number]): Promise<number> {
   const port = await freePort();
-  const sinkProc = new ManagedProcess('smtp-sink', '/usr/sbin/smtp-sink', [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), '-c', `127.0.0.1:${port}`, '256']);
+  const sinkProc = new ManagedProcess('smtp-sink', '/usr/sbin/smtp-sink', [
+    ...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []),
+    '-c',
+    `127.0.0.1:${port}`,
+    '256',
+  ]);
   const until = Date.now() + 10_000;
   while (!(await portOpen(port))) {
     if (!sinkProc.isRunning() || Date.now() > until) throw sinkProc.describeFailure('smtp-sink did not listen');
@@ -277,7 +309,9 @@ const fmt = (n: number | undefined, d = 0): string => (n === undefined || !Numbe
 
 function table(rows: Row[], ceil: Record<string, number>): string {
   const lines: string[] = [];
-  lines.push('| system | size | accepted msg/s | delivered msg/s | p50/p95/p99 ms at peak (probes) | half-load rate | p50/p95/p99 ms at half load |');
+  lines.push(
+    '| system | size | accepted msg/s | delivered msg/s | p50/p95/p99 ms at peak (probes) | half-load rate | p50/p95/p99 ms at half load |',
+  );
   lines.push('|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const p = r.peakLatency;
@@ -286,7 +320,8 @@ function table(rows: Row[], ceil: Record<string, number>): string {
       `| ${r.system} | ${r.size} | ${fmt(r.accepted)} | ${fmt(r.delivered)} | ${fmt(p.p50)}/${fmt(p.p95)}/${fmt(p.p99)} (n=${p.n}) | ${fmt(r.halfRate)}/s | ${h ? `${fmt(h.p50)}/${fmt(h.p95)}/${fmt(h.p99)} (n=${h.n})` : '-'} |`,
     );
   }
-  for (const [size, v] of Object.entries(ceil)) lines.push(`| smtp-source → smtp-sink (ceiling) | ${size} | ${fmt(v)} | ${fmt(v)} | - | - | - |`);
+  for (const [size, v] of Object.entries(ceil))
+    lines.push(`| smtp-source → smtp-sink (ceiling) | ${size} | ${fmt(v)} | ${fmt(v)} | - | - | - |`);
   lines.push('');
   for (const size of SIZES.map((s) => s.label)) {
     const mg = rows.find((r) => r.system === 'mailgate' && r.size === size);
@@ -301,14 +336,20 @@ function table(rows: Row[], ceil: Record<string, number>): string {
   lines.push('');
   lines.push('CPU (% of one core) and RSS (MiB) per process during the peak run:');
   for (const r of rows) {
-    lines.push(`  ${r.system} ${r.size}: ${r.usage.map((u) => `${u.label} ${fmt(u.cpuPercent)}% ${fmt(u.rssMiB)}M`).join(', ')}`);
+    lines.push(
+      `  ${r.system} ${r.size}: ${r.usage.map((u) => `${u.label} ${fmt(u.cpuPercent)}% ${fmt(u.rssMiB)}M`).join(', ')}`,
+    );
   }
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
-  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}`);
-  console.log(`load: smtp-source -s ${SESSIONS}; ${SIZES.map((s) => `${s.count} × ${s.label}`).join(', ')}; partitions ${PARTITIONS}`);
+  console.log(
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}`,
+  );
+  console.log(
+    `load: smtp-source -s ${SESSIONS}; ${SIZES.map((s) => `${s.count} × ${s.label}`).join(', ')}; partitions ${PARTITIONS}`,
+  );
   const rows: Row[] = [];
   const ceil: Record<string, number> = {};
   for (const s of SIZES) ceil[s.label] = await ceiling(s);
@@ -342,7 +383,8 @@ async function main(): Promise<void> {
         for (const s of SIZES) {
           rows.push(
             await measure('haraka', haraka.port, sink, s, () => [
-              { label: 'haraka', pid: haraka.pid },
+              { label: 'haraka(master)', pid: haraka.pid },
+              ...childPids(haraka.pid).map((pid, i) => ({ label: `haraka(worker ${i})`, pid })),
               { label: 'clamd', pid: stack!.clamd.pid },
             ]),
           );
@@ -372,7 +414,9 @@ async function main(): Promise<void> {
       const one = rows.find((r) => r.system === 'mailgate' && r.size === SIZES[0]!.label);
       console.log(`\nscale-out (${SIZES[0]!.label}): busiest stage by CPU = ${name}`);
       console.log(`  1 replica : delivered ${fmt(one?.delivered)} msg/s`);
-      console.log(`  2 replicas: delivered ${fmt(row.delivered)} msg/s (${one ? ((row.delivered / one.delivered - 1) * 100).toFixed(0) : '?'} %)`);
+      console.log(
+        `  2 replicas: delivered ${fmt(row.delivered)} msg/s (${one ? ((row.delivered / one.delivered - 1) * 100).toFixed(0) : '?'} %)`,
+      );
       console.log(`  partition split of mailgate.${name}: ${split.join('; ')}`);
       console.log(`  CPU: ${row.usage.map((u) => `${u.label} ${fmt(u.cpuPercent)}%`).join(', ')}`);
     } finally {

@@ -5,7 +5,7 @@
 //   - dns-list skips private client IPs (all of loopback): don't (HARAKA_BENCH_NO_PRIVATE_SKIP), as mailgate's
 //     dnsbl is configured to look loopback clients up too (skipNetworks: []).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, ManagedProcess } from '@mailgate/testkit';
 
@@ -17,7 +17,8 @@ export function ensureHaraka(log: (l: string) => void): string {
   const bin = join(HARAKA_DIR, 'node_modules/Haraka/bin/haraka');
   if (!existsSync(bin)) {
     mkdirSync(HARAKA_DIR, { recursive: true });
-    if (!existsSync(join(HARAKA_DIR, 'package.json'))) writeFileSync(join(HARAKA_DIR, 'package.json'), '{"private":true}\n');
+    if (!existsSync(join(HARAKA_DIR, 'package.json')))
+      writeFileSync(join(HARAKA_DIR, 'package.json'), '{"private":true}\n');
     log(`installing Haraka@${HARAKA_VERSION} into ${HARAKA_DIR} (npm)…`);
     execFileSync('npm', ['install', `Haraka@${HARAKA_VERSION}`, '--no-audit', '--no-fund', '--loglevel=error'], {
       cwd: HARAKA_DIR,
@@ -61,6 +62,8 @@ export async function startHaraka(o: {
   const port = await freePort();
   const cfg = join(o.dir, 'haraka');
   mkdirSync(join(cfg, 'config'), { recursive: true });
+  // Haraka's own defaults first (`haraka -i` does the same), then ours over them.
+  cpSync(join(o.bin, '../../config'), join(cfg, 'config'), { recursive: true });
   const w = (name: string, text: string) => writeFileSync(join(cfg, 'config', name), text.trim() + '\n');
   // One process (no cluster): as Haraka runs by default; mailgate gets no more cores either (2 in all).
   w('smtp.ini', `listen=127.0.0.1:${port}\n[headers]\nmax_lines=1000\nmax_received=100`);
@@ -77,7 +80,6 @@ export async function startHaraka(o: {
     'smtp_forward.ini',
     `host=${o.sink.host}\nport=${o.sink.port}\nenable_tls=false\nenable_outbound=false\nmax_connections=100`,
   );
-  w('connection.ini', '[haproxy]\nhosts=\n[headers]\nmax_lines=1000');
   const proc = new ManagedProcess('haraka', process.execPath, [o.bin, '-c', cfg], {
     cwd: cfg,
     env: { ...process.env, HARAKA_BENCH_DNS: o.dnsServer, HARAKA_BENCH_NO_PRIVATE_SKIP: '1' },

@@ -16,5 +16,9 @@ const { report, stack } = await runChaos({
 console.log(formatReport(report));
 if (process.env['MAILGATE_E2E_LOGDIR']) console.log(`logs: ${await stack.dumpLogs()}`);
 await stack.stop();
-const failed = report.missing.length > 0 || report.eicarDelivered > 0 || report.unscannedDelivered > 0 || report.faults.some((f) => f.error);
+const failed =
+  report.missing.length > 0 ||
+  report.eicarDelivered > 0 ||
+  report.unscannedDelivered > 0 ||
+  report.faults.some((f) => f.error);
 process.exit(failed ? 1 : 0);

@@ -109,7 +109,8 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
       if (n >= o.messages) return;
       const due = streamStart + n * interval;
       if (due > Date.now()) await sleep(due - Date.now());
-      const kind: Sent['kind'] = n % eicarEvery === eicarEvery - 1 ? 'eicar' : n % outboundEvery === 3 ? 'outbound' : 'inbound';
+      const kind: Sent['kind'] =
+        n % eicarEvery === eicarEvery - 1 ? 'eicar' : n % outboundEvery === 3 ? 'outbound' : 'inbound';
       const from = kind === 'outbound' ? `alice@${ACCEPTED_DOMAIN}` : `sender${n}@${REMOTE_DOMAIN}`;
       const to = kind === 'outbound' ? `rcpt${n}@${REMOTE_DOMAIN}` : `user${n % 50}@${ACCEPTED_DOMAIN}`;
       const messageId = `<chaos-${n}-${uniq()}@client.test>`;
@@ -273,7 +274,9 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
       .admin<{ events: { type: string; service: string; host: string; at: string }[] }>(`/api/v1/messages/${id}`)
       .catch(() => undefined);
     const timeline = view?.events
-      .map((e) => `${e.type === 'stage' ? e.service : e.type}(${e.host})@${((Date.parse(e.at) - t0) / 1000).toFixed(1)}s`)
+      .map(
+        (e) => `${e.type === 'stage' ? e.service : e.type}(${e.host})@${((Date.parse(e.at) - t0) / 1000).toFixed(1)}s`,
+      )
       .join(' ');
     duplicates.push({ id, copies, arrivals, ...(timeline ? { timeline } : {}) });
   }
@@ -327,7 +330,9 @@ export function formatReport(r: ChaosReport): string {
     `messages sent ${r.messages}, accepted (250) ${r.accepted}, never accepted ${r.notAccepted} (retried attempts: ${r.attemptsRefused} answered 4xx, ${r.attemptsUnanswered} without a reply)`,
     `delivered ${r.delivered}, quarantined ${r.quarantined}, missing ${r.missing.length}`,
     `duplicates at the sinks (same X-Mailgate-Id): ${r.duplicates.length}`,
-    ...r.duplicates.slice(0, 10).map((d) => `  ${d.id} ×${d.copies}: ${d.arrivals.join(', ')}; timeline: ${d.timeline ?? '?'}`),
+    ...r.duplicates
+      .slice(0, 10)
+      .map((d) => `  ${d.id} ×${d.copies}: ${d.arrivals.join(', ')}; timeline: ${d.timeline ?? '?'}`),
     `copies from client retries after an unanswered attempt (same Message-ID, new id): ${r.clientRetryCopies}`,
     `EICAR at a sink: ${r.eicarDelivered}; delivered without a clean scan header: ${r.unscannedDelivered}`,
     `quarantine reasons: ${JSON.stringify(r.quarantineReasons)}`,

@@ -19,12 +19,17 @@ test('no loss, no virus, no unexplained duplicate under crashes and outages', { 
   try {
     for (const line of formatReport(report).split('\n')) t.diagnostic(line);
     if (process.env['MAILGATE_E2E_LOGDIR']) t.diagnostic(`logs: ${await stack.dumpLogs()}`);
-    assert.deepEqual(report.faults.filter((f) => f.error), [], 'every fault was applied');
+    assert.deepEqual(
+      report.faults.filter((f) => f.error),
+      [],
+      'every fault was applied',
+    );
     assert.ok(report.accepted >= report.messages * 0.9, 'most messages were accepted (clients retry 4xx)');
     assert.deepEqual(report.missing, [], 'every accepted message is delivered or quarantined');
     assert.equal(report.eicarDelivered, 0, 'no EICAR reached a sink');
     assert.equal(report.unscannedDelivered, 0, 'nothing reached a sink without a clean scan');
-    for (const reason of Object.keys(report.quarantineReasons)) assert.match(reason, /\S+: \S/, 'quarantined with a reason');
+    for (const reason of Object.keys(report.quarantineReasons))
+      assert.match(reason, /\S+: \S/, 'quarantined with a reason');
     assert.deepEqual(report.duplicates, [], 'no message delivered twice');
   } finally {
     await stack.stop();

@@ -85,7 +85,11 @@ describe('end to end', { timeout: 280_000 }, () => {
     assert.equal(bodyOf(got.data), bodyOf(Buffer.from(raw)));
     const sentHeaders = headers(raw);
     const gotHeaders = headers(got.data);
-    for (const h of sentHeaders) assert.ok(gotHeaders.some((g) => g.name === h.name && g.value === h.value), `header ${h.name} kept`);
+    for (const h of sentHeaders)
+      assert.ok(
+        gotHeaders.some((g) => g.name === h.name && g.value === h.value),
+        `header ${h.name} kept`,
+      );
     // Headers the gateway adds: trace, id, Received, and one per checking stage.
     const traceId = header(got.data, 'x-mailgate-trace-id') ?? '';
     assert.equal(header(got.data, 'x-mailgate-id'), r.id);
@@ -214,8 +218,14 @@ describe('end to end', { timeout: 280_000 }, () => {
   test('a remote 4xx is retried, then delivered once the remote accepts', async () => {
     const from = `alice@${ACCEPTED_DOMAIN}`;
     const to = `slow-${uniq()}@${REMOTE_DOMAIN}`;
-    for (const s of [stack.mx1, stack.mx2]) s.setReply({ stage: 'rcpt', code: 451, message: '4.3.0 busy, try later', rcpt: to });
-    const r = await send(stack, { from, to, raw: buildMessage({ from, to, subject: 'retry me' }), localAddress: TRUSTED_CLIENT });
+    for (const s of [stack.mx1, stack.mx2])
+      s.setReply({ stage: 'rcpt', code: 451, message: '4.3.0 busy, try later', rcpt: to });
+    const r = await send(stack, {
+      from,
+      to,
+      raw: buildMessage({ from, to, subject: 'retry me' }),
+      localAddress: TRUSTED_CLIENT,
+    });
     await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'deferred'));
     assert.ok(stack.mx1.rejections.some((x) => x.rcpt === to && x.code === 451));
     for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
@@ -231,8 +241,14 @@ describe('end to end', { timeout: 280_000 }, () => {
   test('a remote 5xx bounces: a DSN goes back to the sender and is itself delivered', async () => {
     const from = `alice@${ACCEPTED_DOMAIN}`;
     const to = `nobody-${uniq()}@${REMOTE_DOMAIN}`;
-    for (const s of [stack.mx1, stack.mx2]) s.setReply({ stage: 'rcpt', code: 550, message: '5.1.1 no such user', rcpt: to });
-    const r = await send(stack, { from, to, raw: buildMessage({ from, to, subject: 'will bounce' }), localAddress: TRUSTED_CLIENT });
+    for (const s of [stack.mx1, stack.mx2])
+      s.setReply({ stage: 'rcpt', code: 550, message: '5.1.1 no such user', rcpt: to });
+    const r = await send(stack, {
+      from,
+      to,
+      raw: buildMessage({ from, to, subject: 'will bounce' }),
+      localAddress: TRUSTED_CLIENT,
+    });
     const dsn = await stack.internal.waitFor(
       (m) => m.mailFrom === '' && m.rcptTo.includes(from) && m.data.includes(to),
       60_000,

@@ -108,7 +108,8 @@ export async function rawSession(
     const deadline = Date.now() + timeoutMs;
     while (replies.length < n && !closed) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`rawSession: no reply #${n} within ${timeoutMs} ms; have ${JSON.stringify(replies)}`);
+      if (left <= 0)
+        throw new Error(`rawSession: no reply #${n} within ${timeoutMs} ms; have ${JSON.stringify(replies)}`);
       await new Promise<void>((r) => {
         const t = setTimeout(r, left);
         wake = () => {
@@ -159,7 +160,9 @@ export function buildMessage(o: BuildOptions): string {
   ];
   const body = (o.body ?? 'Hello from the end-to-end test.\r\n').replace(/\r?\n/g, '\r\n');
   if (!o.attachments?.length) {
-    return [...head, 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 7bit', '', body].join('\r\n');
+    return [...head, 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 7bit', '', body].join(
+      '\r\n',
+    );
   }
   const boundary = `b-${randomBytes(8).toString('hex')}`;
   const parts = [
@@ -221,7 +224,9 @@ export async function eventually<T>(
       last = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

@@ -40,19 +40,18 @@ export const MX1 = '127.0.0.12';
 export const MX2 = '127.0.0.13';
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
 
-export const SERVICES = ['ingress-smtp', 'dnsbl-check', 'virus-scan', 'attachment-policy', 'delivery', 'admin'] as const;
+export const SERVICES = [
+  'ingress-smtp',
+  'dnsbl-check',
+  'virus-scan',
+  'attachment-policy',
+  'delivery',
+  'admin',
+] as const;
 export type ServiceName = (typeof SERVICES)[number];
 export const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'delivery'] as const;
 
-/** Config section of each service (its http port is overridden per replica through the environment). */
-const SECTION: Record<ServiceName, string> = {
-  'ingress-smtp': 'ingress',
-  'dnsbl-check': 'dnsbl',
-  'virus-scan': 'virusScan',
-  'attachment-policy': 'attachmentPolicy',
-  delivery: 'delivery',
-  admin: 'admin',
-};
+/** Env-override segment of each service's config section (its http port is set per replica). */
 const ENV_SECTION: Record<ServiceName, string> = {
   'ingress-smtp': 'INGRESS',
   'dnsbl-check': 'DNSBL',
@@ -273,18 +272,31 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     cleanups.push(() => clamd.stop());
     const dns = await startRbldnsd([
       // 127.0.0.2 is the RFC 5782 "must be listed" test point the zone health check asks for.
-      { name: 'bl.test', type: 'ip4set', lines: [':127.0.0.2:Listed by the e2e test list', '127.0.0.2', LISTED_CLIENT] },
+      {
+        name: 'bl.test',
+        type: 'ip4set',
+        lines: [':127.0.0.2:Listed by the e2e test list', '127.0.0.2', LISTED_CLIENT],
+      },
       {
         name: REMOTE_DOMAIN,
         type: 'generic',
-        lines: ['$TTL 60', `@ MX 10 mx1.${REMOTE_DOMAIN}`, `@ MX 20 mx2.${REMOTE_DOMAIN}`, `mx1 A ${MX1}`, `mx2 A ${MX2}`],
+        lines: [
+          '$TTL 60',
+          `@ MX 10 mx1.${REMOTE_DOMAIN}`,
+          `@ MX 20 mx2.${REMOTE_DOMAIN}`,
+          `mx1 A ${MX1}`,
+          `mx2 A ${MX2}`,
+        ],
       },
     ]);
     cleanups.push(() => dns.stop());
     const internal = await startSmtpSink({ name: 'mail.example.test' });
     cleanups.push(() => internal.close());
     const [mx1, mx2] = await startMxSinks();
-    cleanups.push(() => mx1.close(), () => mx2.close());
+    cleanups.push(
+      () => mx1.close(),
+      () => mx2.close(),
+    );
 
     const wanted = new Set<ServiceName>(opts.services ?? SERVICES);
     const ports = new Map<string, number>();
@@ -318,8 +330,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       redis: { url: redis.url, keyPrefix: 'mg:' },
       logging: { level: process.env['MAILGATE_E2E_LOG'] ?? opts.logLevel ?? 'warn' },
       telemetry: { tracing: { enabled: true, sampleRatio: 1 } },
-      // Short backoff so a stage held by a dependency outage resumes quickly once it is back.
-      bus: { retry: { initialMs: 200, maxMs: 2000, factor: 2 } },
+      // Short backoff so a stage held by a dependency outage resumes quickly once it is back; a short session
+      // timeout so the partitions of a kill -9'd stage move to its restarted replacement within seconds.
+      bus: { retry: { initialMs: 200, maxMs: 2000, factor: 2 }, sessionTimeoutMs: 6000, heartbeatIntervalMs: 500 },
       ingress: {
         http: await http('ingress-smtp'),
         listeners: { mx: { enabled: true, host: '127.0.0.1', port: smtpPort } },
@@ -346,7 +359,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       },
       virusScan: {
         http: await http('virus-scan'),
-        clamd: { endpoints: [{ host: clamd.host, port: clamd.port }], healthIntervalMs: 1000, connectTimeoutMs: 1000, readTimeoutMs: 20000 },
+        clamd: {
+          endpoints: [{ host: clamd.host, port: clamd.port }],
+          healthIntervalMs: 1000,
+          connectTimeoutMs: 1000,
+          readTimeoutMs: 20000,
+        },
       },
       attachmentPolicy: { http: await http('attachment-policy') },
       delivery: {

@@ -37,10 +37,7 @@ export interface StageRunnerOptions {
   readonly partitionsConcurrently?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
-  /**
-   * Fetch long-poll wait. Also bounds how long stop() waits for kafkajs' fetch loop; 1 s costs one idle fetch per
-   * second per consumer, which is nothing, and keeps drains and rebalances quick.
-   */
+  /** Fetch long-poll wait (default `bus.fetchMaxWaitMs`). */
   readonly maxWaitTimeInMs?: number;
   /**
    * Fault injection for crash tests: called after a chunk's output was durably produced and before its offsets
@@ -91,7 +88,8 @@ export class StageRunner {
       sessionTimeout: o.sessionTimeoutMs ?? o.bus.sessionTimeoutMs,
       heartbeatInterval: o.heartbeatIntervalMs ?? o.bus.heartbeatIntervalMs,
       rebalanceTimeout: 60000,
-      maxWaitTimeInMs: o.maxWaitTimeInMs ?? 1000,
+      maxWaitTimeInMs: o.maxWaitTimeInMs ?? o.bus.fetchMaxWaitMs,
+      minBytes: o.bus.fetchMinBytes,
       allowAutoTopicCreation: true,
       maxBytesPerPartition: 64 * 1024 * 1024,
       maxBytes: 128 * 1024 * 1024,

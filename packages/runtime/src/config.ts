@@ -165,6 +165,14 @@ export const busSchema = z
      */
     sessionTimeoutMs: z.number().int().min(1000).default(30_000),
     heartbeatIntervalMs: z.number().int().min(100).default(3000),
+    /**
+     * Fetch batching: a fetch returns once this many bytes are waiting or after fetchMaxWaitMs. Under live traffic
+     * (messages trickling in) minBytes 1 costs one fetch + produce + commit per message; batching a few halves the
+     * per-message CPU of a stage hop (npm run bench:stage-hop) for at most fetchMaxWaitMs of added latency per hop.
+     */
+    fetchMinBytes: z.number().int().min(1).default(65_536),
+    /** Longest a fetch waits for fetchMinBytes; also bounds how long a drain waits for kafkajs' fetch loop. */
+    fetchMaxWaitMs: z.number().int().min(1).max(10_000).default(25),
   })
   .strict()
   .default({});

@@ -9,6 +9,8 @@ command -v smtp-source >/dev/null || need+=(postfix)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v unzip >/dev/null || need+=(unzip)
+command -v zip >/dev/null || need+=(zip)
+command -v setpriv >/dev/null || need+=(util-linux)
 command -v chromium >/dev/null || need+=(chromium)  # console tests (services/admin, playwright-core)
 if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

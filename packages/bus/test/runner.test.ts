@@ -172,7 +172,8 @@ describe('StageRunner against kafka-lite', () => {
       { groupId: 'g-crash', topic: input },
     );
     try {
-      await readTopic(b.brokers, TOPICS.scanned, 1);
+      // Wait for this message's own output (earlier tests wrote other records to the same topic).
+      await readTopic(b.brokers, TOPICS.scanned, (m) => decoded(m).envelope.id === msg.envelope.id);
       assert.equal(seen, 1);
     } finally {
       await s.stop();

@@ -1,6 +1,6 @@
 import { freePort } from './net.js';
 import { childEntry, loadKafkaLite, REPO_ROOT, type KafkaLiteBrokerOptions } from './kafka-lite-loader.js';
-import { ManagedProcess, withPortRetry } from './process.js';
+import { ManagedProcess, launchOnPort } from './process.js';
 
 export type StartKafkaOptions = KafkaLiteBrokerOptions;
 
@@ -69,14 +69,7 @@ export async function startKafkaProcess(opts: StartKafkaProcessOptions): Promise
     });
   };
 
-  const port = await withPortRetry(
-    opts.port,
-    () => freePort(host),
-    async (p) => {
-      await launch(p);
-      return p;
-    },
-  );
+  const port = await launchOnPort(opts.port, () => freePort(host), launch);
 
   return {
     host,

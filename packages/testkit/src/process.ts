@@ -274,3 +274,15 @@ export async function withPortRetry<T>(
   }
   throw last;
 }
+
+/** `withPortRetry` for launchers that just start a server on a port: returns the port it came up on. */
+export function launchOnPort(
+  requested: number | undefined,
+  pick: () => Promise<number>,
+  launch: (port: number) => Promise<void>,
+): Promise<number> {
+  return withPortRetry(requested, pick, async (p) => {
+    await launch(p);
+    return p;
+  });
+}

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { freePort, tcpRequest } from './net.js';
-import { ManagedProcess, makeTempDir, removeTempDir, waitUntilReady, withPortRetry } from './process.js';
+import { ManagedProcess, makeTempDir, removeTempDir, waitUntilReady, launchOnPort } from './process.js';
 
 export interface StartRedisOptions {
   /** `--appendonly yes --appendfsync always` (every write is fsynced; survives kill()). Default false. */
@@ -75,14 +75,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
 
   let port = 0;
   try {
-    port = await withPortRetry(
-      opts.port,
-      () => freePort(HOST),
-      async (p) => {
-        await launch(p);
-        return p;
-      },
-    );
+    port = await launchOnPort(opts.port, () => freePort(HOST), launch);
   } catch (err) {
     if (ownDir) await removeTempDir(dir);
     throw err;

@@ -1,0 +1,76 @@
+// `npm run bench:profile` — CPU profiles of every service process of the full pipeline under load.
+//
+// Starts the stack (test/harness/stack.ts) with `--cpu-prof` on every service, drives N messages of B bytes with
+// Postfix's smtp-source (20 sessions, as bench:e2e), waits until they are all delivered, then stops each service
+// with SIGTERM (a graceful exit writes the .cpuprofile; the harness's own stop() is a SIGKILL) and writes
+// window.json: the load interval on the monotonic clock V8 stamps its samples with, so
+// `node scripts/cpuprofile-summary.mjs <dir>` can leave out startup (tsx compiling) and the drain.
+// Also prints each process's CPU share over the load interval from /proc (admin and kafka-lite included).
+//
+// Usage: node --import tsx --conditions=mailgate-src test/bench/profile.ts [messages=2000] [bytes=10240] [dir]
+// Prints figures, never asserts.
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, SERVICES, sleep, startStack } from '../harness/stack.js';
+import { usageMeter } from './procstat.js';
+
+const COUNT = Number(process.argv[2] ?? 2000);
+const BYTES = Number(process.argv[3] ?? 10240);
+const DIR = process.argv[4] ?? '/tmp/mg-prof';
+const log = (l: string): void => console.error(`[profile] ${l}`);
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+function smtpSource(port: number, count: number, sessions: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const args = ['-s', String(sessions), '-l', String(BYTES), '-m', String(count)];
+    args.push('-f', `load@${REMOTE_DOMAIN}`, '-t', `inbox@${ACCEPTED_DOMAIN}`, '-M', 'client.test');
+    const p = spawn('/usr/sbin/smtp-source', [...args, `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err}`))));
+  });
+}
+
+async function main(): Promise<void> {
+  rmSync(DIR, { recursive: true, force: true });
+  mkdirSync(DIR, { recursive: true });
+  const nodeFlags = Object.fromEntries(
+    SERVICES.map((s) => [s, ['--cpu-prof', `--cpu-prof-dir=${DIR}`, `--cpu-prof-name=${s}.cpuprofile`]]),
+  );
+  const stack = await startStack({ partitions: 6, logLevel: 'warn', nodeFlags });
+  try {
+    const sink = stack.internal;
+    await smtpSource(stack.smtp.port, 40, 4); // warm-up: JIT, pools, DNSBL cache
+    while (sink.messages.length < 40) await sleep(100);
+    sink.clear();
+    const meter = usageMeter(stack.processes());
+    const start = monoUs();
+    const t0 = Date.now();
+    await smtpSource(stack.smtp.port, COUNT, 20);
+    const accepted = (Date.now() - t0) / 1000;
+    const deadline = Date.now() + 300_000;
+    while (sink.messages.length < COUNT && Date.now() < deadline) await sleep(50);
+    const wall = (Date.now() - t0) / 1000;
+    const end = monoUs();
+    const usage = meter.finish();
+    writeFileSync(`${DIR}/window.json`, JSON.stringify({ startUs: start, endUs: end, messages: sink.messages.length }));
+    console.log(
+      `${COUNT} × ${BYTES} B: accepted in ${accepted.toFixed(1)} s, ${sink.messages.length} delivered in ` +
+        `${wall.toFixed(1)} s = ${(sink.messages.length / wall).toFixed(0)} msg/s`,
+    );
+    console.log('| process | % of a core | CPU ms per message |');
+    console.log('|---|---|---|');
+    for (const u of usage) {
+      const msPerMsg = ((u.cpuPercent / 100) * wall * 1000) / Math.max(1, sink.messages.length);
+      console.log(`| ${u.label} | ${u.cpuPercent.toFixed(0)} | ${msPerMsg.toFixed(2)} |`);
+    }
+    log('stopping services with SIGTERM (writes the profiles)');
+    await Promise.all([...stack.services.values()].flat().map((p) => p.stop()));
+  } finally {
+    await stack.stop();
+  }
+  log(`profiles in ${DIR}; summarise with: node scripts/cpuprofile-summary.mjs ${DIR}`);
+}
+
+await main();

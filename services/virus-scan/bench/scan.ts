@@ -88,8 +88,13 @@ async function clamdscanRate(
 }
 
 /** The stage function (header, envelope and all) on `msgs`, `concurrency` at a time; msg/s. */
-async function stageRate(endpoint: ClamdEndpoint, msgs: Buffer[], concurrency: number): Promise<number> {
-  const config = virusScanSchema.parse({ clamd: { endpoints: [endpoint] } });
+async function stageRate(
+  endpoint: ClamdEndpoint,
+  msgs: Buffer[],
+  concurrency: number,
+  sessionsPerEndpoint?: number,
+): Promise<number> {
+  const config = virusScanSchema.parse({ clamd: { endpoints: [endpoint], sessionsPerEndpoint } });
   const pool = new ClamdPool({ ...config.clamd, healthIntervalMs: 0 });
   const { fn } = createVirusScanStage({ config, scanner: pool, gateway: { name: 'mailgate', hostname: 'bench' } });
   const span = trace.getTracer('bench').startSpan('bench');
@@ -137,7 +142,7 @@ try {
     `clamd ${clamd.host}:${clamd.port} + ${clamd.socketPath} (MaxThreads 4), generated database: EICAR + ${extra} random signatures`,
   );
   console.log(`median of ${ROUNDS} alternating rounds`);
-  console.log('size      conc  via    stage msg/s  clamdscan --stream msg/s  ratio');
+  console.log('size      conc  via        stage msg/s  clamdscan --stream msg/s  ratio');
   for (const [label, size, count] of [
     ['10 KiB', 10 * 1024, 400],
     ['1 MiB', 1024 * 1024, 40],
@@ -150,20 +155,29 @@ try {
     });
     for (const conc of [1, 4]) {
       // Alternate the contenders ROUNDS times and keep each one's median: the machine is shared and noisy.
-      const rates: Record<'clamdscan' | 'unix' | 'tcp', number[]> = { clamdscan: [], unix: [], tcp: [] };
+      // unix/tcp: IDSESSION connections (the default); "1conn": one connection per scan (sessionsPerEndpoint 0).
+      const vias = ['unix', 'tcp', 'unix 1conn', 'tcp 1conn'] as const;
+      const rates: Record<'clamdscan' | (typeof vias)[number], number[]> = {
+        clamdscan: [],
+        unix: [],
+        tcp: [],
+        'unix 1conn': [],
+        'tcp 1conn': [],
+      };
       for (let r = 0; r < ROUNDS; r++) {
         await clamd.restart();
         rates.clamdscan.push(await clamdscanRate(conf, files, conc, '--stream'));
-        await clamd.restart();
-        rates.unix.push(await stageRate(unix, msgs, conc));
-        await clamd.restart();
-        rates.tcp.push(await stageRate(tcp, msgs, conc));
+        for (const via of vias) {
+          await clamd.restart();
+          const perConnection = via.endsWith('1conn') ? 0 : undefined;
+          rates[via].push(await stageRate(via.startsWith('unix') ? unix : tcp, msgs, conc, perConnection));
+        }
       }
       const ceiling = median(rates.clamdscan);
-      for (const via of ['unix', 'tcp'] as const) {
+      for (const via of vias) {
         const rate = median(rates[via]);
         console.log(
-          `${label.padEnd(9)} ${String(conc).padEnd(5)} ${via.padEnd(6)} ${rate.toFixed(1).padStart(11)}  ${ceiling.toFixed(1).padStart(24)}  ${(rate / ceiling).toFixed(2).padStart(5)}`,
+          `${label.padEnd(9)} ${String(conc).padEnd(5)} ${via.padEnd(10)} ${rate.toFixed(1).padStart(11)}  ${ceiling.toFixed(1).padStart(24)}  ${(rate / ceiling).toFixed(2).padStart(5)}`,
         );
       }
     }

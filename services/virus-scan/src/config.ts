@@ -38,6 +38,11 @@ export const virusScanSchema = z
         readTimeoutMs: z.number().int().positive().default(60_000),
         /** Background PING interval per endpoint (health, failback). */
         healthIntervalMs: z.number().int().positive().default(5000),
+        /**
+         * Long-lived clamd IDSESSION connections kept per endpoint, one scan at a time each (saves a connect per
+         * scan); more concurrent scans than this use a connection of their own. 0 = one connection per scan.
+         */
+        sessionsPerEndpoint: z.number().int().min(0).max(64).default(4),
         /** INSTREAM chunk size. */
         chunkBytes: z
           .number()

@@ -15,6 +15,7 @@ export const setupVirusScan: Definition['setup'] = async ({ config, log, telemet
     connectTimeoutMs: cfg.clamd.connectTimeoutMs,
     readTimeoutMs: cfg.clamd.readTimeoutMs,
     chunkBytes: cfg.clamd.chunkBytes,
+    sessionsPerEndpoint: cfg.clamd.sessionsPerEndpoint,
     healthIntervalMs: cfg.clamd.healthIntervalMs,
     log: log.child({ component: 'clamd' }),
     onError: (err) => metrics.clamdError(err),

@@ -1,6 +1,7 @@
 import type { Logger } from '@mailgate/runtime';
 import { clamdRequest, endpointName, type ClamdEndpoint } from './endpoint.js';
 import { ClamdError, ClamdUnavailableError } from './errors.js';
+import { ClamdSession } from './session.js';
 import {
   CMD_INSTREAM,
   CMD_PING,
@@ -19,6 +20,11 @@ export interface ClamdPoolOptions {
   readonly chunkBytes: number;
   /** How often every endpoint is PINGed (health) in the background; 0 = never (tests, tools). */
   readonly healthIntervalMs: number;
+  /**
+   * Long-lived IDSESSION connections kept per endpoint (one scan at a time each); scans beyond that many at
+   * once use a connection of their own. 0 = one connection per scan. Default 4.
+   */
+  readonly sessionsPerEndpoint?: number;
   /** How long a cached VERSION (engine + database version for the header) is reused. */
   readonly versionMaxAgeMs?: number;
   readonly log?: Logger | undefined;
@@ -54,7 +60,16 @@ interface EndpointState {
   version?: ClamdVersion | undefined;
   versionAt: number;
   lastError?: string | undefined;
+  /** IDSESSION connections ready for a scan (most recently used last). */
+  readonly idle: ClamdSession[];
+  /** Sessions alive (idle or busy). */
+  sessions: number;
 }
+
+/** Idle sessions are closed after this long: below clamd's IdleTimeout (default 30 s), so clamd rarely hangs up first. */
+const SESSION_IDLE_MS = 10_000;
+/** A session is not reused once this old, so a changed signature database or clamd config is picked up. */
+const SESSION_MAX_AGE_MS = 60_000;
 
 /**
  * Several clamd instances behind one `scan()`: least-busy healthy endpoint first, the others in turn when it
@@ -74,6 +89,8 @@ export class ClamdPool implements Scanner {
       healthy: true,
       inflight: 0,
       versionAt: 0,
+      idle: [],
+      sessions: 0,
     }));
   }
 
@@ -89,14 +106,25 @@ export class ClamdPool implements Scanner {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    for (const s of this.states) for (const sess of [...s.idle]) sess.close();
   }
 
   /** Health per endpoint as last seen (for logs, /readyz details and tests). */
-  status(): { endpoint: string; healthy: boolean; inflight: number; version?: string; lastError?: string }[] {
+  status(): {
+    endpoint: string;
+    healthy: boolean;
+    inflight: number;
+    sessions: number;
+    idleSessions: number;
+    version?: string;
+    lastError?: string;
+  }[] {
     return this.states.map((s) => ({
       endpoint: s.name,
       healthy: s.healthy,
       inflight: s.inflight,
+      sessions: s.sessions,
+      idleSessions: s.idle.length,
       ...(s.version ? { version: s.version.raw } : {}),
       ...(s.lastError ? { lastError: s.lastError } : {}),
     }));
@@ -174,6 +202,17 @@ export class ClamdPool implements Scanner {
     data: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
+    const session = this.takeSession(s);
+    if (session) return this.scanOnSession(s, await session, data, signal);
+    return this.scanFresh(s, data, signal);
+  }
+
+  /** One INSTREAM on a connection of its own (no session). */
+  private async scanFresh(
+    s: EndpointState,
+    data: Buffer,
+    signal: AbortSignal | undefined,
+  ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
     let text: string;
     try {
       text = await this.request(s, instreamFrames(data, this.o.chunkBytes), this.o.readTimeoutMs, signal);
@@ -186,6 +225,90 @@ export class ClamdPool implements Scanner {
     const reply = parseInstreamReply(text);
     if (reply.kind === 'error') throw new ClamdError('scan-error', s.name, reply.message);
     return reply;
+  }
+
+  /**
+   * One INSTREAM on an IDSESSION connection. The session goes back to the idle list only after a clean
+   * verdict; anything else (virus, size limit, ERROR, timeout, drop) ends it. A *reused* session that drops
+   * or answers ERROR (clamd restarted, or hung up an idle session just as we sent) is retried once on a fresh
+   * connection — whose answer or failure is then the result. Never a verdict without a clamd reply.
+   */
+  private async scanOnSession(
+    s: EndpointState,
+    { session, reused }: { session: ClamdSession; reused: boolean },
+    data: Buffer,
+    signal: AbortSignal | undefined,
+  ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
+    let text: string;
+    try {
+      text = await session.request(instreamFrames(data, this.o.chunkBytes), this.o.readTimeoutMs, signal);
+    } catch (err) {
+      session.close();
+      if (!(err instanceof ClamdError) || signal?.aborted || this.closed) throw err;
+      if (reused && err.kind === 'closed') {
+        this.o.log?.debug({ clamd: s.name, err: err.message }, 'clamd session dropped: retrying on a fresh connection');
+        return this.scanFresh(s, data, signal);
+      }
+      if (err.resetBeforeReply && (await this.exceedsLimit(s, data.length))) return { kind: 'size-limit' };
+      throw err;
+    }
+    const reply = parseInstreamReply(text);
+    if (reply.kind === 'clean') this.releaseSession(s, session);
+    else session.close();
+    if (reply.kind === 'error') {
+      if (reused && !signal?.aborted && !this.closed) {
+        this.o.log?.debug(
+          { clamd: s.name, reply: reply.message },
+          'clamd session answered ERROR: retrying on a fresh connection',
+        );
+        return this.scanFresh(s, data, signal);
+      }
+      throw new ClamdError('scan-error', s.name, reply.message);
+    }
+    return reply;
+  }
+
+  /** An idle session, or a new one while under the per-endpoint limit; undefined → use a fresh connection. */
+  private takeSession(s: EndpointState): Promise<{ session: ClamdSession; reused: boolean }> | undefined {
+    if (this.closed) return undefined;
+    while (s.idle.length > 0) {
+      const session = s.idle.pop()!;
+      if (session.idle && Date.now() - session.openedAt < SESSION_MAX_AGE_MS) {
+        clearTimeout(this.idleTimers.get(session));
+        this.idleTimers.delete(session);
+        return Promise.resolve({ session, reused: true });
+      }
+      session.close();
+    }
+    if (s.sessions >= (this.o.sessionsPerEndpoint ?? 4)) return undefined;
+    s.sessions++;
+    let alive = true;
+    const onDead = (dead: ClamdSession) => {
+      if (!alive) return;
+      alive = false;
+      s.sessions--;
+      const i = s.idle.indexOf(dead);
+      if (i >= 0) s.idle.splice(i, 1);
+      clearTimeout(this.idleTimers.get(dead));
+      this.idleTimers.delete(dead);
+    };
+    return ClamdSession.open(s.endpoint, this.o.connectTimeoutMs, onDead).then(
+      (session) => ({ session, reused: false }),
+      (err: unknown) => {
+        s.sessions--;
+        throw err;
+      },
+    );
+  }
+
+  private readonly idleTimers = new Map<ClamdSession, NodeJS.Timeout>();
+
+  private releaseSession(s: EndpointState, session: ClamdSession): void {
+    if (this.closed || !session.idle || Date.now() - session.openedAt >= SESSION_MAX_AGE_MS) return session.close();
+    s.idle.push(session);
+    const t = setTimeout(() => session.close(), SESSION_IDLE_MS);
+    t.unref();
+    this.idleTimers.set(session, t);
   }
 
   /**

@@ -8,8 +8,9 @@
  *               | "INSTREAM size limit exceeded. ERROR\0" (then clamd closes the connection)
  *
  * The `z` prefix makes clamd terminate each reply with NUL instead of newline, which is unambiguous even when
- * a signature name or error text is odd. One command per connection (no IDSESSION): a connection that
- * carried a failed stream is never reused, and clamd's own MaxThreads/MaxQueue apply per connection.
+ * a signature name or error text is odd. Health PING/VERSION use one connection per command; scans go over
+ * IDSESSION connections (session.ts: replies "<n>: stream: OK\0") or, beyond the pool's sessions, one connection
+ * each. A connection that carried anything but a clean verdict is never reused.
  */
 
 export const CMD_PING = Buffer.from('zPING\0', 'latin1');

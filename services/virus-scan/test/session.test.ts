@@ -1,0 +1,178 @@
+// clamd IDSESSION reuse in the pool, against a real clamd: several scans per connection, a drop mid-session
+// (fail closed, then recovery), clamd's size-limit reply inside a session.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { EICAR, EICAR_FOUND_NAME, startClamd, type ClamdHandle } from '@mailgate/testkit';
+import { ClamdError } from '../src/clamd/errors.js';
+import { ClamdSession } from '../src/clamd/session.js';
+import { instreamFrames } from '../src/clamd/protocol.js';
+import { ClamdPool, ClamdUnavailableError, createVirusScanStage, type ClamdEndpoint } from '../src/index.js';
+import { config, pipelineMessage, samples, stageContext } from './helpers.js';
+
+const gateway = { name: 'mailgate', hostname: 'mx1.example.test' };
+const pools: ClamdPool[] = [];
+function pool(endpoints: ClamdEndpoint[], sessionsPerEndpoint = 1): ClamdPool {
+  const p = new ClamdPool({
+    endpoints,
+    connectTimeoutMs: 1000,
+    readTimeoutMs: 10_000,
+    chunkBytes: 64 * 1024,
+    healthIntervalMs: 0,
+    sessionsPerEndpoint,
+  });
+  pools.push(p);
+  return p;
+}
+const eicar = () => Buffer.from(EICAR, 'latin1');
+
+let clamd: ClamdHandle;
+let tcp: ClamdEndpoint;
+before(async () => {
+  clamd = await startClamd({ streamMaxLength: '1M' });
+  tcp = { host: clamd.host, port: clamd.port };
+});
+after(async () => {
+  for (const p of pools) p.close();
+  await clamd.stop();
+});
+
+describe('clamd IDSESSION', () => {
+  test('one session carries several INSTREAMs, EICAR in the middle found, numbered replies matched', async () => {
+    const dead: ClamdSession[] = [];
+    const s = await ClamdSession.open(tcp, 1000, (x) => dead.push(x));
+    try {
+      const replies: string[] = [];
+      for (const data of [Buffer.from('hello'), eicar(), Buffer.from('world'), eicar(), Buffer.from('!')]) {
+        replies.push(await s.request(instreamFrames(data, 1024), 5000));
+      }
+      assert.deepEqual(replies, [
+        'stream: OK',
+        `stream: ${EICAR_FOUND_NAME} FOUND`,
+        'stream: OK',
+        `stream: ${EICAR_FOUND_NAME} FOUND`,
+        'stream: OK',
+      ]);
+      assert.equal(s.requests, 5);
+      assert.equal(dead.length, 0, 'still the same connection');
+    } finally {
+      s.close();
+    }
+    assert.equal(dead.length, 1);
+  });
+
+  test('the pool reuses its session: clean, clean, EICAR, clean… each verdict right, one session open', async () => {
+    for (const ep of [tcp, { socket: clamd.socketPath }]) {
+      const p = pool([ep], 2);
+      const expect = ['clean', 'clean', 'found', 'clean', 'clean', 'found', 'clean'];
+      for (const [i, kind] of expect.entries()) {
+        const r = await p.scan(kind === 'found' ? eicar() : Buffer.from(`clean ${i}`));
+        assert.equal(r.kind, kind, `scan ${i}`);
+        if (r.kind === 'found') assert.deepEqual(r.signatures, [EICAR_FOUND_NAME]);
+      }
+      // Sequential scans never need a second session; the one in use after a clean verdict stays idle.
+      assert.deepEqual(
+        p.status().map((s) => [s.sessions, s.idleSessions]),
+        [[1, 1]],
+      );
+      // More scans at once than sessions: the extra ones use their own connections, all verdicts right.
+      const batch = Array.from({ length: 8 }, (_, i) => (i % 4 === 1 ? eicar() : Buffer.from(`batch ${i}`)));
+      const rs = await Promise.all(batch.map((b) => p.scan(b)));
+      assert.deepEqual(
+        rs.map((r) => r.kind),
+        batch.map((_, i) => (i % 4 === 1 ? 'found' : 'clean')),
+      );
+      assert.ok(p.status()[0]!.sessions <= 2);
+    }
+  });
+
+  test("clamd's size-limit reply inside a session → size-limit (never clean), next scans fine", async () => {
+    const p = pool([tcp]);
+    assert.equal((await p.scan(Buffer.from('warm'))).kind, 'clean');
+    assert.equal(p.status()[0]!.idleSessions, 1);
+    for (const size of [1_500_000, 8 * 1024 * 1024]) {
+      assert.equal((await p.scan(Buffer.alloc(size, 0x41))).kind, 'size-limit', `size ${size}`);
+      assert.equal((await p.scan(eicar())).kind, 'found');
+      assert.equal((await p.scan(Buffer.from('after'))).kind, 'clean');
+    }
+    assert.equal(p.status()[0]!.healthy, true);
+  });
+
+  test('clamd killed mid-session: the request fails (no verdict), tempfail, then scans again after restart', async () => {
+    const c2 = await startClamd();
+    try {
+      const ep = { host: c2.host, port: c2.port };
+      const p = pool([ep]);
+      const { fn } = createVirusScanStage({ config: config({}), scanner: p, gateway });
+      assert.equal((await fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+      assert.equal(p.status()[0]!.idleSessions, 1);
+
+      // A stream clamd is still waiting on (no end chunk yet) when it dies.
+      const raw = await ClamdSession.open(ep, 1000, () => {});
+      const frames = instreamFrames(Buffer.from('partial'), 1024);
+      // Settled into a value at once: it rejects while we are still awaiting the kill.
+      const pending = raw.request(frames.slice(0, -1), 10_000).then(
+        (reply) => reply,
+        (err: unknown) => err,
+      );
+      await raw.request([], 10).catch(() => {}); // busy: refused without touching the pending request
+      await c2.kill();
+      const outcome = await pending;
+      assert.ok(outcome instanceof ClamdError && outcome.kind === 'closed', String(outcome));
+
+      // The pool's idle session died with clamd: a scan tempfails, never passes.
+      await assert.rejects(p.scan(Buffer.from('x')), ClamdUnavailableError);
+      for (const make of [samples.clean, samples.base64]) {
+        const out = await fn(pipelineMessage(make()), stageContext());
+        assert.equal(out.verdict.kind, 'tempfail');
+      }
+      assert.equal(p.status()[0]!.sessions, 0);
+
+      await c2.restart();
+      assert.equal((await fn(pipelineMessage(samples.base64()), stageContext())).verdict.kind, 'quarantine');
+      assert.equal((await fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+      assert.equal((await fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+      assert.deepEqual(
+        p.status().map((s) => [s.healthy, s.sessions]),
+        [[true, 1]],
+      );
+    } finally {
+      await c2.stop();
+    }
+  });
+
+  test('a reused session clamd restarted under: the scan falls back to a fresh connection', async () => {
+    const c3 = await startClamd();
+    try {
+      const p = pool([{ host: c3.host, port: c3.port }]);
+      assert.equal((await p.scan(Buffer.from('one'))).kind, 'clean');
+      // Restart, then scan at once: whether or not the pool has seen the old session close yet, the verdict
+      // comes from the new clamd (fresh session, or the reused one fails and the scan is retried fresh).
+      await c3.restart();
+      assert.equal((await p.scan(eicar())).kind, 'found');
+      assert.equal((await p.scan(Buffer.from('two'))).kind, 'clean');
+    } finally {
+      await c3.stop();
+    }
+  });
+
+  test('silence past readTimeoutMs, or an abort, ends the session with an error, never a reply', async () => {
+    const frames = instreamFrames(Buffer.from('partial'), 1024).slice(0, -1); // clamd waits for more
+    let dead = 0;
+    const s1 = await ClamdSession.open(tcp, 1000, () => dead++);
+    await assert.rejects(s1.request(frames, 150), (e: unknown) => e instanceof ClamdError && e.kind === 'timeout');
+    assert.equal(s1.idle, false);
+    const s2 = await ClamdSession.open(tcp, 1000, () => dead++);
+    const ac = new AbortController();
+    const r = s2.request(frames, 10_000, ac.signal);
+    ac.abort();
+    await assert.rejects(r, (e: unknown) => e instanceof ClamdError && /aborted/.test(e.message));
+    assert.equal(dead, 2);
+  });
+
+  test('sessionsPerEndpoint 0: one connection per scan, as before', async () => {
+    const p = pool([tcp], 0);
+    assert.equal((await p.scan(eicar())).kind, 'found');
+    assert.equal((await p.scan(Buffer.from('x'))).kind, 'clean');
+    assert.equal(p.status()[0]!.sessions, 0);
+  });
+});

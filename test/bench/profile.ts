@@ -36,7 +36,9 @@ async function main(): Promise<void> {
   rmSync(DIR, { recursive: true, force: true });
   mkdirSync(DIR, { recursive: true });
   const nodeFlags = Object.fromEntries(
-    SERVICES.map((s) => [s, ['--cpu-prof', `--cpu-prof-dir=${DIR}`, `--cpu-prof-name=${s}.cpuprofile`]]),
+    // One folder per service: --cpu-prof writes one file per thread (tsx's module-loader worker too), named by
+    // pid and thread id, so a fixed --cpu-prof-name would let the loader thread overwrite the main thread's profile.
+    SERVICES.map((s) => [s, ['--cpu-prof', `--cpu-prof-dir=${DIR}/${s}`]]),
   );
   const stack = await startStack({ partitions: 6, logLevel: 'warn', nodeFlags });
   try {

@@ -172,8 +172,10 @@ describe('StageRunner against kafka-lite', () => {
       { groupId: 'g-crash', topic: input },
     );
     try {
-      // Wait for this message's own output (earlier tests wrote other records to the same topic).
-      await readTopic(b.brokers, TOPICS.scanned, (m) => decoded(m).envelope.id === msg.envelope.id);
+      // Wait for the survivor's output of this message: the second one with its id (the crashed instance had
+      // produced the first before it was killed; earlier tests wrote other records to the same topic).
+      let copies = 0;
+      await readTopic(b.brokers, TOPICS.scanned, (m) => decoded(m).envelope.id === msg.envelope.id && ++copies === 2);
       assert.equal(seen, 1);
     } finally {
       await s.stop();

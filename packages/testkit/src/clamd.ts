@@ -108,15 +108,17 @@ export function clamdScan(
       sock.write(Buffer.alloc(4)); // zero-length chunk ends the stream
     });
     sock.on('data', (d: Buffer) => chunks.push(d));
-    // clamd may close early (size limit) -> EPIPE/ECONNRESET after it already replied
+    // clamd may close early (size limit): our writes then fail with EPIPE/ECONNRESET, but its reply can still be
+    // in the receive buffer and arrive before 'close' — so decide on 'close', not on the write error.
+    let failure: Error | undefined;
     sock.on('error', (err) => {
-      if (chunks.length > 0) return;
-      clearTimeout(timer);
-      reject(err);
+      failure ??= err;
     });
     sock.on('close', () => {
       clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8').replace(/\0+$/, '').trim());
+      const reply = Buffer.concat(chunks).toString('utf8').replace(/\0+$/, '').trim();
+      if (reply || !failure) resolve(reply);
+      else reject(failure);
     });
   });
 }

@@ -123,6 +123,8 @@ export function openDeliveryQueue(o: {
   });
   return Object.assign(ops, {
     async close() {
+      // A short-lived caller (the CLI) may close right after opening: let the connections finish starting first.
+      await Promise.race([scheduler.ready(), new Promise((r) => setTimeout(r, 2000).unref())]).catch(() => undefined);
       await scheduler.close().catch(() => undefined);
       await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
     },

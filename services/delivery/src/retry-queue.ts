@@ -90,6 +90,11 @@ export class RetryScheduler {
     }
   }
 
+  /** Resolves once BullMQ finished connecting (closing earlier leaves its start-up commands to reject unhandled). */
+  async ready(): Promise<void> {
+    await this.queue.waitUntilReady();
+  }
+
   close(): Promise<void> {
     return this.queue.close();
   }

@@ -97,6 +97,34 @@ export interface RawSmtpClient {
   socket: net.Socket;
 }
 
+/**
+ * Split the complete SMTP replies off the front of `buffer` (a reply ends with a line "DDD<space>…" or exactly
+ * "DDD"; "DDD-…" lines continue it). Returns each reply's raw lines (CR stripped) and the unparsed rest.
+ */
+export function takeSmtpReplies(buffer: string): { replies: string[][]; rest: string } {
+  const replies: string[][] = [];
+  let start = 0;
+  for (;;) {
+    const lines: string[] = [];
+    let pos = start;
+    let done = false;
+    for (;;) {
+      const nl = buffer.indexOf('\n', pos);
+      if (nl === -1) break;
+      const line = buffer.slice(pos, nl).replace(/\r$/, '');
+      pos = nl + 1;
+      lines.push(line);
+      if (!/^\d{3}-/.test(line)) {
+        done = true;
+        break;
+      }
+    }
+    if (!done) return { replies, rest: buffer.slice(start) };
+    replies.push(lines);
+    start = pos;
+  }
+}
+
 /** A tiny line-level SMTP client for malformed-input tests. Connects; read the greeting with `expect(220)`. */
 export async function rawSmtp(host: string, port: number, connectTimeoutMs = 5000): Promise<RawSmtpClient> {
   const socket = net.connect({ host, port });
@@ -123,26 +151,14 @@ export async function rawSmtp(host: string, port: number, connectTimeoutMs = 500
   let error: Error | undefined;
 
   const parse = (): void => {
-    for (;;) {
-      // a complete reply ends with a line "DDD<space>..." (or exactly "DDD")
-      const lines: string[] = [];
-      let pos = 0;
-      let done = false;
-      for (;;) {
-        const nl = buffer.indexOf('\n', pos);
-        if (nl === -1) break;
-        const line = buffer.slice(pos, nl).replace(/\r$/, '');
-        pos = nl + 1;
-        lines.push(line);
-        if (!/^\d{3}-/.test(line)) {
-          done = true;
-          break;
-        }
-      }
-      if (!done) return;
-      buffer = buffer.slice(pos);
-      const code = Number(lines[lines.length - 1]!.slice(0, 3));
-      replies.push({ code, lines: lines.map((l) => l.slice(4)), raw: lines.join('\r\n') });
+    const r = takeSmtpReplies(buffer);
+    buffer = r.rest;
+    for (const lines of r.replies) {
+      replies.push({
+        code: Number(lines[lines.length - 1]!.slice(0, 3)),
+        lines: lines.map((l) => l.slice(4)),
+        raw: lines.join('\r\n'),
+      });
     }
   };
 

@@ -2,6 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { decodeEvent, decodeMessage, TOPICS, type PipelineMessage, type TrackingEvent } from '@mailgate/contracts';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { takeSmtpReplies } from '@mailgate/testkit';
 
 /**
  * A line-level SMTP client for tests: choose the local (source) address — 127.0.0.0/8 is all loopback, so
@@ -58,31 +59,17 @@ export class SmtpClient {
   }
 
   private parse(): void {
-    for (;;) {
-      const lines: string[] = [];
-      let pos = 0;
-      let done = false;
-      for (;;) {
-        const nl = this.buf.indexOf('\n', pos);
-        if (nl < 0) break;
-        const line = this.buf.slice(pos, nl).replace(/\r$/, '');
-        pos = nl + 1;
-        lines.push(line);
-        if (!/^\d{3}-/.test(line)) {
-          done = true;
-          break;
-        }
-      }
-      if (!done) return;
-      this.buf = this.buf.slice(pos);
+    const r = takeSmtpReplies(this.buf);
+    this.buf = r.rest;
+    for (const lines of r.replies) {
       const last = lines[lines.length - 1]!;
       this.replies.push({
         code: Number(last.slice(0, 3)),
         lines: lines.map((l) => l.slice(4)),
         text: lines.join('\n'),
       });
-      this.wake();
     }
+    if (r.replies.length > 0) this.wake();
   }
 
   async reply(timeoutMs = 5000): Promise<Reply> {

@@ -48,7 +48,14 @@ export {
   type StartKafkaProcessOptions,
   type KafkaProcessHandle,
 } from './kafka.js';
-export { sendMail, rawSmtp, takeSmtpReplies, type SendMailOptions, type RawSmtpClient, type SmtpReply } from './smtp-client.js';
+export {
+  sendMail,
+  rawSmtp,
+  takeSmtpReplies,
+  type SendMailOptions,
+  type RawSmtpClient,
+  type SmtpReply,
+} from './smtp-client.js';
 export {
   testTrace,
   testPipelineMessage,

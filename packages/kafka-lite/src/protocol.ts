@@ -1,6 +1,10 @@
-// Wire primitives: a zero-copy request reader, a chunked response writer, error codes, CRC-32C.
+// Wire primitives: a zero-copy request reader with a decode budget, a chunked response writer, error codes.
+// Both speak the classic encodings (int16-length strings, int32-count arrays) and the "flexible" ones of KIP-482
+// (unsigned-varint lengths + 1, tagged fields); the schema codec (schema/codec.ts) picks per field and version.
 
 export class ProtocolError extends Error {}
+/** A request that is well-formed but would cost more than the broker allows to decode (limits.ts). */
+export class DecodeBudgetError extends ProtocolError {}
 
 export const ErrorCode = {
   NONE: 0,
@@ -11,6 +15,7 @@ export const ErrorCode = {
   COORDINATOR_NOT_AVAILABLE: 15,
   INVALID_TOPIC_EXCEPTION: 17,
   RECORD_LIST_TOO_LARGE: 18,
+  INVALID_REQUIRED_ACKS: 21,
   ILLEGAL_GENERATION: 22,
   INCONSISTENT_GROUP_PROTOCOL: 23,
   INVALID_GROUP_ID: 24,
@@ -21,26 +26,42 @@ export const ErrorCode = {
   TOPIC_ALREADY_EXISTS: 36,
   INVALID_PARTITIONS: 37,
   INVALID_REQUEST: 42,
-  INVALID_PRODUCER_EPOCH: 47,
+  UNSUPPORTED_FOR_MESSAGE_FORMAT: 43,
+  POLICY_VIOLATION: 44,
   OUT_OF_ORDER_SEQUENCE_NUMBER: 45,
+  INVALID_PRODUCER_EPOCH: 47,
   NON_EMPTY_GROUP: 68,
+  UNSUPPORTED_COMPRESSION_TYPE: 76,
   INVALID_RECORD: 87,
+  UNKNOWN_TOPIC_ID: 100,
 } as const;
+
+/** Per-request decode allowance: every decoded struct/array element spends one object. */
+export interface DecodeBudget {
+  objects: number;
+}
 
 export class Reader {
   pos = 0;
   constructor(
     readonly buf: Buffer,
     start = 0,
+    readonly budget: DecodeBudget = { objects: Infinity },
+    /** Exclusive end (a tagged field's value is read through a Reader bounded to its size). */
+    readonly end = buf.length,
   ) {
     this.pos = start;
   }
   private need(n: number): void {
-    if (this.pos + n > this.buf.length)
-      throw new ProtocolError(`truncated request (need ${n} bytes at ${this.pos}/${this.buf.length})`);
+    if (this.pos + n > this.end) throw new ProtocolError(`truncated request (need ${n} bytes at ${this.pos}/${this.end})`);
   }
   remaining(): number {
-    return this.buf.length - this.pos;
+    return this.end - this.pos;
+  }
+  /** Spends `n` objects of the decode budget. */
+  spend(n: number): void {
+    this.budget.objects -= n;
+    if (this.budget.objects < 0) throw new DecodeBudgetError('request exceeds the per-request decode budget');
   }
   int8(): number {
     this.need(1);
@@ -52,63 +73,105 @@ export class Reader {
     this.pos += 2;
     return v;
   }
+  uint16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
   int32(): number {
     this.need(4);
     const v = this.buf.readInt32BE(this.pos);
     this.pos += 4;
     return v;
   }
-  /** int64 as a JS number (offsets and timestamps stay far below 2^53). */
+  /** int64 as a JS number (offsets, timestamps and producer ids stay far below 2^53). */
   int64(): number {
     this.need(8);
     const v = Number(this.buf.readBigInt64BE(this.pos));
     this.pos += 8;
     return v;
   }
-  int64Big(): bigint {
+  float64(): number {
     this.need(8);
-    const v = this.buf.readBigInt64BE(this.pos);
+    const v = this.buf.readDoubleBE(this.pos);
     this.pos += 8;
     return v;
   }
   bool(): boolean {
     return this.int8() !== 0;
   }
-  nstring(): string | null {
-    const len = this.int16();
+  /** 16 raw bytes (a view). */
+  uuid(): Buffer {
+    this.need(16);
+    const b = this.buf.subarray(this.pos, this.pos + 16);
+    this.pos += 16;
+    return b;
+  }
+  /** Unsigned LEB128 varint (lengths, counts and tags of flexible versions); at most 32 bits. */
+  uvarint(): number {
+    let v = 0;
+    for (let shift = 0; shift <= 28; shift += 7) {
+      const b = this.int8() & 0xff;
+      v += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return v;
+    }
+    throw new ProtocolError('varint too long');
+  }
+  /** Length prefix of a string (flexible: uvarint len+1, 0 = null; classic: int16, -1 = null). -1 = null. */
+  private strLen(flex: boolean): number {
+    return flex ? this.uvarint() - 1 : this.int16();
+  }
+  nstring(flex = false): string | null {
+    const len = this.strLen(flex);
     if (len < 0) return null;
     this.need(len);
     const s = this.buf.toString('utf8', this.pos, this.pos + len);
     this.pos += len;
     return s;
   }
-  string(): string {
-    return this.nstring() ?? '';
+  string(flex = false): string {
+    return this.nstring(flex) ?? '';
   }
   /** Nullable bytes, returned as a view into the request buffer (no copy). */
-  nbytes(): Buffer | null {
-    const len = this.int32();
+  nbytes(flex = false): Buffer | null {
+    const len = flex ? this.uvarint() - 1 : this.int32();
     if (len < 0) return null;
     this.need(len);
     const b = this.buf.subarray(this.pos, this.pos + len);
     this.pos += len;
     return b;
   }
-  bytes(): Buffer {
-    return this.nbytes() ?? Buffer.alloc(0);
+  bytes(flex = false): Buffer {
+    return this.nbytes(flex) ?? Buffer.alloc(0);
   }
-  /** Nullable array; returns null for a -1 count. */
-  narray<T>(fn: (r: Reader) => T): T[] | null {
-    const n = this.int32();
+  /**
+   * An array's element count (-1 = null), checked against what the rest of the request can hold: every element
+   * occupies at least `minElementBytes`, so a count the remaining bytes cannot back is rejected before any
+   * allocation. The elements are charged to the decode budget up front.
+   */
+  count(flex: boolean, minElementBytes: number): number {
+    const n = flex ? this.uvarint() - 1 : this.int32();
+    if (n < 0) return -1;
+    if (n * Math.max(1, minElementBytes) > this.remaining())
+      throw new ProtocolError(`array count ${n} exceeds request size`);
+    this.spend(n);
+    return n;
+  }
+  /** Classic nullable array of structs/scalars decoded by `fn` (kept for hand-written decoders and tests). */
+  narray<T>(fn: (r: Reader) => T, flex = false, minElementBytes = 1): T[] | null {
+    const n = this.count(flex, minElementBytes);
     if (n < 0) return null;
-    // Each element is at least one byte: a cheap guard against absurd counts.
-    if (n > this.remaining()) throw new ProtocolError(`array count ${n} exceeds request size`);
     const out = new Array<T>(n);
     for (let i = 0; i < n; i++) out[i] = fn(this);
     return out;
   }
-  array<T>(fn: (r: Reader) => T): T[] {
-    return this.narray(fn) ?? [];
+  array<T>(fn: (r: Reader) => T, flex = false, minElementBytes = 1): T[] {
+    return this.narray(fn, flex, minElementBytes) ?? [];
+  }
+  skip(n: number): void {
+    this.need(n);
+    this.pos += n;
   }
 }
 
@@ -148,6 +211,12 @@ export class Writer {
     this.pos += 2;
     return this;
   }
+  uint16(v: number): this {
+    this.ensure(2);
+    this.buf.writeUInt16BE(v, this.pos);
+    this.pos += 2;
+    return this;
+  }
   int32(v: number): this {
     this.ensure(4);
     this.buf.writeInt32BE(v, this.pos);
@@ -160,17 +229,33 @@ export class Writer {
     this.pos += 8;
     return this;
   }
-  nstring(s: string | null | undefined): this {
-    if (s == null) return this.int16(-1);
+  float64(v: number): this {
+    this.ensure(8);
+    this.buf.writeDoubleBE(v, this.pos);
+    this.pos += 8;
+    return this;
+  }
+  uvarint(v: number): this {
+    this.ensure(5);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v & 0x7f) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.pos++] = v;
+    return this;
+  }
+  nstring(s: string | null | undefined, flex = false): this {
+    if (s == null) return flex ? this.uvarint(0) : this.int16(-1);
     const len = Buffer.byteLength(s);
-    this.int16(len);
+    if (flex) this.uvarint(len + 1);
+    else this.int16(len);
     this.ensure(len);
     this.buf.write(s, this.pos, 'utf8');
     this.pos += len;
     return this;
   }
-  string(s: string): this {
-    return this.nstring(s);
+  string(s: string, flex = false): this {
+    return this.nstring(s, flex);
   }
   raw(b: Buffer): this {
     if (b.length <= 512) {
@@ -189,19 +274,27 @@ export class Writer {
     this.total += b.length;
     return this;
   }
-  nbytes(b: Buffer | null | undefined): this {
-    if (b == null) return this.int32(-1);
-    this.int32(b.length);
+  /** Length prefix of bytes/records: flexible uvarint len+1 (0 = null), classic int32 (-1 = null). */
+  bytesLength(len: number, flex = false): this {
+    return flex ? this.uvarint(len + 1) : this.int32(len);
+  }
+  nbytes(b: Buffer | null | undefined, flex = false): this {
+    if (b == null) return this.bytesLength(-1, flex);
+    this.bytesLength(b.length, flex);
     return this.raw(b);
   }
   /** Bytes given as several chunks (a fetched record set). */
-  bytesChunks(parts: Buffer[], len: number): this {
-    this.int32(len);
+  bytesChunks(parts: Buffer[], len: number, flex = false): this {
+    this.bytesLength(len, flex);
     for (const p of parts) this.raw(p);
     return this;
   }
-  array<T>(items: readonly T[], fn: (w: this, item: T) => void): this {
-    this.int32(items.length);
+  /** Array count: flexible uvarint n+1 (0 = null), classic int32 (-1 = null). */
+  count(n: number, flex = false): this {
+    return flex ? this.uvarint(n + 1) : this.int32(n);
+  }
+  array<T>(items: readonly T[], fn: (w: this, item: T) => void, flex = false): this {
+    this.count(items.length, flex);
     for (const it of items) fn(this, it);
     return this;
   }
@@ -217,91 +310,4 @@ export class Writer {
     }
     return this.chunks;
   }
-}
-
-// ---- CRC-32C (Castagnoli), slicing-by-8 -------------------------------------------------------
-
-const CRC_TABLES: Int32Array[] = (() => {
-  const tables: Int32Array[] = [];
-  const t0 = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t0[i] = c;
-  }
-  tables.push(t0);
-  for (let t = 1; t < 8; t++) {
-    const prev = tables[t - 1]!;
-    const cur = new Int32Array(256);
-    for (let i = 0; i < 256; i++) cur[i] = (prev[i]! >>> 8) ^ t0[prev[i]! & 0xff]!;
-    tables.push(cur);
-  }
-  return tables;
-})();
-
-export function crc32c(buf: Buffer, start = 0, end = buf.length): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-  ];
-  let crc = -1;
-  let i = start;
-  const end8 = end - ((end - start) & 7);
-  while (i < end8) {
-    const a = (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24)) ^ crc;
-    crc =
-      t7[a & 0xff]! ^
-      t6[(a >>> 8) & 0xff]! ^
-      t5[(a >>> 16) & 0xff]! ^
-      t4[a >>> 24]! ^
-      t3[buf[i + 4]!]! ^
-      t2[buf[i + 5]!]! ^
-      t1[buf[i + 6]!]! ^
-      t0[buf[i + 7]!]!;
-    i += 8;
-  }
-  while (i < end) crc = t0[(crc ^ buf[i++]!) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ -1) >>> 0;
-}
-
-// ---- RecordBatch v2 header helpers -------------------------------------------------------------
-
-export const BATCH_HEADER_SIZE = 61;
-
-export interface BatchInfo {
-  size: number; // total bytes of this batch
-  lastOffsetDelta: number;
-  maxTimestamp: number;
-  producerId: number;
-  producerEpoch: number;
-  baseSequence: number;
-  recordCount: number;
-}
-
-/** Reads the header of the batch at `pos`; returns null if it is incomplete or not a v2 batch. */
-export function readBatchHeader(buf: Buffer, pos: number, avail = buf.length - pos): BatchInfo | null | 'bad' {
-  if (avail < BATCH_HEADER_SIZE) return null;
-  const batchLength = buf.readInt32BE(pos + 8);
-  if (batchLength < BATCH_HEADER_SIZE - 12) return 'bad';
-  if (buf.readInt8(pos + 16) !== 2) return 'bad';
-  const size = batchLength + 12;
-  return {
-    size,
-    lastOffsetDelta: buf.readInt32BE(pos + 23),
-    maxTimestamp: Number(buf.readBigInt64BE(pos + 35)),
-    producerId: Number(buf.readBigInt64BE(pos + 43)),
-    producerEpoch: buf.readInt16BE(pos + 51),
-    baseSequence: buf.readInt32BE(pos + 53),
-    recordCount: buf.readInt32BE(pos + 57),
-  };
-}
-
-export function batchCrcOk(buf: Buffer, pos: number, size: number): boolean {
-  return buf.readUInt32BE(pos + 17) === crc32c(buf, pos + 21, pos + size);
 }

@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { BATCH_HEADER_SIZE, ErrorCode, batchCrcOk, readBatchHeader } from './protocol.js';
+import { ErrorCode } from './protocol.js';
+import { BATCH_HEADER_SIZE, Codec, batchCodec, batchCrcOk, readBatchHeader } from './record-batch.js';
 import type { Logger } from './logger.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
@@ -209,8 +210,9 @@ export class PartitionLog {
    * Validates and appends the concatenated batches of one produce partition.
    * Returns the base offset of the first batch.
    */
-  append(records: Buffer): { error: number; base: number } {
+  append(records: Buffer, appendOpts: { allowZstd?: boolean } = {}): { error: number; base: number } {
     const opts = this.store.opts;
+    const allowZstd = appendOpts.allowZstd;
     // Validate every batch before touching the log.
     const infos: {
       pos: number;
@@ -230,6 +232,10 @@ export class PartitionLog {
       if (h.size > opts.maxBatchBytes) return { error: ErrorCode.MESSAGE_TOO_LARGE, base: -1 };
       if (h.lastOffsetDelta < 0 || h.size < BATCH_HEADER_SIZE) return { error: ErrorCode.CORRUPT_MESSAGE, base: -1 };
       if (opts.verifyCrc && !batchCrcOk(records, pos, h.size)) return { error: ErrorCode.CORRUPT_MESSAGE, base: -1 };
+      // Stored opaquely, but only with a codec consumers know (zstd needs Produce v7+, as in Kafka).
+      const codec = batchCodec(records, pos);
+      if (codec > Codec.ZSTD || (codec === Codec.ZSTD && allowZstd === false))
+        return { error: ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, base: -1 };
       infos.push({
         pos,
         size: h.size,

@@ -43,10 +43,10 @@ test(
     const unk = await RawClient.connect(b.port);
     unk.write(unk.frame(999, 0, Buffer.alloc(0)));
     await expectClosed(unk);
-    // 5. unsupported version of a known API (Metadata v0)
-    const oldv = await RawClient.connect(b.port);
-    oldv.write(oldv.frame(3, 0, new Body().i32(0).build()));
-    await expectClosed(oldv);
+    // 5. a version newer than any Kafka defines (no layout to answer in)
+    const newv = await RawClient.connect(b.port);
+    newv.write(newv.frame(3, 99, new Body().i32(0).build()));
+    await expectClosed(newv);
     // 6. body truncated inside a valid frame (array count with no elements)
     const trunc = await RawClient.connect(b.port);
     trunc.write(trunc.frame(3, 6, new Body().i32(1000).build()));
@@ -66,6 +66,15 @@ test(
     // ApiVersions with an unknown version gets UNSUPPORTED_VERSION in the v0 layout.
     const av = await healthy.request(18, 9, Buffer.alloc(0));
     assert.equal(av.readInt16BE(0), 35);
+    // A known version this broker does not serve (Fetch v3: magic 0/1 clients) is answered, not dropped:
+    // v3 layout = throttle, [topic, [partition, error, ...]] with UNSUPPORTED_VERSION per partition.
+    const f3 = await healthy.request(
+      1,
+      3,
+      new Body().i32(-1).i32(100).i32(1).i32(1024).i32(1).str('robust').i32(1).i32(0).i64(0).i32(1024).build(),
+    );
+    assert.equal(f3.readInt32BE(4), 1); // one topic
+    assert.equal(f3.readInt16BE(8 + 2 + 'robust'.length + 4 + 4), 35);
     // Pipelined requests are answered in order.
     const replies = await Promise.all([
       healthy.request(18, 2, Buffer.alloc(0)),

@@ -180,11 +180,11 @@ export class Broker {
    * trickling sender holds its bytes longest) until the total fits. Active senders finish frames in milliseconds.
    */
   evictBuffered(): void {
-    const pending = [...this.conns].filter((c) => c.buffered > 0).sort((a, b) => a.frameStartedAt - b.frameStartedAt);
+    const pending = [...this.conns].filter((c) => c.held > 0).sort((a, b) => a.frameStartedAt - b.frameStartedAt);
     for (const c of pending) {
       if (this.bufferedBytes <= this.limits.maxBufferedRequestBytes) return;
       c.fail('buffered request bytes over maxBufferedRequestBytes (oldest pending frame dropped first)', {
-        buffered: c.buffered,
+        held: c.held,
         maxBufferedRequestBytes: this.limits.maxBufferedRequestBytes,
       });
     }

@@ -12,11 +12,18 @@ interface Slot {
 }
 
 const API_VERSIONS_KEY = 18;
+/** Memory a held socket chunk costs beyond its data (Buffer object and backing store), measured ~0.5 KiB. */
+const CHUNK_OVERHEAD = 1024;
 
 export class Conn implements ConnInfo {
   private chunks: Buffer[] = [];
-  /** Bytes received and not yet handled (counted in the broker's buffered-bytes total). */
-  buffered = 0;
+  /** Bytes received and not yet handled. */
+  private buffered = 0;
+  /**
+   * What those bytes cost in memory, as counted in the broker's buffered total: the data plus a per-chunk overhead,
+   * so a sender trickling one byte per TCP segment is charged for each Buffer it makes the broker hold.
+   */
+  held = 0;
   /** When the first byte of the pending (incomplete) frame arrived; 0 when nothing is pending. */
   frameStartedAt = 0;
   private lastActivity = Date.now();
@@ -65,8 +72,9 @@ export class Conn implements ConnInfo {
   }
 
   private dropBuffered(): void {
-    this.release(this.buffered);
+    this.buffered = 0;
     this.chunks = [];
+    this.account();
   }
 
   /** Called by the broker's sweeper: idle and request-read timeouts. */
@@ -80,9 +88,11 @@ export class Conn implements ConnInfo {
     }
   }
 
-  private release(n: number): void {
-    this.buffered -= n;
-    this.broker.bufferedBytes -= n;
+  /** Re-computes `held` after the chunk list changed and applies the difference to the broker's total. */
+  private account(): void {
+    const held = this.buffered + this.chunks.length * CHUNK_OVERHEAD;
+    this.broker.bufferedBytes += held - this.held;
+    this.held = held;
     if (this.buffered === 0) this.frameStartedAt = 0;
   }
 
@@ -92,7 +102,7 @@ export class Conn implements ConnInfo {
     if (this.buffered === 0) this.frameStartedAt = this.lastActivity;
     this.chunks.push(d);
     this.buffered += d.length;
-    this.broker.bufferedBytes += d.length;
+    this.account();
     if (this.broker.bufferedBytes > this.broker.limits.maxBufferedRequestBytes) this.broker.evictBuffered();
     this.pump();
   }
@@ -159,7 +169,8 @@ export class Conn implements ConnInfo {
         else this.chunks[0] = c.subarray(k);
       }
     }
-    this.release(n);
+    this.buffered -= n;
+    this.account();
     return out;
   }
 

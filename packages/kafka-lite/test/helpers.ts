@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { TestContext } from 'node:test';
 import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
@@ -205,4 +208,49 @@ export function parseProduce(b: Buffer): [number, bigint] {
   const tlen = b.readInt16BE(pos);
   pos += 2 + tlen + 4 + 4; // name, partitions count, index
   return [b.readInt16BE(pos), b.readBigInt64BE(pos + 2)];
+}
+
+// ---- a broker in a child process (crash tests, memory measurements) ---------------------------
+
+export interface ChildBroker extends BrokerHandle {
+  pid: number;
+  /** Peak resident set size of the broker process so far (Linux VmHWM), in MiB. */
+  peakRssMiB(): number;
+  kill(): Promise<void>;
+}
+
+export async function childBroker(t: TestContext, opts: BrokerOptions): Promise<ChildBroker> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--conditions=mailgate-src',
+      fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.url)),
+      JSON.stringify(opts),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const kill = async (): Promise<void> => {
+    child.kill('SIGKILL');
+    await exited;
+  };
+  defer(t, kill);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(() => /PORT \d+/.test(out), 20_000, 'child broker');
+  const port = Number(/PORT (\d+)/.exec(out)![1]);
+  return {
+    host: '127.0.0.1',
+    port,
+    brokers: `127.0.0.1:${port}`,
+    pid: child.pid!,
+    close: kill,
+    kill,
+    peakRssMiB: () => {
+      const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+    },
+  };
 }

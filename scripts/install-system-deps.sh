@@ -12,6 +12,8 @@ command -v unzip >/dev/null || need+=(unzip)
 command -v zip >/dev/null || need+=(zip)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v chromium >/dev/null || need+=(chromium)  # console tests (services/admin, playwright-core)
+command -v kcat >/dev/null || need+=(kcat)  # librdkafka client against kafka-lite (packages/kafka-lite/test/kcat.test.ts)
+/usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || need+=(python3-confluent-kafka)  # second librdkafka client
 if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive

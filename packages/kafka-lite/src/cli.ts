@@ -1,5 +1,6 @@
 // `mailgate broker ...` / `kafka-lite ...`
 import { startBroker, type BrokerHandle, type BrokerOptions } from './broker.js';
+import type { Limits } from './limits.js';
 import type { LogLevel } from './logger.js';
 import type { FsyncPolicy } from './store.js';
 
@@ -20,11 +21,32 @@ Options:
   --retention-bytes <n>     per-partition size retention (default 1073741824, -1 = unlimited)
   --retention-ms <n>        age retention (default 604800000, -1 = unlimited)
   --segment-bytes <n>       segment file size (default 67108864)
-  --max-request-bytes <n>   largest request frame (default 104857600)
   --max-batch-bytes <n>     largest record batch (default 67108864)
+Limits (what one client may cost the broker; see docs/kafka-lite.md):
+  --max-request-bytes <n>          largest request frame (default 104857600)
+  --max-buffered-request-bytes <n> request bytes pending over all connections (default 268435456)
+  --max-request-objects <n>        decoded structs/array elements per request (default 100000)
+  --max-connections <n>            open client connections (default 1000)
+  --idle-timeout-ms <n>            close connections idle this long (default 600000)
+  --request-read-timeout-ms <n>    a request must arrive within this time of its first byte (default 30000)
+  --max-in-flight-requests <n>     unanswered requests per connection before reading pauses (default 100)
+  --max-fetch-bytes <n>            largest Fetch response (default 57671680)
+  --max-partitions <n>             partitions over all topics (default 10000)
   --log-level <lvl>         debug | info | warn | error | silent (default info)
   -h, --help                show this help
 `;
+
+const LIMIT_FLAGS: Record<string, keyof Limits> = {
+  '--max-request-bytes': 'maxRequestBytes',
+  '--max-buffered-request-bytes': 'maxBufferedRequestBytes',
+  '--max-request-objects': 'maxRequestObjects',
+  '--max-connections': 'maxConnections',
+  '--idle-timeout-ms': 'idleTimeoutMs',
+  '--request-read-timeout-ms': 'requestReadTimeoutMs',
+  '--max-in-flight-requests': 'maxInFlightRequests',
+  '--max-fetch-bytes': 'maxFetchBytes',
+  '--max-partitions': 'maxPartitions',
+};
 
 function num(name: string, v: string | undefined): number {
   const n = Number(v);
@@ -93,17 +115,17 @@ export function parseBrokerArgs(argv: string[]): BrokerOptions | 'help' {
       case '--segment-bytes':
         o.segmentBytes = num(a, next());
         break;
-      case '--max-request-bytes':
-        o.maxRequestBytes = num(a, next());
-        break;
       case '--max-batch-bytes':
         o.maxBatchBytes = num(a, next());
         break;
       case '--log-level':
         o.logLevel = next() as LogLevel;
         break;
-      default:
-        throw new Error(`unknown option ${a}\n\n${USAGE}`);
+      default: {
+        const limit = LIMIT_FLAGS[a];
+        if (!limit) throw new Error(`unknown option ${a}\n\n${USAGE}`);
+        o[limit] = num(a, next());
+      }
     }
   }
   return o;

@@ -40,7 +40,19 @@ const APIS = [
   'DeleteTopics',
   'InitProducerId',
 ];
-const SCALARS = new Set(['int8', 'int16', 'int32', 'int64', 'uint16', 'float64', 'bool', 'string', 'bytes', 'records', 'uuid']);
+const SCALARS = new Set([
+  'int8',
+  'int16',
+  'int32',
+  'int64',
+  'uint16',
+  'float64',
+  'bool',
+  'string',
+  'bytes',
+  'records',
+  'uuid',
+]);
 
 function load(file) {
   const text = fs

@@ -60,7 +60,11 @@ export class Conn implements ConnInfo {
   /** Closes this connection (only this one) with a rate-limited warning. */
   fail(reason: string, fields: Record<string, unknown> = {}): void {
     if (this.closed) return;
-    this.broker.warn(reason, `kafka-lite: closing connection: ${reason}`, { conn: this.id, remote: this.clientHost, ...fields });
+    this.broker.warn(reason, `kafka-lite: closing connection: ${reason}`, {
+      conn: this.id,
+      remote: this.clientHost,
+      ...fields,
+    });
     this.close();
   }
 
@@ -138,7 +142,12 @@ export class Conn implements ConnInfo {
       if (this.buffered > 0) this.frameStartedAt = Date.now();
       this.handleFrame(frame);
     }
-    if (this.paused && !this.closed && this.queue.length < this.broker.limits.maxInFlightRequests && !s.writableNeedDrain) {
+    if (
+      this.paused &&
+      !this.closed &&
+      this.queue.length < this.broker.limits.maxInFlightRequests &&
+      !s.writableNeedDrain
+    ) {
       this.paused = false;
       s.resume();
     }
@@ -218,7 +227,9 @@ export class Conn implements ConnInfo {
     this.queue.push(slot);
     if (version < api.min || version > api.max) {
       // Decodable but not served at this version: the API's own error response, as Kafka builds it.
-      const body = api.errorResponse?.(req, ErrorCode.UNSUPPORTED_VERSION) ?? { errorCode: ErrorCode.UNSUPPORTED_VERSION };
+      const body = api.errorResponse?.(req, ErrorCode.UNSUPPORTED_VERSION) ?? {
+        errorCode: ErrorCode.UNSUPPORTED_VERSION,
+      };
       this.broker.log.debug?.('kafka-lite: unsupported version', { apiKey, version, supported: [api.min, api.max] });
       this.respond(slot, api, version, correlationId, body);
       return;
@@ -240,7 +251,11 @@ export class Conn implements ConnInfo {
 
   private onHandlerError(err: unknown, apiKey: number, version: number): void {
     if (err instanceof DecodeBudgetError)
-      this.fail('request exceeds maxRequestObjects', { apiKey, version, maxRequestObjects: this.broker.limits.maxRequestObjects });
+      this.fail('request exceeds maxRequestObjects', {
+        apiKey,
+        version,
+        maxRequestObjects: this.broker.limits.maxRequestObjects,
+      });
     else if (err instanceof ProtocolError) this.fail(`malformed request: ${err.message}`, { apiKey, version });
     else {
       this.broker.log.error('kafka-lite: handler failed', {
@@ -286,7 +301,7 @@ export class Conn implements ConnInfo {
 
 /** Skips a tagged-field section (flexible request header v2: none of its tags are used here). */
 function skipTaggedFields(r: Reader): void {
-  const n = r.count(true, 2);
+  const n = r.tagCount();
   for (let i = 0; i < n; i++) {
     r.uvarint();
     r.skip(r.uvarint());

@@ -63,7 +63,8 @@ export class WarnLimiter {
     const now = Date.now();
     let w = this.windows.get(kind);
     if (!w || now - w.start >= this.windowMs) {
-      if (w && w.count > this.burst) this.warn(`kafka-lite: ${w.count - this.burst} more "${kind}" warnings suppressed`);
+      if (w && w.count > this.burst)
+        this.warn(`kafka-lite: ${w.count - this.burst} more "${kind}" warnings suppressed`);
       w = { start: now, count: 0 };
       this.windows.set(kind, w);
     }

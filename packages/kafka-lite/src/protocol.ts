@@ -53,7 +53,8 @@ export class Reader {
     this.pos = start;
   }
   private need(n: number): void {
-    if (this.pos + n > this.end) throw new ProtocolError(`truncated request (need ${n} bytes at ${this.pos}/${this.end})`);
+    if (this.pos + n > this.end)
+      throw new ProtocolError(`truncated request (need ${n} bytes at ${this.pos}/${this.end})`);
   }
   remaining(): number {
     return this.end - this.pos;
@@ -155,6 +156,13 @@ export class Reader {
     if (n < 0) return -1;
     if (n * Math.max(1, minElementBytes) > this.remaining())
       throw new ProtocolError(`array count ${n} exceeds request size`);
+    this.spend(n);
+    return n;
+  }
+  /** Number of fields in a tagged-field section (a plain uvarint, no +1), bounded like an array count. */
+  tagCount(): number {
+    const n = this.uvarint();
+    if (n * 2 > this.remaining()) throw new ProtocolError(`tagged field count ${n} exceeds request size`);
     this.spend(n);
     return n;
   }

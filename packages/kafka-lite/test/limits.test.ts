@@ -90,7 +90,9 @@ test(
       new Promise<boolean>((r) => setTimeout(() => r(false), 10_000).unref()),
     ]);
     const peak = b.peakRssMiB();
-    t.diagnostic(`${closed} of 60 dropped; other client served in ${servedMs.toFixed(0)} ms; peak RSS ${peak.toFixed(0)} MiB`);
+    t.diagnostic(
+      `${closed} of 60 dropped; other client served in ${servedMs.toFixed(0)} ms; peak RSS ${peak.toFixed(0)} MiB`,
+    );
     assert.ok(servedMs < SERVED_WITHIN_MS, `other client waited ${servedMs.toFixed(0)} ms`);
     assert.ok(peak < RSS_BOUND_MIB, `broker peak RSS ${peak.toFixed(0)} MiB`);
     assert.ok(droppedEnough, `only ${closed} connections dropped`);
@@ -128,94 +130,120 @@ test(
   },
 );
 
-test('idle and request-read timeouts close only the silent and the trickling connection', { timeout: 60_000 }, async (t) => {
-  const b = await broker(t, { idleTimeoutMs: 300, requestReadTimeoutMs: 600 });
-  // Silent from the start.
-  const silent = await RawClient.connect(b.port);
-  defer(t, () => silent.close());
-  // One byte of a frame every 100 ms: never idle, but the frame never completes.
-  const trickle = await RawClient.connect(b.port);
-  defer(t, () => trickle.close());
-  const frame = trickle.frame(18, 0, Buffer.alloc(0));
-  let i = 0;
-  const drip = setInterval(() => trickle.write(frame.subarray(i, ++i)), 100);
-  defer(t, () => clearInterval(drip));
-  // A parked request longer than the idle timeout is not idleness: Fetch on an empty partition, max_wait 1000 ms.
-  const parked = await RawClient.connect(b.port);
-  defer(t, () => parked.close());
-  await parked.request(3, 6, new Body().i32(1).str('idle-topic').i8(1).build()); // auto-creates the topic
-  const fetchBody = new Body()
-    .i32(-1) // replica
-    .i32(1000) // max wait
-    .i32(1) // min bytes
-    .i32(1024 * 1024)
-    .i8(0)
-    .i32(0)
-    .i32(-1)
-    .i32(1)
-    .str('idle-topic')
-    .i32(1)
-    .i32(0) // partition
-    .i32(-1) // leader epoch
-    .i64(0) // fetch offset
-    .i64(-1)
-    .i32(1024 * 1024)
-    .i32(0) // forgotten topics
-    .str('')
-    .build();
-  const t0 = performance.now();
-  const fetched = await parked.request(1, 11, fetchBody);
-  assert.ok(performance.now() - t0 >= 900, 'the Fetch was parked for its max wait');
-  assert.equal(fetched.readInt16BE(4), 0); // top-level error
-  await expectClosed(silent, 'silent connection (idleTimeoutMs)');
-  await expectClosed(trickle, 'trickling connection (requestReadTimeoutMs)');
-  assert.ok(i < frame.length, 'the trickled frame never completed');
-});
+test(
+  'idle and request-read timeouts close only the silent and the trickling connection',
+  { timeout: 60_000 },
+  async (t) => {
+    const b = await broker(t, { idleTimeoutMs: 300, requestReadTimeoutMs: 600 });
+    // Silent from the start.
+    const silent = await RawClient.connect(b.port);
+    defer(t, () => silent.close());
+    // One byte of a frame every 100 ms: never idle, but the frame never completes.
+    const trickle = await RawClient.connect(b.port);
+    defer(t, () => trickle.close());
+    const frame = trickle.frame(18, 0, Buffer.alloc(0));
+    let i = 0;
+    const drip = setInterval(() => trickle.write(frame.subarray(i, ++i)), 100);
+    defer(t, () => clearInterval(drip));
+    // A parked request longer than the idle timeout is not idleness: Fetch on an empty partition, max_wait 1000 ms.
+    const parked = await RawClient.connect(b.port);
+    defer(t, () => parked.close());
+    await parked.request(3, 6, new Body().i32(1).str('idle-topic').i8(1).build()); // auto-creates the topic
+    const fetchBody = new Body()
+      .i32(-1) // replica
+      .i32(1000) // max wait
+      .i32(1) // min bytes
+      .i32(1024 * 1024)
+      .i8(0)
+      .i32(0)
+      .i32(-1)
+      .i32(1)
+      .str('idle-topic')
+      .i32(1)
+      .i32(0) // partition
+      .i32(-1) // leader epoch
+      .i64(0) // fetch offset
+      .i64(-1)
+      .i32(1024 * 1024)
+      .i32(0) // forgotten topics
+      .str('')
+      .build();
+    const t0 = performance.now();
+    const fetched = await parked.request(1, 11, fetchBody);
+    assert.ok(performance.now() - t0 >= 900, 'the Fetch was parked for its max wait');
+    assert.equal(fetched.readInt16BE(4), 0); // top-level error
+    await expectClosed(silent, 'silent connection (idleTimeoutMs)');
+    await expectClosed(trickle, 'trickling connection (requestReadTimeoutMs)');
+    assert.ok(i < frame.length, 'the trickled frame never completed');
+  },
+);
 
-test('maxConnections: the connection over the limit is closed at accept; a freed slot is usable', { timeout: 30_000 }, async (t) => {
-  const b = await broker(t, { maxConnections: 3 });
-  const held = await Promise.all([0, 1, 2].map(() => RawClient.connect(b.port)));
-  for (const c of held) defer(t, () => c.close());
-  // Each held connection is served (so all three are registered before the fourth arrives).
-  for (const c of held) assert.equal((await c.request(18, 0, Buffer.alloc(0))).readInt16BE(0), 0);
-  const extra = await RawClient.connect(b.port);
-  await expectClosed(extra, 'fourth connection');
-  held[0]!.close();
-  await held[0]!.closed;
-  // The slot is released when the broker sees the close; retry until a new connection is served.
-  let served = false;
-  for (let attempt = 0; attempt < 50 && !served; attempt++) {
+test(
+  'maxConnections: the connection over the limit is closed at accept; a freed slot is usable',
+  { timeout: 30_000 },
+  async (t) => {
+    const b = await broker(t, { maxConnections: 3 });
+    const held = await Promise.all([0, 1, 2].map(() => RawClient.connect(b.port)));
+    for (const c of held) defer(t, () => c.close());
+    // Each held connection is served (so all three are registered before the fourth arrives).
+    for (const c of held) assert.equal((await c.request(18, 0, Buffer.alloc(0))).readInt16BE(0), 0);
+    const extra = await RawClient.connect(b.port);
+    await expectClosed(extra, 'fourth connection');
+    held[0]!.close();
+    await held[0]!.closed;
+    // The slot is released when the broker sees the close; retry until a new connection is served.
+    let served = false;
+    for (let attempt = 0; attempt < 50 && !served; attempt++) {
+      const c = await RawClient.connect(b.port);
+      defer(t, () => c.close());
+      served = await Promise.race([
+        c.request(18, 0, Buffer.alloc(0)).then((r) => r.readInt16BE(0) === 0),
+        c.closed.then(() => false),
+      ]);
+    }
+    assert.ok(served, 'a new connection was served after one was closed');
+  },
+);
+
+test(
+  'maxInFlightRequests: 500 pipelined requests are answered in order (backpressure, not failure)',
+  { timeout: 30_000 },
+  async (t) => {
+    const b = await broker(t, { maxInFlightRequests: 8 });
     const c = await RawClient.connect(b.port);
     defer(t, () => c.close());
-    served = await Promise.race([
-      c.request(18, 0, Buffer.alloc(0)).then((r) => r.readInt16BE(0) === 0),
-      c.closed.then(() => false),
-    ]);
-  }
-  assert.ok(served, 'a new connection was served after one was closed');
-});
+    const replies = await Promise.all(
+      Array.from({ length: 500 }, (_, i) =>
+        c.request(
+          3,
+          6,
+          new Body()
+            .i32(1)
+            .str(`pipelined-${i % 3}`)
+            .i8(1)
+            .build(),
+        ),
+      ),
+    );
+    for (const [i, r] of replies.entries()) {
+      assert.ok(r.includes(Buffer.from(`pipelined-${i % 3}`)), `reply ${i} answers request ${i}`);
+    }
+  },
+);
 
-test('maxInFlightRequests: 500 pipelined requests are answered in order (backpressure, not failure)', { timeout: 30_000 }, async (t) => {
-  const b = await broker(t, { maxInFlightRequests: 8 });
-  const c = await RawClient.connect(b.port);
-  defer(t, () => c.close());
-  const replies = await Promise.all(
-    Array.from({ length: 500 }, (_, i) => c.request(3, 6, new Body().i32(1).str(`pipelined-${i % 3}`).i8(1).build())),
-  );
-  for (const [i, r] of replies.entries()) {
-    assert.ok(r.includes(Buffer.from(`pipelined-${i % 3}`)), `reply ${i} answers request ${i}`);
-  }
-});
-
-test('maxPartitions: topic creation beyond the limit is refused with POLICY_VIOLATION', { timeout: 30_000 }, async (t) => {
-  const b = await broker(t, { maxPartitions: 8, defaultPartitions: 3 });
-  const admin = kafkaFor(b).admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
-  assert.equal(await admin.createTopics({ topics: [{ topic: 'p6', numPartitions: 6 }] }), true);
-  await assert.rejects(
-    admin.createTopics({ topics: [{ topic: 'p3', numPartitions: 3 }] }),
-    (err: Error & { errors?: { type: string }[] }) => err.errors?.[0]?.type === 'POLICY_VIOLATION',
-  );
-  assert.deepEqual((await admin.listTopics()).sort(), ['p6']);
-});
+test(
+  'maxPartitions: topic creation beyond the limit is refused with POLICY_VIOLATION',
+  { timeout: 30_000 },
+  async (t) => {
+    const b = await broker(t, { maxPartitions: 8, defaultPartitions: 3 });
+    const admin = kafkaFor(b).admin();
+    await admin.connect();
+    defer(t, () => admin.disconnect());
+    assert.equal(await admin.createTopics({ topics: [{ topic: 'p6', numPartitions: 6 }] }), true);
+    await assert.rejects(
+      admin.createTopics({ topics: [{ topic: 'p3', numPartitions: 3 }] }),
+      (err: Error & { errors?: { type: string }[] }) => err.errors?.[0]?.type === 'POLICY_VIOLATION',
+    );
+    assert.deepEqual((await admin.listTopics()).sort(), ['p6']);
+  },
+);

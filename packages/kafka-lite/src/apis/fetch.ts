@@ -108,6 +108,9 @@ export const fetch = defineApi<FetchRequest>({
     throttleTimeMs: 0,
     errorCode: code,
     sessionId: 0,
-    responses: req.topics.map((t) => ({ topic: t.topic, partitions: t.partitions.map((p) => empty(p.partition, code)) })),
+    responses: req.topics.map((t) => ({
+      topic: t.topic,
+      partitions: t.partitions.map((p) => empty(p.partition, code)),
+    })),
   }),
 });

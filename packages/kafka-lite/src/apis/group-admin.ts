@@ -40,7 +40,8 @@ export const listGroups = defineApi<{ statesFilter: string[] }>({
   handle(req, { broker }) {
     const groups = new Map<string, { protocolType: string; groupState: string }>();
     for (const id of broker.store.commits.keys()) groups.set(id, { protocolType: 'consumer', groupState: 'Empty' });
-    for (const [id, g] of broker.coord.groups) groups.set(id, { protocolType: g.protocolType ?? 'consumer', groupState: g.state });
+    for (const [id, g] of broker.coord.groups)
+      groups.set(id, { protocolType: g.protocolType ?? 'consumer', groupState: g.state });
     const filter = req.statesFilter.map((s) => s.toLowerCase());
     const list = [...groups]
       .filter(([, g]) => filter.length === 0 || filter.includes(g.groupState.toLowerCase()))

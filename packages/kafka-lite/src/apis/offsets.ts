@@ -17,7 +17,10 @@ const commitResponse = (req: OffsetCommitRequest, error: (topic: string, index: 
   throttleTimeMs: 0,
   topics: req.topics.map((t) => ({
     name: t.name,
-    partitions: t.partitions.map((p) => ({ partitionIndex: p.partitionIndex, errorCode: error(t.name, p.partitionIndex) })),
+    partitions: t.partitions.map((p) => ({
+      partitionIndex: p.partitionIndex,
+      errorCode: error(t.name, p.partitionIndex),
+    })),
   })),
 });
 
@@ -33,12 +36,18 @@ export const offsetCommit = defineApi<OffsetCommitRequest>({
     for (const t of req.topics) {
       for (const p of t.partitions) {
         if (!groupErr && broker.partition(t.name, p.partitionIndex))
-          accepted.push({ topic: t.name, partition: p.partitionIndex, offset: p.committedOffset, metadata: p.committedMetadata });
+          accepted.push({
+            topic: t.name,
+            partition: p.partitionIndex,
+            offset: p.committedOffset,
+            metadata: p.committedMetadata,
+          });
       }
     }
     if (accepted.length > 0) broker.store.commit(groupId, accepted);
-    const body = commitResponse(req, (topic, index) =>
-      groupErr || (broker.partition(topic, index) ? 0 : ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+    const body = commitResponse(
+      req,
+      (topic, index) => groupErr || (broker.partition(topic, index) ? 0 : ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
     );
     if (accepted.length > 0 && broker.store.persistent && broker.store.opts.fsync === 'always')
       return broker.store.sync().then(() => body);
@@ -87,7 +96,11 @@ export const offsetFetch = defineApi<OffsetFetchRequest>({
   versions: [0, 8],
   handle(req, { broker, version }) {
     if (version >= 8) {
-      const groups = req.groups.map((g) => ({ groupId: g.groupId, topics: fetchGroup(broker, g.groupId, g.topics), errorCode: 0 }));
+      const groups = req.groups.map((g) => ({
+        groupId: g.groupId,
+        topics: fetchGroup(broker, g.groupId, g.topics),
+        errorCode: 0,
+      }));
       return { throttleTimeMs: 0, groups };
     }
     return { throttleTimeMs: 0, topics: fetchGroup(broker, req.groupId, req.topics), errorCode: 0 };

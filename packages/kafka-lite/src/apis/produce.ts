@@ -18,7 +18,10 @@ interface PartitionResult {
   errorMessage?: string | null;
 }
 
-const respond = (req: ProduceRequest, result: (name: string, index: number, records: Buffer | null) => PartitionResult): Body => ({
+const respond = (
+  req: ProduceRequest,
+  result: (name: string, index: number, records: Buffer | null) => PartitionResult,
+): Body => ({
   responses: req.topicData.map((t) => ({
     name: t.name,
     partitionResponses: t.partitionData.map((p) => result(t.name, p.index, p.records)),

@@ -25,7 +25,8 @@ export const createTopics = defineApi<CreateTopicsRequest>({
       else if (broker.store.topics.has(t.name))
         [err, msg] = [ErrorCode.TOPIC_ALREADY_EXISTS, `Topic '${t.name}' already exists.`];
       else if (n <= 0 || n > 10000) [err, msg] = [ErrorCode.INVALID_PARTITIONS, 'invalid partition count'];
-      else if (!broker.canCreatePartitions(n)) [err, msg] = [ErrorCode.POLICY_VIOLATION, broker.partitionLimitMessage()];
+      else if (!broker.canCreatePartitions(n))
+        [err, msg] = [ErrorCode.POLICY_VIOLATION, broker.partitionLimitMessage()];
       if (!err && !req.validateOnly) broker.createTopic(t.name, n, 'created');
       return {
         name: t.name,

@@ -97,7 +97,16 @@ export const isFlexible = (m: Message, v: number): boolean => inRange(m.flexible
 export const isValidVersion = (m: Message, v: number): boolean => inRange(m.valid, v);
 
 const plans = new WeakMap<Field[], Map<number, Plan>>();
-const SCALAR_MIN: Record<string, number> = { int8: 1, int16: 2, uint16: 2, int32: 4, int64: 8, float64: 8, bool: 1, uuid: 16 };
+const SCALAR_MIN: Record<string, number> = {
+  int8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  int64: 8,
+  float64: 8,
+  bool: 1,
+  uuid: 16,
+};
 
 function minBytes(f: Field, v: number, flex: boolean): number {
   const min = SCALAR_MIN[f.type];
@@ -221,7 +230,7 @@ function decodeStruct(r: Reader, fields: Field[], v: number, flex: boolean): Rec
   for (const f of p.absent) o[f.name] = defaultOf(f, v);
   if (flex) {
     for (const f of p.taggedList) o[f.name] = defaultOf(f, v);
-    const n = r.count(true, 2);
+    const n = r.tagCount();
     for (let i = 0; i < n; i++) {
       const tag = r.uvarint();
       const size = r.uvarint();

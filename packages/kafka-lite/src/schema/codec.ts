@@ -50,6 +50,8 @@ interface Field {
   tag: number;
   flexible: Range | null;
   defaultSpec: string | undefined;
+  /** Precomputed default of a scalar field (arrays and structs get a fresh value per use). */
+  scalarDefault: unknown;
   fields: Field[] | null;
 }
 
@@ -68,20 +70,26 @@ export interface Message {
   fields: Field[];
 }
 
+const ZERO_UUID = Buffer.alloc(16);
 const camel = (s: string): string => s.charAt(0).toLowerCase() + s.slice(1);
 
 function compileFields(tuples: FieldTuple[]): Field[] {
-  return tuples.map(([name, type, versions, opts = {}, sub]) => ({
-    name: camel(name),
-    type,
-    versions: parseRange(versions),
-    nullable: parseRange(opts.nullable),
-    tagged: parseRange(opts.tagged),
-    tag: opts.tag ?? -1,
-    flexible: opts.flexible ? parseRange(opts.flexible) : null,
-    defaultSpec: opts.default,
-    fields: sub ? compileFields(sub) : null,
-  }));
+  return tuples.map(([name, type, versions, opts = {}, sub]) => {
+    const f: Field = {
+      name: camel(name),
+      type,
+      versions: parseRange(versions),
+      nullable: parseRange(opts.nullable),
+      tagged: parseRange(opts.tagged),
+      tag: opts.tag ?? -1,
+      flexible: opts.flexible ? parseRange(opts.flexible) : null,
+      defaultSpec: opts.default,
+      scalarDefault: undefined,
+      fields: sub ? compileFields(sub) : null,
+    };
+    f.scalarDefault = scalarDefaultOf(f);
+    return f;
+  });
 }
 
 export function compileMessage(spec: MessageSpec): Message {
@@ -137,9 +145,14 @@ function plan(fields: Field[], v: number, flex: boolean): Plan {
   return p;
 }
 
-const ZERO_UUID = Buffer.alloc(16);
-
 function defaultOf(f: Field, v: number): unknown {
+  if (f.type === '{}') return defaults(f.fields!, v);
+  if (f.type.startsWith('[]')) return f.defaultSpec === 'null' ? null : [];
+  if (f.type === 'bytes' && f.defaultSpec !== 'null') return Buffer.alloc(0);
+  return f.scalarDefault;
+}
+
+function scalarDefaultOf(f: Field): unknown {
   const d = f.defaultSpec;
   switch (f.type) {
     case 'bool':
@@ -153,9 +166,9 @@ function defaultOf(f: Field, v: number): unknown {
     case 'uuid':
       return ZERO_UUID;
     case '{}':
-      return defaults(f.fields!, v);
+      return undefined;
     default:
-      if (f.type.startsWith('[]')) return d === 'null' ? null : [];
+      if (f.type.startsWith('[]')) return undefined;
       return d === undefined ? 0 : Number(d);
   }
 }

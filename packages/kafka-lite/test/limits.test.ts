@@ -247,3 +247,34 @@ test(
     assert.deepEqual((await admin.listTopics()).sort(), ['p6']);
   },
 );
+
+test('`mailgate broker` flags set every limit; a non-positive limit is a startup error naming the option', async () => {
+  const { parseBrokerArgs, startBroker: start } = await import('@mailgate/kafka-lite');
+  assert.deepEqual(
+    parseBrokerArgs([
+      'broker',
+      '--max-request-bytes=1000',
+      '--max-buffered-request-bytes',
+      '2000',
+      '--max-request-objects=3',
+      '--max-connections=4',
+      '--idle-timeout-ms=5',
+      '--request-read-timeout-ms=6',
+      '--max-in-flight-requests=7',
+      '--max-fetch-bytes=8',
+      '--max-partitions=9',
+    ]),
+    {
+      maxRequestBytes: 1000,
+      maxBufferedRequestBytes: 2000,
+      maxRequestObjects: 3,
+      maxConnections: 4,
+      idleTimeoutMs: 5,
+      requestReadTimeoutMs: 6,
+      maxInFlightRequests: 7,
+      maxFetchBytes: 8,
+      maxPartitions: 9,
+    },
+  );
+  await assert.rejects(start({ port: 0, maxConnections: 0 }), /maxConnections must be a positive number/);
+});

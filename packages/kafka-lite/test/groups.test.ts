@@ -1,9 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { Consumer } from 'kafkajs';
-import { broker, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
+import { broker, defer, fastConsumer, fixtureProcess, kafkaFor, waitFor } from './helpers.js';
 
 function track(consumer: Consumer, topic: string): { parts: number[]; gen: number } {
   const state = { parts: [] as number[], gen: -1 };
@@ -100,19 +98,7 @@ test(
     defer(t, () => admin.disconnect());
     await admin.createTopics({ topics: [{ topic: 'kill', numPartitions: 2 }] });
 
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--conditions=mailgate-src',
-        fileURLToPath(new URL('./fixtures/consumer-child.ts', import.meta.url)),
-        b.brokers,
-        'kill',
-        'kill-g',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const child = fixtureProcess('consumer-child.ts', [b.brokers, 'kill', 'kill-g']);
     defer(t, () => child.kill('SIGKILL'));
     const lines: string[] = [];
     let partial = '';

@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { TestContext } from 'node:test';
@@ -212,6 +213,21 @@ export function parseProduce(b: Buffer): [number, bigint] {
 
 // ---- a broker in a child process (crash tests, memory measurements) ---------------------------
 
+/** Runs test/fixtures/<file> from source (tsx) in a child process; stdout piped, stderr inherited. */
+export function fixtureProcess(file: string, args: string[]): ChildProcessByStdio<null, Readable, null> {
+  return spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--conditions=mailgate-src',
+      fileURLToPath(new URL(`./fixtures/${file}`, import.meta.url)),
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+}
+
 export interface ChildBroker extends BrokerHandle {
   pid: number;
   /** Peak resident set size of the broker process so far (Linux VmHWM), in MiB. */
@@ -220,17 +236,7 @@ export interface ChildBroker extends BrokerHandle {
 }
 
 export async function childBroker(t: TestContext, opts: BrokerOptions): Promise<ChildBroker> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      '--conditions=mailgate-src',
-      fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.url)),
-      JSON.stringify(opts),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const child = fixtureProcess('broker-child.ts', [JSON.stringify(opts)]);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const kill = async (): Promise<void> => {
     child.kill('SIGKILL');
@@ -238,7 +244,7 @@ export async function childBroker(t: TestContext, opts: BrokerOptions): Promise<
   };
   defer(t, kill);
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await waitFor(() => /PORT \d+/.test(out), 20_000, 'child broker');
   const port = Number(/PORT (\d+)/.exec(out)![1]);
   return {

@@ -72,6 +72,16 @@ async function runOk(t: Parameters<typeof defer>[0], cmd: string, args: string[]
   return p.lines;
 }
 
+/** Everything in partition 0 of `topic`, formatted with kcat's `-f` format; kcat exits at the end (-e). */
+function readPartition0(
+  t: Parameters<typeof defer>[0],
+  b: BrokerHandle,
+  topic: string,
+  format: string,
+): Promise<string[]> {
+  return runOk(t, KCAT, ['-b', b.brokers, '-C', '-t', topic, '-p', '0', '-o', 'beginning', '-e', '-q', '-f', format]);
+}
+
 function tmpDir(t: Parameters<typeof defer>[0]): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-lite-kcat-'));
   defer(t, () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -113,21 +123,7 @@ test(
       ['-b', b.brokers, '-P', '-t', 'kc-rt', '-p', '0', '-K', ':', '-H', 'h1=x', '-H', 'h2=y'],
       input,
     );
-    const back = await runOk(t, KCAT, [
-      '-b',
-      b.brokers,
-      '-C',
-      '-t',
-      'kc-rt',
-      '-p',
-      '0',
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%o %k=%s %h\n',
-    ]);
+    const back = await readPartition0(t, b, 'kc-rt', '%o %k=%s %h\n');
     assert.deepEqual(back, ['0 k1=one h1=x,h2=y', '1 k2=two h1=x,h2=y', '2 k3=three h1=x,h2=y']);
     const consumer = kafka.consumer({ groupId: 'kc-js', ...fastConsumer });
     await consumer.connect();
@@ -153,21 +149,7 @@ test(
         { partition: 0, key: 'b', value: 'second', headers: { via: 'kafkajs' } },
       ],
     });
-    const fromJs = await runOk(t, KCAT, [
-      '-b',
-      b.brokers,
-      '-C',
-      '-t',
-      'kc-js2kcat',
-      '-p',
-      '0',
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%k=%s %h\n',
-    ]);
+    const fromJs = await readPartition0(t, b, 'kc-js2kcat', '%k=%s %h\n');
     assert.deepEqual(fromJs, ['a=from kafkajs via=kafkajs', 'b=second via=kafkajs']);
 
     // -Q: offsets for a timestamp (ListOffsets v2 by time); far future -> end of log (-1).
@@ -192,21 +174,7 @@ test(
         ['-b', b.brokers, '-P', '-t', topic, '-p', '0', '-z', codec, '-X', 'linger.ms=50'],
         values.join('\n') + '\n',
       );
-      const back = await runOk(t, KCAT, [
-        '-b',
-        b.brokers,
-        '-C',
-        '-t',
-        topic,
-        '-p',
-        '0',
-        '-o',
-        'beginning',
-        '-e',
-        '-q',
-        '-f',
-        '%s\n',
-      ]);
+      const back = await readPartition0(t, b, topic, '%s\n');
       assert.deepEqual(back, values, `${codec} round trip`);
       // librdkafka silently sends uncompressed batches when it thinks the broker lacks a codec: check what is stored.
       const seg = fs.readFileSync(path.join(dir, 'topics', topic, '0', '00000000000000000000.log'));

@@ -3,11 +3,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { CompressionTypes } from 'kafkajs';
 import type { BrokerHandle } from '@mailgate/kafka-lite';
-import { broker, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
+import { broker, childBroker, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
 
 function tmpDir(t: { after(fn: () => void): void }): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-lite-test-'));
@@ -87,25 +85,8 @@ test(
   { timeout: 60_000 },
   async (t) => {
     const dir = tmpDir(t);
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--conditions=mailgate-src',
-        fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.url)),
-        dir,
-        'interval',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    t.after(() => child.kill('SIGKILL'));
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor(() => /PORT \d+/.test(out), 20_000, 'child broker');
-    const port = Number(/PORT (\d+)/.exec(out)![1]);
-    const fake = { host: '127.0.0.1', port, brokers: `127.0.0.1:${port}`, close: async () => {} };
-    const kafka = kafkaFor(fake);
+    const child = await childBroker(t, { dataDir: dir, fsync: 'interval' });
+    const kafka = kafkaFor(child);
     const p = kafka.producer();
     await p.connect();
     let acked = 0;
@@ -122,8 +103,7 @@ test(
     await admin.connect();
     await admin.setOffsets({ groupId: 'crash-g', topic: 'crash', partitions: [{ partition: 0, offset: '3' }] });
     await admin.disconnect();
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    await child.kill();
     await p.disconnect().catch(() => {});
 
     // Simulate a torn write at the tail of partition 0.

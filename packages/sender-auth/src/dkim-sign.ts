@@ -23,6 +23,15 @@ export interface DkimSignOptions {
   readonly time?: Date;
   /** x= seconds after t=. */
   readonly expireSec?: number | null;
+  /** bh= computed by `bodyHash` (to sign with several keys without hashing the body again). */
+  readonly bodyHash?: string;
+}
+
+/** bh= of a message: SHA-256 of the canonicalised body, base64. */
+export function bodyHash(raw: Buffer, mode: 'simple' | 'relaxed'): string {
+  return createHash('sha256')
+    .update(canonicalBody(raw.subarray(headerFields(raw).bodyStart), mode))
+    .digest('base64');
 }
 
 /** The algorithm tag for a key: rsa-sha256 or ed25519-sha256. */
@@ -140,9 +149,11 @@ export function signedHeaderList(
 export function dkimSignatureHeader(raw: Buffer, o: DkimSignOptions): string {
   const section = headerFields(raw);
   const [hc, bc] = o.canonicalization.split('/') as ['simple' | 'relaxed', 'simple' | 'relaxed'];
-  const bh = createHash('sha256')
-    .update(canonicalBody(raw.subarray(section.bodyStart), bc))
-    .digest('base64');
+  const bh =
+    o.bodyHash ??
+    createHash('sha256')
+      .update(canonicalBody(raw.subarray(section.bodyStart), bc))
+      .digest('base64');
   const h = signedHeaderList(section.fields, o.headers, o.oversign);
   const algorithm = algorithmOf(o.key);
   const t = Math.floor((o.time ?? new Date()).getTime() / 1000);

@@ -30,7 +30,19 @@ export interface HeaderSection {
 
 /** Splits the header section into fields. Lines without a colon that are not continuations end the header. */
 export function headerFields(raw: Buffer): HeaderSection {
-  const s = raw.toString('latin1');
+  // Decode only the header section: a 50 MiB message must not become a 50 MiB string for a header lookup.
+  let end = 0;
+  for (;;) {
+    const nl = raw.indexOf(0x0a, end);
+    if (nl === -1) {
+      end = raw.length;
+      break;
+    }
+    const len = nl - end;
+    end = nl + 1;
+    if (len === 0 || (len === 1 && raw[nl - 1] === 0x0d)) break;
+  }
+  const s = raw.subarray(0, end).toString('latin1');
   const fields: HeaderField[] = [];
   let pos = 0;
   let cur: { name: string; start: number; colon: number } | null = null;

@@ -2,7 +2,7 @@
 export * from './config.js';
 export * from './results.js';
 export { AuthDns, isTemporaryDnsError, type AuthDnsOptions, type DnsFailure, type MailauthResolver } from './dns.js';
-export { SenderAuth, type SenderAuthOptions, type SpfInput, type MessageInput } from './verifier.js';
+export { SenderAuth, type SenderAuthOptions, type SpfInput, type MessageInput, type SessionInput } from './verifier.js';
 export * from './policy.js';
 export {
   authResultsHeader,

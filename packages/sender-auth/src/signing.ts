@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { sealMessage } from 'mailauth';
 import { authservIdOf } from './auth-results.js';
 import type { SigningConfig } from './config.js';
-import { algorithmOf, dkimSignatureHeader, type Canonicalization } from './dkim-sign.js';
+import { algorithmOf, bodyHash, dkimSignatureHeader, type Canonicalization } from './dkim-sign.js';
 import { fromDomains, headerFields, unfold } from './header-bytes.js';
 import { domainMatches } from './org-domain.js';
 
@@ -199,13 +199,16 @@ export async function signMessage(raw: Buffer, keys: SigningKeys, opts: SignOpti
   const headers: string[] = [];
   const signatures: { domain: string; selector: string; algorithm: string }[] = [];
   if (domain) {
+    const canon = cfg.canonicalization as Canonicalization;
+    const bh = bodyHash(raw, canon.split('/')[1] as 'simple' | 'relaxed');
     for (const k of keys.keys.filter((x) => x.domain === domain && x.active)) {
       headers.push(
         dkimSignatureHeader(raw, {
           domain,
           selector: k.selector,
           key: k.key,
-          canonicalization: cfg.canonicalization as Canonicalization,
+          canonicalization: canon,
+          bodyHash: bh,
           headers: cfg.headers,
           oversign: cfg.oversign,
           ...(opts.time ? { time: opts.time } : {}),

@@ -1,11 +1,21 @@
 import { normalizeIp } from '@mailgate/dnsbl';
-import { metrics, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  metrics,
+  SpanStatusCode,
+  trace,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import { arc as mailauthArc, dkimVerify, dmarc as mailauthDmarc, spf as mailauthSpf } from 'mailauth';
 import type { ARCResult, DKIMResult, DKIMVerifyResult, DMARCResult } from 'mailauth';
 import net from 'node:net';
 import type { SenderAuthConfig } from './config.js';
 import { authResultsHeader, removeAuthResults, removeFields } from './auth-results.js';
 import { AuthDns, type TrackedResolver } from './dns.js';
+import { headerFields, unfold } from './header-bytes.js';
 import { decide, isExemptSession, type AuthDecision, type DecisionContext } from './policy.js';
 import { aligned, orgDomain } from './org-domain.js';
 import type {
@@ -41,8 +51,35 @@ export interface SenderAuthOptions {
   /** authserv-id when `config.authservId` is null (the gateway host name). */
   readonly hostname: string;
   readonly tracer?: Tracer;
+  /** Where `mailgate_auth_results_total{method,result}` and `mailgate_auth_check_duration_seconds{method}` go. */
+  readonly meter?: Meter;
   /** Share one DNS client (and its cache) between several verifiers; default: a new one from config.dns. */
   readonly dns?: AuthDns;
+}
+
+/** The SMTP session facts the phase helpers need (ingress has them in its session; a stage in the envelope). */
+export interface SessionInput extends SpfInput {
+  readonly authenticated?: boolean;
+  /** Earlier tempfails of this message (temperror.failOpenAfterAttempts). */
+  readonly attempts?: number;
+  /** pct= sampling key; default: the Message-ID. */
+  readonly sampleKey?: string;
+}
+
+function contextOf(s: SessionInput): Omit<DecisionContext, 'phase'> {
+  return {
+    clientIp: s.ip,
+    ...(s.authenticated !== undefined ? { authenticated: s.authenticated } : {}),
+    ...(s.attempts !== undefined ? { attempts: s.attempts } : {}),
+    ...(s.sampleKey !== undefined ? { sampleKey: s.sampleKey } : {}),
+  };
+}
+
+/** The Message-ID field value (unfolded, trimmed), for pct sampling that is stable across SMTP retries. */
+function messageIdOf(raw: Buffer): string | undefined {
+  const f = headerFields(raw).fields.find((x) => x.key === 'message-id');
+  const v = f ? unfold(f.rawValue).trim() : '';
+  return v || undefined;
 }
 
 const METER = 'mailgate-sender-auth';
@@ -102,13 +139,8 @@ export class SenderAuth {
   readonly authservId: string;
   private readonly ownDns: boolean;
   private readonly tracer: Tracer;
-  private readonly results = metrics.getMeter(METER).createCounter('mailgate_auth_results_total', {
-    description: 'Sender authentication results by method (spf, dkim, dmarc, arc) and result',
-  });
-  private readonly durations = metrics.getMeter(METER).createHistogram('mailgate_auth_check_duration_seconds', {
-    description: 'Time per sender authentication check, DNS included',
-    unit: 's',
-  });
+  private readonly results: Counter;
+  private readonly durations: Histogram;
 
   constructor(
     readonly config: SenderAuthConfig,
@@ -118,6 +150,14 @@ export class SenderAuth {
     this.tracer = opts.tracer ?? trace.getTracer('@mailgate/sender-auth');
     this.ownDns = !opts.dns;
     this.dns = opts.dns ?? new AuthDns(config.dns);
+    const meter = opts.meter ?? metrics.getMeter(METER);
+    this.results = meter.createCounter('mailgate_auth_results_total', {
+      description: 'Sender authentication results by method (spf, dkim, dmarc, arc) and result',
+    });
+    this.durations = meter.createHistogram('mailgate_auth_check_duration_seconds', {
+      description: 'Time per sender authentication check, DNS included',
+      unit: 's',
+    });
   }
 
   private record(method: string, result: string, ms: number): void {
@@ -273,7 +313,9 @@ export class SenderAuth {
 
     if (this.config.dmarc.enabled) {
       results.dmarc = await this.spanned('dmarc', async (span) => {
-        const res = await this.checkDmarc(parsed.fromDomains, spf, parsed.dkim, arcRaw, left());
+        // With DKIM switched off, DMARC can only align through SPF.
+        const dkimForDmarc = this.config.dkim.enabled ? parsed.dkim : { signatures: [], durationMs: 0 };
+        const res = await this.checkDmarc(parsed.fromDomains, spf, dkimForDmarc, arcRaw, left());
         span.setAttributes({
           'mailgate.auth.method': 'dmarc',
           'mailgate.auth.result': res.result,
@@ -512,13 +554,49 @@ export class SenderAuth {
       ...(decision?.disposition ? { disposition: decision.disposition } : {}),
       ...(opts.remoteIp ? { remoteIp: opts.remoteIp } : {}),
     });
-    const tagged = decision?.action === 'tag' || decision?.wouldBe?.action === 'tag';
-    if (decision && tagged) {
+    // The tag header is an action (mail-server rules file on it): not added in a dry run.
+    if (decision?.action === 'tag') {
       // eslint-disable-next-line no-control-regex
       const reason = decision.reason.replace(/[\x00-\x1f\x7f]+/g, ' ').slice(0, 300);
-      h += `${this.config.tagHeader}: ${decision.dryRun ? 'dry-run ' : ''}${reason}\r\n`;
+      h += `${this.config.tagHeader}: ${reason}\r\n`;
     }
     return h;
+  }
+
+  /**
+   * Everything ingress does at MAIL FROM, in one call: skip exempt sessions, check SPF, decide. A `reject` or
+   * `tempfail` decision carries the reply to send; keep `spf` for `atEndOfData`.
+   */
+  async atMailFrom(s: SessionInput): Promise<{ spf?: SpfResult; decision: AuthDecision }> {
+    const exempt = this.exemptReason(contextOf(s));
+    if (exempt) return { decision: { action: 'accept', reason: `exempt: ${exempt}`, method: 'exempt' } };
+    if (!this.config.enabled || !this.config.spf.enabled)
+      return { decision: { action: 'accept', reason: 'not checked' } };
+    const spf = await this.checkSpf(s);
+    return { spf, decision: this.decide({ spf }, { ...contextOf(s), phase: 'mail-from' }) };
+  }
+
+  /**
+   * Everything at end of DATA (phase `data`, before the 250) or in a stage (phase `pipeline`): remove forged
+   * headers, verify, decide, and prepend Authentication-Results (+ the tag header). `raw` in the result is the
+   * message to pass on (or to quarantine); `results` go into the envelope / tracking.
+   */
+  async atEndOfData(
+    input: SessionInput & { readonly raw: Buffer; readonly spf?: SpfResult; readonly phase?: 'data' | 'pipeline' },
+  ): Promise<{ raw: Buffer; results?: AuthResults; decision: AuthDecision }> {
+    const clean = this.sanitize(input.raw).raw;
+    const exempt = this.exemptReason(contextOf(input));
+    if (exempt) return { raw: clean, decision: { action: 'accept', reason: `exempt: ${exempt}`, method: 'exempt' } };
+    if (!this.config.enabled) return { raw: clean, decision: { action: 'accept', reason: 'not checked' } };
+    const results = await this.verifyMessage({ ...input, raw: clean });
+    const ctx: DecisionContext = {
+      ...contextOf(input),
+      phase: input.phase ?? 'data',
+      sampleKey: input.sampleKey ?? messageIdOf(clean) ?? `${input.ip}|${input.mailFrom}`,
+    };
+    const decision = this.decide(results, ctx);
+    const headers = this.headers(results, decision, { remoteIp: input.ip });
+    return { raw: Buffer.concat([Buffer.from(headers, 'latin1'), clean]), results, decision };
   }
 
   close(): void {

@@ -157,6 +157,13 @@ describe('removing forged Authentication-Results', () => {
     assert.equal(removeAuthResults(lf, ['mx.gw.test']).raw.toString(), 'From: a@b.test\n\nbody\n');
   });
 
+  test('no body separator, or a line that is not a header field: the header section ends there', () => {
+    const noBody = Buffer.from('From: a@b.test\r\nAuthentication-Results: mx.gw.test; spf=pass\r\n');
+    assert.equal(removeAuthResults(noBody, ['mx.gw.test']).raw.toString(), 'From: a@b.test\r\n');
+    const junk = Buffer.from('From: a@b.test\r\nnot a header\r\nAuthentication-Results: mx.gw.test; spf=pass\r\n\r\nx');
+    assert.equal(removeAuthResults(junk, ['mx.gw.test']).removed, 0, 'what follows a non-header line is body');
+  });
+
   test('SenderAuth.sanitize removes forged A-R with our id, removeAuthservIds, and our tag header', () => {
     const v = new SenderAuth(senderAuthConfig({ authservId: 'mx.gw.test', removeAuthservIds: ['legacy.gw.test'] }), {
       hostname: 'ignored',

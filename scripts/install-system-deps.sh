@@ -14,6 +14,11 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v chromium >/dev/null || need+=(chromium)  # console tests (services/admin, playwright-core)
 command -v kcat >/dev/null || need+=(kcat)  # librdkafka client against kafka-lite (packages/kafka-lite/test/kcat.test.ts)
 /usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || need+=(python3-confluent-kafka)  # second librdkafka client
+# Sender authentication (packages/sender-auth): independent DKIM/ARC implementations the tests check against.
+[ -x /usr/sbin/opendkim-testmsg ] || need+=(opendkim-tools)  # libopendkim verifies our signatures
+/usr/bin/python3 -c 'import dkim, nacl, dns.resolver, authres' 2>/dev/null ||
+  need+=(python3-dkim python3-nacl python3-dnspython python3-authres)  # dkimpy: signs, verifies, ARC; Ed25519
+command -v ip >/dev/null || need+=(iproute2)  # `ip link set lo up` in the DNS sandbox for opendkim-testmsg
 if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive

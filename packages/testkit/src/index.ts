@@ -70,3 +70,18 @@ export {
   type Observed,
   type TopicObserver,
 } from './pipeline.js';
+export {
+  dkimpySign,
+  dkimpyVerify,
+  dkimpyArcSign,
+  dkimpyArcVerify,
+  opendkimVerify,
+  runWithSandboxDns,
+  run as runCommand,
+  DKIMPY_PYTHON,
+  type DkimpySignOptions,
+  type DkimpyVerdict,
+  type DkimpyArcSignOptions,
+  type DnsAddress,
+  type RunResult,
+} from './mail-auth.js';

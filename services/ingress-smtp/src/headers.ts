@@ -39,7 +39,10 @@ export interface ReceivedFacts {
 export function receivedHeader(f: ReceivedFacts): string {
   const ip = f.clientIp.includes(':') ? `IPv6:${f.clientIp}` : f.clientIp;
   const host = f.clientHostname && !f.clientHostname.startsWith('[') ? `${clean(f.clientHostname)} ` : '';
-  let h = `Received: from ${clean(f.helo || 'unknown')} (${host}[${ip}])\r\n`;
+  // The HELO is one word, as Postfix writes it: with spaces it could pose as "from 10.0.0.5 by x", and a
+  // downstream parser would read the sender's word where the connecting address belongs.
+  const helo = clean(f.helo || 'unknown').replace(/ /g, '?');
+  let h = `Received: from ${helo} (${host}[${ip}])\r\n`;
   h += `\tby ${clean(f.byHost)} (${f.product ?? 'mailgate'}) with ${clean(f.protocol)} id ${f.id}`;
   if (f.tls?.protocol || f.tls?.cipher) {
     h += `\r\n\t(using ${clean(f.tls.protocol ?? 'TLS')} with cipher ${clean(f.tls.cipher ?? 'unknown')})`;

@@ -118,6 +118,16 @@ describe('headers', () => {
     assert.ok(!/\r\nBcc/.test(evil));
     assert.ok(evil.includes('[IPv6:2001:db8::1]'));
     assert.ok(!evil.includes('for <'));
+    const spaced = receivedHeader({
+      helo: '10.0.0.5 by relay',
+      clientIp: '192.0.2.7',
+      byHost: 'gw',
+      protocol: 'ESMTP',
+      id: 'I',
+      rcptTo: [],
+      date: new Date(0),
+    });
+    assert.ok(spaced.startsWith('Received: from 10.0.0.5?by?relay ([192.0.2.7])\r\n'), spaced);
   });
 
   it('strips forged X-Mailgate-* headers (with continuations) from the header section only', () => {

@@ -38,6 +38,9 @@ let stack: Stack;
 before(async () => {
   stack = await startStack({
     config: {
+      // The internal mail server (TRUSTED_CLIENT) is also a relay in front of the gateway: mail it relays is
+      // judged by the address it received it from (deep header inspection).
+      dnsbl: { receivedHeaders: { enabled: true, trustedRelays: [`${TRUSTED_CLIENT}/32`] } },
       attachmentPolicy: {
         // The built-in policy plus one operator rule: executables are stripped (the message still goes through).
         rules: [
@@ -147,6 +150,32 @@ describe('end to end', { timeout: 280_000 }, () => {
       'QUIT',
     ]);
     assert.equal(pm[3]?.code, 250, `postmaster@ accepted: ${JSON.stringify(pm)}`);
+  });
+
+  test('a listed sender behind a trusted relay, using the relay address as HELO, is judged by its real IP', async () => {
+    const from = `spammer@${REMOTE_DOMAIN}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const raw = buildMessage({
+      from,
+      to,
+      subject: 'helo forgery',
+      headers: [
+        // What the trusted relay wrote: the listed client said "HELO [<relay address>]".
+        `Received: from [${TRUSTED_CLIENT}] (unknown [${LISTED_CLIENT}])\r\n\tby relay.example.test (Postfix) with ESMTP id 4Xy1Zk0abc;\r\n\tMon, 1 Jan 2026 10:00:00 +0000`,
+        // The sender's own forgery below it: a clean origin, believed if the HELO were taken as a trusted hop.
+        `Received: from clean.example (clean.example [${INTERNET_CLIENT}])\r\n\tby mail.remote.test (Postfix) with ESMTP id 1A2B;\r\n\tMon, 1 Jan 2026 09:59:59 +0000`,
+      ],
+    });
+    const r = await send(stack, { from, to, raw, localAddress: TRUSTED_CLIENT });
+    assert.match(r.response, /^250 /);
+    const q = await eventually('the forged-HELO message in quarantine', async () =>
+      (await quarantineList(stack)).find((e) => e.id === r.id),
+    );
+    assert.equal(q.stage, 'dnsbl-check');
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'quarantined'));
+    const dnsbl = view.events.find((e) => e.service === 'dnsbl-check' && e.type === 'stage');
+    assert.deepEqual(dnsbl?.details?.['origin'], { ip: LISTED_CLIENT, source: 'received', via: [TRUSTED_CLIENT] });
+    for (const s of allSinks()) assert.ok(!s.messages.some((m) => mailgateId(m) === r.id));
   });
 
   test('EICAR is quarantined by virus-scan, visible in the admin quarantine, never delivered', async () => {

@@ -9,6 +9,7 @@ import type { DestinationResolver, Target } from './mx.js';
 import type { ConnectionPool } from './pool.js';
 import type { Route, Router } from './routing.js';
 import { SmtpFailure } from './smtp.js';
+import { recordReplies } from './span-replies.js';
 
 export type RecipientStatus = 'delivered' | 'deferred' | 'failed';
 
@@ -121,6 +122,7 @@ export class DeliveryEngine {
       });
       const host = out.find((r) => r.remoteHost)?.remoteHost;
       if (host) span.setAttribute('server.address', host);
+      recordReplies(span, out);
       return out;
     });
   }

@@ -3,3 +3,4 @@ export * from './propagation.js';
 export * from './instrumentations.js';
 export { mailgateSampler } from './sampler.js';
 export { runInSpan } from './spans.js';
+export { gatewayVersion, serviceVersion } from './version.js';

@@ -8,9 +8,11 @@ import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createInstrumentations, instrumentationsFromEnv, type InstrumentationChoice } from './instrumentations.js';
 import { mailgateSampler } from './sampler.js';
+import { serviceVersion } from './version.js';
 
 export interface TelemetryOptions {
   serviceName: string;
+  /** Default: the root package.json version (version.ts). */
   serviceVersion?: string;
   /** OTLP/HTTP endpoint base (e.g. http://jaeger:4318); unset = spans are not exported. */
   otlpEndpoint?: string | undefined;
@@ -93,7 +95,7 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
     const sdk = new NodeSDK({
       resource: resourceFromAttributes({
         [ATTR_SERVICE_NAME]: opts.serviceName,
-        [ATTR_SERVICE_VERSION]: opts.serviceVersion ?? '0.1.0',
+        [ATTR_SERVICE_VERSION]: opts.serviceVersion ?? serviceVersion(),
         'service.namespace': 'mailgate',
         ...k8s,
       }),

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import {
   contextFromTraceparent,
   extractTraceContext,
+  gatewayVersion,
   injectTraceHeaders,
   instrumentationsFromEnv,
   startTelemetry,
@@ -46,6 +50,32 @@ test('spans: recorded, propagated through record headers, root connects dropped;
       `round ${round}`,
     );
     assert.ok(spans.every((s) => s.spanContext().traceId === parent.spanContext().traceId));
+    assert.ok(
+      spans.every((s) => s.resource.attributes['service.version'] === ROOT_VERSION),
+      'service.version',
+    );
     await t.shutdown();
+  }
+});
+
+const ROOT_VERSION = (
+  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+test('service.version is the root package.json version, found by walking up from the module', () => {
+  assert.match(ROOT_VERSION, /^\d+\.\d+\.\d+/);
+  const dir = mkdtempSync(join(tmpdir(), 'mg-version-'));
+  try {
+    // An installed layout: root package.json, workspace package.json (another name) in between.
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'mailgate', version: '7.8.9' }));
+    mkdirSync(join(dir, 'packages/telemetry/dist'), { recursive: true });
+    writeFileSync(
+      join(dir, 'packages/telemetry/package.json'),
+      JSON.stringify({ name: '@mailgate/telemetry', version: '0.1.0' }),
+    );
+    assert.equal(gatewayVersion(join(dir, 'packages/telemetry/dist')), '7.8.9');
+    assert.equal(gatewayVersion(tmpdir()), 'unknown');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -2,8 +2,8 @@
 # One image for every mailgate service; the command selects it:
 #   docker run IMAGE ingress-smtp --config /etc/mailgate/mailgate.yaml
 #   (subcommands: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin, broker, config check, dev)
-# Node LTS on Debian slim (glibc: no musl surprises), built in one stage, shipped with production deps only.
-ARG NODE_IMAGE=node:24.11.1-bookworm-slim
+# Node 20 (the version CI and the dev machines run; engines >=20.18.1) on Debian slim (glibc: no musl surprises), built in one stage, shipped with production deps only.
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 
 # ---- build: install everything, compile TypeScript (tsc -b → each workspace's dist/), prune dev deps ----
 FROM ${NODE_IMAGE} AS build

@@ -5,6 +5,8 @@ import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/r
 import { ingressSchema } from './config.js';
 import type { ConnectFilter } from './connect-filter.js';
 import { createIngress, type Ingress } from './ingress.js';
+import { createListPhase } from './list-phase.js';
+import { createRecipientPhase } from './recipient-phase.js';
 import { loadUsers } from './users.js';
 
 /**
@@ -57,7 +59,12 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         opts.connectFilter === undefined &&
         config.dnsbl.atConnect.enabled &&
         config.dnsbl.zones.some((z) => z.type === 'ip');
-      const needsRedis = cfg.limits.messageRate.max > 0 || cfg.auth.failures.max > 0 || dnsblAtConnect;
+      const needsRedis =
+        cfg.limits.messageRate.max > 0 ||
+        cfg.auth.failures.max > 0 ||
+        dnsblAtConnect ||
+        cfg.lists.enabled ||
+        cfg.recipients.domains.length > 0;
       const redis = needsRedis ? createRedis(config.redis, { name: 'ingress-smtp' }) : null;
       if (redis) {
         redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis error'));
@@ -73,6 +80,17 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
             : null;
       if (connectFilter) lifecycle.on('close', 'connect-filter', () => connectFilter.close());
 
+      const recipientPhase = createRecipientPhase({
+        config: cfg.recipients,
+        redis,
+        hostname: config.gateway.hostname,
+        log,
+        meter: telemetry.meter('ingress-smtp'),
+      });
+      if (recipientPhase) lifecycle.on('close', 'recipients', () => recipientPhase.close());
+      const listPhase = redis && cfg.lists.enabled ? await createListPhase({ config: cfg.lists, redis, log }) : null;
+      if (listPhase) lifecycle.on('close', 'lists', () => listPhase.close());
+
       const ingress = createIngress({
         config: cfg,
         hostname: config.gateway.hostname,
@@ -84,6 +102,8 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         producer,
         redis,
         connectFilter,
+        recipientPhase,
+        listPhase,
         users,
         tls,
       });

@@ -173,8 +173,11 @@ export class LiveLists {
     return this.snap.version;
   }
 
-  async start(): Promise<void> {
-    await this.reload().catch((err: Error) => this.opts.onError?.(err));
+  /**
+   * Load the lists (waiting at most `startTimeoutMs` — an unreachable Redis must not hold up the service's start:
+   * the seed entries apply meanwhile) and follow changes from then on.
+   */
+  async start(startTimeoutMs = 2000): Promise<void> {
     const sub = this.redis.duplicate();
     this.sub = sub;
     sub.on('error', (err: Error) => this.opts.onError?.(err));
@@ -183,7 +186,8 @@ export class LiveLists {
     });
     // On every (re)connect: re-subscribe happens in ioredis; re-read too, changes made meanwhile were missed.
     sub.on('ready', () => void this.reload().catch((err: Error) => this.opts.onError?.(err)));
-    await sub.subscribe(channelOf(this.redis)).catch((err: Error) => this.opts.onError?.(err));
+    // Not awaited: with Redis down the command waits in ioredis' offline queue until it is back.
+    void sub.subscribe(channelOf(this.redis)).catch((err: Error) => this.opts.onError?.(err));
     const every = this.opts.refreshIntervalMs ?? 2000;
     this.timer = setInterval(() => {
       void this.store
@@ -192,6 +196,11 @@ export class LiveLists {
         .catch((err: Error) => this.opts.onError?.(err));
     }, every);
     this.timer.unref();
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.reload().catch((err: Error) => this.opts.onError?.(err)),
+      new Promise<void>((r) => (t = setTimeout(r, startTimeoutMs))),
+    ]).finally(() => clearTimeout(t));
   }
 
   /** Read the whole list set from Redis now (coalesced with a reload already under way). */

@@ -59,12 +59,14 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         opts.connectFilter === undefined &&
         config.dnsbl.atConnect.enabled &&
         config.dnsbl.zones.some((z) => z.type === 'ip');
-      const needsRedis =
+      // Readiness depends on Redis only where a check cannot work without it; the live lists keep their last
+      // snapshot (and the seed) while Redis is away, so they use Redis without making it a readiness condition.
+      const redisRequired =
         cfg.limits.messageRate.max > 0 ||
         cfg.auth.failures.max > 0 ||
         dnsblAtConnect ||
-        cfg.lists.enabled ||
         cfg.recipients.domains.length > 0;
+      const needsRedis = redisRequired || cfg.lists.enabled;
       const redis = needsRedis ? createRedis(config.redis, { name: 'ingress-smtp' }) : null;
       if (redis) {
         redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis error'));
@@ -112,7 +114,7 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       lifecycle.on('drain', 'smtp', () => ingress.drained());
 
       health.addCheck('kafka', async () => producer.isConnected && (await brokerReachable(config.kafka.brokers)));
-      if (redis) health.addCheck('redis', () => redisReachable(redis));
+      if (redis && redisRequired) health.addCheck('redis', () => redisReachable(redis));
 
       if (cfg.tls && cfg.tls.reloadIntervalMs > 0) {
         const files = [cfg.tls.certFile, cfg.tls.keyFile];

@@ -125,8 +125,8 @@ describe('recipient validation at RCPT (LDAP)', () => {
       times.push(Date.now() - t0);
       assert.equal(r.code, 550);
     }
-    // 50, 100, 200, 400, 400 ms
-    assert.ok(times[3]! >= 390 && times[3]! > times[0]! * 3, `tarpit grows: ${times.join(',')}`);
+    // at least 50, 100, 200, 400, 400 ms (the lookup adds to that; under load it can add a lot)
+    [50, 100, 200, 400, 400].forEach((min, i) => assert.ok(times[i]! >= min - 10, `tarpit grows: ${times.join(',')}`));
     assert.equal((await c.cmd('RCPT TO:<guess5@corp.test>')).code, 550); // 6th: the budget is 6
     const drop = await c.cmd('RCPT TO:<guess6@corp.test>');
     assert.match(drop.text, /^421 4\.7\.0 Too many unknown recipients/);

@@ -18,10 +18,14 @@ command -v kcat >/dev/null || need+=(kcat)  # librdkafka client against kafka-li
 [ -x /usr/sbin/opendkim-testmsg ] || need+=(opendkim-tools)  # libopendkim verifies our signatures
 /usr/bin/python3 -c 'import dkim, nacl, dns.resolver, authres' 2>/dev/null ||
   need+=(python3-dkim python3-nacl python3-dnspython python3-authres)  # dkimpy: signs, verifies, ARC; Ed25519
+[ -x /usr/sbin/slapd ] || need+=(slapd)  # recipient validation tests: a real LDAP directory (packages/testkit startSlapd)
+command -v ldapsearch >/dev/null || need+=(ldap-utils)
 command -v ip >/dev/null || need+=(iproute2)  # `ip link set lo up` in the DNS sandbox for opendkim-testmsg
 if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
+# slapd: install the binaries only; the tests generate their own slapd.conf (no system directory, no service).
+if [[ " ${need[*]} " == *" slapd "* ]]; then echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections; fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "installed: ${need[*]}"

@@ -6,6 +6,7 @@ import { flagString, parseArgs } from './args.js';
 import { devSchema } from './dev-config.js';
 import { runDev } from './dev.js';
 import { runQueue } from './queue.js';
+import { runLists } from './lists.js';
 import { runTrack } from './track.js';
 import { availableServices, isServiceName, loadService, SERVICE_PACKAGES } from './services.js';
 
@@ -28,6 +29,7 @@ Usage:
   mailgate queue list|show|retry|hold|release|delete [ID] [--dsn]   the deferred delivery queue
   mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
   mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
+  mailgate lists ls|add|rm [KIND VALUE]        live sender/IP allow and block lists (admin API, audited)
   mailgate help
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
@@ -79,6 +81,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return 0;
   }
   if (cmd === 'trace' || cmd === 'track') return runTrack(argv);
+  if (cmd === 'lists') return runLists(argv);
   if (cmd === 'queue') {
     try {
       return await runQueue(argv);

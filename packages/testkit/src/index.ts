@@ -85,3 +85,4 @@ export {
   type DnsAddress,
   type RunResult,
 } from './mail-auth.js';
+export { startSlapd, SLAPD_BINARY, type StartSlapdOptions, type SlapdHandle, type SlapdUser } from './slapd.js';

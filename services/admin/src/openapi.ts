@@ -1,3 +1,5 @@
+import { LISTS_OPENAPI_PATHS } from './lists-api.js';
+
 /** OpenAPI 3 description of the admin API (served at /openapi.json). Kept beside the routes in api.ts. */
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
@@ -90,6 +92,7 @@ export const OPENAPI = {
         responses: { '200': ok('{ deleted }'), ...errors },
       },
     },
+    ...LISTS_OPENAPI_PATHS,
     '/api/v1/audit': {
       get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } },
     },

@@ -2,7 +2,9 @@ import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS } from '@mailgate/contr
 import { brokerReachable, createKafka, DurableProducer, ensureTopics } from '@mailgate/bus';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
 import { deliverySchema, openDeliveryQueue } from '@mailgate/delivery';
+import { ListStore } from '@mailgate/lists';
 import { registerApi, type DeferredQueue } from './api.js';
+import { registerListsApi } from './lists-api.js';
 import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
@@ -112,6 +114,7 @@ export function createAdminService(
       };
       health.app.addHook('onRequest', authHook(tokens));
       registerApi(health.app, deps);
+      registerListsApi(health.app, { store: new ListStore(redis), audit });
       registerConsole(health.app, deps, tokens);
 
       health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));

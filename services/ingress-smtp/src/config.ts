@@ -1,4 +1,6 @@
 import { MAX_MESSAGE_BYTES } from '@mailgate/contracts';
+import { listsConfigSchema } from '@mailgate/lists';
+import { recipientsSchema } from '@mailgate/recipients';
 import { httpSchema } from '@mailgate/runtime';
 import { z } from 'zod';
 import { normalizeDomain } from './address.js';
@@ -63,6 +65,10 @@ export const ingressSchema = z
     acceptedDomains: z
       .array(z.union([domain, z.object({ domain, recipients: z.array(z.string().min(1)).optional() }).strict()]))
       .default([]),
+    /** Recipient validation at RCPT (LDAP/AD, SMTP callout, static rules) and harvest protection: @mailgate/recipients. */
+    recipients: recipientsSchema,
+    /** Live sender/IP allow and block lists in Redis (admin API, console, `mailgate lists`): @mailgate/lists. */
+    lists: listsConfigSchema,
     /** Networks (CIDR, IPv4/IPv6) allowed to relay to any domain: the internal mail servers. */
     trustedNetworks: z.array(cidr).default([]),
     auth: z

@@ -36,6 +36,8 @@ import type { IngressConfig, ListenerKind } from './config.js';
 import { listedReplyText, type ConnectFilter, type ConnectFilterResult } from './connect-filter.js';
 import { ingressHeaders, stripHeaders } from './headers.js';
 import { LineEndingGuard } from './line-endings.js';
+import type { ListPhase } from './list-phase.js';
+import type { RecipientPhase } from './recipient-phase.js';
 import { WindowCounter } from './rate-limit.js';
 import { buildRelayPolicy, decideRecipient, directionOf, parseRecipient } from './relay.js';
 import {
@@ -69,6 +71,10 @@ export interface IngressDeps {
   /** Redis for the per-IP message rate and AUTH failure limits (null: those limits are off). */
   readonly redis?: Redis | null | undefined;
   readonly connectFilter?: ConnectFilter | null | undefined;
+  /** Recipient validation at RCPT (ingress.recipients); null = any local part of an accepted domain. */
+  readonly recipientPhase?: RecipientPhase | null | undefined;
+  /** Live sender/IP lists (ingress.lists). */
+  readonly listPhase?: ListPhase | null | undefined;
   readonly users: UserStore;
   /** PEM key/cert for STARTTLS (from ingress.tls files); null = no STARTTLS. */
   readonly tls?: { key: string | Buffer; cert: string | Buffer } | null | undefined;
@@ -120,6 +126,8 @@ interface ConnState {
   listed: ConnectFilterResult | null;
   lastLine: string;
   unknown: number;
+  /** Unknown recipients so far (harvest tarpit). */
+  unknownRcpts: number;
   tx: TxState | null;
 }
 
@@ -215,6 +223,7 @@ export function createIngress(deps: IngressDeps): Ingress {
           listed: null,
           lastLine: '',
           unknown: 0,
+          unknownRcpts: 0,
           tx: null,
         };
         states.set(conn.id, st);
@@ -301,7 +310,7 @@ export function createIngress(deps: IngressDeps): Ingress {
       },
       onAuth: (auth, session, cb) => void onAuth(kind, auth, session, cb),
       onMailFrom: (_addr, session, cb) => void onMailFrom(kind, session, cb),
-      onRcptTo: (_addr, session, cb) => onRcptTo(kind, session, cb),
+      onRcptTo: (_addr, session, cb) => void onRcptTo(kind, session, cb),
       onData: (stream, session, cb) => onData(kind, stream, session, cb),
       onClose: (session) => onClose(session),
     };
@@ -321,8 +330,14 @@ export function createIngress(deps: IngressDeps): Ingress {
     const trusted = trustedNets.matches(ip);
     st.span.setAttribute('mailgate.trusted_network', trusted);
     if (kind === 'submission' && !session.secure) session.disabledCommands = [...baseDisabled(kind), 'AUTH'];
+    const lists = !trusted ? deps.listPhase?.atConnect(ip) : undefined;
+    if (lists?.refusal) {
+      refused('ip-blocked', kind);
+      log.info({ ip }, 'client refused at connect: ip-block list');
+      return cb(smtpError(lists.refusal.code, lists.refusal.text));
+    }
     const waits: Promise<Error | null>[] = [];
-    if (kind === 'mx' && !trusted) {
+    if (kind === 'mx' && !trusted && !lists?.skipDnsbl) {
       if (limits.pregreetDelayMs > 0) {
         waits.push(new Promise((r) => setTimeout(() => r(null), limits.pregreetDelayMs).unref()));
       }
@@ -382,6 +397,12 @@ export function createIngress(deps: IngressDeps): Ingress {
       return cb(smtpError(530, '5.7.0 Authentication required'));
     }
     const trusted = trustedNets.matches(ip);
+    const senderBlock = trusted || session.user ? null : deps.listPhase?.atMailFrom(parsed.mailbox?.address ?? '');
+    if (senderBlock) {
+      refused('sender-blocked', kind);
+      log.info({ ip, from: parsed.mailbox?.address }, 'sender refused: sender-block list');
+      return cb(smtpError(senderBlock.code, senderBlock.text));
+    }
     // XCLIENT may have replaced the client address since connect: the new one is checked too.
     if (filter && kind === 'mx' && !trusted && st.filteredIp !== ip) {
       const refusal = await filterClient(st, ip);
@@ -430,7 +451,11 @@ export function createIngress(deps: IngressDeps): Ingress {
     cb();
   }
 
-  function onRcptTo(kind: ListenerKind, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+  async function onRcptTo(
+    kind: ListenerKind,
+    session: SMTPServerSession,
+    cb: (err?: Error | null) => void,
+  ): Promise<void> {
     const st = states.get(session.id);
     const tx = st?.tx;
     if (!st || !tx) return cb(smtpError(503, '5.5.1 Error: need MAIL command'));
@@ -453,6 +478,10 @@ export function createIngress(deps: IngressDeps): Ingress {
       log.info({ ip, rcpt: mb.address, reason: d.message }, 'recipient refused');
       return cb(smtpError(d.code, `${d.status} ${d.message}`));
     }
+    if (d.inbound && deps.recipientPhase) {
+      const r = await checkRecipientPhase(deps.recipientPhase, st, tx, d.address, ip, kind);
+      if (r) return cb(r);
+    }
     const key = d.address.toLowerCase();
     if (!tx.keys.has(key)) {
       tx.keys.add(key);
@@ -460,6 +489,29 @@ export function createIngress(deps: IngressDeps): Ingress {
       tx.inbound.push(d.inbound);
     }
     cb();
+  }
+
+  async function checkRecipientPhase(
+    phase: RecipientPhase,
+    st: ConnState,
+    tx: TxState,
+    address: string,
+    ip: string,
+    kind: ListenerKind,
+  ): Promise<Error | null> {
+    let r: Awaited<ReturnType<RecipientPhase['check']>>;
+    try {
+      r = await phase.check(address, ip, st.unknownRcpts);
+    } catch (err) {
+      log.warn({ err, rcpt: address }, 'recipient check failed: 451');
+      return smtpError(451, '4.4.3 Recipient verification unavailable, try again later');
+    }
+    if (r.unknown) st.unknownRcpts++;
+    if (!r.refusal) return null;
+    refused(r.refusal.reason, kind);
+    // Rejected recipients are part of the transaction's audit record (its trace), though no message exists.
+    tx.span.addEvent('recipient.rejected', { rcpt: address, code: r.refusal.code, reason: r.refusal.reason });
+    return smtpError(r.refusal.code, r.refusal.text);
   }
 
   function onData(

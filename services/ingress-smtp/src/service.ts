@@ -5,6 +5,8 @@ import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/r
 import { ingressSchema } from './config.js';
 import type { ConnectFilter } from './connect-filter.js';
 import { createIngress, type Ingress } from './ingress.js';
+import { createListPhase } from './list-phase.js';
+import { createRecipientPhase } from './recipient-phase.js';
 import { loadUsers } from './users.js';
 
 /**
@@ -57,7 +59,14 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         opts.connectFilter === undefined &&
         config.dnsbl.atConnect.enabled &&
         config.dnsbl.zones.some((z) => z.type === 'ip');
-      const needsRedis = cfg.limits.messageRate.max > 0 || cfg.auth.failures.max > 0 || dnsblAtConnect;
+      // Readiness depends on Redis only where a check cannot work without it; the live lists keep their last
+      // snapshot (and the seed) while Redis is away, so they use Redis without making it a readiness condition.
+      const redisRequired =
+        cfg.limits.messageRate.max > 0 ||
+        cfg.auth.failures.max > 0 ||
+        dnsblAtConnect ||
+        cfg.recipients.domains.length > 0;
+      const needsRedis = redisRequired || cfg.lists.enabled;
       const redis = needsRedis ? createRedis(config.redis, { name: 'ingress-smtp' }) : null;
       if (redis) {
         redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis error'));
@@ -73,6 +82,17 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
             : null;
       if (connectFilter) lifecycle.on('close', 'connect-filter', () => connectFilter.close());
 
+      const recipientPhase = createRecipientPhase({
+        config: cfg.recipients,
+        redis,
+        hostname: config.gateway.hostname,
+        log,
+        meter: telemetry.meter('ingress-smtp'),
+      });
+      if (recipientPhase) lifecycle.on('close', 'recipients', () => recipientPhase.close());
+      const listPhase = redis && cfg.lists.enabled ? await createListPhase({ config: cfg.lists, redis, log }) : null;
+      if (listPhase) lifecycle.on('close', 'lists', () => listPhase.close());
+
       const ingress = createIngress({
         config: cfg,
         hostname: config.gateway.hostname,
@@ -84,6 +104,8 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         producer,
         redis,
         connectFilter,
+        recipientPhase,
+        listPhase,
         users,
         tls,
       });
@@ -92,7 +114,7 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       lifecycle.on('drain', 'smtp', () => ingress.drained());
 
       health.addCheck('kafka', async () => producer.isConnected && (await brokerReachable(config.kafka.brokers)));
-      if (redis) health.addCheck('redis', () => redisReachable(redis));
+      if (redis && redisRequired) health.addCheck('redis', () => redisReachable(redis));
 
       if (cfg.tls && cfg.tls.reloadIntervalMs > 0) {
         const files = [cfg.tls.certFile, cfg.tls.keyFile];

@@ -1,0 +1,129 @@
+import { flagString, parseArgs } from './args.js';
+import { table } from './track.js';
+
+/**
+ * `mailgate lists add|rm|ls`: the live sender/IP allow and block lists through the admin API (so every change is
+ * audited with the token's name). Same connection options as `mailgate track`.
+ */
+export const LISTS_USAGE = `Usage:
+  mailgate lists ls [--kind KIND] [--search TEXT] [--json]
+  mailgate lists add <KIND> <VALUE> [--reason TEXT] [--ttl SECONDS | --expires ISO-TIME]
+  mailgate lists rm <KIND> <VALUE>
+KIND is ip-allow, ip-block or sender-block; VALUE an IP/CIDR, or user@domain, *@domain, *@*.domain.
+Options:
+  --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
+  --token TOKEN  API token with the admin role (default $MAILGATE_ADMIN_TOKEN)
+Exit codes: 0 done, 1 not found, 64 usage, 69 admin service unreachable, 77 token refused.`;
+
+interface Out {
+  write(s: string): unknown;
+}
+
+interface Entry {
+  kind: string;
+  value: string;
+  reason: string;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string | null;
+}
+
+export async function runLists(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  const args = parseArgs(argv);
+  const [, cmd, kind, value] = args.positional;
+  if (!cmd || args.flags['help']) {
+    out.write(LISTS_USAGE + '\n');
+    return cmd || args.flags['help'] ? 0 : 64;
+  }
+  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(
+    /\/$/,
+    '',
+  );
+  const token = flagString(args, 'token') ?? process.env['MAILGATE_ADMIN_TOKEN'];
+  if (!token) {
+    err.write('no API token: pass --token or set MAILGATE_ADMIN_TOKEN\n');
+    return 64;
+  }
+  let method = 'GET';
+  let path = '/api/v1/lists';
+  let body: string | undefined;
+  if (cmd === 'ls' || cmd === 'list') {
+    const q = new URLSearchParams();
+    for (const k of ['kind', 'search'] as const) {
+      const v = flagString(args, k);
+      if (v) q.set(k, v);
+    }
+    if ([...q.keys()].length) path += `?${q}`;
+  } else if (cmd === 'add' || cmd === 'rm' || cmd === 'remove') {
+    if (!kind || !value) {
+      err.write(`lists ${cmd} needs a kind and a value\n\n${LISTS_USAGE}\n`);
+      return 64;
+    }
+    if (cmd === 'add') {
+      method = 'POST';
+      const ttl = flagString(args, 'ttl');
+      const expires = flagString(args, 'expires');
+      body = JSON.stringify({
+        kind,
+        value,
+        reason: flagString(args, 'reason') ?? '',
+        ...(ttl ? { ttlSeconds: Number(ttl) } : {}),
+        ...(expires ? { expiresAt: expires } : {}),
+      });
+    } else {
+      method = 'DELETE';
+      path += `?${new URLSearchParams({ kind, value })}`;
+    }
+  } else {
+    err.write(`unknown lists command ${cmd}\n\n${LISTS_USAGE}\n`);
+    return 64;
+  }
+
+  let res: Response;
+  try {
+    res = await fetch(base + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: 'application/json',
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body } : {}),
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch (e) {
+    err.write(`cannot reach the admin service at ${base}: ${(e as Error).message}\n`);
+    return 69;
+  }
+  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.status === 401 || res.status === 403) {
+    err.write(`the admin service refused the token (${res.status}): ${String(json['message'] ?? '')}\n`);
+    return 77;
+  }
+  if (res.status === 404) {
+    err.write(`${String(json['message'] ?? 'not found')}\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    err.write(`admin service error ${res.status}: ${String(json['message'] ?? '')}\n`);
+    return res.status === 400 ? 64 : 69;
+  }
+  if (args.flags['json']) {
+    out.write(JSON.stringify(json, null, 2) + '\n');
+    return 0;
+  }
+  if (method === 'GET') {
+    const rows = (json['results'] as Entry[]).map((e) => [
+      e.kind,
+      e.value,
+      e.expiresAt ?? 'never',
+      e.createdBy,
+      e.reason,
+    ]);
+    out.write(table(['KIND', 'VALUE', 'EXPIRES', 'BY', 'REASON'], rows));
+  } else if (method === 'POST') {
+    const e = json['entry'] as Entry;
+    out.write(`added ${e.kind} ${e.value}${e.expiresAt ? ` until ${e.expiresAt}` : ''}\n`);
+  } else out.write(`removed ${kind} ${value}\n`);
+  return 0;
+}

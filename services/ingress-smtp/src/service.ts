@@ -2,9 +2,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { DurableProducer, brokerReachable, createKafka, ensureTopics } from '@mailgate/bus';
 import { createConnectFilter, dnsblSchema } from '@mailgate/dnsbl';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
+import { senderAuthSchema } from '@mailgate/sender-auth';
 import { ingressSchema } from './config.js';
 import type { ConnectFilter } from './connect-filter.js';
 import { createIngress, type Ingress } from './ingress.js';
+import { createSenderAuthPhase } from './sender-auth-phase.js';
 import { loadUsers } from './users.js';
 
 /**
@@ -22,7 +24,8 @@ export interface IngressServiceOptions {
 }
 
 // `dnsbl:` is owned by packages/dnsbl (shared with the dnsbl-check stage); ingress reads its zones and atConnect.
-const sections = { ingress: ingressSchema, dnsbl: dnsblSchema };
+// `senderAuth:` is owned by packages/sender-auth (shared with delivery's signing).
+const sections = { ingress: ingressSchema, dnsbl: dnsblSchema, senderAuth: senderAuthSchema };
 
 export function createIngressService(opts: IngressServiceOptions = {}): ServiceDefinition<typeof sections> {
   return {
@@ -73,6 +76,19 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
             : null;
       if (connectFilter) lifecycle.on('close', 'connect-filter', () => connectFilter.close());
 
+      // One verifier per process: it owns the DNS client (senderAuth.dns resolvers) and its cache.
+      const senderAuth = config.senderAuth.enabled
+        ? createSenderAuthPhase({
+            config: config.senderAuth,
+            hostname: config.gateway.hostname,
+            instance: config.gateway.instance,
+            log,
+            tracer: telemetry.tracer('ingress-smtp'),
+            meter: telemetry.meter('ingress-smtp'),
+          })
+        : null;
+      if (senderAuth) lifecycle.on('close', 'sender-auth', () => senderAuth.close());
+
       const ingress = createIngress({
         config: cfg,
         hostname: config.gateway.hostname,
@@ -86,6 +102,7 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         connectFilter,
         users,
         tls,
+        senderAuth,
       });
       await ingress.listen();
       lifecycle.on('stop-intake', 'smtp', () => ingress.stopIntake());

@@ -100,6 +100,8 @@ export interface Ingress {
   updateTls(tls: { key: string | Buffer; cert: string | Buffer }): void;
   readonly openSessions: number;
   readonly stats: IngressStats;
+  /** Time in the sender-auth checks (null when off). */
+  readonly senderAuthStats: SenderAuthPhase['stats'] | null;
 }
 
 interface TxState {
@@ -720,6 +722,7 @@ export function createIngress(deps: IngressDeps): Ingress {
   return {
     addresses,
     stats,
+    senderAuthStats: deps.senderAuth?.stats ?? null,
     get openSessions() {
       return states.size;
     },

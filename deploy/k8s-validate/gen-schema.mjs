@@ -110,6 +110,38 @@ const keda = {
 
 const consumerStage = obj({ ...stageCommon, autoscaling: keda });
 
+// Outbound DKIM signing (senderAuth.signing): keys are files of one Secret mounted at /etc/mailgate/dkim.
+const dkimSigning = {
+  ...obj({
+    enabled: bool,
+    existingSecret: k8sName,
+    domains: arr(
+      obj(
+        {
+          domain: str({ minLength: 1 }),
+          subdomains: bool,
+          keys: arr(
+            obj(
+              {
+                selector: str({ pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$' }),
+                secretKey: str({ pattern: '^[-._a-zA-Z0-9]+$' }),
+                active: bool,
+              },
+              { required: ['selector', 'secretKey'] },
+            ),
+            { minItems: 1 },
+          ),
+        },
+        { required: ['domain', 'keys'] },
+      ),
+    ),
+  }),
+  description: 'Outbound DKIM signing keys from a Secret (one file per key), mounted in the delivery pods.',
+  if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+  then: { properties: { existingSecret: { minLength: 1 }, domains: { minItems: 1 } } },
+};
+const deliveryStage = obj({ ...stageCommon, autoscaling: keda, dkimSigning });
+
 const ingressSmtp = {
   ...obj({
     ...stageCommon,
@@ -252,6 +284,9 @@ const schema = {
         },
       },
       dnsbl: withHttpOwned('dnsbl-check section'),
+      senderAuth: section(
+        'Sender authentication (packages/sender-auth); signing.domains come from stages.delivery.dkimSigning when enabled.',
+      ),
       virusScan: withHttpOwned('virus-scan section'),
       attachmentPolicy: withHttpOwned('attachment-policy section'),
       delivery: withHttpOwned('delivery section'),
@@ -334,7 +369,7 @@ const schema = {
       dnsblCheck: consumerStage,
       virusScan: consumerStage,
       attachmentPolicy: consumerStage,
-      delivery: consumerStage,
+      delivery: deliveryStage,
       admin: adminStage,
     }),
     networkPolicy: obj({

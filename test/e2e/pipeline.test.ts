@@ -3,7 +3,7 @@
 // Each scenario checks what reached a sink (bytes) and what the admin API's tracking timeline says.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { EICAR, type Sink, type SinkMessage } from '@mailgate/testkit';
+import { dkimpySign, dkimpyVerify, EICAR, type Sink, type SinkMessage } from '@mailgate/testkit';
 import {
   bodyOf,
   buildMessage,
@@ -14,12 +14,15 @@ import {
   quarantineList,
   rawSession,
   send,
+  sendExpectingFailure,
   timeline,
   uniq,
   type MessageView,
 } from '../harness/mail.js';
 import {
   ACCEPTED_DOMAIN,
+  AUTHSERV_ID,
+  DKIM_KEYS,
   INTERNET_CLIENT,
   LISTED_CLIENT,
   MX1,
@@ -310,5 +313,81 @@ describe('end to end', { timeout: 280_000 }, () => {
       'QUIT',
     ]);
     assert.equal(ok[3]?.code, 250);
+  });
+
+  test('sender auth: a forgery from a p=reject domain is refused 550 5.7.1; a dkimpy-signed message arrives with spf/dkim/dmarc=pass', async () => {
+    const forgedSubject = uniq('forged');
+    const f = await sendExpectingFailure(stack, {
+      from: 'ceo@forged.test',
+      to: `alice@${ACCEPTED_DOMAIN}`,
+      raw: buildMessage({ from: 'ceo@forged.test', to: `alice@${ACCEPTED_DOMAIN}`, subject: forgedSubject }),
+      localAddress: INTERNET_CLIENT,
+    });
+    assert.equal(f.responseCode, 550, f.message);
+    assert.match(f.response ?? '', /^550 5\.7\.1 /);
+
+    // Signed by dkimpy as signed.test's own server would, with a forged A-R claiming our id on top.
+    const from = `bob@${DKIM_KEYS.inbound.domain}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const signed = await dkimpySign(Buffer.from(buildMessage({ from, to, subject: 'signed inbound' })), {
+      domain: DKIM_KEYS.inbound.domain,
+      selector: DKIM_KEYS.inbound.selector,
+      key: DKIM_KEYS.inbound.dkimpy,
+      algorithm: 'ed25519-sha256',
+    });
+    const raw = Buffer.concat([
+      Buffer.from(`Authentication-Results: ${AUTHSERV_ID}; dmarc=pass header.from=forged.test\r\n`),
+      signed,
+    ]);
+    const r = await send(stack, { from, to, raw: raw.toString('latin1'), localAddress: INTERNET_CLIENT });
+    const got = await byId(stack.internal, r.id);
+    const text = got.data.toString('latin1');
+    const ars = headers(got.data).filter((h) => h.name === 'authentication-results');
+    assert.equal(ars.length, 1, `one Authentication-Results (ours): ${JSON.stringify(ars)}`);
+    assert.match(
+      ars[0]!.value,
+      new RegExp(
+        `^${AUTHSERV_ID.replace(/\./g, '\\.')}; spf=pass .*smtp\\.mailfrom=${from}; dkim=pass .*header\\.d=signed\\.test .*; dmarc=pass \\(p=REJECT\\) header\\.from=signed\\.test`,
+      ),
+    );
+    assert.doesNotMatch(text, /header\.from=forged\.test/);
+    // The signature still verifies after the whole pipeline (dkimpy, keys from rbldnsd).
+    const v = await dkimpyVerify(got.data, { host: stack.dns.host, port: stack.dns.port });
+    assert.deepEqual(
+      v.map((x) => [x.ok, x.domain]),
+      [[true, 'signed.test']],
+    );
+    const view = await timeline(stack, r.id, (x) => x.events.some((e) => e.type === 'delivered'));
+    const received = view.events.find((e) => e.type === 'received');
+    assert.equal((received?.details?.['auth'] as Record<string, unknown>)['dmarc'], 'pass');
+
+    // The forgery was never delivered and never bounced (nothing in any sink names it or its sender).
+    for (const s of allSinks()) {
+      assert.equal(s.messages.filter((m) => m.data.includes(forgedSubject)).length, 0);
+      assert.equal(s.messages.filter((m) => m.rcptTo.includes('ceo@forged.test')).length, 0);
+    }
+  });
+
+  test('sender auth: outbound mail is DKIM-signed (ed25519 + rsa) and an independent verifier accepts it', async () => {
+    const from = `alice@${ACCEPTED_DOMAIN}`;
+    const to = `dave@${REMOTE_DOMAIN}`;
+    const raw = buildMessage({ from, to, subject: 'signed outbound' });
+    const r = await send(stack, { from, to, raw, localAddress: TRUSTED_CLIENT });
+    const got = await byId(stack.mx1, r.id);
+    const sigs = headers(got.data).filter((h) => h.name === 'dkim-signature');
+    assert.equal(sigs.length, 2, 'one Ed25519 and one RSA signature');
+    assert.equal(bodyOf(got.data), bodyOf(Buffer.from(raw)));
+    const v = await dkimpyVerify(got.data, { host: stack.dns.host, port: stack.dns.port });
+    assert.deepEqual(
+      v.map((x) => [x.ok, x.domain, x.selector]).sort(),
+      [
+        [true, ACCEPTED_DOMAIN, 'mg-ed'],
+        [true, ACCEPTED_DOMAIN, 'mg-rsa'],
+      ],
+      JSON.stringify(v),
+    );
+    const view = await timeline(stack, r.id, (x) => x.events.some((e) => e.type === 'delivered'));
+    const st = view.events.find((e) => e.type === 'stage' && e.service === 'delivery');
+    assert.equal((st?.details?.['dkim'] as string[]).length, 2);
   });
 });

@@ -9,6 +9,12 @@
 //   127.0.0.66       a client listed in the DNSBL zone bl.test (refused at connect)
 //   127.0.0.12/.13   mx1/mx2.remote.test: remote MX sinks on one port (delivery.mxPort)
 //   127.0.0.20       other untrusted Internet clients (relay attempts)
+//
+// Sender authentication: rbldnsd also serves a catch-all `test` zone with the TXT records (SPF, DMARC, DKIM keys)
+// of signed.test (mail from 127.0.0.20, p=reject, DKIM key `s1`), forged.test (p=reject, sends from nowhere we
+// see) and example.test (our own outbound signing keys mg-rsa / mg-ed). rbldnsd serves at most 255 bytes per TXT
+// record, so the keys are Ed25519 and RSA-1024 (production keys are RSA-2048 + Ed25519).
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,6 +34,7 @@ import {
   type RedisHandle,
   type Sink,
 } from '@mailgate/testkit';
+import { dkimDnsRecord } from '@mailgate/sender-auth';
 import { stringify } from 'yaml';
 import { REPO_ROOT } from './paths.js';
 
@@ -39,6 +46,30 @@ export const INTERNET_CLIENT = '127.0.0.20';
 export const MX1 = '127.0.0.12';
 export const MX2 = '127.0.0.13';
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
+/** authserv-id of our Authentication-Results. */
+export const AUTHSERV_ID = 'gw.example.test';
+
+/** Keys of the sender-auth scenarios (one per test process). */
+export const DKIM_KEYS = (() => {
+  const ed = (): KeyObject => generateKeyPairSync('ed25519').privateKey;
+  const pem = (k: KeyObject) => k.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const inbound = ed();
+  const outEd = ed();
+  const outRsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
+  return {
+    /** signed.test's key (selector s1), as dkimpy wants an Ed25519 key: the base64 seed. */
+    inbound: {
+      domain: 'signed.test',
+      selector: 's1',
+      dkimpy: inbound.export({ type: 'pkcs8', format: 'der' }).subarray(16).toString('base64'),
+      record: dkimDnsRecord(inbound),
+    },
+    outbound: [
+      { selector: 'mg-ed', pem: pem(outEd), record: dkimDnsRecord(outEd) },
+      { selector: 'mg-rsa', pem: pem(outRsa), record: dkimDnsRecord(outRsa) },
+    ],
+  };
+})();
 const BUILT = process.env['MAILGATE_E2E_BUILT'] === '1';
 
 export const SERVICES = [
@@ -285,8 +316,27 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
           `mx2 A ${MX2}`,
         ],
       },
+      {
+        name: 'test',
+        type: 'generic',
+        lines: [
+          '$TTL 60',
+          `signed TXT "v=spf1 ip4:${INTERNET_CLIENT} -all"`,
+          '_dmarc.signed TXT "v=DMARC1; p=reject"',
+          `s1._domainkey.signed TXT "${DKIM_KEYS.inbound.record}"`,
+          'forged TXT "v=spf1 ip4:192.0.2.1 -all"',
+          '_dmarc.forged TXT "v=DMARC1; p=reject"',
+          `${ACCEPTED_DOMAIN.replace(/\.test$/, '')} TXT "v=spf1 ip4:${TRUSTED_CLIENT} -all"`,
+          ...DKIM_KEYS.outbound.map((k) => `${k.selector}._domainkey.example TXT "${k.record}"`),
+        ],
+      },
     ]);
     cleanups.push(() => dns.stop());
+    const keyFiles = DKIM_KEYS.outbound.map((k) => {
+      const f = join(dir, `${k.selector}.pem`);
+      writeFileSync(f, k.pem, { mode: 0o600 });
+      return { selector: k.selector, keyFile: f };
+    });
     const internal = await startSmtpSink({ name: 'mail.example.test' });
     cleanups.push(() => internal.close());
     const [mx1, mx2] = await startMxSinks();
@@ -377,6 +427,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
           reconcileEveryMs: 5000,
         },
         limits: { backoffAfterFailures: 1000, backoffMs: 1000, connectionIdleMs: 500, slotWaitMs: 10000 },
+      },
+      senderAuth: {
+        authservId: AUTHSERV_ID,
+        dns: { resolvers: [dns.server], timeoutMs: 1000, tries: 2 },
+        signing: { enabled: true, domains: [{ domain: ACCEPTED_DOMAIN, keys: keyFiles }] },
       },
       admin: { http: await http('admin'), tokens: [{ name: 'e2e', token: ADMIN_TOKEN, role: 'admin' }] },
     };

@@ -29,6 +29,7 @@ const KNOWN_SECTIONS = new Set([
   'bus',
   'ingress',
   'dnsbl',
+  'senderAuth',
   'virusScan',
   'attachmentPolicy',
   'delivery',
@@ -262,6 +263,25 @@ for (const file of CI_VALUES) {
         paths.map((p) => `/etc/mailgate/admin-tokens/${p}`),
       );
       for (const t of tokens) assert.equal(t.token, undefined, 'no token value in the ConfigMap');
+    });
+
+    test('DKIM signing keys: the Secret is mounted in delivery only, keyFile paths point into it', () => {
+      const docs = rendered(file);
+      const signing = configOf(docs).senderAuth?.signing;
+      const mounted = (name) =>
+        find(docs, 'Deployment', name)?.spec.template.spec.volumes.find((v) => v.name === 'dkim-keys');
+      for (const d of mailgateDeployments(docs).filter((x) => component(x) !== 'delivery'))
+        assert.equal(mounted(d.metadata.name), undefined, `${component(d)} must not see the signing keys`);
+      if (!signing?.enabled) return assert.equal(mounted('mg-mailgate-delivery'), undefined);
+      const vol = mounted('mg-mailgate-delivery');
+      assert.ok(vol.secret.secretName);
+      assert.equal(vol.secret.defaultMode, 0o400);
+      for (const d of signing.domains)
+        for (const k of d.keys) assert.match(k.keyFile, /^\/etc\/mailgate\/dkim\/[-._a-zA-Z0-9]+$/);
+      assert.ok(
+        signing.domains.flatMap((d) => d.keys).some((k) => k.active === false),
+        'rotation key stays inactive',
+      );
     });
 
     test('chart-managed secrets: env-override values stay strings, the AUTH users file is username:hash lines', () => {

@@ -207,6 +207,23 @@ The configuration document: `config` as written, with the keys the chart owns fi
 {{- with .Values.clamd.config.StreamMaxLength }}{{ $_ := set $clamd "streamMaxLength" (toString .) }}{{ end -}}
 {{- $_ := set $cfg.virusScan "clamd" (mustMergeOverwrite $clamd (deepCopy (default dict $cfg.virusScan.clamd))) -}}
 {{- end -}}
+{{- $dkim := .Values.stages.delivery.dkimSigning -}}
+{{- if $dkim.enabled -}}
+{{- /* signing keys are files of the Secret mounted at /etc/mailgate/dkim in the delivery pods */ -}}
+{{- $domains := list -}}
+{{- range $dkim.domains -}}
+{{- $keys := list -}}
+{{- range .keys -}}
+{{- $keys = append $keys (dict "selector" .selector "keyFile" (printf "/etc/mailgate/dkim/%s" .secretKey) "active" (ternary .active true (hasKey . "active"))) -}}
+{{- end -}}
+{{- $d := dict "domain" .domain "keys" $keys -}}
+{{- if hasKey . "subdomains" }}{{ $_ := set $d "subdomains" .subdomains }}{{ end -}}
+{{- $domains = append $domains $d -}}
+{{- end -}}
+{{- $sa := deepCopy (default dict $cfg.senderAuth) -}}
+{{- $_ := set $sa "signing" (mustMergeOverwrite (deepCopy (default dict $sa.signing)) (dict "enabled" true "domains" $domains)) -}}
+{{- $_ := set $cfg "senderAuth" $sa -}}
+{{- end -}}
 {{- $tokens := list -}}
 {{- range .Values.stages.admin.tokens -}}
 {{- $tokens = append $tokens (dict "name" .name "role" (default "admin" .role) "tokenFile" (printf "/etc/mailgate/admin-tokens/%s" .name)) -}}

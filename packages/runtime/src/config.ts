@@ -201,6 +201,7 @@ export const COMMON_SECTIONS = {
 export const SERVICE_SECTIONS = [
   'ingress',
   'dnsbl',
+  'senderAuth',
   'virusScan',
   'attachmentPolicy',
   'delivery',

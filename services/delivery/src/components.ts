@@ -17,6 +17,8 @@ import { bullPrefix, RetryScheduler } from './retry-queue.js';
 import { RetryStore } from './retry-store.js';
 import { Router } from './routing.js';
 import { createDeliveryStage } from './stage.js';
+import { createOutboundSigner, type OutboundSigner } from './signing.js';
+import type { SenderAuthConfig } from '@mailgate/sender-auth';
 import type { StageFn } from '@mailgate/bus';
 
 export interface DeliveryComponents {
@@ -31,6 +33,7 @@ export interface DeliveryComponents {
   readonly scheduler: RetryScheduler;
   readonly stage: StageFn;
   readonly reportingMta: string;
+  readonly signer: OutboundSigner | null;
   close(): Promise<void>;
 }
 
@@ -41,6 +44,8 @@ export function createDeliveryComponents(o: {
   gateway: GatewayIdentity;
   log: Logger;
   tracer?: Tracer;
+  /** The `senderAuth:` section: delivery uses its `signing` part (outbound DKIM). */
+  senderAuth?: SenderAuthConfig;
 }): DeliveryComponents {
   const cfg = o.delivery;
   const redis = createRedis(o.redis, { name: 'delivery' });
@@ -67,6 +72,7 @@ export function createDeliveryComponents(o: {
     slotTtlMs,
   });
   const tracer = o.tracer ?? trace.getTracer('delivery');
+  const signer = o.senderAuth ? createOutboundSigner(o.senderAuth, { log: o.log, tracer }) : null;
   const claims = new MessageClaims(redis, cfg.claim, o.log);
   const engine = new DeliveryEngine({ router, resolver, pool, limits, markers, claims, tracer, log: o.log });
   const store = new RetryStore(redis);
@@ -78,6 +84,7 @@ export function createDeliveryComponents(o: {
     schedule: cfg.retry.schedule,
     reportingMta,
     postmaster: o.gateway.postmaster,
+    signer,
   });
   return {
     redis,
@@ -91,6 +98,7 @@ export function createDeliveryComponents(o: {
     scheduler,
     stage,
     reportingMta,
+    signer,
     async close() {
       await pool.close();
       await scheduler.close().catch(() => undefined);

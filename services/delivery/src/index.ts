@@ -14,3 +14,4 @@ export { RetryScheduler, nextAttemptAt, bullPrefix, type RetrySchedule } from '.
 export { buildDsn, dsnRecord, dsnMessageId, statusOf, headerBlock } from './dsn.js';
 export { runRetry, startRetryWorker, reconcile } from './worker.js';
 export { DeliveryQueueOps, NotQueuedError, BusyError, type DeferredMessage } from './queue-ops.js';
+export { createOutboundSigner, shouldSign, type OutboundSigner } from './signing.js';

@@ -1,5 +1,6 @@
 import { defineStageService, type StageSetup, type StageSetupContext } from '@mailgate/bus';
 import { createRedis, redisReachable, type LoadedConfig } from '@mailgate/runtime';
+import { senderAuthSchema } from '@mailgate/sender-auth';
 import { createDeliveryComponents } from './components.js';
 import { deliverySchema } from './config.js';
 import { bullPrefix } from './retry-queue.js';
@@ -15,7 +16,20 @@ export async function setupDelivery(
   const { config, log, lifecycle, producer, telemetry } = ctx;
   const cfg = config.delivery;
   const tracer = telemetry.tracer('delivery');
-  const c = createDeliveryComponents({ delivery: cfg, redis: config.redis, gateway: config.gateway, log, tracer });
+  // `senderAuth:` belongs to packages/sender-auth (ingress validates all of it too); delivery reads `signing`.
+  const sa = senderAuthSchema.safeParse((config as { senderAuth?: unknown }).senderAuth ?? {});
+  if (!sa.success) {
+    const i = sa.error.issues[0]!;
+    throw new Error(`senderAuth.${i.path.join('.')}: ${i.message}`);
+  }
+  const c = createDeliveryComponents({
+    delivery: cfg,
+    redis: config.redis,
+    gateway: config.gateway,
+    log,
+    tracer,
+    senderAuth: sa.data,
+  });
   const workerConnection = createRedis(config.redis, { name: 'delivery-worker', forBullmq: true });
   const worker = startRetryWorker(
     {

@@ -5,6 +5,7 @@ import type { DeliveryEngine } from './deliver.js';
 import { attemptEvents, dsnFor, type EventPart } from './outcome.js';
 import { nextAttemptAt, type RetrySchedule, type RetryScheduler } from './retry-queue.js';
 import type { RetryStore } from './retry-store.js';
+import type { OutboundSigner } from './signing.js';
 
 export interface DeliveryStageDeps {
   readonly engine: DeliveryEngine;
@@ -13,6 +14,8 @@ export interface DeliveryStageDeps {
   readonly schedule: RetrySchedule;
   readonly reportingMta: string;
   readonly postmaster?: string | undefined;
+  /** Outbound DKIM signing (senderAuth.signing); null/absent = send as is. */
+  readonly signer?: OutboundSigner | null | undefined;
 }
 
 /**
@@ -29,9 +32,11 @@ export interface DeliveryStageDeps {
  * the record and tries again; nothing is passed on unrecorded (fail closed).
  */
 export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
-  return async (msg, ctx) => {
-    const env = msg.envelope;
+  return async (original, ctx) => {
+    const env = original.envelope;
     try {
+      const signed = d.signer ? await d.signer.sign(original) : null;
+      const msg = signed?.msg ?? original;
       const stored = await d.store.load(env.id);
       if (stored && stored.pending.size > 0) await d.scheduler.schedule(env.id, stored.nextAttemptAt);
       const mine = env.rcptTo.filter((r) => !stored?.pending.has(r));
@@ -72,6 +77,7 @@ export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
           deferred: deferred.length,
           bounced: failed.length,
           ...(stored ? { alreadyQueued: stored.pending.size } : {}),
+          ...(signed?.signatures.length ? { dkim: signed.signatures } : {}),
           ...(next ? { nextAttemptAt: new Date(next).toISOString() } : {}),
         },
         events,

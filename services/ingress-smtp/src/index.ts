@@ -20,3 +20,4 @@ export { LineEndingGuard } from './line-endings.js';
 export { ingressHeaders, receivedHeader, stripHeaders, rfc5322Date } from './headers.js';
 export { listedReplyText, type ConnectFilter, type ConnectFilterResult } from './connect-filter.js';
 export { loadUsers, type UserStore } from './users.js';
+export { createSenderAuthPhase, authSummary, type SenderAuthPhase, type MailFromAuth } from './sender-auth-phase.js';

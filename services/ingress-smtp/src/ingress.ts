@@ -35,6 +35,7 @@ import { networkMatcher, normalizeIp } from './cidr.js';
 import type { IngressConfig, ListenerKind } from './config.js';
 import { listedReplyText, type ConnectFilter, type ConnectFilterResult } from './connect-filter.js';
 import { ingressHeaders, stripHeaders } from './headers.js';
+import { quarantinedEvent, type MailFromAuth, type SenderAuthPhase } from './sender-auth-phase.js';
 import { LineEndingGuard } from './line-endings.js';
 import type { ListPhase } from './list-phase.js';
 import type { RecipientPhase } from './recipient-phase.js';
@@ -78,6 +79,8 @@ export interface IngressDeps {
   readonly users: UserStore;
   /** PEM key/cert for STARTTLS (from ingress.tls files); null = no STARTTLS. */
   readonly tls?: { key: string | Buffer; cert: string | Buffer } | null | undefined;
+  /** SPF at MAIL FROM, DKIM/ARC/DMARC at end of DATA (sender-auth-phase.ts); null = not checked. */
+  readonly senderAuth?: SenderAuthPhase | null | undefined;
 }
 
 export interface ListenerAddress {
@@ -103,6 +106,8 @@ export interface Ingress {
   updateTls(tls: { key: string | Buffer; cert: string | Buffer }): void;
   readonly openSessions: number;
   readonly stats: IngressStats;
+  /** Time in the sender-auth checks (null when off). */
+  readonly senderAuthStats: SenderAuthPhase['stats'] | null;
 }
 
 interface TxState {
@@ -112,6 +117,7 @@ interface TxState {
   readonly rcpts: string[];
   readonly inbound: boolean[];
   readonly keys: Set<string>;
+  auth?: MailFromAuth;
 }
 
 interface ConnState {
@@ -440,7 +446,7 @@ export function createIngress(deps: IngressDeps): Ingress {
       },
       st.ctx,
     );
-    st.tx = {
+    const tx: TxState = {
       span,
       ctx: trace.setSpan(st.ctx, span),
       mailFrom: parsed.mailbox?.address ?? '',
@@ -448,6 +454,20 @@ export function createIngress(deps: IngressDeps): Ingress {
       inbound: [],
       keys: new Set(),
     };
+    st.tx = tx;
+    if (deps.senderAuth) {
+      const helo = String(session.hostNameAppearsAs ?? '');
+      const a = await deps.senderAuth.atMailFrom(
+        { ip, helo, mailFrom: tx.mailFrom, authenticated: !!session.user, trusted },
+        tx.ctx,
+      );
+      tx.auth = a.state;
+      if (a.refuse) {
+        refused('sender-auth', kind);
+        if (st.tx === tx) endTx(st, 'sender-auth');
+        return cb(a.refuse);
+      }
+    }
     cb();
   }
 
@@ -596,6 +616,25 @@ export function createIngress(deps: IngressDeps): Ingress {
         ? String(session.clientHostname)
         : undefined;
     const helo = session.hostNameAppearsAs ? String(session.hostNameAppearsAs) : '';
+    const authed = deps.senderAuth
+      ? await deps.senderAuth.atEndOfData(
+          {
+            ip,
+            helo,
+            mailFrom: tx.mailFrom,
+            authenticated: !!session.user,
+            trusted: trustedNets.matches(ip),
+            mailFromState: tx.auth,
+          },
+          stripHeaders(body),
+          tx.ctx,
+        )
+      : null;
+    if (authed?.refuse) {
+      refused('sender-auth', kind);
+      endTx(st, 'sender-auth');
+      throw authed.refuse;
+    }
     const raw = Buffer.concat([
       ingressHeaders({
         helo,
@@ -610,7 +649,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         product: deps.product ?? 'mailgate',
         traceId,
       }),
-      stripHeaders(body),
+      authed ? authed.raw : stripHeaders(body),
     ]);
     const direction = directionOf(tx.inbound);
     const trusted = trustedNets.matches(ip);
@@ -634,7 +673,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         ingressHost: deps.instance,
       },
       trace: { traceparent: traceparentOf(tx.span), ...(traceState ? { tracestate: traceState } : {}), traceId },
-      verdicts: [],
+      verdicts: authed ? [authed.verdict] : [],
       origin: 'smtp',
     };
     const event: TrackingEvent = {
@@ -654,24 +693,31 @@ export function createIngress(deps: IngressDeps): Ingress {
         direction,
         helo,
         ...(session.user ? { authUser: String(session.user) } : {}),
+        ...(authed ? { auth: authed.event } : {}),
       },
     };
     tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': raw.length, 'mailgate.direction': direction });
     const record: OutRecord = {
-      topic: TOPICS.inbound,
+      topic: authed ? authed.topic : TOPICS.inbound,
       key: id,
       value: encodeMessage({ envelope, raw }),
       headers: {
         ...injectTraceHeaders(tx.ctx),
         [RECORD_HEADERS.messageId]: id,
         [RECORD_HEADERS.schema]: String(ENVELOPE_SCHEMA),
+        // Held by ingress (DMARC p=quarantine): a release with recheck re-enters where ingress hands over.
+        ...(authed?.quarantined ? { [RECORD_HEADERS.sourceTopic]: TOPICS.inbound } : {}),
       },
     };
     let timer: NodeJS.Timeout | undefined;
     try {
       // Message and its 'received' event in one produce request: the 250 means both are durable.
       await Promise.race([
-        deps.producer.send([record, eventRecord(event)]),
+        deps.producer.send([
+          record,
+          eventRecord(event),
+          ...(authed?.quarantined ? [eventRecord(quarantinedEvent(event, authed.verdict))] : []),
+        ]),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new Error(`no acknowledgement within ${cfg.acceptTimeoutMs} ms`)),
@@ -728,6 +774,7 @@ export function createIngress(deps: IngressDeps): Ingress {
   return {
     addresses,
     stats,
+    senderAuthStats: deps.senderAuth?.stats ?? null,
     get openSessions() {
       return states.size;
     },

@@ -2,11 +2,13 @@ import { readFileSync, statSync } from 'node:fs';
 import { DurableProducer, brokerReachable, createKafka, ensureTopics } from '@mailgate/bus';
 import { createConnectFilter, dnsblSchema } from '@mailgate/dnsbl';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
+import { senderAuthSchema } from '@mailgate/sender-auth';
 import { ingressSchema } from './config.js';
 import type { ConnectFilter } from './connect-filter.js';
 import { createIngress, type Ingress } from './ingress.js';
 import { createListPhase } from './list-phase.js';
 import { createRecipientPhase } from './recipient-phase.js';
+import { createSenderAuthPhase } from './sender-auth-phase.js';
 import { loadUsers } from './users.js';
 
 /**
@@ -24,7 +26,8 @@ export interface IngressServiceOptions {
 }
 
 // `dnsbl:` is owned by packages/dnsbl (shared with the dnsbl-check stage); ingress reads its zones and atConnect.
-const sections = { ingress: ingressSchema, dnsbl: dnsblSchema };
+// `senderAuth:` is owned by packages/sender-auth (shared with delivery's signing).
+const sections = { ingress: ingressSchema, dnsbl: dnsblSchema, senderAuth: senderAuthSchema };
 
 export function createIngressService(opts: IngressServiceOptions = {}): ServiceDefinition<typeof sections> {
   return {
@@ -92,6 +95,18 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       if (recipientPhase) lifecycle.on('close', 'recipients', () => recipientPhase.close());
       const listPhase = redis && cfg.lists.enabled ? await createListPhase({ config: cfg.lists, redis, log }) : null;
       if (listPhase) lifecycle.on('close', 'lists', () => listPhase.close());
+      // One verifier per process: it owns the DNS client (senderAuth.dns resolvers) and its cache.
+      const senderAuth = config.senderAuth.enabled
+        ? createSenderAuthPhase({
+            config: config.senderAuth,
+            hostname: config.gateway.hostname,
+            instance: config.gateway.instance,
+            log,
+            tracer: telemetry.tracer('ingress-smtp'),
+            meter: telemetry.meter('ingress-smtp'),
+          })
+        : null;
+      if (senderAuth) lifecycle.on('close', 'sender-auth', () => senderAuth.close());
 
       const ingress = createIngress({
         config: cfg,
@@ -108,6 +123,7 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         listPhase,
         users,
         tls,
+        senderAuth,
       });
       await ingress.listen();
       lifecycle.on('stop-intake', 'smtp', () => ingress.stopIntake());

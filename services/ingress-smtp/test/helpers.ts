@@ -185,6 +185,8 @@ export const queuedId = (r: Reply): string => {
 export class TopicReader {
   readonly messages = new Map<string, { msg: PipelineMessage; headers: Record<string, string> }>();
   readonly events: TrackingEvent[] = [];
+  /** Records ingress held itself (sender authentication: DMARC p=quarantine). */
+  readonly quarantined = new Map<string, { msg: PipelineMessage; headers: Record<string, string> }>();
   /** Records on the inbound topic that did not decode (there must never be any). */
   readonly undecodable: string[] = [];
   private consumer: Consumer;
@@ -203,15 +205,15 @@ export class TopicReader {
     });
     const r = new TopicReader(consumer);
     await consumer.connect();
-    await consumer.subscribe({ topics: [TOPICS.inbound, TOPICS.events], fromBeginning: true });
+    await consumer.subscribe({ topics: [TOPICS.inbound, TOPICS.events, TOPICS.quarantine], fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ topic, message }) => {
-        if (topic === TOPICS.inbound) {
+        if (topic === TOPICS.inbound || topic === TOPICS.quarantine) {
           const headers: Record<string, string> = {};
           for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
           try {
             const msg = decodeMessage(message.value);
-            r.messages.set(msg.envelope.id, { msg, headers });
+            (topic === TOPICS.inbound ? r.messages : r.quarantined).set(msg.envelope.id, { msg, headers });
           } catch (e) {
             r.undecodable.push((e as Error).message);
           }

@@ -39,6 +39,8 @@ export async function startIngress(opts: {
   dnsbl?: Record<string, unknown>;
   kafka?: Record<string, unknown>;
   keyPrefix?: string;
+  /** The `senderAuth:` section; default: off (these tests have no DNS for SPF/DKIM/DMARC). */
+  senderAuth?: Record<string, unknown>;
 }): Promise<StartedIngress> {
   let ingress: Ingress | undefined;
   const svc = createIngressService({
@@ -58,6 +60,7 @@ export async function startIngress(opts: {
       },
       logging: { level: 'silent' },
       ...(opts.dnsbl ? { dnsbl: opts.dnsbl } : {}),
+      senderAuth: opts.senderAuth ?? { enabled: false },
       ingress: {
         reverseDns: false,
         ...opts.ingress,

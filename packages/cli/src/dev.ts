@@ -151,6 +151,7 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     'dnsbl-check': probe['dnsbl']?.['http']?.port ?? 9102,
     'virus-scan': probe['virusScan']?.['http']?.port ?? 9103,
     'attachment-policy': probe['attachmentPolicy']?.['http']?.port ?? 9104,
+    'spam-check': probe['spamCheck']?.['http']?.port ?? 9107,
     delivery: probe['delivery']?.['http']?.port ?? 9105,
     admin: probe['admin']?.['http']?.port ?? 9106,
   };

@@ -203,6 +203,7 @@ export const SERVICE_SECTIONS = [
   'dnsbl',
   'virusScan',
   'attachmentPolicy',
+  'spamCheck',
   'delivery',
   'admin',
   'dev',

@@ -61,8 +61,8 @@ describe('spam-check with a real rspamd', () => {
   let kafka: KafkaHandle;
   let redis: RedisHandle;
   let rspamd: RspamdHandle;
-  let svc: Awaited<ReturnType<typeof startService>>;
-  let observer: TopicObserver;
+  let svc: { http: { port: number }; stop(): Promise<void> };
+  let observer: TopicObserver<PipelineMessage>;
   const metrics = async () => (await fetch(`http://127.0.0.1:${svc.http.port}/metrics`)).text();
 
   before(async () => {

@@ -77,6 +77,7 @@ const SERVICES: [section: string, pkg: string, exportName: string][] = [
   ['dnsbl', '@mailgate/dnsbl', 'dnsblSchema'],
   ['virusScan', '@mailgate/virus-scan', 'virusScanSchema'],
   ['attachmentPolicy', '@mailgate/attachment-policy', 'attachmentPolicySchema'],
+  ['spamCheck', '@mailgate/spam-check', 'spamCheckSchema'],
   ['delivery', '@mailgate/delivery', 'deliverySchema'],
   ['admin', '@mailgate/admin', 'adminSchema'],
   ['dev', '../packages/cli/src/dev-config.ts', 'devSchema'],

@@ -20,6 +20,7 @@ command -v kcat >/dev/null || need+=(kcat)  # librdkafka client against kafka-li
   need+=(python3-dkim python3-nacl python3-dnspython python3-authres)  # dkimpy: signs, verifies, ARC; Ed25519
 [ -x /usr/sbin/slapd ] || need+=(slapd)  # recipient validation tests: a real LDAP directory (packages/testkit startSlapd)
 command -v ldapsearch >/dev/null || need+=(ldap-utils)
+command -v rspamd >/dev/null || need+=(rspamd)  # spam-check engine (packages/rspamd tests, services/spam-check)
 command -v ip >/dev/null || need+=(iproute2)  # `ip link set lo up` in the DNS sandbox for opendkim-testmsg
 if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

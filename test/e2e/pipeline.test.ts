@@ -3,7 +3,7 @@
 // Each scenario checks what reached a sink (bytes) and what the admin API's tracking timeline says.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { dkimpySign, dkimpyVerify, EICAR, type Sink, type SinkMessage } from '@mailgate/testkit';
+import { dkimpySign, dkimpyVerify, EICAR, GTUBE, type Sink, type SinkMessage } from '@mailgate/testkit';
 import {
   bodyOf,
   buildMessage,
@@ -32,7 +32,7 @@ import {
   type Stack,
 } from '../harness/stack.js';
 
-const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy'] as const;
+const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
 /** A fake Windows executable: file-type detects `exe` from the MZ magic. */
 const EXE = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(510, 0x90)]);
 
@@ -102,6 +102,7 @@ describe('end to end', { timeout: 280_000 }, () => {
     assert.match(header(got.data, 'received') ?? '', /by gw\.example\.test/);
     assert.match(header(got.data, 'x-mailgate-virus-scanned') ?? '', /^clean/);
     assert.match(header(got.data, 'x-mailgate-dnsbl') ?? '', /score=0/);
+    assert.match(header(got.data, 'x-spam-status') ?? '', /^No, score=/);
 
     const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
     const seq = view.events.map((e) => (e.type === 'stage' ? e.service : e.type));
@@ -109,7 +110,8 @@ describe('end to end', { timeout: 280_000 }, () => {
     for (const s of STAGES) assert.ok(seq.includes(s), `timeline has ${s}: ${seq.join(' → ')}`);
     assert.ok(seq.indexOf('dnsbl-check') < seq.indexOf('virus-scan'));
     assert.ok(seq.indexOf('virus-scan') < seq.indexOf('attachment-policy'));
-    assert.ok(seq.indexOf('attachment-policy') < seq.indexOf('delivered'));
+    assert.ok(seq.indexOf('attachment-policy') < seq.indexOf('spam-check'));
+    assert.ok(seq.indexOf('spam-check') < seq.indexOf('delivered'));
     for (const e of view.events.filter((x) => x.type === 'stage')) {
       assert.equal((e.details?.['verdict'] as { kind: string }).kind, 'pass', `${e.service} passed it`);
     }
@@ -201,6 +203,24 @@ describe('end to end', { timeout: 280_000 }, () => {
     assertOneTrace(view, view.summary.traceId);
     assert.ok(!view.events.some((e) => e.service === 'attachment-policy'), 'nothing after virus-scan saw it');
     for (const s of allSinks()) assert.ok(!s.messages.some((m) => m.data.includes(EICAR)), 'no sink got EICAR');
+  });
+
+  test('GTUBE is held by spam-check as a reject (quarantined, no bounce), with score and SCL in tracking', async () => {
+    const from = `spammer@${REMOTE_DOMAIN}`;
+    const to = `alice@${ACCEPTED_DOMAIN}`;
+    const raw = buildMessage({ from, to, subject: 'cheap offer', body: `Buy now!\r\n${GTUBE}\r\n` });
+    const r = await send(stack, { from, to, raw });
+    const q = await eventually('the GTUBE message in quarantine', async () =>
+      (await quarantineList(stack)).find((e) => e.id === r.id),
+    );
+    assert.equal(q.stage, 'spam-check');
+    assert.match(q.reason, /GTUBE/);
+    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'quarantined'));
+    const ev = view.events.find((e) => e.service === 'spam-check' && e.type === 'stage');
+    assert.equal((ev?.details?.['verdict'] as { kind: string }).kind, 'reject');
+    assert.equal(ev?.details?.['scl'], 9);
+    assertOneTrace(view, view.summary.traceId);
+    for (const s of allSinks()) assert.ok(!s.messages.some((m) => m.data.includes(GTUBE)), 'no sink got GTUBE');
   });
 
   test('a forbidden executable is stripped (operator rule) and the rest delivered', async () => {

@@ -27,11 +27,13 @@ import {
   startKafkaProcess,
   startRbldnsd,
   startRedis,
+  startRspamd,
   startSmtpSink,
   type ClamdHandle,
   type KafkaProcessHandle,
   type RbldnsdHandle,
   type RedisHandle,
+  type RspamdHandle,
   type Sink,
 } from '@mailgate/testkit';
 import { dkimDnsRecord } from '@mailgate/sender-auth';
@@ -77,11 +79,12 @@ export const SERVICES = [
   'dnsbl-check',
   'virus-scan',
   'attachment-policy',
+  'spam-check',
   'delivery',
   'admin',
 ] as const;
 export type ServiceName = (typeof SERVICES)[number];
-export const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'delivery'] as const;
+export const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'] as const;
 
 /** Env-override segment of each service's config section (its http port is set per replica). */
 const ENV_SECTION: Record<ServiceName, string> = {
@@ -89,6 +92,7 @@ const ENV_SECTION: Record<ServiceName, string> = {
   'dnsbl-check': 'DNSBL',
   'virus-scan': 'VIRUS_SCAN',
   'attachment-policy': 'ATTACHMENT_POLICY',
+  'spam-check': 'SPAM_CHECK',
   delivery: 'DELIVERY',
   admin: 'ADMIN',
 };
@@ -218,6 +222,7 @@ export interface Stack {
   readonly kafka: KafkaProcessHandle;
   readonly redis: RedisHandle;
   readonly clamd: ClamdHandle;
+  readonly rspamd: RspamdHandle;
   readonly dns: RbldnsdHandle;
   /** The internal mail server (route for example.test). */
   readonly internal: Sink;
@@ -298,6 +303,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     cleanups.push(() => redis.stop());
     const clamd = await startClamd({ streamMaxLength: '60M', extraConfig: ['MaxThreads 8'] });
     cleanups.push(() => clamd.stop());
+    // Bayes in its own Redis db of the stack's Redis (rspamd's own backend, as in production).
+    const rspamd = await startRspamd({ redis: { host: redis.host, port: redis.port, db: 5 } });
+    cleanups.push(() => rspamd.stop());
     const dns = await startRbldnsd([
       // 127.0.0.2 is the RFC 5782 "must be listed" test point the zone health check asks for.
       {
@@ -414,6 +422,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         },
       },
       attachmentPolicy: { http: await http('attachment-policy') },
+      spamCheck: {
+        http: await http('spam-check'),
+        rspamd: {
+          worker: { host: rspamd.host, port: rspamd.port },
+          controller: { host: rspamd.host, port: rspamd.controllerPort },
+          password: rspamd.password,
+          connectTimeoutMs: 1000,
+        },
+      },
       delivery: {
         http: await http('delivery'),
         routes: [{ domains: [ACCEPTED_DOMAIN], type: 'smarthost', hosts: [`127.0.0.1:${internal.port}`], tls: 'none' }],
@@ -472,6 +489,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       kafka,
       redis,
       clamd,
+      rspamd,
       dns,
       internal,
       mx1,
@@ -493,6 +511,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
           { label: 'kafka-lite', pid: kafka.pid },
           { label: 'redis-server', pid: redis.pid },
           { label: 'clamd', pid: clamd.pid },
+          { label: 'rspamd', pid: rspamd.pid },
         ];
       },
       async admin<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {

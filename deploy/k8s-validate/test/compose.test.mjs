@@ -22,6 +22,7 @@ const HTTP_PORTS = {
   'dnsbl-check': 9102,
   'virus-scan': 9103,
   'attachment-policy': 9104,
+  'spam-check': 9107,
   delivery: 9105,
   admin: 9106,
 };

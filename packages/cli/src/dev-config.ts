@@ -29,6 +29,14 @@ export const devSchema = z
       .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
       .strict()
       .default({}),
+    /**
+     * Start Debian's rspamd (no network lookups; Bayes in the dev Redis) when spamCheck.rspamd.worker does not
+     * answer. The first start on a machine compiles rspamd's regexp cache (tens of seconds).
+     */
+    rspamd: z
+      .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
+      .strict()
+      .default({}),
     /** A local SMTP sink standing in for the internal mail server; delivered mail is logged. */
     sink: z
       .object({

@@ -102,6 +102,29 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     }
   }
 
+  const rspamdWorker = (config as { spamCheck?: { rspamd?: { worker?: { host?: string; port?: number } } } }).spamCheck
+    ?.rspamd?.worker;
+  const rspamdUp = await tcpOpen(rspamdWorker?.host ?? '127.0.0.1', rspamdWorker?.port ?? 11333);
+  if (dev.rspamd.spawn === 'always' || (dev.rspamd.spawn === 'auto' && !rspamdUp)) {
+    try {
+      const url = new URL(childEnv['MAILGATE__REDIS__URL'] ?? config.redis.url);
+      const r = await testkit.startRspamd({ redis: { host: url.hostname, port: Number(url.port || 6379), db: 5 } });
+      cleanups.push(() => r.stop());
+      childEnv['MAILGATE__SPAM_CHECK__RSPAMD__WORKER'] = `{host: ${r.host}, port: ${r.port}}`;
+      childEnv['MAILGATE__SPAM_CHECK__RSPAMD__CONTROLLER'] = `{host: ${r.host}, port: ${r.controllerPort}}`;
+      childEnv['MAILGATE__SPAM_CHECK__RSPAMD__PASSWORD'] = r.password;
+      log.warn(
+        { port: r.port, controller: r.controllerPort, startupMs: r.startupMs },
+        'rspamd started with network checks OFF (no DNS lists, SPF/DKIM, fuzzy); use a real rspamd in production',
+      );
+    } catch (e) {
+      log.error(
+        { err: (e as Error).message.split('\n')[0] },
+        'could not start rspamd (install rspamd); spam-check will hold mail (fail closed)',
+      );
+    }
+  }
+
   if (dev.sink.enabled) {
     const sink = await testkit.startSmtpSink({ host: dev.sink.host, port: dev.sink.port, name: 'internal-mail.dev' });
     cleanups.push(() => sink.close());
@@ -151,6 +174,7 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     'dnsbl-check': probe['dnsbl']?.['http']?.port ?? 9102,
     'virus-scan': probe['virusScan']?.['http']?.port ?? 9103,
     'attachment-policy': probe['attachmentPolicy']?.['http']?.port ?? 9104,
+    'spam-check': probe['spamCheck']?.['http']?.port ?? 9107,
     delivery: probe['delivery']?.['http']?.port ?? 9105,
     admin: probe['admin']?.['http']?.port ?? 9106,
   };

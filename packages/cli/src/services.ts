@@ -10,6 +10,7 @@ export const SERVICE_PACKAGES: Readonly<Record<ServiceName, string>> = {
   'dnsbl-check': '@mailgate/dnsbl-check',
   'virus-scan': '@mailgate/virus-scan',
   'attachment-policy': '@mailgate/attachment-policy',
+  'spam-check': '@mailgate/spam-check',
   delivery: '@mailgate/delivery',
   admin: '@mailgate/admin',
 };

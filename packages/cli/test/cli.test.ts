@@ -72,9 +72,10 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     broker: await freePort(),
     sink: await freePort(),
     smtp: await freePort(),
-    http: await Promise.all([1, 2, 3, 4, 5, 6].map(() => freePort())),
+    http: await Promise.all([1, 2, 3, 4, 5, 6, 7].map(() => freePort())),
   };
-  const [ingress, dnsbl, virus, policy, delivery, admin] = ports.http as [
+  const [ingress, dnsbl, virus, policy, delivery, admin, spam] = ports.http as [
+    number,
     number,
     number,
     number,
@@ -93,12 +94,14 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     MAILGATE__DNSBL__HTTP__PORT: String(dnsbl),
     MAILGATE__VIRUS_SCAN__HTTP__PORT: String(virus),
     MAILGATE__ATTACHMENT_POLICY__HTTP__PORT: String(policy),
+    MAILGATE__SPAM_CHECK__HTTP__PORT: String(spam),
     MAILGATE__DELIVERY__HTTP__PORT: String(delivery),
     MAILGATE__ADMIN__HTTP__PORT: String(admin),
     MAILGATE__DEV__BROKER__PORT: String(ports.broker),
     MAILGATE__DEV__BROKER__DATA_DIR: 'null',
     MAILGATE__DEV__SINK__PORT: String(ports.sink),
     MAILGATE__DEV__CLAMD__SPAWN: 'always',
+    MAILGATE__DEV__RSPAMD__SPAWN: 'always',
     MAILGATE__DELIVERY__ROUTES: `[{domains: [example.test], type: smarthost, hosts: ['127.0.0.1:${ports.sink}'], tls: none}]`,
   };
   const dev = await runDev({
@@ -107,7 +110,7 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     log: createLogger('dev-test', 'warn'),
   });
   try {
-    assert.equal(dev.children.size, 6);
+    assert.equal(dev.children.size, 7);
     for (const port of ports.http) {
       const r = await fetch(`http://127.0.0.1:${port}/healthz`);
       assert.equal(r.status, 200);

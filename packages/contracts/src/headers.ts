@@ -19,4 +19,11 @@ export const MAIL_HEADERS = {
   virusScanned: 'X-Mailgate-Virus-Scanned',
   dnsbl: 'X-Mailgate-DNSBL',
   attachmentPolicy: 'X-Mailgate-Attachment-Policy',
+  /** spam-check (SpamAssassin-compatible names, so existing mail-client rules keep working). */
+  spamStatus: 'X-Spam-Status',
+  spamScore: 'X-Spam-Score',
+  spamFlag: 'X-Spam-Flag',
+  /** Exchange-style spam confidence level 0–9 (-1: trusted/authenticated, not checked). */
+  spamScl: 'X-Mailgate-SCL',
+  spamSymbols: 'X-Spam-Symbols',
 } as const;

@@ -11,7 +11,9 @@ export const TOPICS = {
   dnsblChecked: 'mailgate.dnsbl-checked',
   /** virus-scan → attachment-policy. */
   scanned: 'mailgate.scanned',
-  /** attachment-policy → delivery (also where generated DSNs and "release as is" re-enter). */
+  /** attachment-policy → spam-check: mail that passed the virus scan and the attachment policy. */
+  policyChecked: 'mailgate.policy-checked',
+  /** spam-check → delivery (also where generated DSNs and "release as is" re-enter). */
   deliverable: 'mailgate.deliverable',
   /** Messages held by a stage (quarantine / reject verdicts, unscannable, malformed). Consumed by admin. */
   quarantine: 'mailgate.quarantine',
@@ -25,7 +27,14 @@ export type TopicKey = keyof typeof TOPICS;
 export type TopicName = (typeof TOPICS)[TopicKey];
 
 /** The services that make up the pipeline, in order. */
-export const PIPELINE_STAGES = ['ingress-smtp', 'dnsbl-check', 'virus-scan', 'attachment-policy', 'delivery'] as const;
+export const PIPELINE_STAGES = [
+  'ingress-smtp',
+  'dnsbl-check',
+  'virus-scan',
+  'attachment-policy',
+  'spam-check',
+  'delivery',
+] as const;
 export type PipelineStage = (typeof PIPELINE_STAGES)[number];
 
 /** Services that are not pipeline stages but run beside them. */
@@ -48,9 +57,12 @@ export const STAGE_GRAPH: Readonly<Record<PipelineStage, StageEdge>> = {
   'virus-scan': { consumes: TOPICS.dnsblChecked, produces: TOPICS.scanned, group: 'mailgate.virus-scan' },
   'attachment-policy': {
     consumes: TOPICS.scanned,
-    produces: TOPICS.deliverable,
+    produces: TOPICS.policyChecked,
     group: 'mailgate.attachment-policy',
   },
+  // Last check before delivery: rspamd only sees mail that is virus-free and within the attachment policy, so
+  // its CPU goes to mail that could be delivered, and a quarantined virus is never also learned as spam.
+  'spam-check': { consumes: TOPICS.policyChecked, produces: TOPICS.deliverable, group: 'mailgate.spam-check' },
   delivery: { consumes: TOPICS.deliverable, produces: null, group: 'mailgate.delivery' },
 };
 

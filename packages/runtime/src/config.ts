@@ -204,6 +204,7 @@ export const SERVICE_SECTIONS = [
   'senderAuth',
   'virusScan',
   'attachmentPolicy',
+  'spamCheck',
   'delivery',
   'admin',
   'dev',

@@ -86,3 +86,12 @@ export {
   type RunResult,
 } from './mail-auth.js';
 export { startSlapd, SLAPD_BINARY, type StartSlapdOptions, type SlapdHandle, type SlapdUser } from './slapd.js';
+export {
+  startRspamd,
+  GTUBE,
+  RSPAMD_BINARY,
+  RSPAMC_BINARY,
+  RSPAMD_DISABLED_MODULES,
+  type StartRspamdOptions,
+  type RspamdHandle,
+} from './rspamd.js';

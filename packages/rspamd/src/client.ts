@@ -1,0 +1,354 @@
+import http from 'node:http';
+import { RspamdRequestError, RspamdUnavailableError, type RspamdErrorKind } from './errors.js';
+
+/**
+ * A small HTTP client for rspamd's own protocol (https://rspamd.com/doc/developers/protocol.html):
+ *   - POST /checkv2 on the normal worker: the raw message as the body, the SMTP envelope as request headers
+ *     (`From`, one `Rcpt` per recipient, `IP`, `Helo`, `Hostname`, `User`, `Queue-Id`), JSON reply with score,
+ *     action and symbols;
+ *   - POST /learnspam, /learnham and GET /stat on the controller, with its `Password` header.
+ * Keep-alive connections (rspamd keeps them open), a hard deadline per request, typed errors.
+ */
+
+export interface RspamdEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface RspamdClientOptions {
+  /** Normal worker (scanning), default port 11333. */
+  readonly worker: RspamdEndpoint;
+  /** Controller (learning, stat), default port 11334. Optional: a scan-only client needs none. */
+  readonly controller?: RspamdEndpoint;
+  /** Controller password (`password` or `enable_password` of the controller worker). */
+  readonly password?: string;
+  /** Deadline for a whole /checkv2 exchange (connect + upload + scan + reply). */
+  readonly timeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** Deadline for learn/stat requests (learning writes to Redis; slower than a scan). */
+  readonly learnTimeoutMs?: number;
+  /** Keep-alive sockets per endpoint. */
+  readonly maxSockets?: number;
+}
+
+/** The SMTP envelope of the message being checked. rspamd uses it for SPF, RBLs, Received checks, user settings. */
+export interface CheckEnvelope {
+  /** MAIL FROM ('' for the null sender: sent as `<>`). */
+  readonly from: string;
+  readonly rcpt: readonly string[];
+  readonly ip?: string;
+  readonly helo?: string;
+  /** Reverse DNS of the client, if known (without it rspamd looks it up itself). */
+  readonly hostname?: string;
+  /** Authenticated user (SMTP AUTH): rspamd then treats the message as outbound from that user. */
+  readonly user?: string;
+  /** Our message id, so rspamd's log lines carry it. */
+  readonly queueId?: string;
+  /** rspamd settings id (`Settings-ID`), e.g. to pick a profile per accepted domain. */
+  readonly settingsId?: string;
+}
+
+export interface RspamdSymbol {
+  readonly name: string;
+  readonly score: number;
+  readonly description?: string;
+  readonly options?: readonly string[];
+}
+
+export interface CheckResult {
+  readonly score: number;
+  /** rspamd's own threshold for its reject action (informational: mailgate applies its own thresholds). */
+  readonly requiredScore: number;
+  /** rspamd's own action ('no action', 'add header', 'rewrite subject', 'greylist', 'soft reject', 'reject'). */
+  readonly action: string;
+  /** True when rspamd stopped early (GTUBE, a pre-filter): the score is final. */
+  readonly skipped: boolean;
+  readonly symbols: readonly RspamdSymbol[];
+  readonly messageId?: string;
+  /** rspamd's own time for the scan, in ms. */
+  readonly scanMs?: number;
+  /** `messages.smtp_message` etc. */
+  readonly messages?: Readonly<Record<string, string>>;
+  /** Which worker answered (host:port). */
+  readonly endpoint: string;
+}
+
+export interface LearnResult {
+  /** rspamd learned it now. */
+  readonly learned: boolean;
+  /** rspamd had already learned this message in this class (HTTP 208): nothing changed, not an error. */
+  readonly alreadyLearned: boolean;
+  readonly endpoint: string;
+}
+
+export interface BayesStat {
+  /** Statfile symbol: BAYES_SPAM / BAYES_HAM. */
+  readonly symbol: string;
+  /** Messages learned into it (rspamd's `revision`). */
+  readonly learned: number;
+  readonly users?: number;
+}
+
+export interface RspamdStat {
+  readonly learned: number;
+  readonly scanned: number;
+  readonly statfiles: readonly BayesStat[];
+  readonly raw: Record<string, unknown>;
+}
+
+interface RawReply {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+const ep = (e: RspamdEndpoint) => `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
+
+/** Header values must be one line of visible ASCII; envelope addresses can carry UTF-8 (SMTPUTF8). */
+function headerValue(s: string): string {
+  return s.replace(/[\r\n\0]/g, ' ');
+}
+
+export class RspamdClient {
+  private readonly agent: http.Agent;
+  private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly learnTimeoutMs: number;
+
+  constructor(readonly options: RspamdClientOptions) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 16, keepAliveMsecs: 10_000 });
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+    this.learnTimeoutMs = options.learnTimeoutMs ?? 30_000;
+  }
+
+  get workerEndpoint(): string {
+    return ep(this.options.worker);
+  }
+
+  /** Scan one message. Throws RspamdUnavailableError when no usable answer came within the deadline. */
+  async check(raw: Buffer, env: CheckEnvelope, signal?: AbortSignal): Promise<CheckResult> {
+    const headers: http.OutgoingHttpHeaders = {
+      'Content-Length': raw.length,
+      From: headerValue(env.from === '' ? '<>' : env.from),
+      // rspamd reads every Rcpt header; node sends an array as repeated header lines.
+      Rcpt: env.rcpt.map(headerValue),
+    };
+    if (env.ip) headers['IP'] = env.ip;
+    if (env.helo) headers['Helo'] = headerValue(env.helo);
+    if (env.hostname) headers['Hostname'] = headerValue(env.hostname);
+    if (env.user) headers['User'] = headerValue(env.user);
+    if (env.queueId) headers['Queue-Id'] = headerValue(env.queueId);
+    if (env.settingsId) headers['Settings-ID'] = headerValue(env.settingsId);
+    const endpoint = ep(this.options.worker);
+    const reply = await this.request(this.options.worker, 'POST', '/checkv2', headers, raw, this.timeoutMs, signal);
+    if (reply.status !== 200) {
+      throw new RspamdUnavailableError(endpoint, 'http', `HTTP ${reply.status}: ${snippet(reply.body)}`, reply.status);
+    }
+    return parseCheck(reply.body, endpoint);
+  }
+
+  /** Train Bayes: this message is spam. */
+  learnSpam(raw: Buffer, signal?: AbortSignal): Promise<LearnResult> {
+    return this.learn('/learnspam', raw, signal);
+  }
+
+  /** Train Bayes: this message is ham (a false positive released by an administrator). */
+  learnHam(raw: Buffer, signal?: AbortSignal): Promise<LearnResult> {
+    return this.learn('/learnham', raw, signal);
+  }
+
+  /** Controller statistics (`rspamc stat`): learned counts per Bayes statfile. */
+  async stat(signal?: AbortSignal): Promise<RspamdStat> {
+    const c = this.controller();
+    const reply = await this.request(c, 'GET', '/stat', this.authHeaders(), undefined, this.learnTimeoutMs, signal);
+    const endpoint = ep(c);
+    if (reply.status === 401 || reply.status === 403)
+      throw new RspamdRequestError(endpoint, reply.status, 'controller refused the password');
+    if (reply.status !== 200)
+      throw new RspamdUnavailableError(endpoint, 'http', `HTTP ${reply.status}: ${snippet(reply.body)}`, reply.status);
+    const j = parseJson(reply.body, endpoint);
+    const statfiles = Array.isArray(j['statfiles']) ? (j['statfiles'] as Record<string, unknown>[]) : [];
+    return {
+      learned: num(j['learned']),
+      scanned: num(j['scanned']),
+      statfiles: statfiles.map((s) => ({
+        symbol: String(s['symbol'] ?? ''),
+        learned: num(s['revision']),
+        ...(s['users'] !== undefined ? { users: num(s['users']) } : {}),
+      })),
+      raw: j,
+    };
+  }
+
+  /** GET /ping on the worker: readiness. */
+  async ping(signal?: AbortSignal): Promise<boolean> {
+    try {
+      const r = await this.request(this.options.worker, 'GET', '/ping', {}, undefined, this.connectTimeoutMs, signal);
+      return r.status === 200 && r.body.toString('latin1').trim() === 'pong';
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private controller(): RspamdEndpoint {
+    if (!this.options.controller) throw new Error('RspamdClient: no controller endpoint configured');
+    return this.options.controller;
+  }
+
+  private authHeaders(): http.OutgoingHttpHeaders {
+    return this.options.password ? { Password: this.options.password } : {};
+  }
+
+  private async learn(path: string, raw: Buffer, signal?: AbortSignal): Promise<LearnResult> {
+    const c = this.controller();
+    const endpoint = ep(c);
+    const headers = { ...this.authHeaders(), 'Content-Length': raw.length };
+    const reply = await this.request(c, 'POST', path, headers, raw, this.learnTimeoutMs, signal);
+    if (reply.status === 200) return { learned: true, alreadyLearned: false, endpoint };
+    // rspamd answers 208 "<id> has been already learned as <class>, ignore it".
+    if (reply.status === 208) return { learned: false, alreadyLearned: true, endpoint };
+    if (reply.status === 401 || reply.status === 403)
+      throw new RspamdRequestError(endpoint, reply.status, 'controller refused the password');
+    if (reply.status >= 400 && reply.status < 500) {
+      throw new RspamdRequestError(endpoint, reply.status, errorText(reply.body));
+    }
+    throw new RspamdUnavailableError(endpoint, 'http', `HTTP ${reply.status}: ${snippet(reply.body)}`, reply.status);
+  }
+
+  private request(
+    target: RspamdEndpoint,
+    method: 'GET' | 'POST',
+    path: string,
+    headers: http.OutgoingHttpHeaders,
+    body: Buffer | undefined,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<RawReply> {
+    const endpoint = ep(target);
+    return new Promise<RawReply>((resolve, reject) => {
+      let settled = false;
+      const fail = (kind: RspamdErrorKind, msg: string, cause?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        clearTimeout(connectTimer);
+        signal?.removeEventListener('abort', onAbort);
+        req.destroy();
+        reject(new RspamdUnavailableError(endpoint, kind, msg, undefined, { cause }));
+      };
+      const req = http.request({
+        host: target.host,
+        port: target.port,
+        method,
+        path,
+        headers,
+        agent: this.agent,
+      });
+      const deadline = setTimeout(() => fail('timeout', `no answer within ${timeoutMs} ms`), timeoutMs);
+      let connectTimer: NodeJS.Timeout | undefined;
+      const onAbort = () => fail('closed', 'aborted (shutting down)');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) return onAbort();
+      req.on('socket', (s) => {
+        // A reused keep-alive socket is already connected; only a fresh one gets the connect deadline.
+        if (s.connecting) {
+          connectTimer = setTimeout(
+            () => fail('connect', `connect timed out after ${this.connectTimeoutMs} ms`),
+            this.connectTimeoutMs,
+          );
+          s.once('connect', () => clearTimeout(connectTimer));
+        }
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const kind: RspamdErrorKind =
+          err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND' ? 'connect' : 'closed';
+        fail(kind, err.message, err);
+      });
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => fail('closed', err.message, err));
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(deadline);
+          clearTimeout(connectTimer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) });
+        });
+      });
+      req.end(body);
+    });
+  }
+}
+
+function snippet(b: Buffer): string {
+  return b.toString('utf8', 0, Math.min(b.length, 200)).replace(/\s+/g, ' ').trim();
+}
+
+function errorText(b: Buffer): string {
+  try {
+    const j = JSON.parse(b.toString('utf8')) as { error?: unknown };
+    if (typeof j.error === 'string') return j.error;
+  } catch {
+    /* not JSON */
+  }
+  return snippet(b);
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+function parseJson(body: Buffer, endpoint: string): Record<string, unknown> {
+  try {
+    const j: unknown = JSON.parse(body.toString('utf8'));
+    if (j && typeof j === 'object' && !Array.isArray(j)) return j as Record<string, unknown>;
+  } catch {
+    /* below */
+  }
+  throw new RspamdUnavailableError(endpoint, 'protocol', `not a JSON object: ${snippet(body)}`);
+}
+
+/** Parses a /checkv2 reply. Exported for tests of odd replies. */
+export function parseCheck(body: Buffer, endpoint: string): CheckResult {
+  const j = parseJson(body, endpoint);
+  if (typeof j['score'] !== 'number' || typeof j['action'] !== 'string') {
+    throw new RspamdUnavailableError(endpoint, 'protocol', `reply without score/action: ${snippet(body)}`);
+  }
+  const syms = (j['symbols'] && typeof j['symbols'] === 'object' ? j['symbols'] : {}) as Record<
+    string,
+    Record<string, unknown>
+  >;
+  const symbols: RspamdSymbol[] = Object.entries(syms).map(([name, s]) => ({
+    name,
+    score: num(s['score']),
+    ...(typeof s['description'] === 'string' ? { description: s['description'] } : {}),
+    ...(Array.isArray(s['options']) ? { options: (s['options'] as unknown[]).map(String) } : {}),
+  }));
+  const messages = j['messages'] && typeof j['messages'] === 'object' ? j['messages'] : undefined;
+  return {
+    score: j['score'],
+    requiredScore: num(j['required_score']),
+    action: j['action'],
+    skipped: j['is_skipped'] === true,
+    symbols,
+    ...(typeof j['message-id'] === 'string' ? { messageId: j['message-id'] } : {}),
+    ...(typeof j['time_real'] === 'number' ? { scanMs: Math.round(j['time_real'] * 1000 * 10) / 10 } : {}),
+    ...(messages ? { messages: messages as Record<string, string> } : {}),
+    endpoint,
+  };
+}
+
+/** The symbols that contributed most (by absolute score), for reasons and tracking. */
+export function topSymbols(r: Pick<CheckResult, 'symbols' | 'skipped'>, n = 5): RspamdSymbol[] {
+  // A skipped scan (GTUBE, a pre-filter) has a zero-score symbol that explains the verdict: keep it.
+  return [...r.symbols]
+    .filter((s) => s.score !== 0 || r.skipped)
+    .sort((a, b) => Math.abs(b.score) - Math.abs(a.score) || a.name.localeCompare(b.name))
+    .slice(0, n);
+}

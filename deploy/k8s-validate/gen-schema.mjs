@@ -142,6 +142,32 @@ const dkimSigning = {
 };
 const deliveryStage = obj({ ...stageCommon, autoscaling: keda, dkimSigning });
 
+// LDAP / Active Directory recipient source (ingress.recipients): bind password and CA are files from a Secret or
+// ConfigMap mounted in ingress-smtp (packages/recipients/src/config.ts ldapSource).
+const recipientsLdap = {
+  ...obj({
+    enabled: bool,
+    sourceName: str({ pattern: '^[A-Za-z0-9_-]{1,40}$' }),
+    urls: arr(str({ pattern: '^ldaps?://[^\\s,]+$' })),
+    startTls: bool,
+    bindDn: str(),
+    existingSecret: k8sName,
+    passwordKey: str({ pattern: '^[-._a-zA-Z0-9]+$' }),
+    bindPassword: str(),
+    baseDn: str(),
+    scope: { enum: ['base', 'one', 'sub'] },
+    filter: str({ pattern: '^$|^\\(.*\\)$' }),
+    ca: obj({ existingConfigMap: k8sName, existingSecret: k8sName, key: str({ pattern: '^[-._a-zA-Z0-9]+$' }) }),
+    timeoutMs: int(1),
+    connectTimeoutMs: int(1),
+    poolSize: int(1, { maximum: 32 }),
+    domains: arr(str({ minLength: 1 })),
+  }),
+  description: 'Recipient validation against LDAP/AD: one ldap source rendered into ingress.recipients.',
+  if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+  then: { properties: { urls: { minItems: 1 }, baseDn: { minLength: 1 } } },
+};
+
 const ingressSmtp = {
   ...obj({
     ...stageCommon,
@@ -177,6 +203,7 @@ const ingressSmtp = {
       }),
     },
     submission: obj({ enabled: bool }),
+    recipients: obj({ ldap: recipientsLdap }),
     auth: obj({
       enabled: bool,
       existingSecret: k8sName,
@@ -383,6 +410,7 @@ const schema = {
         redis: obj({ to: peers, ports: portList }),
         telemetry: obj({ to: peers, ports: portList }),
         dns: obj({ to: peers }),
+        ldap: obj({ to: peers, ports: portList }),
         smtpDestinations: obj({ to: peers, ports: portList }),
       }),
     }),

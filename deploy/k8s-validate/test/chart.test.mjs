@@ -284,6 +284,66 @@ for (const file of CI_VALUES) {
       );
     });
 
+    test('LDAP recipients: password and CA are files mounted in ingress-smtp only, never in the ConfigMap', () => {
+      const docs = rendered(file);
+      const ing = configOf(docs).ingress;
+      const vols = (name) => find(docs, 'Deployment', name)?.spec.template.spec.volumes ?? [];
+      for (const d of mailgateDeployments(docs).filter((x) => component(x) !== 'ingress-smtp'))
+        for (const v of ['ldap-bind', 'ldap-ca'])
+          assert.equal(
+            vols(d.metadata.name).find((x) => x.name === v),
+            undefined,
+            `${component(d)}: ${v}`,
+          );
+      const ldap = Object.entries(ing.recipients?.sources ?? {}).filter(([, s]) => s.type === 'ldap');
+      const smtp = find(docs, 'Deployment', 'mg-mailgate-ingress-smtp');
+      if (!ldap.length)
+        return assert.equal(
+          vols(smtp.metadata.name).find((x) => x.name === 'ldap-bind'),
+          undefined,
+        );
+      const mounts = smtp.spec.template.spec.containers[0].volumeMounts;
+      for (const [name, src] of ldap) {
+        assert.equal(src.bindPassword, undefined, `${name}: no password in the ConfigMap`);
+        assert.match(src.url, /^ldaps?:\/\/[^,]+(,ldaps?:\/\/[^,]+)*$/);
+        if (src.bindDn) {
+          assert.equal(src.bindPasswordFile, '/etc/mailgate/ldap-bind/password');
+          const vol = vols(smtp.metadata.name).find((x) => x.name === 'ldap-bind');
+          assert.equal(vol.secret.defaultMode, 0o400);
+          assert.deepEqual(
+            vol.secret.items.map((i) => i.path),
+            ['password'],
+          );
+          const secret = find(docs, 'Secret', vol.secret.secretName);
+          // chart-managed: the Secret is rendered and holds the key; existingSecret: the operator's, not rendered
+          if (secret) assert.ok(secret.data[vol.secret.items[0].key]);
+          assert.ok(mounts.some((m) => m.name === 'ldap-bind' && m.mountPath === '/etc/mailgate/ldap-bind'));
+        }
+        if (src.caFile) {
+          const vol = vols(smtp.metadata.name).find((x) => x.name === 'ldap-ca');
+          const items = (vol.configMap ?? vol.secret).items;
+          assert.equal(src.caFile, `/etc/mailgate/ldap-ca/${items[0].path}`);
+          assert.ok(mounts.some((m) => m.name === 'ldap-ca' && m.mountPath === '/etc/mailgate/ldap-ca'));
+        }
+        const domains = (ing.recipients.domains ?? []).filter((d) => d.sources.includes(name));
+        assert.ok(domains.length, `${name} is used by a domain`);
+        const accepted = (ing.acceptedDomains ?? []).map((d) => (typeof d === 'string' ? d : d.domain));
+        for (const d of domains) assert.ok(accepted.includes(d.domain), `${d.domain} is an accepted domain`);
+      }
+      const np = find(docs, 'NetworkPolicy', 'mg-mailgate-ingress-smtp');
+      if (np?.spec.policyTypes.includes('Egress')) {
+        const ports = np.spec.egress.flatMap((r) => r.ports.map((p) => p.port));
+        assert.ok(
+          ports.some((p) => p === 389 || p === 636),
+          'ingress-smtp may reach the directory',
+        );
+        if (Object.values(ing.recipients.sources).some((s) => s.type === 'callout'))
+          assert.ok(ports.includes(25), 'ingress-smtp may reach the callout target');
+        const delivery = find(docs, 'NetworkPolicy', 'mg-mailgate-delivery');
+        assert.ok(!delivery.spec.egress.some((r) => r.ports.some((p) => p.port === 636)), 'only ingress reaches LDAP');
+      }
+    });
+
     test('chart-managed secrets: env-override values stay strings, the AUTH users file is username:hash lines', () => {
       const docs = rendered(file);
       for (const s of byKind(docs, 'Secret')) {

@@ -94,6 +94,22 @@ const REJECTED = [
   ['an admin token without value or Secret', { 'stages.admin.tokens': [{ name: 'ops' }] }, /stages\.admin\.tokens\.0/],
   ['a short admin token', { 'stages.admin.tokens': [{ name: 'ops', value: 'short' }] }, /stages\.admin\.tokens\.0/],
   ['admin tokens inside config (owned by the chart)', { 'config.admin.tokens': [] }, /config\.admin\.tokens: False/],
+  [
+    'an LDAP URL that is not ldap:// or ldaps://',
+    { 'stages.ingressSmtp.recipients.ldap.urls': ['https://dc1.corp.example.com'] },
+    /stages\.ingressSmtp\.recipients\.ldap\.urls\.0/,
+  ],
+  [
+    'LDAP enabled without URLs',
+    { 'stages.ingressSmtp.recipients.ldap.urls': [] },
+    /stages\.ingressSmtp\.recipients\.ldap\.urls: Array must have at least 1 items/,
+  ],
+  [
+    'an LDAP bind DN without a password Secret',
+    { 'stages.ingressSmtp.recipients.ldap.existingSecret': '' },
+    /recipients\.ldap: bindDn needs existingSecret/,
+  ],
+  ['LDAP egress without directory peers', { 'networkPolicy.egress.ldap.to': [] }, /networkPolicy\.egress\.ldap\.to/],
 ];
 
 describe('values the chart refuses', () => {

@@ -55,6 +55,22 @@ Checks the schema cannot express (they need several values at once). Each `fail`
 {{- if and .auth.enabled (not .auth.existingSecret) (empty .auth.users) -}}
 {{- fail "stages.ingressSmtp.auth: set auth.users (username: scrypt hash) or auth.existingSecret" -}}
 {{- end -}}
+{{- with .recipients.ldap -}}
+{{- if .enabled -}}
+{{- if or (empty .urls) (not .baseDn) -}}
+{{- fail "stages.ingressSmtp.recipients.ldap: set urls (ldap://... or ldaps://...) and baseDn" -}}
+{{- end -}}
+{{- if and .bindDn (not .existingSecret) (not .bindPassword) -}}
+{{- fail "stages.ingressSmtp.recipients.ldap: bindDn needs existingSecret (+ passwordKey) or bindPassword" -}}
+{{- end -}}
+{{- if and .ca.existingConfigMap .ca.existingSecret -}}
+{{- fail "stages.ingressSmtp.recipients.ldap.ca: set existingConfigMap or existingSecret, not both" -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled $v.networkPolicy.egress.enabled (empty $v.networkPolicy.egress.ldap.to) -}}
+{{- fail "networkPolicy.egress.ldap.to: list your directory servers' peers (ipBlock), or egress would block LDAP" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and .proxyProtocol.enabled (empty .proxyProtocol.trustedCidrs) -}}
 {{- fail "stages.ingressSmtp.proxyProtocol.trustedCidrs: list the proxies' CIDRs (never trust everyone)" -}}
 {{- end -}}

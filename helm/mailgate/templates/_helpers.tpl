@@ -201,6 +201,27 @@ The configuration document: `config` as written, with the keys the chart owns fi
 {{- if $ing.proxyProtocol.enabled -}}
 {{- $_ := set $cfg.ingress "proxy" (mustMergeOverwrite (deepCopy (default dict $cfg.ingress.proxy)) (dict "trusted" $ing.proxyProtocol.trustedCidrs)) -}}
 {{- end -}}
+{{- $ldap := $ing.recipients.ldap -}}
+{{- if $ldap.enabled -}}
+{{- /* the bind password and the CA are files mounted from a Secret/ConfigMap (stages.yaml), never in here */ -}}
+{{- $src := dict "type" "ldap" "url" (join "," $ldap.urls) "startTls" $ldap.startTls "baseDn" $ldap.baseDn "scope" $ldap.scope "timeoutMs" (int $ldap.timeoutMs) "connectTimeoutMs" (int $ldap.connectTimeoutMs) "poolSize" (int $ldap.poolSize) -}}
+{{- if $ldap.filter }}{{ $_ := set $src "filter" $ldap.filter }}{{ end -}}
+{{- if $ldap.bindDn -}}
+{{- $_ := set $src "bindDn" $ldap.bindDn -}}
+{{- $_ := set $src "bindPasswordFile" "/etc/mailgate/ldap-bind/password" -}}
+{{- end -}}
+{{- if or $ldap.ca.existingConfigMap $ldap.ca.existingSecret }}{{ $_ := set $src "caFile" (printf "/etc/mailgate/ldap-ca/%s" $ldap.ca.key) }}{{ end -}}
+{{- $rcpt := deepCopy (default dict $cfg.ingress.recipients) -}}
+{{- $sources := deepCopy (default dict $rcpt.sources) -}}
+{{- $_ := set $sources $ldap.sourceName $src -}}
+{{- $_ := set $rcpt "sources" $sources -}}
+{{- $domains := default list $rcpt.domains -}}
+{{- range $ldap.domains -}}
+{{- $domains = append $domains (dict "domain" . "sources" (list $ldap.sourceName)) -}}
+{{- end -}}
+{{- if $domains }}{{ $_ := set $rcpt "domains" $domains }}{{ end -}}
+{{- $_ := set $cfg.ingress "recipients" $rcpt -}}
+{{- end -}}
 {{- if .Values.clamd.enabled -}}
 {{- /* the in-chart clamd Service, and its StreamMaxLength so virus-scan never sends what clamd would refuse */ -}}
 {{- $clamd := dict "endpoints" (list (dict "host" (printf "%s-clamd" (include "mailgate.fullname" .)) "port" 3310)) -}}

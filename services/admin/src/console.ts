@@ -17,15 +17,15 @@ td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-a
 .s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
 form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}`;
 
-function page(title: string, body: string, opts: { refresh?: number } = {}): string {
+export function page(title: string, body: string, opts: { refresh?: number } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
 ${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${STYLE}</style></head>
 <body><header><b>mailgate</b><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
-<a href="/console/deferred">Deferred</a><a href="/console/stats">Pipeline</a><a href="/console/audit">Audit</a>
+<a href="/console/deferred">Deferred</a><a href="/console/lists">Lists</a><a href="/console/stats">Pipeline</a><a href="/console/audit">Audit</a>
 <span style="flex:1"></span><form class="inline" method="post" action="/console/logout"><button id="logout">Sign out</button></form></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
 }
 
-function html(reply: FastifyReply, s: string, code = 200) {
+export function html(reply: FastifyReply, s: string, code = 200) {
   return reply.code(code).header('content-type', 'text/html; charset=utf-8').header('x-frame-options', 'DENY').send(s);
 }
 

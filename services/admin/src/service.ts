@@ -5,6 +5,7 @@ import { deliverySchema, openDeliveryQueue } from '@mailgate/delivery';
 import { ListStore } from '@mailgate/lists';
 import { registerApi, type DeferredQueue } from './api.js';
 import { registerListsApi } from './lists-api.js';
+import { registerListsConsole } from './lists-console.js';
 import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
@@ -116,6 +117,7 @@ export function createAdminService(
       registerApi(health.app, deps);
       registerListsApi(health.app, { store: new ListStore(redis), audit });
       registerConsole(health.app, deps, tokens);
+      registerListsConsole(health.app);
 
       health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));
       health.addCheck('redis', () => redisReachable(redis));

@@ -35,6 +35,11 @@ const dependsOn = (svc) =>
   Array.isArray(svc.depends_on)
     ? Object.fromEntries(svc.depends_on.map((d) => [d, { condition: 'service_started' }]))
     : (svc.depends_on ?? {});
+// Every mailgate service keeps Kafka and Redis among its dependencies (also when it adds its own).
+const needsDeps = (name) => {
+  for (const dep of ['kafka', 'redis'])
+    assert.equal(dependsOn(services[name])[dep]?.condition, 'service_healthy', `${name} must wait for ${dep}`);
+};
 const mib = (s) => {
   const m = /^(\d+)([KMG]?)$/i.exec(String(s));
   return Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2].toUpperCase()];
@@ -126,6 +131,33 @@ describe('docker-compose.yml', () => {
     const clamdMax = mib(/^StreamMaxLength\s+(\S+)/m.exec(conf)[1]);
     assert.ok(clamdMax >= mib(cfg.virusScan.clamd.streamMaxLength));
     assert.ok(clamdMax >= 50 * 1024 * 1024);
+  });
+
+  test('recipients: ingress-smtp checks the seeded OpenLDAP directory with its read-only account', () => {
+    const cfg = load('deploy/compose/mailgate.yaml');
+    const ldap = services.openldap;
+    const env = ldap.environment;
+    const suffix = env.LDAP_DOMAIN.split('.')
+      .map((p) => `dc=${p}`)
+      .join(',');
+    const src = cfg.ingress.recipients.sources.directory;
+    assert.equal(src.type, 'ldap');
+    assert.equal(new URL(src.url).hostname, 'openldap');
+    assert.equal(src.bindDn, `cn=${env.LDAP_READONLY_USER_USERNAME},${suffix}`);
+    assert.equal(src.bindPassword, env.LDAP_READONLY_USER_PASSWORD);
+    assert.ok(src.baseDn.endsWith(suffix));
+    assert.deepEqual(cfg.ingress.recipients.domains, [{ domain: 'example.test', sources: ['directory'] }]);
+    assert.equal(dependsOn(services['ingress-smtp']).openldap?.condition, 'service_healthy');
+    for (const name of MAILGATE) needsDeps(name);
+    // The seed: entries under the base DN, and the address of the documented swaks test is in it.
+    const mount = ldap.volumes.find((v) => v.includes('seed.ldif'));
+    const seed = readFileSync(join(REPO, mount.split(':')[0]), 'utf8');
+    const dns = [...seed.matchAll(/^dn: (.+)$/gm)].map((m) => m[1]);
+    for (const dn of dns) assert.ok(dn.endsWith(`,${suffix}`), dn);
+    assert.ok(dns.includes(src.baseDn), 'the search base is seeded');
+    const mails = [...seed.matchAll(/^mail: (.+)$/gm)].map((m) => m[1]);
+    for (const m of ['user@example.test', 'postmaster@example.test']) assert.ok(mails.includes(m), m);
+    assert.ok(ldap.healthcheck.test.join(' ').includes(src.bindDn), 'healthy = the service account can search');
   });
 
   test('Prometheus scrapes every mailgate service; Grafana provisions the dashboard and its datasources', () => {

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import net from 'node:net';
 import type { CalloutSourceConfig } from './config.js';
 import { SourceUnavailableError, type LookupResult, type RecipientQuery, type RecipientSource } from './source.js';
@@ -82,18 +83,64 @@ class Pacer {
   }
 }
 
+/**
+ * The same slot schedule kept in Redis, so `maxPerSecond` holds for the destination across every ingress replica
+ * (an autoscaled fleet would otherwise multiply it). Redis' own clock decides, so replicas' clock skew does not
+ * matter. Returns the wait in ms, or -1 when the slot is later than maxWait.
+ */
+const TAKE_SLOT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local wait = at - now
+if wait > tonumber(ARGV[2]) then return -1 end
+redis.call('SET', KEYS[1], tostring(at + tonumber(ARGV[1])), 'PX', math.ceil(wait + tonumber(ARGV[1]) + 1000))
+return wait`;
+
+class SharedPacer {
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    private readonly perSecond: number,
+    /** Used while Redis cannot answer: the limit degrades to per replica instead of failing the probe. */
+    private readonly local: Pacer,
+  ) {}
+
+  async take(deadline: number): Promise<void> {
+    let wait: number;
+    try {
+      const r = await this.redis.eval(
+        TAKE_SLOT,
+        1,
+        this.key,
+        String(1000 / this.perSecond),
+        String(deadline - Date.now()),
+      );
+      wait = Number(r);
+    } catch {
+      return this.local.take(deadline);
+    }
+    if (wait < 0) throw new Error('rate limit: too many probes queued for this destination (all replicas)');
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
 export class CalloutSource implements RecipientSource {
   readonly type = 'callout' as const;
   readonly cacheable = true;
-  private readonly pacer: Pacer;
+  private readonly pacer: Pacer | SharedPacer;
   private readonly sockets = new Set<net.Socket>();
 
   constructor(
     readonly name: string,
     private readonly cfg: CalloutSourceConfig,
     private readonly defaultHelo: string,
+    redis?: Redis | null,
   ) {
-    this.pacer = new Pacer(cfg.maxPerSecond);
+    const local = new Pacer(cfg.maxPerSecond);
+    this.pacer = redis
+      ? new SharedPacer(redis, `rcpt:callout-rate:${cfg.host}:${cfg.port}`, cfg.maxPerSecond, local)
+      : local;
   }
 
   async lookup(q: RecipientQuery): Promise<LookupResult> {

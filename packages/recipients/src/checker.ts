@@ -72,7 +72,7 @@ export class RecipientChecker {
         s.type === 'ldap'
           ? new LdapSource(name, s)
           : s.type === 'callout'
-            ? new CalloutSource(name, s, opts.hostname)
+            ? new CalloutSource(name, s, opts.hostname, opts.redis)
             : new StaticSource(name, s),
       );
     }

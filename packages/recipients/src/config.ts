@@ -49,7 +49,10 @@ const calloutSource = z
     /** Our EHLO name (default: gateway.hostname). */
     helo: z.string().optional(),
     timeoutMs: z.number().int().positive().default(5000),
-    /** Probes per second to this destination per replica; more wait for their turn (up to timeoutMs). */
+    /**
+     * Probes per second to this destination, shared by all replicas through Redis (per replica while Redis is
+     * unreachable); more wait for their turn (up to timeoutMs), then the recipient gets 451 (or failOpen).
+     */
     maxPerSecond: z.number().int().positive().default(20),
   })
   .strict();

@@ -216,6 +216,35 @@ describe('RecipientChecker against slapd, an SMTP sink and Redis', () => {
     assert.ok(Date.now() - t0 >= 390, 'the third probe waited for its slot');
   });
 
+  test('callout rate limit is shared by replicas through Redis', async (t) => {
+    const cfg = config();
+    const internal = cfg.sources['internal']!;
+    const slow = {
+      ...cfg,
+      cache: { positiveTtlSeconds: 0, negativeTtlSeconds: 0 },
+      sources: { ...cfg.sources, internal: { ...internal, maxPerSecond: 5, timeoutMs: 500 } },
+    } as RecipientsConfig;
+    // Two replicas: their own Redis connections, one key space.
+    const prefix = isolatedRedisPrefix('rcpt');
+    const conn = () => {
+      const r = createRedis({ url: redisSrv.url, keyPrefix: prefix }, { name: 'rcpt-test' });
+      clients.push(r);
+      return r;
+    };
+    const a = new RecipientChecker(slow, { redis: conn(), hostname: 'gw-a.test' });
+    const b = new RecipientChecker(slow, { redis: conn(), hostname: 'gw-b.test' });
+    t.after(() => Promise.all([a.close(), b.close()]));
+    const t0 = Date.now();
+    // Alone, each replica would fit 3 probes in 500 ms at 5/s; together they share those 3 slots.
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).check(`user${i}@internal.test`)),
+    );
+    const actions = results.map((r) => r.action);
+    assert.equal(actions.filter((x) => x === 'accept').length, 3, actions.join());
+    assert.equal(actions.filter((x) => x === 'unavailable').length, 3, actions.join());
+    assert.ok(Date.now() - t0 >= 390, 'the third probe waited for its slot');
+  });
+
   test('callout target down → unavailable', async (t) => {
     const cfg = config();
     const c = new RecipientChecker(

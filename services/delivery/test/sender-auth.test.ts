@@ -177,3 +177,83 @@ test('outbound mail leaves DKIM-signed (rsa-sha256 + ed25519); dkimpy and opendk
   const [plain] = await sink.waitFor(1);
   assert.ok(plain!.data.equals(body));
 });
+
+test('ARC sealing of forwarded inbound mail: the chain the next hop receives is validated by dkimpy arc_verify', async () => {
+  // Sealing only (no outbound DKIM signing configured).
+  const c = delivery(senderAuthConfig({ signing: { enabled: false, arcSeal: arcSeal() } }));
+
+  // 1. A new chain: a dkimpy-signed message from orig.test, verified by ingress (our A-R), sealed by delivery.
+  const signed = await dkimpySign(raw('A <a@orig.test>', 'bob@corp.test'), {
+    domain: 'orig.test',
+    selector: 's1',
+    key: pkcs1(keys.sender),
+  });
+  const inbound = await ingressVerified(signed, '203.0.113.5', 'a@orig.test');
+  assert.match(inbound.toString('latin1'), /^Authentication-Results: mx\.gw\.test;[^]*dmarc=pass/);
+  const out = await c.stage(message({ from: 'a@orig.test', to: ['bob@corp.test'], raw: inbound }), stageCtx());
+  assert.equal(out.verdict.kind, 'pass');
+  assert.equal(out.details!['arc'], 1);
+  assert.equal(out.details!['dkim'], undefined, 'inbound mail is sealed, not DKIM-signed');
+  const [got] = await sink.waitFor(1);
+  const text = got!.data.toString('latin1');
+  assert.match(text, /^ARC-Seal: i=1; a=rsa-sha256;[^]*cv=none/);
+  assert.match(text, /ARC-Authentication-Results: i=1; mx\.gw\.test;[^]*dmarc=pass/);
+  assert.deepEqual(await dkimpyArcVerify(got!.data, dns).then((r) => r.cv), 'pass');
+  // The original DKIM signature still verifies too (sealing only prepends).
+  assert.equal(
+    (await dkimpyVerify(got!.data, dns)).every((v) => v.ok),
+    true,
+  );
+
+  // 2. A continued chain: a mailing list (dkimpy) sealed i=1; we verify (arc=pass) and seal i=2.
+  sink.clear();
+  const listed = await dkimpyArcSign(
+    Buffer.concat([
+      Buffer.from(
+        'Authentication-Results: lists.test; dkim=pass header.d=orig.test; dmarc=pass header.from=orig.test\r\n',
+      ),
+      Buffer.from(signed.toString('latin1').replace('quarterly numbers', '[team] quarterly numbers'), 'latin1'),
+    ]),
+    { domain: 'lists.test', selector: 'l1', key: pkcs1(keys.list), srvId: 'lists.test' },
+  );
+  const fromList = await ingressVerified(listed, '198.51.100.7', 'team-bounces@lists.test');
+  assert.match(fromList.toString('latin1'), /^Authentication-Results: mx\.gw\.test;[^]*dmarc=fail[^]*arc=pass/);
+  const out2 = await c.stage(
+    message({ from: 'team-bounces@lists.test', to: ['bob@corp.test'], raw: fromList }),
+    stageCtx(),
+  );
+  assert.equal(out2.details!['arc'], 2);
+  const [got2] = await sink.waitFor(1);
+  assert.match(got2!.data.toString('latin1'), /^ARC-Seal: i=2; a=rsa-sha256;[^]*cv=pass/);
+  assert.equal((await dkimpyArcVerify(got2!.data, dns)).cv, 'pass');
+  // Modified after our seal → the chain fails for the next hop.
+  const broken = Buffer.from(got2!.data.toString('latin1').replace('Hello Bob', 'Hello Eve'), 'latin1');
+  assert.equal((await dkimpyArcVerify(broken, dns)).cv, 'fail');
+
+  // 3. Inbound mail ingress did not check (no A-R of ours): delivered unchanged, not sealed.
+  sink.clear();
+  const bare = raw('A <a@orig.test>', 'bob@corp.test');
+  const out3 = await c.stage(message({ from: 'a@orig.test', to: ['bob@corp.test'], raw: bare }), stageCtx());
+  assert.equal(out3.details!['arc'], undefined);
+  assert.ok((await sink.waitFor(1))[0]!.data.equals(bare));
+
+  // 4. Outbound mail is not sealed (it is ours, not forwarded).
+  sink.clear();
+  const ob = message({ from: 'alice@corp.test', to: ['x@dest.test'], raw: inbound });
+  const out4 = await c.stage({ ...ob, envelope: { ...ob.envelope, direction: 'outbound' } }, stageCtx());
+  assert.equal(out4.details!['arc'], undefined);
+  assert.ok((await sink.waitFor(1))[0]!.data.equals(inbound));
+});
+
+test('signing and sealing together: outbound signed, inbound sealed, by one stage', async () => {
+  const c = delivery(senderAuthConfig({ signing: signing({ arcSeal: arcSeal() }) }));
+  const signed = await dkimpySign(raw('A <a@orig.test>', 'bob@corp.test'), {
+    domain: 'orig.test',
+    selector: 's1',
+    key: pkcs1(keys.sender),
+  });
+  const inbound = await ingressVerified(signed, '203.0.113.5', 'a@orig.test');
+  const out = await c.stage(message({ from: 'a@orig.test', to: ['bob@corp.test'], raw: inbound }), stageCtx());
+  assert.equal(out.details!['arc'], 1);
+  assert.equal((await dkimpyArcVerify((await sink.waitFor(1))[0]!.data, dns)).cv, 'pass');
+});

@@ -32,7 +32,7 @@ export function senderAuthPanel(events: readonly TrackingEvent[], esc: Esc): str
   if (!received) return '';
   const raw = received.details?.['auth'];
   if (!raw || typeof raw !== 'object') {
-    return `<section id="sender-auth"><h3>Sender authentication</h3><p class="muted" id="auth-not-checked">Not checked (sender authentication off for this message or this gateway).</p></section>`;
+    return `<section id="sender-auth"><h3>Sender authentication</h3><p class="muted" id="auth-not-checked">Not checked (sender authentication was off when this message arrived).</p></section>`;
   }
   const a = raw as Record<string, unknown>;
   const dkimDomains = Array.isArray(a['dkimDomains']) ? a['dkimDomains'].map(String) : [];

@@ -271,7 +271,7 @@ export const senderAuthSchema = z
         expireSec: z.number().int().min(60).nullable().default(null),
         arcSeal: z
           .object({
-            /** ARC-seal mail mailgate forwards (inbound mail relayed to an outside recipient), recording our verification results for the next hop (RFC 8617). */
+            /** ARC-seal mail mailgate forwards (inbound mail relayed to the next hop, e.g. Microsoft 365 or Google Workspace behind the gateway), recording our Authentication-Results for the next hop (RFC 8617). Independent of `enabled` (DKIM signing of outbound mail). */
             enabled: z.boolean().default(false),
             /** d= of the seal; normally one of the signing domains. */
             domain: domainName.nullable().default(null),

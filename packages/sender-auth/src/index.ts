@@ -17,6 +17,7 @@ export {
 export {
   loadSigningKeys,
   signMessage,
+  arcSeal,
   parsePrivateKey,
   dkimDnsRecord,
   SigningKeyError,

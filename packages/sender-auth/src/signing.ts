@@ -234,6 +234,19 @@ export async function signMessage(raw: Buffer, keys: SigningKeys, opts: SignOpti
 }
 
 /**
+ * ARC-seals a message mailgate forwards without DKIM-signing it (delivery: inbound mail relayed to the next hop,
+ * whose From domain is not ours to sign). Same rules as `signMessage`'s `arcSeal` option.
+ */
+export async function arcSeal(
+  raw: Buffer,
+  keys: SigningKeys,
+  opts: { readonly authservId: string; readonly time?: Date },
+): Promise<{ raw: Buffer; arcInstance?: number; skipped?: string }> {
+  const sealed = await arcSealMessage(raw, keys, opts.authservId, opts.time);
+  return 'raw' in sealed ? { raw: sealed.raw, arcInstance: sealed.instance } : { raw, skipped: sealed.skipped };
+}
+
+/**
  * Adds an ARC set (RFC 8617): AAR = our Authentication-Results (found by authserv-id), cv = its arc= result
  * (none when the message had no chain). Sealed on top of our DKIM signature so the AMS covers it.
  */

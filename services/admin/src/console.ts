@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ApiDeps } from './api.js';
 import { COOKIE, findToken } from './auth.js';
 import type { ResolvedToken } from './config.js';
+import { senderAuthPanel } from './console-auth.js';
 import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
 import { ID_RE } from './api.js';
 
@@ -15,7 +16,8 @@ const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header
 header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
 .s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
-form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}`;
+form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}
+.auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}`;
 
 export function page(title: string, body: string, opts: { refresh?: number } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
@@ -137,6 +139,7 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
       : '';
     const body = `${actions}<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>To</b> ${esc(s.rcptTo.join(', '))} · <b>Client</b> ${esc(s.clientIp)}
  · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
+${senderAuthPanel(m.events, esc)}
 <table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;
     return html(reply, page(`Message ${id}`, body));
   });

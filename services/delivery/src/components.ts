@@ -72,7 +72,9 @@ export function createDeliveryComponents(o: {
     slotTtlMs,
   });
   const tracer = o.tracer ?? trace.getTracer('delivery');
-  const signer = o.senderAuth ? createOutboundSigner(o.senderAuth, { log: o.log, tracer }) : null;
+  const signer = o.senderAuth
+    ? createOutboundSigner(o.senderAuth, { log: o.log, tracer, authservId: o.gateway.hostname })
+    : null;
   const claims = new MessageClaims(redis, cfg.claim, o.log);
   const engine = new DeliveryEngine({ router, resolver, pool, limits, markers, claims, tracer, log: o.log });
   const store = new RetryStore(redis);

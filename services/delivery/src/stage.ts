@@ -78,6 +78,7 @@ export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
           bounced: failed.length,
           ...(stored ? { alreadyQueued: stored.pending.size } : {}),
           ...(signed?.signatures.length ? { dkim: signed.signatures } : {}),
+          ...(signed?.arcInstance ? { arc: signed.arcInstance } : {}),
           ...(next ? { nextAttemptAt: new Date(next).toISOString() } : {}),
         },
         events,

@@ -33,6 +33,8 @@ interface Summary {
   status: string;
   firstSeen: string;
   ingressHost: string;
+  /** Each recipient's own status (older admin services do not send it). */
+  recipients?: { rcpt: string; status: string; at: string; reply?: string; remoteHost?: string }[];
 }
 
 interface Event {
@@ -161,7 +163,12 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
       [
         `Message   ${s.id}`,
         `From      ${s.mailFrom || '<>'}`,
-        `To        ${s.rcptTo.join(', ')}`,
+        ...(s.recipients?.length
+          ? s.recipients.map(
+              (r, i) =>
+                `${i === 0 ? 'To' : '  '}        ${r.rcpt}  ${r.status}${r.reply ? `  ${r.reply}` : ''}${r.remoteHost ? `  (${r.remoteHost})` : ''}`,
+            )
+          : [`To        ${s.rcptTo.join(', ')}`]),
         `Client    ${s.clientIp}${s.ingressHost ? `  (accepted by ${s.ingressHost})` : ''}`,
         `Status    ${s.status}`,
         `Trace     ${s.traceId || '-'}${body['traceUrl'] ? `  ${String(body['traceUrl'])}` : ''}`,

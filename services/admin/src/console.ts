@@ -135,8 +135,15 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
 <button id="release" name="recheck" value="false">Release</button> <button id="release-recheck" name="recheck" value="true">Release &amp; re-check</button></form>
 <form class="inline" method="post" action="/console/quarantine/${esc(id)}/delete"><button id="delete">Delete</button></form>`
       : '';
-    const body = `${actions}<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>To</b> ${esc(s.rcptTo.join(', '))} · <b>Client</b> ${esc(s.clientIp)}
+    const recipients = s.recipients
+      .map(
+        (r) =>
+          `<tr data-rcpt="${esc(r.rcpt)}"><td>${esc(r.rcpt)}</td><td class="s-${esc(r.status)}">${esc(r.status)}</td><td>${esc(r.at)}</td><td><code>${esc(r.reply ?? '')}</code>${r.remoteHost ? ` <span class="muted">(${esc(r.remoteHost)})</span>` : ''}${r.nextAttemptAt ? ` <span class="muted">next attempt ${esc(r.nextAttemptAt)}</span>` : ''}</td></tr>`,
+      )
+      .join('');
+    const body = `${actions}<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>Client</b> ${esc(s.clientIp)}
  · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
+<table id="recipients"><tr><th>Recipient</th><th>Status</th><th>Since</th><th>Last reply</th></tr>${recipients}</table><br>
 <table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;
     return html(reply, page(`Message ${id}`, body));
   });

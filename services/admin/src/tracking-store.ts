@@ -5,7 +5,9 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
 /**
  * The message tracking store: every tracking event, indexed so "where is the mail from bob@partner.com sent at
  * 10:02?" is one query. Redis layout (under the configured key prefix):
- *   trk:msg:<id>        hash   summary (sender, recipients, client IP, trace id, status, times)
+ *   trk:msg:<id>        hash   summary (sender, recipients, client IP, trace id, message-level status, times)
+ *   trk:rcpt:<id>       hash   recipient → that recipient's own status (delivered / deferred / bounced / deleted
+ *                              from the delivery queue: the events that name a subset of the recipients)
  *   trk:ev:<id>         hash   event digest → event JSON (events are at-least-once: a redelivered event lands on
  *                              the same field, so every write is idempotent and one MULTI stores an event whole)
  *   trk:idx:time        zset   id by first-seen time (ms)
@@ -14,13 +16,32 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
  * Every key expires after the retention period; index entries older than it are trimmed on each write to the
  * index (and the time index by a periodic sweep), so a busy recipient's index does not grow for ever.
  */
+/** One recipient's own status: what the delivery attempts said for it (or the message's status before them). */
+export interface RecipientStatus {
+  readonly rcpt: string;
+  readonly status: string;
+  /** When this status was reached (ISO). */
+  readonly at: string;
+  /** The remote reply (delivered, bounced) or the last temporary error (deferred). */
+  readonly reply?: string;
+  readonly remoteHost?: string;
+  readonly attempt?: number;
+  readonly nextAttemptAt?: string;
+}
+
 export interface MessageSummary {
   readonly id: string;
   readonly mailFrom: string;
   readonly rcptTo: string[];
   readonly clientIp: string;
   readonly traceId: string;
+  /**
+   * The message's status: the recipients' common status, `partially-delivered` when some were delivered and
+   * others not (yet), else the least final of them. In a search by one recipient address, that recipient's status.
+   */
   readonly status: string;
+  /** Each recipient's own status, in envelope order. */
+  readonly recipients: RecipientStatus[];
   readonly firstSeen: string;
   readonly updatedAt: string;
   readonly ingressHost: string;
@@ -68,6 +89,60 @@ const RANK: Partial<Record<TrackingEventType, number>> = {
   deleted: 5,
 };
 
+/**
+ * Events about some recipients only: a delivery attempt's outcome per destination, or a delete from the delivery
+ * queue (its pending recipients). Their `rcptTo` is that subset; every other event is about the whole message.
+ * The events of one attempt share a timestamp (one stage outcome, packages/bus/src/runner.ts), so a recipient's
+ * status is kept per recipient and never decided by a tie-break between a@'s deferral and b@'s delivery.
+ */
+function isPerRecipient(e: TrackingEvent): boolean {
+  if (e.type === 'delivered' || e.type === 'deferred' || e.type === 'bounced') return true;
+  return e.type === 'deleted' && e.details?.['from'] === 'delivery-queue';
+}
+
+/** `dsn-generated` names the DSN's recipient (our sender): a note on the timeline, not a status or a recipient. */
+const NOTE_ONLY: ReadonlySet<TrackingEventType> = new Set(['dsn-generated']);
+
+interface RcptRecord {
+  status: string;
+  atMs: number;
+  rank: number;
+  reply?: string;
+  remoteHost?: string;
+  attempt?: number;
+  nextAttemptAt?: string;
+}
+
+function rcptRecord(e: TrackingEvent, rcpt: string, at: number): RcptRecord {
+  const d = e.details ?? {};
+  const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+  const replies = d['replies'] as Record<string, unknown> | undefined;
+  const reply = str(d['reply']) ?? str(d['reason']) ?? str(replies?.[rcpt]);
+  const remoteHost = str(d['remoteHost']);
+  const r: RcptRecord = { status: statusOf(e), atMs: at, rank: RANK[e.type] ?? 1 };
+  if (reply) r.reply = reply;
+  if (remoteHost) r.remoteHost = remoteHost;
+  if (typeof d['attempt'] === 'number') r.attempt = d['attempt'];
+  const next = str(d['nextAttemptAt']);
+  if (next) r.nextAttemptAt = next;
+  return r;
+}
+
+/** Newer wins; in the same millisecond the more final one. */
+const newer = (a: { atMs: number; rank: number }, b: { atMs: number; rank: number } | undefined) =>
+  !b || a.atMs > b.atMs || (a.atMs === b.atMs && a.rank >= b.rank);
+
+const PENDING_ORDER = ['in-pipeline', 'held', 'deferred', 'quarantined', 'dead-lettered', 'bounced', 'deleted'];
+
+/** The message's status from its recipients' statuses (see MessageSummary.status). */
+export function aggregateStatus(statuses: readonly string[], fallback: string): string {
+  const set = new Set(statuses);
+  if (set.size === 0) return fallback;
+  if (set.size === 1) return statuses[0]!;
+  if (set.has('delivered')) return 'partially-delivered';
+  return PENDING_ORDER.find((s) => set.has(s)) ?? statuses[0]!;
+}
+
 function statusOf(e: TrackingEvent): string {
   if (e.type === 'stage') {
     const kind = (e.details?.['verdict'] as { kind?: string } | undefined)?.kind;
@@ -113,19 +188,33 @@ export class TrackingStore {
     const digest = createHash('sha1').update(json).digest('base64url');
     const at = Date.parse(e.at) || Date.now();
     const key = `trk:msg:${id}`;
-    const [prevFirst, prevAt, prevRank] = await this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank');
+    const perRcpt = isPerRecipient(e);
+    const note = NOTE_ONLY.has(e.type);
+    const rcpts = note ? [] : (e.rcptTo ?? []);
+    const [[prevFirst, prevAt, prevRank, prevRcpts], prevRcptRecs] = await Promise.all([
+      this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank', 'rcptTo'),
+      perRcpt && rcpts.length ? this.redis.hmget(`trk:rcpt:${id}`, ...rcpts.map(norm)) : Promise.resolve([]),
+    ]);
     // The message's time is its earliest event (events of one message can arrive slightly out of order).
     const first = prevFirst ? Math.min(Number(prevFirst), at) : at;
     const summary: Record<string, string> = { firstSeenMs: String(first), firstSeen: new Date(first).toISOString() };
     if (e.mailFrom !== undefined) summary['mailFrom'] = e.mailFrom;
-    if (e.rcptTo?.length) summary['rcptTo'] = JSON.stringify(e.rcptTo);
+    // Recipients are the union of what the events named (a per-recipient event names a subset; never shrink).
+    const known = prevRcpts ? (JSON.parse(prevRcpts) as string[]) : [];
+    const seen = new Set(known.map(norm));
+    const added = rcpts.filter((r) => !seen.has(norm(r)) && seen.add(norm(r)));
+    if (added.length) summary['rcptTo'] = JSON.stringify([...known, ...added]);
     if (e.clientIp) summary['clientIp'] = e.clientIp;
     if (e.traceId && !/^0+$/.test(e.traceId)) summary['traceId'] = e.traceId;
     if (e.type === 'received') summary['ingressHost'] = e.host;
-    // Status follows the latest event; for events in the same millisecond the more final one wins. A replayed
-    // old event compares lower and changes nothing.
+    // The message-level status follows the latest message-level event; for events in the same millisecond the more
+    // final one wins. A replayed old event compares lower and changes nothing.
     const rank = RANK[e.type] ?? 1;
-    if (!prevAt || at > Number(prevAt) || (at === Number(prevAt) && rank >= Number(prevRank ?? 0))) {
+    if (
+      !perRcpt &&
+      !note &&
+      newer({ atMs: at, rank }, prevAt ? { atMs: Number(prevAt), rank: Number(prevRank ?? 0) } : undefined)
+    ) {
       Object.assign(summary, {
         status: statusOf(e),
         updatedAt: new Date(at).toISOString(),
@@ -133,13 +222,25 @@ export class TrackingStore {
         rank: String(rank),
       });
     }
+    const rcptUpdates: Record<string, string> = {};
+    if (perRcpt) {
+      rcpts.forEach((r, i) => {
+        const rec = rcptRecord(e, r, at);
+        const prev = prevRcptRecs[i] ? (JSON.parse(prevRcptRecs[i]!) as RcptRecord) : undefined;
+        if (newer(rec, prev)) rcptUpdates[norm(r)] = JSON.stringify(rec);
+      });
+      if (Object.keys(rcptUpdates).length && (!prevAt || at > Number(prevAt))) {
+        // updatedAt is the time of the latest news about the message, whoever it was about.
+        Object.assign(summary, { updatedAt: new Date(at).toISOString() });
+      }
+    }
     const indexes = ['trk:idx:time'];
     if (e.mailFrom !== undefined) {
       indexes.push(`trk:idx:from:${norm(e.mailFrom)}`);
       const d = domainOf(e.mailFrom);
       if (d) indexes.push(`trk:idx:fromdom:${d}`);
     }
-    for (const r of e.rcptTo ?? []) {
+    for (const r of rcpts) {
       indexes.push(`trk:idx:rcpt:${norm(r)}`);
       const d = domainOf(r);
       if (d) indexes.push(`trk:idx:rcptdom:${d}`);
@@ -151,6 +252,10 @@ export class TrackingStore {
     m.expire(`trk:ev:${id}`, this.ttlSeconds);
     m.hset(key, summary);
     m.expire(key, this.ttlSeconds);
+    if (Object.keys(rcptUpdates).length) {
+      m.hset(`trk:rcpt:${id}`, rcptUpdates);
+      m.expire(`trk:rcpt:${id}`, this.ttlSeconds);
+    }
     for (const idx of new Set(indexes)) {
       m.zadd(idx, first, id);
       if (idx !== 'trk:idx:time') {
@@ -162,17 +267,22 @@ export class TrackingStore {
   }
 
   async get(id: string): Promise<{ summary: MessageSummary; events: TrackingEvent[] } | null> {
-    const [h, evs] = await Promise.all([this.redis.hgetall(`trk:msg:${id}`), this.redis.hvals(`trk:ev:${id}`)]);
+    const [h, evs, rr] = await Promise.all([
+      this.redis.hgetall(`trk:msg:${id}`),
+      this.redis.hvals(`trk:ev:${id}`),
+      this.redis.hgetall(`trk:rcpt:${id}`),
+    ]);
     if (!h || Object.keys(h).length === 0) return null;
     const events = evs
       .map((s) => JSON.parse(s) as TrackingEvent)
       .sort((a, b) => a.at.localeCompare(b.at) || (RANK[a.type] ?? 1) - (RANK[b.type] ?? 1));
-    return { summary: toSummary(id, h), events };
+    return { summary: toSummary(id, h, rr), events };
   }
 
   /**
    * Newest first. Criteria combine (AND). An address searches that exact address; `@domain` (or a bare domain)
-   * searches every address of the domain.
+   * searches every address of the domain. Searching one recipient address, each result's `status` is that
+   * recipient's own status.
    */
   async search(q: SearchQuery, maxResults: number): Promise<MessageSummary[]> {
     const keys: string[] = [];
@@ -193,12 +303,22 @@ export class TrackingStore {
         .exec();
       key = temp;
     }
+    const oneRcpt = q.rcpt && addressIndex('rcpt', q.rcpt).startsWith('trk:idx:rcpt:') ? norm(q.rcpt) : undefined;
     try {
       const ids = await this.redis.zrevrangebyscore(key, q.until ?? '+inf', q.since ?? '-inf', 'LIMIT', 0, limit);
       const p = this.redis.pipeline();
-      for (const id of ids) p.hgetall(`trk:msg:${id}`);
-      const rows = ((await p.exec()) ?? []).map(([, h], i) => [ids[i]!, h as Record<string, string>] as const);
-      return rows.filter(([, h]) => h && Object.keys(h).length > 0).map(([id, h]) => toSummary(id, h));
+      for (const id of ids) p.hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`);
+      const res = (await p.exec()) ?? [];
+      const out: MessageSummary[] = [];
+      ids.forEach((id, i) => {
+        const h = res[2 * i]?.[1] as Record<string, string> | undefined;
+        const rr = res[2 * i + 1]?.[1] as Record<string, string> | undefined;
+        if (!h || Object.keys(h).length === 0) return;
+        const s = toSummary(id, h, rr ?? {});
+        const mine = oneRcpt ? s.recipients.find((r) => norm(r.rcpt) === oneRcpt) : undefined;
+        out.push(mine ? { ...s, status: mine.status } : s);
+      });
+      return out;
     } finally {
       if (temp) await this.redis.del(temp);
     }
@@ -210,14 +330,29 @@ export class TrackingStore {
   }
 }
 
-function toSummary(id: string, h: Record<string, string>): MessageSummary {
+function toSummary(id: string, h: Record<string, string>, rr: Record<string, string>): MessageSummary {
+  const rcptTo = h['rcptTo'] ? (JSON.parse(h['rcptTo']) as string[]) : [];
+  const msgStatus = h['status'] ?? 'unknown';
+  const msgAt = { atMs: Number(h['updatedAtMs'] ?? 0), rank: Number(h['rank'] ?? 0) };
+  const recipients = rcptTo.map((rcpt): RecipientStatus => {
+    const raw = rr[norm(rcpt)];
+    const rec = raw ? (JSON.parse(raw) as RcptRecord) : undefined;
+    // A message-level event after the recipient's own (a release, a quarantine on recheck) speaks for it again.
+    if (!rec || !newer(rec, msgAt)) return { rcpt, status: msgStatus, at: h['updatedAt'] ?? '' };
+    const { atMs, rank: _rank, ...rest } = rec;
+    return { rcpt, ...rest, at: new Date(atMs).toISOString() };
+  });
   return {
     id,
     mailFrom: h['mailFrom'] ?? '',
-    rcptTo: h['rcptTo'] ? (JSON.parse(h['rcptTo']) as string[]) : [],
+    rcptTo,
     clientIp: h['clientIp'] ?? '',
     traceId: h['traceId'] ?? '',
-    status: h['status'] ?? 'unknown',
+    status: aggregateStatus(
+      recipients.map((r) => r.status),
+      msgStatus,
+    ),
+    recipients,
     firstSeen: h['firstSeen'] ?? '',
     updatedAt: h['updatedAt'] ?? '',
     ingressHost: h['ingressHost'] ?? '',

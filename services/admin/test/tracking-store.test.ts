@@ -1,0 +1,161 @@
+// The tracking store against the real Redis: per-recipient status for multi-recipient mail, with the events as
+// the services emit them (one delivery attempt's events share a timestamp).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
+import { isolatedRedisPrefix } from '@mailgate/testkit';
+import { Redis } from 'ioredis';
+import { TrackingStore } from '../src/tracking-store.js';
+import { REDIS_URL } from './helpers.js';
+
+describe('tracking store (Redis)', () => {
+  const prefix = isolatedRedisPrefix('mgtrk');
+  const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
+  const store = new TrackingStore(redis, 1);
+  before(async () => {
+    await redis.ping();
+  });
+  after(async () => {
+    const raw = new Redis(REDIS_URL);
+    const keys = await raw.keys(`${prefix}*`);
+    if (keys.length) await raw.unlink(...keys);
+    raw.disconnect();
+    redis.disconnect();
+  });
+
+  /** received → stage → the delivery stage's outcome, as runner.route() emits it: one `at` for all of them. */
+  function twoRecipientEvents(id: string, t0: number): TrackingEvent[] {
+    const base = {
+      messageId: id,
+      traceId: 'ab'.repeat(16),
+      mailFrom: 'sender@partner.test',
+      rcptTo: ['a@example.test', 'b@example.test'],
+      clientIp: '198.51.100.20',
+      host: 'x-0',
+    };
+    const at = (ms: number) => new Date(t0 + ms).toISOString();
+    const delivery = at(50);
+    return [
+      { ...base, type: 'received', at: at(0), service: 'ingress-smtp', details: { size: 100 } },
+      {
+        ...base,
+        type: 'stage',
+        at: delivery,
+        service: 'delivery',
+        details: { stage: 'delivery', verdict: { kind: 'pass' }, delivered: 1, deferred: 1 },
+      },
+      {
+        ...base,
+        type: 'delivered',
+        at: delivery,
+        service: 'delivery',
+        rcptTo: ['b@example.test'],
+        details: { remoteHost: 'mx.example.test', reply: '250 2.0.0 Ok: queued as B1', destination: 'example.test' },
+      },
+      {
+        ...base,
+        type: 'deferred',
+        at: delivery,
+        service: 'delivery',
+        rcptTo: ['a@example.test'],
+        details: {
+          destination: 'example.test',
+          reason: '451 4.2.0 mailbox busy',
+          remoteHost: 'mx.example.test',
+          attempt: 1,
+          nextAttemptAt: at(60_000),
+        },
+      },
+    ];
+  }
+
+  test('a@ deferred and b@ delivered in one attempt: each recipient keeps its own status', async () => {
+    const id = newMessageId();
+    const t0 = Date.now() - 10_000;
+    // Any arrival order gives the same answer (delivered sorts before deferred here on purpose).
+    for (const e of twoRecipientEvents(id, t0)) await store.add(e);
+    const m = (await store.get(id))!;
+    assert.deepEqual(m.summary.rcptTo, ['a@example.test', 'b@example.test'], 'a subset event never shrinks the list');
+    assert.equal(m.summary.status, 'partially-delivered');
+    const by = Object.fromEntries(m.summary.recipients.map((r) => [r.rcpt, r]));
+    assert.equal(by['a@example.test']!.status, 'deferred');
+    assert.equal(by['a@example.test']!.reply, '451 4.2.0 mailbox busy');
+    assert.equal(by['a@example.test']!.attempt, 1);
+    assert.ok(by['a@example.test']!.nextAttemptAt);
+    assert.equal(by['b@example.test']!.status, 'delivered');
+    assert.equal(by['b@example.test']!.reply, '250 2.0.0 Ok: queued as B1');
+    assert.equal(by['b@example.test']!.remoteHost, 'mx.example.test');
+
+    const [forA] = await store.search({ rcpt: 'A@example.test' }, 100);
+    assert.equal(forA!.id, id);
+    assert.equal(forA!.status, 'deferred', 'search by a@ answers with a@’s status');
+    const [forB] = await store.search({ rcpt: 'b@example.test' }, 100);
+    assert.equal(forB!.status, 'delivered', 'search by b@ answers with b@’s status');
+    const [byDomain] = await store.search({ rcpt: '@example.test' }, 100);
+    assert.equal(byDomain!.status, 'partially-delivered', 'a domain search shows the message status');
+
+    // The retry delivers a@ later; then a redelivered copy of the first attempt's events changes nothing.
+    await store.add({
+      ...twoRecipientEvents(id, t0)[2]!,
+      at: new Date(t0 + 70_000).toISOString(),
+      rcptTo: ['a@example.test'],
+      details: { remoteHost: 'mx2.example.test', reply: '250 2.0.0 Ok: queued as A2', attempt: 2 },
+    });
+    for (const e of twoRecipientEvents(id, t0)) await store.add(e);
+    const m2 = (await store.get(id))!;
+    assert.equal(m2.summary.status, 'delivered');
+    assert.deepEqual(
+      m2.summary.recipients.map((r) => [r.rcpt, r.status, r.reply]),
+      [
+        ['a@example.test', 'delivered', '250 2.0.0 Ok: queued as A2'],
+        ['b@example.test', 'delivered', '250 2.0.0 Ok: queued as B1'],
+      ],
+    );
+    assert.equal(m2.events.length, 5);
+  });
+
+  test('bounced for one, delivered for the other; the DSN note is neither a recipient nor a status', async () => {
+    const id = newMessageId();
+    const t0 = Date.now() - 5_000;
+    const [received, stage, delivered] = twoRecipientEvents(id, t0);
+    const at = stage!.at;
+    await store.add(received!);
+    await store.add(delivered!);
+    await store.add({
+      ...stage!,
+      type: 'bounced',
+      rcptTo: ['a@example.test'],
+      details: { replies: { 'a@example.test': '550 5.1.1 no such user' }, destination: 'example.test', dsn: 'D1' },
+    });
+    await store.add({
+      ...stage!,
+      type: 'dsn-generated',
+      rcptTo: ['sender@partner.test'],
+      details: { dsnId: 'D1', kind: 'failed', recipients: ['a@example.test'] },
+    });
+    await store.add(stage!);
+    const s = (await store.get(id))!.summary;
+    assert.deepEqual(s.rcptTo, ['a@example.test', 'b@example.test']);
+    assert.equal(s.status, 'partially-delivered');
+    assert.deepEqual(
+      s.recipients.map((r) => [r.rcpt, r.status, r.reply, r.at]),
+      [
+        ['a@example.test', 'bounced', '550 5.1.1 no such user', at],
+        ['b@example.test', 'delivered', '250 2.0.0 Ok: queued as B1', at],
+      ],
+    );
+    assert.equal((await store.search({ rcpt: 'sender@partner.test' }, 10)).length, 0, 'the DSN recipient is not ours');
+  });
+
+  test('before any delivery attempt every recipient shows the message status', async () => {
+    const id = newMessageId();
+    const [received] = twoRecipientEvents(id, Date.now());
+    await store.add(received!);
+    const s = (await store.get(id))!.summary;
+    assert.equal(s.status, 'in-pipeline');
+    assert.deepEqual(
+      s.recipients.map((r) => r.status),
+      ['in-pipeline', 'in-pipeline'],
+    );
+  });
+});

@@ -7,7 +7,7 @@ import { flagString, parseArgs } from './args.js';
  */
 export const TRACK_USAGE = `Usage:
   mailgate trace <message-id> [--json]                      one message's timeline: every service, verdict, delivery reply
-  mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP]
+  mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP] [--status refused]
                  [--since TIME] [--until TIME] [--limit N] [--json]   search (newest first; criteria combine)
 Options:
   --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
@@ -108,7 +108,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
       path = `/api/v1/messages/${encodeURIComponent(positional[0])}`;
     } else {
       const q = new URLSearchParams();
-      for (const k of ['rcpt', 'from', 'ip', 'limit'] as const) {
+      for (const k of ['rcpt', 'from', 'ip', 'status', 'limit'] as const) {
         const v = flagString(args, k);
         if (v !== undefined) q.set(k, v);
       }
@@ -116,8 +116,8 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
         const v = timeParam(flagString(args, k));
         if (v !== undefined) q.set(k, v);
       }
-      if (![...q.keys()].some((k) => k === 'rcpt' || k === 'from' || k === 'ip'))
-        throw new UsageError('give a message id, or --rcpt, --from or --ip');
+      if (![...q.keys()].some((k) => k === 'rcpt' || k === 'from' || k === 'ip' || k === 'status'))
+        throw new UsageError('give a message id, or --rcpt, --from, --ip or --status refused');
       path = `/api/v1/messages?${q}`;
     }
   } catch (e) {

@@ -14,7 +14,7 @@ export function esc(v: unknown): string {
 const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
 header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
-.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
+.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered,.s-refused{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
 form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}`;
 
 export function page(title: string, body: string, opts: { refresh?: number } = {}): string {
@@ -89,7 +89,11 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
     const q = req.query as Record<string, string | undefined>;
     const field = q['field'] === 'from' || q['field'] === 'ip' ? q['field'] : 'rcpt';
     const value = q['q']?.trim() || undefined;
-    const results = await d.tracking.search({ [field]: value, limit: 100 }, d.maxResults);
+    const refusedOnly = q['refused'] === '1';
+    const results = await d.tracking.search(
+      { [field]: value, ...(refusedOnly ? { status: 'refused' as const } : {}), limit: 100 },
+      d.maxResults,
+    );
     const rows = results
       .map(
         (
@@ -103,7 +107,9 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
         (f) =>
           `<option value="${f}"${f === field ? ' selected' : ''}>${f === 'rcpt' ? 'recipient' : f === 'from' ? 'sender' : 'client IP'}</option>`,
       )
-      .join('')}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <button>Search</button></form><br>`;
+      .join(
+        '',
+      )}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <label><input type="checkbox" name="refused" value="1"${refusedOnly ? ' checked' : ''}> refused during SMTP only</label> <button>Search</button></form><br>`;
     return html(
       reply,
       page(

@@ -19,7 +19,7 @@ export const OPENAPI = {
     '/api/v1/messages': {
       get: {
         summary: 'Search tracked messages (newest first)',
-        parameters: ['rcpt', 'from', 'ip', 'since', 'until', 'limit'].map((name) => ({
+        parameters: ['rcpt', 'from', 'ip', 'status', 'since', 'until', 'limit'].map((name) => ({
           name,
           in: 'query',
           schema: { type: 'string' },

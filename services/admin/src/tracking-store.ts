@@ -13,8 +13,11 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
  *   trk:idx:time        zset   id by first-seen time (ms)
  *   trk:idx:{rcpt,from,ip}:<value>        zset   id by first-seen time
  *   trk:idx:{rcptdom,fromdom}:<domain>   zset   id by first-seen time (search by "@partner.com")
+ *   trk:idx:refused     zset   SMTP-time refusals (ingress `refused` events: no message was accepted) by time
  * Every key expires after the retention period; index entries older than it are trimmed on each write to the
  * index (and the time index by a periodic sweep), so a busy recipient's index does not grow for ever.
+ * Refusals have their own, shorter retention (a spam run makes many): each refusal entry remembers the index keys
+ * it was added to (`idx` field), and the sweep removes entries older than the refusal retention from all of them.
  */
 /** One recipient's own status: what the delivery attempts said for it (or the message's status before them). */
 export interface RecipientStatus {
@@ -54,6 +57,8 @@ export interface SearchQuery {
   readonly from?: string | undefined;
   /** Client IP as ingress saw it. */
   readonly ip?: string | undefined;
+  /** Only `refused` is indexed: SMTP-time refusals. */
+  readonly status?: 'refused' | undefined;
   /** Time range (ms since the epoch) of the message's first event. */
   readonly since?: number | undefined;
   readonly until?: number | undefined;
@@ -173,12 +178,15 @@ function addressIndex(field: 'rcpt' | 'from', q: string): string {
 
 export class TrackingStore {
   private readonly ttlSeconds: number;
+  private readonly refusedTtlSeconds: number;
 
   constructor(
     private readonly redis: Redis,
     retentionDays: number,
+    refusedRetentionDays = retentionDays,
   ) {
     this.ttlSeconds = Math.ceil(retentionDays * 86400);
+    this.refusedTtlSeconds = Math.ceil(Math.min(refusedRetentionDays, retentionDays) * 86400);
   }
 
   /** Store one event (idempotent: storing the same event twice changes nothing). */
@@ -191,8 +199,9 @@ export class TrackingStore {
     const perRcpt = isPerRecipient(e);
     const note = NOTE_ONLY.has(e.type);
     const rcpts = note ? [] : (e.rcptTo ?? []);
-    const [[prevFirst, prevAt, prevRank, prevRcpts], prevRcptRecs] = await Promise.all([
-      this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank', 'rcptTo'),
+    const refusal = e.type === 'refused';
+    const [[prevFirst, prevAt, prevRank, prevRcpts, prevIdx], prevRcptRecs] = await Promise.all([
+      this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank', 'rcptTo', 'idx'),
       perRcpt && rcpts.length ? this.redis.hmget(`trk:rcpt:${id}`, ...rcpts.map(norm)) : Promise.resolve([]),
     ]);
     // The message's time is its earliest event (events of one message can arrive slightly out of order).
@@ -246,15 +255,22 @@ export class TrackingStore {
       if (d) indexes.push(`trk:idx:rcptdom:${d}`);
     }
     if (e.clientIp) indexes.push(`trk:idx:ip:${e.clientIp}`);
+    // A refusal entry's keys outlive its retention by a day: the sweep needs its `idx` list to unindex it.
+    const ttl = refusal ? this.refusedTtlSeconds + 86400 : this.ttlSeconds;
+    if (refusal) {
+      indexes.push('trk:idx:refused');
+      const all = new Set([...(prevIdx ? (JSON.parse(prevIdx) as string[]) : []), ...indexes]);
+      summary['idx'] = JSON.stringify([...all]);
+    }
     const horizon = Date.now() - this.ttlSeconds * 1000;
     const m = this.redis.multi();
     m.hset(`trk:ev:${id}`, digest, json);
-    m.expire(`trk:ev:${id}`, this.ttlSeconds);
+    m.expire(`trk:ev:${id}`, ttl);
     m.hset(key, summary);
-    m.expire(key, this.ttlSeconds);
+    m.expire(key, ttl);
     if (Object.keys(rcptUpdates).length) {
       m.hset(`trk:rcpt:${id}`, rcptUpdates);
-      m.expire(`trk:rcpt:${id}`, this.ttlSeconds);
+      m.expire(`trk:rcpt:${id}`, ttl);
     }
     for (const idx of new Set(indexes)) {
       m.zadd(idx, first, id);
@@ -290,6 +306,7 @@ export class TrackingStore {
     // '<>' is a real query: the null sender (bounces, DSNs).
     if (q.from) keys.push(q.from.trim() === '<>' ? 'trk:idx:from:' : addressIndex('from', q.from));
     if (q.ip) keys.push(`trk:idx:ip:${q.ip.trim()}`);
+    if (q.status === 'refused') keys.push('trk:idx:refused');
     const limit = Math.max(1, Math.min(q.limit ?? 50, maxResults));
     let key = keys[0] ?? 'trk:idx:time';
     let temp: string | undefined;
@@ -324,9 +341,27 @@ export class TrackingStore {
     }
   }
 
-  /** Drop index entries older than the retention (the per-message keys expire by themselves). */
+  /**
+   * Drop index entries older than the retention (the per-message keys expire by themselves), and refusal entries
+   * older than the refusal retention from every index they are in. Returns how many entries went.
+   */
   async sweep(now = Date.now()): Promise<number> {
-    return this.redis.zremrangebyscore('trk:idx:time', '-inf', now - this.ttlSeconds * 1000);
+    let n = await this.redis.zremrangebyscore('trk:idx:time', '-inf', now - this.ttlSeconds * 1000);
+    const horizon = now - this.refusedTtlSeconds * 1000;
+    for (;;) {
+      const ids = await this.redis.zrangebyscore('trk:idx:refused', '-inf', horizon, 'LIMIT', 0, 500);
+      if (ids.length === 0) return n;
+      const p = this.redis.pipeline();
+      for (const id of ids) p.hget(`trk:msg:${id}`, 'idx');
+      const idx = ((await p.exec()) ?? []).map(([, v]) => (v ? (JSON.parse(v as string) as string[]) : []));
+      const m = this.redis.multi();
+      ids.forEach((id, i) => {
+        for (const k of new Set([...idx[i]!, 'trk:idx:time', 'trk:idx:refused'])) m.zrem(k, id);
+        m.del(`trk:msg:${id}`, `trk:ev:${id}`, `trk:rcpt:${id}`);
+      });
+      await m.exec();
+      n += ids.length;
+    }
   }
 }
 

@@ -430,6 +430,11 @@ describe('admin service', () => {
       ((await json(`/api/v1/messages?rcpt=${encodeURIComponent(rcpt)}`)).results as Json[])[0]!['status'];
     assert.equal(await statusFor('a@multi.test'), 'deferred');
     assert.equal(await statusFor('b@multi.test'), 'delivered');
+    assert.equal(
+      (await env.api('/api/v1/messages?status=delivered')).status,
+      400,
+      'only refusals are indexed by status',
+    );
 
     const out: string[] = [];
     const code = await runTrack(

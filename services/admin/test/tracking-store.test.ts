@@ -158,4 +158,44 @@ describe('tracking store (Redis)', () => {
       ['in-pipeline', 'in-pipeline'],
     );
   });
+
+  test('SMTP-time refusals: stored, found by sender, recipient and status=refused, swept after their own retention', async () => {
+    const short = new TrackingStore(redis, 30, 1);
+    const id = newMessageId();
+    const old = Date.now() - 2 * 86400_000; // older than the refusal retention, younger than the main one
+    const refusal = (rcpt: string, reason: string, at: number): TrackingEvent => ({
+      type: 'refused',
+      messageId: id,
+      at: new Date(at).toISOString(),
+      service: 'ingress-smtp',
+      host: 'ingress-0',
+      mailFrom: 'spammer@probe.test',
+      rcptTo: [rcpt],
+      clientIp: '203.0.113.66',
+      details: { reason, reply: `550 5.7.1 <${rcpt}>: relaying denied`, phase: 'rcpt' },
+    });
+    await short.add(refusal('v1@foreign.test', 'relay-denied', old));
+    await short.add(refusal('v2@foreign.test', 'relay-denied', old + 5));
+    const fresh = newMessageId();
+    await short.add({ ...refusal('v3@foreign.test', 'relay-denied', Date.now()), messageId: fresh });
+
+    const [hit] = await short.search(
+      { from: 'spammer@probe.test', status: 'refused', since: old - 1, until: old + 1 },
+      10,
+    );
+    assert.equal(hit!.id, id);
+    assert.equal(hit!.status, 'refused');
+    assert.deepEqual(hit!.rcptTo, ['v1@foreign.test', 'v2@foreign.test']);
+    assert.equal((await short.search({ rcpt: 'v2@foreign.test' }, 10))[0]!.status, 'refused');
+    assert.equal((await short.search({ ip: '203.0.113.66', status: 'refused' }, 10)).length, 2);
+
+    assert.equal(await short.sweep(), 1, 'the old refusal entry goes, the fresh one stays');
+    assert.equal(await short.get(id), null);
+    assert.deepEqual(
+      (await short.search({ from: '@probe.test' }, 10)).map((m) => m.id),
+      [fresh],
+    );
+    for (const k of ['trk:idx:rcpt:v1@foreign.test', 'trk:idx:ip:203.0.113.66', 'trk:idx:time', 'trk:idx:refused'])
+      assert.equal(await redis.zscore(k, id), null, `${id} unindexed from ${k}`);
+  });
 });

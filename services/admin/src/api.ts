@@ -96,19 +96,21 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
 
   app.get('/api/v1/messages', async (req) => {
     const q = req.query as Record<string, string | undefined>;
-    const results = await d.tracking.search(
+    return d.tracking.page(
       {
         rcpt: q['rcpt'] || undefined,
         from: q['from'] || undefined,
         ip: q['ip'] || undefined,
+        messageId: q['messageId'] || undefined,
+        subject: q['subject'] || undefined,
         status: statusParam(q['status']),
         since: num(q['since']),
         until: num(q['until']),
         limit: num(q['limit']),
+        cursor: q['cursor'] || undefined,
       },
       d.maxResults,
     );
-    return { results };
   });
 
   app.get('/api/v1/messages/:id', async (req, reply) => {

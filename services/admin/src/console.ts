@@ -87,26 +87,45 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
 
   app.get('/console/messages', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
-    const field = q['field'] === 'from' || q['field'] === 'ip' ? q['field'] : 'rcpt';
+    const FIELDS = { rcpt: 'recipient', from: 'sender', ip: 'client IP', messageId: 'Message-ID', subject: 'subject' };
+    const field = (Object.keys(FIELDS) as (keyof typeof FIELDS)[]).find((f) => f === q['field']) ?? 'rcpt';
     const value = q['q']?.trim() || undefined;
     const refusedOnly = q['refused'] === '1';
-    const results = await d.tracking.search(
-      { [field]: value, ...(refusedOnly ? { status: 'refused' as const } : {}), limit: 100 },
-      d.maxResults,
-    );
+    let found: Awaited<ReturnType<typeof d.tracking.page>>;
+    try {
+      found = await d.tracking.page(
+        {
+          [field]: value,
+          ...(refusedOnly ? { status: 'refused' as const } : {}),
+          limit: 100,
+          cursor: q['cursor'] || undefined,
+        },
+        d.maxResults,
+      );
+    } catch (err) {
+      return html(reply, page('Messages', `<p class="error">${esc((err as Error).message)}</p>`), 400);
+    }
+    const results = found.results;
+    const next = found.nextCursor
+      ? `<p><a id="next-page" href="/console/messages?${esc(
+          new URLSearchParams({
+            field,
+            q: value ?? '',
+            ...(refusedOnly ? { refused: '1' } : {}),
+            cursor: found.nextCursor,
+          }).toString(),
+        )}">Next page →</a></p>`
+      : '';
     const rows = results
       .map(
         (
           m,
         ) => `<tr><td><a href="/console/messages/${esc(m.id)}"><code>${esc(m.id)}</code></a></td><td>${esc(m.firstSeen)}</td>
-<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
+<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.subject)}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
       )
       .join('');
-    const form = `<form method="get"><select name="field">${['rcpt', 'from', 'ip']
-      .map(
-        (f) =>
-          `<option value="${f}"${f === field ? ' selected' : ''}>${f === 'rcpt' ? 'recipient' : f === 'from' ? 'sender' : 'client IP'}</option>`,
-      )
+    const form = `<form method="get"><select name="field">${Object.entries(FIELDS)
+      .map(([f, label]) => `<option value="${f}"${f === field ? ' selected' : ''}>${label}</option>`)
       .join(
         '',
       )}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <label><input type="checkbox" name="refused" value="1"${refusedOnly ? ' checked' : ''}> refused during SMTP only</label> <button>Search</button></form><br>`;
@@ -114,7 +133,7 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
       reply,
       page(
         'Messages',
-        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Client</th><th>Status</th></tr>${rows}</table>`,
+        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Subject</th><th>Client</th><th>Status</th></tr>${rows}</table>${next}`,
       ),
     );
   });
@@ -147,7 +166,8 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
           `<tr data-rcpt="${esc(r.rcpt)}"><td>${esc(r.rcpt)}</td><td class="s-${esc(r.status)}">${esc(r.status)}</td><td>${esc(r.at)}</td><td><code>${esc(r.reply ?? '')}</code>${r.remoteHost ? ` <span class="muted">(${esc(r.remoteHost)})</span>` : ''}${r.nextAttemptAt ? ` <span class="muted">next attempt ${esc(r.nextAttemptAt)}</span>` : ''}</td></tr>`,
       )
       .join('');
-    const body = `${actions}<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>Client</b> ${esc(s.clientIp)}
+    const body = `${actions}<p><b>Subject</b> ${esc(s.subject || '—')} · <b>Message-ID</b> <code>${esc(s.messageIdHeader || '—')}</code></p>
+<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>Client</b> ${esc(s.clientIp)}
  · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
 <table id="recipients"><tr><th>Recipient</th><th>Status</th><th>Since</th><th>Last reply</th></tr>${recipients}</table><br>
 <table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;

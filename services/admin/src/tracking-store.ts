@@ -13,6 +13,8 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
  *   trk:idx:time        zset   id by first-seen time (ms)
  *   trk:idx:{rcpt,from,ip}:<value>        zset   id by first-seen time
  *   trk:idx:{rcptdom,fromdom}:<domain>   zset   id by first-seen time (search by "@partner.com")
+ *   trk:idx:mid:<Message-ID header>     zset   id by first-seen time (without <>, lower case)
+ *   trk:idx:word:<subject word>         zset   id by first-seen time (search by subject words, all must match)
  *   trk:idx:refused     zset   SMTP-time refusals (ingress `refused` events: no message was accepted) by time
  * Every key expires after the retention period; index entries older than it are trimmed on each write to the
  * index (and the time index by a periodic sweep), so a busy recipient's index does not grow for ever.
@@ -48,6 +50,10 @@ export interface MessageSummary {
   readonly firstSeen: string;
   readonly updatedAt: string;
   readonly ingressHost: string;
+  /** From the `received` event (ingress reads the header block): empty when the message had none. */
+  readonly subject: string;
+  readonly messageIdHeader: string;
+  readonly size?: number;
 }
 
 export interface SearchQuery {
@@ -57,6 +63,12 @@ export interface SearchQuery {
   readonly from?: string | undefined;
   /** Client IP as ingress saw it. */
   readonly ip?: string | undefined;
+  /** The Message-ID header, with or without <>. */
+  readonly messageId?: string | undefined;
+  /** Words of the Subject; every word must be in it (case-insensitive, whole words). */
+  readonly subject?: string | undefined;
+  /** Opaque, from a previous page's `nextCursor`. */
+  readonly cursor?: string | undefined;
   /** Only `refused` is indexed: SMTP-time refusals. */
   readonly status?: 'refused' | undefined;
   /** Time range (ms since the epoch) of the message's first event. */
@@ -162,6 +174,42 @@ const norm = (s: string) =>
     .toLowerCase()
     .replace(/^<(.*)>$/, '$1');
 
+/** Message-ID index key: `<a@b>` and `a@b` are the same, case-insensitive (as people type them). */
+const midKey = (v: string) => `trk:idx:mid:${norm(v)}`;
+
+/** Subject words for the index: letters and digits, lower case, numbers and words of 2+ characters, at most 30. */
+export function subjectWords(subject: string): string[] {
+  const tokens =
+    subject
+      .normalize('NFKC')
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu) ?? [];
+  const words = tokens.filter((w) => w.length >= 2 || /^\p{N}$/u.test(w));
+  return [...new Set(words.map((w) => w.slice(0, 40)))].slice(0, 30);
+}
+
+export class BadCursorError extends Error {
+  readonly http = 400;
+}
+
+interface Cursor {
+  /** Score (first-seen ms) of the last result returned. */
+  s: number;
+  /** How many results with exactly that score were returned so far (ties continue after them). */
+  k: number;
+}
+
+function decodeCursor(c: string): Cursor {
+  try {
+    const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as Cursor;
+    if (Number.isFinite(v.s) && Number.isInteger(v.k) && v.k >= 0) return v;
+  } catch {
+    // fall through
+  }
+  throw new BadCursorError('malformed cursor');
+}
+const encodeCursor = (c: Cursor) => Buffer.from(JSON.stringify(c)).toString('base64url');
+
 function domainOf(address: string): string | null {
   const a = norm(address);
   const i = a.lastIndexOf('@');
@@ -215,7 +263,20 @@ export class TrackingStore {
     if (added.length) summary['rcptTo'] = JSON.stringify([...known, ...added]);
     if (e.clientIp) summary['clientIp'] = e.clientIp;
     if (e.traceId && !/^0+$/.test(e.traceId)) summary['traceId'] = e.traceId;
-    if (e.type === 'received') summary['ingressHost'] = e.host;
+    const indexes = ['trk:idx:time'];
+    if (e.type === 'received') {
+      summary['ingressHost'] = e.host;
+      const d = e.details ?? {};
+      if (typeof d['size'] === 'number') summary['size'] = String(d['size']);
+      if (typeof d['subject'] === 'string') {
+        summary['subject'] = d['subject'];
+        for (const w of subjectWords(d['subject'])) indexes.push(`trk:idx:word:${w}`);
+      }
+      if (typeof d['messageIdHeader'] === 'string' && d['messageIdHeader']) {
+        summary['messageIdHeader'] = d['messageIdHeader'];
+        indexes.push(midKey(d['messageIdHeader']));
+      }
+    }
     // The message-level status follows the latest message-level event; for events in the same millisecond the more
     // final one wins. A replayed old event compares lower and changes nothing.
     const rank = RANK[e.type] ?? 1;
@@ -243,7 +304,6 @@ export class TrackingStore {
         Object.assign(summary, { updatedAt: new Date(at).toISOString() });
       }
     }
-    const indexes = ['trk:idx:time'];
     if (e.mailFrom !== undefined) {
       indexes.push(`trk:idx:from:${norm(e.mailFrom)}`);
       const d = domainOf(e.mailFrom);
@@ -301,13 +361,28 @@ export class TrackingStore {
    * recipient's own status.
    */
   async search(q: SearchQuery, maxResults: number): Promise<MessageSummary[]> {
+    return (await this.page(q, maxResults)).results;
+  }
+
+  /**
+   * One page of a search, and the cursor of the next one (absent on the last page). The cursor is a position in
+   * the first-seen order (score and ties), so pages neither repeat nor skip entries while new mail arrives.
+   */
+  async page(q: SearchQuery, maxResults: number): Promise<{ results: MessageSummary[]; nextCursor?: string }> {
     const keys: string[] = [];
     if (q.rcpt) keys.push(addressIndex('rcpt', q.rcpt));
     // '<>' is a real query: the null sender (bounces, DSNs).
     if (q.from) keys.push(q.from.trim() === '<>' ? 'trk:idx:from:' : addressIndex('from', q.from));
     if (q.ip) keys.push(`trk:idx:ip:${q.ip.trim()}`);
+    if (q.messageId?.trim()) keys.push(midKey(q.messageId));
+    if (q.subject !== undefined) {
+      const words = subjectWords(q.subject);
+      if (words.length === 0) return { results: [] };
+      for (const w of words) keys.push(`trk:idx:word:${w}`);
+    }
     if (q.status === 'refused') keys.push('trk:idx:refused');
     const limit = Math.max(1, Math.min(q.limit ?? 50, maxResults));
+    const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;
     let key = keys[0] ?? 'trk:idx:time';
     let temp: string | undefined;
     if (keys.length > 1) {
@@ -322,7 +397,28 @@ export class TrackingStore {
     }
     const oneRcpt = q.rcpt && addressIndex('rcpt', q.rcpt).startsWith('trk:idx:rcpt:') ? norm(q.rcpt) : undefined;
     try {
-      const ids = await this.redis.zrevrangebyscore(key, q.until ?? '+inf', q.since ?? '-inf', 'LIMIT', 0, limit);
+      const max = cursor ? Math.min(cursor.s, q.until ?? Infinity) : (q.until ?? '+inf');
+      const skip = cursor && cursor.s === max ? cursor.k : 0;
+      const flat = await this.redis.zrevrangebyscore(
+        key,
+        max === Infinity ? '+inf' : max,
+        q.since ?? '-inf',
+        'WITHSCORES',
+        'LIMIT',
+        skip,
+        limit + 1,
+      );
+      const hits: { id: string; score: number }[] = [];
+      for (let i = 0; i < flat.length; i += 2) hits.push({ id: flat[i]!, score: Number(flat[i + 1]) });
+      const more = hits.length > limit;
+      const pageHits = hits.slice(0, limit);
+      let nextCursor: string | undefined;
+      if (more && pageHits.length) {
+        const last = pageHits[pageHits.length - 1]!.score;
+        const ties = pageHits.filter((h) => h.score === last).length;
+        nextCursor = encodeCursor({ s: last, k: ties + (last === max ? skip : 0) });
+      }
+      const ids = pageHits.map((h) => h.id);
       const p = this.redis.pipeline();
       for (const id of ids) p.hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`);
       const res = (await p.exec()) ?? [];
@@ -335,7 +431,7 @@ export class TrackingStore {
         const mine = oneRcpt ? s.recipients.find((r) => norm(r.rcpt) === oneRcpt) : undefined;
         out.push(mine ? { ...s, status: mine.status } : s);
       });
-      return out;
+      return nextCursor ? { results: out, nextCursor } : { results: out };
     } finally {
       if (temp) await this.redis.del(temp);
     }
@@ -391,5 +487,8 @@ function toSummary(id: string, h: Record<string, string>, rr: Record<string, str
     firstSeen: h['firstSeen'] ?? '',
     updatedAt: h['updatedAt'] ?? '',
     ingressHost: h['ingressHost'] ?? '',
+    subject: h['subject'] ?? '',
+    messageIdHeader: h['messageIdHeader'] ?? '',
+    ...(h['size'] ? { size: Number(h['size']) } : {}),
   };
 }

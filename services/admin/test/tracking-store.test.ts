@@ -198,4 +198,63 @@ describe('tracking store (Redis)', () => {
     for (const k of ['trk:idx:rcpt:v1@foreign.test', 'trk:idx:ip:203.0.113.66', 'trk:idx:time', 'trk:idx:refused'])
       assert.equal(await redis.zscore(k, id), null, `${id} unindexed from ${k}`);
   });
+
+  test('Subject and Message-ID: stored from the received event and searchable; cursor pages neither repeat nor skip', async () => {
+    const s2 = new TrackingStore(redis, 30);
+    const t0 = Date.now() - 60_000;
+    const ids: string[] = [];
+    // Seven messages, three of them in the same millisecond (ties across a page boundary).
+    for (const [i, dt] of [0, 10, 10, 10, 20, 30, 40].entries()) {
+      const id = newMessageId();
+      ids.push(id);
+      await s2.add({
+        type: 'received',
+        messageId: id,
+        at: new Date(t0 + dt).toISOString(),
+        service: 'ingress-smtp',
+        host: 'ingress-0',
+        mailFrom: 'pager@paging.test',
+        rcptTo: ['desk@paging.test'],
+        clientIp: '192.0.2.80',
+        details: {
+          size: 1234,
+          subject: i === 3 ? 'Rechnung März 2026 — Überfällig' : `weekly report ${i}`,
+          messageIdHeader: `<msg-${i}.${id}@Paging.test>`,
+        },
+      });
+    }
+    const all = (await s2.search({ from: 'pager@paging.test', limit: 100 }, 100)).map((m) => m.id);
+    assert.equal(all.length, 7);
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const p = await s2.page({ from: 'pager@paging.test', limit: 2, cursor }, 100);
+      paged.push(...p.results.map((m) => m.id));
+      cursor = p.nextCursor;
+      pages++;
+    } while (cursor);
+    assert.deepEqual(paged, all, 'pages of 2 give the same list as one page of 100');
+    assert.equal(pages, 4);
+    assert.equal(
+      (await s2.page({ from: 'pager@paging.test', limit: 7 }, 100)).nextCursor,
+      undefined,
+      'no empty last page',
+    );
+    await assert.rejects(s2.page({ cursor: 'garbage' }, 10), /malformed cursor/);
+
+    const [byMid] = await s2.search({ messageId: `msg-3.${ids[3]}@paging.test` }, 10);
+    assert.equal(byMid!.id, ids[3], 'Message-ID without <> and in another case');
+    assert.equal(byMid!.subject, 'Rechnung März 2026 — Überfällig');
+    assert.equal(byMid!.messageIdHeader, `<msg-3.${ids[3]}@Paging.test>`);
+    assert.equal(byMid!.size, 1234);
+    assert.deepEqual(
+      (await s2.search({ subject: 'überfällig rechnung' }, 10)).map((m) => m.id),
+      [ids[3]],
+      'every word, any order, any case',
+    );
+    assert.equal((await s2.search({ subject: 'weekly', from: '@paging.test' }, 10)).length, 6);
+    assert.equal((await s2.search({ subject: 'weekly invoice' }, 10)).length, 0);
+    assert.equal((await s2.search({ subject: '—' }, 10)).length, 0, 'no words: nothing, not everything');
+  });
 });

@@ -22,3 +22,4 @@ export { listedReplyText, type ConnectFilter, type ConnectFilterResult } from '.
 export { loadUsers, type UserStore } from './users.js';
 export { createSenderAuthPhase, authSummary, type SenderAuthPhase, type MailFromAuth } from './sender-auth-phase.js';
 export { createRefusalRecorder, type RefusalFacts, type RefusalRecorder } from './refusals.js';
+export { messageFacts, type MessageFacts } from './message-facts.js';

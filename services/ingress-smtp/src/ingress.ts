@@ -50,6 +50,7 @@ import {
 } from './smtp-guard.js';
 import type { UserStore } from './users.js';
 import type { RefusalFacts, RefusalRecorder } from './refusals.js';
+import { messageFacts } from './message-facts.js';
 
 /**
  * The SMTP front door as one composable object: listeners, per-session policy and the durable accept.
@@ -736,6 +737,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         helo,
         ...(session.user ? { authUser: String(session.user) } : {}),
         ...(authed ? { auth: authed.event } : {}),
+        ...messageFacts(body),
       },
     };
     tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': raw.length, 'mailgate.direction': direction });

@@ -99,6 +99,7 @@ describe('durable accept', () => {
     assert.equal(ev.clientIp, '127.0.0.1');
     assert.equal(ev.traceId, env.trace.traceId);
     assert.equal((ev.details as { size: number }).size, msg.raw.length);
+    assert.equal(ev.details?.['subject'], 'hello', 'Subject for tracking search');
   });
 
   it('STARTTLS on the MX listener: TLS facts in envelope and Received', async () => {

@@ -176,9 +176,10 @@ export function createIngress(deps: IngressDeps): Ingress {
   const acceptedCounter = m?.createCounter('mailgate_ingress_messages_accepted', {
     description: 'messages queued (250)',
   });
-  const acceptHist = m?.createHistogram('mailgate_ingress_accept_duration_ms', {
-    description: 'end of DATA to 250 (durable produce), ms',
-    unit: 'ms',
+  const acceptHist = m?.createHistogram('mailgate_ingress_accept_duration_seconds', {
+    description: 'end of DATA to 250 (durable produce), seconds',
+    unit: 's',
+    advice: { explicitBucketBoundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15] },
   });
   type Why = Omit<RefusalFacts, 'reason' | 'listener'>;
   const refused = (reason: string, listener: ListenerKind, why?: Why) => {
@@ -783,7 +784,7 @@ export function createIngress(deps: IngressDeps): Ingress {
     stats.accepted++;
     if (stats.acceptLatencyMs.length < MAX_LATENCY_SAMPLES) stats.acceptLatencyMs.push(ms);
     acceptedCounter?.add(1, { listener: kind, direction });
-    acceptHist?.record(ms, { listener: kind });
+    acceptHist?.record(ms / 1000, { listener: kind });
     log.debug({ id, from: envelope.mailFrom, rcpt: envelope.rcptTo, size: raw.length, ip }, 'message queued');
     endTx(st, 'queued');
     return `2.0.0 Ok: queued as ${id}`;

@@ -14,7 +14,10 @@ describe('search paging, Message-ID and subject', () => {
   const afters: (() => Promise<void>)[] = [];
   const ids: string[] = [];
   before(async () => {
-    env = await startAdminEnv({ after: (fn) => void afters.unshift(fn) }, { tracking: { maxResults: 2 } });
+    env = await startAdminEnv(
+      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
+      { tracking: { maxResults: 2 } },
+    );
     const t0 = Date.now() - 60_000;
     const evs: TrackingEvent[] = [];
     for (let i = 0; i < 5; i++) {

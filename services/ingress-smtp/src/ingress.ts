@@ -367,9 +367,10 @@ export function createIngress(deps: IngressDeps): Ingress {
     if (kind === 'submission' && !session.secure) session.disabledCommands = [...baseDisabled(kind), 'AUTH'];
     const lists = !trusted ? deps.listPhase?.atConnect(ip) : undefined;
     if (lists?.refusal) {
-      refused('ip-blocked', kind);
+      const e = smtpError(lists.refusal.code, lists.refusal.text);
+      refused('ip-blocked', kind, why(st, ip, 'connect', e));
       log.info({ ip }, 'client refused at connect: ip-block list');
-      return cb(smtpError(lists.refusal.code, lists.refusal.text));
+      return cb(e);
     }
     const waits: Promise<Error | null>[] = [];
     if (kind === 'mx' && !trusted && !lists?.skipDnsbl) {
@@ -438,9 +439,13 @@ export function createIngress(deps: IngressDeps): Ingress {
     const trusted = trustedNets.matches(ip);
     const senderBlock = trusted || session.user ? null : deps.listPhase?.atMailFrom(parsed.mailbox?.address ?? '');
     if (senderBlock) {
-      refused('sender-blocked', kind);
+      const e = smtpError(senderBlock.code, senderBlock.text);
+      refused('sender-blocked', kind, {
+        ...why(st, ip, 'mail', e, { session }),
+        mailFrom: parsed.mailbox?.address ?? '',
+      });
       log.info({ ip, from: parsed.mailbox?.address }, 'sender refused: sender-block list');
-      return cb(smtpError(senderBlock.code, senderBlock.text));
+      return cb(e);
     }
     // XCLIENT may have replaced the client address since connect: the new one is checked too.
     if (filter && kind === 'mx' && !trusted && st.filteredIp !== ip) {
@@ -500,7 +505,7 @@ export function createIngress(deps: IngressDeps): Ingress {
       );
       tx.auth = a.state;
       if (a.refuse) {
-        refused('sender-auth', kind);
+        refused('sender-auth', kind, why(st, ip, 'mail', a.refuse, { session }));
         if (st.tx === tx) endTx(st, 'sender-auth');
         return cb(a.refuse);
       }
@@ -571,10 +576,11 @@ export function createIngress(deps: IngressDeps): Ingress {
     }
     if (r.unknown) st.unknownRcpts++;
     if (!r.refusal) return null;
-    refused(r.refusal.reason, kind);
+    const e = smtpError(r.refusal.code, r.refusal.text);
+    refused(r.refusal.reason, kind, why(st, ip, 'rcpt', e, { rcptTo: [address] }));
     // Rejected recipients are part of the transaction's audit record (its trace), though no message exists.
     tx.span.addEvent('recipient.rejected', { rcpt: address, code: r.refusal.code, reason: r.refusal.reason });
-    return smtpError(r.refusal.code, r.refusal.text);
+    return e;
   }
 
   function onData(
@@ -675,7 +681,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         )
       : null;
     if (authed?.refuse) {
-      refused('sender-auth', kind);
+      refused('sender-auth', kind, why(st, ip, 'data', authed.refuse, { session }));
       endTx(st, 'sender-auth');
       throw authed.refuse;
     }

@@ -416,6 +416,7 @@ const schema = {
     }),
     metrics: obj({
       serviceMonitor: obj({ enabled: bool, interval: str({ pattern: '^[0-9]+(ms|s|m|h)$' }), labels: strMap }),
+      prometheusRule: obj({ enabled: bool, labels: strMap }),
     }),
   }),
 };

@@ -23,6 +23,7 @@ const CRD_REQUIRED = {
   'kafka.strimzi.io/v1beta2/KafkaTopic': ['topicName', 'partitions', 'replicas'],
   'cert-manager.io/v1/Certificate': ['secretName', 'dnsNames', 'issuerRef'],
   'monitoring.coreos.com/v1/ServiceMonitor': ['selector', 'endpoints'],
+  'monitoring.coreos.com/v1/PrometheusRule': ['groups'],
 };
 
 const cache = new Map();

@@ -46,6 +46,12 @@ export const devSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Address every service's HTTP port (health, metrics, the admin console and API) binds in `mailgate dev`:
+     * loopback, so a laptop on a café network does not serve its console. It replaces each section's `http.host`
+     * (an explicit MAILGATE__<SECTION>__HTTP__HOST in the environment still wins). `0.0.0.0` exposes them.
+     */
+    httpHost: z.string().min(1).default('127.0.0.1'),
     /** Services to run (default: every installed one). */
     services: z.array(z.string()).optional(),
   })

@@ -58,6 +58,9 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   const cleanups: (() => Promise<unknown>)[] = [];
   const childEnv: NodeJS.ProcessEnv = { ...env };
   if (opts.configFile) childEnv['MAILGATE_CONFIG'] = path.resolve(opts.configFile);
+  for (const section of ['INGRESS', 'DNSBL', 'VIRUS_SCAN', 'ATTACHMENT_POLICY', 'DELIVERY', 'ADMIN']) {
+    childEnv[`MAILGATE__${section}__HTTP__HOST`] ??= dev.httpHost;
+  }
 
   if (dev.broker.dataDir) mkdirSync(dev.broker.dataDir, { recursive: true });
   const broker = await startBroker({

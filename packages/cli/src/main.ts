@@ -30,10 +30,12 @@ Usage:
   mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
   mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
   mailgate lists ls|add|rm [KIND VALUE]        live sender/IP allow and block lists (admin API, audited)
-  mailgate help
+  mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists)
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
 Exit codes: 0 ok, 1 runtime error, 64 usage error, 78 configuration error.`;
+
+const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists']);
 
 /** Exit codes from sysexits(3), so init systems and CI tell a config error from a crash. */
 const EX_USAGE = 64;
@@ -51,13 +53,16 @@ export async function main(argv: string[]): Promise<number | undefined> {
   const args = parseArgs(argv);
   const [cmd, sub] = args.positional;
   const configFile = flagString(args, 'config');
-  if (!cmd || cmd === 'help' || args.flags['help']) {
+  // Commands with options of their own print their own help (`mailgate broker --help`, `mailgate help queue`).
+  if (cmd === 'help' && sub && OWN_HELP.has(sub)) return main([sub, '--help']);
+  if (!cmd || cmd === 'help' || (args.flags['help'] && !OWN_HELP.has(cmd))) {
     console.log(USAGE);
-    return cmd ? 0 : EX_USAGE;
+    // Asking for help succeeds; no command at all is a usage error.
+    return cmd || args.flags['help'] ? 0 : EX_USAGE;
   }
   if (cmd === 'broker') {
-    await runBrokerCli(argv.slice(1));
-    return undefined; // keeps running until a signal
+    const broker = await runBrokerCli(argv.slice(1));
+    return broker ? undefined : 0; // keeps running until a signal; undefined broker = it printed its help
   }
   if (cmd === 'config' && sub === 'check') {
     const sections: Partial<Record<ServiceSection, ZodTypeAny>> = { dev: devSchema };

@@ -31,7 +31,7 @@ export async function runQueue(argv: string[], out: Out = process.stdout, err: O
   const [, cmd, id] = args.positional;
   if (!cmd || args.flags['help']) {
     out.write(QUEUE_USAGE + '\n');
-    return cmd ? 0 : 64;
+    return cmd || args.flags['help'] ? 0 : 64;
   }
   if (cmd !== 'list' && !id) {
     err.write(`queue ${cmd} needs a message id\n`);

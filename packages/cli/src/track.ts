@@ -7,15 +7,19 @@ import { flagString, parseArgs } from './args.js';
  */
 export const TRACK_USAGE = `Usage:
   mailgate trace <message-id> [--json]                      one message's timeline: every service, verdict, delivery reply
-  mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP]
-                 [--since TIME] [--until TIME] [--limit N] [--json]   search (newest first; criteria combine)
+  mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP] [--message-id ID]
+                 [--subject WORDS] [--status refused] [--since TIME] [--until TIME]
+                 [--limit N | --all] [--json]   search (newest first; criteria combine)
 Options:
   --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
   --token TOKEN  API token (default $MAILGATE_ADMIN_TOKEN)
-TIME is ISO 8601 (2026-03-01T10:00:00Z) or milliseconds since the epoch.
+TIME is ISO 8601 (2026-03-01T10:00:00Z) or milliseconds since the epoch. Results come in pages of 200, followed
+up to --limit (default 1000; --all for every one); when more exist it says so on stderr.
 Exit codes: 0 found, 1 nothing found, 64 usage, 69 admin service unreachable, 77 token refused.`;
 
 const EX_NOTFOUND = 1;
+const PAGE = 200;
+const DEFAULT_LIMIT = 1000;
 const EX_USAGE = 64;
 const EX_UNAVAILABLE = 69;
 const EX_NOPERM = 77;
@@ -33,6 +37,8 @@ interface Summary {
   status: string;
   firstSeen: string;
   ingressHost: string;
+  /** Each recipient's own status (older admin services do not send it). */
+  recipients?: { rcpt: string; status: string; at: string; reply?: string; remoteHost?: string }[];
 }
 
 interface Event {
@@ -100,22 +106,28 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
     return EX_USAGE;
   }
   let path: string;
+  let wanted = Infinity;
   try {
     if (positional.length > 1) throw new UsageError('one message id at a time');
     if (positional[0]) {
       path = `/api/v1/messages/${encodeURIComponent(positional[0])}`;
     } else {
       const q = new URLSearchParams();
-      for (const k of ['rcpt', 'from', 'ip', 'limit'] as const) {
+      for (const k of ['rcpt', 'from', 'ip', 'status', 'subject'] as const) {
         const v = flagString(args, k);
         if (v !== undefined) q.set(k, v);
       }
+      const mid = flagString(args, 'message-id');
+      if (mid !== undefined) q.set('messageId', mid);
+      const lim = flagString(args, 'limit');
+      if (lim !== undefined && !/^[1-9]\d*$/.test(lim)) throw new UsageError(`--limit: not a positive number: ${lim}`);
+      if (args.flags['all'] !== true) wanted = lim ? Number(lim) : DEFAULT_LIMIT;
       for (const k of ['since', 'until'] as const) {
         const v = timeParam(flagString(args, k));
         if (v !== undefined) q.set(k, v);
       }
-      if (![...q.keys()].some((k) => k === 'rcpt' || k === 'from' || k === 'ip'))
-        throw new UsageError('give a message id, or --rcpt, --from or --ip');
+      if (!['rcpt', 'from', 'ip', 'status', 'messageId', 'subject'].some((k) => q.has(k)))
+        throw new UsageError('give a message id, or --rcpt, --from, --ip, --message-id, --subject or --status refused');
       path = `/api/v1/messages?${q}`;
     }
   } catch (e) {
@@ -124,30 +136,55 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
     return EX_USAGE;
   }
 
-  let res: Response;
-  try {
-    res = await fetch(base + path, {
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(15_000),
-    });
-  } catch (e) {
-    err.write(
-      `cannot reach the admin service at ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`,
-    );
-    return EX_UNAVAILABLE;
-  }
-  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-  if (res.status === 401 || res.status === 403) {
-    err.write(`the admin service refused the token (${res.status}): ${String(body['message'] ?? '')}\n`);
-    return EX_NOPERM;
-  }
-  if (res.status === 404) {
-    err.write(`${String(body['message'] ?? 'not found')}\n`);
-    return EX_NOTFOUND;
-  }
-  if (!res.ok) {
-    err.write(`admin service error ${res.status}: ${String(body['message'] ?? '')}\n`);
-    return res.status === 400 ? EX_USAGE : EX_UNAVAILABLE;
+  const get = async (p: string): Promise<{ code: number } | { body: Record<string, unknown> }> => {
+    let res: Response;
+    try {
+      res = await fetch(base + p, {
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (e) {
+      err.write(
+        `cannot reach the admin service at ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`,
+      );
+      return { code: EX_UNAVAILABLE };
+    }
+    const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+    if (res.status === 401 || res.status === 403) {
+      err.write(`the admin service refused the token (${res.status}): ${String(body['message'] ?? '')}\n`);
+      return { code: EX_NOPERM };
+    }
+    if (res.status === 404) {
+      err.write(`${String(body['message'] ?? 'not found')}\n`);
+      return { code: EX_NOTFOUND };
+    }
+    if (!res.ok) {
+      err.write(`admin service error ${res.status}: ${String(body['message'] ?? '')}\n`);
+      return { code: res.status === 400 ? EX_USAGE : EX_UNAVAILABLE };
+    }
+    return { body };
+  };
+
+  let body: Record<string, unknown>;
+  if (positional[0]) {
+    const r = await get(path);
+    if ('code' in r) return r.code;
+    body = r.body;
+  } else {
+    // Follow the pages (the API caps a page) up to --limit; say so when more remain rather than stopping silently.
+    const results: unknown[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const size = Math.min(PAGE, wanted - results.length);
+      const r = await get(`${path}&limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      if ('code' in r) return r.code;
+      results.push(...((r.body['results'] as unknown[]) ?? []));
+      cursor = r.body['nextCursor'] as string | undefined;
+      if (!cursor || results.length >= wanted) break;
+    }
+    body = { results, ...(cursor ? { nextCursor: cursor } : {}) };
+    if (cursor)
+      err.write(`more than ${results.length} messages match: narrow the search, or pass --limit N or --all\n`);
   }
   if (asJson) {
     out.write(JSON.stringify(body, null, 2) + '\n');
@@ -161,7 +198,12 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
       [
         `Message   ${s.id}`,
         `From      ${s.mailFrom || '<>'}`,
-        `To        ${s.rcptTo.join(', ')}`,
+        ...(s.recipients?.length
+          ? s.recipients.map(
+              (r, i) =>
+                `${i === 0 ? 'To' : '  '}        ${r.rcpt}  ${r.status}${r.reply ? `  ${r.reply}` : ''}${r.remoteHost ? `  (${r.remoteHost})` : ''}`,
+            )
+          : [`To        ${s.rcptTo.join(', ')}`]),
         `Client    ${s.clientIp}${s.ingressHost ? `  (accepted by ${s.ingressHost})` : ''}`,
         `Status    ${s.status}`,
         `Trace     ${s.traceId || '-'}${body['traceUrl'] ? `  ${String(body['traceUrl'])}` : ''}`,

@@ -53,6 +53,25 @@ test('unknown commands are usage errors (64)', () => {
   assert.match(r.stderr, /unknown command/);
 });
 
+test('help: --help and help exit 0; a command with options prints its own; no command at all is 64', () => {
+  for (const args of [['--help'], ['help']]) {
+    const r = node(args);
+    assert.equal(r.status, 0, args.join(' '));
+    assert.match(r.stdout, /mailgate — cloud-native email security gateway/);
+  }
+  const broker = node(['broker', '--help']);
+  assert.equal(broker.status, 0);
+  assert.match(broker.stdout, /--data-dir/);
+  assert.doesNotMatch(broker.stdout, /cloud-native email security gateway/);
+  const queue = node(['help', 'queue']);
+  assert.equal(queue.status, 0);
+  assert.match(queue.stdout, /mailgate queue <command>/);
+  const track = node(['track', '--help']);
+  assert.equal(track.status, 0);
+  assert.match(track.stdout, /--message-id/);
+  assert.equal(node([]).status, 64);
+});
+
 test('queue list/show against an empty deferred queue', async () => {
   process.env['MAILGATE__REDIS__KEY_PREFIX'] = isolatedRedisPrefix('cli');
   try {

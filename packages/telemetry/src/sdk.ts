@@ -1,5 +1,6 @@
 import { context, metrics, propagation, trace, type Meter, type Tracer } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { startProcessMetrics } from './process-metrics.js';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -66,6 +67,7 @@ let active: {
   dynamic: DynamicSpanProcessor;
   serviceName: string;
   refs: number;
+  stopProcessMetrics: () => void;
 } | null = null;
 
 /**
@@ -75,7 +77,8 @@ let active: {
  */
 export function startTelemetry(opts: TelemetryOptions): Telemetry {
   if (!active) {
-    const prometheus = new PrometheusExporter({ preventServerStart: true });
+    // No otel_scope_name/version label on every series (Prometheus conventions; names are unique already).
+    const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
     const dynamic = new DynamicSpanProcessor();
     dynamic.targets.push(...(opts.spanProcessors ?? []));
     const spanProcessors: SpanProcessor[] = [dynamic];
@@ -107,7 +110,8 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       ),
     });
     sdk.start();
-    active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0 };
+    const stopProcessMetrics = startProcessMetrics(metrics.getMeter('mailgate.process'));
+    active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0, stopProcessMetrics };
   }
   const a = active;
   a.refs++;
@@ -124,6 +128,7 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       a.refs--;
       if (a.refs === 0 && active === a) {
         active = null;
+        a.stopProcessMetrics();
         await a.sdk.shutdown().catch(() => undefined);
         // Unregister the globals too: otherwise a later start in the same process (tests run services one after
         // another) cannot register its providers and every span and metric goes to the shut-down ones.

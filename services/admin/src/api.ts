@@ -71,6 +71,13 @@ function num(v: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
+function statusParam(v: string | undefined): 'refused' | undefined {
+  if (!v) return undefined;
+  if (v !== 'refused')
+    throw Object.assign(new Error(`status=${v.slice(0, 40)}: only status=refused is indexed`), { http: 400 });
+  return v;
+}
+
 /**
  * The admin HTTP API (JSON, under /api/v1). Errors are JSON `{ error, message }` with a 4xx/5xx status; every
  * state-changing call is written to the audit log with the token's name.
@@ -89,18 +96,21 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
 
   app.get('/api/v1/messages', async (req) => {
     const q = req.query as Record<string, string | undefined>;
-    const results = await d.tracking.search(
+    return d.tracking.page(
       {
         rcpt: q['rcpt'] || undefined,
         from: q['from'] || undefined,
         ip: q['ip'] || undefined,
+        messageId: q['messageId'] || undefined,
+        subject: q['subject'] || undefined,
+        status: statusParam(q['status']),
         since: num(q['since']),
         until: num(q['until']),
         limit: num(q['limit']),
+        cursor: q['cursor'] || undefined,
       },
       d.maxResults,
     );
-    return { results };
   });
 
   app.get('/api/v1/messages/:id', async (req, reply) => {

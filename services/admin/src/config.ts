@@ -25,6 +25,8 @@ export const adminSchema = z
       .object({
         /** How long a message's timeline is kept. */
         retentionDays: z.number().positive().default(30),
+        /** How long SMTP-time refusals (relay denied, DNSBL, unknown recipient…) are kept; at most retentionDays. */
+        refusedRetentionDays: z.number().positive().default(7),
         /** Max results per search. */
         maxResults: z.number().int().positive().max(1000).default(200),
       })

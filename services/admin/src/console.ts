@@ -15,7 +15,7 @@ export function esc(v: unknown): string {
 const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
 header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
-.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
+.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered,.s-refused{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
 form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}
 .auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}`;
 
@@ -89,28 +89,53 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
 
   app.get('/console/messages', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
-    const field = q['field'] === 'from' || q['field'] === 'ip' ? q['field'] : 'rcpt';
+    const FIELDS = { rcpt: 'recipient', from: 'sender', ip: 'client IP', messageId: 'Message-ID', subject: 'subject' };
+    const field = (Object.keys(FIELDS) as (keyof typeof FIELDS)[]).find((f) => f === q['field']) ?? 'rcpt';
     const value = q['q']?.trim() || undefined;
-    const results = await d.tracking.search({ [field]: value, limit: 100 }, d.maxResults);
+    const refusedOnly = q['refused'] === '1';
+    let found: Awaited<ReturnType<typeof d.tracking.page>>;
+    try {
+      found = await d.tracking.page(
+        {
+          [field]: value,
+          ...(refusedOnly ? { status: 'refused' as const } : {}),
+          limit: 100,
+          cursor: q['cursor'] || undefined,
+        },
+        d.maxResults,
+      );
+    } catch (err) {
+      return html(reply, page('Messages', `<p class="error">${esc((err as Error).message)}</p>`), 400);
+    }
+    const results = found.results;
+    const next = found.nextCursor
+      ? `<p><a id="next-page" href="/console/messages?${esc(
+          new URLSearchParams({
+            field,
+            q: value ?? '',
+            ...(refusedOnly ? { refused: '1' } : {}),
+            cursor: found.nextCursor,
+          }).toString(),
+        )}">Next page →</a></p>`
+      : '';
     const rows = results
       .map(
         (
           m,
         ) => `<tr><td><a href="/console/messages/${esc(m.id)}"><code>${esc(m.id)}</code></a></td><td>${esc(m.firstSeen)}</td>
-<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
+<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.subject)}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
       )
       .join('');
-    const form = `<form method="get"><select name="field">${['rcpt', 'from', 'ip']
-      .map(
-        (f) =>
-          `<option value="${f}"${f === field ? ' selected' : ''}>${f === 'rcpt' ? 'recipient' : f === 'from' ? 'sender' : 'client IP'}</option>`,
-      )
-      .join('')}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <button>Search</button></form><br>`;
+    const form = `<form method="get"><select name="field">${Object.entries(FIELDS)
+      .map(([f, label]) => `<option value="${f}"${f === field ? ' selected' : ''}>${label}</option>`)
+      .join(
+        '',
+      )}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <label><input type="checkbox" name="refused" value="1"${refusedOnly ? ' checked' : ''}> refused during SMTP only</label> <button>Search</button></form><br>`;
     return html(
       reply,
       page(
         'Messages',
-        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Client</th><th>Status</th></tr>${rows}</table>`,
+        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Subject</th><th>Client</th><th>Status</th></tr>${rows}</table>${next}`,
       ),
     );
   });
@@ -137,9 +162,17 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
 <button id="release" name="recheck" value="false">Release</button> <button id="release-recheck" name="recheck" value="true">Release &amp; re-check</button></form>
 <form class="inline" method="post" action="/console/quarantine/${esc(id)}/delete"><button id="delete">Delete</button></form>`
       : '';
-    const body = `${actions}<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>To</b> ${esc(s.rcptTo.join(', '))} · <b>Client</b> ${esc(s.clientIp)}
+    const recipients = s.recipients
+      .map(
+        (r) =>
+          `<tr data-rcpt="${esc(r.rcpt)}"><td>${esc(r.rcpt)}</td><td class="s-${esc(r.status)}">${esc(r.status)}</td><td>${esc(r.at)}</td><td><code>${esc(r.reply ?? '')}</code>${r.remoteHost ? ` <span class="muted">(${esc(r.remoteHost)})</span>` : ''}${r.nextAttemptAt ? ` <span class="muted">next attempt ${esc(r.nextAttemptAt)}</span>` : ''}</td></tr>`,
+      )
+      .join('');
+    const body = `${actions}<p><b>Subject</b> ${esc(s.subject || '—')} · <b>Message-ID</b> <code>${esc(s.messageIdHeader || '—')}</code></p>
+<p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>Client</b> ${esc(s.clientIp)}
  · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
 ${senderAuthPanel(m.events, esc)}
+<table id="recipients"><tr><th>Recipient</th><th>Status</th><th>Since</th><th>Last reply</th></tr>${recipients}</table><br>
 <table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;
     return html(reply, page(`Message ${id}`, body));
   });

@@ -19,12 +19,17 @@ export const OPENAPI = {
     '/api/v1/messages': {
       get: {
         summary: 'Search tracked messages (newest first)',
-        parameters: ['rcpt', 'from', 'ip', 'since', 'until', 'limit'].map((name) => ({
-          name,
-          in: 'query',
-          schema: { type: 'string' },
-        })),
-        responses: { '200': ok('{ results: MessageSummary[] }'), ...errors },
+        parameters: ['rcpt', 'from', 'ip', 'messageId', 'subject', 'status', 'since', 'until', 'limit', 'cursor'].map(
+          (name) => ({
+            name,
+            in: 'query',
+            schema: { type: 'string' },
+          }),
+        ),
+        responses: {
+          '200': ok('{ results: MessageSummary[], nextCursor?: string } (pass nextCursor as cursor for the next page)'),
+          ...errors,
+        },
       },
     },
     '/api/v1/messages/{id}': {

@@ -47,7 +47,7 @@ export function createAdminService(
       const kadmin = kafka.admin();
       await kadmin.connect();
 
-      const tracking = new TrackingStore(redis, cfg.tracking.retentionDays);
+      const tracking = new TrackingStore(redis, cfg.tracking.retentionDays, cfg.tracking.refusedRetentionDays);
       const quarantine = new QuarantineStore(redis, cfg.quarantine.retentionDays);
       const audit = new AuditLog(redis, log);
       const events = new TopicIngest(kafka, {

@@ -5,25 +5,55 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
 /**
  * The message tracking store: every tracking event, indexed so "where is the mail from bob@partner.com sent at
  * 10:02?" is one query. Redis layout (under the configured key prefix):
- *   trk:msg:<id>        hash   summary (sender, recipients, client IP, trace id, status, times)
+ *   trk:msg:<id>        hash   summary (sender, recipients, client IP, trace id, message-level status, times)
+ *   trk:rcpt:<id>       hash   recipient → that recipient's own status (delivered / deferred / bounced / deleted
+ *                              from the delivery queue: the events that name a subset of the recipients)
  *   trk:ev:<id>         hash   event digest → event JSON (events are at-least-once: a redelivered event lands on
  *                              the same field, so every write is idempotent and one MULTI stores an event whole)
  *   trk:idx:time        zset   id by first-seen time (ms)
  *   trk:idx:{rcpt,from,ip}:<value>        zset   id by first-seen time
  *   trk:idx:{rcptdom,fromdom}:<domain>   zset   id by first-seen time (search by "@partner.com")
+ *   trk:idx:mid:<Message-ID header>     zset   id by first-seen time (without <>, lower case)
+ *   trk:idx:word:<subject word>         zset   id by first-seen time (search by subject words, all must match)
+ *   trk:idx:refused     zset   SMTP-time refusals (ingress `refused` events: no message was accepted) by time
  * Every key expires after the retention period; index entries older than it are trimmed on each write to the
  * index (and the time index by a periodic sweep), so a busy recipient's index does not grow for ever.
+ * Refusals have their own, shorter retention (a spam run makes many): each refusal entry remembers the index keys
+ * it was added to (`idx` field), and the sweep removes entries older than the refusal retention from all of them.
  */
+/** One recipient's own status: what the delivery attempts said for it (or the message's status before them). */
+export interface RecipientStatus {
+  readonly rcpt: string;
+  readonly status: string;
+  /** When this status was reached (ISO). */
+  readonly at: string;
+  /** The remote reply (delivered, bounced) or the last temporary error (deferred). */
+  readonly reply?: string;
+  readonly remoteHost?: string;
+  readonly attempt?: number;
+  readonly nextAttemptAt?: string;
+}
+
 export interface MessageSummary {
   readonly id: string;
   readonly mailFrom: string;
   readonly rcptTo: string[];
   readonly clientIp: string;
   readonly traceId: string;
+  /**
+   * The message's status: the recipients' common status, `partially-delivered` when some were delivered and
+   * others not (yet), else the least final of them. In a search by one recipient address, that recipient's status.
+   */
   readonly status: string;
+  /** Each recipient's own status, in envelope order. */
+  readonly recipients: RecipientStatus[];
   readonly firstSeen: string;
   readonly updatedAt: string;
   readonly ingressHost: string;
+  /** From the `received` event (ingress reads the header block): empty when the message had none. */
+  readonly subject: string;
+  readonly messageIdHeader: string;
+  readonly size?: number;
 }
 
 export interface SearchQuery {
@@ -33,6 +63,14 @@ export interface SearchQuery {
   readonly from?: string | undefined;
   /** Client IP as ingress saw it. */
   readonly ip?: string | undefined;
+  /** The Message-ID header, with or without <>. */
+  readonly messageId?: string | undefined;
+  /** Words of the Subject; every word must be in it (case-insensitive, whole words). */
+  readonly subject?: string | undefined;
+  /** Opaque, from a previous page's `nextCursor`. */
+  readonly cursor?: string | undefined;
+  /** Only `refused` is indexed: SMTP-time refusals. */
+  readonly status?: 'refused' | undefined;
   /** Time range (ms since the epoch) of the message's first event. */
   readonly since?: number | undefined;
   readonly until?: number | undefined;
@@ -68,6 +106,60 @@ const RANK: Partial<Record<TrackingEventType, number>> = {
   deleted: 5,
 };
 
+/**
+ * Events about some recipients only: a delivery attempt's outcome per destination, or a delete from the delivery
+ * queue (its pending recipients). Their `rcptTo` is that subset; every other event is about the whole message.
+ * The events of one attempt share a timestamp (one stage outcome, packages/bus/src/runner.ts), so a recipient's
+ * status is kept per recipient and never decided by a tie-break between a@'s deferral and b@'s delivery.
+ */
+function isPerRecipient(e: TrackingEvent): boolean {
+  if (e.type === 'delivered' || e.type === 'deferred' || e.type === 'bounced') return true;
+  return e.type === 'deleted' && e.details?.['from'] === 'delivery-queue';
+}
+
+/** `dsn-generated` names the DSN's recipient (our sender): a note on the timeline, not a status or a recipient. */
+const NOTE_ONLY: ReadonlySet<TrackingEventType> = new Set(['dsn-generated']);
+
+interface RcptRecord {
+  status: string;
+  atMs: number;
+  rank: number;
+  reply?: string;
+  remoteHost?: string;
+  attempt?: number;
+  nextAttemptAt?: string;
+}
+
+function rcptRecord(e: TrackingEvent, rcpt: string, at: number): RcptRecord {
+  const d = e.details ?? {};
+  const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+  const replies = d['replies'] as Record<string, unknown> | undefined;
+  const reply = str(d['reply']) ?? str(d['reason']) ?? str(replies?.[rcpt]);
+  const remoteHost = str(d['remoteHost']);
+  const r: RcptRecord = { status: statusOf(e), atMs: at, rank: RANK[e.type] ?? 1 };
+  if (reply) r.reply = reply;
+  if (remoteHost) r.remoteHost = remoteHost;
+  if (typeof d['attempt'] === 'number') r.attempt = d['attempt'];
+  const next = str(d['nextAttemptAt']);
+  if (next) r.nextAttemptAt = next;
+  return r;
+}
+
+/** Newer wins; in the same millisecond the more final one. */
+const newer = (a: { atMs: number; rank: number }, b: { atMs: number; rank: number } | undefined) =>
+  !b || a.atMs > b.atMs || (a.atMs === b.atMs && a.rank >= b.rank);
+
+const PENDING_ORDER = ['in-pipeline', 'held', 'deferred', 'quarantined', 'dead-lettered', 'bounced', 'deleted'];
+
+/** The message's status from its recipients' statuses (see MessageSummary.status). */
+export function aggregateStatus(statuses: readonly string[], fallback: string): string {
+  const set = new Set(statuses);
+  if (set.size === 0) return fallback;
+  if (set.size === 1) return statuses[0]!;
+  if (set.has('delivered')) return 'partially-delivered';
+  return PENDING_ORDER.find((s) => set.has(s)) ?? statuses[0]!;
+}
+
 function statusOf(e: TrackingEvent): string {
   if (e.type === 'stage') {
     const kind = (e.details?.['verdict'] as { kind?: string } | undefined)?.kind;
@@ -81,6 +173,42 @@ const norm = (s: string) =>
     .trim()
     .toLowerCase()
     .replace(/^<(.*)>$/, '$1');
+
+/** Message-ID index key: `<a@b>` and `a@b` are the same, case-insensitive (as people type them). */
+const midKey = (v: string) => `trk:idx:mid:${norm(v)}`;
+
+/** Subject words for the index: letters and digits, lower case, numbers and words of 2+ characters, at most 30. */
+export function subjectWords(subject: string): string[] {
+  const tokens =
+    subject
+      .normalize('NFKC')
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu) ?? [];
+  const words = tokens.filter((w) => w.length >= 2 || /^\p{N}$/u.test(w));
+  return [...new Set(words.map((w) => w.slice(0, 40)))].slice(0, 30);
+}
+
+export class BadCursorError extends Error {
+  readonly http = 400;
+}
+
+interface Cursor {
+  /** Score (first-seen ms) of the last result returned. */
+  s: number;
+  /** How many results with exactly that score were returned so far (ties continue after them). */
+  k: number;
+}
+
+function decodeCursor(c: string): Cursor {
+  try {
+    const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as Cursor;
+    if (Number.isFinite(v.s) && Number.isInteger(v.k) && v.k >= 0) return v;
+  } catch {
+    // fall through
+  }
+  throw new BadCursorError('malformed cursor');
+}
+const encodeCursor = (c: Cursor) => Buffer.from(JSON.stringify(c)).toString('base64url');
 
 function domainOf(address: string): string | null {
   const a = norm(address);
@@ -98,12 +226,15 @@ function addressIndex(field: 'rcpt' | 'from', q: string): string {
 
 export class TrackingStore {
   private readonly ttlSeconds: number;
+  private readonly refusedTtlSeconds: number;
 
   constructor(
     private readonly redis: Redis,
     retentionDays: number,
+    refusedRetentionDays = retentionDays,
   ) {
     this.ttlSeconds = Math.ceil(retentionDays * 86400);
+    this.refusedTtlSeconds = Math.ceil(Math.min(refusedRetentionDays, retentionDays) * 86400);
   }
 
   /** Store one event (idempotent: storing the same event twice changes nothing). */
@@ -113,19 +244,47 @@ export class TrackingStore {
     const digest = createHash('sha1').update(json).digest('base64url');
     const at = Date.parse(e.at) || Date.now();
     const key = `trk:msg:${id}`;
-    const [prevFirst, prevAt, prevRank] = await this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank');
+    const perRcpt = isPerRecipient(e);
+    const note = NOTE_ONLY.has(e.type);
+    const rcpts = note ? [] : (e.rcptTo ?? []);
+    const refusal = e.type === 'refused';
+    const [[prevFirst, prevAt, prevRank, prevRcpts, prevIdx], prevRcptRecs] = await Promise.all([
+      this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank', 'rcptTo', 'idx'),
+      perRcpt && rcpts.length ? this.redis.hmget(`trk:rcpt:${id}`, ...rcpts.map(norm)) : Promise.resolve([]),
+    ]);
     // The message's time is its earliest event (events of one message can arrive slightly out of order).
     const first = prevFirst ? Math.min(Number(prevFirst), at) : at;
     const summary: Record<string, string> = { firstSeenMs: String(first), firstSeen: new Date(first).toISOString() };
     if (e.mailFrom !== undefined) summary['mailFrom'] = e.mailFrom;
-    if (e.rcptTo?.length) summary['rcptTo'] = JSON.stringify(e.rcptTo);
+    // Recipients are the union of what the events named (a per-recipient event names a subset; never shrink).
+    const known = prevRcpts ? (JSON.parse(prevRcpts) as string[]) : [];
+    const seen = new Set(known.map(norm));
+    const added = rcpts.filter((r) => !seen.has(norm(r)) && seen.add(norm(r)));
+    if (added.length) summary['rcptTo'] = JSON.stringify([...known, ...added]);
     if (e.clientIp) summary['clientIp'] = e.clientIp;
     if (e.traceId && !/^0+$/.test(e.traceId)) summary['traceId'] = e.traceId;
-    if (e.type === 'received') summary['ingressHost'] = e.host;
-    // Status follows the latest event; for events in the same millisecond the more final one wins. A replayed
-    // old event compares lower and changes nothing.
+    const indexes = ['trk:idx:time'];
+    if (e.type === 'received') {
+      summary['ingressHost'] = e.host;
+      const d = e.details ?? {};
+      if (typeof d['size'] === 'number') summary['size'] = String(d['size']);
+      if (typeof d['subject'] === 'string') {
+        summary['subject'] = d['subject'];
+        for (const w of subjectWords(d['subject'])) indexes.push(`trk:idx:word:${w}`);
+      }
+      if (typeof d['messageIdHeader'] === 'string' && d['messageIdHeader']) {
+        summary['messageIdHeader'] = d['messageIdHeader'];
+        indexes.push(midKey(d['messageIdHeader']));
+      }
+    }
+    // The message-level status follows the latest message-level event; for events in the same millisecond the more
+    // final one wins. A replayed old event compares lower and changes nothing.
     const rank = RANK[e.type] ?? 1;
-    if (!prevAt || at > Number(prevAt) || (at === Number(prevAt) && rank >= Number(prevRank ?? 0))) {
+    if (
+      !perRcpt &&
+      !note &&
+      newer({ atMs: at, rank }, prevAt ? { atMs: Number(prevAt), rank: Number(prevRank ?? 0) } : undefined)
+    ) {
       Object.assign(summary, {
         status: statusOf(e),
         updatedAt: new Date(at).toISOString(),
@@ -133,24 +292,46 @@ export class TrackingStore {
         rank: String(rank),
       });
     }
-    const indexes = ['trk:idx:time'];
+    const rcptUpdates: Record<string, string> = {};
+    if (perRcpt) {
+      rcpts.forEach((r, i) => {
+        const rec = rcptRecord(e, r, at);
+        const prev = prevRcptRecs[i] ? (JSON.parse(prevRcptRecs[i]!) as RcptRecord) : undefined;
+        if (newer(rec, prev)) rcptUpdates[norm(r)] = JSON.stringify(rec);
+      });
+      if (Object.keys(rcptUpdates).length && (!prevAt || at > Number(prevAt))) {
+        // updatedAt is the time of the latest news about the message, whoever it was about.
+        Object.assign(summary, { updatedAt: new Date(at).toISOString() });
+      }
+    }
     if (e.mailFrom !== undefined) {
       indexes.push(`trk:idx:from:${norm(e.mailFrom)}`);
       const d = domainOf(e.mailFrom);
       if (d) indexes.push(`trk:idx:fromdom:${d}`);
     }
-    for (const r of e.rcptTo ?? []) {
+    for (const r of rcpts) {
       indexes.push(`trk:idx:rcpt:${norm(r)}`);
       const d = domainOf(r);
       if (d) indexes.push(`trk:idx:rcptdom:${d}`);
     }
     if (e.clientIp) indexes.push(`trk:idx:ip:${e.clientIp}`);
+    // A refusal entry's keys outlive its retention by a day: the sweep needs its `idx` list to unindex it.
+    const ttl = refusal ? this.refusedTtlSeconds + 86400 : this.ttlSeconds;
+    if (refusal) {
+      indexes.push('trk:idx:refused');
+      const all = new Set([...(prevIdx ? (JSON.parse(prevIdx) as string[]) : []), ...indexes]);
+      summary['idx'] = JSON.stringify([...all]);
+    }
     const horizon = Date.now() - this.ttlSeconds * 1000;
     const m = this.redis.multi();
     m.hset(`trk:ev:${id}`, digest, json);
-    m.expire(`trk:ev:${id}`, this.ttlSeconds);
+    m.expire(`trk:ev:${id}`, ttl);
     m.hset(key, summary);
-    m.expire(key, this.ttlSeconds);
+    m.expire(key, ttl);
+    if (Object.keys(rcptUpdates).length) {
+      m.hset(`trk:rcpt:${id}`, rcptUpdates);
+      m.expire(`trk:rcpt:${id}`, ttl);
+    }
     for (const idx of new Set(indexes)) {
       m.zadd(idx, first, id);
       if (idx !== 'trk:idx:time') {
@@ -162,25 +343,46 @@ export class TrackingStore {
   }
 
   async get(id: string): Promise<{ summary: MessageSummary; events: TrackingEvent[] } | null> {
-    const [h, evs] = await Promise.all([this.redis.hgetall(`trk:msg:${id}`), this.redis.hvals(`trk:ev:${id}`)]);
+    const [h, evs, rr] = await Promise.all([
+      this.redis.hgetall(`trk:msg:${id}`),
+      this.redis.hvals(`trk:ev:${id}`),
+      this.redis.hgetall(`trk:rcpt:${id}`),
+    ]);
     if (!h || Object.keys(h).length === 0) return null;
     const events = evs
       .map((s) => JSON.parse(s) as TrackingEvent)
       .sort((a, b) => a.at.localeCompare(b.at) || (RANK[a.type] ?? 1) - (RANK[b.type] ?? 1));
-    return { summary: toSummary(id, h), events };
+    return { summary: toSummary(id, h, rr), events };
   }
 
   /**
    * Newest first. Criteria combine (AND). An address searches that exact address; `@domain` (or a bare domain)
-   * searches every address of the domain.
+   * searches every address of the domain. Searching one recipient address, each result's `status` is that
+   * recipient's own status.
    */
   async search(q: SearchQuery, maxResults: number): Promise<MessageSummary[]> {
+    return (await this.page(q, maxResults)).results;
+  }
+
+  /**
+   * One page of a search, and the cursor of the next one (absent on the last page). The cursor is a position in
+   * the first-seen order (score and ties), so pages neither repeat nor skip entries while new mail arrives.
+   */
+  async page(q: SearchQuery, maxResults: number): Promise<{ results: MessageSummary[]; nextCursor?: string }> {
     const keys: string[] = [];
     if (q.rcpt) keys.push(addressIndex('rcpt', q.rcpt));
     // '<>' is a real query: the null sender (bounces, DSNs).
     if (q.from) keys.push(q.from.trim() === '<>' ? 'trk:idx:from:' : addressIndex('from', q.from));
     if (q.ip) keys.push(`trk:idx:ip:${q.ip.trim()}`);
+    if (q.messageId?.trim()) keys.push(midKey(q.messageId));
+    if (q.subject !== undefined) {
+      const words = subjectWords(q.subject);
+      if (words.length === 0) return { results: [] };
+      for (const w of words) keys.push(`trk:idx:word:${w}`);
+    }
+    if (q.status === 'refused') keys.push('trk:idx:refused');
     const limit = Math.max(1, Math.min(q.limit ?? 50, maxResults));
+    const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;
     let key = keys[0] ?? 'trk:idx:time';
     let temp: string | undefined;
     if (keys.length > 1) {
@@ -193,33 +395,100 @@ export class TrackingStore {
         .exec();
       key = temp;
     }
+    const oneRcpt = q.rcpt && addressIndex('rcpt', q.rcpt).startsWith('trk:idx:rcpt:') ? norm(q.rcpt) : undefined;
     try {
-      const ids = await this.redis.zrevrangebyscore(key, q.until ?? '+inf', q.since ?? '-inf', 'LIMIT', 0, limit);
+      const max = cursor ? Math.min(cursor.s, q.until ?? Infinity) : (q.until ?? '+inf');
+      const skip = cursor && cursor.s === max ? cursor.k : 0;
+      const flat = await this.redis.zrevrangebyscore(
+        key,
+        max === Infinity ? '+inf' : max,
+        q.since ?? '-inf',
+        'WITHSCORES',
+        'LIMIT',
+        skip,
+        limit + 1,
+      );
+      const hits: { id: string; score: number }[] = [];
+      for (let i = 0; i < flat.length; i += 2) hits.push({ id: flat[i]!, score: Number(flat[i + 1]) });
+      const more = hits.length > limit;
+      const pageHits = hits.slice(0, limit);
+      let nextCursor: string | undefined;
+      if (more && pageHits.length) {
+        const last = pageHits[pageHits.length - 1]!.score;
+        const ties = pageHits.filter((h) => h.score === last).length;
+        nextCursor = encodeCursor({ s: last, k: ties + (last === max ? skip : 0) });
+      }
+      const ids = pageHits.map((h) => h.id);
       const p = this.redis.pipeline();
-      for (const id of ids) p.hgetall(`trk:msg:${id}`);
-      const rows = ((await p.exec()) ?? []).map(([, h], i) => [ids[i]!, h as Record<string, string>] as const);
-      return rows.filter(([, h]) => h && Object.keys(h).length > 0).map(([id, h]) => toSummary(id, h));
+      for (const id of ids) p.hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`);
+      const res = (await p.exec()) ?? [];
+      const out: MessageSummary[] = [];
+      ids.forEach((id, i) => {
+        const h = res[2 * i]?.[1] as Record<string, string> | undefined;
+        const rr = res[2 * i + 1]?.[1] as Record<string, string> | undefined;
+        if (!h || Object.keys(h).length === 0) return;
+        const s = toSummary(id, h, rr ?? {});
+        const mine = oneRcpt ? s.recipients.find((r) => norm(r.rcpt) === oneRcpt) : undefined;
+        out.push(mine ? { ...s, status: mine.status } : s);
+      });
+      return nextCursor ? { results: out, nextCursor } : { results: out };
     } finally {
       if (temp) await this.redis.del(temp);
     }
   }
 
-  /** Drop index entries older than the retention (the per-message keys expire by themselves). */
+  /**
+   * Drop index entries older than the retention (the per-message keys expire by themselves), and refusal entries
+   * older than the refusal retention from every index they are in. Returns how many entries went.
+   */
   async sweep(now = Date.now()): Promise<number> {
-    return this.redis.zremrangebyscore('trk:idx:time', '-inf', now - this.ttlSeconds * 1000);
+    let n = await this.redis.zremrangebyscore('trk:idx:time', '-inf', now - this.ttlSeconds * 1000);
+    const horizon = now - this.refusedTtlSeconds * 1000;
+    for (;;) {
+      const ids = await this.redis.zrangebyscore('trk:idx:refused', '-inf', horizon, 'LIMIT', 0, 500);
+      if (ids.length === 0) return n;
+      const p = this.redis.pipeline();
+      for (const id of ids) p.hget(`trk:msg:${id}`, 'idx');
+      const idx = ((await p.exec()) ?? []).map(([, v]) => (v ? (JSON.parse(v as string) as string[]) : []));
+      const m = this.redis.multi();
+      ids.forEach((id, i) => {
+        for (const k of new Set([...idx[i]!, 'trk:idx:time', 'trk:idx:refused'])) m.zrem(k, id);
+        m.del(`trk:msg:${id}`, `trk:ev:${id}`, `trk:rcpt:${id}`);
+      });
+      await m.exec();
+      n += ids.length;
+    }
   }
 }
 
-function toSummary(id: string, h: Record<string, string>): MessageSummary {
+function toSummary(id: string, h: Record<string, string>, rr: Record<string, string>): MessageSummary {
+  const rcptTo = h['rcptTo'] ? (JSON.parse(h['rcptTo']) as string[]) : [];
+  const msgStatus = h['status'] ?? 'unknown';
+  const msgAt = { atMs: Number(h['updatedAtMs'] ?? 0), rank: Number(h['rank'] ?? 0) };
+  const recipients = rcptTo.map((rcpt): RecipientStatus => {
+    const raw = rr[norm(rcpt)];
+    const rec = raw ? (JSON.parse(raw) as RcptRecord) : undefined;
+    // A message-level event after the recipient's own (a release, a quarantine on recheck) speaks for it again.
+    if (!rec || !newer(rec, msgAt)) return { rcpt, status: msgStatus, at: h['updatedAt'] ?? '' };
+    const { atMs, rank: _rank, ...rest } = rec;
+    return { rcpt, ...rest, at: new Date(atMs).toISOString() };
+  });
   return {
     id,
     mailFrom: h['mailFrom'] ?? '',
-    rcptTo: h['rcptTo'] ? (JSON.parse(h['rcptTo']) as string[]) : [],
+    rcptTo,
     clientIp: h['clientIp'] ?? '',
     traceId: h['traceId'] ?? '',
-    status: h['status'] ?? 'unknown',
+    status: aggregateStatus(
+      recipients.map((r) => r.status),
+      msgStatus,
+    ),
+    recipients,
     firstSeen: h['firstSeen'] ?? '',
     updatedAt: h['updatedAt'] ?? '',
     ingressHost: h['ingressHost'] ?? '',
+    subject: h['subject'] ?? '',
+    messageIdHeader: h['messageIdHeader'] ?? '',
+    ...(h['size'] ? { size: Number(h['size']) } : {}),
   };
 }

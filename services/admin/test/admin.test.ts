@@ -1,14 +1,7 @@
 // The admin service against real kafka-lite and Redis: tracking, search, quarantine release/delete, auth, audit.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  decodeMessage,
-  inputTopicOf,
-  nextStage,
-  RECORD_HEADERS,
-  TOPICS,
-  type TrackingEvent,
-} from '@mailgate/contracts';
+import { decodeMessage, RECORD_HEADERS, TOPICS, type TrackingEvent } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import { runTrack } from '../../../packages/cli/src/track.js';
 import {
@@ -312,10 +305,8 @@ describe('admin service', () => {
     const codes = rs.map((r) => r.status).sort();
     assert.equal(codes[0], 200, String(codes));
     assert.ok(codes[1] === 409 || codes[1] === 404, String(codes));
-    // A release continues at the stage after the one that quarantined (spam-check follows attachment-policy);
-    // nothing else is produced to that topic in this suite.
-    const afterPolicy = nextStage('attachment-policy');
-    const recs = await env.readTopic(afterPolicy ? inputTopicOf(afterPolicy) : TOPICS.deliverable, 1);
+    // As is = to the input of the stage after attachment-policy (spam-check); nothing else is produced to it here.
+    const recs = await env.readTopic(TOPICS.policyChecked, 1);
     assert.equal(recs.filter((r) => r.key?.toString() === x.msg.envelope.id).length, 1, 'produced once');
   });
 
@@ -393,6 +384,72 @@ describe('admin service', () => {
       await runTrack(['trace', id, '--url', 'http://127.0.0.1:1', '--token', READ_TOKEN], capture(), capture()),
       69,
     );
+  });
+
+  test('two recipients, a@ deferred and b@ delivered: each status in the API, the search, the CLI and the console', async () => {
+    const m = quarantinedMessage({ from: 'dave@partner.test', to: 'a@multi.test', ip: '192.0.2.44' });
+    const e = m.msg.envelope;
+    const base = {
+      messageId: e.id,
+      traceId: m.traceId,
+      mailFrom: e.mailFrom,
+      rcptTo: ['a@multi.test', 'b@multi.test'],
+      clientIp: e.session.clientIp,
+      service: 'delivery' as const,
+      host: 'delivery-0',
+    };
+    const t0 = Date.parse(e.receivedAt);
+    const at = new Date(t0 + 30).toISOString(); // one stage outcome: one timestamp (runner.route)
+    await env.events([
+      { ...base, type: 'received', at: e.receivedAt, service: 'ingress-smtp', host: 'ingress-0' },
+      { ...base, type: 'stage', at, details: { stage: 'delivery', verdict: { kind: 'pass' } } },
+      {
+        ...base,
+        type: 'delivered',
+        at,
+        rcptTo: ['b@multi.test'],
+        details: { remoteHost: 'mx.multi.test', reply: '250 2.0.0 Ok: queued as BB', destination: 'multi.test' },
+      },
+      {
+        ...base,
+        type: 'deferred',
+        at,
+        rcptTo: ['a@multi.test'],
+        details: { destination: 'multi.test', reason: '451 4.2.1 try later', remoteHost: 'mx.multi.test' },
+      },
+    ]);
+    const tl = await waitTimeline(e.id, (evs) => evs.length === 4);
+    assert.equal(tl['summary']['status'], 'partially-delivered');
+    assert.deepEqual(
+      (tl['summary']['recipients'] as Json[]).map((r) => [r['rcpt'], r['status'], r['reply']]),
+      [
+        ['a@multi.test', 'deferred', '451 4.2.1 try later'],
+        ['b@multi.test', 'delivered', '250 2.0.0 Ok: queued as BB'],
+      ],
+    );
+    const statusFor = async (rcpt: string) =>
+      ((await json(`/api/v1/messages?rcpt=${encodeURIComponent(rcpt)}`)).results as Json[])[0]!['status'];
+    assert.equal(await statusFor('a@multi.test'), 'deferred');
+    assert.equal(await statusFor('b@multi.test'), 'delivered');
+    assert.equal(
+      (await env.api('/api/v1/messages?status=delivered')).status,
+      400,
+      'only refusals are indexed by status',
+    );
+
+    const out: string[] = [];
+    const code = await runTrack(
+      ['trace', e.id, '--url', env.url, '--token', READ_TOKEN],
+      { write: (s: string) => out.push(s) },
+      { write: () => undefined },
+    );
+    assert.equal(code, 0);
+    assert.match(out.join(''), /To\s+a@multi\.test\s+deferred\s+451 4\.2\.1 try later/);
+    assert.match(out.join(''), /\s+b@multi\.test\s+delivered\s+250 2\.0\.0 Ok: queued as BB\s+\(mx\.multi\.test\)/);
+
+    const page = await (await env.api(`/console/messages/${e.id}`)).text();
+    assert.match(page, /<tr data-rcpt="a@multi.test"><td>a@multi.test<\/td><td class="s-deferred">deferred<\/td>/);
+    assert.match(page, /<tr data-rcpt="b@multi.test"><td>b@multi.test<\/td><td class="s-delivered">delivered<\/td>/);
   });
 
   test('deferred endpoints read the delivery queue (opened from the delivery section); unknown ids are 404', async () => {

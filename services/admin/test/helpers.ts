@@ -41,7 +41,10 @@ export interface AdminEnv {
  * kafka-lite on a free port, the shared Redis with a unique key prefix (removed afterwards) and the admin service
  * with two tokens: alice (admin) and bob (read-only).
  */
-export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise<void>) => void }): Promise<AdminEnv> {
+export async function startAdminEnv(
+  t: TestContext | { after: (fn: () => Promise<void>) => void },
+  opts: { tracking?: Record<string, unknown> } = {},
+): Promise<AdminEnv> {
   const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
   t.after(() => broker.close());
   const keyPrefix = isolatedRedisPrefix('mgadmin');
@@ -67,6 +70,7 @@ export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise
           { name: 'bob', token: READ_TOKEN, role: 'read' },
         ],
         traceUiUrl: TRACE_UI,
+        ...(opts.tracking ? { tracking: opts.tracking } : {}),
       },
     },
     httpPort: 0,

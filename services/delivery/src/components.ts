@@ -7,7 +7,7 @@ import { trace, type Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { DeliveryConfig } from './config.js';
 import { MessageClaims } from './claim.js';
-import { DeliveryEngine } from './deliver.js';
+import { DeliveryEngine, type RecipientResult } from './deliver.js';
 import { DestinationLimits } from './limits.js';
 import { DeliveredMarkers } from './markers.js';
 import { DestinationResolver } from './mx.js';
@@ -46,6 +46,7 @@ export function createDeliveryComponents(o: {
   tracer?: Tracer;
   /** The `senderAuth:` section: delivery uses its `signing` part (outbound DKIM). */
   senderAuth?: SenderAuthConfig;
+  onResults?: (results: readonly RecipientResult[]) => void;
 }): DeliveryComponents {
   const cfg = o.delivery;
   const redis = createRedis(o.redis, { name: 'delivery' });
@@ -76,7 +77,17 @@ export function createDeliveryComponents(o: {
     ? createOutboundSigner(o.senderAuth, { log: o.log, tracer, authservId: o.gateway.hostname })
     : null;
   const claims = new MessageClaims(redis, cfg.claim, o.log);
-  const engine = new DeliveryEngine({ router, resolver, pool, limits, markers, claims, tracer, log: o.log });
+  const engine = new DeliveryEngine({
+    router,
+    resolver,
+    pool,
+    limits,
+    markers,
+    claims,
+    tracer,
+    log: o.log,
+    onResults: o.onResults,
+  });
   const store = new RetryStore(redis);
   const scheduler = new RetryScheduler(bullConnection, cfg.retry.queue, bullPrefix(o.redis.keyPrefix));
   const stage = createDeliveryStage({

@@ -36,6 +36,8 @@ export interface EngineDeps {
   readonly claims: MessageClaims;
   readonly tracer: Tracer;
   readonly log: Logger;
+  /** Every attempt's results (metrics). */
+  readonly onResults?: ((results: readonly RecipientResult[]) => void) | undefined;
 }
 
 const hostLabel = (t: Target) => `${t.host}[${t.address}]:${t.port}`;
@@ -67,7 +69,9 @@ export class DeliveryEngine {
       .then(() => this.d.claims.withClaim(id, () => this.deliverNow(msg, recipients)));
     this.inflight.set(id, run);
     try {
-      return await run;
+      const results = await run;
+      this.d.onResults?.(results);
+      return results;
     } finally {
       if (this.inflight.get(id) === run) this.inflight.delete(id);
     }

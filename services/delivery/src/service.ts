@@ -3,6 +3,7 @@ import { createRedis, redisReachable, type LoadedConfig } from '@mailgate/runtim
 import { senderAuthSchema } from '@mailgate/sender-auth';
 import { createDeliveryComponents } from './components.js';
 import { deliverySchema } from './config.js';
+import { deliveryMetrics } from './metrics.js';
 import { bullPrefix } from './retry-queue.js';
 import { reconcile, startRetryWorker } from './worker.js';
 
@@ -22,6 +23,7 @@ export async function setupDelivery(
     const i = sa.error.issues[0]!;
     throw new Error(`senderAuth.${i.path.join('.')}: ${i.message}`);
   }
+  let metrics: ReturnType<typeof deliveryMetrics> | undefined;
   const c = createDeliveryComponents({
     delivery: cfg,
     redis: config.redis,
@@ -29,7 +31,10 @@ export async function setupDelivery(
     log,
     tracer,
     senderAuth: sa.data,
+    onResults: (r) => metrics?.count(r),
   });
+  const m = (metrics = deliveryMetrics(telemetry.meter('delivery'), c.store, log));
+  lifecycle.on('stop-intake', 'delivery-metrics', () => m.stop());
   const workerConnection = createRedis(config.redis, { name: 'delivery-worker', forBullmq: true });
   const worker = startRetryWorker(
     {

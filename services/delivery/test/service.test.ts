@@ -96,8 +96,33 @@ test('service: delivers from the topic; deferred mail survives a delivery restar
     const deferred = eventsOf(later.envelope.id, 'deferred')[0]!;
     assert.deepEqual(deferred.rcptTo, ['later@svc.test']);
     assert.match(String(deferred.details!['reason']), /451 4\.7\.1 greylisted/);
-    const delivered = eventsOf(ok.envelope.id, 'delivered')[0]!;
+    const delivered = await waitFor(() => eventsOf(ok.envelope.id, 'delivered')[0], {
+      timeoutMs: 10_000,
+      message: 'delivered event',
+    });
     assert.match(String(delivered.details!['remoteHost']), /127\.0\.0\.8/);
+
+    // /metrics: outcomes by result and reply class, the deferred queue, process metrics, no scope label.
+    const metric = async (re: RegExp) => {
+      const text = await (await fetch(`http://127.0.0.1:${s.http.port}/metrics`)).text();
+      assert.doesNotMatch(text, /otel_scope_name/);
+      const m = re.exec(text);
+      return m ? Number(m[1]) : null;
+    };
+    await waitFor(async () => ((await metric(/^mailgate_delivery_deferred_messages (\S+)$/m)) ?? 0) >= 1, {
+      timeoutMs: 10_000,
+      message: 'deferred depth gauge',
+    });
+    assert.ok(
+      (await metric(/^mailgate_delivery_outcomes_total\{result="delivered",class="2xx"\} (\S+)$/m))! >= 2,
+      'delivered outcomes',
+    );
+    assert.ok((await metric(/^mailgate_delivery_outcomes_total\{result="deferred",class="4xx"\} (\S+)$/m))! >= 1);
+    const age = (await metric(/^mailgate_delivery_deferred_oldest_age_seconds (\S+)$/m))!;
+    assert.ok(age > 0 && age < 600, `oldest age ${age}`);
+    assert.ok((await metric(/^process_resident_memory_bytes (\S+)$/m))! > 1e6);
+    assert.ok((await metric(/^process_cpu_seconds_total (\S+)$/m))! > 0);
+    assert.notEqual(await metric(/^nodejs_eventloop_lag_seconds (\S+)$/m), null);
 
     // Queue operations see it, with its next attempt and last error; hold stops the retries.
     const q = openDeliveryQueue({

@@ -129,6 +129,11 @@ export const ingressSchema = z
     reverseDns: z.boolean().default(true),
     /** How long the durable produce of an accepted message may take before the client gets 451 4.3.0. */
     acceptTimeoutMs: z.number().int().positive().default(15_000),
+    /**
+     * Record refusals during the SMTP session (relay denied, DNSBL, unknown recipient, size, rate) as `refused`
+     * tracking events, best effort through a producer of their own (never delays or fails an accept).
+     */
+    trackRefusals: z.boolean().default(true),
     /** Shutdown: how long sessions in DATA may take to finish before they are cut with 421. */
     drainTimeoutMs: z.number().int().positive().default(20_000),
     /** Optional text after the hostname in the 220 greeting. */

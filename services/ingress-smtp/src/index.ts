@@ -21,3 +21,5 @@ export { ingressHeaders, receivedHeader, stripHeaders, rfc5322Date } from './hea
 export { listedReplyText, type ConnectFilter, type ConnectFilterResult } from './connect-filter.js';
 export { loadUsers, type UserStore } from './users.js';
 export { createSenderAuthPhase, authSummary, type SenderAuthPhase, type MailFromAuth } from './sender-auth-phase.js';
+export { createRefusalRecorder, type RefusalFacts, type RefusalRecorder } from './refusals.js';
+export { messageFacts, type MessageFacts } from './message-facts.js';

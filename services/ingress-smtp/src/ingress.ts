@@ -49,6 +49,8 @@ import {
   type GuardHooks,
 } from './smtp-guard.js';
 import type { UserStore } from './users.js';
+import type { RefusalFacts, RefusalRecorder } from './refusals.js';
+import { messageFacts } from './message-facts.js';
 
 /**
  * The SMTP front door as one composable object: listeners, per-session policy and the durable accept.
@@ -81,6 +83,8 @@ export interface IngressDeps {
   readonly tls?: { key: string | Buffer; cert: string | Buffer } | null | undefined;
   /** SPF at MAIL FROM, DKIM/ARC/DMARC at end of DATA (sender-auth-phase.ts); null = not checked. */
   readonly senderAuth?: SenderAuthPhase | null | undefined;
+  /** Records SMTP-time refusals as `refused` tracking events (best effort; never blocks a reply). */
+  readonly refusals?: RefusalRecorder | null | undefined;
 }
 
 export interface ListenerAddress {
@@ -172,11 +176,33 @@ export function createIngress(deps: IngressDeps): Ingress {
   const acceptedCounter = m?.createCounter('mailgate_ingress_messages_accepted', {
     description: 'messages queued (250)',
   });
-  const acceptHist = m?.createHistogram('mailgate_ingress_accept_duration_ms', {
-    description: 'end of DATA to 250 (durable produce), ms',
-    unit: 'ms',
+  const acceptHist = m?.createHistogram('mailgate_ingress_accept_duration_seconds', {
+    description: 'end of DATA to 250 (durable produce), seconds',
+    unit: 's',
+    advice: { explicitBucketBoundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15] },
   });
-  const refused = (reason: string, listener: ListenerKind) => refusedCounter?.add(1, { reason, listener });
+  type Why = Omit<RefusalFacts, 'reason' | 'listener'>;
+  const refused = (reason: string, listener: ListenerKind, why?: Why) => {
+    refusedCounter?.add(1, { reason, listener });
+    if (why) deps.refusals?.record({ reason, listener, ...why });
+  };
+  /** What a `refused` tracking event says about a refusal (the transaction's sender and recipients so far). */
+  const why = (
+    st: ConnState | undefined,
+    ip: string,
+    phase: Why['phase'],
+    reply: Error & { responseCode: number },
+    o: { rcptTo?: readonly string[]; session?: SMTPServerSession } = {},
+  ): Why => ({
+    clientIp: ip,
+    phase,
+    reply: `${reply.responseCode} ${reply.message}`,
+    mailFrom: st?.tx?.mailFrom,
+    rcptTo: o.rcptTo ?? st?.tx?.rcpts,
+    traceId: st ? traceIdOf(st.tx?.span ?? st.span) : undefined,
+    helo: o.session?.hostNameAppearsAs ? String(o.session.hostNameAppearsAs) : undefined,
+    group: st?.tx ?? st,
+  });
 
   const baseDisabled = (kind: ListenerKind): string[] =>
     kind === 'mx' ? ['AUTH', ...(deps.tls ? [] : ['STARTTLS'])] : deps.tls ? [] : ['STARTTLS'];
@@ -197,17 +223,19 @@ export function createIngress(deps: IngressDeps): Ingress {
       r = await filter.check(ip);
     } catch (err) {
       log.warn({ err, ip }, 'connect filter failed: refusing temporarily');
-      refused('filter-error', st.listener);
-      return smtpError(421, '4.7.0 Temporary failure checking the client address, try again later');
+      const e = smtpError(421, '4.7.0 Temporary failure checking the client address, try again later');
+      refused('filter-error', st.listener, why(st, ip, 'connect', e));
+      return e;
     }
     st.span.setAttribute('mailgate.dnsbl.score', r.score);
     st.listed = r.action === 'reject' ? r : null;
     if (r.action === 'reject') {
       st.span.setAttribute('mailgate.dnsbl.zone', r.zone ?? '');
       if (!hasExceptions) {
-        refused('dnsbl', st.listener);
+        const e = smtpError(554, listedReplyText(ip, r));
+        refused('dnsbl', st.listener, why(st, ip, 'connect', e));
         log.info({ ip, zone: r.zone, score: r.score }, 'client refused at connect: listed');
-        return smtpError(554, listedReplyText(ip, r));
+        return e;
       }
     }
     return null;
@@ -328,8 +356,9 @@ export function createIngress(deps: IngressDeps): Ingress {
     const ip = normalizeIp(session.remoteAddress);
     const n = perIp.get(ip) ?? 0;
     if (n >= limits.maxConnectionsPerIp) {
-      refused('connections-per-ip', kind);
-      return cb(smtpError(421, `4.7.0 Too many connections from [${ip}], try again later`));
+      const e = smtpError(421, `4.7.0 Too many connections from [${ip}], try again later`);
+      refused('connections-per-ip', kind, why(st, ip, 'connect', e));
+      return cb(e);
     }
     perIp.set(ip, n + 1);
     st.ipCounted = ip;
@@ -338,9 +367,10 @@ export function createIngress(deps: IngressDeps): Ingress {
     if (kind === 'submission' && !session.secure) session.disabledCommands = [...baseDisabled(kind), 'AUTH'];
     const lists = !trusted ? deps.listPhase?.atConnect(ip) : undefined;
     if (lists?.refusal) {
-      refused('ip-blocked', kind);
+      const e = smtpError(lists.refusal.code, lists.refusal.text);
+      refused('ip-blocked', kind, why(st, ip, 'connect', e));
       log.info({ ip }, 'client refused at connect: ip-block list');
-      return cb(smtpError(lists.refusal.code, lists.refusal.text));
+      return cb(e);
     }
     const waits: Promise<Error | null>[] = [];
     if (kind === 'mx' && !trusted && !lists?.skipDnsbl) {
@@ -399,15 +429,23 @@ export function createIngress(deps: IngressDeps): Ingress {
       return cb(smtpError(501, `5.1.7 Bad sender address syntax${parsed && !parsed.ok ? `: ${parsed.reason}` : ''}`));
     }
     if (kind === 'submission' && !session.user) {
-      refused('auth-required', kind);
-      return cb(smtpError(530, '5.7.0 Authentication required'));
+      const e = smtpError(530, '5.7.0 Authentication required');
+      refused('auth-required', kind, {
+        ...why(st, ip, 'mail', e, { session }),
+        mailFrom: parsed.mailbox?.address ?? '',
+      });
+      return cb(e);
     }
     const trusted = trustedNets.matches(ip);
     const senderBlock = trusted || session.user ? null : deps.listPhase?.atMailFrom(parsed.mailbox?.address ?? '');
     if (senderBlock) {
-      refused('sender-blocked', kind);
+      const e = smtpError(senderBlock.code, senderBlock.text);
+      refused('sender-blocked', kind, {
+        ...why(st, ip, 'mail', e, { session }),
+        mailFrom: parsed.mailbox?.address ?? '',
+      });
       log.info({ ip, from: parsed.mailbox?.address }, 'sender refused: sender-block list');
-      return cb(smtpError(senderBlock.code, senderBlock.text));
+      return cb(e);
     }
     // XCLIENT may have replaced the client address since connect: the new one is checked too.
     if (filter && kind === 'mx' && !trusted && st.filteredIp !== ip) {
@@ -417,8 +455,12 @@ export function createIngress(deps: IngressDeps): Ingress {
     if (msgRate?.enabled && !(limits.rateLimitExemptTrusted && (trusted || session.user))) {
       try {
         if ((await msgRate.hit(ip)) > msgRate.max) {
-          refused('message-rate', kind);
-          return cb(smtpError(450, `4.7.1 Too many messages from [${ip}], try again later`));
+          const e = smtpError(450, `4.7.1 Too many messages from [${ip}], try again later`);
+          refused('message-rate', kind, {
+            ...why(st, ip, 'mail', e, { session }),
+            mailFrom: parsed.mailbox?.address ?? '',
+          });
+          return cb(e);
         }
       } catch (err) {
         log.warn({ err }, 'message rate counter unavailable');
@@ -463,7 +505,7 @@ export function createIngress(deps: IngressDeps): Ingress {
       );
       tx.auth = a.state;
       if (a.refuse) {
-        refused('sender-auth', kind);
+        refused('sender-auth', kind, why(st, ip, 'mail', a.refuse, { session }));
         if (st.tx === tx) endTx(st, 'sender-auth');
         return cb(a.refuse);
       }
@@ -487,16 +529,22 @@ export function createIngress(deps: IngressDeps): Ingress {
       );
     }
     const mb = parsed.mailbox;
-    if (st.listed && !filter?.isException?.(mb.address)) {
-      refused('dnsbl', kind);
-      return cb(smtpError(554, listedReplyText(normalizeIp(session.remoteAddress), st.listed)));
-    }
     const ip = normalizeIp(session.remoteAddress);
+    if (st.listed && !filter?.isException?.(mb.address)) {
+      const e = smtpError(554, listedReplyText(ip, st.listed));
+      refused('dnsbl', kind, why(st, ip, 'rcpt', e, { rcptTo: [mb.address], session }));
+      return cb(e);
+    }
     const d = decideRecipient(mb, { authenticated: !!session.user, trusted: trustedNets.matches(ip) }, policy);
     if (!d.accept) {
-      refused(d.status === '5.7.1' ? 'relay-denied' : 'recipient-unknown', kind);
+      const e = smtpError(d.code, `${d.status} ${d.message}`);
+      refused(
+        d.status === '5.7.1' ? 'relay-denied' : 'recipient-unknown',
+        kind,
+        why(st, ip, 'rcpt', e, { rcptTo: [mb.address], session }),
+      );
       log.info({ ip, rcpt: mb.address, reason: d.message }, 'recipient refused');
-      return cb(smtpError(d.code, `${d.status} ${d.message}`));
+      return cb(e);
     }
     if (d.inbound && deps.recipientPhase) {
       const r = await checkRecipientPhase(deps.recipientPhase, st, tx, d.address, ip, kind);
@@ -528,10 +576,11 @@ export function createIngress(deps: IngressDeps): Ingress {
     }
     if (r.unknown) st.unknownRcpts++;
     if (!r.refusal) return null;
-    refused(r.refusal.reason, kind);
+    const e = smtpError(r.refusal.code, r.refusal.text);
+    refused(r.refusal.reason, kind, why(st, ip, 'rcpt', e, { rcptTo: [address] }));
     // Rejected recipients are part of the transaction's audit record (its trace), though no message exists.
     tx.span.addEvent('recipient.rejected', { rcpt: address, code: r.refusal.code, reason: r.refusal.reason });
-    return smtpError(r.refusal.code, r.refusal.text);
+    return e;
   }
 
   function onData(
@@ -572,22 +621,23 @@ export function createIngress(deps: IngressDeps): Ingress {
       }
       if (!st || !tx) return cb(smtpError(503, '5.5.1 Error: no transaction'));
       if (over || stream.sizeExceeded || size > limits.maxMessageBytes) {
-        refused('size', kind);
-        endTx(st, 'too-big');
-        return cb(
-          smtpError(552, `5.3.4 Message size exceeds fixed maximum message size of ${limits.maxMessageBytes} bytes`),
+        const e = smtpError(
+          552,
+          `5.3.4 Message size exceeds fixed maximum message size of ${limits.maxMessageBytes} bytes`,
         );
+        refused('size', kind, why(st, normalizeIp(session.remoteAddress), 'data', e, { session }));
+        endTx(st, 'too-big');
+        return cb(e);
       }
       if (!normalize && !guard.clean) {
-        refused('bare-cr-lf', kind);
+        const e = smtpError(554, '5.6.0 Message contains bare CR or LF characters (lines must end with CRLF); refused');
+        refused('bare-cr-lf', kind, why(st, normalizeIp(session.remoteAddress), 'data', e, { session }));
         endTx(st, 'bare-cr-lf');
         log.info(
           { ip: session.remoteAddress, bareLf: guard.bareLf, bareCr: guard.bareCr },
           'message refused: bare CR/LF',
         );
-        return cb(
-          smtpError(554, '5.6.0 Message contains bare CR or LF characters (lines must end with CRLF); refused'),
-        );
+        return cb(e);
       }
       void accept(kind, st, tx, session, Buffer.concat(chunks, size)).then(
         (reply) => cb(null, reply),
@@ -631,7 +681,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         )
       : null;
     if (authed?.refuse) {
-      refused('sender-auth', kind);
+      refused('sender-auth', kind, why(st, ip, 'data', authed.refuse, { session }));
       endTx(st, 'sender-auth');
       throw authed.refuse;
     }
@@ -694,6 +744,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         helo,
         ...(session.user ? { authUser: String(session.user) } : {}),
         ...(authed ? { auth: authed.event } : {}),
+        ...messageFacts(body),
       },
     };
     tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': raw.length, 'mailgate.direction': direction });
@@ -727,10 +778,11 @@ export function createIngress(deps: IngressDeps): Ingress {
       ]);
     } catch (err) {
       stats.tempfailed++;
-      refused('broker', kind);
+      const e = smtpError(451, '4.3.0 Temporary failure: message not queued, try again later');
+      refused('broker', kind, why(st, ip, 'data', e, { session }));
       log.warn({ err: (err as Error).message, id }, 'durable produce failed: 451');
       endTx(st, 'tempfail', true);
-      throw smtpError(451, '4.3.0 Temporary failure: message not queued, try again later');
+      throw e;
     } finally {
       clearTimeout(timer);
     }
@@ -738,7 +790,7 @@ export function createIngress(deps: IngressDeps): Ingress {
     stats.accepted++;
     if (stats.acceptLatencyMs.length < MAX_LATENCY_SAMPLES) stats.acceptLatencyMs.push(ms);
     acceptedCounter?.add(1, { listener: kind, direction });
-    acceptHist?.record(ms, { listener: kind });
+    acceptHist?.record(ms / 1000, { listener: kind });
     log.debug({ id, from: envelope.mailFrom, rcpt: envelope.rcptTo, size: raw.length, ip }, 'message queued');
     endTx(st, 'queued');
     return `2.0.0 Ok: queued as ${id}`;

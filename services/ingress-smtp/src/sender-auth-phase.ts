@@ -141,9 +141,12 @@ export function createSenderAuthPhase(o: {
   const attempts = new AttemptCounter();
   const stats = { mailFromMs: [] as number[], dataMs: [] as number[] };
   const sample = (a: number[], ms: number) => a.length < 200_000 && a.push(ms);
-  const dur = o.meter?.createHistogram('mailgate_ingress_auth_duration_ms', {
-    description: 'sender authentication time inside the SMTP transaction (MAIL FROM: SPF; DATA: DKIM/ARC/DMARC), ms',
-    unit: 'ms',
+  const dur = o.meter?.createHistogram('mailgate_ingress_auth_duration_seconds', {
+    description: 'sender authentication time inside the SMTP transaction (MAIL FROM: SPF; DATA: DKIM/ARC/DMARC)',
+    unit: 's',
+    advice: {
+      explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
+    },
   });
   const exemptOf = (s: SessionAuthFacts): string | undefined =>
     s.trusted
@@ -162,7 +165,7 @@ export function createSenderAuthPhase(o: {
         auth.atMailFrom({ ip: s.ip, helo: s.helo, mailFrom: s.mailFrom, authenticated: s.authenticated }),
       );
       const took = performance.now() - t0;
-      dur?.record(took, { phase: 'mail-from' });
+      dur?.record(took / 1000, { phase: 'mail-from' });
       sample(stats.mailFromMs, took);
       const state: MailFromAuth = { ...(r.spf ? { spf: r.spf } : {}), decision: r.decision };
       const d = r.decision;
@@ -202,7 +205,7 @@ export function createSenderAuthPhase(o: {
         else attempts.clear(key);
       }
       const ms = performance.now() - t0;
-      dur?.record(ms, { phase: 'data' });
+      dur?.record(ms / 1000, { phase: 'data' });
       if (!exempt) sample(stats.dataMs, ms);
       const summary = authSummary(results, decision);
       if ((decision.action === 'reject' || decision.action === 'tempfail') && decision.reply) {

@@ -10,6 +10,7 @@ import { createListPhase } from './list-phase.js';
 import { createRecipientPhase } from './recipient-phase.js';
 import { createSenderAuthPhase } from './sender-auth-phase.js';
 import { loadUsers } from './users.js';
+import { createRefusalRecorder, type RefusalRecorder } from './refusals.js';
 
 /**
  * ingress-smtp as a service: not a Kafka consumer, so it uses the runtime's startService directly with a
@@ -57,6 +58,27 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       await producer.connect();
       lifecycle.on('flush', 'producer', () => producer.drain());
       lifecycle.on('close', 'producer', () => producer.disconnect());
+
+      // Refusal events get their own producer: a refusal flood or a failed events produce never touches the
+      // produce requests that carry accepted mail (refusals.ts).
+      let refusals: RefusalRecorder | null = null;
+      if (cfg.trackRefusals) {
+        const refusalProducer = new DurableProducer(kafka, { produceTimeoutMs: cfg.acceptTimeoutMs }, log);
+        const dropped = telemetry.meter('ingress-smtp').createCounter('mailgate_ingress_refusal_events_dropped', {
+          description: 'refused tracking events dropped (buffer full or produce failed); the refusals are counted',
+        });
+        // Connected in the background: ingress must not wait for it, and a refusal before it is up is buffered.
+        void refusalProducer.connect().catch((err: Error) => log.warn({ err: err.message }, 'refusal producer'));
+        refusals = createRefusalRecorder({
+          send: (records) => refusalProducer.send(records),
+          instance: config.gateway.instance,
+          log,
+          onDrop: () => dropped.add(1),
+        });
+        const r = refusals;
+        lifecycle.on('flush', 'refusal-events', () => r.flush());
+        lifecycle.on('close', 'refusal-producer', () => refusalProducer.disconnect().catch(() => undefined));
+      }
 
       const dnsblAtConnect =
         opts.connectFilter === undefined &&
@@ -124,6 +146,7 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         users,
         tls,
         senderAuth,
+        refusals,
       });
       await ingress.listen();
       lifecycle.on('stop-intake', 'smtp', () => ingress.stopIntake());

@@ -99,6 +99,7 @@ describe('durable accept', () => {
     assert.equal(ev.clientIp, '127.0.0.1');
     assert.equal(ev.traceId, env.trace.traceId);
     assert.equal((ev.details as { size: number }).size, msg.raw.length);
+    assert.equal(ev.details?.['subject'], 'hello', 'Subject for tracking search');
   });
 
   it('STARTTLS on the MX listener: TLS facts in envelope and Received', async () => {
@@ -185,6 +186,38 @@ describe('relay control over SMTP', () => {
     assert.equal((await c.cmd('RCPT TO:<Alice@OURS.TEST>')).code, 250);
     assert.equal((await c.cmd('RCPT TO:<bob@listed.test>')).code, 550);
     await c.close();
+  });
+
+  it('refusals during the session are tracked as `refused` events: one entry per transaction, with the replies', async () => {
+    const c = await SmtpClient.connect(gw.mx);
+    await c.expect(220);
+    await c.cmd('EHLO relay-probe.test');
+    assert.equal((await c.cmd('MAIL FROM:<spammer@probe.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<victim1@foreign.test>')).code, 550);
+    assert.equal((await c.cmd('RCPT TO:<victim2@foreign.test>')).code, 550);
+    assert.equal((await c.cmd('RCPT TO:<nobody@listed.test>')).code, 550);
+    await c.close();
+    const evs = await waitFor(
+      () => {
+        const r = reader.events.filter((e) => e.type === 'refused' && e.mailFrom === 'spammer@probe.test');
+        return r.length === 3 ? r : null;
+      },
+      { timeoutMs: 10_000, message: 'three refused events' },
+    );
+    assert.equal(new Set(evs.map((e) => e.messageId)).size, 1, 'one tracking id per SMTP transaction');
+    assert.deepEqual(
+      evs.map((e) => [e.rcptTo, e.details?.['reason'], e.details?.['phase']]),
+      [
+        [['victim1@foreign.test'], 'relay-denied', 'rcpt'],
+        [['victim2@foreign.test'], 'relay-denied', 'rcpt'],
+        [['nobody@listed.test'], 'recipient-unknown', 'rcpt'],
+      ],
+    );
+    assert.equal(evs[0]!.details?.['reply'], '550 5.7.1 <victim1@foreign.test>: relaying denied');
+    assert.equal(evs[0]!.details?.['helo'], 'relay-probe.test');
+    assert.equal(evs[0]!.clientIp, '127.0.0.1');
+    assert.equal(evs[0]!.service, 'ingress-smtp');
+    assert.match(evs[0]!.traceId ?? '', /^[0-9a-f]{32}$/);
   });
 
   it('a trusted network relays to foreign domains (outbound)', async () => {
@@ -283,6 +316,12 @@ describe('limits', () => {
       false,
     );
     assert.match(r.text, /^552 5\.3\.4/);
+    const tooBig = await waitFor(
+      () => reader.events.find((e) => e.type === 'refused' && e.details?.['reason'] === 'size'),
+      { timeoutMs: 10_000, message: 'refused event for the oversized message' },
+    );
+    assert.deepEqual(tooBig.rcptTo, ['alice@ours.test']);
+    assert.equal(tooBig.details?.['phase'], 'data');
     // the session goes on
     const ok = await sendOn(c, { from: 'a@remote.test', to: ['alice@ours.test'], body: 'small\r\n' }, false);
     assert.equal(ok.code, 250);

@@ -10,6 +10,7 @@ import {
   ingressSchema,
   isPasswordHash,
   loadUsers,
+  messageFacts,
   networkMatcher,
   parseCidr,
   receivedHeader,
@@ -185,5 +186,23 @@ describe('config', () => {
     assert.deepEqual(errs({ ingress: { auth: { users: { a: 'plain' } } } }), ['ingress.auth.users.a']);
     assert.deepEqual(errs({ ingress: { limits: { maxMesageBytes: 1 } } }), ['ingress.limits.maxMesageBytes']);
     assert.deepEqual(errs({ ingress: { acceptedDomains: ['bad..x'] } }), ['ingress.acceptedDomains[0]']);
+  });
+});
+
+describe('message facts for tracking (Subject, Message-ID)', () => {
+  it('reads folded, encoded and raw UTF-8 subjects and the Message-ID, from the header block only', () => {
+    const m = (s: string) => messageFacts(Buffer.from(s, 'utf8'));
+    assert.deepEqual(
+      m(
+        'From: a@x.test\r\nSubject: =?UTF-8?B?UmVjaG51bmc=?=\r\n =?ISO-8859-1?Q?_M=E4rz?=\r\nMessage-ID: <abc.123@x.test> (c)\r\n\r\nSubject: no',
+      ),
+      { subject: 'Rechnung März', messageIdHeader: '<abc.123@x.test>' },
+    );
+    assert.deepEqual(m('Subject: Grüße\r\n\r\nbody'), { subject: 'Grüße' });
+    assert.deepEqual(m('subject: =?x-unknown?Q?a?= b\r\nmessage-id:\r\n  <folded@x.test>\r\n\r\n'), {
+      subject: '=?x-unknown?Q?a?= b',
+      messageIdHeader: '<folded@x.test>',
+    });
+    assert.deepEqual(m('\r\nSubject: in the body\r\n'), {});
   });
 });

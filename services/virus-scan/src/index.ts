@@ -1,7 +1,7 @@
 export { service, setupVirusScan } from './service.js';
 export { createVirusScanStage, type VirusScanStageOptions, type ScanOutcome } from './stage.js';
 export { virusScanSchema, type VirusScanConfig, type VirusScanInput } from './config.js';
-export { createScanMetrics, noMetrics, type ScanMetrics } from './metrics.js';
+export { createScanMetrics, noMetrics, signatureFamily, type ScanMetrics } from './metrics.js';
 export { prependHeader, stripHeader } from './header.js';
 export { decodedAttachments, type DecodedAttachment } from './attachments.js';
 export { ClamdPool, type ClamdPoolOptions, type ScanResult, type Scanner } from './clamd/pool.js';

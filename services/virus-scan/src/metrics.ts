@@ -10,6 +10,17 @@ export interface ScanMetrics {
   failedOpen(reason: string): void;
 }
 
+/**
+ * The family of a ClamAV signature name, for a low-cardinality label: `Win.Trojan.Agent-123` → `Win.Trojan`,
+ * `Doc.Dropper.Agent-6400` → `Doc.Dropper`, `Eicar-Signature` → `Eicar`, third-party `Sanesecurity.Foxhole.Zip` →
+ * `Sanesecurity.Foxhole`.
+ */
+export function signatureFamily(signature: string): string {
+  const parts = signature.replace(/\s*FOUND$/, '').split('.');
+  if (parts.length >= 2) return parts.slice(0, 2).join('.').replace(/-\d+$/, '');
+  return (parts[0] ?? 'unknown').split('-')[0] || 'unknown';
+}
+
 export function createScanMetrics(meter: Meter): ScanMetrics {
   const scans = meter.createCounter('mailgate_virus_scans_total', { description: 'Messages scanned, by result' });
   const infections = meter.createCounter('mailgate_virus_infections_total', {
@@ -33,7 +44,7 @@ export function createScanMetrics(meter: Meter): ScanMetrics {
       scans.add(1, { result });
       latency.record(seconds, { result });
     },
-    infection: (signature) => infections.add(1, { signature }),
+    infection: (signature) => infections.add(1, { signature, family: signatureFamily(signature) }),
     clamdError: (err) => errors.add(1, { endpoint: err.endpoint, kind: err.kind }),
     failedOpen: (reason) => failOpen.add(1, { reason }),
   };

@@ -7,6 +7,7 @@ import {
   parseInstreamReply,
   parseVersion,
   prependHeader,
+  signatureFamily,
   stripHeader,
   virusScanSchema,
 } from '../src/index.js';
@@ -99,4 +100,12 @@ test('header: prepend keeps the line ending; strip removes every copy with its f
   assert.equal(stripHeader(raw, 'X-S').toString(), 'A: 1\r\n\r\nX-S: in the body stays\r\n');
   const untouched = Buffer.from('A: 1\r\nX-Sx: other\r\n\r\nbody');
   assert.equal(stripHeader(untouched, 'X-S'), untouched);
+});
+
+test('metrics: signature family is a low-cardinality label', () => {
+  assert.equal(signatureFamily('Win.Trojan.Agent-123456'), 'Win.Trojan');
+  assert.equal(signatureFamily('Doc.Dropper.Agent-6400'), 'Doc.Dropper');
+  assert.equal(signatureFamily('Eicar-Signature'), 'Eicar');
+  assert.equal(signatureFamily('Eicar-Test-Signature FOUND'), 'Eicar');
+  assert.equal(signatureFamily('Sanesecurity.Foxhole.Zip_fs220'), 'Sanesecurity.Foxhole');
 });

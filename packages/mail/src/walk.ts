@@ -156,21 +156,26 @@ function parseEntity(
 
   const bodyStart = Math.min(header.bodyStart, end);
   const bodyStarts = [bodyStart];
-  if (header.altBodyStart !== undefined && header.altBodyStart !== bodyStart) {
-    bodyStarts.push(header.altBodyStart);
+  if (header.altBodyStart !== undefined) {
+    if (header.altBodyStart !== bodyStart) bodyStarts.push(header.altBodyStart);
     anomalies.push('header lines run into the body (no blank line before it)');
   }
 
   // Which readings make this a multipart?
   const typedMultipart = ct.some((c) => c.value.startsWith('multipart/'));
-  const boundaries = uniq([...ct, ...naive].flatMap((c) => c.all['boundary'] ?? [])).filter(
+  // And what a reader that just searches for `boundary=` finds (inside comments, after junk).
+  const loose = ctRaw.flatMap((v) => [...v.matchAll(/boundary\s*=\s*"?([^";\s()]+)/gi)].map((m) => m[1]!));
+  const boundaries = uniq([...[...ct, ...naive].flatMap((c) => c.all['boundary'] ?? []), ...loose]).filter(
     (b) => b.length > 0 && b.length <= 200,
   );
+  const strict = new Set(ct.flatMap((c) => c.all['boundary'] ?? []));
   const found: Section[][] = [];
   if (typedMultipart || boundaries.length) {
     for (const b of boundaries) {
       const sections = splitMultipart(buf, bodyStart, end, b, path, state);
-      if (sections) found.push(sections);
+      if (!sections) continue;
+      found.push(sections);
+      if (!strict.has(b)) anomalies.push(`boundary "${b.slice(0, 70)}" found only by a lenient reading`);
       if (found.length >= MAX_READINGS) break;
     }
   }

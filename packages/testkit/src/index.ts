@@ -95,3 +95,10 @@ export {
   type StartRspamdOptions,
   type RspamdHandle,
 } from './rspamd.js';
+  MIME_CONFUSION_SHAPES,
+  PE_INVOICE_EXE,
+  EXE_NAME,
+  carriesPayload,
+  uuencode,
+  type ConfusionShape,
+} from './mime-confusion.js';

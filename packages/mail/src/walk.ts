@@ -1,7 +1,6 @@
 import { decodeBody, encodingReadings, uuencodeName, type Decoding } from './decode.js';
-import { fieldValues, lineBreakOf, MalformedMimeError, readHeaderBlock, type HeaderBlock } from './headers.js';
+import { lineBreakOf, MalformedMimeError, readHeaderBlock, type HeaderBlock } from './headers.js';
 import { decodeHeaderText, parseStructured, type StructuredValue } from './structured.js';
-import { field } from './headers.js';
 
 /**
  * The one MIME walk. It finds where things are — header blocks, boundaries, bodies — with byte offsets (so a part
@@ -127,9 +126,17 @@ function parseEntity(
   }
   const header = readHeaderBlock(buf, start, end, state.limits.maxHeaderBytes);
   const anomalies: string[] = [];
-  const ctRaw = fieldValues(header, 'content-type');
-  const cdRaw = fieldValues(header, 'content-disposition');
-  const cteRaw = fieldValues(header, 'content-transfer-encoding');
+  const ctRaw: string[] = [];
+  const cdRaw: string[] = [];
+  const cteRaw: string[] = [];
+  let description: string | undefined;
+  for (const f of header.fields) {
+    if (!f.name.startsWith('content-')) continue;
+    if (f.name === 'content-type') ctRaw.push(f.value);
+    else if (f.name === 'content-disposition') cdRaw.push(f.value);
+    else if (f.name === 'content-transfer-encoding') cteRaw.push(f.value);
+    else if (f.name === 'content-description') description ??= f.value;
+  }
   const ct = ctRaw.map((v) => parseStructured(v));
   const cd = cdRaw.map((v) => parseStructured(v));
   // The same values read by a parser that does not know RFC 822 comments.
@@ -164,11 +171,19 @@ function parseEntity(
   // Which readings make this a multipart?
   const typedMultipart = ct.some((c) => c.value.startsWith('multipart/'));
   // And what a reader that just searches for `boundary=` finds (inside comments, after junk).
-  const loose = ctRaw.flatMap((v) => [...v.matchAll(/boundary\s*=\s*"?([^";\s()]+)/gi)].map((m) => m[1]!));
-  const boundaries = uniq([...[...ct, ...naive].flatMap((c) => c.all['boundary'] ?? []), ...loose]).filter(
+  // (Only where it can differ: comments, no boundary parameter, or the word twice.)
+  const strictBoundaries = ct.flatMap((c) => c.all['boundary'] ?? []);
+  const loose: string[] = [];
+  for (const v of ctRaw) {
+    const lower = v.toLowerCase();
+    const at = lower.indexOf('boundary');
+    if (at < 0 || (strictBoundaries.length && !v.includes('(') && lower.indexOf('boundary', at + 1) < 0)) continue;
+    for (const m of v.matchAll(/boundary\s*=\s*"?([^";\s()]+)/gi)) loose.push(m[1]!);
+  }
+  const boundaries = uniq([...strictBoundaries, ...naive.flatMap((c) => c.all['boundary'] ?? []), ...loose]).filter(
     (b) => b.length > 0 && b.length <= 200,
   );
-  const strict = new Set(ct.flatMap((c) => c.all['boundary'] ?? []));
+  const strict = new Set(strictBoundaries);
   const found: Section[][] = [];
   if (typedMultipart || boundaries.length) {
     for (const b of boundaries) {
@@ -219,7 +234,7 @@ function parseEntity(
     encoding: (cteRaw[0] ?? '7bit').trim().toLowerCase() || '7bit',
     decodings,
     bodyStarts,
-    description: decodeHeaderText(field(header, 'content-description')),
+    description: decodeHeaderText(description),
     children: [],
     parent,
     anomalies,
@@ -371,6 +386,7 @@ export interface BodyReading {
   readonly filename?: string;
 }
 
+const BEGIN = Buffer.from('\nbegin ', 'latin1');
 const readingCache = new WeakMap<MimePart, BodyReading[]>();
 
 /**
@@ -390,10 +406,10 @@ export function bodyReadings(part: MimePart): BodyReading[] {
     }
   });
   // uuencode inside a text body: a `begin 644 invoice.exe` line (Outlook and Thunderbird show an attachment).
-  if (out[0] && (part.contentType.startsWith('text/') || part.bodyStarts.length > 1)) {
+  if (out[0] && (part.contentType === 'text/plain' || part.bodyStarts.length > 1)) {
     const text = out[0].content;
-    let at = text.indexOf('begin ');
-    while (at > 0 && text[at - 1] !== LF) at = text.indexOf('begin ', at + 1);
+    let at = text.subarray(0, 6).equals(BEGIN.subarray(1)) ? 0 : text.indexOf(BEGIN);
+    if (at > 0) at++;
     const name = at >= 0 ? uuencodeName(text.subarray(at)) : undefined;
     if (name) out.push({ content: decodeBody(text.subarray(at), 'uuencode'), how: 'uuencode-in-body', filename: name });
   }

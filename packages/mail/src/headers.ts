@@ -64,8 +64,8 @@ export interface HeaderEnd {
 
 /**
  * The end of the header block at `start` within [start, end): the one implementation every stage uses. A range
- * starting with a blank line has no headers; a range whose first line is not a field has no headers at all (the
- * whole range is body, as mail clients read a headerless part). `maxBytes` bounds the search: a longer block throws
+ * starting with a blank line has no headers; a range whose first line is not a field and that has no blank line
+ * has no headers at all (the whole range is body, as mail clients read a headerless part). `maxBytes` bounds the search: a longer block throws
  * MalformedMimeError.
  */
 export function headerEnd(buf: Buffer, start = 0, end = buf.length, maxBytes = Infinity): HeaderEnd {
@@ -89,16 +89,17 @@ export function headerEnd(buf: Buffer, start = 0, end = buf.length, maxBytes = I
     }
     const c = buf[pos];
     const continuation = !first && (c === SP || c === HT);
-    if (!continuation && !isFieldLine(buf, pos, lineEnd)) {
-      if (first) return { end: start, bodyStart: start, blankLine: false };
-      alt ??= pos;
-    }
+    // A non-field line (also a first line starting with whitespace): parsers skip it and keep reading headers
+    // to the blank line; a strict reader starts the body there. Both readings are kept.
+    if (!continuation && !isFieldLine(buf, pos, lineEnd)) alt ??= pos;
     first = false;
     pos = nl + 1;
   }
   if (end - start > maxBytes)
     throw new MalformedMimeError(`header block larger than ${maxBytes} bytes at offset ${start}`);
-  // No blank line: everything is header, unless a reader would have stopped at a non-field line.
+  // No blank line: everything is header, unless a reader would have stopped at a non-field line. A range whose
+  // first line is no field and that has no blank line has no headers at all (a headerless part, as clients read it).
+  if (alt === start) return { end: start, bodyStart: start, blankLine: false };
   return alt === undefined
     ? { end, bodyStart: end, blankLine: false }
     : { end, bodyStart: alt, altBodyStart: alt, blankLine: false };

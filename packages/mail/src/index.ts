@@ -43,3 +43,4 @@ export {
   type BodyReading,
   type ScanTarget,
 } from './walk.js';
+export { widestHeaderEnd, headerBlockBytes, headerValues, headerSafe, prependHeader, removeHeaders } from './edit.js';

@@ -177,8 +177,13 @@ function parseEntity(
   for (const v of ctRaw) {
     const lower = v.toLowerCase();
     const at = lower.indexOf('boundary');
-    if (at < 0 || (strictBoundaries.length && !v.includes('(') && lower.indexOf('boundary', at + 1) < 0)) continue;
-    for (const m of v.matchAll(/boundary\s*=\s*"?([^";\s()]+)/gi)) loose.push(m[1]!);
+    if (at < 0) continue;
+    if (strictBoundaries.length && !/["(]/.test(v) && lower.indexOf('boundary', at + 1) < 0) continue;
+    // A quoted value is taken whole (junk after the closing quote ignored), a token up to a delimiter.
+    for (const m of v.matchAll(/boundary\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^";\s()]+))/gi)) {
+      const b = m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!;
+      loose.push(b);
+    }
   }
   const boundaries = uniq([...strictBoundaries, ...naive.flatMap((c) => c.all['boundary'] ?? []), ...loose]).filter(
     (b) => b.length > 0 && b.length <= 200,
@@ -187,7 +192,8 @@ function parseEntity(
   const found: Section[][] = [];
   if (typedMultipart || boundaries.length) {
     for (const b of boundaries) {
-      const sections = splitMultipart(buf, bodyStart, end, b, path, state);
+      // From the earliest body start: a delimiter right after headers that ran into the body counts.
+      const sections = splitMultipart(buf, Math.min(...bodyStarts), end, b, path, state);
       if (!sections) continue;
       found.push(sections);
       if (!strict.has(b)) anomalies.push(`boundary "${b.slice(0, 70)}" found only by a lenient reading`);
@@ -422,7 +428,9 @@ export function bodyReadings(part: MimePart): BodyReading[] {
  * that ran into the body. (A uuencode block inside a text body is a reading of its own, with its own name.)
  */
 export function isAttachmentCandidate(p: MimePart): boolean {
-  return p.filenames.length > 0 || p.dispositions.includes('attachment') || p.bodyStarts.length > 1;
+  if (p.filenames.length > 0 || p.dispositions.includes('attachment')) return true;
+  // Header fields followed by body lines without a blank line (a headerless text part is just text).
+  return p.bodyStarts.length > 1 && p.header.fields.length > 0;
 }
 
 /** A body part: no attachment reading, and textual by every declared type. */
@@ -443,9 +451,12 @@ export interface ScanTarget {
  * The contents a virus scanner must see besides the raw message: every reading of every leaf — exactly what the
  * attachment policy judges, so nothing hidden from one stage is seen by another only.
  */
-export function scanTargets(parsed: ParsedMessage): ScanTarget[] {
+export function scanTargets(parsed: ParsedMessage, opts: { skipPlainBodyText?: boolean } = {}): ScanTarget[] {
   const out: ScanTarget[] = [];
   for (const leaf of leaves(parsed.root)) {
+    // Body text read one standard way is what the whole-message scan already sees.
+    if (opts.skipPlainBodyText && isBodyText(leaf) && !leaf.anomalies.length && bodyReadings(leaf).length === 1)
+      continue;
     for (const r of bodyReadings(leaf)) {
       if (r.content.length === 0) continue;
       out.push({ part: leaf.path, how: r.how, filename: r.filename ?? leaf.filenames[0], content: r.content });

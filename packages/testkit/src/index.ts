@@ -100,5 +100,6 @@ export {
   EXE_NAME,
   carriesPayload,
   uuencode,
+  b64,
   type ConfusionShape,
 } from './mime-confusion.js';

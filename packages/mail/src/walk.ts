@@ -393,15 +393,12 @@ export interface BodyReading {
 }
 
 const BEGIN = Buffer.from('\nbegin ', 'latin1');
-const readingCache = new WeakMap<MimePart, BodyReading[]>();
 
 /**
- * Every plausible content of a leaf, decoded lazily (nothing is decoded until a judge asks) and cached. The first
- * is what a standards-following reader shows; duplicates are dropped.
+ * Every plausible content of a leaf, decoded on demand (the walk decodes nothing; call this once per leaf and keep
+ * the result). The first is what a standards-following reader shows; duplicates are dropped.
  */
 export function bodyReadings(part: MimePart): BodyReading[] {
-  const cached = readingCache.get(part);
-  if (cached) return cached;
   const out: BodyReading[] = [];
   const seen = (b: Buffer) => out.some((r) => r.content.length === b.length && r.content.equals(b));
   part.bodyStarts.forEach((bs, i) => {
@@ -419,7 +416,6 @@ export function bodyReadings(part: MimePart): BodyReading[] {
     const name = at >= 0 ? uuencodeName(text.subarray(at)) : undefined;
     if (name) out.push({ content: decodeBody(text.subarray(at), 'uuencode'), how: 'uuencode-in-body', filename: name });
   }
-  readingCache.set(part, out);
   return out;
 }
 
@@ -454,10 +450,10 @@ export interface ScanTarget {
 export function scanTargets(parsed: ParsedMessage, opts: { skipPlainBodyText?: boolean } = {}): ScanTarget[] {
   const out: ScanTarget[] = [];
   for (const leaf of leaves(parsed.root)) {
+    const readings = bodyReadings(leaf);
     // Body text read one standard way is what the whole-message scan already sees.
-    if (opts.skipPlainBodyText && isBodyText(leaf) && !leaf.anomalies.length && bodyReadings(leaf).length === 1)
-      continue;
-    for (const r of bodyReadings(leaf)) {
+    if (opts.skipPlainBodyText && readings.length === 1 && !leaf.anomalies.length && isBodyText(leaf)) continue;
+    for (const r of readings) {
       if (r.content.length === 0) continue;
       out.push({ part: leaf.path, how: r.how, filename: r.filename ?? leaf.filenames[0], content: r.content });
     }

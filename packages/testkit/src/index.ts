@@ -95,6 +95,7 @@ export {
   type StartRspamdOptions,
   type RspamdHandle,
 } from './rspamd.js';
+export {
   MIME_CONFUSION_SHAPES,
   PE_INVOICE_EXE,
   EXE_NAME,

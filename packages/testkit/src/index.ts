@@ -95,3 +95,12 @@ export {
   type StartRspamdOptions,
   type RspamdHandle,
 } from './rspamd.js';
+export {
+  MIME_CONFUSION_SHAPES,
+  PE_INVOICE_EXE,
+  EXE_NAME,
+  carriesPayload,
+  uuencode,
+  b64,
+  type ConfusionShape,
+} from './mime-confusion.js';

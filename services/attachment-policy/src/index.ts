@@ -10,7 +10,5 @@ export {
   type Rule,
   type Match,
 } from './config.js';
-export { parseMessage, leaves, type MimePart, type ParsedMessage, type MimeLimits } from './mime.js';
-export { MalformedMimeError } from './headers.js';
 export { inspectArchive, type ArchiveReport, type ArchiveLimits, type InnerFile } from './archive.js';
 export { detectTrueType, findMismatch, type TrueType } from './truetype.js';

@@ -1,5 +1,5 @@
 import { MAIL_HEADERS } from '@mailgate/contracts';
-import type { MimePart, ParsedMessage } from './mime.js';
+import type { MimePart, ParsedMessage } from '@mailgate/mail';
 
 /**
  * Removes parts from the raw message by cutting their exact byte ranges; every byte outside the removed parts
@@ -74,9 +74,16 @@ function replacement(raw: Buffer, part: MimePart, text: string, eol: string): Bu
 
 export function rewrite(raw: Buffer, parsed: ParsedMessage, removals: readonly Removal[], addHeader = true): Buffer {
   const eol = parsed.eol;
-  const removed = new Set(removals.filter((r) => r.mode === 'silent-delete').map((r) => r.part));
-  const edits: Edit[] = [];
+  // A part decoded out of an encoded message/rfc822 is removed by removing that container (one edit per target).
+  const targets = new Map<MimePart, Removal>();
   for (const r of removals) {
+    const p = r.part.container ?? r.part;
+    const had = targets.get(p);
+    if (!had || (had.mode === 'silent-delete' && r.mode === 'strip')) targets.set(p, { ...r, part: p });
+  }
+  const removed = new Set([...targets.values()].filter((r) => r.mode === 'silent-delete').map((r) => r.part));
+  const edits: Edit[] = [];
+  for (const r of targets.values()) {
     const p = r.part;
     if (r.mode === 'silent-delete' && p.span && p.parent?.children.some((c) => !removed.has(c))) {
       edits.push({ start: p.span.start, end: p.span.end, bytes: Buffer.alloc(0) });

@@ -3,9 +3,8 @@ import type { StageContext, StageFn, StageOutcome } from '@mailgate/bus';
 import type { PipelineMessage } from '@mailgate/contracts';
 import { inspectArchive, isArchiveType, type ArchiveIssueKind } from './archive.js';
 import type { Action, AttachmentPolicyConfig } from './config.js';
-import { decodeBody } from './decode.js';
-import { leaves, parseMessage, type MimePart, type ParsedMessage } from './mime.js';
-import { decide, fileFacts, severity, worse, type Decision } from './policy.js';
+import { bodyReadings, isBodyText, leaves, walkMime, type MimePart, type ParsedMessage } from '@mailgate/mail';
+import { decide, fileFacts, severity, worse, type Decision, type FileFacts } from './policy.js';
 import { rewrite, type Removal } from './rewrite.js';
 import { detectTrueType, type TrueType } from './truetype.js';
 
@@ -15,8 +14,12 @@ import { detectTrueType, type TrueType } from './truetype.js';
  *   - reject (→ quarantine topic, rule recorded) if any file's action is reject,
  *   - otherwise strip / silently delete the offending parts and pass the rewritten message,
  *   - otherwise pass the message unchanged (byte-identical: no `raw` in the outcome).
- * A message whose structure cannot be walked gets the configured `malformed` outcome; nothing thrown by the
- * walk escapes (bad input is an answer, not a crash).
+ * The walk (@mailgate/mail walkMime) reads the message the most dangerous way: every reading a mail client may
+ * take (duplicate headers, comment readings, lenient multipart detection, odd transfer encodings, headers running
+ * into the body) is judged, and the worst decision counts. A message whose structure cannot be walked gets the
+ * configured `malformed` outcome; so does an ambiguous message (anomalies recorded) carrying a part to strip or
+ * delete — cutting one reading's bytes does not remove the file from the others. Nothing thrown by the walk escapes
+ * (bad input is an answer, not a crash).
  */
 
 /** Inner files listed per attachment in the verdict details (the rest are counted). */
@@ -67,26 +70,45 @@ const TEXTUAL = (tt: TrueType) =>
   tt.mime.startsWith('text/') ||
   tt.mime === 'application/xml';
 
-/** A body part: unnamed, not marked as attachment, textual by declaration and by content. */
-function isBodyText(p: MimePart): boolean {
-  if (p.filename || p.disposition === 'attachment') return false;
-  return (
-    p.contentType.startsWith('text/') || (p.contentType.startsWith('message/') && p.contentType !== 'message/rfc822')
-  );
-}
-
 interface Judged {
   readonly part: MimePart;
   readonly decision: Decision;
   readonly report: PartReport;
 }
 
-async function judgePart(cfg: AttachmentPolicyConfig, part: MimePart, raw: Buffer): Promise<Judged | null> {
-  const content = decodeBody(raw.subarray(part.bodyStart, part.end), part.encoding);
+interface ReadingVerdict {
+  readonly decision: Decision;
+  readonly filename: string;
+  readonly declaredType: string;
+  readonly trueType: string;
+  readonly size: number;
+  readonly inner?: InnerReport[];
+  readonly innerFiles?: number;
+}
+
+/** Judges one reading of a part's content under every name and declared type a reader may take. */
+async function judgeReading(
+  cfg: AttachmentPolicyConfig,
+  part: MimePart,
+  content: Buffer,
+  names: readonly (string | undefined)[],
+  bodyText: boolean,
+): Promise<ReadingVerdict | null> {
   const tt = await detectTrueType(content);
-  if (isBodyText(part) && TEXTUAL(tt)) return null;
-  const facts = fileFacts(part.filename, part.contentType, tt, false);
-  let d = decide(cfg, facts);
+  if (bodyText && TEXTUAL(tt)) return null;
+  let d: Decision | undefined;
+  let facts: FileFacts | undefined;
+  for (const name of names) {
+    for (const declared of part.contentTypes) {
+      const f = fileFacts(name, declared, tt, false);
+      const fd = decide(cfg, f);
+      if (!d || severity(fd.action) > severity(d.action)) {
+        d = d ? worse(d, fd) : fd;
+        facts = f;
+      } else d = worse(d, fd);
+    }
+  }
+  if (!d || !facts) return null;
   if (content.length > cfg.limits.maxAttachmentBytes) {
     d = worse(d, {
       rule: 'max-attachment-size',
@@ -128,17 +150,49 @@ async function judgePart(cfg: AttachmentPolicyConfig, part: MimePart, raw: Buffe
       d = worse(d, { rule, action, why: `${issue.path}: ${issue.detail}` });
     }
   }
-  const report: PartReport = {
-    part: part.path,
+  return {
+    decision: d,
     filename: facts.name,
-    declaredType: part.contentType,
+    declaredType: facts.declaredType ?? part.contentType,
     trueType: tt.ext,
     size: content.length,
+    ...(inner ? { inner, innerFiles } : {}),
+  };
+}
+
+/** The more severe reading (its facts reported), with the dry-run records of both. */
+function worseReading(a: ReadingVerdict | null, b: ReadingVerdict): ReadingVerdict {
+  if (!a) return b;
+  const w = severity(b.decision.action) > severity(a.decision.action) ? b : a;
+  return { ...w, decision: worse(a.decision, b.decision) };
+}
+
+/** Judges every reading of a leaf (see bodyReadings); the worst one is the part's decision. */
+async function judgePart(cfg: AttachmentPolicyConfig, part: MimePart): Promise<Judged | null> {
+  const partNames = part.filenames.length ? part.filenames : [undefined];
+  const bodyText = isBodyText(part);
+  let worst: ReadingVerdict | null = null;
+  for (const r of bodyReadings(part)) {
+    // A reading with a name of its own (a uuencode block) is a file whatever the part is.
+    const v =
+      r.filename !== undefined
+        ? await judgeReading(cfg, part, r.content, [r.filename], false)
+        : await judgeReading(cfg, part, r.content, partNames, bodyText);
+    if (v) worst = worseReading(worst, v);
+  }
+  if (!worst) return null;
+  const d = worst.decision;
+  const report: PartReport = {
+    part: part.path,
+    filename: worst.filename,
+    declaredType: worst.declaredType,
+    trueType: worst.trueType,
+    size: worst.size,
     rule: d.rule,
     action: d.action,
     why: d.why,
     ...(d.dryRun ? { dryRun: d.dryRun } : {}),
-    ...(inner ? { inner, innerFiles } : {}),
+    ...(worst.inner ? { inner: worst.inner, innerFiles: worst.innerFiles } : {}),
   };
   return { part, decision: d, report };
 }
@@ -153,10 +207,10 @@ export async function evaluateMessage(cfg: AttachmentPolicyConfig, raw: Buffer):
   let parsed: ParsedMessage;
   let judged: Judged[];
   try {
-    parsed = parseMessage(raw, cfg.mime);
+    parsed = walkMime(raw, cfg.mime);
     judged = [];
     for (const leaf of leaves(parsed.root)) {
-      const j = await judgePart(cfg, leaf, raw);
+      const j = await judgePart(cfg, leaf);
       if (j) judged.push(j);
     }
   } catch (err) {
@@ -189,6 +243,7 @@ export async function evaluateMessage(cfg: AttachmentPolicyConfig, raw: Buffer):
   }));
   const details: Record<string, unknown> = { mode: cfg.mode, parts };
   if (parsed.warnings.length) details['warnings'] = parsed.warnings;
+  if (parsed.anomalies.length) details['anomalies'] = parsed.anomalies.slice(0, 20);
   const dry = judged.flatMap((j) => (j.decision.dryRun ?? []).map((d) => ({ part: j.part.path, ...d })));
   if (dry.length) details['dryRun'] = dry;
 
@@ -200,6 +255,15 @@ export async function evaluateMessage(cfg: AttachmentPolicyConfig, raw: Buffer):
   if (worst.decision.action === 'reject') {
     const name = worst.report.filename || `part ${worst.part.path || 'body'}`;
     return { verdict: reject(`attachment policy: ${worst.decision.why} on "${name.slice(0, 200)}"`), details };
+  }
+  if (parsed.anomalies.length) {
+    // Clients read this message in different ways; cutting the bytes of one reading may leave the file in another.
+    // Not an undecidable message (fail-open does not apply): the file is known to be blocked.
+    const why = `ambiguous MIME (${parsed.anomalies[0]}) with a part to remove: ${worst.decision.why}`;
+    details['malformed'] = true;
+    details['error'] = why;
+    const reason = `${cfg.malformed.reason}: ${why}`.slice(0, 400);
+    return { verdict: cfg.malformed.outcome === 'reject' ? reject(reason) : quarantine(reason), details };
   }
   const removals: Removal[] = judged
     .filter((j) => j.decision.action === 'strip' || j.decision.action === 'silent-delete')

@@ -7,12 +7,8 @@ import { test } from 'node:test';
 import { createPolicyStage } from '../src/index.js';
 import { cfg, pipelineMessage, splitMbox, stageContext } from './helpers.js';
 
-// The team's shared reference material sits beside the checkout (../shared), in CI too; MAILGATE_SHARED_DIR
-// points elsewhere.
-const CORPUS = join(
-  process.env['MAILGATE_SHARED_DIR'] ?? join(import.meta.dirname, '../../../../shared'),
-  'corpus/mimekit',
-);
+// Vendored with its licence in packages/testkit/corpus/mimekit (so a plain clone runs it).
+const CORPUS = join(import.meta.dirname, '../../../packages/testkit/corpus/mimekit');
 
 function corpus(): { name: string; raw: Buffer }[] {
   const out: { name: string; raw: Buffer }[] = [];

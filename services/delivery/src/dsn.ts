@@ -1,3 +1,4 @@
+import { headerBlockBytes } from '@mailgate/mail';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   ENVELOPE_SCHEMA,
@@ -59,12 +60,7 @@ export function statusOf(reply: string): string {
 }
 
 /** The header block of the original message (everything before the first empty line). */
-export function headerBlock(raw: Buffer): Buffer {
-  const crlf = raw.indexOf('\r\n\r\n');
-  const lf = raw.indexOf('\n\n');
-  const end = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 2 : lf >= 0 ? lf + 1 : raw.length;
-  return raw.subarray(0, end);
-}
+export const headerBlock = headerBlockBytes;
 
 const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
 

@@ -3,5 +3,5 @@ export { service, dnsblCheckService } from './service.js';
 export { createDnsblStage, planChecks, headerValue, type DnsblStageDeps, type Plan } from './stage.js';
 export { findOrigin, receivedFromIp, type Origin } from './received.js';
 export { urlHosts, bodyTexts } from './urls.js';
-export { headerValues, prependHeader } from './headers.js';
+export { headerValues, prependHeader } from '@mailgate/mail';
 export { dnsblCheckSchema, type DnsblCheckConfig } from './config.js';

@@ -10,7 +10,7 @@ import {
   type DnsblConfig,
   type ZoneResult,
 } from '@mailgate/dnsbl';
-import { headerValues, prependHeader } from './headers.js';
+import { headerValues, prependHeader } from '@mailgate/mail';
 import { findOrigin, type Origin } from './received.js';
 import { bodyTexts, urlHosts } from './urls.js';
 

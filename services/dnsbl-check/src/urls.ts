@@ -1,8 +1,9 @@
-import PostalMime from 'postal-mime';
+import { bodyTexts as walkBodyTexts, DEFAULT_MIME_LIMITS, walkMime } from '@mailgate/mail';
 import { normalizeDomain, normalizeIp } from '@mailgate/dnsbl';
 
 /**
- * The hosts of links in a message body (text and HTML parts, transfer-decoded by postal-mime), in order of
+ * The hosts of links in a message body (text and HTML parts, transfer-decoded by the @mailgate/mail walk — every
+ * reading the attachment policy judges, so a link in a part only a lenient client shows is checked too), in order of
  * appearance, for URI block lists (SURBL / URIBL / Spamhaus DBL style).
  */
 
@@ -48,11 +49,7 @@ export function urlHosts(texts: readonly string[], max: number, skip: readonly s
   return [...out];
 }
 
-/** Text and HTML bodies of a message. Throws on input postal-mime cannot read at all. */
+/** Text and HTML bodies of a message (every reading). Throws MalformedMimeError on a structure the walk refuses. */
 export async function bodyTexts(raw: Buffer): Promise<string[]> {
-  const email = await PostalMime.parse(raw, { attachmentEncoding: 'arraybuffer' });
-  const texts: string[] = [];
-  if (email.html) texts.push(email.html);
-  if (email.text) texts.push(email.text);
-  return texts;
+  return walkBodyTexts(walkMime(raw, DEFAULT_MIME_LIMITS));
 }

@@ -1,4 +1,5 @@
 import { MAIL_HEADERS } from '@mailgate/contracts';
+import { removeHeaders } from '@mailgate/mail';
 
 /** Headers ingress writes into the message, and removal of forged gateway headers. */
 
@@ -66,23 +67,6 @@ export function ingressHeaders(f: ReceivedFacts & { readonly traceId: string }):
  * (X-Mailgate-Virus-Scanned: clean…). Returns the input unchanged (same Buffer) when there is nothing to remove.
  */
 export function stripHeaders(raw: Buffer, prefix = 'x-mailgate-'): Buffer {
-  const end = raw.indexOf('\r\n\r\n');
-  const headerEnd = end < 0 ? raw.length : end + 2;
-  const head = raw.subarray(0, headerEnd).toString('latin1');
   const lower = prefix.toLowerCase();
-  if (!head.toLowerCase().includes(lower)) return raw;
-  const lines = head.split(/(?<=\r\n)/);
-  const kept: string[] = [];
-  let dropping = false;
-  for (const line of lines) {
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      if (!dropping) kept.push(line);
-      continue;
-    }
-    dropping = line.toLowerCase().startsWith(lower) && /^[\x21-\x39\x3b-\x7e]+:/.test(line);
-    if (!dropping) kept.push(line);
-  }
-  const out = kept.join('');
-  if (out.length === head.length) return raw;
-  return Buffer.concat([Buffer.from(out, 'latin1'), raw.subarray(headerEnd)]);
+  return removeHeaders(raw, (name) => name.startsWith(lower));
 }

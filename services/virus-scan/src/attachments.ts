@@ -1,27 +1,24 @@
-import PostalMime from 'postal-mime';
+import { DEFAULT_MIME_LIMITS, scanTargets, walkMime } from '@mailgate/mail';
 
 export interface DecodedAttachment {
-  /** File name as the sender gave it, or `part-<n>`. */
+  /** File name as the sender gave it, or `part-<n>` (IMAP part number), plus how it was read when not plainly. */
   readonly name: string;
-  readonly mimeType: string;
   readonly content: Buffer;
 }
 
 /**
- * Every attachment of the message, decoded (base64/quoted-printable undone), including those of attached
- * message/rfc822 parts. clamd already unpacks MIME itself; this is the belt-and-braces option
- * `scanAttachmentsSeparately` for mail clamd's MIME parser may read differently from the user's client.
+ * The parts to scan on their own, besides the whole message: every reading of every leaf that the attachment
+ * policy judges (`@mailgate/mail` scanTargets — the same walk, so no stage sees a part another misses), including
+ * attached message/rfc822 parts and parts only a lenient reader finds. clamd unpacks MIME itself; these are the
+ * parts its MIME parser may read differently from the user's client. Plain body text with one standard reading is
+ * left to the whole-message scan. Throws MalformedMimeError when the walk cannot make sense of the message.
  */
 export async function decodedAttachments(raw: Buffer): Promise<DecodedAttachment[]> {
-  const email = await PostalMime.parse(raw, { attachmentEncoding: 'arraybuffer', maxNestingDepth: 64 });
-  return email.attachments.map((a, i) => {
-    const c = a.content;
-    const content =
-      typeof c === 'string'
-        ? Buffer.from(c, a.encoding === 'base64' ? 'base64' : 'utf8')
-        : c instanceof ArrayBuffer
-          ? Buffer.from(c)
-          : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-    return { name: a.filename ?? `part-${i + 1}`, mimeType: a.mimeType, content };
-  });
+  const parsed = walkMime(raw, DEFAULT_MIME_LIMITS);
+  return scanTargets(parsed, { skipPlainBodyText: true }).map((t) => ({
+    name:
+      (t.filename ?? `part-${t.part || 'body'}`) +
+      (t.how === 'identity' || t.how === 'base64' || t.how === 'quoted-printable' ? '' : ` (${t.how})`),
+    content: t.content,
+  }));
 }

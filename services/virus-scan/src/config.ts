@@ -60,8 +60,12 @@ export const virusScanSchema = z
       })
       .strict()
       .default({}),
-    /** Also scan each decoded attachment (postal-mime) on its own, after the whole message scanned clean. */
-    scanAttachmentsSeparately: z.boolean().default(false),
+    /**
+     * Also scan, after the whole message scanned clean, each part the attachment policy judges (every reading of
+     * it: @mailgate/mail scanTargets), decoded, on its own. On by default: clamd's MIME parser may read a malformed
+     * message differently from the user's client and from the policy.
+     */
+    scanAttachmentsSeparately: z.boolean().default(true),
     /**
      * When no clamd answers: pass the message on with a warning header instead of holding it. Off by default
      * (fail closed); every fail-open pass is logged at error level and counted.

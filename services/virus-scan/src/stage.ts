@@ -1,11 +1,20 @@
 import { pass, quarantine, reject, tempfail, type PipelineMessage, type Verdict } from '@mailgate/contracts';
 import type { StageContext, StageFn, StageHooks, StageOutcome } from '@mailgate/bus';
 import { decodedAttachments } from './attachments.js';
+
+/**
+ * Our header removed (with folded lines) from the top-level block: a sender must not be able to pre-set "clean",
+ * and a re-checked release must not carry our old verdict. Same Buffer when there is nothing to remove.
+ */
+export function stripHeader(raw: Buffer, name: string): Buffer {
+  const lower = name.toLowerCase();
+  return removeHeaders(raw, (n) => n === lower);
+}
 import { ClamdError, ClamdUnavailableError } from './clamd/errors.js';
 import type { ScanResult, Scanner } from './clamd/pool.js';
 import type { ClamdVersion } from './clamd/protocol.js';
 import type { VirusScanConfig } from './config.js';
-import { prependHeader, stripHeader } from './header.js';
+import { prependHeader, removeHeaders } from '@mailgate/mail';
 import { noMetrics, type ScanMetrics } from './metrics.js';
 
 export interface VirusScanStageOptions {

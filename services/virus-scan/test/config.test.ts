@@ -18,7 +18,7 @@ test('config: defaults fail closed', () => {
   assert.deepEqual(c.clamd.endpoints, [{ host: '127.0.0.1', port: 3310 }]);
   assert.equal(c.clamd.streamMaxLength, 64 * 1024 * 1024);
   assert.equal(c.failOpen, false);
-  assert.equal(c.scanAttachmentsSeparately, false);
+  assert.equal(c.scanAttachmentsSeparately, true);
   assert.deepEqual(c.actions, { infected: 'quarantine', tooLarge: 'quarantine', unscannable: 'quarantine' });
   assert.equal(c.header.name, 'X-Mailgate-Virus-Scanned');
   assert.equal(c.bus, undefined);

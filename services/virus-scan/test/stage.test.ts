@@ -49,7 +49,9 @@ describe('virus-scan stage (no I/O)', () => {
     assert.ok(out.raw!.subarray(out.raw!.length - msg.raw.length).equals(msg.raw), 'original bytes untouched');
     assert.equal(out.details?.['result'], 'clean');
     assert.equal(out.details?.['database'], '27470');
-    assert.equal(s.calls.length, 1);
+    // The whole message, then the zip attachment on its own (scanAttachmentsSeparately, on by default).
+    assert.equal(s.calls.length, 2);
+    assert.equal(out.details?.['attachmentsScanned'], 1);
   });
 
   test('infected: quarantine with the signature names; reject when configured', async () => {
@@ -182,9 +184,9 @@ describe('virus-scan stage (no I/O)', () => {
         ? { kind: 'found', signatures: ['Eicar'] }
         : { kind: 'clean' },
     );
-    const off = createVirusScanStage({ config: config(), scanner: s, gateway });
+    const off = createVirusScanStage({ config: config({ scanAttachmentsSeparately: false }), scanner: s, gateway });
     assert.equal((await off.fn(pipelineMessage(samples.base64()), stageContext())).verdict.kind, 'pass');
-    const on = createVirusScanStage({ config: config({ scanAttachmentsSeparately: true }), scanner: s, gateway });
+    const on = createVirusScanStage({ config: config(), scanner: s, gateway });
     const out = await on.fn(pipelineMessage(samples.base64()), stageContext());
     assert.equal(out.verdict.kind, 'quarantine');
     assert.deepEqual(out.details?.['parts'], [

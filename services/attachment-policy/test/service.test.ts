@@ -1,4 +1,4 @@
-// The service through the real StageRunner and kafka-lite: scanned → deliverable (passed/stripped) or quarantine.
+// The service through the real StageRunner and kafka-lite: scanned → policy-checked (passed/stripped, on to spam-check) or quarantine.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAIL_HEADERS, TOPICS, type PipelineMessage } from '@mailgate/contracts';
@@ -32,7 +32,7 @@ test('pass unchanged, strip with header, reject and malformed to quarantine — 
     log,
   });
 
-  const observer = await observeTopics(kafka.brokers, [TOPICS.deliverable, TOPICS.quarantine]);
+  const observer = await observeTopics(kafka.brokers, [TOPICS.policyChecked, TOPICS.quarantine]);
   // Stop in dependency order: clients and the service before the broker they talk to.
   t.after(async () => {
     await observer.stop();
@@ -55,12 +55,12 @@ test('pass unchanged, strip with header, reject and malformed to quarantine — 
   await waitFor(() => all.every((m) => of(m).length === 1), { timeoutMs: 30_000, message: 'all four decided' });
 
   const [c] = of(clean);
-  assert.equal(c!.topic, TOPICS.deliverable);
+  assert.equal(c!.topic, TOPICS.policyChecked);
   assert.ok(c!.value.raw.equals(clean.raw), 'byte-identical');
   assert.equal(c!.value.envelope.verdicts.at(-1)?.stage, 'attachment-policy');
 
   const [st] = of(strip);
-  assert.equal(st!.topic, TOPICS.deliverable);
+  assert.equal(st!.topic, TOPICS.policyChecked);
   assert.ok(st!.value.raw.toString('latin1').startsWith(`${MAIL_HEADERS.attachmentPolicy}: stripped=1;`));
   assert.equal(st!.value.envelope.size, st!.value.raw.length);
   assert.deepEqual(st!.value.envelope.verdicts.at(-1)?.details?.['removed'], [

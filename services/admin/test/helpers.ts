@@ -41,7 +41,11 @@ export interface AdminEnv {
  * kafka-lite on a free port, the shared Redis with a unique key prefix (removed afterwards) and the admin service
  * with two tokens: alice (admin) and bob (read-only).
  */
-export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise<void>) => void }): Promise<AdminEnv> {
+export async function startAdminEnv(
+  t: TestContext | { after: (fn: () => Promise<void>) => void },
+  /** Extra `admin:` config keys (merged over the defaults below). */
+  admin: Record<string, unknown> = {},
+): Promise<AdminEnv> {
   const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
   t.after(() => broker.close());
   const keyPrefix = isolatedRedisPrefix('mgadmin');
@@ -67,6 +71,9 @@ export async function startAdminEnv(t: TestContext | { after: (fn: () => Promise
           { name: 'bob', token: READ_TOKEN, role: 'read' },
         ],
         traceUiUrl: TRACE_UI,
+        // Tests that try wrong tokens on purpose must not lock the shared client address out of later tests.
+        authFailures: { max: 100 },
+        ...admin,
       },
     },
     httpPort: 0,

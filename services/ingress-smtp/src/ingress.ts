@@ -158,10 +158,10 @@ export function createIngress(deps: IngressDeps): Ingress {
   const xclientNets = networkMatcher(cfg.xclient.trusted);
   const limits = cfg.limits;
   const msgRate = deps.redis
-    ? new WindowCounter(deps.redis, 'msg', limits.messageRate.max, limits.messageRate.windowSeconds)
+    ? new WindowCounter(deps.redis, 'ingress:msg', limits.messageRate.max, limits.messageRate.windowSeconds)
     : null;
   const authFailures = deps.redis
-    ? new WindowCounter(deps.redis, 'authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
+    ? new WindowCounter(deps.redis, 'ingress:authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
     : null;
   const filter = deps.connectFilter ?? null;
   const hasExceptions = !!filter?.isException && (filter.exceptions?.length ?? 1) > 0;

@@ -38,7 +38,7 @@ before(async () => {
   strip = await startIngress({
     brokers: kafka.brokers,
     redisUrl: redis.url,
-    ingress: { ...base, auth: { failures: { max: 0 } } },
+    ingress: { ...base, nulBytes: 'strip', auth: { failures: { max: 0 } } },
   });
   reader = await TopicReader.start(kafka.brokers);
 });

@@ -146,6 +146,26 @@ describe('admin hardening', () => {
     // Requests without a credential are not throttled (the login page stays reachable).
     assert.equal((await viaProxy('/console/login', '198.51.100.7')).status, 200);
   });
+
+  test('the failed-auth count is shared by replicas through Redis', async () => {
+    // A second admin replica (own broker, same Redis keys): failures on one block the client on the other.
+    const replica = await startAdminEnv(
+      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
+      { authFailures: { max: MAX_FAILURES, windowSeconds: WINDOW_S } },
+      { keyPrefix: env.keyPrefix },
+    );
+    const wrong = { token: 'another-wrong-token-0123456789' };
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      const target = i % 2 === 0 ? env : replica;
+      assert.equal((await target.api('/api/v1/messages', wrong)).status, 401);
+    }
+    for (const target of [env, replica]) {
+      const r = await target.api('/api/v1/messages', {});
+      assert.equal(r.status, 429, 'blocked on both replicas, even with the right token');
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+      await r.arrayBuffer();
+    }
+  });
 });
 
 /** A request from 127.0.0.2 (the "ingress controller"); fetch cannot choose its local address. */

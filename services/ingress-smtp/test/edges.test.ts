@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startKafka, startRedis, waitFor, type KafkaHandle, type RedisHandle } from '@mailgate/testkit';
 import { hashPassword } from '../src/index.js';
+import { NulGuard } from '../src/nul-bytes.js';
 import { REPLIES } from '../src/replies.js';
 import { SmtpClient, TopicReader, queuedId, sendOn } from './helpers.js';
 import { ACCEPTED, startIngress, tlsFiles, type StartedIngress } from './setup.js';
@@ -163,5 +164,24 @@ describe('NUL in DATA', () => {
     assert.ok(!raw.includes('\0'));
     assert.ok(raw.endsWith('Subject: stripped\r\n\r\nbeforeafter\r\n'), raw);
     await c.close();
+  });
+});
+
+describe('NulGuard', () => {
+  it('strip removes every NUL across chunks; reject only counts', () => {
+    const chunks = [Buffer.from('\0a\0\0b'), Buffer.from('c\0'), Buffer.from('d')];
+    const strip = new NulGuard('strip');
+    assert.equal(Buffer.concat(chunks.map((c) => strip.feed(c))).toString(), 'abcd');
+    assert.equal(strip.count, 4);
+    assert.equal(strip.refuse, false);
+    const reject = new NulGuard('reject');
+    const kept = Buffer.concat(chunks.map((c) => reject.feed(c)));
+    assert.equal(kept.length, 8);
+    assert.equal(reject.count, 4);
+    assert.equal(reject.refuse, true);
+    const clean = new NulGuard('reject');
+    const buf = Buffer.from('no nul here');
+    assert.equal(clean.feed(buf), buf, 'a clean chunk is passed through without a copy');
+    assert.equal(clean.refuse, false);
   });
 });

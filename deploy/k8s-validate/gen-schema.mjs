@@ -375,6 +375,7 @@ const schema = {
       replicas: int(1),
       resources,
       startupSeconds: int(60),
+      securityContext: obj({ runAsUser: int(1), runAsGroup: int(1) }),
       config: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
       pdb,
       nodeSelector: strMap,
@@ -404,6 +405,8 @@ const schema = {
       smtpClients: peers,
       metricsFrom: peers,
       adminFrom: peers,
+      adminCidrs: arr(str({ pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' })),
+      defaultDeny: obj({ enabled: bool }),
       egress: obj({
         enabled: bool,
         kafka: obj({ to: peers, ports: portList }),

@@ -216,6 +216,25 @@ for (const file of CI_VALUES) {
         'startup allows signature download',
       );
       assert.match(c.resources.limits.memory, /^[3-9]Gi$/);
+      // Hardened like the mailgate pods: non-root, read-only root filesystem, no capabilities, RuntimeDefault.
+      const pod = clamd.spec.template.spec;
+      assert.equal(pod.securityContext?.runAsNonRoot, true);
+      assert.equal(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+      const sc = c.securityContext ?? {};
+      assert.equal(sc.runAsNonRoot, true);
+      assert.ok(sc.runAsUser > 0, 'a non-zero uid');
+      assert.equal(sc.readOnlyRootFilesystem, true);
+      assert.equal(sc.allowPrivilegeEscalation, false);
+      assert.deepEqual(sc.capabilities?.drop, ['ALL']);
+      assert.equal(sc.capabilities?.add, undefined);
+      assert.equal(sc.seccompProfile?.type, 'RuntimeDefault');
+      // The image's root init chowns and edits /etc/clamav; the unprivileged one only writes to the mounts below.
+      assert.deepEqual(c.command, ['/init-unprivileged']);
+      const emptyDirs = new Set(pod.volumes.filter((v) => v.emptyDir).map((v) => v.name));
+      for (const path of ['/var/lib/clamav', '/tmp', '/var/log/clamav', '/run/clamav']) {
+        const m = c.volumeMounts.find((vm) => vm.mountPath === path);
+        assert.ok(m && emptyDirs.has(m.name) && !m.readOnly, `${path} is a writable emptyDir`);
+      }
       assert.ok(find(docs, 'Service', 'mg-mailgate-clamd'));
       const conf = find(docs, 'ConfigMap', 'mg-mailgate-clamd').data['clamd.conf'];
       assert.match(conf, /^StreamMaxLength (6[4-9]|[7-9][0-9]|[1-9][0-9]{2,})M$/m);
@@ -234,6 +253,17 @@ for (const file of CI_VALUES) {
           `${component(d)} has no policy`,
         );
       }
+      // Strimzi's listener peers must select the mailgate pods by labels their pod templates really carry.
+      const kafka = byKind(docs, 'Kafka')[0];
+      for (const l of kafka?.spec.kafka.listeners ?? []) {
+        const podPeers = (l.networkPolicyPeers ?? []).filter((p) => p.podSelector && !p.namespaceSelector);
+        for (const d of mailgateDeployments(docs)) {
+          assert.ok(
+            podPeers.some((p) => matches(p.podSelector.matchLabels, podLabels(d))),
+            `${component(d)} cannot reach Kafka listener ${l.name}`,
+          );
+        }
+      }
       const clamdNp = find(docs, 'NetworkPolicy', 'mg-mailgate-clamd');
       if (clamdNp) {
         const from = clamdNp.spec.ingress.flatMap((r) => r.from);
@@ -245,8 +275,9 @@ for (const file of CI_VALUES) {
       const smtpNp = find(docs, 'NetworkPolicy', 'mg-mailgate-ingress-smtp');
       const smtpRule = smtpNp.spec.ingress.find((r) => r.ports.some((p) => p.port === 2525));
       assert.ok(smtpRule, 'SMTP clients may reach the SMTP ports');
+      // (A default deny has no egress rules at all.)
       for (const np of nps.filter((n) => n.spec.policyTypes.includes('Egress'))) {
-        for (const rule of np.spec.egress)
+        for (const rule of np.spec.egress ?? [])
           assert.ok(rule.ports?.length, `${np.metadata.name}: egress rule without ports`);
       }
     });

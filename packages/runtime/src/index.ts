@@ -5,3 +5,5 @@ export * from './lifecycle.js';
 export * from './logger.js';
 export * from './service.js';
 export * from './redis.js';
+export * from './cidr.js';
+export * from './rate-limit.js';

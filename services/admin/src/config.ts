@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { httpSchema } from '@mailgate/runtime';
+import { httpSchema, isCidr } from '@mailgate/runtime';
 
 const tokenSchema = z
   .object({
@@ -39,6 +39,25 @@ export const adminSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Failed authentication (a wrong API token or console login) per client IP, counted in Redis so the limit holds
+     * across replicas. Past `max` in a window every request presenting a credential from that IP gets 429 with
+     * Retry-After until the window ends. `max: 0` disables it.
+     */
+    authFailures: z
+      .object({
+        max: z.number().int().nonnegative().default(10),
+        windowSeconds: z.number().int().positive().default(300),
+        /** Redis unreachable: 'tempfail' answers 503 to credentialed requests (fail closed), 'allow' skips the check. */
+        onRedisError: z.enum(['tempfail', 'allow']).default('tempfail'),
+      })
+      .strict()
+      .default({}),
+    /**
+     * Reverse proxies (ingress controller, load balancer) whose X-Forwarded-For is believed: the client IP is the
+     * right-most address in it that is not itself a trusted proxy. Requests from anyone else use the socket address.
+     */
+    trustedProxies: z.array(z.string().refine(isCidr, 'expected an IP address or CIDR, e.g. 10.0.0.0/8')).default([]),
     /** Base URL of the tracing UI; the console links each message's trace id to `<traceUiUrl>/trace/<id>` (Jaeger). */
     traceUiUrl: z.string().url().optional(),
   })

@@ -4,6 +4,7 @@ import type { ApiDeps } from './api.js';
 import { COOKIE, findToken } from './auth.js';
 import type { ResolvedToken } from './config.js';
 import { senderAuthPanel } from './console-auth.js';
+import type { AuthThrottle } from './throttle.js';
 import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
 import { ID_RE } from './api.js';
 
@@ -12,19 +13,20 @@ export function esc(v: unknown): string {
   return String(v ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
+/** The console's one inline stylesheet; security.ts allows exactly this text by its hash (CSP). */
+export const CONSOLE_STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
 header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
 .s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered,.s-refused{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
 form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}
-.auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}`;
+.auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}.grow{flex:1}`;
 
 export function page(title: string, body: string, opts: { refresh?: number } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
-${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${STYLE}</style></head>
+${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${CONSOLE_STYLE}</style></head>
 <body><header><b>mailgate</b><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
 <a href="/console/deferred">Deferred</a><a href="/console/lists">Lists</a><a href="/console/stats">Pipeline</a><a href="/console/audit">Audit</a>
-<span style="flex:1"></span><form class="inline" method="post" action="/console/logout"><button id="logout">Sign out</button></form></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
+<span class="grow"></span><form class="inline" method="post" action="/console/logout"><button id="logout">Sign out</button></form></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
 }
 
 export function html(reply: FastifyReply, s: string, code = 200) {
@@ -35,7 +37,12 @@ export function html(reply: FastifyReply, s: string, code = 200) {
  * The console: server-rendered pages over the same stores as the API (no client bundle to build or ship).
  * Login sets an HttpOnly, SameSite=Strict cookie holding the token, so forms cannot be posted cross-site.
  */
-export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readonly ResolvedToken[]): void {
+export function registerConsole(
+  app: FastifyInstance,
+  d: ApiDeps,
+  tokens: readonly ResolvedToken[],
+  throttle?: AuthThrottle,
+): void {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, parseQuery(body as string));
   });
@@ -53,8 +60,19 @@ export function registerConsole(app: FastifyInstance, d: ApiDeps, tokens: readon
   );
   app.post('/console/login', async (req, reply) => {
     const token = String((req.body as Record<string, unknown>)?.['token'] ?? '');
-    if (!findToken(tokens, token))
+    const ip = throttle?.clientIp(req) ?? '';
+    const d = throttle ? await throttle.check(ip) : ({ ok: true } as const);
+    if (!d.ok) {
+      return html(
+        reply.header('retry-after', String(d.retryAfter)),
+        page('Sign in', `<p class="error">${esc(d.message)}.</p>`),
+        d.status,
+      );
+    }
+    if (!findToken(tokens, token)) {
+      await throttle?.failed(ip, '/console/login');
       return html(reply, page('Sign in', '<p>Invalid token.</p><a href="/console/login">Try again</a>'), 401);
+    }
     return reply
       .header('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/console`)
       .redirect('/console/messages');

@@ -15,6 +15,8 @@ import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
 import { TrackingStore } from './tracking-store.js';
 import { registerGauges } from './metrics.js';
+import { securityHeadersHook } from './security.js';
+import { AuthThrottle } from './throttle.js';
 
 export interface AdminServiceOptions {
   /** The deferred delivery queue (wired by the CLI when the delivery package is installed). */
@@ -113,10 +115,13 @@ export function createAdminService(
         maxResults: cfg.tracking.maxResults,
         traceUiUrl: cfg.traceUiUrl,
       };
-      health.app.addHook('onRequest', authHook(tokens));
+      const throttle = new AuthThrottle(redis, cfg, log);
+      // Headers first: they must be on the 400/401/429 answers of the auth hook as well.
+      health.app.addHook('onRequest', securityHeadersHook());
+      health.app.addHook('onRequest', authHook(tokens, throttle));
       registerApi(health.app, deps);
       registerListsApi(health.app, { store: new ListStore(redis), audit });
-      registerConsole(health.app, deps, tokens);
+      registerConsole(health.app, deps, tokens, throttle);
       registerListsConsole(health.app);
 
       health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));

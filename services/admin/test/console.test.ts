@@ -58,6 +58,11 @@ describe(
       );
 
       const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+      // The Content-Security-Policy must not block anything the console itself uses (its hashed stylesheet).
+      const cspViolations: string[] = [];
+      page.on('console', (m) => {
+        if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+      });
       // Not signed in: the console sends us to the login page; a wrong token is refused.
       await page.goto(`${env.url}/console/messages`);
       assert.match(page.url(), /\/console\/login$/);
@@ -130,6 +135,12 @@ describe(
       await page.waitForURL(/\/console\/login$/);
       await page.goto(`${env.url}/console/quarantine`);
       assert.match(page.url(), /\/console\/login$/);
+      // The hashed inline stylesheet applied (the header is dark) and nothing was blocked.
+      const headerBg = await page.evaluate<string>(
+        "getComputedStyle(document.querySelector('header')).backgroundColor",
+      );
+      assert.equal(headerBg, 'rgb(29, 35, 48)');
+      assert.deepEqual(cspViolations, []);
       await page.close();
     });
   },

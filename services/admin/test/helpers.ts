@@ -26,6 +26,7 @@ export const TRACE_UI = 'http://jaeger.test:16686';
 
 export interface AdminEnv {
   readonly url: string;
+  readonly keyPrefix: string;
   readonly brokers: string;
   /** fetch with the admin token (or `token: null` for none). */
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
@@ -43,11 +44,14 @@ export interface AdminEnv {
  */
 export async function startAdminEnv(
   t: TestContext | { after: (fn: () => Promise<void>) => void },
-  opts: { tracking?: Record<string, unknown> } = {},
+  /** Extra `admin:` config keys (merged over the defaults below). */
+  admin: Record<string, unknown> = {},
+  /** Share another env's Redis key prefix (a second replica of the same deployment). */
+  opts: { keyPrefix?: string } = {},
 ): Promise<AdminEnv> {
   const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
   t.after(() => broker.close());
-  const keyPrefix = isolatedRedisPrefix('mgadmin');
+  const keyPrefix = opts.keyPrefix ?? isolatedRedisPrefix('mgadmin');
   t.after(async () => {
     const r = new Redis(REDIS_URL);
     let cursor = '0';
@@ -70,7 +74,9 @@ export async function startAdminEnv(
           { name: 'bob', token: READ_TOKEN, role: 'read' },
         ],
         traceUiUrl: TRACE_UI,
-        ...(opts.tracking ? { tracking: opts.tracking } : {}),
+        // Tests that try wrong tokens on purpose must not lock the shared client address out of later tests.
+        authFailures: { max: 100 },
+        ...admin,
       },
     },
     httpPort: 0,
@@ -87,6 +93,7 @@ export async function startAdminEnv(
   };
   return {
     url,
+    keyPrefix,
     brokers: broker.brokers,
     api: (path, init = {}) => {
       const { token = ADMIN_TOKEN, ...rest } = init;

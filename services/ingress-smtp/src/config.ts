@@ -106,11 +106,18 @@ export const ingressSchema = z
         pregreetDelayMs: z.number().int().nonnegative().default(300),
         /** Unrecognised commands per session before 421 and disconnect. */
         maxUnknownCommands: z.number().int().positive().default(10),
+        /**
+         * Longest command line, CRLF included (RFC 5321 §4.5.3.1.4: 512). Longer → 500 5.5.2, session kept.
+         * AUTH lines (SASL responses) may be up to 12288 octets (RFC 4954 §4) whatever this says.
+         */
+        maxCommandLineOctets: z.number().int().min(512).max(12_288).default(512),
       })
       .strict()
       .default({}),
     /** Bare CR / bare LF (not part of CRLF) in commands and DATA: refuse them, or convert them to CRLF. */
     lineEndings: z.enum(['reject', 'normalize']).default('reject'),
+    /** NUL octets in DATA: refuse the message (554 5.6.0), or remove them before the message goes anywhere. */
+    nulBytes: z.enum(['reject', 'strip']).default('reject'),
     proxy: z
       .object({
         /** Load balancers allowed to send a PROXY protocol v1 header (they must send it); the header's source IP becomes the client IP. */

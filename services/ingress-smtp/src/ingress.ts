@@ -39,7 +39,9 @@ import { quarantinedEvent, type MailFromAuth, type SenderAuthPhase } from './sen
 import { LineEndingGuard } from './line-endings.js';
 import type { ListPhase } from './list-phase.js';
 import type { RecipientPhase } from './recipient-phase.js';
+import { NulGuard } from './nul-bytes.js';
 import { WindowCounter } from './rate-limit.js';
+import { REPLIES, replyText } from './replies.js';
 import { buildRelayPolicy, decideRecipient, directionOf, parseRecipient } from './relay.js';
 import {
   BARE_CR,
@@ -148,6 +150,9 @@ function smtpError(code: number, text: string): Error & { responseCode: number }
 
 const MAX_LATENCY_SAMPLES = 200_000;
 
+/** RFC 4954 §4: an AUTH command line (with its initial response) and SASL response lines may be this long. */
+export const AUTH_LINE_OCTETS = 12_288;
+
 export function createIngress(deps: IngressDeps): Ingress {
   assertSmtpServerInternals();
   const { config: cfg, log } = deps;
@@ -157,10 +162,10 @@ export function createIngress(deps: IngressDeps): Ingress {
   const xclientNets = networkMatcher(cfg.xclient.trusted);
   const limits = cfg.limits;
   const msgRate = deps.redis
-    ? new WindowCounter(deps.redis, 'msg', limits.messageRate.max, limits.messageRate.windowSeconds)
+    ? new WindowCounter(deps.redis, 'ingress:msg', limits.messageRate.max, limits.messageRate.windowSeconds)
     : null;
   const authFailures = deps.redis
-    ? new WindowCounter(deps.redis, 'authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
+    ? new WindowCounter(deps.redis, 'ingress:authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
     : null;
   const filter = deps.connectFilter ?? null;
   const hasExceptions = !!filter?.isException && (filter.exceptions?.length ?? 1) > 0;
@@ -286,6 +291,19 @@ export function createIngress(deps: IngressDeps): Ingress {
           // normalize: a bare LF ends the line like CRLF (which is how smtp-server already split it).
         }
         const name = (line.split(' ', 1)[0] ?? '').toUpperCase();
+        // `line` is binary (one char per octet) without its CRLF. The limit counts the CRLF (RFC 5321).
+        const octets = line.length + 2;
+        if (octets > limits.maxCommandLineOctets) {
+          const auth = conn.inAuthExchange || name === 'AUTH';
+          if (!auth || octets > AUTH_LINE_OCTETS) {
+            refused('line-too-long', kind);
+            // The line is dropped whole and the session stays usable (smtp-server already split it off the
+            // stream). A SASL exchange is cancelled, so the client's next line is read as a command again.
+            if (!auth) return { code: REPLIES.lineTooLong.code, text: replyText(REPLIES.lineTooLong), close: false };
+            conn.cancelAuthExchange();
+            return { code: REPLIES.authLineTooLong.code, text: replyText(REPLIES.authLineTooLong), close: false };
+          }
+        }
         if (name === 'PROXY' && !conn.inAuthExchange) {
           refused('proxy-untrusted', kind);
           return { code: 554, text: '5.7.1 PROXY protocol is not accepted from this address', close: true };
@@ -593,13 +611,15 @@ export function createIngress(deps: IngressDeps): Ingress {
     const tx = st?.tx;
     const normalize = cfg.lineEndings === 'normalize';
     const guard = new LineEndingGuard();
+    const nul = new NulGuard(cfg.nulBytes);
     let chunks: Buffer[] = [];
     let size = 0;
     let over = false;
     let done = false;
     stream.on('data', (c: Buffer) => {
       if (over) return;
-      const b = normalize ? guard.normalize(c) : (guard.scan(c), c);
+      const n = nul.feed(c);
+      const b = normalize ? guard.normalize(n) : (guard.scan(n), n);
       size += b.length;
       if (size > limits.maxMessageBytes) {
         over = true;
@@ -639,6 +659,13 @@ export function createIngress(deps: IngressDeps): Ingress {
         );
         return cb(e);
       }
+      if (nul.refuse) {
+        refused('nul-byte', kind);
+        endTx(st, 'nul-byte');
+        log.info({ ip: session.remoteAddress, nul: nul.count }, 'message refused: NUL in content');
+        return cb(smtpError(REPLIES.nulInData.code, replyText(REPLIES.nulInData)));
+      }
+      if (nul.count > 0) log.info({ ip: session.remoteAddress, nul: nul.count }, 'NUL octets stripped from message');
       void accept(kind, st, tx, session, Buffer.concat(chunks, size)).then(
         (reply) => cb(null, reply),
         (err: Error) => cb(err),

@@ -37,6 +37,8 @@ export interface GuardedConnection {
   readonly inAuthExchange: boolean;
   send(code: number, text: string): void;
   close(): void;
+  /** Drop a pending SASL continuation (the next line is a command again). */
+  cancelAuthExchange(): void;
   /** Reset the library's own unknown-command counter (ingress keeps its own limit). */
   resetLibraryUnknownCounter(): void;
   isKnownCommand(name: string): boolean;
@@ -130,6 +132,7 @@ class Connection extends (SMTPConnection as any) {
       },
       send: (code, text) => self.send(code, text),
       close: () => self.close(),
+      cancelAuthExchange: () => void (self._nextHandler = false),
       resetLibraryUnknownCounter: () => void (self._unrecognizedCommands = 0),
       isKnownCommand: (name) => self._isSupported(name),
     };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { httpSchema } from '@mailgate/runtime';
+import { spamLearnSchema } from './spam-learn-api.js';
 
 const tokenSchema = z
   .object({
@@ -41,6 +42,8 @@ export const adminSchema = z
       .default({}),
     /** Base URL of the tracing UI; the console links each message's trace id to `<traceUiUrl>/trace/<id>` (Jaeger). */
     traceUiUrl: z.string().url().optional(),
+    /** rspamd controller for "release as not spam" / "mark as spam" (spam-learn-api.ts). Absent: learning off. */
+    rspamd: spamLearnSchema.optional(),
   })
   .strict()
   .default({});

@@ -43,7 +43,7 @@ export interface AdminEnv {
  */
 export async function startAdminEnv(
   t: TestContext | { after: (fn: () => Promise<void>) => void },
-  opts: { tracking?: Record<string, unknown> } = {},
+  opts: { tracking?: Record<string, unknown>; rspamd?: Record<string, unknown> } = {},
 ): Promise<AdminEnv> {
   const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
   t.after(() => broker.close());
@@ -71,6 +71,7 @@ export async function startAdminEnv(
         ],
         traceUiUrl: TRACE_UI,
         ...(opts.tracking ? { tracking: opts.tracking } : {}),
+        ...(opts.rspamd ? { rspamd: opts.rspamd } : {}),
       },
     },
     httpPort: 0,

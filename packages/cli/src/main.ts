@@ -7,6 +7,7 @@ import { devSchema } from './dev-config.js';
 import { runDev } from './dev.js';
 import { runQueue } from './queue.js';
 import { runLists } from './lists.js';
+import { runSpam } from './spam.js';
 import { runTrack } from './track.js';
 import { availableServices, isServiceName, loadService, SERVICE_PACKAGES } from './services.js';
 
@@ -30,12 +31,13 @@ Usage:
   mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
   mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
   mailgate lists ls|add|rm [KIND VALUE]        live sender/IP allow and block lists (admin API, audited)
-  mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists)
+  mailgate spam not-spam|mark|stat [ID]        train rspamd: release as not spam / mark as spam (admin API, audited)
+  mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists, spam)
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
 Exit codes: 0 ok, 1 runtime error, 64 usage error, 78 configuration error.`;
 
-const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists']);
+const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists', 'spam']);
 
 /** Exit codes from sysexits(3), so init systems and CI tell a config error from a crash. */
 const EX_USAGE = 64;
@@ -87,6 +89,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   }
   if (cmd === 'trace' || cmd === 'track') return runTrack(argv);
   if (cmd === 'lists') return runLists(argv);
+  if (cmd === 'spam') return runSpam(argv);
   if (cmd === 'queue') {
     try {
       return await runQueue(argv);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { httpSchema, isCidr } from '@mailgate/runtime';
+import { spamLearnSchema } from './spam-learn-api.js';
 
 const tokenSchema = z
   .object({
@@ -60,6 +61,8 @@ export const adminSchema = z
     trustedProxies: z.array(z.string().refine(isCidr, 'expected an IP address or CIDR, e.g. 10.0.0.0/8')).default([]),
     /** Base URL of the tracing UI; the console links each message's trace id to `<traceUiUrl>/trace/<id>` (Jaeger). */
     traceUiUrl: z.string().url().optional(),
+    /** rspamd controller for "release as not spam" / "mark as spam" (spam-learn-api.ts). Absent: learning off. */
+    rspamd: spamLearnSchema.optional(),
   })
   .strict()
   .default({});

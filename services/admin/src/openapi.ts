@@ -1,4 +1,5 @@
 import { LISTS_OPENAPI_PATHS } from './lists-api.js';
+import { SPAM_LEARN_OPENAPI_PATHS } from './spam-learn-api.js';
 
 /** OpenAPI 3 description of the admin API (served at /openapi.json). Kept beside the routes in api.ts. */
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
@@ -98,6 +99,7 @@ export const OPENAPI = {
       },
     },
     ...LISTS_OPENAPI_PATHS,
+    ...SPAM_LEARN_OPENAPI_PATHS,
     '/api/v1/audit': {
       get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } },
     },

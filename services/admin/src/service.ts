@@ -6,6 +6,7 @@ import { ListStore } from '@mailgate/lists';
 import { registerApi, type DeferredQueue } from './api.js';
 import { registerListsApi } from './lists-api.js';
 import { registerListsConsole } from './lists-console.js';
+import { registerSpamLearnApi } from './spam-learn-api.js';
 import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
@@ -121,6 +122,8 @@ export function createAdminService(
       health.app.addHook('onRequest', authHook(tokens, throttle));
       registerApi(health.app, deps);
       registerListsApi(health.app, { store: new ListStore(redis), audit });
+      const closeSpamLearn = registerSpamLearnApi(health.app, { ...deps, config: cfg.rspamd });
+      if (closeSpamLearn) lifecycle.on('close', 'rspamd', closeSpamLearn);
       registerConsole(health.app, deps, tokens, throttle);
       registerListsConsole(health.app);
 

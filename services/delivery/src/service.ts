@@ -29,6 +29,7 @@ export async function setupDelivery(
     log,
     tracer,
     senderAuth: sa.data,
+    meter: telemetry.meter('mailgate.delivery'),
   });
   const workerConnection = createRedis(config.redis, { name: 'delivery-worker', forBullmq: true });
   const worker = startRetryWorker(

@@ -38,6 +38,7 @@ export {
   type SinkRejection,
   type SinkStage,
   type StartSmtpSinkOptions,
+  type BeforeDataReply,
 } from './smtp-sink.js';
 export { testTlsCert, TEST_TLS_SUBJECT_ALT_NAMES, type TlsKeyPair } from './tls.js';
 export {

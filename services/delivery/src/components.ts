@@ -60,6 +60,10 @@ export function createDeliveryComponents(o: {
   const cfg = o.delivery;
   const redis = createRedis(o.redis, { name: 'delivery' });
   const bullConnection = createRedis(o.redis, { name: 'delivery-queue', forBullmq: true });
+  // Outages are handled where commands fail (journal, tempfail); the client's reconnect errors are just noise.
+  const quiet = (err: Error) => o.log.debug({ err: err.message }, 'delivery redis connection error');
+  redis.on('error', quiet);
+  bullConnection.on('error', quiet);
   const router = new Router(cfg);
   const resolver = new DestinationResolver({
     servers: cfg.dns.resolvers,

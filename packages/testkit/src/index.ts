@@ -64,6 +64,7 @@ export {
   producePipelineMessages,
   readTopic,
   observeTopics,
+  groupCaughtUp,
   testStageContext,
   testStageService,
   FAST_GROUP,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createRedis } from '@mailgate/runtime';
-import { ManagedProcess, startRedis, startSmtpSink, waitFor, type RedisHandle, type Sink } from '@mailgate/testkit';
+import { ManagedProcess, startRedis, startSmtpSink, waitFor, type Sink } from '@mailgate/testkit';
 import { trace } from '@opentelemetry/api';
 import { MessageClaims } from '../src/claim.js';
 import { createDeliveryComponents } from '../src/components.js';

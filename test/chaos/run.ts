@@ -3,7 +3,8 @@
 // stopped for a while and the internal mail server answers 4xx for a while. Then it accounts for every message a
 // client got a 250 for: delivered exactly once, or quarantined with a reason. Used by test/e2e/chaos.test.ts
 // (reduced, CI) and test/chaos/full.ts (full size).
-import { EICAR } from '@mailgate/testkit';
+import { TOPICS } from '@mailgate/contracts';
+import { EICAR, groupCaughtUp } from '@mailgate/testkit';
 import { buildMessage, header, mailgateId, quarantineList, send, uniq, type QuarantineView } from '../harness/mail.js';
 import {
   ACCEPTED_DOMAIN,
@@ -252,8 +253,21 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     }
     await sleep(1000);
   }
-  // A little longer, so a late duplicate (redelivery after a crash) has the chance to show up.
-  await sleep(3000);
+  // Before judging duplicates, wait for the positive signal that nothing is left to send: delivery committed every
+  // record of its topic and its deferred queue is empty (a late duplicate could only come from one of the two).
+  const quietDeadline = Date.now() + 60_000;
+  for (;;) {
+    const committed = await groupCaughtUp(stack.kafka.brokers, 'mailgate.delivery', TOPICS.deliverable).catch(
+      () => false,
+    );
+    const deferred = await stack.admin<{ total: number }>('/api/v1/deferred?limit=1').catch(() => undefined);
+    if (committed && deferred?.total === 0) break;
+    if (Date.now() > quietDeadline) {
+      log(`[${since()}s] delivery not idle after 60 s (committed: ${committed}, deferred: ${deferred?.total ?? '?'})`);
+      break;
+    }
+    await sleep(500);
+  }
   const settleSeconds = (Date.now() - settleStart) / 1000;
 
   const delivered = deliveredCopies();

@@ -29,6 +29,11 @@ export interface ChaosOptions {
   sink4xxSeconds?: number;
   /** Max wait for the pipeline to settle after the stream (s). Default 180. */
   settleSeconds?: number;
+  /**
+   * Epoch ms by which runChaos must return its report (the caller's test timeout minus time to report): the settle
+   * and idle waits end there at the latest, so a slow (loaded) machine yields findings instead of a test timeout.
+   */
+  deadlineAt?: number;
   /** Every k-th message carries EICAR (must be quarantined). Default 20. */
   eicarEvery?: number;
   /** Every k-th message is outbound (trusted client → remote MX). Default 10. */
@@ -239,7 +244,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
   };
   let quarantine: QuarantineView[] = [];
   let missing: string[] = [];
-  const settleDeadline = Date.now() + (o.settleSeconds ?? 180) * 1000;
+  const settleDeadline = Math.min(Date.now() + (o.settleSeconds ?? 180) * 1000, (o.deadlineAt ?? Infinity) - 15_000);
   let lastLog = 0;
   for (;;) {
     const delivered = deliveredCopies();
@@ -255,7 +260,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
   }
   // Before judging duplicates, wait for the positive signal that nothing is left to send: delivery committed every
   // record of its topic and its deferred queue is empty (a late duplicate could only come from one of the two).
-  const quietDeadline = Date.now() + 60_000;
+  const quietDeadline = Math.min(Date.now() + 60_000, (o.deadlineAt ?? Infinity) - 5000);
   for (;;) {
     const committed = await groupCaughtUp(stack.kafka.brokers, 'mailgate.delivery', TOPICS.deliverable).catch(
       () => false,
@@ -263,7 +268,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     const deferred = await stack.admin<{ total: number }>('/api/v1/deferred?limit=1').catch(() => undefined);
     if (committed && deferred?.total === 0) break;
     if (Date.now() > quietDeadline) {
-      log(`[${since()}s] delivery not idle after 60 s (committed: ${committed}, deferred: ${deferred?.total ?? '?'})`);
+      log(`[${since()}s] delivery not idle in time (committed: ${committed}, deferred: ${deferred?.total ?? '?'})`);
       break;
     }
     await sleep(500);

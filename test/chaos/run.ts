@@ -80,6 +80,15 @@ export async function runChaos(o: ChaosOptions): Promise<{ report: ChaosReport; 
   const t0 = Date.now();
   const since = (): number => Math.round((Date.now() - t0) / 100) / 10;
   const stack = await startStack({
+    // Readiness is the signal; on a loaded machine it may take long. Leave the stream and some settle time.
+    ...(o.deadlineAt
+      ? {
+          startTimeoutMs: Math.max(
+            120_000,
+            o.deadlineAt - Date.now() - (o.streamSeconds ?? 90) * 1000 - Math.min(o.settleSeconds ?? 180, 120) * 1000,
+          ),
+        }
+      : {}),
     config: {
       admin: { tracking: { maxResults: 1000 } },
       // A clamd outage must hold mail, never quarantine it as unscannable within the run.

@@ -2,6 +2,7 @@
 // Runs every node:test file of the repository with the TypeScript loader, from source (the `mailgate-src`
 // export condition), so tests need no build step. Usage: npm test [-- <path filter>...]
 //   MAILGATE_TEST_CONCURRENCY=N  files run in parallel (default 2: the CI machine has 2 cores)
+//   MAILGATE_TEST_TIMEOUT_MS=N   per-file timeout (default 300 s; 600 s when an e2e file is selected)
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -37,13 +38,16 @@ if (selected.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.MAILGATE_TEST_CONCURRENCY ?? '2';
+// Per file. The whole-stack e2e files start a dozen processes on 2 shared cores and then run for minutes: 10 min.
+const timeoutMs =
+  process.env.MAILGATE_TEST_TIMEOUT_MS ?? (selected.some((f) => f.startsWith('test/e2e/')) ? '600000' : '300000');
 const args = [
   '--import',
   'tsx',
   '--conditions=mailgate-src',
   '--test',
   `--test-concurrency=${concurrency}`,
-  '--test-timeout=300000',
+  `--test-timeout=${timeoutMs}`,
   ...selected,
 ];
 console.log(`running ${selected.length} test files (concurrency ${concurrency})`);

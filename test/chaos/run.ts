@@ -3,7 +3,8 @@
 // stopped for a while and the internal mail server answers 4xx for a while. Then it accounts for every message a
 // client got a 250 for: delivered exactly once, or quarantined with a reason. Used by test/e2e/chaos.test.ts
 // (reduced, CI) and test/chaos/full.ts (full size).
-import { EICAR } from '@mailgate/testkit';
+import { TOPICS } from '@mailgate/contracts';
+import { EICAR, groupCaughtUp } from '@mailgate/testkit';
 import { buildMessage, header, mailgateId, quarantineList, send, uniq, type QuarantineView } from '../harness/mail.js';
 import {
   ACCEPTED_DOMAIN,
@@ -28,6 +29,11 @@ export interface ChaosOptions {
   sink4xxSeconds?: number;
   /** Max wait for the pipeline to settle after the stream (s). Default 180. */
   settleSeconds?: number;
+  /**
+   * Epoch ms by which runChaos must return its report (the caller's test timeout minus time to report): the settle
+   * and idle waits end there at the latest, so a slow (loaded) machine yields findings instead of a test timeout.
+   */
+  deadlineAt?: number;
   /** Every k-th message carries EICAR (must be quarantined). Default 20. */
   eicarEvery?: number;
   /** Every k-th message is outbound (trusted client → remote MX). Default 10. */
@@ -74,6 +80,15 @@ export async function runChaos(o: ChaosOptions): Promise<{ report: ChaosReport; 
   const t0 = Date.now();
   const since = (): number => Math.round((Date.now() - t0) / 100) / 10;
   const stack = await startStack({
+    // Readiness is the signal; on a loaded machine it may take long. Leave the stream and some settle time.
+    ...(o.deadlineAt
+      ? {
+          startTimeoutMs: Math.max(
+            120_000,
+            o.deadlineAt - Date.now() - (o.streamSeconds ?? 90) * 1000 - Math.min(o.settleSeconds ?? 180, 120) * 1000,
+          ),
+        }
+      : {}),
     config: {
       admin: { tracking: { maxResults: 1000 } },
       // A clamd outage must hold mail, never quarantine it as unscannable within the run.
@@ -238,7 +253,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
   };
   let quarantine: QuarantineView[] = [];
   let missing: string[] = [];
-  const settleDeadline = Date.now() + (o.settleSeconds ?? 180) * 1000;
+  const settleDeadline = Math.min(Date.now() + (o.settleSeconds ?? 180) * 1000, (o.deadlineAt ?? Infinity) - 15_000);
   let lastLog = 0;
   for (;;) {
     const delivered = deliveredCopies();
@@ -252,8 +267,21 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     }
     await sleep(1000);
   }
-  // A little longer, so a late duplicate (redelivery after a crash) has the chance to show up.
-  await sleep(3000);
+  // Before judging duplicates, wait for the positive signal that nothing is left to send: delivery committed every
+  // record of its topic and its deferred queue is empty (a late duplicate could only come from one of the two).
+  const quietDeadline = Math.min(Date.now() + 60_000, (o.deadlineAt ?? Infinity) - 5000);
+  for (;;) {
+    const committed = await groupCaughtUp(stack.kafka.brokers, 'mailgate.delivery', TOPICS.deliverable).catch(
+      () => false,
+    );
+    const deferred = await stack.admin<{ total: number }>('/api/v1/deferred?limit=1').catch(() => undefined);
+    if (committed && deferred?.total === 0) break;
+    if (Date.now() > quietDeadline) {
+      log(`[${since()}s] delivery not idle in time (committed: ${committed}, deferred: ${deferred?.total ?? '?'})`);
+      break;
+    }
+    await sleep(500);
+  }
   const settleSeconds = (Date.now() - settleStart) / 1000;
 
   const delivered = deliveredCopies();

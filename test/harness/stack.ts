@@ -296,6 +296,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       defaultPartitions: partitions,
       fsync: opts.fsync ?? 'interval',
       minSessionTimeoutMs: 1000,
+      // Readiness (its READY line) is the signal; a restart on a loaded machine can take far more than 20 s.
+      timeoutMs: opts.startTimeoutMs ?? 120_000,
     });
     cleanups.push(() => kafka.stop());
     await mkdir(join(dir, 'redis'));

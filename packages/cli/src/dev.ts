@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { createLogger, loadConfig, type Logger } from '@mailgate/runtime';
 import type { ServiceName } from '@mailgate/contracts';
 import { devSchema } from './dev-config.js';
 import { availableServices } from './services.js';
+import { Supervisor } from './supervisor.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/mailgate.js');
 const SRC_MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.ts');
@@ -41,7 +42,9 @@ async function waitHealthy(port: number, timeoutMs: number): Promise<boolean> {
 
 export interface DevHandle {
   readonly broker: BrokerHandle;
+  /** The current process of each service (replaced when its supervisor restarts it). */
   readonly children: Map<ServiceName, ChildProcess>;
+  readonly supervisors: Map<ServiceName, Supervisor>;
   readonly smtpPorts: number[];
   stop(): Promise<void>;
 }
@@ -148,6 +151,7 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
 
   const wanted = dev.services ? new Set(dev.services) : null;
   const children = new Map<ServiceName, ChildProcess>();
+  const supervisors = new Map<ServiceName, Supervisor>();
   const fromSource = process.execArgv.some((a) => a.includes('tsx'));
   for (const svc of await availableServices()) {
     if (wanted && !wanted.has(svc.name)) continue;
@@ -156,16 +160,18 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
       continue;
     }
     const entry = fromSource ? SRC_MAIN : BIN;
-    const child = spawn(process.execPath, [...process.execArgv, entry, svc.name], {
-      env: childEnv,
-      stdio: ['ignore', 'inherit', 'inherit'],
+    // Supervised: a crashed service is restarted with backoff (logged), as Kubernetes would.
+    const sup = new Supervisor({
+      name: svc.name,
+      command: process.execPath,
+      args: [...process.execArgv, entry, svc.name],
+      spawnOptions: { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] },
+      log,
     });
-    children.set(svc.name, child);
-    child.on('exit', (code, signal) => {
-      if (!stopping) log.error({ service: svc.name, code, signal }, 'service exited');
-    });
+    sup.onStart((p) => children.set(svc.name, p));
+    sup.start();
+    supervisors.set(svc.name, sup);
   }
-  let stopping = false;
 
   // Report each service's health endpoint once it answers.
   const probe = loadConfig({ file: opts.configFile, env: childEnv }) as unknown as Record<
@@ -198,23 +204,10 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   return {
     broker,
     children,
+    supervisors,
     smtpPorts,
     async stop() {
-      stopping = true;
-      await Promise.all(
-        [...children.values()].map(
-          (c) =>
-            new Promise<void>((resolve) => {
-              if (c.exitCode !== null || c.signalCode !== null) return resolve();
-              const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
-              c.once('exit', () => {
-                clearTimeout(t);
-                resolve();
-              });
-              c.kill('SIGTERM');
-            }),
-        ),
-      );
+      await Promise.all([...supervisors.values()].map((s) => s.stop(20_000)));
       for (const c of cleanups.reverse()) await c().catch(() => undefined);
     },
   };

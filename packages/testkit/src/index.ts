@@ -38,6 +38,7 @@ export {
   type SinkRejection,
   type SinkStage,
   type StartSmtpSinkOptions,
+  type BeforeDataReply,
 } from './smtp-sink.js';
 export { testTlsCert, TEST_TLS_SUBJECT_ALT_NAMES, type TlsKeyPair } from './tls.js';
 export {
@@ -63,6 +64,7 @@ export {
   producePipelineMessages,
   readTopic,
   observeTopics,
+  groupCaughtUp,
   testStageContext,
   testStageService,
   FAST_GROUP,

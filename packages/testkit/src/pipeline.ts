@@ -119,8 +119,28 @@ export async function readTopic(
   return out;
 }
 
+/**
+ * True when consumer group `groupId` has committed every record of `topic` (committed offset = end offset on every
+ * partition): the positive signal that a stage finished a record (outputs are produced before the commit).
+ */
+export async function groupCaughtUp(brokers: string, groupId: string, topic: string): Promise<boolean> {
+  const admin = client(brokers).admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return ends.every((e) => {
+      const c = committed?.partitions.find((p) => p.partition === e.partition);
+      return Number(e.high) === 0 || (c !== undefined && Number(c.offset) === Number(e.high));
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 export interface Observed<T> {
   readonly topic: string;
+  readonly partition?: number;
   readonly value: T;
   readonly message: KafkaMessage;
 }
@@ -130,6 +150,8 @@ export interface TopicObserver<T> {
   readonly seen: Observed<T>[];
   /** What was seen for one message id (pipeline records and events are keyed by it). */
   of(messageId: string): Observed<T>[];
+  /** True once every record now in the observed topics was seen (compare with end offsets). */
+  caughtUp(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -152,11 +174,33 @@ export async function observeTopics<T = PipelineMessage>(
   await c.connect();
   await c.subscribe({ topics: [...topics], fromBeginning: true });
   await c.run({
-    eachMessage: async ({ topic, message }) => void seen.push({ topic, value: decode(message.value, topic), message }),
+    eachMessage: async ({ topic, partition, message }) =>
+      void seen.push({ topic, partition, value: decode(message.value, topic), message }),
   });
   return {
     seen,
     of: (id) => seen.filter((x) => x.message.key?.toString() === id),
+    async caughtUp() {
+      const admin = client(brokers).admin();
+      await admin.connect();
+      try {
+        for (const topic of topics) {
+          for (const e of await admin.fetchTopicOffsets(topic)) {
+            const high = Number(e.high);
+            const seenTo = Math.max(
+              -1,
+              ...seen
+                .filter((x) => x.topic === topic && x.partition === e.partition)
+                .map((x) => Number(x.message.offset)),
+            );
+            if (seenTo + 1 < high) return false;
+          }
+        }
+        return true;
+      } finally {
+        await admin.disconnect();
+      }
+    },
     stop: () => c.disconnect(),
   };
 }

@@ -67,7 +67,15 @@ export interface StartSmtpSinkOptions {
   banner?: string;
   /** Server name used in greeting/EHLO, default 'sink.test'. */
   name?: string;
+  /** See Sink.beforeDataReply(). */
+  beforeDataReply?: BeforeDataReply;
 }
+
+/**
+ * Runs after a message was accepted and recorded, before its 250 is written: the reply is held until the returned
+ * promise settles (e.g. kill Redis or the client process "right at the 250"). A rejection still answers 250.
+ */
+export type BeforeDataReply = (m: SinkMessage) => Promise<unknown> | unknown;
 
 export interface Sink {
   host: string;
@@ -88,6 +96,8 @@ export interface Sink {
   clear(): void;
   setReply(reply: SinkReply): void;
   clearReplies(): void;
+  /** Hold every DATA 250 behind `hook` (undefined: answer at once again). */
+  beforeDataReply(hook: BeforeDataReply | undefined): void;
   /** Closes the listener (new connections are refused: ECONNREFUSED); open sessions go on unless dropConnections. */
   pause(opts?: { dropConnections?: boolean }): Promise<void>;
   /** Listens again on the same host and port. */
@@ -115,6 +125,7 @@ export async function startSmtpSink(opts: StartSmtpSinkOptions = {}): Promise<Si
   const messages: SinkMessage[] = [];
   const rejections: SinkRejection[] = [];
   let replies: SinkReply[] = [];
+  let holdHook: BeforeDataReply | undefined = opts.beforeDataReply;
   let connections = 0;
   let active = 0;
   let paused = false;
@@ -216,7 +227,13 @@ export async function startSmtpSink(opts: StartSmtpSinkOptions = {}): Promise<Si
         };
         messages.push(msg);
         events.emit('change');
-        cb(null, `Queued as sink-${messages.length}`);
+        const reply = `Queued as sink-${messages.length}`;
+        const hook = holdHook;
+        if (!hook) return cb(null, reply);
+        Promise.resolve()
+          .then(() => hook(msg))
+          .catch(() => undefined)
+          .then(() => cb(null, reply));
       });
     },
   });
@@ -316,6 +333,9 @@ export async function startSmtpSink(opts: StartSmtpSinkOptions = {}): Promise<Si
     },
     clearReplies() {
       replies = [];
+    },
+    beforeDataReply(hook) {
+      holdHook = hook;
     },
     async pause(popts) {
       if (paused || closed) return;

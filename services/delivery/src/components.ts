@@ -3,13 +3,18 @@ import { createRedis, type GatewayConfig, type Logger, type RedisConfig } from '
 
 /** What delivery needs to know about the gateway: its names (EHLO, DSN Reporting-MTA, From). */
 export type GatewayIdentity = Pick<GatewayConfig, 'name' | 'hostname' | 'instance' | 'postmaster'>;
-import { trace, type Tracer } from '@opentelemetry/api';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { trace, type Meter, type Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { DeliveryConfig } from './config.js';
 import { MessageClaims } from './claim.js';
 import { DeliveryEngine, type RecipientResult } from './deliver.js';
 import { DestinationLimits } from './limits.js';
 import { DeliveredMarkers } from './markers.js';
+import { createDeliveryMetrics, countingMetrics, type DeliveryMetrics } from './metrics.js';
+import { OutcomeJournal } from './outcome-journal.js';
 import { DestinationResolver } from './mx.js';
 import { ConnectionPool } from './pool.js';
 import { DeliveryQueueOps } from './queue-ops.js';
@@ -27,6 +32,8 @@ export interface DeliveryComponents {
   readonly resolver: DestinationResolver;
   readonly limits: DestinationLimits;
   readonly markers: DeliveredMarkers;
+  readonly journal: OutcomeJournal;
+  readonly metrics: DeliveryMetrics;
   readonly pool: ConnectionPool;
   readonly engine: DeliveryEngine;
   readonly store: RetryStore;
@@ -47,10 +54,17 @@ export function createDeliveryComponents(o: {
   /** The `senderAuth:` section: delivery uses its `signing` part (outbound DKIM). */
   senderAuth?: SenderAuthConfig;
   onResults?: (results: readonly RecipientResult[]) => void;
+  meter?: Meter;
+  /** Use these metrics instead of a meter's (tests). */
+  metrics?: DeliveryMetrics;
 }): DeliveryComponents {
   const cfg = o.delivery;
   const redis = createRedis(o.redis, { name: 'delivery' });
   const bullConnection = createRedis(o.redis, { name: 'delivery-queue', forBullmq: true });
+  // Outages are handled where commands fail (journal, tempfail); the client's reconnect errors are just noise.
+  const quiet = (err: Error) => o.log.debug({ err: err.message }, 'delivery redis connection error');
+  redis.on('error', quiet);
+  bullConnection.on('error', quiet);
   const router = new Router(cfg);
   const resolver = new DestinationResolver({
     servers: cfg.dns.resolvers,
@@ -61,7 +75,24 @@ export function createDeliveryComponents(o: {
   });
   const slotTtlMs = cfg.timeouts.connectMs + cfg.timeouts.greetingMs + cfg.timeouts.dataMs;
   const limits = new DestinationLimits(redis, { ...cfg.limits, slotTtlMs });
-  const markers = new DeliveredMarkers(redis, cfg.markerTtlMs);
+  const markers = new DeliveredMarkers(redis, cfg.markerTtlMs, cfg.pendingTtlMs);
+  const metrics = o.metrics ?? (o.meter ? createDeliveryMetrics(o.meter) : countingMetrics());
+  const journal = new OutcomeJournal(markers, {
+    file:
+      cfg.outcomeJournalFile ??
+      path.join(
+        tmpdir(),
+        // One file per instance and Redis keyspace: records replayed into the Redis they belong to.
+        `mailgate-delivery-${o.gateway.instance.replace(/[^\w.-]/g, '_')}-${createHash('sha1')
+          .update(`${o.redis.url}|${o.redis.keyPrefix}`)
+          .digest('hex')
+          .slice(0, 10)}.outcomes.jsonl`,
+      ),
+    log: o.log,
+    metrics,
+  });
+  // Redis is back: write what the journal holds now rather than at the next backoff tick.
+  redis.on('ready', () => journal.kick());
   const reportingMta = o.gateway.hostname;
   const pool = new ConnectionPool({
     limits,
@@ -83,6 +114,8 @@ export function createDeliveryComponents(o: {
     pool,
     limits,
     markers,
+    journal,
+    metrics,
     claims,
     tracer,
     log: o.log,
@@ -105,6 +138,8 @@ export function createDeliveryComponents(o: {
     resolver,
     limits,
     markers,
+    journal,
+    metrics,
     pool,
     engine,
     store,
@@ -114,6 +149,7 @@ export function createDeliveryComponents(o: {
     signer,
     async close() {
       await pool.close();
+      await journal.close();
       await scheduler.close().catch(() => undefined);
       await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
     },

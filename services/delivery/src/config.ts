@@ -120,6 +120,17 @@ export const deliverySchema = z
       .positive()
       .default(7 * 24 * 3600_000),
     /**
+     * How long a retry waits before resending to recipients whose earlier attempt reached DATA with an unknown
+     * outcome (process killed between the remote 250 and the record, connection lost after the final dot). After
+     * that it resends and counts mailgate_delivery_possible_duplicates_total (docs/operations.md, duplicate rule).
+     */
+    pendingTtlMs: z.number().int().positive().default(600_000),
+    /**
+     * Local file where remote 250s are journaled while Redis cannot record them (replayed on start). Default:
+     * `<os tmpdir>/mailgate-delivery-<gateway.instance>.outcomes.jsonl`; put it on a volume that survives restarts.
+     */
+    outcomeJournalFile: z.string().min(1).optional(),
+    /**
      * The per-message claim every replica takes around "check markers → send → write markers" (exactly once across
      * replicas). The holder extends it every ttlMs/3; a crashed holder's claim ends after ttlMs.
      */

@@ -5,7 +5,9 @@ import { context, SpanKind, type Tracer } from '@opentelemetry/api';
 import type { MessageClaims } from './claim.js';
 import type { DestinationLimits } from './limits.js';
 import type { DeliveredMarkers } from './markers.js';
+import type { DeliveryMetrics } from './metrics.js';
 import type { DestinationResolver, Target } from './mx.js';
+import type { OutcomeJournal } from './outcome-journal.js';
 import type { ConnectionPool } from './pool.js';
 import type { Route, Router } from './routing.js';
 import { SmtpFailure } from './smtp.js';
@@ -32,6 +34,9 @@ export interface EngineDeps {
   readonly pool: ConnectionPool;
   readonly limits: DestinationLimits;
   readonly markers: DeliveredMarkers;
+  /** Where remote 250s are recorded (Redis, or a local journal while Redis is away). */
+  readonly journal: OutcomeJournal;
+  readonly metrics: DeliveryMetrics;
   /** Cross-replica claim per message id around marker check → send → marker write. */
   readonly claims: MessageClaims;
   readonly tracer: Tracer;
@@ -78,12 +83,20 @@ export class DeliveryEngine {
   }
 
   private async deliverNow(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
+    const id = msg.envelope.id;
     const unique = [...new Map(recipients.map((r) => [r.toLowerCase(), r])).values()];
-    const done = await this.d.markers.delivered(msg.envelope.id, unique);
+    const journaled = this.d.journal.lookup(id, unique);
+    const state = await this.d.markers.state(
+      id,
+      unique.filter((r) => !journaled.has(r)),
+    );
+    const now = Date.now();
     const results: RecipientResult[] = [];
     const todo: string[] = [];
+    const resent = new Map<string, number>();
     for (const r of unique) {
-      const m = done.get(r);
+      const m = journaled.get(r) ?? state.done.get(r);
+      const p = state.pending.get(r);
       if (m) {
         results.push({
           rcpt: r,
@@ -93,7 +106,25 @@ export class DeliveryEngine {
           destination: this.d.router.route(r).key,
           alreadyDelivered: true,
         });
-      } else todo.push(r);
+      } else if (p && p.until > now) {
+        // An earlier attempt got as far as DATA and its outcome is unknown: the duplicate rule says wait.
+        results.push({
+          rcpt: r,
+          status: 'deferred',
+          reply: `451 4.4.7 outcome of an earlier attempt to ${p.dest} unknown; not resent before ${new Date(p.until).toISOString()}`,
+          destination: this.d.router.route(r).key,
+        });
+      } else {
+        if (p) resent.set(p.dest, (resent.get(p.dest) ?? 0) + 1);
+        todo.push(r);
+      }
+    }
+    for (const [dest, n] of resent) {
+      this.d.metrics.possibleDuplicates(n, dest);
+      this.d.log.warn(
+        { msgId: id, destination: dest, recipients: n },
+        'pending mark expired with the earlier outcome unknown: sending again (possible duplicate)',
+      );
     }
     const groups = this.d.router.group(todo);
     const perGroup = await Promise.all(groups.map((g) => this.attempt(msg, g.route, g.recipients)));
@@ -170,31 +201,47 @@ export class DeliveryEngine {
         break;
       }
       let tx;
+      // Every path below gives the lease (and its destination slot) back: the finally is the only release.
+      let reusable = false;
       try {
-        tx = await lease.conn.send(msg.envelope.mailFrom, rcpts, msg.raw);
-      } catch (e) {
-        if (!(e instanceof SmtpFailure)) {
-          this.d.pool.release(lease, false);
+        // Before DATA: if this process dies between the remote 250 and the record, a retry must know (see markers.ts).
+        // No mark, no send: a Redis error here defers (nothing left the gateway; the connection stays usable).
+        try {
+          await this.d.markers.markPending(msg.envelope.id, rcpts, dest);
+        } catch (e) {
+          reusable = lease.conn.isAlive;
           throw e;
         }
-        last = e;
-        span.addEvent('transaction failed', { host: label, phase: e.phase, reply: e.reply });
-        const reusable = lease.conn.isAlive && (e.phase === 'mail' || e.phase === 'size') && (await lease.conn.reset());
+        try {
+          tx = await lease.conn.send(msg.envelope.mailFrom, rcpts, msg.raw);
+        } catch (e) {
+          if (!(e instanceof SmtpFailure)) throw e;
+          last = e;
+          span.addEvent('transaction failed', { host: label, phase: e.phase, reply: e.reply });
+          // A reply that refused the message is a known outcome: the next attempt may send at once.
+          if (!e.outcomeUnknown) await this.d.markers.clearPending(msg.envelope.id, rcpts).catch(() => undefined);
+          reusable = lease.conn.isAlive && (e.phase === 'mail' || e.phase === 'size') && (await lease.conn.reset());
+          if (e.tryNext) continue;
+          if (e.temporary && is421(e.reply)) await this.d.limits.recordFailure(dest, e.reply).catch(() => false);
+          return all(e.temporary ? 'deferred' : 'failed', e.reply, label);
+        }
+        // The remote 250 is in: record it before anything else (never throws; survives a Redis outage).
+        if (tx.delivered.length > 0) {
+          await this.d.journal.record(msg.envelope.id, tx.delivered, {
+            reply: tx.dataReply ?? '250',
+            host: label,
+            at: new Date().toISOString(),
+          });
+        }
+        if (tx.delivered.length < rcpts.length) {
+          const got = new Set(tx.delivered.map((r) => r.toLowerCase()));
+          const notSent = rcpts.filter((r) => !got.has(r.toLowerCase()));
+          await this.d.markers.clearPending(msg.envelope.id, notSent).catch(() => undefined);
+        }
+        reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
+      } finally {
         this.d.pool.release(lease, reusable);
-        if (e.tryNext) continue;
-        if (e.temporary && is421(e.reply)) await this.d.limits.recordFailure(dest, e.reply);
-        return all(e.temporary ? 'deferred' : 'failed', e.reply, label);
       }
-      // The remote 250 is in: record it before anything else can go wrong (exactly-once markers).
-      if (tx.delivered.length > 0) {
-        await this.d.markers.mark(msg.envelope.id, tx.delivered, {
-          reply: tx.dataReply ?? '250',
-          host: label,
-          at: new Date().toISOString(),
-        });
-      }
-      const reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
-      this.d.pool.release(lease, reusable);
       const deliveredSet = new Set(tx.delivered.map((r) => r.toLowerCase()));
       const refused = new Map(tx.refused.map((r) => [r.rcpt.toLowerCase(), r]));
       const out: RecipientResult[] = rcpts.map((rcpt) => {
@@ -218,9 +265,10 @@ export class DeliveryEngine {
           destination: dest,
         };
       });
+      // Bookkeeping only: a Redis error here must not turn the remote 250 into a tempfail (and a resend).
       if (tx.refused.some((r) => is421(r.reply)))
-        await this.d.limits.recordFailure(dest, tx.refused.find((r) => is421(r.reply))!.reply);
-      else await this.d.limits.recordSuccess(dest);
+        await this.d.limits.recordFailure(dest, tx.refused.find((r) => is421(r.reply))!.reply).catch(() => false);
+      else await this.d.limits.recordSuccess(dest).catch(() => undefined);
       return out;
     }
     // No host took the transaction.

@@ -32,6 +32,7 @@ export async function setupDelivery(
     tracer,
     senderAuth: sa.data,
     onResults: (r) => metrics?.count(r),
+    meter: telemetry.meter('mailgate.delivery'),
   });
   const m = (metrics = deliveryMetrics(telemetry.meter('delivery'), c.store, log));
   lifecycle.on('stop-intake', 'delivery-metrics', () => m.stop());

@@ -29,6 +29,11 @@ export class SmtpFailure extends Error {
     readonly temporary: boolean,
     /** Trying the next MX / smarthost makes sense (connection-level trouble). */
     readonly tryNext: boolean,
+    /**
+     * The message may have been accepted: the connection dropped or timed out after DATA started without a final
+     * reply (RFC 1047). The pending mark is kept so a retry does not resend before it expires.
+     */
+    readonly outcomeUnknown = false,
   ) {
     super(reply);
   }
@@ -213,6 +218,7 @@ export class SmtpClientConnection {
             `451 4.4.2 timeout after ${this.timeouts.dataMs} ms sending to ${this.target.host}`,
             true,
             false,
+            dataStarted,
           ),
         );
         void this.close(true);
@@ -235,6 +241,7 @@ export class SmtpClientConnection {
             syntheticReply(err, this.target, this.policy),
             true,
             !dataStarted,
+            dataStarted,
           ),
         );
       };
@@ -280,6 +287,7 @@ export class SmtpClientConnection {
               reply || syntheticReply(e, this.target, this.policy),
               reply ? isTemp(reply) : true,
               !dataStarted,
+              dataStarted && !reply,
             ),
           );
         }

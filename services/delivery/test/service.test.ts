@@ -85,8 +85,13 @@ test('service: delivers from the topic; deferred mail survives a delivery restar
     const ok = message({ from: 'a@src.test', to: ['ok@svc.test'] });
     mx.setReply({ stage: 'rcpt', code: 451, rcpt: 'later@svc.test', message: '4.7.1 greylisted' });
     const later = message({ from: 'a@src.test', to: ['later@svc.test', 'now@svc.test'] });
+    // A control deferred like `later` but not held: its retry after the restart is the positive signal that the
+    // retry worker runs (so `later` staying untouched means "held", not "nothing ran yet").
+    mx.setReply({ stage: 'rcpt', code: 451, rcpt: 'ctl@svc.test', message: '4.7.1 greylisted' });
+    const ctl = message({ from: 'a@src.test', to: ['ctl@svc.test'] });
     await send(ok);
     await send(later);
+    await send(ctl);
     await mx.waitFor((m) => m.rcptTo.includes('ok@svc.test'), 30_000);
     await mx.waitFor((m) => m.rcptTo.includes('now@svc.test'), 30_000);
     await waitFor(() => eventsOf(later.envelope.id, 'deferred').length > 0, {
@@ -148,8 +153,13 @@ test('service: delivers from the topic; deferred mail survives a delivery restar
       mx.clearReplies();
       s = await start();
       const attemptsBefore = (await q.get(later.envelope.id))!.attempts;
-      await new Promise((r) => setTimeout(r, 800)); // held: no retry happens
-      assert.equal((await q.get(later.envelope.id))!.attempts, attemptsBefore);
+      await mx.waitFor((m) => m.rcptTo.includes('ctl@svc.test'), 30_000);
+      await waitFor(async () => (await q.get(ctl.envelope.id)) === null, {
+        timeoutMs: 10_000,
+        message: 'control retried and done',
+      });
+      assert.equal((await q.get(later.envelope.id))!.attempts, attemptsBefore, 'held: not retried');
+      assert.equal(mx.messages.filter((m) => m.rcptTo.includes('later@svc.test')).length, 0);
       await q.release(later.envelope.id);
       await q.retryNow(later.envelope.id);
       await mx.waitFor((m) => m.rcptTo.includes('later@svc.test'), 30_000);
@@ -161,9 +171,12 @@ test('service: delivers from the topic; deferred mail survives a delivery restar
       await q.close();
     }
     // Exactly one copy per recipient.
-    for (const r of ['ok@svc.test', 'now@svc.test', 'later@svc.test']) {
+    for (const r of ['ok@svc.test', 'now@svc.test', 'later@svc.test', 'ctl@svc.test']) {
       assert.equal(mx.messages.filter((m) => m.rcptTo.includes(r)).length, 1, r);
     }
+    // delivery's own metrics are exported (the journal backlog gauge is always reported).
+    const metrics = await (await fetch(`http://127.0.0.1:${s.http.port}/metrics`)).text();
+    assert.match(metrics, /mailgate_delivery_outcome_journal_backlog(\{[^}]*\})? 0/);
   } finally {
     await s.stop();
   }

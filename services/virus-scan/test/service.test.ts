@@ -1,12 +1,12 @@
 // The service through the real StageRunner and kafka-lite: what reaches the next topic, and when.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
 import {
   EICAR_FOUND_NAME,
   freePort,
+  groupCaughtUp,
   observeTopics,
   producePipelineMessages,
   startClamd,
@@ -50,6 +50,10 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
   return {
     send: (m: PipelineMessage) => producePipelineMessages(kafka.brokers, TOPICS.dnsblChecked, [m]),
     of: (m: PipelineMessage) => observer.of(m.envelope.id),
+    /** Every input record committed by the stage and every output record seen by the observer. */
+    committed: () => groupCaughtUp(kafka.brokers, 'mailgate.virus-scan', TOPICS.dnsblChecked),
+    settled: async () =>
+      (await groupCaughtUp(kafka.brokers, 'mailgate.virus-scan', TOPICS.dnsblChecked)) && (await observer.caughtUp()),
     ready: async () => (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).status,
     metrics: async () => (await fetch(`http://127.0.0.1:${s.http.port}/metrics`)).text(),
   };
@@ -84,16 +88,24 @@ test('clean → next topic with the header; EICAR → quarantine; clamd down →
   await waitFor(async () => (await p.ready()) === 503, { timeoutMs: 10_000, message: 'not ready without clamd' });
   const held = pipelineMessage(samples.clean());
   await p.send(held);
-  await sleep(2500);
+  // Positive signal: the stage tried the record and held it (a tempfail retry is counted), then nothing came out.
+  await waitFor(
+    async () => /mailgate_stage_retries_total\{[^}]*cause="tempfail"[^}]*\} [1-9]/.test(await p.metrics()),
+    {
+      timeoutMs: 20_000,
+      message: 'the held record was tried and held (tempfail counted)',
+    },
+  );
+  assert.equal(await p.committed(), false, 'the held record is not committed');
   assert.deepEqual(p.of(held), [], 'nothing on any topic while clamd is down');
-  assert.match(await p.metrics(), /mailgate_stage_retries_total\{[^}]*cause="tempfail"[^}]*\} [1-9]/);
 
   await clamd.restart();
   await waitFor(() => p.of(held).length > 0, {
     timeoutMs: 20_000,
     message: 'held message delivered after clamd returned',
   });
-  await sleep(500);
+  // Positive signal: the record is committed and the observer has read every output record there is.
+  await waitFor(() => p.settled(), { timeoutMs: 20_000, message: 'held record committed, outputs all observed' });
   assert.equal(p.of(held).length, 1, 'delivered exactly once');
   assert.equal(p.of(held)[0]!.topic, TOPICS.scanned);
   assert.match(p.of(held)[0]!.value.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean /);

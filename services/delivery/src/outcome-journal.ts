@@ -1,0 +1,213 @@
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '@mailgate/runtime';
+import type { DeliveredMarker, DeliveredMarkers } from './markers.js';
+import type { DeliveryMetrics } from './metrics.js';
+
+interface Entry {
+  readonly id: string;
+  readonly rcpts: readonly string[];
+  readonly marker: DeliveredMarker;
+}
+
+export interface OutcomeJournalOptions {
+  /** Local append-only file (JSON lines) holding records Redis has not taken yet; replayed on start. */
+  readonly file: string;
+  /** A Redis write slower than this is journaled (the write may still land: marking is idempotent). */
+  readonly writeTimeoutMs?: number;
+  /** Flush retry backoff bounds. */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  readonly log?: Logger | undefined;
+  readonly metrics?: DeliveryMetrics | undefined;
+}
+
+/**
+ * Where a remote 250 is recorded. A 250 is a fact: it must never turn into a tempfail and a resend because Redis
+ * is briefly away (the Redis client gives up on a command after `maxRetriesPerRequest`, well before a Redis
+ * restart is over). So `record()` never throws: it writes the delivered markers to Redis, and when that fails it
+ * fsyncs the record to a local journal file, keeps it in memory (consulted by `lookup()` before every attempt of
+ * this process) and retries in the background with backoff, for as long as it takes. A process restart replays the
+ * file. The pending mark written before DATA covers the rest (a crash before the record reached Redis or the file).
+ */
+export class OutcomeJournal {
+  private readonly queue: Entry[] = [];
+  /** id → lower-cased recipient → marker, for records not yet in Redis. */
+  private readonly buffered = new Map<string, Map<string, DeliveredMarker>>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing = false;
+  private delay: number;
+  private closed = false;
+  private readonly writeTimeoutMs: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+
+  constructor(
+    private readonly markers: DeliveredMarkers,
+    private readonly o: OutcomeJournalOptions,
+  ) {
+    this.writeTimeoutMs = o.writeTimeoutMs ?? 2000;
+    this.retryMinMs = o.retryMinMs ?? 200;
+    this.retryMaxMs = o.retryMaxMs ?? 2000;
+    this.delay = this.retryMinMs;
+    o.metrics?.observeJournalBacklog(() => this.backlog);
+    this.replay();
+  }
+
+  /** Recipients (of `rcpts`) recorded here but not yet in Redis. */
+  lookup(id: string, rcpts: readonly string[]): Map<string, DeliveredMarker> {
+    const out = new Map<string, DeliveredMarker>();
+    const b = this.buffered.get(id);
+    if (!b) return out;
+    for (const r of rcpts) {
+      const m = b.get(r.toLowerCase());
+      if (m) out.set(r, m);
+    }
+    return out;
+  }
+
+  /** Recipients waiting for Redis. */
+  get backlog(): number {
+    let n = 0;
+    for (const e of this.queue) n += e.rcpts.length;
+    return n;
+  }
+
+  /** Record a remote 250. Never throws; resolves once the record is in Redis or durably in the journal file. */
+  async record(id: string, rcpts: readonly string[], marker: DeliveredMarker): Promise<'redis' | 'journal'> {
+    if (rcpts.length === 0) return 'redis';
+    // Behind a backlog, go straight to the journal: order does not matter, but hammering a dead Redis does.
+    if (this.queue.length === 0) {
+      try {
+        await withTimeout(this.markers.mark(id, rcpts, marker), this.writeTimeoutMs);
+        return 'redis';
+      } catch (err) {
+        this.o.log?.warn(
+          { msgId: id, rcpts: rcpts.length, err: (err as Error).message },
+          'delivered record not written to redis: journaled locally, retrying in the background',
+        );
+      }
+    }
+    const e: Entry = { id, rcpts: [...rcpts], marker };
+    try {
+      this.append(e);
+    } catch (err) {
+      // Memory still has it (this process will not resend); the pending mark covers a crash.
+      this.o.log?.error({ msgId: id, err: (err as Error).message }, 'outcome journal file not writable');
+    }
+    this.enqueue(e);
+    this.o.metrics?.outcomeJournaled(rcpts.length);
+    return 'journal';
+  }
+
+  /** Try to write everything now (e.g. on Redis reconnect). */
+  kick(): void {
+    if (this.queue.length === 0 || this.closed) return;
+    this.delay = this.retryMinMs;
+    this.schedule(0);
+  }
+
+  /** One last flush attempt (bounded), then stop. What remains stays in the file for the next start. */
+  async close(timeoutMs = 2000): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.queue.length > 0) await withTimeout(this.flush(), timeoutMs).catch(() => undefined);
+  }
+
+  private enqueue(e: Entry): void {
+    this.queue.push(e);
+    let b = this.buffered.get(e.id);
+    if (!b) this.buffered.set(e.id, (b = new Map()));
+    for (const r of e.rcpts) b.set(r.toLowerCase(), e.marker);
+    if (!this.timer && !this.flushing) this.schedule(this.delay);
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush().then((ok) => {
+        if (this.closed || this.queue.length === 0) return;
+        this.delay = ok ? this.retryMinMs : Math.min(this.delay * 2, this.retryMaxMs);
+        this.schedule(this.delay);
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** True when the queue was emptied. */
+  private async flush(): Promise<boolean> {
+    if (this.flushing) return false;
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const e = this.queue[0]!;
+        try {
+          await withTimeout(this.markers.mark(e.id, e.rcpts, e.marker), this.writeTimeoutMs);
+        } catch {
+          return false;
+        }
+        this.queue.shift();
+        const b = this.buffered.get(e.id);
+        if (b) {
+          for (const r of e.rcpts) if (b.get(r.toLowerCase()) === e.marker) b.delete(r.toLowerCase());
+          if (b.size === 0) this.buffered.delete(e.id);
+        }
+      }
+      this.truncate();
+      this.o.log?.info('outcome journal flushed to redis');
+      return true;
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private append(e: Entry): void {
+    mkdirSync(path.dirname(this.o.file), { recursive: true });
+    const fd = openSync(this.o.file, 'a');
+    try {
+      writeSync(fd, JSON.stringify(e) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private truncate(): void {
+    if (this.queue.length > 0) return;
+    try {
+      if (existsSync(this.o.file)) truncateSync(this.o.file, 0);
+    } catch (err) {
+      this.o.log?.warn({ err: (err as Error).message }, 'outcome journal file could not be truncated');
+    }
+  }
+
+  private replay(): void {
+    if (!existsSync(this.o.file)) return;
+    let n = 0;
+    for (const line of readFileSync(this.o.file, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line) as Entry;
+        if (typeof e.id === 'string' && Array.isArray(e.rcpts) && e.marker) {
+          this.enqueue(e);
+          n++;
+        }
+      } catch {
+        // A torn last line (crash mid-append): its record is covered by the pending mark.
+      }
+    }
+    if (n > 0) this.o.log?.warn({ records: n, file: this.o.file }, 'outcome journal replayed: writing to redis');
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`redis write timed out after ${ms} ms`)), ms);
+      t.unref();
+    }),
+  ]).finally(() => clearTimeout(t));
+}

@@ -52,7 +52,11 @@ describe(
         async () => {
           const q = (await (await env.api('/api/v1/quarantine')).json()) as { results: { id: string }[] };
           const m = await env.api(`/api/v1/messages/${clean.msg.envelope.id}`);
-          return q.results.some((e) => e.id === id) && m.status === 200;
+          // Both messages' events are indexed (they may sit on different partitions of the events topic).
+          const byFrom = (await (await env.api('/api/v1/messages?from=bob@partner.test')).json()) as {
+            results: unknown[];
+          };
+          return q.results.some((e) => e.id === id) && m.status === 200 && byFrom.results.length === 1;
         },
         { timeoutMs: 20_000, message: 'ingested' },
       );

@@ -54,7 +54,11 @@ async function gateway(senderAuth: Record<string, unknown> = {}, dnsServer?: str
     },
     senderAuth: {
       authservId: 'gw.test',
-      dns: { resolvers: [dnsServer ?? dns.server], timeoutMs: 300, tries: 1 },
+      // A dead resolver (the DNS-down cases) answers nothing: a short timeout keeps those fast. The live test
+      // server gets a generous one: on a loaded 2-core CI machine a 300 ms deadline turned passes into 451s.
+      dns: dnsServer
+        ? { resolvers: [dnsServer], timeoutMs: 300, tries: 1 }
+        : { resolvers: [dns.server], timeoutMs: 3000, tries: 2 },
       ...senderAuth,
     },
   });

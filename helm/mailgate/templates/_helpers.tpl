@@ -116,6 +116,7 @@ admin:
 inbound: mailgate.inbound
 dnsbl-checked: mailgate.dnsbl-checked
 scanned: mailgate.scanned
+policy-checked: mailgate.policy-checked
 deliverable: mailgate.deliverable
 quarantine: mailgate.quarantine
 events: mailgate.events

@@ -9,13 +9,14 @@ import { readStageGraph } from '../lib/contracts.mjs';
 import { byKind, CI_VALUES, find, lint, template } from '../lib/helm.mjs';
 import { validateManifest } from '../lib/k8s-schema.mjs';
 
-const STAGES = ['ingress-smtp', 'dnsbl-check', 'virus-scan', 'attachment-policy', 'delivery', 'admin'];
-const CONSUMERS = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'delivery'];
+const STAGES = ['ingress-smtp', 'dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery', 'admin'];
+const CONSUMERS = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'];
 const SECTIONS = {
   'ingress-smtp': 'ingress',
   'dnsbl-check': 'dnsbl',
   'virus-scan': 'virusScan',
   'attachment-policy': 'attachmentPolicy',
+  'spam-check': 'spamCheck',
   delivery: 'delivery',
   admin: 'admin',
 };
@@ -32,6 +33,7 @@ const KNOWN_SECTIONS = new Set([
   'senderAuth',
   'virusScan',
   'attachmentPolicy',
+  'spamCheck',
   'delivery',
   'admin',
   'dev',
@@ -129,8 +131,8 @@ for (const file of CI_VALUES) {
         if (targets.includes(d.metadata.name)) assert.equal(d.spec.replicas, undefined, `${d.metadata.name} replicas`);
         else assert.ok(Number.isInteger(d.spec.replicas), `${d.metadata.name} fixed replicas`);
       }
-      // ingress-smtp has no lag: only CPU (HPA). Pipeline stages: only lag (KEDA).
-      for (const h of hpas) assert.equal(component(h), 'ingress-smtp');
+      // ingress-smtp has no lag: only CPU (HPA), as rspamd (it serves spam-check). Pipeline stages: only lag (KEDA).
+      for (const h of hpas) assert.ok(['ingress-smtp', 'rspamd'].includes(component(h)), `${component(h)} HPA`);
       for (const s of scaled) assert.ok(CONSUMERS.includes(component(s)), `${component(s)} scaled by KEDA`);
     });
 

@@ -1,6 +1,6 @@
 // The chart's NetworkPolicy set under networkPolicy.defaultDeny (helm/mailgate/ci/netpol-values.yaml), checked
 // flow by flow with lib/netpol.mjs: the Internet reaches only SMTP, stages reach only Kafka/Redis/DNS/collector
-// (virus-scan also clamd, delivery also its next hops), admin only from the ingress controller and the operators'
+// (virus-scan also clamd, spam-check rspamd's worker, admin rspamd's controller, delivery its next hops), admin only from the ingress controller and the operators'
 // CIDR, and a foreign pod in the namespace gets nothing.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ const HTTP = {
   'dnsbl-check': 9102,
   'virus-scan': 9103,
   'attachment-policy': 9104,
+  'spam-check': 9107,
   delivery: 9105,
   admin: 9106,
 };
@@ -104,7 +105,7 @@ describe('NetworkPolicy set with networkPolicy.defaultDeny', () => {
     assert.deepEqual([...deny.spec.policyTypes].sort(), ['Egress', 'Ingress']);
     assert.equal(deny.spec.ingress, undefined);
     assert.equal(deny.spec.egress, undefined);
-    for (const s of [...STAGES, 'clamd', 'redis', 'kafka']) assert.ok(w[s], `${s} pod in the rendered world`);
+    for (const s of [...STAGES, 'clamd', 'rspamd', 'redis', 'kafka']) assert.ok(w[s], `${s} pod in the rendered world`);
   });
 
   const allowed = [
@@ -116,6 +117,13 @@ describe('NetworkPolicy set with networkPolicy.defaultDeny', () => {
     ['virus-scan', 'clamd', 3310],
     ['delivery', 'nextHop', 25],
     ['clamd', 'elsewhere', 443], // freshclam
+    ['spam-check', 'rspamd', 11333], // /checkv2
+    ['admin', 'rspamd', 11334], // learn_ham / learn_spam, statistics
+    ['rspamd', 'redis', 6379], // Bayes
+    ['rspamd', 'dns', 53, 'UDP'],
+    ['rspamd', 'elsewhere', 53, 'UDP'], // DNS lists
+    ['rspamd', 'elsewhere', 443], // maps
+    ['rspamd', 'elsewhere', 11335, 'UDP'], // fuzzy hashes
     ['kafka', 'kafka', 9091], // brokers/controllers among themselves
     ['kafka', 'dns', 53, 'UDP'],
     ...STAGES.flatMap((s) => [
@@ -138,6 +146,14 @@ describe('NetworkPolicy set with networkPolicy.defaultDeny', () => {
     ['delivery', 'clamd', 3310],
     ['ingress-smtp', 'clamd', 3310],
     ['admin', 'clamd', 3310],
+    ['delivery', 'rspamd', 11333],
+    ['ingress-smtp', 'rspamd', 11333],
+    ['spam-check', 'rspamd', 11334], // the stage never learns: only admin reaches the controller
+    ['admin', 'rspamd', 11333],
+    ['internet', 'rspamd', 11334],
+    ['other', 'rspamd', 11334],
+    ['rspamd', 'kafka', 9092],
+    ['rspamd', 'elsewhere', 25],
     ['ingress-smtp', 'elsewhere', 25], // only delivery sends mail out, and only to its next hops
     ['delivery', 'elsewhere', 25],
     ['dnsbl-check', 'elsewhere', 443],

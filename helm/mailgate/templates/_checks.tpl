@@ -23,7 +23,7 @@ Checks the schema cannot express (they need several values at once). Each `fail`
 {{- end -}}
 {{- /* KEDA never runs more consumers than the topic has partitions: a larger max is a lie about capacity. */ -}}
 {{- $partitions := int $v.kafka.topics.partitions -}}
-{{- range $key := list "dnsblCheck" "virusScan" "attachmentPolicy" "delivery" -}}
+{{- range $key := list "dnsblCheck" "virusScan" "attachmentPolicy" "spamCheck" "delivery" -}}
 {{- $s := index $v.stages $key -}}
 {{- if and $s.enabled $s.autoscaling.enabled -}}
 {{- if gt (int $s.autoscaling.maxReplicaCount) $partitions -}}
@@ -77,6 +77,23 @@ Checks the schema cannot express (they need several values at once). Each `fail`
 {{- if and (eq .service.type "LoadBalancer") (eq .service.externalTrafficPolicy "Cluster") (not .proxyProtocol.enabled) -}}
 {{- fail "stages.ingressSmtp.service.externalTrafficPolicy=Cluster hides the client IP (SNAT) and breaks DNSBL/SPF/relay checks; use Local, or enable proxyProtocol" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.stages.spamCheck.enabled -}}
+{{- if and (not $v.rspamd.enabled) (not $v.rspamd.external.host) -}}
+{{- fail "rspamd: spam-check needs rspamd: keep rspamd.enabled=true or set rspamd.external.host (your rspamd's worker/controller)" -}}
+{{- end -}}
+{{- if and (not $v.rspamd.enabled) (include "mailgate.adminLearns" $) (not $v.rspamd.controllerPassword.value) (not $v.rspamd.controllerPassword.existingSecret) -}}
+{{- fail "rspamd.controllerPassword: learning against your own rspamd needs its controller password (value or existingSecret), or set rspamd.learning.enabled=false" -}}
+{{- end -}}
+{{- if and $v.rspamd.enabled (not (include "mailgate.rspamdRedisServers" $)) -}}
+{{- fail "rspamd.redis.servers: rspamd keeps Bayes in Redis; set rspamd.redis.servers (host:port of your Redis; rspamd.redis.existingSecret if it needs a password): the chart cannot take it from a Secret or a URL with credentials" -}}
+{{- end -}}
+{{- if and $v.rspamd.enabled $v.rspamd.autoscaling.enabled (gt (int $v.rspamd.autoscaling.minReplicas) (int $v.rspamd.autoscaling.maxReplicas)) -}}
+{{- fail "rspamd.autoscaling.minReplicas exceeds maxReplicas" -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled (or $v.networkPolicy.egress.enabled $v.networkPolicy.defaultDeny.enabled) (not $v.rspamd.enabled) (empty $v.networkPolicy.egress.rspamd.to) -}}
+{{- fail "networkPolicy.egress.rspamd.to: list your rspamd's peers, or egress would block spam-check and admin from it" -}}
 {{- end -}}
 {{- end -}}
 {{- with $v.stages.admin -}}

@@ -95,6 +95,14 @@ attachmentPolicy:
   kind: consumer
   consumerGroup: mailgate.attachment-policy
   topic: mailgate.scanned
+spamCheck:
+  component: spam-check
+  subcommand: spam-check
+  section: spamCheck
+  httpPort: 9107
+  kind: consumer
+  consumerGroup: mailgate.spam-check
+  topic: mailgate.policy-checked
 delivery:
   component: delivery
   subcommand: delivery
@@ -116,6 +124,7 @@ admin:
 inbound: mailgate.inbound
 dnsbl-checked: mailgate.dnsbl-checked
 scanned: mailgate.scanned
+policy-checked: mailgate.policy-checked
 deliverable: mailgate.deliverable
 quarantine: mailgate.quarantine
 events: mailgate.events
@@ -245,6 +254,20 @@ The configuration document: `config` as written, with the keys the chart owns fi
 {{- $_ := set $sa "signing" (mustMergeOverwrite (deepCopy (default dict $sa.signing)) (dict "enabled" true "domains" $domains)) -}}
 {{- $_ := set $cfg "senderAuth" $sa -}}
 {{- end -}}
+{{- if .Values.stages.spamCheck.enabled -}}
+{{- /* spam-check asks rspamd's normal worker; the in-chart rspamd Service or rspamd.external */ -}}
+{{- $r := include "mailgate.rspamdEndpoints" . | fromYaml -}}
+{{- $sc := deepCopy (default dict $cfg.spamCheck) -}}
+{{- $rs := dict "worker" (dict "host" $r.host "port" (int $r.workerPort)) "controller" (dict "host" $r.host "port" (int $r.controllerPort)) -}}
+{{- $_ := set $sc "rspamd" (mustMergeOverwrite (deepCopy (default dict $sc.rspamd)) $rs) -}}
+{{- $_ := set $cfg "spamCheck" $sc -}}
+{{- end -}}
+{{- if include "mailgate.adminLearns" . -}}
+{{- /* admin trains Bayes through the controller; the password is a file from the Secret (stages.yaml) */ -}}
+{{- $r := include "mailgate.rspamdEndpoints" . | fromYaml -}}
+{{- $learn := dict "controllerUrl" $r.controllerUrl "passwordFile" "/etc/mailgate/rspamd/password" -}}
+{{- $_ := set $cfg.admin "rspamd" (mustMergeOverwrite (deepCopy (default dict $cfg.admin.rspamd)) $learn) -}}
+{{- end -}}
 {{- $tokens := list -}}
 {{- range .Values.stages.admin.tokens -}}
 {{- $tokens = append $tokens (dict "name" .name "role" (default "admin" .role) "tokenFile" (printf "/etc/mailgate/admin-tokens/%s" .name)) -}}
@@ -275,4 +298,54 @@ The configuration document: `config` as written, with the keys the chart owns fi
       name: {{ include "mailgate.redisSecret" . }}
       key: {{ if .Values.redis.external.existingSecret }}{{ .Values.redis.external.urlKey }}{{ else }}url-yaml{{ end }}
 {{- end }}
+{{- end }}
+
+{{/* rspamd as mailgate reaches it: the in-chart Service or rspamd.external. */}}
+{{- define "mailgate.rspamdEndpoints" -}}
+{{- if .Values.rspamd.enabled }}
+{{- $host := printf "%s-rspamd" (include "mailgate.fullname" .) }}
+host: {{ $host }}
+workerPort: 11333
+controllerPort: 11334
+controllerUrl: {{ printf "http://%s:11334" $host }}
+{{- else }}
+{{- with .Values.rspamd.external }}
+host: {{ .host }}
+workerPort: {{ .workerPort }}
+controllerPort: {{ .controllerPort }}
+controllerUrl: {{ printf "http://%s:%d" .host (int .controllerPort) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when admin trains rspamd (admin.rspamd rendered, the controller password mounted). */}}
+{{- define "mailgate.adminLearns" -}}
+{{- $v := .Values -}}
+{{- if and $v.stages.admin.enabled $v.stages.spamCheck.enabled $v.rspamd.learning.enabled (or $v.rspamd.enabled $v.rspamd.external.host) }}true{{ end -}}
+{{- end }}
+
+{{/* Secret holding the rspamd controller password: (name, key). */}}
+{{- define "mailgate.rspamdSecret" -}}
+{{- $r := .Values.rspamd.controllerPassword -}}
+name: {{ default (printf "%s-rspamd" (include "mailgate.fullname" .)) $r.existingSecret }}
+key: {{ if $r.existingSecret }}{{ $r.passwordKey }}{{ else }}password{{ end }}
+{{- end }}
+
+{{/*
+Redis for rspamd's Bayes (host:port): rspamd.redis.servers, else the in-chart Redis, else the host of an inline
+redis.external.url without credentials (a password never goes into the ConfigMap: use rspamd.redis.existingSecret).
+Empty when none applies (_checks.tpl then fails with what to set).
+*/}}
+{{- define "mailgate.rspamdRedisServers" -}}
+{{- $v := .Values -}}
+{{- if $v.rspamd.redis.servers -}}
+{{- $v.rspamd.redis.servers -}}
+{{- else if $v.redis.internal.enabled -}}
+{{- printf "%s-redis:6379" (include "mailgate.fullname" .) -}}
+{{- else if and $v.redis.external.url (not $v.redis.external.existingSecret) -}}
+{{- $u := urlParse $v.redis.external.url -}}
+{{- if and (not $u.userinfo) (eq $u.scheme "redis") -}}
+{{- if contains ":" $u.host }}{{ $u.host }}{{ else }}{{ printf "%s:6379" $u.host }}{{ end -}}
+{{- end -}}
+{{- end -}}
 {{- end }}

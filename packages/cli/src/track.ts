@@ -8,11 +8,12 @@ import { flagString, parseArgs } from './args.js';
 export const TRACK_USAGE = `Usage:
   mailgate trace <message-id> [--json]                      one message's timeline: every service, verdict, delivery reply
   mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP] [--message-id ID]
-                 [--subject WORDS] [--status refused] [--since TIME] [--until TIME]
+                 [--subject WORDS] [--status refused] [--auth fail|pass|none] [--since TIME] [--until TIME]
                  [--limit N | --all] [--json]   search (newest first; criteria combine)
 Options:
   --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
   --token TOKEN  API token (default $MAILGATE_ADMIN_TOKEN)
+--auth fail: messages whose SPF, DKIM or DMARC check failed, including those refused for it during SMTP.
 TIME is ISO 8601 (2026-03-01T10:00:00Z) or milliseconds since the epoch. Results come in pages of 200, followed
 up to --limit (default 1000; --all for every one); when more exist it says so on stderr.
 Exit codes: 0 found, 1 nothing found, 64 usage, 69 admin service unreachable, 77 token refused.`;
@@ -37,6 +38,8 @@ interface Summary {
   status: string;
   firstSeen: string;
   ingressHost: string;
+  /** Sender authentication class: pass, fail, none (older admin services do not send it). */
+  auth?: string;
   /** Each recipient's own status (older admin services do not send it). */
   recipients?: { rcpt: string; status: string; at: string; reply?: string; remoteHost?: string }[];
 }
@@ -113,7 +116,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
       path = `/api/v1/messages/${encodeURIComponent(positional[0])}`;
     } else {
       const q = new URLSearchParams();
-      for (const k of ['rcpt', 'from', 'ip', 'status', 'subject'] as const) {
+      for (const k of ['rcpt', 'from', 'ip', 'status', 'subject', 'auth'] as const) {
         const v = flagString(args, k);
         if (v !== undefined) q.set(k, v);
       }
@@ -126,8 +129,13 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
         const v = timeParam(flagString(args, k));
         if (v !== undefined) q.set(k, v);
       }
-      if (!['rcpt', 'from', 'ip', 'status', 'messageId', 'subject'].some((k) => q.has(k)))
-        throw new UsageError('give a message id, or --rcpt, --from, --ip, --message-id, --subject or --status refused');
+      const auth = q.get('auth');
+      if (auth !== null && !['fail', 'pass', 'none'].includes(auth))
+        throw new UsageError(`--auth: one of fail, pass, none (not ${auth})`);
+      if (!['rcpt', 'from', 'ip', 'status', 'messageId', 'subject', 'auth'].some((k) => q.has(k)))
+        throw new UsageError(
+          'give a message id, or --rcpt, --from, --ip, --message-id, --subject, --auth or --status refused',
+        );
       path = `/api/v1/messages?${q}`;
     }
   } catch (e) {
@@ -206,6 +214,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
           : [`To        ${s.rcptTo.join(', ')}`]),
         `Client    ${s.clientIp}${s.ingressHost ? `  (accepted by ${s.ingressHost})` : ''}`,
         `Status    ${s.status}`,
+        ...(s.auth ? [`Auth      ${s.auth}`] : []),
         `Trace     ${s.traceId || '-'}${body['traceUrl'] ? `  ${String(body['traceUrl'])}` : ''}`,
         '',
       ].join('\n') + '\n',

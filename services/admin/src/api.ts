@@ -3,7 +3,7 @@ import type { AuditLog } from './audit.js';
 import type { QuarantineStore } from './quarantine-store.js';
 import { deleteFromQuarantine, NotFoundError, releaseFromQuarantine } from './release.js';
 import type { PipelineStats } from './stats.js';
-import type { TrackingStore } from './tracking-store.js';
+import { AUTH_CLASSES, type AuthClass, type TrackingStore } from './tracking-store.js';
 import type { DurableProducer } from '@mailgate/bus';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from '@mailgate/runtime';
@@ -78,6 +78,13 @@ function statusParam(v: string | undefined): 'refused' | undefined {
   return v;
 }
 
+function authParam(v: string | undefined): AuthClass | undefined {
+  if (!v) return undefined;
+  if (!AUTH_CLASSES.includes(v as AuthClass))
+    throw Object.assign(new Error(`auth=${v.slice(0, 40)}: one of ${AUTH_CLASSES.join(', ')}`), { http: 400 });
+  return v as AuthClass;
+}
+
 /**
  * The admin HTTP API (JSON, under /api/v1). Errors are JSON `{ error, message }` with a 4xx/5xx status; every
  * state-changing call is written to the audit log with the token's name.
@@ -104,6 +111,7 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
         messageId: q['messageId'] || undefined,
         subject: q['subject'] || undefined,
         status: statusParam(q['status']),
+        auth: authParam(q['auth']),
         since: num(q['since']),
         until: num(q['until']),
         limit: num(q['limit']),

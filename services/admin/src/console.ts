@@ -7,6 +7,7 @@ import { senderAuthPanel } from './console-auth.js';
 import type { AuthThrottle } from './throttle.js';
 import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
 import { ID_RE } from './api.js';
+import { AUTH_CLASSES } from './tracking-store.js';
 
 /** HTML-escape everything that came from a message or a client: subjects and addresses are attacker-controlled. */
 export function esc(v: unknown): string {
@@ -17,7 +18,7 @@ export function esc(v: unknown): string {
 export const CONSOLE_STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#1d2330}header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
 header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding:16px 20px}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
-.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered,.s-refused{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
+.s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered,.s-refused,.a-fail{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
 form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}
 .auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}.grow{flex:1}`;
 
@@ -111,12 +112,14 @@ export function registerConsole(
     const field = (Object.keys(FIELDS) as (keyof typeof FIELDS)[]).find((f) => f === q['field']) ?? 'rcpt';
     const value = q['q']?.trim() || undefined;
     const refusedOnly = q['refused'] === '1';
+    const auth = AUTH_CLASSES.find((a) => a === q['auth']);
     let found: Awaited<ReturnType<typeof d.tracking.page>>;
     try {
       found = await d.tracking.page(
         {
           [field]: value,
           ...(refusedOnly ? { status: 'refused' as const } : {}),
+          ...(auth ? { auth } : {}),
           limit: 100,
           cursor: q['cursor'] || undefined,
         },
@@ -132,6 +135,7 @@ export function registerConsole(
             field,
             q: value ?? '',
             ...(refusedOnly ? { refused: '1' } : {}),
+            ...(auth ? { auth } : {}),
             cursor: found.nextCursor,
           }).toString(),
         )}">Next page →</a></p>`
@@ -141,19 +145,21 @@ export function registerConsole(
         (
           m,
         ) => `<tr><td><a href="/console/messages/${esc(m.id)}"><code>${esc(m.id)}</code></a></td><td>${esc(m.firstSeen)}</td>
-<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.subject)}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td></tr>`,
+<td>${esc(m.mailFrom || '<>')}</td><td>${esc(m.rcptTo.join(', '))}</td><td>${esc(m.subject)}</td><td>${esc(m.clientIp)}</td><td class="s-${esc(m.status)}">${esc(m.status)}</td><td class="a-${esc(m.auth ?? '')}">${esc(m.auth ?? '')}</td></tr>`,
       )
       .join('');
     const form = `<form method="get"><select name="field">${Object.entries(FIELDS)
       .map(([f, label]) => `<option value="${f}"${f === field ? ' selected' : ''}>${label}</option>`)
       .join(
         '',
-      )}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <label><input type="checkbox" name="refused" value="1"${refusedOnly ? ' checked' : ''}> refused during SMTP only</label> <button>Search</button></form><br>`;
+      )}</select> <input name="q" value="${esc(value ?? '')}" size="40"> <label><input type="checkbox" name="refused" value="1"${refusedOnly ? ' checked' : ''}> refused during SMTP only</label> <label>sender auth <select name="auth"><option value="">any</option>${AUTH_CLASSES.map(
+      (a) => `<option value="${a}"${a === auth ? ' selected' : ''}>${a}</option>`,
+    ).join('')}</select></label> <button>Search</button></form><br>`;
     return html(
       reply,
       page(
         'Messages',
-        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Subject</th><th>Client</th><th>Status</th></tr>${rows}</table>${next}`,
+        `${form}<table id="messages"><tr><th>Id</th><th>Received</th><th>From</th><th>To</th><th>Subject</th><th>Client</th><th>Status</th><th>Auth</th></tr>${rows}</table>${next}`,
       ),
     );
   });

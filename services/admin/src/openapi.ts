@@ -20,13 +20,23 @@ export const OPENAPI = {
     '/api/v1/messages': {
       get: {
         summary: 'Search tracked messages (newest first)',
-        parameters: ['rcpt', 'from', 'ip', 'messageId', 'subject', 'status', 'since', 'until', 'limit', 'cursor'].map(
-          (name) => ({
-            name,
-            in: 'query',
-            schema: { type: 'string' },
-          }),
-        ),
+        parameters: [
+          'rcpt',
+          'from',
+          'ip',
+          'messageId',
+          'subject',
+          'status',
+          'auth',
+          'since',
+          'until',
+          'limit',
+          'cursor',
+        ].map((name) => ({
+          name,
+          in: 'query',
+          schema: { type: 'string' },
+        })),
         responses: {
           '200': ok('{ results: MessageSummary[], nextCursor?: string } (pass nextCursor as cursor for the next page)'),
           ...errors,

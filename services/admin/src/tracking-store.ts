@@ -16,6 +16,7 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
  *   trk:idx:mid:<Message-ID header>     zset   id by first-seen time (without <>, lower case)
  *   trk:idx:word:<subject word>         zset   id by first-seen time (search by subject words, all must match)
  *   trk:idx:refused     zset   SMTP-time refusals (ingress `refused` events: no message was accepted) by time
+ *   trk:idx:auth:{pass,fail,none}       zset   id by first-seen time: the sender-authentication class (authClass)
  * Every key expires after the retention period; index entries older than it are trimmed on each write to the
  * index (and the time index by a periodic sweep), so a busy recipient's index does not grow for ever.
  * Refusals have their own, shorter retention (a spam run makes many): each refusal entry remembers the index keys
@@ -54,7 +55,12 @@ export interface MessageSummary {
   readonly subject: string;
   readonly messageIdHeader: string;
   readonly size?: number;
+  /** Sender authentication class (authClass): absent for messages ingress did not report on (refusals, old events). */
+  readonly auth?: AuthClass;
 }
+
+export type AuthClass = 'pass' | 'fail' | 'none';
+export const AUTH_CLASSES: readonly AuthClass[] = ['pass', 'fail', 'none'];
 
 export interface SearchQuery {
   /** Recipient address, or `@domain` for every recipient of a domain. */
@@ -71,6 +77,8 @@ export interface SearchQuery {
   readonly cursor?: string | undefined;
   /** Only `refused` is indexed: SMTP-time refusals. */
   readonly status?: 'refused' | undefined;
+  /** Sender authentication class (see authClass). */
+  readonly auth?: AuthClass | undefined;
   /** Time range (ms since the epoch) of the message's first event. */
   readonly since?: number | undefined;
   readonly until?: number | undefined;
@@ -188,6 +196,31 @@ export function subjectWords(subject: string): string[] {
   return [...new Set(words.map((w) => w.slice(0, 40)))].slice(0, 30);
 }
 
+const FAILED = new Set(['fail', 'softfail', 'permerror']);
+
+/**
+ * The sender-authentication class of a message, from the result words ingress puts in the `received` event
+ * (`details.auth`, services/ingress-smtp/src/sender-auth-phase.ts authSummary):
+ * - `fail`: SPF or DMARC failed (fail, softfail, permerror), or every DKIM signature failed (one good signature
+ *   authenticates the message; a mailing list that broke the author's signature and added its own is not a forgery);
+ * - `pass`: nothing failed and at least one of SPF, DKIM, DMARC passed;
+ * - `none`: not checked (sender authentication off, trusted network, authenticated submission, exempt domain) or
+ *   only none/neutral/temperror results.
+ * Dry-run results count like enforced ones: the search shows what would have been refused.
+ */
+export function authClass(auth: unknown): AuthClass {
+  if (!auth || typeof auth !== 'object') return 'none';
+  const a = auth as Record<string, unknown>;
+  const word = (k: string) => (typeof a[k] === 'string' ? (a[k] as string).toLowerCase() : '');
+  const dkim = word('dkim')
+    .split(',')
+    .filter((w) => w && w !== 'none');
+  if (FAILED.has(word('spf')) || FAILED.has(word('dmarc'))) return 'fail';
+  if (dkim.length && dkim.every((w) => FAILED.has(w))) return 'fail';
+  if (word('spf') === 'pass' || word('dmarc') === 'pass' || dkim.includes('pass')) return 'pass';
+  return 'none';
+}
+
 export class BadCursorError extends Error {
   readonly http = 400;
 }
@@ -276,6 +309,14 @@ export class TrackingStore {
         summary['messageIdHeader'] = d['messageIdHeader'];
         indexes.push(midKey(d['messageIdHeader']));
       }
+      const cls = authClass(d['auth']);
+      summary['auth'] = cls;
+      indexes.push(`trk:idx:auth:${cls}`);
+    } else if (refusal && e.details?.['reason'] === 'sender-auth' && /^5/.test(String(e.details['reply'] ?? ''))) {
+      // Refused at MAIL FROM (SPF -all) or end of DATA (DMARC p=reject): the forgeries `auth=fail` is for. A 4xx
+      // (DNS temperror) decided nothing and is not classed.
+      summary['auth'] = 'fail';
+      indexes.push('trk:idx:auth:fail');
     }
     // The message-level status follows the latest message-level event; for events in the same millisecond the more
     // final one wins. A replayed old event compares lower and changes nothing.
@@ -381,6 +422,7 @@ export class TrackingStore {
       for (const w of words) keys.push(`trk:idx:word:${w}`);
     }
     if (q.status === 'refused') keys.push('trk:idx:refused');
+    if (q.auth) keys.push(`trk:idx:auth:${q.auth}`);
     const limit = Math.max(1, Math.min(q.limit ?? 50, maxResults));
     const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;
     let key = keys[0] ?? 'trk:idx:time';
@@ -490,5 +532,6 @@ function toSummary(id: string, h: Record<string, string>, rr: Record<string, str
     subject: h['subject'] ?? '',
     messageIdHeader: h['messageIdHeader'] ?? '',
     ...(h['size'] ? { size: Number(h['size']) } : {}),
+    ...(AUTH_CLASSES.includes(h['auth'] as AuthClass) ? { auth: h['auth'] as AuthClass } : {}),
   };
 }

@@ -35,7 +35,7 @@ describe('search by sender authentication (auth=fail|pass|none)', () => {
     const base = (n: number, messageId: string) => ({
       messageId,
       at: new Date(t0 + n * 1000).toISOString(),
-      service: 'ingress-smtp',
+      service: 'ingress-smtp' as const,
       host: 'ingress-0',
       mailFrom: from,
       rcptTo: ['ceo@example.test'],

@@ -50,6 +50,7 @@ describe('alert rules and dashboard', () => {
       'Quarantine depth',
       'Virus detections',
       'Process CPU',
+      'Sender authentication results',
     ])
       assert.ok(
         panels.some((p) => p.startsWith(t)),

@@ -6,7 +6,9 @@
 // rate), each from its `250` to its arrival at the sink. CPU (% of one core) and RSS per process from /proc.
 //
 // Environment: BENCH_MESSAGES_10K (default 3000), BENCH_MESSAGES_100K (default 600), BENCH_SESSIONS (20),
-// BENCH_HALF_SECONDS (15), BENCH_SKIP_HARAKA=1, BENCH_SKIP_SCALE=1, BENCH_PARTITIONS (6), HARAKA_DIR.
+// BENCH_HALF_SECONDS (15), BENCH_SKIP_HARAKA=1, BENCH_SKIP_SCALE=1, BENCH_PARTITIONS (6), HARAKA_DIR,
+// BENCH_SENDER_AUTH=0 (senderAuth.enabled: false in mailgate's config: the same code with and without the ingress
+// checks; the harness does not pass MAILGATE__* variables through, so this is the way to toggle it).
 // Prints figures, never asserts.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +31,8 @@ const SIZES = [
 ];
 const HALF_SECONDS = env('BENCH_HALF_SECONDS', 15);
 const PARTITIONS = env('BENCH_PARTITIONS', 6);
+const SENDER_AUTH = process.env['BENCH_SENDER_AUTH'] !== '0';
+const STACK_CONFIG = SENDER_AUTH ? {} : { config: { senderAuth: { enabled: false } } };
 const FROM = `load@${REMOTE_DOMAIN}`;
 const TO = `inbox@${ACCEPTED_DOMAIN}`;
 const log = (l: string): void => console.error(`[bench] ${l}`);
@@ -42,6 +46,8 @@ interface Row {
   halfLatency?: Percentiles;
   halfRate?: number;
   usage: ProcUsage[];
+  /** Messages handled while `usage` was measured (load and probes). */
+  handled: number;
   note?: string;
 }
 interface Percentiles {
@@ -110,6 +116,10 @@ class Prober {
       ignoreTLS: true,
       name: 'probe.test',
     } as nodemailer.TransportOptions);
+  }
+
+  get sent(): number {
+    return this.sentAt.size;
   }
 
   async one(): Promise<void> {
@@ -214,6 +224,7 @@ async function measure(
     delivered: countLoad / deliveredWall,
     peakLatency: percentiles(prober.latencies),
     usage,
+    handled: countLoad + prober.sent,
     ...(note ? { note } : {}),
   };
   prober.close();
@@ -340,6 +351,15 @@ function table(rows: Row[], ceil: Record<string, number>): string {
       `  ${r.system} ${r.size}: ${r.usage.map((u) => `${u.label} ${fmt(u.cpuPercent)}% ${fmt(u.rssMiB)}M`).join(', ')}`,
     );
   }
+  lines.push('');
+  lines.push(`CPU ms per message during the peak run (sender authentication ${SENDER_AUTH ? 'on' : 'off'}):`);
+  for (const r of rows) {
+    const per = (us: ProcUsage[]) => (us.reduce((a, u) => a + u.cpuSeconds, 0) * 1000) / r.handled;
+    const ingress = r.usage.filter((u) => u.label.startsWith('ingress'));
+    lines.push(
+      `  ${r.system} ${r.size}: all processes ${fmt(per(r.usage), 2)} ms${ingress.length ? `, ingress ${fmt(per(ingress), 2)} ms` : ''} (${r.handled} messages)`,
+    );
+  }
   return lines.join('\n');
 }
 
@@ -356,7 +376,7 @@ async function main(): Promise<void> {
   log(`ceiling: ${JSON.stringify(ceil)}`);
 
   // --- mailgate --------------------------------------------------------------------------------------------------
-  let stack: Stack | undefined = await startStack({ partitions: PARTITIONS, logLevel: 'warn' });
+  let stack: Stack | undefined = await startStack({ partitions: PARTITIONS, logLevel: 'warn', ...STACK_CONFIG });
   const stageProcs = (st: Stack) => () => st.processes().filter((p) => !p.label.startsWith('admin'));
   let slowest = 'virus-scan';
   try {
@@ -407,7 +427,7 @@ async function main(): Promise<void> {
   if (process.env['BENCH_SKIP_SCALE'] !== '1') {
     const name = slowest as (typeof STAGES)[number];
     log(`scale-out: 2 × ${name}`);
-    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', replicas: { [name]: 2 } });
+    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', replicas: { [name]: 2 }, ...STACK_CONFIG });
     try {
       const row = await measure(`mailgate, 2 × ${name}`, st.smtp.port, st.internal, SIZES[0]!, stageProcs(st));
       const split = await partitionSplit(st.kafka.brokers, `mailgate.${name}`);

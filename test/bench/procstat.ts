@@ -28,6 +28,8 @@ export interface ProcUsage {
   label: string;
   /** Share of one core over the interval (100 = one core busy). */
   cpuPercent: number;
+  /** CPU time over the interval (s): divided by the messages handled, the CPU cost per message. */
+  cpuSeconds: number;
   rssMiB: number;
 }
 
@@ -41,7 +43,8 @@ export function usageMeter(procs: { label: string; pid: number | undefined }[]):
       return start.flatMap((p) => {
         const e = sample(p.pid);
         if (!e || !p.s) return [];
-        return [{ label: p.label, cpuPercent: ((e.cpuSeconds - p.s.cpuSeconds) / secs) * 100, rssMiB: e.rssMiB }];
+        const cpu = e.cpuSeconds - p.s.cpuSeconds;
+        return [{ label: p.label, cpuPercent: (cpu / secs) * 100, cpuSeconds: cpu, rssMiB: e.rssMiB }];
       });
     },
   };

@@ -49,6 +49,13 @@ export async function startAdminEnv(
   /** Share another env's Redis key prefix (a second replica of the same deployment). */
   opts: { keyPrefix?: string } = {},
 ): Promise<AdminEnv> {
+  // node:test runs a context's after-hooks in the order they were added; teardown must run in reverse (admin and
+  // producer before the broker), or kafkajs keeps retrying a closed broker and the test file never exits.
+  const cleanups: (() => Promise<void> | void)[] = [];
+  t.after(async () => {
+    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => undefined);
+  });
+  t = { after: (fn: () => Promise<void>) => void cleanups.push(fn) };
   const broker = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
   t.after(() => broker.close());
   const keyPrefix = opts.keyPrefix ?? isolatedRedisPrefix('mgadmin');

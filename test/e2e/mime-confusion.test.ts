@@ -64,7 +64,7 @@ describe('MIME confusion through the pipeline', { timeout: 280_000 }, () => {
     assert.ok(Object.values(outcomes).includes('quarantined'));
   });
 
-  test('clean multipart mail is delivered byte-identical apart from the prepended trace headers', async () => {
+  test('clean multipart mail is delivered byte-identical apart from the prepended trace and verdict headers', async () => {
     const raw = Buffer.from(
       `From: Bob <bob@${REMOTE_DOMAIN}>\r\nTo: ${to}\r\nSubject: clean\r\nMIME-Version: 1.0\r\n` +
         'Content-Type: multipart/mixed; boundary="clean-b"\r\n\r\npreamble\r\n--clean-b\r\n' +
@@ -82,7 +82,9 @@ describe('MIME confusion through the pipeline', { timeout: 280_000 }, () => {
       .split('\r\n')
       .filter((l) => l && !/^[ \t]/.test(l))
       .map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
-    for (const n of names) assert.match(n, /^(received|x-mailgate-[a-z-]+)$/, `added header ${n}`);
+    // Trace headers, and the verdict headers added to every checked message (sender auth, spam-check).
+    for (const n of names)
+      assert.match(n, /^(received|authentication-results|x-mailgate-[a-z-]+|x-spam-[a-z]+)$/, `added header ${n}`);
     assert.ok(names.includes('received'));
   });
 });

@@ -8,7 +8,11 @@
 // Environment: BENCH_MESSAGES_10K (default 3000), BENCH_MESSAGES_100K (default 600), BENCH_SESSIONS (20),
 // BENCH_HALF_SECONDS (15), BENCH_SKIP_HARAKA=1, BENCH_SKIP_SCALE=1, BENCH_PARTITIONS (6), HARAKA_DIR,
 // BENCH_SENDER_AUTH=0 (senderAuth.enabled: false in mailgate's config: the same code with and without the ingress
-// checks; the harness does not pass MAILGATE__* variables through, so this is the way to toggle it).
+// checks; the harness does not pass MAILGATE__* variables through, so this is the way to toggle it),
+// BENCH_SPAM=0 (the same stack with spam-check skipping every message: spamCheck.skip.ips 0.0.0.0/0 and ::/0, so no
+// message goes to rspamd; the stage graph is fixed, so the stage's Kafka hop stays and the on/off difference is the
+// rspamd scan and the header edits). CPU per message is printed for the spam-check stage and for rspamd (main and
+// worker processes summed, from /proc/<pid>/stat before and after the peak run).
 // Prints figures, never asserts.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,7 +36,13 @@ const SIZES = [
 const HALF_SECONDS = env('BENCH_HALF_SECONDS', 15);
 const PARTITIONS = env('BENCH_PARTITIONS', 6);
 const SENDER_AUTH = process.env['BENCH_SENDER_AUTH'] !== '0';
-const STACK_CONFIG = SENDER_AUTH ? {} : { config: { senderAuth: { enabled: false } } };
+const SPAM = process.env['BENCH_SPAM'] !== '0';
+const STACK_CONFIG = {
+  config: {
+    ...(SENDER_AUTH ? {} : { senderAuth: { enabled: false } }),
+    ...(SPAM ? {} : { spamCheck: { skip: { ips: ['0.0.0.0/0', '::/0'] } } }),
+  },
+};
 const FROM = `load@${REMOTE_DOMAIN}`;
 const TO = `inbox@${ACCEPTED_DOMAIN}`;
 const log = (l: string): void => console.error(`[bench] ${l}`);
@@ -260,6 +270,29 @@ async function measure(
   return row;
 }
 
+/** What a process calls itself (rspamd titles its workers, e.g. "rspamd: normal process (127.0.0.1:11333)"). */
+function procTitle(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+/g, ' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * rspamd's main process and its workers (normal, controller, hs_helper…), labelled `rspamd(<worker type>)`: the
+ * workers do the scanning, so the main pid alone would show almost nothing.
+ */
+function rspamdProcs(mainPid: number | undefined): { label: string; pid: number | undefined }[] {
+  return [
+    { label: 'rspamd(main)', pid: mainPid },
+    ...childPids(mainPid).map((pid) => {
+      const kind = /rspamd: (\S+)/.exec(procTitle(pid))?.[1] ?? 'worker';
+      return { label: `rspamd(${kind} ${pid})`, pid };
+    }),
+  ];
+}
+
 /** Direct children of a process (Haraka runs its SMTP server in a cluster worker). */
 function childPids(pid: number | undefined): number[] {
   if (!pid) return [];
@@ -316,6 +349,23 @@ async function partitionSplit(brokers: string, group: string): Promise<string[]>
   }
 }
 
+/** mailgate_spam_actions_total by action from the spam-check stage's /metrics (what rspamd made of the load). */
+async function spamActionCounts(port: number): Promise<string> {
+  try {
+    const text = await (
+      await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) })
+    ).text();
+    const counts = new Map<string, number>();
+    for (const m of text.matchAll(/^mailgate_spam_actions_total\{([^}]*)\} (\S+)/gm)) {
+      const action = /action="([^"]*)"/.exec(m[1]!)?.[1] ?? '?';
+      counts.set(action, (counts.get(action) ?? 0) + Number(m[2]));
+    }
+    return [...counts].map(([a, n]) => `${a} ${n}`).join(', ') || 'none recorded';
+  } catch (e) {
+    return `metrics unavailable (${(e as Error).message})`;
+  }
+}
+
 const fmt = (n: number | undefined, d = 0): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(d));
 
 function table(rows: Row[], ceil: Record<string, number>): string {
@@ -352,12 +402,19 @@ function table(rows: Row[], ceil: Record<string, number>): string {
     );
   }
   lines.push('');
-  lines.push(`CPU ms per message during the peak run (sender authentication ${SENDER_AUTH ? 'on' : 'off'}):`);
+  lines.push(
+    `CPU ms per message during the peak run (sender authentication ${SENDER_AUTH ? 'on' : 'off'}, ` +
+      `spam check ${SPAM ? 'on' : 'off: every message skipped, none sent to rspamd'}):`,
+  );
   for (const r of rows) {
     const per = (us: ProcUsage[]) => (us.reduce((a, u) => a + u.cpuSeconds, 0) * 1000) / r.handled;
-    const ingress = r.usage.filter((u) => u.label.startsWith('ingress'));
+    const part = (label: string, prefix: string) => {
+      const us = r.usage.filter((u) => u.label.startsWith(prefix));
+      return us.length ? `, ${label} ${fmt(per(us), 2)} ms` : '';
+    };
     lines.push(
-      `  ${r.system} ${r.size}: all processes ${fmt(per(r.usage), 2)} ms${ingress.length ? `, ingress ${fmt(per(ingress), 2)} ms` : ''} (${r.handled} messages)`,
+      `  ${r.system} ${r.size}: all processes ${fmt(per(r.usage), 2)} ms${part('ingress', 'ingress')}` +
+        `${part('spam-check stage', 'spam-check')}${part(`rspamd (all ${r.usage.filter((u) => u.label.startsWith('rspamd')).length} processes)`, 'rspamd')} (${r.handled} messages)`,
     );
   }
   return lines.join('\n');
@@ -370,6 +427,9 @@ async function main(): Promise<void> {
   console.log(
     `load: smtp-source -s ${SESSIONS}; ${SIZES.map((s) => `${s.count} × ${s.label}`).join(', ')}; partitions ${PARTITIONS}`,
   );
+  console.log(
+    `stages: sender authentication ${SENDER_AUTH ? 'on' : 'off (BENCH_SENDER_AUTH=0)'}; spam check ${SPAM ? 'on (rspamd scans every message)' : 'off (BENCH_SPAM=0: skipped, the stage only forwards)'}`,
+  );
   const rows: Row[] = [];
   const ceil: Record<string, number> = {};
   for (const s of SIZES) ceil[s.label] = await ceiling(s);
@@ -377,10 +437,15 @@ async function main(): Promise<void> {
 
   // --- mailgate --------------------------------------------------------------------------------------------------
   let stack: Stack | undefined = await startStack({ partitions: PARTITIONS, logLevel: 'warn', ...STACK_CONFIG });
-  const stageProcs = (st: Stack) => () => st.processes().filter((p) => !p.label.startsWith('admin'));
+  const stageProcs = (st: Stack) => () => [
+    ...st.processes().filter((p) => !p.label.startsWith('admin') && p.label !== 'rspamd'),
+    ...rspamdProcs(st.rspamd.pid),
+  ];
   let slowest = 'virus-scan';
+  let spamActions = '';
   try {
     for (const s of SIZES) rows.push(await measure('mailgate', stack.smtp.port, stack.internal, s, stageProcs(stack)));
+    spamActions = await spamActionCounts(stack.proc('spam-check').httpPort);
     const u = rows.find((r) => r.system === 'mailgate')?.usage ?? [];
     const stageUse = u.filter((x) => STAGES.some((st) => x.label.startsWith(st)));
     slowest = stageUse.sort((a, b) => b.cpuPercent - a.cpuPercent)[0]?.label.replace(/#\d+$/, '') ?? slowest;
@@ -422,6 +487,8 @@ async function main(): Promise<void> {
   }
 
   console.log('\n' + table(rows, ceil));
+  if (spamActions)
+    console.log(`spam-check decisions over the whole mailgate run (warm-up, load, probes): ${spamActions}`);
 
   // --- scale-out: two replicas of the busiest stage -----------------------------------------------------------------
   if (process.env['BENCH_SKIP_SCALE'] !== '1') {

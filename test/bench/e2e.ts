@@ -38,6 +38,8 @@ const PARTITIONS = env('BENCH_PARTITIONS', 6);
 const SENDER_AUTH = process.env['BENCH_SENDER_AUTH'] !== '0';
 const SPAM = process.env['BENCH_SPAM'] !== '0';
 const STACK_CONFIG = {
+  // Six services starting at once on a loaded 2-core machine can take minutes (BENCH_START_TIMEOUT_MS).
+  startTimeoutMs: env('BENCH_START_TIMEOUT_MS', 300_000),
   config: {
     ...(SENDER_AUTH ? {} : { senderAuth: { enabled: false } }),
     ...(SPAM ? {} : { spamCheck: { skip: { ips: ['0.0.0.0/0', '::/0'] } } }),

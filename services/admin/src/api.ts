@@ -8,6 +8,7 @@ import type { DurableProducer } from '@mailgate/bus';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from '@mailgate/runtime';
 import { OPENAPI } from './openapi.js';
+import { spamSummary } from './spam-panel.js';
 
 /** A deferred message as the delivery service's queue operations describe it (the fields the console shows). */
 export interface DeferredItem {
@@ -43,6 +44,8 @@ export interface ApiDeps {
   readonly host: string;
   readonly maxResults: number;
   readonly traceUiUrl?: string | undefined;
+  /** Spam learning is configured (admin.rspamd): the console offers "not spam" / "mark as spam". */
+  readonly spamLearning?: boolean;
   readonly tracer?: Tracer;
   readonly log?: Logger;
 }
@@ -127,7 +130,9 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     if (!m) return reply.code(404).send({ error: 'not-found', message: `no message ${id}` });
     const traceUrl =
       d.traceUiUrl && m.summary.traceId ? `${d.traceUiUrl.replace(/\/$/, '')}/trace/${m.summary.traceId}` : undefined;
-    return { ...m, traceUrl };
+    // The spam-check decision (score, SCL, top symbols) lifted out of the timeline.
+    const spam = spamSummary(m.events);
+    return { ...m, traceUrl, ...(spam ? { spam } : {}) };
   });
 
   app.get('/api/v1/quarantine', async (req) => {

@@ -8,6 +8,8 @@ import type { AuthThrottle } from './throttle.js';
 import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
 import { ID_RE } from './api.js';
 import { AUTH_CLASSES } from './tracking-store.js';
+import { notSpamRowButton, spamMessageActions } from './spam-console.js';
+import { spamPanel } from './spam-panel.js';
 
 /** HTML-escape everything that came from a message or a client: subjects and addresses are attacker-controlled. */
 export function esc(v: unknown): string {
@@ -186,22 +188,24 @@ export function registerConsole(
 <button id="release" name="recheck" value="false">Release</button> <button id="release-recheck" name="recheck" value="true">Release &amp; re-check</button></form>
 <form class="inline" method="post" action="/console/quarantine/${esc(id)}/delete"><button id="delete">Delete</button></form>`
       : '';
+    const spamActions = spamMessageActions(id, q, req.principal, d.spamLearning);
     const recipients = s.recipients
       .map(
         (r) =>
           `<tr data-rcpt="${esc(r.rcpt)}"><td>${esc(r.rcpt)}</td><td class="s-${esc(r.status)}">${esc(r.status)}</td><td>${esc(r.at)}</td><td><code>${esc(r.reply ?? '')}</code>${r.remoteHost ? ` <span class="muted">(${esc(r.remoteHost)})</span>` : ''}${r.nextAttemptAt ? ` <span class="muted">next attempt ${esc(r.nextAttemptAt)}</span>` : ''}</td></tr>`,
       )
       .join('');
-    const body = `${actions}<p><b>Subject</b> ${esc(s.subject || '—')} · <b>Message-ID</b> <code>${esc(s.messageIdHeader || '—')}</code></p>
+    const body = `${actions}${spamActions}<p><b>Subject</b> ${esc(s.subject || '—')} · <b>Message-ID</b> <code>${esc(s.messageIdHeader || '—')}</code></p>
 <p><b>From</b> ${esc(s.mailFrom || '<>')} · <b>Client</b> ${esc(s.clientIp)}
  · <b>Status</b> <span class="s-${esc(s.status)}">${esc(s.status)}</span> · <b>Trace</b> ${trace}</p>
 ${senderAuthPanel(m.events, esc)}
+${spamPanel(m.events, esc)}
 <table id="recipients"><tr><th>Recipient</th><th>Status</th><th>Since</th><th>Last reply</th></tr>${recipients}</table><br>
 <table id="timeline"><tr><th>Time</th><th>Service</th><th>Instance</th><th>Event</th><th>Details</th></tr>${rows}</table>`;
     return html(reply, page(`Message ${id}`, body));
   });
 
-  app.get('/console/quarantine', async (_req, reply) => {
+  app.get('/console/quarantine', async (req, reply) => {
     const list = await d.quarantine.list(200);
     const rows = list
       .map(
@@ -211,7 +215,8 @@ ${senderAuthPanel(m.events, esc)}
 <td>${esc(e.envelope.mailFrom || '<>')}</td><td>${esc(e.envelope.rcptTo.join(', '))}</td><td>${esc(e.stage)}</td><td>${esc(e.reason)}</td>
 <td><form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/release"><button name="recheck" value="false">Release</button>
 <button name="recheck" value="true">Release &amp; re-check</button></form>
-<form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/delete"><button>Delete</button></form></td></tr>`,
+<form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/delete"><button>Delete</button></form>
+${notSpamRowButton(e, req.principal, d.spamLearning)}</td></tr>`,
       )
       .join('');
     return html(

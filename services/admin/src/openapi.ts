@@ -45,9 +45,14 @@ export const OPENAPI = {
     },
     '/api/v1/messages/{id}': {
       get: {
-        summary: "One message's timeline, verdicts and trace id",
+        summary: "One message's timeline, verdicts, trace id and spam-check decision",
         parameters: [idParam],
-        responses: { '200': ok('{ summary, events, traceUrl }'), ...errors },
+        responses: {
+          '200': ok(
+            '{ summary, events, traceUrl, spam?: { result, score, scl, symbols: [{ name, score }], thresholds, dryRun, wouldBe, reason, at, checks } }',
+          ),
+          ...errors,
+        },
       },
     },
     '/api/v1/quarantine': {

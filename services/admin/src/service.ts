@@ -7,6 +7,7 @@ import { registerApi, type DeferredQueue } from './api.js';
 import { registerListsApi } from './lists-api.js';
 import { registerListsConsole } from './lists-console.js';
 import { registerSpamLearnApi } from './spam-learn-api.js';
+import { registerSpamConsole } from './spam-console.js';
 import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
@@ -115,6 +116,7 @@ export function createAdminService(
         host: config.gateway.instance,
         maxResults: cfg.tracking.maxResults,
         traceUiUrl: cfg.traceUiUrl,
+        spamLearning: Boolean(cfg.rspamd),
       };
       const throttle = new AuthThrottle(redis, cfg, log);
       // Headers first: they must be on the 400/401/429 answers of the auth hook as well.
@@ -126,6 +128,7 @@ export function createAdminService(
       if (closeSpamLearn) lifecycle.on('close', 'rspamd', closeSpamLearn);
       registerConsole(health.app, deps, tokens, throttle);
       registerListsConsole(health.app);
+      registerSpamConsole(health.app, { learning: Boolean(cfg.rspamd) });
 
       health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));
       health.addCheck('redis', () => redisReachable(redis));

@@ -42,7 +42,18 @@ describe('alert rules and dashboard', () => {
       ),
     );
     for (const m of used) assert.ok(doc.includes(m.replace(/_total$/, '')), `${m} is not in docs/observability.md`);
-    const panels = JSON.parse(dashboard).panels.map((p) => p.title);
+    const all = JSON.parse(dashboard).panels;
+    const panels = all.map((p) => p.title);
+    for (const row of ['Sender authentication', 'Spam', 'Processes'])
+      assert.ok(
+        all.some((p) => p.type === 'row' && p.title === row),
+        `row ${row}`,
+      );
+    // The Spam row shows decisions by action, the score histogram and rspamd's unavailability (held / fail-open).
+    const spamExprs = JSON.stringify(all.filter((p) => /spam|rspamd/i.test(p.title)).map((p) => p.targets));
+    for (const m of ['mailgate_spam_actions_total', 'mailgate_spam_score_bucket', 'mailgate_rspamd_errors_total'])
+      assert.ok(spamExprs.includes(m), `spam panels query ${m}`);
+    assert.match(spamExprs, /mailgate_stage_retries_total\{stage=\\"spam-check\\"/);
     for (const t of [
       'Delivery outcomes',
       'Deferred queue',
@@ -51,6 +62,9 @@ describe('alert rules and dashboard', () => {
       'Virus detections',
       'Process CPU',
       'Sender authentication results',
+      'Spam decisions',
+      'rspamd score distribution',
+      'rspamd unavailable',
     ])
       assert.ok(
         panels.some((p) => p.startsWith(t)),

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { RspamdRequestError, RspamdUnavailableError, type RspamdErrorKind } from './errors.js';
+import { RspamdNotLearnedError, RspamdRequestError, RspamdUnavailableError, type RspamdErrorKind } from './errors.js';
 
 /**
  * A small HTTP client for rspamd's own protocol (https://rspamd.com/doc/developers/protocol.html):
@@ -98,6 +98,8 @@ export interface RspamdStat {
 
 interface RawReply {
   readonly status: number;
+  /** The reason phrase: rspamd puts its explanation there (and, for a 204, nowhere a client can read otherwise). */
+  readonly statusMessage: string;
   readonly body: Buffer;
 }
 
@@ -211,6 +213,11 @@ export class RspamdClient {
     if (reply.status === 200) return { learned: true, alreadyLearned: false, endpoint };
     // rspamd answers 208 "<id> has been already learned as <class>, ignore it".
     if (reply.status === 208) return { learned: false, alreadyLearned: true, endpoint };
+    // rspamd answers 204 when it declines to learn: "<id> contains less tokens than required for bayes classifier:
+    // 3 < 11", "all learn conditions denied learning spam in default classifier" (Bayes already sure).
+    if (reply.status === 204) {
+      throw new RspamdNotLearnedError(endpoint, reply.statusMessage.trim() || 'declined (HTTP 204)');
+    }
     if (reply.status === 401 || reply.status === 403)
       throw new RspamdRequestError(endpoint, reply.status, 'controller refused the password');
     if (reply.status >= 400 && reply.status < 500) {
@@ -269,6 +276,18 @@ export class RspamdClient {
         fail(kind, err.message, err);
       });
       req.on('response', (res) => {
+        if (res.statusCode === 204) {
+          // rspamd 3.4 sends a JSON body with its 204 (declined to learn). HTTP says a 204 has no body, so Node's
+          // parser reports those bytes as an error ("Data after Connection: close") right after this event: take
+          // the status and its reason phrase now, and drop the connection (never reuse a socket with stray bytes).
+          settled = true;
+          clearTimeout(deadline);
+          clearTimeout(connectTimer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve({ status: 204, statusMessage: res.statusMessage ?? '', body: Buffer.alloc(0) });
+          res.socket?.destroy();
+          return;
+        }
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => fail('closed', err.message, err));
@@ -278,7 +297,7 @@ export class RspamdClient {
           clearTimeout(deadline);
           clearTimeout(connectTimer);
           signal?.removeEventListener('abort', onAbort);
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) });
+          resolve({ status: res.statusCode ?? 0, statusMessage: res.statusMessage ?? '', body: Buffer.concat(chunks) });
         });
       });
       req.end(body);

@@ -39,3 +39,28 @@ export class RspamdRequestError extends MailgateError {
     );
   }
 }
+
+/** Why rspamd declined to learn a message (its 204 reply; the reason is in the status line). */
+export type NotLearnedReason = 'too-few-tokens' | 'conditions-denied' | 'other';
+
+/**
+ * rspamd declined to learn the message: too few tokens for Bayes ("contains less tokens than required"), or its
+ * learn conditions said no ("all learn conditions denied": typically Bayes already rates the message as that class
+ * with near certainty). Nothing changed in Bayes; retrying will not change the answer. HTTP meaning: 422.
+ */
+export class RspamdNotLearnedError extends MailgateError {
+  override readonly name = 'RspamdNotLearnedError';
+  readonly reason: NotLearnedReason;
+  constructor(
+    readonly endpoint: string,
+    /** rspamd's own words (the reason phrase of its 204). */
+    readonly detail: string,
+  ) {
+    super(`rspamd did not learn the message: ${detail}`, { code: 550, status: '5.7.0' }, 422);
+    this.reason = /less tokens than required/i.test(detail)
+      ? 'too-few-tokens'
+      : /learn conditions denied/i.test(detail)
+        ? 'conditions-denied'
+        : 'other';
+  }
+}

@@ -11,4 +11,10 @@ export {
   type RspamdStat,
   type BayesStat,
 } from './client.js';
-export { RspamdUnavailableError, RspamdRequestError, type RspamdErrorKind } from './errors.js';
+export {
+  RspamdUnavailableError,
+  RspamdRequestError,
+  RspamdNotLearnedError,
+  type RspamdErrorKind,
+  type NotLearnedReason,
+} from './errors.js';

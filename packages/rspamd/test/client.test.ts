@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startRedis, startRspamd, GTUBE, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
-import { RspamdClient, RspamdRequestError, RspamdUnavailableError, topSymbols } from '@mailgate/rspamd';
+import {
+  RspamdClient,
+  RspamdNotLearnedError,
+  RspamdRequestError,
+  RspamdUnavailableError,
+  topSymbols,
+} from '@mailgate/rspamd';
 
 function message(subject: string, body: string, id = `${Date.now()}.${Math.random()}@partner.test`): Buffer {
   return Buffer.from(
@@ -85,6 +91,40 @@ describe('RspamdClient against a real rspamd', () => {
     assert.deepEqual([r2.learned, r2.alreadyLearned], [false, true]);
     // rspamc agrees (the statistics an operator looks at).
     assert.match(await rspamd.rspamc(['stat']), new RegExp(`Messages learned: ${after.learned}\\b`));
+  });
+
+  it('rspamd declining to learn (its 204 with a body): RspamdNotLearnedError with its words (HTTP 422)', async () => {
+    // Too little text: "contains less tokens than required for bayes classifier".
+    await assert.rejects(client.learnHam(message('hi', 'hi')), (e: unknown) => {
+      assert.ok(e instanceof RspamdNotLearnedError, String(e));
+      assert.equal(e.reason, 'too-few-tokens');
+      assert.match(e.message, /less tokens than required/);
+      assert.equal(e.http, 422);
+      return true;
+    });
+    // Bayes already sure: after a few spam lessons (and a ham, so Bayes classifies at all) the same kind of text is
+    // refused with "all learn conditions denied".
+    const spam = (n: number) =>
+      message(
+        `You WON ${n}`,
+        `CONGRATULATIONS!!! You have WON a FREE prize. Claim your cash reward now, limited offer, act today: click ` +
+          `here to get cheap pills, casino bonus and guaranteed income from home!!! ${n}`,
+      );
+    await client.learnHam(message('Quarterly figures', CLEAN_BODY + '\r\n\r\nP.S. Lunch is on me.'));
+    let refused: RspamdNotLearnedError | undefined;
+    for (let n = 0; n < 10 && !refused; n++) {
+      try {
+        await client.learnSpam(spam(n));
+      } catch (e) {
+        if (!(e instanceof RspamdNotLearnedError)) throw e;
+        refused = e;
+      }
+    }
+    assert.ok(refused, 'rspamd refused to learn more of the same spam');
+    assert.equal(refused.reason, 'conditions-denied');
+    assert.match(refused.message, /all learn conditions denied/);
+    // The connection that carried the malformed 204 was dropped, not reused: the controller client still works.
+    assert.ok((await client.stat()).learned >= 3);
   });
 
   it('learn_spam with a wrong password: RspamdRequestError 401 (HTTP 502)', async () => {

@@ -58,6 +58,8 @@ const ERROR_NAMES: Record<number, string> = {
   403: 'forbidden',
   404: 'not-found',
   409: 'conflict',
+  422: 'unprocessable',
+  502: 'bad-gateway',
   503: 'unavailable',
 };
 

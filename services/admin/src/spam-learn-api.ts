@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { DurableProducer } from '@mailgate/bus';
-import { RspamdClient, type LearnResult } from '@mailgate/rspamd';
+import { RspamdClient, RspamdNotLearnedError, type LearnResult } from '@mailgate/rspamd';
 import type { Logger } from '@mailgate/runtime';
 import type { Tracer } from '@opentelemetry/api';
 import type { AuditLog } from './audit.js';
@@ -89,6 +89,28 @@ const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;
 
 const learnSummary = (r: LearnResult) => ({ learned: r.learned, alreadyLearned: r.alreadyLearned });
 
+/**
+ * rspamd declining to learn (204: too few tokens, or its learn conditions denied because Bayes is already sure) is
+ * the administrator's to know, not a failure: 422 with rspamd's words, the reason and what happened instead.
+ */
+async function notLearned(p: Promise<LearnResult>, consequence: string): Promise<LearnResult> {
+  try {
+    return await p;
+  } catch (err) {
+    if (!(err instanceof RspamdNotLearnedError)) throw err;
+    const why =
+      err.reason === 'too-few-tokens'
+        ? ' (too little text for the Bayes classifier)'
+        : err.reason === 'conditions-denied'
+          ? ' (its learn conditions said no: Bayes most likely already classifies this message that way)'
+          : '';
+    throw Object.assign(new Error(`${err.message}${why}; ${consequence}`), {
+      http: 422,
+      reason: err.reason,
+    });
+  }
+}
+
 /** Registers the routes; returns the function that closes the rspamd client (null when learning is off). */
 export function registerSpamLearnApi(app: FastifyInstance, d: SpamLearnDeps): (() => void) | null {
   const client = d.config ? spamLearnClient(d.config) : undefined;
@@ -122,7 +144,10 @@ export function registerSpamLearnApi(app: FastifyInstance, d: SpamLearnDeps): ((
       );
     }
     // Learn first: if rspamd cannot learn (down, wrong password) nothing is released and the call can be retried.
-    const learned = await rspamd.learnHam(msg.raw);
+    const learned = await notLearned(
+      rspamd.learnHam(msg.raw),
+      'nothing was released; release it without "not spam" to deliver it untrained',
+    );
     await d.audit.record({
       who,
       action: 'spam.learn-ham',
@@ -165,7 +190,7 @@ export function registerSpamLearnApi(app: FastifyInstance, d: SpamLearnDeps): ((
       raw = uploaded;
       source = 'upload';
     }
-    const learned = await rspamd.learnSpam(raw);
+    const learned = await notLearned(rspamd.learnSpam(raw), 'Bayes is unchanged');
     await d.audit.record({
       who: req.principal!.name,
       action: 'spam.learn-spam',
@@ -188,6 +213,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
 const errors = {
   '404': ok('not found'),
   '409': ok('not held by spam-check (not-spam) / no bytes available (mark-spam)'),
+  '422': ok('rspamd declined to learn the message (too few tokens, or its learn conditions denied); nothing changed'),
   '502': ok('rspamd refused the controller password'),
   '503': ok('spam learning not configured, or rspamd unreachable'),
 };

@@ -187,6 +187,26 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
     assert.equal((await env.api('/api/v1/quarantine/NOPE123/not-spam', { method: 'POST', body: '{}' })).status, 404);
   });
 
+  test('rspamd declines to learn (too few tokens): 422 with its words; nothing released, nothing audited', async () => {
+    const tiny = spamQuarantined(
+      Buffer.from('From: a@partner.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhi\r\n'),
+    );
+    const id = tiny.envelope.id;
+    await env.quarantine(tiny, TOPICS.policyChecked);
+    await waitQuarantined(id);
+    const r = await env.api(`/api/v1/quarantine/${id}/not-spam`, { method: 'POST', body: '{}' });
+    assert.equal(r.status, 422, await r.clone().text());
+    const j = (await r.json()) as Json;
+    assert.equal(j['error'], 'unprocessable');
+    assert.match(j['message'], /less tokens than required.*too little text.*nothing was released/);
+    assert.equal((await env.api(`/api/v1/quarantine/${id}`)).status, 200, 'still held');
+    const m = await env.api(`/api/v1/messages/${id}/mark-spam`, { method: 'POST' });
+    assert.equal(m.status, 422);
+    assert.match(((await m.json()) as Json)['message'], /Bayes is unchanged/);
+    const a = await audit();
+    assert.ok(!a.some((l) => l.endsWith(` ${id}`) && l.includes('spam.learn')), a.join('\n'));
+  });
+
   test('mark as spam: from the quarantine, or an uploaded copy of a delivered message; audited', async () => {
     const spamBefore = await classCount('BAYES_SPAM');
     const totalBefore = await total();

@@ -276,7 +276,7 @@ describe(
       await page.waitForSelector('#done');
       assert.match(
         (await page.textContent('#done')) ?? '',
-        /released to mailgate\.deliverable; rspamd learned it as ham/,
+        /released to\s+mailgate\.deliverable; rspamd learned it as ham/,
       );
       assert.equal(await learns('ham'), hamBefore + 1, "rspamd's Bayes learned one ham");
       const [rec] = await env.readTopic(TOPICS.deliverable, 1);

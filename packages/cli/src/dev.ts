@@ -119,6 +119,9 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
       childEnv['MAILGATE__SPAM_CHECK__RSPAMD__WORKER'] = `{host: ${r.host}, port: ${r.port}}`;
       childEnv['MAILGATE__SPAM_CHECK__RSPAMD__CONTROLLER'] = `{host: ${r.host}, port: ${r.controllerPort}}`;
       childEnv['MAILGATE__SPAM_CHECK__RSPAMD__PASSWORD'] = r.password;
+      // Spam learning from the console/API ("release as not spam", "mark as spam") through the same rspamd.
+      childEnv['MAILGATE__ADMIN__RSPAMD__CONTROLLER_URL'] = `http://${r.host}:${r.controllerPort}`;
+      childEnv['MAILGATE__ADMIN__RSPAMD__PASSWORD'] = r.password;
       log.warn(
         { port: r.port, controller: r.controllerPort, startupMs: r.startupMs },
         'rspamd started with network checks OFF (no DNS lists, SPF/DKIM, fuzzy); use a real rspamd in production',

@@ -36,7 +36,8 @@ export function spamMessageActions(
     held?.stage === 'spam-check'
       ? `<form class="inline" method="get" action="/console/quarantine/${esc(id)}/not-spam"><button id="not-spam">Release as not spam</button></form> `
       : '';
-  return `<p id="spam-actions">${notSpam}<form class="inline" method="get" action="/console/messages/${esc(id)}/mark-spam"><button id="mark-spam">Mark as spam</button></form></p>`;
+  // A <div>, not a <p>: a form may not sit inside a paragraph.
+  return `<div id="spam-actions">${notSpam}<form class="inline" method="get" action="/console/messages/${esc(id)}/mark-spam"><button id="mark-spam">Mark as spam</button></form></div><br>`;
 }
 
 const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;

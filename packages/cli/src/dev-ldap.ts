@@ -86,6 +86,8 @@ export async function startDevDirectory(opts: {
   ingress: unknown;
   childEnv: NodeJS.ProcessEnv;
   log: Logger;
+  /** Default: Debian's /usr/sbin/slapd (tests name a missing one to see the fallback). */
+  slapdBinary?: string;
 }): Promise<(() => Promise<void>) | null> {
   const recipients = (opts.ingress as { recipients?: RecipientsShape } | undefined)?.recipients;
   const ldapSources = Object.entries(recipients?.sources ?? {}).filter(([, s]) => s?.type === 'ldap');
@@ -110,13 +112,16 @@ export async function startDevDirectory(opts: {
   );
 
   const testkit = await import('@mailgate/testkit');
-  if (!existsSync(testkit.SLAPD_BINARY)) {
+  const binary = opts.slapdBinary ?? testkit.SLAPD_BINARY;
+  if (!existsSync(binary)) {
     for (const [name] of needed) {
+      // The whole source is replaced: LDAP keys set in the environment (…__URL) would be unknown to a static one.
+      for (const k of Object.keys(opts.childEnv)) if (k.startsWith(`${envName(name)}__`)) delete opts.childEnv[k];
       opts.childEnv[envName(name)] = `{type: static, addresses: [${addresses.map((a) => `'${a}'`).join(', ')}]}`;
     }
     opts.log.warn(
       { sources: [...names], addresses },
-      `${testkit.SLAPD_BINARY} not found (install slapd): recipient validation uses a static list of the dev users instead of LDAP`,
+      `${binary} not found (install slapd): recipient validation uses a static list of the dev users instead of LDAP`,
     );
     return null;
   }

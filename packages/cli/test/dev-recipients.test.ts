@@ -28,7 +28,7 @@ const TOKEN = 'dev-token-0123456789abcdef';
 
 let dev: ChildProcess;
 let replica: ChildProcess;
-let observer: TopicObserver;
+let observer: TopicObserver<PipelineMessage>;
 const ports = { ldap: 0, broker: 0, sink: 0, smtp: 0, smtp2: 0, ingressHttp: 0, ingress2Http: 0, admin: 0 };
 let output = '';
 

@@ -111,20 +111,22 @@ export async function startDevDirectory(opts: {
     DEV_DIRECTORY_USERS.flatMap((u) => [u.uid, ...u.aliases].map((l) => `${l}@${d}`)),
   );
 
-  const testkit = await import('@mailgate/testkit');
-  const binary = opts.slapdBinary ?? testkit.SLAPD_BINARY;
-  if (!existsSync(binary)) {
+  const staticFallback = (why: string, err?: string): null => {
     for (const [name] of needed) {
       // The whole source is replaced: LDAP keys set in the environment (…__URL) would be unknown to a static one.
       for (const k of Object.keys(opts.childEnv)) if (k.startsWith(`${envName(name)}__`)) delete opts.childEnv[k];
       opts.childEnv[envName(name)] = `{type: static, addresses: [${addresses.map((a) => `'${a}'`).join(', ')}]}`;
     }
     opts.log.warn(
-      { sources: [...names], addresses },
-      `${binary} not found (install slapd): recipient validation uses a static list of the dev users instead of LDAP`,
+      { sources: [...names], addresses, ...(err ? { err } : {}) },
+      `${why}: recipient validation uses a static list of the dev users instead of LDAP`,
     );
     return null;
-  }
+  };
+
+  const testkit = await import('@mailgate/testkit');
+  const binary = opts.slapdBinary ?? testkit.SLAPD_BINARY;
+  if (!existsSync(binary)) return staticFallback(`${binary} not found (install slapd)`);
 
   const firstSource = needed[0]![1];
   // On the configured loopback port when it is free (auto, nothing answered there), so the configured url is true
@@ -134,22 +136,27 @@ export async function startDevDirectory(opts: {
     opts.spawn === 'auto' && wanted && !wanted.ldaps && ['127.0.0.1', 'localhost'].includes(wanted.host)
       ? wanted.port
       : undefined;
-  const slapd = await testkit.startSlapd({
-    ...(samePort ? { port: samePort } : {}),
-    suffix: suffixOf(firstSource.baseDn),
-    ...(firstSource.bindPassword ? { servicePassword: firstSource.bindPassword } : {}),
-    users: DEV_DIRECTORY_USERS.map((u) => {
-      const [primary, ...others] = domains;
-      return {
-        uid: u.uid,
-        ...(primary ? { mail: `${u.uid}@${primary}` } : {}),
-        proxyAddresses: [
-          ...others.map((d) => `smtp:${u.uid}@${d}`),
-          ...u.aliases.flatMap((a) => domains.map((d) => `smtp:${a}@${d}`)),
-        ],
-      };
-    }),
-  });
+  let slapd: Awaited<ReturnType<typeof testkit.startSlapd>>;
+  try {
+    slapd = await testkit.startSlapd({
+      ...(samePort ? { port: samePort } : {}),
+      suffix: suffixOf(firstSource.baseDn),
+      ...(firstSource.bindPassword ? { servicePassword: firstSource.bindPassword } : {}),
+      users: DEV_DIRECTORY_USERS.map((u) => {
+        const [primary, ...others] = domains;
+        return {
+          uid: u.uid,
+          ...(primary ? { mail: `${u.uid}@${primary}` } : {}),
+          proxyAddresses: [
+            ...others.map((d) => `smtp:${u.uid}@${d}`),
+            ...u.aliases.flatMap((a) => domains.map((d) => `smtp:${a}@${d}`)),
+          ],
+        };
+      }),
+    });
+  } catch (e) {
+    return staticFallback('could not start slapd', (e as Error).message.split('\n')[0]);
+  }
   for (const [name, source] of needed) {
     opts.childEnv[`${envName(name)}__URL`] = slapd.url;
     opts.childEnv[`${envName(name)}__BIND_DN`] = slapd.bindDn;

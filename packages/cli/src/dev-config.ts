@@ -37,6 +37,16 @@ export const devSchema = z
       .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
       .strict()
       .default({}),
+    /**
+     * Start a seeded Debian slapd (users user, alice (+a.smith), bob, postmaster (+abuse) in each domain checked
+     * against it) for the `type: ldap` sources of ingress.recipients whose url does not answer, and point them at
+     * it. Without slapd installed (or when it fails to start), those sources become a static list of the same users
+     * (a warning says so).
+     */
+    ldap: z
+      .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
+      .strict()
+      .default({}),
     /** A local SMTP sink standing in for the internal mail server; delivered mail is logged. */
     sink: z
       .object({

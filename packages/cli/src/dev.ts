@@ -7,6 +7,7 @@ import { startBroker, type BrokerHandle } from '@mailgate/kafka-lite';
 import { createLogger, loadConfig, type Logger } from '@mailgate/runtime';
 import type { ServiceName } from '@mailgate/contracts';
 import { devSchema } from './dev-config.js';
+import { startDevDirectory } from './dev-ldap.js';
 import { availableServices } from './services.js';
 import { Supervisor } from './supervisor.js';
 
@@ -86,6 +87,14 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     childEnv['MAILGATE__REDIS__URL'] = r.url;
     log.info({ url: r.url }, 'private redis-server started');
   }
+
+  const stopDirectory = await startDevDirectory({
+    spawn: dev.ldap.spawn,
+    ingress: (config as { ingress?: unknown }).ingress,
+    childEnv,
+    log,
+  });
+  if (stopDirectory) cleanups.push(stopDirectory);
 
   const clamdEndpoint = (config as { virusScan?: { clamd?: { endpoints?: { host?: string; port?: number }[] } } })
     .virusScan?.clamd?.endpoints?.[0];

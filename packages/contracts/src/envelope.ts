@@ -22,6 +22,12 @@ export interface SessionFacts {
   readonly authUser?: string;
   /** The client matched a trusted network (CIDR) from config. */
   readonly trustedNetwork: boolean;
+  /**
+   * The client IP matched an ip-allow entry of the live lists (ingress.lists) at connect: it skipped the
+   * connect-time DNSBL check, and the dnsbl-check stage passes its messages unchecked (reason `allow-listed`).
+   * Absent = not allow-listed (optional, so records written before it existed still read the same).
+   */
+  readonly ipAllowListed?: boolean;
   /** Which listener took the message. */
   readonly listener: 'mx' | 'submission';
   /** Host name (pod) of the ingress instance that accepted it. */

@@ -28,6 +28,8 @@ export interface StartSlapdOptions {
   servicePassword?: string;
   /** Also listen with LDAPS (testTlsCert(): CN=localhost, IP:127.0.0.1; it is its own CA). Default false. */
   ldaps?: boolean;
+  /** Plain LDAP port (default: a free one). */
+  port?: number;
   timeoutMs?: number;
 }
 
@@ -164,7 +166,7 @@ export async function startSlapd(opts: StartSlapdOptions = {}): Promise<SlapdHan
       30,
     );
   };
-  const port = await launchOnPort(undefined, () => freePort(HOST), launch);
+  const port = await launchOnPort(opts.port, () => freePort(HOST), launch);
   let stopped = false;
   const handle: SlapdHandle = {
     host: HOST,

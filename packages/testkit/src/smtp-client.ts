@@ -125,9 +125,17 @@ export function takeSmtpReplies(buffer: string): { replies: string[][]; rest: st
   }
 }
 
-/** A tiny line-level SMTP client for malformed-input tests. Connects; read the greeting with `expect(220)`. */
-export async function rawSmtp(host: string, port: number, connectTimeoutMs = 5000): Promise<RawSmtpClient> {
-  const socket = net.connect({ host, port });
+/**
+ * A tiny line-level SMTP client for malformed-input tests. Connects; read the greeting with `expect(220)`.
+ * `localAddress` picks the source address (all of 127.0.0.0/8 is loopback: one "client IP" per test case).
+ */
+export async function rawSmtp(
+  host: string,
+  port: number,
+  connectTimeoutMs = 5000,
+  localAddress?: string,
+): Promise<RawSmtpClient> {
+  const socket = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();

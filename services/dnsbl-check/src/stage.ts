@@ -122,12 +122,23 @@ export interface DnsblStageDeps {
  * The dnsbl-check stage: look the message's facts up, score, and answer pass / quarantine / reject, or tempfail
  * when a zone with `onTimeout: tempfail` did not answer and could change the outcome. A reject is never a
  * bounce (the runner quarantines it as a policy rejection). Messages whose every recipient is an
- * `atConnect.exceptions` address (postmaster@, abuse@) pass, with the listings recorded.
+ * `atConnect.exceptions` address (postmaster@, abuse@) pass, with the listings recorded. Messages from a client IP
+ * on the live allow list (envelope.session.ipAllowListed) pass unchecked, reason `allow-listed`.
  */
 export function createDnsblStage({ checker, cfg }: DnsblStageDeps): StageFn {
   const trustedRelays = new CidrList(cfg.receivedHeaders.trustedRelays);
   const withUris = checker.hasZoneType('uri');
   return async (msg, ctx): Promise<StageOutcome> => {
+    if (msg.envelope.session.ipAllowListed) {
+      // An operator vouched for this client (an ip-allow entry, matched by ingress at connect): no lookups at all,
+      // like the connect-time check it also skipped. Recorded, so tracking shows why nothing was looked up.
+      ctx.span.setAttribute('mailgate.dnsbl.skipped', 'allow-listed');
+      return {
+        verdict: pass(),
+        details: { result: 'skipped', reason: 'allow-listed', clientIp: msg.envelope.session.clientIp },
+        ...(cfg.addHeader ? { raw: prependHeader(msg.raw, MAIL_HEADERS.dnsbl, 'skipped (allow-listed)') } : {}),
+      };
+    }
     const plan = await planChecks(msg, cfg, trustedRelays, withUris);
     const r = await checker.check(plan.targets);
     ctx.span.setAttribute('mailgate.dnsbl.score', r.score);

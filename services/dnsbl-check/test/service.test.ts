@@ -39,15 +39,23 @@ test('service: inbound → dnsbl-checked (pass) or quarantine (listed), verdict 
 
   const clean = message();
   const listed = message({ session: { clientIp: '198.51.100.7' } });
-  await producePipelineMessages(kafka.brokers, TOPICS.inbound, [clean, listed]);
+  // The same listed IP, allow-listed by ingress at connect (ip-allow entry): passes unchecked.
+  const allowed = message({ session: { clientIp: '198.51.100.7', ipAllowListed: true } });
+  await producePipelineMessages(kafka.brokers, TOPICS.inbound, [clean, listed, allowed]);
 
-  const [passed] = await readTopic(kafka.brokers, TOPICS.dnsblChecked, 1);
-  const p = decodeMessage(passed!.value);
-  assert.equal(p.envelope.id, clean.envelope.id);
+  const passed = await readTopic(kafka.brokers, TOPICS.dnsblChecked, 2);
+  const byId = new Map(passed.map((m) => decodeMessage(m.value)).map((m) => [m.envelope.id, m]));
+  const p = byId.get(clean.envelope.id)!;
   const pv = lastVerdictOf(p.envelope, 'dnsbl-check')!;
   assert.equal(pv.verdict.kind, 'pass');
   assert.equal((pv.details as { score: number }).score, 0);
   assert.ok(p.raw.toString().startsWith('X-Mailgate-DNSBL: score=0 (pass)\r\n'));
+  const a = byId.get(allowed.envelope.id)!;
+  const av = lastVerdictOf(a.envelope, 'dnsbl-check')!;
+  assert.equal(av.verdict.kind, 'pass');
+  assert.deepEqual(av.details, { result: 'skipped', reason: 'allow-listed', clientIp: '198.51.100.7' });
+  assert.equal(a.envelope.session.ipAllowListed, true, 'the mark travels with the envelope');
+  assert.ok(a.raw.toString().startsWith('X-Mailgate-DNSBL: skipped (allow-listed)\r\n'));
 
   const [held] = await readTopic(kafka.brokers, TOPICS.quarantine, 1);
   const q = decodeMessage(held!.value);

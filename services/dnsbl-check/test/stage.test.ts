@@ -171,6 +171,24 @@ describe('stage with rbldnsd', () => {
     assert.equal(out.details!['ipChecksSkipped'], 'authenticated');
   });
 
+  test('a client allow-listed at ingress (ip-allow) passes unchecked: reason allow-listed, nothing looked up', async () => {
+    const { fn } = await stageFor();
+    // Listed on every count: client IP, HELO, sender domain and a body URL.
+    const listed = {
+      session: { clientIp: '198.51.100.7', helo: 'bad-helo.example' },
+      mailFrom: 'x@spammer.example',
+      body: 'see https://evil-link.example/x',
+    };
+    assert.equal((await fn(message(listed), stageContext())).verdict.kind, 'reject', 'listed without the mark');
+    const msg = message({ ...listed, session: { ...listed.session, ipAllowListed: true } });
+    const out = await fn(msg, stageContext());
+    assert.equal(out.verdict.kind, 'pass');
+    assert.deepEqual(out.details, { result: 'skipped', reason: 'allow-listed', clientIp: '198.51.100.7' });
+    const header = 'X-Mailgate-DNSBL: skipped (allow-listed)\r\n';
+    assert.equal(out.raw!.subarray(0, header.length).toString(), header);
+    assert.ok(out.raw!.subarray(header.length).equals(msg.raw));
+  });
+
   test('Received-header origin found behind a trusted relay, ignored behind an untrusted one', async () => {
     const { fn } = await stageFor({ receivedHeaders: { enabled: true, trustedRelays: ['10.0.0.0/24'] } });
     const headers = [

@@ -38,6 +38,24 @@ const window = (max: number, windowSeconds: number) =>
     .strict()
     .default({});
 
+/**
+ * Whether every address of `domain` (a name or *.name) is in an accepted domain: `a.test` by `a.test` or `*.test`;
+ * `*.a.test` by `*.a.test` or `*.test` (an exact `a.test` does not accept its subdomains).
+ */
+export function domainCovered(domain: string, accepted: readonly string[]): boolean {
+  const split = (d: string) => {
+    const wild = d.startsWith('*.');
+    const bare = (wild ? d.slice(2) : d).replace(/\.$/, '');
+    return { wild, name: normalizeDomain(bare) ?? bare.toLowerCase() };
+  };
+  const r = split(domain);
+  return accepted
+    .map(split)
+    .some((a) =>
+      a.wild ? r.name.endsWith(`.${a.name}`) || (r.wild && r.name === a.name) : !r.wild && r.name === a.name,
+    );
+}
+
 export const ingressSchema = z
   .object({
     http: httpSchema(9101),
@@ -160,6 +178,18 @@ export const ingressSchema = z
     if (!cfg.listeners.mx.enabled && !cfg.listeners.submission.enabled) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listeners'], message: 'no listener enabled' });
     }
+    // Recipient rules for a domain we do not accept would never be asked (RCPT answers "relaying denied" first):
+    // almost always a typo or a domain missing from acceptedDomains, so it stops the start-up instead.
+    const accepted = cfg.acceptedDomains.map((d) => (typeof d === 'string' ? d : d.domain));
+    cfg.recipients.domains.forEach((d, i) => {
+      if (!domainCovered(d.domain, accepted)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['recipients', 'domains', i, 'domain'],
+          message: `${JSON.stringify(d.domain)} is not in ingress.acceptedDomains (recipient rules apply only to accepted domains)`,
+        });
+      }
+    });
   })
   .default({});
 

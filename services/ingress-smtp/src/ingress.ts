@@ -136,6 +136,8 @@ interface ConnState {
   timer?: NodeJS.Timeout;
   filteredIp?: string;
   listed: ConnectFilterResult | null;
+  /** The client matched an ip-allow list entry at connect: the dnsbl-check stage skips its message too. */
+  allowListed?: boolean;
   lastLine: string;
   unknown: number;
   /** Unknown recipients so far (harvest tarpit). */
@@ -390,6 +392,7 @@ export function createIngress(deps: IngressDeps): Ingress {
       log.info({ ip }, 'client refused at connect: ip-block list');
       return cb(e);
     }
+    if (lists?.skipDnsbl) st.allowListed = true;
     const waits: Promise<Error | null>[] = [];
     if (kind === 'mx' && !trusted && !lists?.skipDnsbl) {
       if (limits.pregreetDelayMs > 0) {
@@ -746,6 +749,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         tls,
         ...(session.user ? { authUser: String(session.user) } : {}),
         trustedNetwork: trusted,
+        ...(st.allowListed ? { ipAllowListed: true } : {}),
         listener: kind,
         ingressHost: deps.instance,
       },

@@ -197,6 +197,27 @@ describe('live lists', () => {
     assert.equal(r.code, 220);
   });
 
+  it('an allow-listed IP is marked in the envelope (dnsbl-check skips it); others are not', async () => {
+    await store().add({ kind: 'ip-allow', value: '127.0.0.8', reason: 'partner', createdBy: 'test' });
+    const sent = async (ip: string) => {
+      const r = await deliver(b.mx, { from: 'x@sender.test', to: ['alice@corp.test'], body: BODY, localAddress: ip });
+      assert.equal(r.code, 250, r.text);
+      return waitFor(() => reader.messages.get(queuedId(r)), { timeoutMs: 10_000 });
+    };
+    // Positive signal: send until replica b has seen the entry and marks the message.
+    const rec = await waitFor(
+      async () => ((await sent('127.0.0.8')).msg.envelope.session.ipAllowListed ? true : undefined),
+      {
+        timeoutMs: 5000,
+        intervalMs: 100,
+        message: 'allow entry seen by replica b',
+      },
+    );
+    assert.equal(rec, true);
+    assert.equal((await sent('127.0.0.1')).msg.envelope.session.ipAllowListed, undefined);
+    assert.equal(await store().remove('ip-allow', '127.0.0.8'), true);
+  });
+
   it('blocked senders (exact, *@domain, *@*.domain, seeded) get 550 5.7.1 at MAIL FROM; <> never', async () => {
     await store().add({ kind: 'sender-block', value: 'spammer@evil.test', createdBy: 'test' });
     await store().add({ kind: 'sender-block', value: '*@*.bulk.test', createdBy: 'test' });

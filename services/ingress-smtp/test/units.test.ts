@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigErrors, loadConfig } from '@mailgate/runtime';
+import { domainCovered } from '../src/config.js';
 import {
   LineEndingGuard,
   hashPassword,
@@ -186,6 +187,41 @@ describe('config', () => {
     assert.deepEqual(errs({ ingress: { auth: { users: { a: 'plain' } } } }), ['ingress.auth.users.a']);
     assert.deepEqual(errs({ ingress: { limits: { maxMesageBytes: 1 } } }), ['ingress.limits.maxMesageBytes']);
     assert.deepEqual(errs({ ingress: { acceptedDomains: ['bad..x'] } }), ['ingress.acceptedDomains[0]']);
+  });
+
+  it('recipients.domains must be accepted domains: the error names the key and the file', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mg-ingress-cfg-')), 'mailgate.yaml');
+    writeFileSync(
+      file,
+      [
+        'ingress:',
+        '  acceptedDomains: [corp.test, { domain: "*.group.test" }]',
+        '  recipients:',
+        '    sources: { s: { type: static, addresses: [a] } }',
+        '    domains:',
+        '      - { domain: Corp.Test., sources: [s] }',
+        '      - { domain: eu.group.test, sources: [s] }',
+        '      - { domain: "*.group.test", sources: [s] }',
+        '      - { domain: corp.tset, sources: [s] }',
+        '      - { domain: "*.corp.test", sources: [s] }',
+        '',
+      ].join('\n'),
+    );
+    try {
+      loadConfig({ sections: { ingress: ingressSchema }, env: {}, file });
+      assert.fail('expected a config error');
+    } catch (e) {
+      assert.ok(e instanceof ConfigErrors, String(e));
+      assert.deepEqual(
+        e.errors.map((x) => x.message),
+        [
+          `config error at ingress.recipients.domains[3].domain (file ${file}): "corp.tset" is not in ingress.acceptedDomains (recipient rules apply only to accepted domains)`,
+          `config error at ingress.recipients.domains[4].domain (file ${file}): "*.corp.test" is not in ingress.acceptedDomains (recipient rules apply only to accepted domains)`,
+        ],
+      );
+    }
+    assert.equal(domainCovered('group.test', ['*.group.test']), false, '*.x does not accept x itself');
+    assert.equal(domainCovered('*.a.group.test', ['*.group.test']), true);
   });
 });
 

@@ -27,14 +27,17 @@ Usage:
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
   mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)
-  mailgate queue list|show|retry|hold|release|delete [ID] [--dsn]   the deferred delivery queue
-  mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
-  mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
+  mailgate queue list|show|retry|hold|release|delete [ID] [--dsn]   the deferred delivery queue (Redis of the config)
+  mailgate trace <message-id>                  print a message's timeline (admin API)
+  mailgate track --rcpt A | --from A | --ip IP | --message-id ID …   search message tracking (admin API)
   mailgate lists ls|add|rm [KIND VALUE]        live sender/IP allow and block lists (admin API, audited)
   mailgate spam not-spam|mark|stat [ID]        train rspamd: release as not spam / mark as spam (admin API, audited)
   mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists, spam)
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
+Admin API commands (trace, track, lists, spam) find the admin URL and a token in --url/--token, then
+$MAILGATE_ADMIN_URL, $MAILGATE_ADMIN_TOKEN or $MAILGATE_ADMIN_TOKEN_FILE, then admin.http and admin.tokens of the
+config file (--config, $MAILGATE_CONFIG, else /etc/mailgate/mailgate.yaml); listings take --limit/--offset and --json.
 Exit codes: 0 ok, 1 runtime error, 64 usage error, 78 configuration error.`;
 
 const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists', 'spam']);

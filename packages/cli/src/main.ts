@@ -21,7 +21,7 @@ async function readStdin(): Promise<string> {
 const USAGE = `mailgate — cloud-native email security gateway
 
 Usage:
-  mailgate dev [--config FILE]                 everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
+  mailgate dev [--config FILE] [--pretty]      everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
   mailgate <service> [--config FILE]           run one service (as in Kubernetes)
       services: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
@@ -35,6 +35,7 @@ Usage:
   mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists, spam)
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
+--pretty (or MAILGATE_LOG_FORMAT=pretty) writes human-readable logs instead of JSON; dev does on a terminal.
 Admin API commands (trace, track, lists, spam) find the admin URL and a token in --url/--token, then
 $MAILGATE_ADMIN_URL, $MAILGATE_ADMIN_TOKEN or $MAILGATE_ADMIN_TOKEN_FILE, then admin.http and admin.tokens of the
 config file (--config, $MAILGATE_CONFIG, else /etc/mailgate/mailgate.yaml); listings take --limit/--offset and --json.
@@ -55,6 +56,12 @@ function printConfigError(err: unknown): number {
 }
 
 export async function main(argv: string[]): Promise<number | undefined> {
+  // --pretty (anywhere, taking no value): human-readable logs for this process and, through the environment, every
+  // service `dev` starts. Removed before parsing so `mailgate --pretty dev` does not read "dev" as its value.
+  if (argv.includes('--pretty')) {
+    argv = argv.filter((a) => a !== '--pretty');
+    process.env['MAILGATE_LOG_FORMAT'] = 'pretty';
+  }
   const args = parseArgs(argv);
   const [cmd, sub] = args.positional;
   const configFile = flagString(args, 'config');

@@ -469,5 +469,6 @@ describe('admin service', () => {
     assert.match(text, /mailgate_consumer_lag\{[^}]*stage="dnsbl-check"[^}]*partition="0"[^}]*\} \d+/);
     assert.match(text, /mailgate_consumer_lag\{[^}]*stage="virus-scan"/);
     assert.match(text, /mailgate_quarantine_depth(\{[^}]*\})? \d+/);
+    assert.match(text, /mailgate_quarantine_messages\{[^}]*reason="virus"[^}]*\} \d+/);
   });
 });

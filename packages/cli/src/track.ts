@@ -9,9 +9,12 @@ import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
 export const TRACK_USAGE = `Usage:
   mailgate trace <message-id> [--json]                      one message's timeline: every service, verdict, delivery reply
   mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP] [--message-id ID]
-                 [--subject WORDS] [--status refused] [--auth fail|pass|none] [--since TIME] [--until TIME]
+                 [--subject WORDS] [--status STATUS] [--auth fail|pass|none] [--since TIME] [--until TIME]
                  [--limit N | --all] [--cursor C] [--json]   search (newest first; criteria combine)
 ${ADMIN_OPTIONS}
+--status: the message's current status: in-pipeline, held, quarantined, dead-lettered, released, deferred,
+partially-delivered, delivered, bounced, deleted, or refused (refused during the SMTP session).
+--since/--until: the time range of the message's first event.
 --auth fail: messages whose SPF, DKIM or DMARC check failed, including those refused for it during SMTP.
 TIME is ISO 8601 (2026-03-01T10:00:00Z) or milliseconds since the epoch. Results come in pages of 200, followed
 up to --limit (default 1000; --all for every one); when more exist it says so on stderr with the --cursor that
@@ -127,9 +130,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
       if (auth !== null && !['fail', 'pass', 'none'].includes(auth))
         throw new UsageError(`--auth: one of fail, pass, none (not ${auth})`);
       if (!['rcpt', 'from', 'ip', 'status', 'messageId', 'subject', 'auth'].some((k) => q.has(k)))
-        throw new UsageError(
-          'give a message id, or --rcpt, --from, --ip, --message-id, --subject, --auth or --status refused',
-        );
+        throw new UsageError('give a message id, or --rcpt, --from, --ip, --message-id, --subject, --auth or --status');
       path = `/api/v1/messages?${q}`;
     }
   } catch (e) {

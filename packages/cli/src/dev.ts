@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBroker, type BrokerHandle } from '@mailgate/kafka-lite';
-import { createLogger, loadConfig, type Logger } from '@mailgate/runtime';
+import { createLogger, loadConfig, logFormat, type Logger } from '@mailgate/runtime';
 import type { ServiceName } from '@mailgate/contracts';
 import { devSchema } from './dev-config.js';
 import { startDevDirectory } from './dev-ldap.js';
@@ -57,10 +57,15 @@ export interface DevHandle {
 export async function runDev(opts: { configFile?: string; log?: Logger; env?: NodeJS.ProcessEnv }): Promise<DevHandle> {
   const env = opts.env ?? process.env;
   const config = loadConfig({ file: opts.configFile, env, sections: { dev: devSchema } });
-  const log = opts.log ?? createLogger('dev', config.logging.level);
+  const childEnv: NodeJS.ProcessEnv = { ...env };
+  // A developer at a terminal reads the logs: pretty unless the config or $MAILGATE_LOG_FORMAT says otherwise.
+  // The services inherit the terminal (stdio) and the choice (env).
+  if (!env['MAILGATE_LOG_FORMAT'] && !config.logging.format && process.stderr.isTTY)
+    childEnv['MAILGATE_LOG_FORMAT'] = 'pretty';
+  const log =
+    opts.log ?? createLogger('dev', config.logging.level, undefined, logFormat(config.logging.format, childEnv));
   const dev = config.dev;
   const cleanups: (() => Promise<unknown>)[] = [];
-  const childEnv: NodeJS.ProcessEnv = { ...env };
   if (opts.configFile) childEnv['MAILGATE_CONFIG'] = path.resolve(opts.configFile);
   for (const section of ['INGRESS', 'DNSBL', 'VIRUS_SCAN', 'ATTACHMENT_POLICY', 'DELIVERY', 'ADMIN']) {
     childEnv[`MAILGATE__${section}__HTTP__HOST`] ??= dev.httpHost;

@@ -1,4 +1,5 @@
 import { flagString, parseArgs } from './args.js';
+import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
 import { table } from './track.js';
 
 /**
@@ -6,13 +7,11 @@ import { table } from './track.js';
  * audited with the token's name). Same connection options as `mailgate track`.
  */
 export const LISTS_USAGE = `Usage:
-  mailgate lists ls [--kind KIND] [--search TEXT] [--json]
+  mailgate lists ls [--kind KIND] [--search TEXT] [--limit N] [--offset N] [--json]
   mailgate lists add <KIND> <VALUE> [--reason TEXT] [--ttl SECONDS | --expires ISO-TIME]
   mailgate lists rm <KIND> <VALUE>
 KIND is ip-allow, ip-block or sender-block; VALUE an IP/CIDR, or user@domain, *@domain, *@*.domain.
-Options:
-  --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
-  --token TOKEN  API token with the admin role (default $MAILGATE_ADMIN_TOKEN)
+${ADMIN_OPTIONS}
 Exit codes: 0 done, 1 not found, 64 usage, 69 admin service unreachable, 77 token refused.`;
 
 interface Out {
@@ -35,21 +34,16 @@ export async function runLists(argv: string[], out: Out = process.stdout, err: O
     out.write(LISTS_USAGE + '\n');
     return cmd || args.flags['help'] ? 0 : 64;
   }
-  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(
-    /\/$/,
-    '',
-  );
-  const token = flagString(args, 'token') ?? process.env['MAILGATE_ADMIN_TOKEN'];
-  if (!token) {
-    err.write('no API token: pass --token or set MAILGATE_ADMIN_TOKEN\n');
-    return 64;
-  }
+  // Lookups take the least privileged token the config has; changes need an admin token.
+  const conn = connectAdmin(args, cmd === 'ls' || cmd === 'list' ? 'read' : 'admin', err);
+  if (typeof conn === 'number') return conn;
+  const { url: base, token } = conn;
   let method = 'GET';
   let path = '/api/v1/lists';
   let body: string | undefined;
   if (cmd === 'ls' || cmd === 'list') {
     const q = new URLSearchParams();
-    for (const k of ['kind', 'search'] as const) {
+    for (const k of ['kind', 'search', 'limit', 'offset'] as const) {
       const v = flagString(args, k);
       if (v) q.set(k, v);
     }
@@ -121,6 +115,9 @@ export async function runLists(argv: string[], out: Out = process.stdout, err: O
       e.reason,
     ]);
     out.write(table(['KIND', 'VALUE', 'EXPIRES', 'BY', 'REASON'], rows));
+    const next = json['nextOffset'];
+    if (typeof next === 'number')
+      err.write(`showing ${rows.length} of ${String(json['total'])}: --offset ${next} for the next page\n`);
   } else if (method === 'POST') {
     const e = json['entry'] as Entry;
     out.write(`added ${e.kind} ${e.value}${e.expiresAt ? ` until ${e.expiresAt}` : ''}\n`);

@@ -21,20 +21,24 @@ async function readStdin(): Promise<string> {
 const USAGE = `mailgate — cloud-native email security gateway
 
 Usage:
-  mailgate dev [--config FILE]                 everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
+  mailgate dev [--config FILE] [--pretty]      everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
   mailgate <service> [--config FILE]           run one service (as in Kubernetes)
       services: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
   mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)
-  mailgate queue list|show|retry|hold|release|delete [ID] [--dsn]   the deferred delivery queue
-  mailgate trace <message-id>                  print a message's timeline (admin API: --url, --token or
-  mailgate track --rcpt A | --from A | --ip IP   MAILGATE_ADMIN_URL / MAILGATE_ADMIN_TOKEN)
+  mailgate queue list|show|retry|hold|release|delete [ID] [--dsn]   the deferred delivery queue (Redis of the config)
+  mailgate trace <message-id>                  print a message's timeline (admin API)
+  mailgate track --rcpt A | --from A | --ip IP | --message-id ID …   search message tracking (admin API)
   mailgate lists ls|add|rm [KIND VALUE]        live sender/IP allow and block lists (admin API, audited)
   mailgate spam not-spam|mark|stat [ID]        train rspamd: release as not spam / mark as spam (admin API, audited)
   mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists, spam)
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
+--pretty (or MAILGATE_LOG_FORMAT=pretty) writes human-readable logs instead of JSON; dev does on a terminal.
+Admin API commands (trace, track, lists, spam) find the admin URL and a token in --url/--token, then
+$MAILGATE_ADMIN_URL, $MAILGATE_ADMIN_TOKEN or $MAILGATE_ADMIN_TOKEN_FILE, then admin.http and admin.tokens of the
+config file (--config, $MAILGATE_CONFIG, else /etc/mailgate/mailgate.yaml); listings take --limit/--offset and --json.
 Exit codes: 0 ok, 1 runtime error, 64 usage error, 78 configuration error.`;
 
 const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists', 'spam']);
@@ -52,6 +56,12 @@ function printConfigError(err: unknown): number {
 }
 
 export async function main(argv: string[]): Promise<number | undefined> {
+  // --pretty (anywhere, taking no value): human-readable logs for this process and, through the environment, every
+  // service `dev` starts. Removed before parsing so `mailgate --pretty dev` does not read "dev" as its value.
+  if (argv.includes('--pretty')) {
+    argv = argv.filter((a) => a !== '--pretty');
+    process.env['MAILGATE_LOG_FORMAT'] = 'pretty';
+  }
   const args = parseArgs(argv);
   const [cmd, sub] = args.positional;
   const configFile = flagString(args, 'config');

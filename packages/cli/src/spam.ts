@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { flagString, parseArgs } from './args.js';
+import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
 import { table } from './track.js';
 
 /**
@@ -11,9 +12,7 @@ export const SPAM_USAGE = `Usage:
   mailgate spam mark <ID> [--eml FILE]        rspamd learns a tracked message as spam (bytes from the quarantine,
                                               or FILE for a delivered message, e.g. the .eml a user reported)
   mailgate spam stat [--json]                 rspamd's Bayes statistics (learned messages per class)
-Options:
-  --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
-  --token TOKEN  API token with the admin role (default $MAILGATE_ADMIN_TOKEN)
+${ADMIN_OPTIONS}
 Exit codes: 0 done, 1 not found or not possible, 64 usage, 69 admin service or rspamd unreachable, 77 token refused.`;
 
 interface Out {
@@ -27,15 +26,10 @@ export async function runSpam(argv: string[], out: Out = process.stdout, err: Ou
     out.write(SPAM_USAGE + '\n');
     return cmd || args.flags['help'] ? 0 : 64;
   }
-  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(
-    /\/$/,
-    '',
-  );
-  const token = flagString(args, 'token') ?? process.env['MAILGATE_ADMIN_TOKEN'];
-  if (!token) {
-    err.write('no API token: pass --token or set MAILGATE_ADMIN_TOKEN\n');
-    return 64;
-  }
+  // Lookups take the least privileged token the config has; changes need an admin token.
+  const conn = connectAdmin(args, cmd === 'stat' ? 'read' : 'admin', err);
+  if (typeof conn === 'number') return conn;
+  const { url: base, token } = conn;
   let method = 'POST';
   let path: string;
   let body: string | Buffer | undefined;

@@ -1,21 +1,24 @@
 import { flagString, parseArgs } from './args.js';
+import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
 
 /**
  * `mailgate trace <message-id>` and `mailgate track --rcpt A | --from A | --ip IP`: the admin API's message
- * tracking in the terminal. Talks HTTP to the admin service (`--url`, `--token`, or env MAILGATE_ADMIN_URL /
- * MAILGATE_ADMIN_TOKEN); needs nothing else installed.
+ * tracking in the terminal. Talks HTTP to the admin service (found as connection.ts says: flags, env, the config
+ * file); needs nothing else installed.
  */
 export const TRACK_USAGE = `Usage:
   mailgate trace <message-id> [--json]                      one message's timeline: every service, verdict, delivery reply
   mailgate track [--rcpt ADDR|@DOMAIN] [--from ADDR|@DOMAIN|<>] [--ip IP] [--message-id ID]
-                 [--subject WORDS] [--status refused] [--auth fail|pass|none] [--since TIME] [--until TIME]
-                 [--limit N | --all] [--json]   search (newest first; criteria combine)
-Options:
-  --url URL      admin service (default $MAILGATE_ADMIN_URL, else http://127.0.0.1:9106)
-  --token TOKEN  API token (default $MAILGATE_ADMIN_TOKEN)
+                 [--subject WORDS] [--status STATUS] [--auth fail|pass|none] [--since TIME] [--until TIME]
+                 [--limit N | --all] [--cursor C] [--json]   search (newest first; criteria combine)
+${ADMIN_OPTIONS}
+--status: the message's current status: in-pipeline, held, quarantined, dead-lettered, released, deferred,
+partially-delivered, delivered, bounced, deleted, or refused (refused during the SMTP session).
+--since/--until: the time range of the message's first event.
 --auth fail: messages whose SPF, DKIM or DMARC check failed, including those refused for it during SMTP.
 TIME is ISO 8601 (2026-03-01T10:00:00Z) or milliseconds since the epoch. Results come in pages of 200, followed
-up to --limit (default 1000; --all for every one); when more exist it says so on stderr.
+up to --limit (default 1000; --all for every one); when more exist it says so on stderr with the --cursor that
+continues from there.
 Exit codes: 0 found, 1 nothing found, 64 usage, 69 admin service unreachable, 77 token refused.`;
 
 const EX_NOTFOUND = 1;
@@ -98,16 +101,10 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
     out.write(TRACK_USAGE + '\n');
     return 0;
   }
-  const base = (flagString(args, 'url') ?? process.env['MAILGATE_ADMIN_URL'] ?? 'http://127.0.0.1:9106').replace(
-    /\/$/,
-    '',
-  );
-  const token = flagString(args, 'token') ?? process.env['MAILGATE_ADMIN_TOKEN'];
+  const conn = connectAdmin(args, 'read', err);
+  if (typeof conn === 'number') return conn;
+  const { url: base, token } = conn;
   const asJson = args.flags['json'] === true;
-  if (!token) {
-    err.write('no API token: pass --token or set MAILGATE_ADMIN_TOKEN\n');
-    return EX_USAGE;
-  }
   let path: string;
   let wanted = Infinity;
   try {
@@ -133,9 +130,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
       if (auth !== null && !['fail', 'pass', 'none'].includes(auth))
         throw new UsageError(`--auth: one of fail, pass, none (not ${auth})`);
       if (!['rcpt', 'from', 'ip', 'status', 'messageId', 'subject', 'auth'].some((k) => q.has(k)))
-        throw new UsageError(
-          'give a message id, or --rcpt, --from, --ip, --message-id, --subject, --auth or --status refused',
-        );
+        throw new UsageError('give a message id, or --rcpt, --from, --ip, --message-id, --subject, --auth or --status');
       path = `/api/v1/messages?${q}`;
     }
   } catch (e) {
@@ -181,7 +176,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
   } else {
     // Follow the pages (the API caps a page) up to --limit; say so when more remain rather than stopping silently.
     const results: unknown[] = [];
-    let cursor: string | undefined;
+    let cursor = flagString(args, 'cursor');
     for (;;) {
       const size = Math.min(PAGE, wanted - results.length);
       const r = await get(`${path}&limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
@@ -192,7 +187,9 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
     }
     body = { results, ...(cursor ? { nextCursor: cursor } : {}) };
     if (cursor)
-      err.write(`more than ${results.length} messages match: narrow the search, or pass --limit N or --all\n`);
+      err.write(
+        `more than ${results.length} messages match: narrow the search, pass --limit N or --all, or --cursor ${cursor} for the next page\n`,
+      );
   }
   if (asJson) {
     out.write(JSON.stringify(body, null, 2) + '\n');

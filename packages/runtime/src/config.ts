@@ -118,7 +118,14 @@ export const redisSchema = z
   .default({});
 
 export const loggingSchema = z
-  .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+  .object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /**
+     * json (the default: one object per line, for log collectors) or pretty (pino-pretty, for a terminal).
+     * $MAILGATE_LOG_FORMAT and `mailgate --pretty` override it; unset, `mailgate dev` is pretty on a terminal.
+     */
+    format: z.enum(['json', 'pretty']).optional(),
+  })
   .strict()
   .default({});
 

@@ -4,7 +4,7 @@ import type { ZodTypeAny } from 'zod';
 import { loadConfig, type LoadedConfig, type ServiceSection } from './config.js';
 import { createHealthServer, type HealthServer } from './http.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, logFormat, type Logger } from './logger.js';
 
 export interface ServiceContext<C> {
   readonly name: ServiceName;
@@ -60,7 +60,7 @@ export async function startService<S extends Partial<Record<ServiceSection, ZodT
     env: opts.env ?? process.env,
     sections: def.sections,
   });
-  const log = opts.log ?? createLogger(def.name, config.logging.level);
+  const log = opts.log ?? createLogger(def.name, config.logging.level, undefined, logFormat(config.logging.format));
   const telemetry = startTelemetry({
     serviceName: def.name,
     otlpEndpoint: config.telemetry.tracing.enabled ? config.telemetry.tracing.otlpEndpoint : undefined,

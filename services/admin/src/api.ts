@@ -3,7 +3,13 @@ import type { AuditLog } from './audit.js';
 import type { QuarantineStore } from './quarantine-store.js';
 import { deleteFromQuarantine, NotFoundError, releaseFromQuarantine } from './release.js';
 import type { PipelineStats } from './stats.js';
-import { AUTH_CLASSES, type AuthClass, type TrackingStore } from './tracking-store.js';
+import {
+  AUTH_CLASSES,
+  SEARCH_STATUSES,
+  type AuthClass,
+  type SearchStatus,
+  type TrackingStore,
+} from './tracking-store.js';
 import type { DurableProducer } from '@mailgate/bus';
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from '@mailgate/runtime';
@@ -76,11 +82,11 @@ function num(v: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-function statusParam(v: string | undefined): 'refused' | undefined {
+function statusParam(v: string | undefined): SearchStatus | undefined {
   if (!v) return undefined;
-  if (v !== 'refused')
-    throw Object.assign(new Error(`status=${v.slice(0, 40)}: only status=refused is indexed`), { http: 400 });
-  return v;
+  if (!SEARCH_STATUSES.includes(v as SearchStatus))
+    throw Object.assign(new Error(`status=${v.slice(0, 40)}: one of ${SEARCH_STATUSES.join(', ')}`), { http: 400 });
+  return v as SearchStatus;
 }
 
 function authParam(v: string | undefined): AuthClass | undefined {

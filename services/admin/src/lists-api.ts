@@ -17,9 +17,21 @@ export function registerListsApi(app: FastifyInstance, d: { store: ListStore; au
   app.get('/api/v1/lists', async (req) => {
     const q = req.query as Record<string, string | undefined>;
     const kind = kindOf(q['kind']);
-    return {
-      results: await d.store.list({ ...(kind ? { kind } : {}), ...(q['search'] ? { search: q['search'] } : {}) }),
+    const int = (name: string, dflt: number, min: number, max: number): number => {
+      const v = q[name];
+      if (v === undefined || v === '') return dflt;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max)
+        throw Object.assign(new Error(`${name} must be an integer from ${min} to ${max}`), { http: 400 });
+      return n;
     };
+    // Offset paging: the lists are small (an operator's entries, kept sorted) and read whole from one hash.
+    const limit = int('limit', 1000, 1, 1000);
+    const offset = int('offset', 0, 0, Number.MAX_SAFE_INTEGER);
+    const all = await d.store.list({ ...(kind ? { kind } : {}), ...(q['search'] ? { search: q['search'] } : {}) });
+    const results = all.slice(offset, offset + limit);
+    const next = offset + results.length;
+    return { results, total: all.length, ...(next < all.length ? { nextOffset: next } : {}) };
   });
 
   app.post('/api/v1/lists', async (req, reply) => {
@@ -65,8 +77,16 @@ export const LISTS_OPENAPI_PATHS = {
   '/api/v1/lists': {
     get: {
       summary: 'Live allow/block list entries (ip-allow, ip-block, sender-block); expired ones are not shown',
-      parameters: [kindParam, { name: 'search', in: 'query', schema: { type: 'string' } }],
-      responses: { '200': ok('{ results: [{ kind, value, reason, createdBy, createdAt, expiresAt }] }') },
+      parameters: [
+        kindParam,
+        { name: 'search', in: 'query', schema: { type: 'string' } },
+        { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 1000 } },
+        { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
+      ],
+      responses: {
+        '200': ok('{ results: [{ kind, value, reason, createdBy, createdAt, expiresAt }], total, nextOffset? }'),
+        '400': ok('Invalid kind, limit or offset'),
+      },
     },
     post: {
       summary: 'Add (or replace) an entry; every ingress replica applies it within 5 s',

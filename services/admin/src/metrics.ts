@@ -9,6 +9,7 @@ import type { PipelineStats } from './stats.js';
  *   mailgate_topic_end_offset{topic,partition}      next offset written (rate() of it = produce throughput)
  *   mailgate_consumer_committed_offset{stage,topic,partition}  (rate() = consume throughput)
  *   mailgate_quarantine_depth                       messages held in quarantine (incl. dead-lettered)
+ *   mailgate_quarantine_messages{reason}            the same per reason class (quarantine-store.ts QUARANTINE_CLASSES)
  * One process per cluster should export them (the admin service); stages export their own counters.
  * Returns the function that detaches the callbacks (shutdown: the meter provider may outlive the service).
  */
@@ -28,6 +29,10 @@ export function registerGauges(
     description: 'Committed offset of the stage consumer group per partition',
   });
   const depth = meter.createObservableGauge('mailgate_quarantine_depth', { description: 'Messages in quarantine' });
+  const byReason = meter.createObservableGauge('mailgate_quarantine_messages', {
+    description:
+      'Messages in quarantine by reason class: virus, attachment, malformed, dnsbl, spam, sender-auth, dead-letter, other',
+  });
   const onStats = async (r: Parameters<Parameters<typeof meter.addBatchObservableCallback>[0]>[0]) => {
     try {
       for (const s of await stats.sample()) {
@@ -44,15 +49,17 @@ export function registerGauges(
   };
   const onDepth = async (r: Parameters<Parameters<typeof meter.addBatchObservableCallback>[0]>[0]) => {
     try {
+      // Every class is exported, zeros included, so a spike in one shows against a flat line rather than a gap.
+      for (const [reason, n] of Object.entries(await quarantine.countByClass())) r.observe(byReason, n, { reason });
       r.observe(depth, await quarantine.count());
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'quarantine depth unavailable for /metrics');
     }
   };
   meter.addBatchObservableCallback(onStats, [lag, end, committed]);
-  meter.addBatchObservableCallback(onDepth, [depth]);
+  meter.addBatchObservableCallback(onDepth, [depth, byReason]);
   return () => {
     meter.removeBatchObservableCallback(onStats, [lag, end, committed]);
-    meter.removeBatchObservableCallback(onDepth, [depth]);
+    meter.removeBatchObservableCallback(onDepth, [depth, byReason]);
   };
 }

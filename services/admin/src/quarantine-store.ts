@@ -14,6 +14,7 @@ import {
  * Quarantined (and dead-lettered) messages, kept whole so an administrator can look at them and release them.
  *   q:<id>        hash    envelope (JSON), raw (bytes), reason, stage, kind, sourceTopic, at, size
  *   q:idx         zset    id by quarantine time (ms)
+ *   q:cls:<class> zset    the same, per reason class (quarantineClass): the by-reason depth metric, O(1) per class
  *   q:done:<id>   string  number of verdicts the message had when it was released/deleted (tombstone, see add())
  *   q:lock:<id>   string  held while one release/delete of the message is in progress
  * The record stays in Kafka too (mailgate.quarantine); this is the queryable copy.
@@ -30,6 +31,41 @@ export interface QuarantineEntry {
   readonly sourceTopic: string;
   readonly at: string;
   readonly size: number;
+}
+
+/**
+ * Why mail sits in quarantine, as a small fixed set (a metric label must not carry free text): which stage held it,
+ * and for attachment-policy whether the MIME could not be read. Ingress quarantines only for sender
+ * authentication (DMARC p=quarantine); dead-letter covers undecodable records too.
+ */
+export const QUARANTINE_CLASSES = [
+  'virus',
+  'attachment',
+  'malformed',
+  'dnsbl',
+  'spam',
+  'sender-auth',
+  'dead-letter',
+  'other',
+] as const;
+export type QuarantineClass = (typeof QUARANTINE_CLASSES)[number];
+
+export function quarantineClass(kind: string, stage: string, details?: Record<string, unknown>): QuarantineClass {
+  if (kind === 'dead-letter' || kind === 'undecodable') return 'dead-letter';
+  switch (stage) {
+    case 'virus-scan':
+      return 'virus';
+    case 'attachment-policy':
+      return details?.['malformed'] === true ? 'malformed' : 'attachment';
+    case 'dnsbl-check':
+      return 'dnsbl';
+    case 'spam-check':
+      return 'spam';
+    case 'ingress-smtp':
+      return 'sender-auth';
+    default:
+      return 'other';
+  }
 }
 
 export class QuarantineStore {
@@ -87,8 +123,11 @@ export class QuarantineStore {
       size: msg.raw.length,
     };
     const k = `q:${entry.id}`;
-    await this.redis
-      .multi()
+    const cls = quarantineClass(kind, entry.stage, undecodable || deadLetterError ? undefined : last?.details);
+    const m = this.redis.multi();
+    // A message quarantined again after a recheck may be held for another reason now: one class at a time.
+    for (const c of QUARANTINE_CLASSES) if (c !== cls) m.zrem(`q:cls:${c}`, entry.id);
+    await m
       .hset(k, {
         envelope: JSON.stringify(entry.envelope),
         raw: msg.raw,
@@ -98,9 +137,11 @@ export class QuarantineStore {
         sourceTopic,
         at: entry.at,
         size: String(entry.size),
+        class: cls,
       })
       .expire(k, this.ttlSeconds)
       .zadd('q:idx', at, entry.id)
+      .zadd(`q:cls:${cls}`, at, entry.id)
       .exec();
     return entry;
   }
@@ -153,6 +194,7 @@ export class QuarantineStore {
   /** Remove after a release/delete, leaving the tombstone that keeps a redelivered record from coming back. */
   async remove(id: string, verdictCount?: number): Promise<boolean> {
     const m = this.redis.multi().del(`q:${id}`).zrem('q:idx', id);
+    for (const c of QUARANTINE_CLASSES) m.zrem(`q:cls:${c}`, id);
     if (verdictCount !== undefined) m.set(`q:done:${id}`, String(verdictCount), 'EX', this.ttlSeconds);
     const [[, n]] = (await m.exec()) as [[unknown, number]];
     return n > 0;
@@ -160,6 +202,27 @@ export class QuarantineStore {
 
   async count(): Promise<number> {
     return this.redis.zcard('q:idx');
+  }
+
+  /**
+   * Messages in quarantine per reason class. Index entries older than the retention (their hash has expired) are
+   * pruned first, so the gauge falls when mail expires, not only when someone lists it. Entries stored before the
+   * classes existed count as `other`.
+   */
+  async countByClass(now = Date.now()): Promise<Record<QuarantineClass, number>> {
+    const expired = `(${now - this.ttlSeconds * 1000}`;
+    const m = this.redis.multi().zremrangebyscore('q:idx', '-inf', expired).zcard('q:idx');
+    for (const c of QUARANTINE_CLASSES) m.zremrangebyscore(`q:cls:${c}`, '-inf', expired).zcard(`q:cls:${c}`);
+    const res = (await m.exec()) ?? [];
+    const total = Number(res[1]?.[1] ?? 0);
+    const out = {} as Record<QuarantineClass, number>;
+    let sum = 0;
+    QUARANTINE_CLASSES.forEach((c, i) => {
+      out[c] = Number(res[3 + i * 2]?.[1] ?? 0);
+      sum += out[c];
+    });
+    out.other += Math.max(0, total - sum);
+    return out;
   }
 }
 

@@ -17,6 +17,8 @@ import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
  *   trk:idx:word:<subject word>         zset   id by first-seen time (search by subject words, all must match)
  *   trk:idx:refused     zset   SMTP-time refusals (ingress `refused` events: no message was accepted) by time
  *   trk:idx:auth:{pass,fail,none}       zset   id by first-seen time: the sender-authentication class (authClass)
+ *   trk:idx:status:<status>             zset   id by first-seen time under its current message status (one at a
+ *                                              time; the hash's `sidx` field names it); refusals use trk:idx:refused
  * Every key expires after the retention period; index entries older than it are trimmed on each write to the
  * index (and the time index by a periodic sweep), so a busy recipient's index does not grow for ever.
  * Refusals have their own, shorter retention (a spam run makes many): each refusal entry remembers the index keys
@@ -62,6 +64,22 @@ export interface MessageSummary {
 export type AuthClass = 'pass' | 'fail' | 'none';
 export const AUTH_CLASSES: readonly AuthClass[] = ['pass', 'fail', 'none'];
 
+/** Every message status a search can ask for (the values MessageSummary.status takes). */
+export const SEARCH_STATUSES = [
+  'in-pipeline',
+  'held',
+  'quarantined',
+  'dead-lettered',
+  'released',
+  'deferred',
+  'partially-delivered',
+  'delivered',
+  'bounced',
+  'deleted',
+  'refused',
+] as const;
+export type SearchStatus = (typeof SEARCH_STATUSES)[number];
+
 export interface SearchQuery {
   /** Recipient address, or `@domain` for every recipient of a domain. */
   readonly rcpt?: string | undefined;
@@ -75,8 +93,8 @@ export interface SearchQuery {
   readonly subject?: string | undefined;
   /** Opaque, from a previous page's `nextCursor`. */
   readonly cursor?: string | undefined;
-  /** Only `refused` is indexed: SMTP-time refusals. */
-  readonly status?: 'refused' | undefined;
+  /** The message's current status (MessageSummary.status); `refused` = SMTP-time refusals. */
+  readonly status?: SearchStatus | undefined;
   /** Sender authentication class (see authClass). */
   readonly auth?: AuthClass | undefined;
   /** Time range (ms since the epoch) of the message's first event. */
@@ -381,6 +399,29 @@ export class TrackingStore {
       }
     }
     await m.exec();
+    if (!refusal) await this.reindexStatus(id, first);
+  }
+
+  /**
+   * Keep the message under its current status in trk:idx:status:* (the status a search shows: the recipients'
+   * aggregate, so it is computed from the stored state after the write). Events of one message arrive in order on
+   * one partition, so this read-then-move does not race with itself.
+   */
+  private async reindexStatus(id: string, first: number): Promise<void> {
+    const [[, h], [, rr]] = (await this.redis.pipeline().hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`).exec()) as [
+      [unknown, Record<string, string>],
+      [unknown, Record<string, string>],
+    ];
+    if (!h || Object.keys(h).length === 0) return;
+    const status = toSummary(id, h, rr ?? {}).status;
+    if (h['sidx'] === status) return;
+    const m = this.redis.multi();
+    if (h['sidx']) m.zrem(`trk:idx:status:${h['sidx']}`, id);
+    m.zadd(`trk:idx:status:${status}`, first, id);
+    m.zremrangebyscore(`trk:idx:status:${status}`, '-inf', Date.now() - this.ttlSeconds * 1000);
+    m.expire(`trk:idx:status:${status}`, this.ttlSeconds);
+    m.hset(`trk:msg:${id}`, 'sidx', status);
+    await m.exec();
   }
 
   async get(id: string): Promise<{ summary: MessageSummary; events: TrackingEvent[] } | null> {
@@ -422,6 +463,7 @@ export class TrackingStore {
       for (const w of words) keys.push(`trk:idx:word:${w}`);
     }
     if (q.status === 'refused') keys.push('trk:idx:refused');
+    else if (q.status) keys.push(`trk:idx:status:${q.status}`);
     if (q.auth) keys.push(`trk:idx:auth:${q.auth}`);
     const limit = Math.max(1, Math.min(q.limit ?? 50, maxResults));
     const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;

@@ -7,7 +7,7 @@ const ok = (description: string) => ({ description, content: { 'application/json
 const errors = {
   '400': ok('Bad request: { error, message }'),
   '401': ok('Missing or invalid token'),
-  '403': ok('Read-only token used for a change'),
+  '403': ok('Read-only token used for a change, or for reading message content (preview, download)'),
   '404': ok('Not found'),
 };
 
@@ -65,9 +65,24 @@ export const OPENAPI = {
         responses: { '200': ok('{ deleted }'), ...errors },
       },
     },
+    '/api/v1/quarantine/{id}/preview': {
+      get: {
+        summary:
+          'Preview a quarantined message (admin role; audited as quarantine.preview): header fields, text parts as ' +
+          'text (HTML source is never rendered), attachment list',
+        parameters: [idParam],
+        responses: {
+          '200': ok(
+            '{ id, reason, stage, headers: [{ name, value }], texts: [{ part, contentType, text, truncated }], ' +
+              'attachments: [{ part, name, contentType, size }], problems: string[] }',
+          ),
+          ...errors,
+        },
+      },
+    },
     '/api/v1/quarantine/{id}/raw': {
       get: {
-        summary: 'Download the message (message/rfc822)',
+        summary: 'Download the message as .eml (message/rfc822; admin role; audited as quarantine.download)',
         parameters: [idParam],
         responses: { '200': { description: 'the message' }, ...errors },
       },

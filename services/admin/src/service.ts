@@ -11,6 +11,7 @@ import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
 import { registerConsole } from './console.js';
+import { registerQuarantineView } from './quarantine-view.js';
 import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
@@ -121,6 +122,7 @@ export function createAdminService(
       health.app.addHook('onRequest', securityHeadersHook());
       health.app.addHook('onRequest', authHook(tokens, throttle));
       registerApi(health.app, deps);
+      registerQuarantineView(health.app, deps);
       registerListsApi(health.app, { store: new ListStore(redis), audit });
       const closeSpamLearn = registerSpamLearnApi(health.app, { ...deps, config: cfg.rspamd });
       if (closeSpamLearn) lifecycle.on('close', 'rspamd', closeSpamLearn);

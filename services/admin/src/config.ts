@@ -61,6 +61,11 @@ export const adminSchema = z
     trustedProxies: z.array(z.string().refine(isCidr, 'expected an IP address or CIDR, e.g. 10.0.0.0/8')).default([]),
     /** Base URL of the tracing UI; the console links each message's trace id to `<traceUiUrl>/trace/<id>` (Jaeger). */
     traceUiUrl: z.string().url().optional(),
+    /**
+     * The dev SMTP sink's mailbox directory (`<X-Mailgate-Id>.eml` files): set by `mailgate dev` from
+     * dev.sink.mailboxDir; the console then shows a "Dev mailbox" page (dev-mailbox.ts). Absent in production.
+     */
+    devMailboxDir: z.string().min(1).optional(),
     /** rspamd controller for "release as not spam" / "mark as spam" (spam-learn-api.ts). Absent: learning off. */
     rspamd: spamLearnSchema.optional(),
   })

@@ -125,6 +125,32 @@ export const OPENAPI = {
     },
     ...LISTS_OPENAPI_PATHS,
     ...SPAM_LEARN_OPENAPI_PATHS,
+    '/api/v1/dev/mailbox': {
+      get: {
+        summary:
+          'Dev mailbox (only with admin.devMailboxDir, set by `mailgate dev`; admin role): messages the dev SMTP sink ' +
+          'accepted, newest first',
+        parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer' } }],
+        responses: {
+          '200': ok('{ dir, results: [{ id, file, size, savedAt, from, to, subject, deliveredTo }] }'),
+          ...errors,
+        },
+      },
+    },
+    '/api/v1/dev/mailbox/{id}': {
+      get: {
+        summary: 'One message of the dev mailbox: header fields, text parts as text, attachment list',
+        parameters: [idParam],
+        responses: { '200': ok('{ id, size, headers, texts, attachments, problems }'), ...errors },
+      },
+    },
+    '/api/v1/dev/mailbox/{id}/raw': {
+      get: {
+        summary: 'One message of the dev mailbox as .eml (message/rfc822)',
+        parameters: [idParam],
+        responses: { '200': { description: 'the message' }, ...errors },
+      },
+    },
     '/api/v1/audit': {
       get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } },
     },

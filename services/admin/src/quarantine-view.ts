@@ -104,9 +104,8 @@ export function registerQuarantineView(app: FastifyInstance, d: Pick<ApiDeps, 'q
   );
 }
 
-function previewBody(e: QuarantineEntry, p: MessagePreview): string {
-  const id = esc(e.id);
-  const virus = virusDetection(e);
+/** The preview's sections (headers, text parts as text, attachments): every string escaped, nothing rendered. */
+export function previewSections(p: MessagePreview): string {
   const headers = p.headers.map((h) => `<tr><th>${esc(h.name)}</th><td>${esc(h.value)}</td></tr>`).join('');
   const texts = p.texts.length
     ? p.texts
@@ -127,12 +126,18 @@ function previewBody(e: QuarantineEntry, p: MessagePreview): string {
   const problems = p.problems.length
     ? `<p class="error" id="preview-problems">${p.problems.map((x) => esc(x)).join('<br>')}</p>`
     : '';
+  return `${problems}<h3>Headers</h3><table id="preview-headers">${headers}</table><h3>Text</h3><div id="preview-texts">${texts}</div><h3>Attachments</h3>${attachments}`;
+}
+
+function previewBody(e: QuarantineEntry, p: MessagePreview): string {
+  const id = esc(e.id);
+  const virus = virusDetection(e);
   return `<p class="error">Held by ${esc(e.stage)}: ${esc(e.reason)}${virus ? ` — detection <b id="detection">${esc(virus)}</b>` : ''}</p>
 <p><b>From</b> ${esc(e.envelope.mailFrom || '<>')} · <b>To</b> ${esc(e.envelope.rcptTo.join(', '))} · <b>Size</b> ${e.size} bytes · <a href="/console/messages/${id}">Timeline</a></p>
 <p><a id="download" href="/console/quarantine/${id}/download">Download .eml</a>
 <form class="inline" method="post" action="/console/quarantine/${id}/release"><button id="release" name="recheck" value="false">Release</button> <button id="release-recheck" name="recheck" value="true">Release &amp; re-check</button></form>
 <form class="inline" method="post" action="/console/quarantine/${id}/delete"><button id="delete">Delete</button></form></p>
-${problems}<h3>Headers</h3><table id="preview-headers">${headers}</table><h3>Text</h3><div id="preview-texts">${texts}</div><h3>Attachments</h3>${attachments}`;
+${previewSections(p)}`;
 }
 
 /**

@@ -12,6 +12,7 @@ import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
 import { registerConsole } from './console.js';
 import { registerQuarantineView } from './quarantine-view.js';
+import { registerDevMailbox } from './dev-mailbox.js';
 import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
@@ -123,6 +124,7 @@ export function createAdminService(
       health.app.addHook('onRequest', authHook(tokens, throttle));
       registerApi(health.app, deps);
       registerQuarantineView(health.app, deps);
+      registerDevMailbox(health.app, { dir: cfg.devMailboxDir });
       registerListsApi(health.app, { store: new ListStore(redis), audit });
       const closeSpamLearn = registerSpamLearnApi(health.app, { ...deps, config: cfg.rspamd });
       if (closeSpamLearn) lifecycle.on('close', 'rspamd', closeSpamLearn);

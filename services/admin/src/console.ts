@@ -27,7 +27,7 @@ pre.mail{white-space:pre-wrap;word-break:break-word;background:#f4f6f9;padding:8
 export function page(title: string, body: string, opts: { refresh?: number } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
 ${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${CONSOLE_STYLE}</style></head>
-<body><header><b>mailgate</b><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
+<body><header><b>mailgate</b><a href="/console/dashboard">Dashboard</a><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
 <a href="/console/deferred">Deferred</a><a href="/console/lists">Lists</a><a href="/console/stats">Pipeline</a><a href="/console/audit">Audit</a>
 <span class="grow"></span><form class="inline" method="post" action="/console/logout"><button id="logout">Sign out</button></form></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
 }

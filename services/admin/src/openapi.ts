@@ -154,6 +154,18 @@ export const OPENAPI = {
     '/api/v1/audit': {
       get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } },
     },
+    '/api/v1/stats/history': {
+      get: {
+        summary:
+          'The console dashboard series: accepted messages and SMTP-time refusals per time bucket (tracking store), ' +
+          'total consumer lag sampled by the admin',
+        parameters: [{ name: 'hours', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 48 } }],
+        responses: {
+          '200': ok('{ hours, bucketMinutes, t: seconds[], accepted[], refused[], lag: (number|null)[] }'),
+          ...errors,
+        },
+      },
+    },
     '/api/v1/stats': {
       get: {
         summary: 'Per-stage throughput and consumer lag',

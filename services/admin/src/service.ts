@@ -13,6 +13,7 @@ import { adminSchema, resolveTokens } from './config.js';
 import { registerConsole } from './console.js';
 import { registerQuarantineView } from './quarantine-view.js';
 import { registerDevMailbox } from './dev-mailbox.js';
+import { LagHistory, registerDashboard, startLagSampler } from './dashboard.js';
 import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
@@ -125,6 +126,15 @@ export function createAdminService(
       registerApi(health.app, deps);
       registerQuarantineView(health.app, deps);
       registerDevMailbox(health.app, { dir: cfg.devMailboxDir });
+      const dashboard = {
+        tracking,
+        stats,
+        lagHistory: new LagHistory(redis, config.gateway.instance),
+        config: cfg.dashboard,
+        log,
+      };
+      registerDashboard(health.app, dashboard);
+      const stopLagSampler = startLagSampler(dashboard);
       registerListsApi(health.app, { store: new ListStore(redis), audit });
       const closeSpamLearn = registerSpamLearnApi(health.app, { ...deps, config: cfg.rspamd });
       if (closeSpamLearn) lifecycle.on('close', 'rspamd', closeSpamLearn);
@@ -140,6 +150,7 @@ export function createAdminService(
 
       lifecycle.on('stop-intake', 'ingest', async () => {
         clearInterval(sweep);
+        stopLagSampler();
         removeGauges();
         await Promise.all([events.stop(), held.stop()]);
       });

@@ -4,6 +4,7 @@
 // draws each with uPlot, loaded just before this file from /console/assets.
 (function () {
   'use strict';
+  var INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
   var data = JSON.parse(document.getElementById('dashboard-data').textContent);
   var charts = [
     {
@@ -35,7 +36,8 @@
           },
         },
         series: [{}, { label: c.label, stroke: c.stroke, fill: c.fill, width: 2, spanGaps: false }],
-        axes: [{}, { size: 60 }],
+        // Whole-number steps: every series counts messages or records.
+        axes: [{}, { size: 60, incrs: INCRS }],
         legend: { show: true },
       },
       [data.t, c.values],

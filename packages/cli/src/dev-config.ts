@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_MAILBOX_DIR } from './dev-mailbox.js';
 
 /**
  * The `dev` section: what `mailgate dev` starts beside the services, so one command on a fresh machine runs
@@ -47,12 +48,17 @@ export const devSchema = z
       .object({ spawn: z.enum(['auto', 'always', 'never']).default('auto') })
       .strict()
       .default({}),
-    /** A local SMTP sink standing in for the internal mail server; delivered mail is logged. */
+    /** A local SMTP sink standing in for the internal mail server; delivered mail is logged and saved. */
     sink: z
       .object({
         enabled: z.boolean().default(true),
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(2526),
+        /**
+         * Every message the sink accepts is saved here as `<X-Mailgate-Id>.eml` (dev-mailbox.ts), and the admin
+         * console shows it as "Dev mailbox". Default: `<os tmp dir>/mailgate-dev/mailbox`; null = keep nothing.
+         */
+        mailboxDir: z.string().min(1).nullable().default(DEFAULT_MAILBOX_DIR),
       })
       .strict()
       .default({}),

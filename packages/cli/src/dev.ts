@@ -8,6 +8,7 @@ import { createLogger, loadConfig, logFormat, type Logger } from '@mailgate/runt
 import type { ServiceName } from '@mailgate/contracts';
 import { devSchema } from './dev-config.js';
 import { startDevDirectory } from './dev-ldap.js';
+import { startDevSink } from './dev-mailbox.js';
 import { availableServices } from './services.js';
 import { Supervisor } from './supervisor.js';
 
@@ -149,21 +150,8 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   }
 
   if (dev.sink.enabled) {
-    const sink = await testkit.startSmtpSink({ host: dev.sink.host, port: dev.sink.port, name: 'internal-mail.dev' });
-    cleanups.push(() => sink.close());
-    sink.server.on('close', () => undefined);
-    let seen = 0;
-    const timer = setInterval(() => {
-      for (; seen < sink.messages.length; seen++) {
-        const m = sink.messages[seen]!;
-        log.info(
-          { from: m.mailFrom, to: m.rcptTo, bytes: m.data.length },
-          'sink: message delivered to the internal mail server',
-        );
-      }
-    }, 500);
-    cleanups.push(async () => clearInterval(timer));
-    log.info({ host: sink.host, port: sink.port }, 'SMTP sink (stand-in internal mail server) started');
+    const { close } = await startDevSink(dev.sink, { log, childEnv });
+    cleanups.push(close);
   }
 
   const wanted = dev.services ? new Set(dev.services) : null;

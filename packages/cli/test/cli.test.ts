@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -102,6 +102,7 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     number,
     number,
   ];
+  const mailbox = mkdtempSync(path.join(os.tmpdir(), 'mg-dev-mailbox-'));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     MAILGATE__REDIS__KEY_PREFIX: isolatedRedisPrefix('dev'),
@@ -119,6 +120,7 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     MAILGATE__DEV__BROKER__PORT: String(ports.broker),
     MAILGATE__DEV__BROKER__DATA_DIR: 'null',
     MAILGATE__DEV__SINK__PORT: String(ports.sink),
+    MAILGATE__DEV__SINK__MAILBOX_DIR: mailbox,
     MAILGATE__DEV__CLAMD__SPAWN: 'always',
     MAILGATE__DEV__RSPAMD__SPAWN: 'always',
     MAILGATE__DELIVERY__ROUTES: `[{domains: [example.test], type: smarthost, hosts: ['127.0.0.1:${ports.sink}'], tls: none}]`,
@@ -155,7 +157,16 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
       { timeoutMs: 90_000, intervalMs: 500 },
     );
     assert.ok(delivered);
+    // The dev mailbox: the sink saved the message as <X-Mailgate-Id>.eml, and the admin (told by dev) lists it.
+    const id = /queued as ([0-9A-Z]{26})/.exec(reply)![1]!;
+    assert.ok(readdirSync(mailbox).includes(`${id}.eml`), `${id}.eml in ${mailbox}`);
+    const box = (await (
+      await fetch(`http://127.0.0.1:${admin}/api/v1/dev/mailbox`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as { dir: string; results: { id: string; subject: string }[] };
+    assert.equal(box.dir, mailbox);
+    assert.equal(box.results.find((m) => m.id === id)?.subject, 'dev smoke');
   } finally {
     await dev.stop();
+    rmSync(mailbox, { recursive: true, force: true });
   }
 });

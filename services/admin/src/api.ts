@@ -155,16 +155,7 @@ export function registerApi(app: FastifyInstance, d: ApiDeps): void {
     return e;
   });
 
-  app.get('/api/v1/quarantine/:id/raw', async (req, reply) => {
-    const id = idOf(req);
-    const m = await d.quarantine.message(id);
-    if (!m) return reply.code(404).send({ error: 'not-found', message: `no quarantined message ${id}` });
-    await d.audit.record({ who: req.principal!.name, action: 'quarantine.download', target: id });
-    return reply
-      .header('content-type', 'message/rfc822')
-      .header('content-disposition', `attachment; filename="${id}.eml"`)
-      .send(m.raw);
-  });
+  // GET /api/v1/quarantine/:id/raw and /preview (admin role, audited): quarantine-view.ts.
 
   app.post('/api/v1/quarantine/:id/release', async (req) => {
     const id = idOf(req);

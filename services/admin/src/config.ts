@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { httpSchema, isCidr } from '@mailgate/runtime';
 import { spamLearnSchema } from './spam-learn-api.js';
+import { dashboardSchema } from './dashboard.js';
 
 const tokenSchema = z
   .object({
@@ -61,6 +62,13 @@ export const adminSchema = z
     trustedProxies: z.array(z.string().refine(isCidr, 'expected an IP address or CIDR, e.g. 10.0.0.0/8')).default([]),
     /** Base URL of the tracing UI; the console links each message's trace id to `<traceUiUrl>/trace/<id>` (Jaeger). */
     traceUiUrl: z.string().url().optional(),
+    /** The console dashboard's charts (dashboard.ts): hours shown, step, lag sampling interval. */
+    dashboard: dashboardSchema,
+    /**
+     * The dev SMTP sink's mailbox directory (`<X-Mailgate-Id>.eml` files): set by `mailgate dev` from
+     * dev.sink.mailboxDir; the console then shows a "Dev mailbox" page (dev-mailbox.ts). Absent in production.
+     */
+    devMailboxDir: z.string().min(1).optional(),
     /** rspamd controller for "release as not spam" / "mark as spam" (spam-learn-api.ts). Absent: learning off. */
     rspamd: spamLearnSchema.optional(),
   })

@@ -6,6 +6,7 @@ import type { ResolvedToken } from './config.js';
 import { senderAuthPanel } from './console-auth.js';
 import type { AuthThrottle } from './throttle.js';
 import { deleteFromQuarantine, releaseFromQuarantine } from './release.js';
+import { virusReleaseConfirmation } from './quarantine-view.js';
 import { ID_RE } from './api.js';
 import { AUTH_CLASSES } from './tracking-store.js';
 import { notSpamRowButton, spamMessageActions } from './spam-console.js';
@@ -22,12 +23,13 @@ header a{color:#cfe0ff;text-decoration:none}header b{font-size:16px}main{padding
 td,th{border-bottom:1px solid #e3e6ec;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f4f6f9}
 .s-delivered{color:#127a3a}.s-quarantined,.s-bounced,.s-dead-lettered,.s-refused,.a-fail{color:#b3261e}.s-deferred,.s-held{color:#9a6700}
 form.inline{display:inline}button{cursor:pointer}input,select{padding:4px}code{font-size:12px}.muted{color:#667}.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px}
-.auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}.grow{flex:1}`;
+.auth-pass{color:#127a3a}.auth-fail,.auth-permerror,.auth-action-reject,.auth-action-quarantine{color:#b3261e}.auth-softfail,.auth-temperror,.auth-policy,.auth-action-tag,.auth-action-tempfail{color:#9a6700}#sender-auth table{width:auto;margin-bottom:12px}.grow{flex:1}
+pre.mail{white-space:pre-wrap;word-break:break-word;background:#f4f6f9;padding:8px 12px;max-height:60vh;overflow:auto}`;
 
 export function page(title: string, body: string, opts: { refresh?: number } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · mailgate</title>
 ${opts.refresh ? `<meta http-equiv="refresh" content="${opts.refresh}">` : ''}<style>${CONSOLE_STYLE}</style></head>
-<body><header><b>mailgate</b><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
+<body><header><b>mailgate</b><a href="/console/dashboard">Dashboard</a><a href="/console/messages">Messages</a><a href="/console/quarantine">Quarantine</a>
 <a href="/console/deferred">Deferred</a><a href="/console/lists">Lists</a><a href="/console/stats">Pipeline</a><a href="/console/audit">Audit</a>
 <span class="grow"></span><form class="inline" method="post" action="/console/logout"><button id="logout">Sign out</button></form></header><main><h2>${esc(title)}</h2>${body}</main></body></html>`;
 }
@@ -186,7 +188,7 @@ export function registerConsole(
     const actions = q
       ? `<p class="error">In quarantine (${esc(q.stage)}): ${esc(q.reason)}</p><form class="inline" method="post" action="/console/quarantine/${esc(id)}/release">
 <button id="release" name="recheck" value="false">Release</button> <button id="release-recheck" name="recheck" value="true">Release &amp; re-check</button></form>
-<form class="inline" method="post" action="/console/quarantine/${esc(id)}/delete"><button id="delete">Delete</button></form>`
+<form class="inline" method="post" action="/console/quarantine/${esc(id)}/delete"><button id="delete">Delete</button></form> <a id="preview" href="/console/quarantine/${esc(id)}">Preview</a>`
       : '';
     const spamActions = spamMessageActions(id, q, req.principal, d.spamLearning);
     const recipients = s.recipients
@@ -213,7 +215,7 @@ ${spamPanel(m.events, esc)}
           e,
         ) => `<tr data-id="${esc(e.id)}"><td><a href="/console/messages/${esc(e.id)}"><code>${esc(e.id)}</code></a></td><td>${esc(e.at)}</td>
 <td>${esc(e.envelope.mailFrom || '<>')}</td><td>${esc(e.envelope.rcptTo.join(', '))}</td><td>${esc(e.stage)}</td><td>${esc(e.reason)}</td>
-<td><form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/release"><button name="recheck" value="false">Release</button>
+<td><a class="preview" href="/console/quarantine/${esc(e.id)}">Preview</a> <form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/release"><button name="recheck" value="false">Release</button>
 <button name="recheck" value="true">Release &amp; re-check</button></form>
 <form class="inline" method="post" action="/console/quarantine/${esc(e.id)}/delete"><button>Delete</button></form>
 ${notSpamRowButton(e, req.principal, d.spamLearning)}</td></tr>`,
@@ -232,7 +234,10 @@ ${notSpamRowButton(e, req.principal, d.spamLearning)}</td></tr>`,
 
   app.post('/console/quarantine/:id/release', async (req, reply) => {
     const { id } = req.params as { id: string };
-    const recheck = String((req.body as Record<string, unknown>)?.['recheck'] ?? 'false') === 'true';
+    const form = (req.body ?? {}) as Record<string, unknown>;
+    const recheck = String(form['recheck'] ?? 'false') === 'true';
+    const confirm = await virusReleaseConfirmation(d, id, { recheck, confirm: form['confirm'] });
+    if (confirm) return html(reply, page('Release an infected message?', confirm));
     return act(reply, '/console/quarantine', id, async () => {
       const r = await releaseFromQuarantine(d.quarantine, d.producer, id, { recheck, ...by(req) });
       await d.audit.record({

@@ -7,7 +7,7 @@ const ok = (description: string) => ({ description, content: { 'application/json
 const errors = {
   '400': ok('Bad request: { error, message }'),
   '401': ok('Missing or invalid token'),
-  '403': ok('Read-only token used for a change'),
+  '403': ok('Read-only token used for a change, or for reading message content (preview, download)'),
   '404': ok('Not found'),
 };
 
@@ -70,9 +70,24 @@ export const OPENAPI = {
         responses: { '200': ok('{ deleted }'), ...errors },
       },
     },
+    '/api/v1/quarantine/{id}/preview': {
+      get: {
+        summary:
+          'Preview a quarantined message (admin role; audited as quarantine.preview): header fields, text parts as ' +
+          'text (HTML source is never rendered), attachment list',
+        parameters: [idParam],
+        responses: {
+          '200': ok(
+            '{ id, reason, stage, headers: [{ name, value }], texts: [{ part, contentType, text, truncated }], ' +
+              'attachments: [{ part, name, contentType, size }], problems: string[] }',
+          ),
+          ...errors,
+        },
+      },
+    },
     '/api/v1/quarantine/{id}/raw': {
       get: {
-        summary: 'Download the message (message/rfc822)',
+        summary: 'Download the message as .eml (message/rfc822; admin role; audited as quarantine.download)',
         parameters: [idParam],
         responses: { '200': { description: 'the message' }, ...errors },
       },
@@ -115,8 +130,46 @@ export const OPENAPI = {
     },
     ...LISTS_OPENAPI_PATHS,
     ...SPAM_LEARN_OPENAPI_PATHS,
+    '/api/v1/dev/mailbox': {
+      get: {
+        summary:
+          'Dev mailbox (only with admin.devMailboxDir, set by `mailgate dev`; admin role): messages the dev SMTP sink ' +
+          'accepted, newest first',
+        parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer' } }],
+        responses: {
+          '200': ok('{ dir, results: [{ id, file, size, savedAt, from, to, subject, deliveredTo }] }'),
+          ...errors,
+        },
+      },
+    },
+    '/api/v1/dev/mailbox/{id}': {
+      get: {
+        summary: 'One message of the dev mailbox: header fields, text parts as text, attachment list',
+        parameters: [idParam],
+        responses: { '200': ok('{ id, size, headers, texts, attachments, problems }'), ...errors },
+      },
+    },
+    '/api/v1/dev/mailbox/{id}/raw': {
+      get: {
+        summary: 'One message of the dev mailbox as .eml (message/rfc822)',
+        parameters: [idParam],
+        responses: { '200': { description: 'the message' }, ...errors },
+      },
+    },
     '/api/v1/audit': {
       get: { summary: 'Audit log of admin actions (newest first)', responses: { '200': ok('{ results }'), ...errors } },
+    },
+    '/api/v1/stats/history': {
+      get: {
+        summary:
+          'The console dashboard series: accepted messages and SMTP-time refusals per time bucket (tracking store), ' +
+          'total consumer lag sampled by the admin',
+        parameters: [{ name: 'hours', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 48 } }],
+        responses: {
+          '200': ok('{ hours, bucketMinutes, t: seconds[], accepted[], refused[], lag: (number|null)[] }'),
+          ...errors,
+        },
+      },
     },
     '/api/v1/stats': {
       get: {

@@ -12,6 +12,9 @@ import { AuditLog } from './audit.js';
 import { authHook } from './auth.js';
 import { adminSchema, resolveTokens } from './config.js';
 import { registerConsole } from './console.js';
+import { registerQuarantineView } from './quarantine-view.js';
+import { registerDevMailbox } from './dev-mailbox.js';
+import { LagHistory, registerDashboard, startLagSampler } from './dashboard.js';
 import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
@@ -123,6 +126,17 @@ export function createAdminService(
       health.app.addHook('onRequest', securityHeadersHook());
       health.app.addHook('onRequest', authHook(tokens, throttle));
       registerApi(health.app, deps);
+      registerQuarantineView(health.app, deps);
+      registerDevMailbox(health.app, { dir: cfg.devMailboxDir });
+      const dashboard = {
+        tracking,
+        stats,
+        lagHistory: new LagHistory(redis, config.gateway.instance),
+        config: cfg.dashboard,
+        log,
+      };
+      registerDashboard(health.app, dashboard);
+      const stopLagSampler = startLagSampler(dashboard);
       registerListsApi(health.app, { store: new ListStore(redis), audit });
       const closeSpamLearn = registerSpamLearnApi(health.app, { ...deps, config: cfg.rspamd });
       if (closeSpamLearn) lifecycle.on('close', 'rspamd', closeSpamLearn);
@@ -139,6 +153,7 @@ export function createAdminService(
 
       lifecycle.on('stop-intake', 'ingest', async () => {
         clearInterval(sweep);
+        stopLagSampler();
         removeGauges();
         await Promise.all([events.stop(), held.stop()]);
       });

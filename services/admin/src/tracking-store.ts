@@ -522,6 +522,25 @@ export class TrackingStore {
   }
 
   /**
+   * Entries first seen in each of `buckets` consecutive windows [from + i·step, from + (i+1)·step): all of them
+   * (the time index) and the SMTP-time refusals among them — the console dashboard's throughput and rejects.
+   * One pipelined ZCOUNT per window and index.
+   */
+  async bucketCounts(from: number, step: number, buckets: number): Promise<{ all: number[]; refused: number[] }> {
+    const p = this.redis.pipeline();
+    for (let i = 0; i < buckets; i++) {
+      const lo = String(from + i * step);
+      const hi = `(${from + (i + 1) * step}`;
+      p.zcount('trk:idx:time', lo, hi).zcount('trk:idx:refused', lo, hi);
+    }
+    const r = ((await p.exec()) ?? []).map(([err, n]) => {
+      if (err) throw err;
+      return Number(n);
+    });
+    return { all: r.filter((_, i) => i % 2 === 0), refused: r.filter((_, i) => i % 2 === 1) };
+  }
+
+  /**
    * Drop index entries older than the retention (the per-message keys expire by themselves), and refusal entries
    * older than the refusal retention from every index they are in. Returns how many entries went.
    */

@@ -111,6 +111,9 @@ describe(
       assert.equal(await row.count(), 1);
       await page.screenshot({ path: path.join(ARTIFACTS, 'console-quarantine.png'), fullPage: true });
       await row.locator('button:has-text("Release")').first().click();
+      // A virus: the console names the detection and asks before releasing it as is.
+      assert.equal(await page.textContent('#detection'), 'Eicar-Signature');
+      await page.click('#confirm-release');
       await page.waitForURL(/\/console\/quarantine$/);
       assert.equal(await page.locator(`#quarantine tr[data-id="${id}"]`).count(), 0, 'left quarantine');
       const [rec] = await env.readTopic(TOPICS.scanned, 1);

@@ -1,15 +1,17 @@
 import {
-  appendVerdict,
   CodecError,
   decodeMessage,
-  encodeMessage,
+  forward,
+  newRecord,
   RECORD_HEADERS,
   STAGE_GRAPH,
   TOPICS,
   type PipelineMessage,
   type PipelineStage,
   type StageVerdict,
+  trackingEvent,
   type TrackingEvent,
+  type TrackingEventType,
   type Verdict,
 } from '@mailgate/contracts';
 import type { BusConfig, Logger } from '@mailgate/runtime';
@@ -329,37 +331,31 @@ export class StageRunner {
       ...(outcome.details ? { details: outcome.details } : {}),
       ...(outcome.failedOpen ? { failedOpen: true } : {}),
     };
-    const envelope = appendVerdict(msg.envelope, sv);
-    const raw = outcome.raw ?? msg.raw;
-    const size = raw.length;
+    const fwd = forward(msg, sv, outcome.raw ?? msg.raw);
     const out: OutRecord[] = [];
-    const headers = this.headersFor(envelope.id, span);
+    const traceHeaders = this.traceHeaders(span);
     const v = outcome.verdict;
     if (v.kind === 'pass') {
-      if (this.output) {
-        out.push({
-          topic: this.output,
-          key: envelope.id,
-          value: encodeMessage({ envelope: { ...envelope, size }, raw }),
-          headers,
-        });
-      }
+      if (this.output) out.push(newRecord(this.output, fwd, { trace: traceHeaders }));
     } else {
-      out.push({
-        topic: TOPICS.quarantine,
-        key: envelope.id,
-        value: encodeMessage({ envelope: { ...envelope, size }, raw }),
-        headers: { ...headers, [RECORD_HEADERS.sourceTopic]: this.topic },
-      });
+      out.push(
+        newRecord(TOPICS.quarantine, fwd, {
+          trace: traceHeaders,
+          headers: { [RECORD_HEADERS.sourceTopic]: this.topic },
+        }),
+      );
     }
-    const base = this.eventBase(msg);
+    const event = (type: TrackingEventType, details: Record<string, unknown>) =>
+      trackingEvent(type, msg, { service: this.o.stage, host: this.o.host, at, details });
     const events: TrackingEvent[] = [
-      { ...base, type: 'stage', details: { stage: this.o.stage, verdict: v, durationMs, ...(outcome.details ?? {}) } },
+      event('stage', { stage: this.o.stage, verdict: v, durationMs, ...(outcome.details ?? {}) }),
     ];
     if (v.kind === 'quarantine' || v.kind === 'reject') {
-      events.push({ ...base, type: 'quarantined', details: { stage: this.o.stage, verdict: v } });
+      events.push(event('quarantined', { stage: this.o.stage, verdict: v }));
     }
-    for (const e of outcome.events ?? []) events.push({ ...base, ...e });
+    for (const e of outcome.events ?? []) {
+      events.push({ ...trackingEvent(e.type, msg, { service: this.o.stage, host: this.o.host, at }), ...e });
+    }
     out.push(...events.map(eventRecord));
     out.push(...(outcome.extraRecords ?? []));
     return out;
@@ -380,36 +376,21 @@ export class StageRunner {
     ];
     if (msg) {
       out.push(
-        eventRecord({
-          ...this.eventBase(msg),
-          type: 'dead-lettered',
-          details: { stage: this.o.stage, error: err.message },
-        }),
+        eventRecord(
+          trackingEvent('dead-lettered', msg, {
+            service: this.o.stage,
+            host: this.o.host,
+            details: { stage: this.o.stage, error: err.message },
+          }),
+        ),
       );
     }
     return out;
   }
 
-  private headersFor(id: string, span: Span): Record<string, string> {
-    return {
-      ...injectTraceHeaders(trace.setSpan(context.active(), span)),
-      [RECORD_HEADERS.messageId]: id,
-      [RECORD_HEADERS.schema]: '1',
-    };
-  }
-
-  private eventBase(msg: PipelineMessage): Omit<TrackingEvent, 'type'> {
-    const e = msg.envelope;
-    return {
-      messageId: e.id,
-      traceId: e.trace.traceId,
-      at: new Date().toISOString(),
-      service: this.o.stage,
-      host: this.o.host,
-      mailFrom: e.mailFrom,
-      rcptTo: e.rcptTo,
-      clientIp: e.session.clientIp,
-    };
+  /** Trace headers that make the next stage's span a child of this stage's span. */
+  private traceHeaders(span: Span): Record<string, string> {
+    return injectTraceHeaders(trace.setSpan(context.active(), span));
   }
 }
 

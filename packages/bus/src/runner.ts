@@ -81,18 +81,18 @@ export class StageRunner {
   private readonly metrics;
   private tracer: Tracer | undefined;
 
-  constructor(private readonly o: StageRunnerOptions) {
-    const edge = STAGE_GRAPH[o.stage];
-    this.topic = o.topic ?? edge.consumes ?? '';
-    if (!this.topic) throw new Error(`stage ${o.stage} consumes no topic`);
+  constructor(private readonly opts: StageRunnerOptions) {
+    const edge = STAGE_GRAPH[opts.stage];
+    this.topic = opts.topic ?? edge.consumes ?? '';
+    if (!this.topic) throw new Error(`stage ${opts.stage} consumes no topic`);
     this.output = edge.produces;
-    this.consumer = o.kafka.consumer({
-      groupId: o.groupId ?? edge.group ?? `mailgate.${o.stage}`,
-      sessionTimeout: o.sessionTimeoutMs ?? o.bus.sessionTimeoutMs,
-      heartbeatInterval: o.heartbeatIntervalMs ?? o.bus.heartbeatIntervalMs,
+    this.consumer = opts.kafka.consumer({
+      groupId: opts.groupId ?? edge.group ?? `mailgate.${opts.stage}`,
+      sessionTimeout: opts.sessionTimeoutMs ?? opts.bus.sessionTimeoutMs,
+      heartbeatInterval: opts.heartbeatIntervalMs ?? opts.bus.heartbeatIntervalMs,
       rebalanceTimeout: 60000,
-      maxWaitTimeInMs: o.maxWaitTimeInMs ?? o.bus.fetchMaxWaitMs,
-      minBytes: o.bus.fetchMinBytes,
+      maxWaitTimeInMs: opts.maxWaitTimeInMs ?? opts.bus.fetchMaxWaitMs,
+      minBytes: opts.bus.fetchMinBytes,
       allowAutoTopicCreation: true,
       maxBytesPerPartition: 64 * 1024 * 1024,
       maxBytes: 128 * 1024 * 1024,
@@ -106,11 +106,11 @@ export class StageRunner {
     this.consumer.on(ev.CRASH, (e) => {
       this.crashed = true;
       this.joined = false;
-      o.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
-      if (!e.payload.restart && this.running) o.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
+      opts.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart && this.running) opts.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
     });
     this.consumer.on(ev.STOP, () => (this.joined = false));
-    const meter = o.telemetry.meter('mailgate.bus');
+    const meter = opts.telemetry.meter('mailgate.bus');
     this.metrics = {
       messages: meter.createCounter('mailgate_stage_messages_total', {
         description: 'Messages decided by a stage, by verdict',
@@ -140,7 +140,7 @@ export class StageRunner {
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.o.partitionsConcurrently ?? 3,
+      partitionsConsumedConcurrently: this.opts.partitionsConcurrently ?? 3,
       eachBatch: (payload) => this.eachBatch(payload),
     });
   }
@@ -164,7 +164,7 @@ export class StageRunner {
 
   private async eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
-    const chunkSize = Math.max(1, this.o.bus.concurrency);
+    const chunkSize = Math.max(1, this.opts.bus.concurrency);
     for (let i = 0; i < batch.messages.length; i += chunkSize) {
       if (!p.isRunning() || p.isStale() || this.stopping) return;
       const chunk = batch.messages.slice(i, i + chunkSize);
@@ -189,8 +189,8 @@ export class StageRunner {
       throw err;
     }
     // Produce everything this chunk decided, durably, and only then commit (the no-loss rule).
-    await this.o.producer.send(outputs.flat());
-    await this.o.faults?.afterProduce?.();
+    await this.opts.producer.send(outputs.flat());
+    await this.opts.faults?.afterProduce?.();
     const last = chunk[chunk.length - 1]!;
     p.resolveOffset(last.offset);
     try {
@@ -228,14 +228,14 @@ export class StageRunner {
     const headers = (m.headers ?? {}) as RecordHeaders;
     // One tracer per runner: trace.getTracer walks the provider on every call (~1 % of a stage's CPU per record).
     // The API's ProxyTracer still delegates to a provider registered after this first call.
-    const tracer = (this.tracer ??= this.o.telemetry.tracer(this.o.stage));
+    const tracer = (this.tracer ??= this.opts.telemetry.tracer(this.opts.stage));
     const parent = extractTraceContext(headers);
     const span = tracer.startSpan(
-      `${this.o.stage} process`,
+      `${this.opts.stage} process`,
       {
         kind: SpanKind.CONSUMER,
         attributes: {
-          'mailgate.service': this.o.stage,
+          'mailgate.service': this.opts.stage,
           'messaging.system': 'kafka',
           'messaging.destination.name': this.topic,
           'messaging.kafka.partition': partition,
@@ -258,9 +258,9 @@ export class StageRunner {
       const outcome = await context.with(trace.setSpan(parent, span), () => this.decide(msg, span, p));
       if ('deadLetter' in outcome) return this.deadLetter(m, outcome.deadLetter, msg);
       const durationMs = Date.now() - started;
-      this.metrics.duration.record(durationMs / 1000, { stage: this.o.stage });
-      this.metrics.messages.add(1, { stage: this.o.stage, verdict: outcome.verdict.kind });
-      if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: this.o.stage });
+      this.metrics.duration.record(durationMs / 1000, { stage: this.opts.stage });
+      this.metrics.messages.add(1, { stage: this.opts.stage, verdict: outcome.verdict.kind });
+      if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: this.opts.stage });
       span.setAttribute('mailgate.verdict', outcome.verdict.kind);
       if ('reason' in outcome.verdict) span.setAttribute('mailgate.reason', outcome.verdict.reason);
       return this.route(msg, outcome, durationMs, span);
@@ -281,53 +281,53 @@ export class StageRunner {
     let errors = 0;
     for (let attempt = 1; ; attempt++) {
       const ctx: StageContext = {
-        stage: this.o.stage,
+        stage: this.opts.stage,
         attempt,
         firstAttemptAt,
-        log: this.o.log.child({ msgId: msg.envelope.id }),
+        log: this.opts.log.child({ msgId: msg.envelope.id }),
         span,
         signal: this.abort.signal,
-        host: this.o.host,
+        host: this.opts.host,
       };
       let outcome: StageOutcome;
       try {
-        outcome = await this.o.fn(msg, ctx);
+        outcome = await this.opts.fn(msg, ctx);
       } catch (err) {
         if (this.abort.signal.aborted) throw new BatchAborted('stopping');
         errors++;
-        this.metrics.retries.add(1, { stage: this.o.stage, cause: 'error' });
-        this.o.log.warn({ msgId: msg.envelope.id, err: (err as Error).message, errors }, 'stage threw');
-        if (errors >= this.o.bus.maxAttempts) return { deadLetter: err as Error };
-        await this.holdFor(backoffMs(this.o.bus.retry, errors), p);
+        this.metrics.retries.add(1, { stage: this.opts.stage, cause: 'error' });
+        this.opts.log.warn({ msgId: msg.envelope.id, err: (err as Error).message, errors }, 'stage threw');
+        if (errors >= this.opts.bus.maxAttempts) return { deadLetter: err as Error };
+        await this.holdFor(backoffMs(this.opts.bus.retry, errors), p);
         continue;
       }
       if (outcome.verdict.kind !== 'tempfail') return outcome;
       const held = Date.now() - firstAttemptAt;
-      if (held >= this.o.bus.maxHoldMs) {
+      if (held >= this.opts.bus.maxHoldMs) {
         const v = outcome.verdict;
         return (
-          this.o.hooks?.onHoldExpired?.(msg, v, held) ?? {
+          this.opts.hooks?.onHoldExpired?.(msg, v, held) ?? {
             verdict: { kind: 'quarantine', reason: `undecidable after ${Math.round(held / 1000)} s: ${v.reason}` },
             details: outcome.details ?? {},
           }
         );
       }
-      this.metrics.retries.add(1, { stage: this.o.stage, cause: 'tempfail' });
+      this.metrics.retries.add(1, { stage: this.opts.stage, cause: 'tempfail' });
       span.addEvent('tempfail', { reason: outcome.verdict.reason, attempt });
-      this.o.log.warn({ msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt }, 'tempfail: holding');
-      const wait = outcome.verdict.retryAfterMs ?? backoffMs(this.o.bus.retry, attempt);
-      await this.holdFor(Math.min(wait, Math.max(0, this.o.bus.maxHoldMs - held)), p);
+      this.opts.log.warn({ msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt }, 'tempfail: holding');
+      const wait = outcome.verdict.retryAfterMs ?? backoffMs(this.opts.bus.retry, attempt);
+      await this.holdFor(Math.min(wait, Math.max(0, this.opts.bus.maxHoldMs - held)), p);
     }
   }
 
   private route(msg: PipelineMessage, outcome: StageOutcome, durationMs: number, span: Span): OutRecord[] {
     const at = new Date().toISOString();
     const sv: StageVerdict = {
-      stage: this.o.stage,
+      stage: this.opts.stage,
       verdict: outcome.verdict,
       at,
       durationMs,
-      host: this.o.host,
+      host: this.opts.host,
       ...(outcome.details ? { details: outcome.details } : {}),
       ...(outcome.failedOpen ? { failedOpen: true } : {}),
     };
@@ -346,15 +346,15 @@ export class StageRunner {
       );
     }
     const event = (type: TrackingEventType, details: Record<string, unknown>) =>
-      trackingEvent(type, msg, { service: this.o.stage, host: this.o.host, at, details });
+      trackingEvent(type, msg, { service: this.opts.stage, host: this.opts.host, at, details });
     const events: TrackingEvent[] = [
-      event('stage', { stage: this.o.stage, verdict: v, durationMs, ...(outcome.details ?? {}) }),
+      event('stage', { stage: this.opts.stage, verdict: v, durationMs, ...(outcome.details ?? {}) }),
     ];
     if (v.kind === 'quarantine' || v.kind === 'reject') {
-      events.push(event('quarantined', { stage: this.o.stage, verdict: v }));
+      events.push(event('quarantined', { stage: this.opts.stage, verdict: v }));
     }
     for (const e of outcome.events ?? []) {
-      events.push({ ...trackingEvent(e.type, msg, { service: this.o.stage, host: this.o.host, at }), ...e });
+      events.push({ ...trackingEvent(e.type, msg, { service: this.opts.stage, host: this.opts.host, at }), ...e });
     }
     out.push(...events.map(eventRecord));
     out.push(...(outcome.extraRecords ?? []));
@@ -362,8 +362,8 @@ export class StageRunner {
   }
 
   private deadLetter(m: KafkaMessage, err: Error, msg: PipelineMessage | undefined): OutRecord[] {
-    this.metrics.deadLetters.add(1, { stage: this.o.stage });
-    this.o.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
+    this.metrics.deadLetters.add(1, { stage: this.opts.stage });
+    this.opts.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
     const headers: Record<string, string | Buffer> = {};
     for (const [k, v] of Object.entries(m.headers ?? {})) {
       const one = Array.isArray(v) ? v[0] : v;
@@ -378,9 +378,9 @@ export class StageRunner {
       out.push(
         eventRecord(
           trackingEvent('dead-lettered', msg, {
-            service: this.o.stage,
-            host: this.o.host,
-            details: { stage: this.o.stage, error: err.message },
+            service: this.opts.stage,
+            host: this.opts.host,
+            details: { stage: this.opts.stage, error: err.message },
           }),
         ),
       );

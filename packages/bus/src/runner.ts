@@ -107,7 +107,8 @@ export class StageRunner {
       this.crashed = true;
       this.joined = false;
       opts.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
-      if (!e.payload.restart && this.running) opts.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
+      if (!e.payload.restart && this.running)
+        opts.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
     });
     this.consumer.on(ev.STOP, () => (this.joined = false));
     const meter = opts.telemetry.meter('mailgate.bus');

@@ -49,15 +49,13 @@ if (RATE) {
   // Trickle: one message at a time at RATE/s, as live traffic arrives (from a separate producer client).
   const feeder = new DurableProducer(createKafka(cfg, 'feeder'), cfg);
   await feeder.connect();
-  const { encodeMessage } = await import('@mailgate/contracts');
+  const { newRecord } = await import('@mailgate/contracts');
   for (let i = 0; i < N; i++) {
     const due = t0 + (i * 1000) / RATE;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const m = msgs[i]!;
-    void feeder.send([
-      { topic, key: m.envelope.id, value: encodeMessage(m), headers: { traceparent: m.envelope.trace.traceparent } },
-    ]);
+    void feeder.send([newRecord(topic, m)]);
   }
   await feeder.drain();
   if (process.env['MG_NOSTAGE']) done();

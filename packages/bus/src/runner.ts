@@ -1,15 +1,17 @@
 import {
-  appendVerdict,
   CodecError,
   decodeMessage,
-  encodeMessage,
+  forward,
+  newRecord,
   RECORD_HEADERS,
   STAGE_GRAPH,
   TOPICS,
   type PipelineMessage,
   type PipelineStage,
   type StageVerdict,
+  trackingEvent,
   type TrackingEvent,
+  type TrackingEventType,
   type Verdict,
 } from '@mailgate/contracts';
 import type { BusConfig, Logger } from '@mailgate/runtime';
@@ -79,18 +81,18 @@ export class StageRunner {
   private readonly metrics;
   private tracer: Tracer | undefined;
 
-  constructor(private readonly o: StageRunnerOptions) {
-    const edge = STAGE_GRAPH[o.stage];
-    this.topic = o.topic ?? edge.consumes ?? '';
-    if (!this.topic) throw new Error(`stage ${o.stage} consumes no topic`);
+  constructor(private readonly opts: StageRunnerOptions) {
+    const edge = STAGE_GRAPH[opts.stage];
+    this.topic = opts.topic ?? edge.consumes ?? '';
+    if (!this.topic) throw new Error(`stage ${opts.stage} consumes no topic`);
     this.output = edge.produces;
-    this.consumer = o.kafka.consumer({
-      groupId: o.groupId ?? edge.group ?? `mailgate.${o.stage}`,
-      sessionTimeout: o.sessionTimeoutMs ?? o.bus.sessionTimeoutMs,
-      heartbeatInterval: o.heartbeatIntervalMs ?? o.bus.heartbeatIntervalMs,
+    this.consumer = opts.kafka.consumer({
+      groupId: opts.groupId ?? edge.group ?? `mailgate.${opts.stage}`,
+      sessionTimeout: opts.sessionTimeoutMs ?? opts.bus.sessionTimeoutMs,
+      heartbeatInterval: opts.heartbeatIntervalMs ?? opts.bus.heartbeatIntervalMs,
       rebalanceTimeout: 60000,
-      maxWaitTimeInMs: o.maxWaitTimeInMs ?? o.bus.fetchMaxWaitMs,
-      minBytes: o.bus.fetchMinBytes,
+      maxWaitTimeInMs: opts.maxWaitTimeInMs ?? opts.bus.fetchMaxWaitMs,
+      minBytes: opts.bus.fetchMinBytes,
       allowAutoTopicCreation: true,
       maxBytesPerPartition: 64 * 1024 * 1024,
       maxBytes: 128 * 1024 * 1024,
@@ -104,11 +106,12 @@ export class StageRunner {
     this.consumer.on(ev.CRASH, (e) => {
       this.crashed = true;
       this.joined = false;
-      o.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
-      if (!e.payload.restart && this.running) o.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
+      opts.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart && this.running)
+        opts.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
     });
     this.consumer.on(ev.STOP, () => (this.joined = false));
-    const meter = o.telemetry.meter('mailgate.bus');
+    const meter = opts.telemetry.meter('mailgate.bus');
     this.metrics = {
       messages: meter.createCounter('mailgate_stage_messages_total', {
         description: 'Messages decided by a stage, by verdict',
@@ -138,7 +141,7 @@ export class StageRunner {
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.o.partitionsConcurrently ?? 3,
+      partitionsConsumedConcurrently: this.opts.partitionsConcurrently ?? 3,
       eachBatch: (payload) => this.eachBatch(payload),
     });
   }
@@ -162,7 +165,7 @@ export class StageRunner {
 
   private async eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
-    const chunkSize = Math.max(1, this.o.bus.concurrency);
+    const chunkSize = Math.max(1, this.opts.bus.concurrency);
     for (let i = 0; i < batch.messages.length; i += chunkSize) {
       if (!p.isRunning() || p.isStale() || this.stopping) return;
       const chunk = batch.messages.slice(i, i + chunkSize);
@@ -187,8 +190,8 @@ export class StageRunner {
       throw err;
     }
     // Produce everything this chunk decided, durably, and only then commit (the no-loss rule).
-    await this.o.producer.send(outputs.flat());
-    await this.o.faults?.afterProduce?.();
+    await this.opts.producer.send(outputs.flat());
+    await this.opts.faults?.afterProduce?.();
     const last = chunk[chunk.length - 1]!;
     p.resolveOffset(last.offset);
     try {
@@ -226,14 +229,14 @@ export class StageRunner {
     const headers = (m.headers ?? {}) as RecordHeaders;
     // One tracer per runner: trace.getTracer walks the provider on every call (~1 % of a stage's CPU per record).
     // The API's ProxyTracer still delegates to a provider registered after this first call.
-    const tracer = (this.tracer ??= this.o.telemetry.tracer(this.o.stage));
+    const tracer = (this.tracer ??= this.opts.telemetry.tracer(this.opts.stage));
     const parent = extractTraceContext(headers);
     const span = tracer.startSpan(
-      `${this.o.stage} process`,
+      `${this.opts.stage} process`,
       {
         kind: SpanKind.CONSUMER,
         attributes: {
-          'mailgate.service': this.o.stage,
+          'mailgate.service': this.opts.stage,
           'messaging.system': 'kafka',
           'messaging.destination.name': this.topic,
           'messaging.kafka.partition': partition,
@@ -256,9 +259,9 @@ export class StageRunner {
       const outcome = await context.with(trace.setSpan(parent, span), () => this.decide(msg, span, p));
       if ('deadLetter' in outcome) return this.deadLetter(m, outcome.deadLetter, msg);
       const durationMs = Date.now() - started;
-      this.metrics.duration.record(durationMs / 1000, { stage: this.o.stage });
-      this.metrics.messages.add(1, { stage: this.o.stage, verdict: outcome.verdict.kind });
-      if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: this.o.stage });
+      this.metrics.duration.record(durationMs / 1000, { stage: this.opts.stage });
+      this.metrics.messages.add(1, { stage: this.opts.stage, verdict: outcome.verdict.kind });
+      if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: this.opts.stage });
       span.setAttribute('mailgate.verdict', outcome.verdict.kind);
       if ('reason' in outcome.verdict) span.setAttribute('mailgate.reason', outcome.verdict.reason);
       return this.route(msg, outcome, durationMs, span);
@@ -279,95 +282,89 @@ export class StageRunner {
     let errors = 0;
     for (let attempt = 1; ; attempt++) {
       const ctx: StageContext = {
-        stage: this.o.stage,
+        stage: this.opts.stage,
         attempt,
         firstAttemptAt,
-        log: this.o.log.child({ msgId: msg.envelope.id }),
+        log: this.opts.log.child({ msgId: msg.envelope.id }),
         span,
         signal: this.abort.signal,
-        host: this.o.host,
+        host: this.opts.host,
       };
       let outcome: StageOutcome;
       try {
-        outcome = await this.o.fn(msg, ctx);
+        outcome = await this.opts.fn(msg, ctx);
       } catch (err) {
         if (this.abort.signal.aborted) throw new BatchAborted('stopping');
         errors++;
-        this.metrics.retries.add(1, { stage: this.o.stage, cause: 'error' });
-        this.o.log.warn({ msgId: msg.envelope.id, err: (err as Error).message, errors }, 'stage threw');
-        if (errors >= this.o.bus.maxAttempts) return { deadLetter: err as Error };
-        await this.holdFor(backoffMs(this.o.bus.retry, errors), p);
+        this.metrics.retries.add(1, { stage: this.opts.stage, cause: 'error' });
+        this.opts.log.warn({ msgId: msg.envelope.id, err: (err as Error).message, errors }, 'stage threw');
+        if (errors >= this.opts.bus.maxAttempts) return { deadLetter: err as Error };
+        await this.holdFor(backoffMs(this.opts.bus.retry, errors), p);
         continue;
       }
       if (outcome.verdict.kind !== 'tempfail') return outcome;
       const held = Date.now() - firstAttemptAt;
-      if (held >= this.o.bus.maxHoldMs) {
+      if (held >= this.opts.bus.maxHoldMs) {
         const v = outcome.verdict;
         return (
-          this.o.hooks?.onHoldExpired?.(msg, v, held) ?? {
+          this.opts.hooks?.onHoldExpired?.(msg, v, held) ?? {
             verdict: { kind: 'quarantine', reason: `undecidable after ${Math.round(held / 1000)} s: ${v.reason}` },
             details: outcome.details ?? {},
           }
         );
       }
-      this.metrics.retries.add(1, { stage: this.o.stage, cause: 'tempfail' });
+      this.metrics.retries.add(1, { stage: this.opts.stage, cause: 'tempfail' });
       span.addEvent('tempfail', { reason: outcome.verdict.reason, attempt });
-      this.o.log.warn({ msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt }, 'tempfail: holding');
-      const wait = outcome.verdict.retryAfterMs ?? backoffMs(this.o.bus.retry, attempt);
-      await this.holdFor(Math.min(wait, Math.max(0, this.o.bus.maxHoldMs - held)), p);
+      this.opts.log.warn({ msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt }, 'tempfail: holding');
+      const wait = outcome.verdict.retryAfterMs ?? backoffMs(this.opts.bus.retry, attempt);
+      await this.holdFor(Math.min(wait, Math.max(0, this.opts.bus.maxHoldMs - held)), p);
     }
   }
 
   private route(msg: PipelineMessage, outcome: StageOutcome, durationMs: number, span: Span): OutRecord[] {
     const at = new Date().toISOString();
     const sv: StageVerdict = {
-      stage: this.o.stage,
+      stage: this.opts.stage,
       verdict: outcome.verdict,
       at,
       durationMs,
-      host: this.o.host,
+      host: this.opts.host,
       ...(outcome.details ? { details: outcome.details } : {}),
       ...(outcome.failedOpen ? { failedOpen: true } : {}),
     };
-    const envelope = appendVerdict(msg.envelope, sv);
-    const raw = outcome.raw ?? msg.raw;
-    const size = raw.length;
+    const fwd = forward(msg, sv, outcome.raw ?? msg.raw);
     const out: OutRecord[] = [];
-    const headers = this.headersFor(envelope.id, span);
+    const traceHeaders = this.traceHeaders(span);
     const v = outcome.verdict;
     if (v.kind === 'pass') {
-      if (this.output) {
-        out.push({
-          topic: this.output,
-          key: envelope.id,
-          value: encodeMessage({ envelope: { ...envelope, size }, raw }),
-          headers,
-        });
-      }
+      if (this.output) out.push(newRecord(this.output, fwd, { trace: traceHeaders }));
     } else {
-      out.push({
-        topic: TOPICS.quarantine,
-        key: envelope.id,
-        value: encodeMessage({ envelope: { ...envelope, size }, raw }),
-        headers: { ...headers, [RECORD_HEADERS.sourceTopic]: this.topic },
-      });
+      out.push(
+        newRecord(TOPICS.quarantine, fwd, {
+          trace: traceHeaders,
+          headers: { [RECORD_HEADERS.sourceTopic]: this.topic },
+        }),
+      );
     }
-    const base = this.eventBase(msg);
+    const event = (type: TrackingEventType, details: Record<string, unknown>) =>
+      trackingEvent(type, msg, { service: this.opts.stage, host: this.opts.host, at, details });
     const events: TrackingEvent[] = [
-      { ...base, type: 'stage', details: { stage: this.o.stage, verdict: v, durationMs, ...(outcome.details ?? {}) } },
+      event('stage', { stage: this.opts.stage, verdict: v, durationMs, ...(outcome.details ?? {}) }),
     ];
     if (v.kind === 'quarantine' || v.kind === 'reject') {
-      events.push({ ...base, type: 'quarantined', details: { stage: this.o.stage, verdict: v } });
+      events.push(event('quarantined', { stage: this.opts.stage, verdict: v }));
     }
-    for (const e of outcome.events ?? []) events.push({ ...base, ...e });
+    for (const e of outcome.events ?? []) {
+      events.push({ ...trackingEvent(e.type, msg, { service: this.opts.stage, host: this.opts.host, at }), ...e });
+    }
     out.push(...events.map(eventRecord));
     out.push(...(outcome.extraRecords ?? []));
     return out;
   }
 
   private deadLetter(m: KafkaMessage, err: Error, msg: PipelineMessage | undefined): OutRecord[] {
-    this.metrics.deadLetters.add(1, { stage: this.o.stage });
-    this.o.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
+    this.metrics.deadLetters.add(1, { stage: this.opts.stage });
+    this.opts.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
     const headers: Record<string, string | Buffer> = {};
     for (const [k, v] of Object.entries(m.headers ?? {})) {
       const one = Array.isArray(v) ? v[0] : v;
@@ -380,36 +377,21 @@ export class StageRunner {
     ];
     if (msg) {
       out.push(
-        eventRecord({
-          ...this.eventBase(msg),
-          type: 'dead-lettered',
-          details: { stage: this.o.stage, error: err.message },
-        }),
+        eventRecord(
+          trackingEvent('dead-lettered', msg, {
+            service: this.opts.stage,
+            host: this.opts.host,
+            details: { stage: this.opts.stage, error: err.message },
+          }),
+        ),
       );
     }
     return out;
   }
 
-  private headersFor(id: string, span: Span): Record<string, string> {
-    return {
-      ...injectTraceHeaders(trace.setSpan(context.active(), span)),
-      [RECORD_HEADERS.messageId]: id,
-      [RECORD_HEADERS.schema]: '1',
-    };
-  }
-
-  private eventBase(msg: PipelineMessage): Omit<TrackingEvent, 'type'> {
-    const e = msg.envelope;
-    return {
-      messageId: e.id,
-      traceId: e.trace.traceId,
-      at: new Date().toISOString(),
-      service: this.o.stage,
-      host: this.o.host,
-      mailFrom: e.mailFrom,
-      rcptTo: e.rcptTo,
-      clientIp: e.session.clientIp,
-    };
+  /** Trace headers that make the next stage's span a child of this stage's span. */
+  private traceHeaders(span: Span): Record<string, string> {
+    return injectTraceHeaders(trace.setSpan(context.active(), span));
   }
 }
 

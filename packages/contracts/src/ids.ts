@@ -18,5 +18,3 @@ export function newMessageId(now = Date.now()): string {
   for (let i = 0; i < 16; i++) r += ALPHABET[rnd[i]! % 32];
   return time + r;
 }
-
-export const MESSAGE_ID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;

@@ -6,3 +6,4 @@ export * from './headers.js';
 export * from './events.js';
 export * from './ids.js';
 export * from './build.js';
+export * from './record.js';

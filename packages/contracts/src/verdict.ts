@@ -22,7 +22,3 @@ export const reject = (reason: string): Verdict => ({ kind: 'reject', reason });
 export const quarantine = (reason: string): Verdict => ({ kind: 'quarantine', reason });
 export const tempfail = (reason: string, retryAfterMs?: number): Verdict =>
   retryAfterMs === undefined ? { kind: 'tempfail', reason } : { kind: 'tempfail', reason, retryAfterMs };
-
-export function isFinal(v: Verdict): boolean {
-  return v.kind !== 'tempfail';
-}

@@ -1,8 +1,10 @@
 import net from 'node:net';
+import { networkMatcher, parseCidr as parseNetwork, type Network, type NetworkMatcher } from '@mailgate/runtime';
 
 /**
  * Address helpers for DNSBL queries: the reversed query labels (RFC 5782 §2.1 for IPv4, §2.4 nibbles for IPv6)
- * and CIDR matching for return codes, trusted relays and skipped networks. No dependency: the formats are small.
+ * and the networks of trusted relays and skipped clients. CIDR matching itself is @mailgate/runtime's
+ * networkMatcher (node's BlockList); this file adds the address forms found in Received headers.
  */
 
 /** Strips an `IPv6:` tag (Received headers), brackets and an IPv4-mapped prefix (`::ffff:1.2.3.4` → `1.2.3.4`). */
@@ -37,10 +39,6 @@ export function ipv6Bytes(addr: string): Buffer {
   return buf;
 }
 
-function ipBytes(ip: string): Buffer {
-  return net.isIPv4(ip) ? Buffer.from(ip.split('.').map(Number)) : ipv6Bytes(ip);
-}
-
 /** The name to query in an IP zone: `4.3.2.1.zone` or 32 reversed nibbles + zone. */
 export function reverseIp(ip: string): string {
   if (net.isIPv4(ip)) return ip.split('.').reverse().join('.');
@@ -48,49 +46,46 @@ export function reverseIp(ip: string): string {
   return hex.split('').reverse().join('.');
 }
 
-export interface Cidr {
-  readonly family: 4 | 6;
-  readonly bytes: Buffer;
-  readonly bits: number;
-  readonly text: string;
-}
-
-/** Parses `a.b.c.d`, `a.b.c.d/n`, `x::y/n`; throws on nonsense (config validation uses this). */
-export function parseCidr(text: string): Cidr {
-  const [addr, len] = text.trim().split('/');
-  const ip = addr ? normalizeIp(addr) : null;
+/**
+ * Parses `a.b.c.d`, `a.b.c.d/n`, `x::y/n` (the address in any form normalizeIp accepts); throws on nonsense
+ * (config validation uses this).
+ */
+export function parseCidr(text: string): Network {
+  const t = text.trim();
+  const slash = t.indexOf('/');
+  const ip = normalizeIp(slash === -1 ? t : t.slice(0, slash));
   if (!ip) throw new Error(`not an IP address or CIDR: ${text}`);
-  const family = net.isIPv4(ip) ? 4 : 6;
-  const max = family === 4 ? 32 : 128;
-  const bits = len === undefined ? max : Number(len);
-  if (!Number.isInteger(bits) || bits < 0 || bits > max) throw new Error(`bad prefix length in ${text}`);
-  return { family, bytes: ipBytes(ip), bits, text: text.trim() };
-}
-
-export function cidrContains(c: Cidr, ip: string): boolean {
-  const fam = net.isIPv4(ip) ? 4 : net.isIPv6(ip) ? 6 : 0;
-  if (fam !== c.family) return false;
-  const b = ipBytes(ip);
-  let bits = c.bits;
-  for (let i = 0; bits > 0; i++, bits -= 8) {
-    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-    if ((b[i]! & mask) !== (c.bytes[i]! & mask)) return false;
-  }
-  return true;
+  const network = parseNetwork(slash === -1 ? ip : ip + t.slice(slash));
+  if (!network) throw new Error(`bad prefix length in ${text}`);
+  return network;
 }
 
 /** A set of networks, e.g. trusted relays or networks never worth a DNS query. */
 export class CidrList {
-  private readonly list: Cidr[];
+  private readonly matcher: NetworkMatcher;
+  /** Normalised `address/prefix` → the entry as configured. */
+  private readonly written = new Map<string, string>();
   constructor(cidrs: readonly string[]) {
-    this.list = cidrs.map(parseCidr);
+    const normalised = cidrs.map((c) => {
+      const n = parseCidr(c);
+      const key = `${n.address}/${n.prefix}`;
+      if (!this.written.has(key)) this.written.set(key, c.trim());
+      return key;
+    });
+    this.matcher = networkMatcher(normalised);
   }
   has(ip: string): boolean {
     const n = normalizeIp(ip);
-    return n !== null && this.list.some((c) => cidrContains(c, n));
+    return n !== null && this.matcher.matches(n);
+  }
+  /** The first network (as configured) that contains `ip`, or null. */
+  find(ip: string): string | null {
+    const n = normalizeIp(ip);
+    const hit = n === null ? null : this.matcher.match(n);
+    return hit === null ? null : (this.written.get(hit) ?? hit);
   }
   get size(): number {
-    return this.list.length;
+    return this.matcher.size;
   }
 }
 

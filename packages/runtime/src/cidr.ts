@@ -7,8 +7,15 @@ export function normalizeIp(ip: string): string {
   return (m ? m[1]! : s).toLowerCase();
 }
 
+/** A network as parsed from config: normalised address, prefix length, family. */
+export interface Network {
+  readonly address: string;
+  readonly prefix: number;
+  readonly type: 'ipv4' | 'ipv6';
+}
+
 /** Parse `a.b.c.d`, `a.b.c.d/n`, `v6` or `v6/n`; null when invalid. */
-export function parseCidr(entry: string): { address: string; prefix: number; type: 'ipv4' | 'ipv6' } | null {
+export function parseCidr(entry: string): Network | null {
   const [addr, len, extra] = entry.trim().split('/');
   if (extra !== undefined || !addr) return null;
   const ip = normalizeIp(addr);
@@ -25,25 +32,49 @@ export const isCidr = (s: string): boolean => parseCidr(s) !== null;
 export interface NetworkMatcher {
   /** True when `ip` lies in one of the networks. IPv4-mapped IPv6 addresses match their IPv4 networks. */
   matches(ip: string | undefined | null): boolean;
+  /** The first configured network (as written) that contains `ip`, or null: for messages ("trusted network …"). */
+  match(ip: string | undefined | null): string | null;
   readonly size: number;
 }
 
-/** A matcher over CIDR networks (IPv4 and IPv6), backed by node's BlockList. */
+type Family = 'ipv4' | 'ipv6';
+
+function familyOf(ip: string | undefined | null): { address: string; type: Family } | null {
+  if (!ip) return null;
+  const address = normalizeIp(ip);
+  const v = net.isIP(address);
+  return v === 0 ? null : { address, type: v === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/**
+ * A matcher over CIDR networks (IPv4 and IPv6), backed by node's BlockList: the one CIDR implementation of the
+ * workspace (ingress, admin, dnsbl, sender-auth, spam-check). An address is only checked against networks of its
+ * own family: BlockList would also match an IPv4 address against an IPv6 network covering ::ffff:0:0/96 (so
+ * `::/0` would trust every IPv4 client), which is not what an operator listing IPv6 networks means.
+ */
 export function networkMatcher(cidrs: readonly string[]): NetworkMatcher {
-  const list = new net.BlockList();
+  const lists: Record<Family, net.BlockList> = { ipv4: new net.BlockList(), ipv6: new net.BlockList() };
+  const entries: { text: string; type: Family; list: net.BlockList }[] = [];
   for (const c of cidrs) {
     const p = parseCidr(c);
     if (!p) throw new Error(`invalid network ${JSON.stringify(c)}`);
-    list.addSubnet(p.address, p.prefix, p.type);
+    lists[p.type].addSubnet(p.address, p.prefix, p.type);
+    const one = new net.BlockList();
+    one.addSubnet(p.address, p.prefix, p.type);
+    entries.push({ text: c.trim(), type: p.type, list: one });
   }
+  const matches = (ip: string | undefined | null): boolean => {
+    if (entries.length === 0) return false;
+    const a = familyOf(ip);
+    return a !== null && lists[a.type].check(a.address, a.type);
+  };
   return {
     size: cidrs.length,
-    matches(ip) {
-      if (!ip || cidrs.length === 0) return false;
-      const n = normalizeIp(ip);
-      const v = net.isIP(n);
-      if (v === 0) return false;
-      return list.check(n, v === 4 ? 'ipv4' : 'ipv6');
+    matches,
+    match(ip) {
+      if (!matches(ip)) return null;
+      const a = familyOf(ip)!;
+      return entries.find((e) => e.type === a.type && e.list.check(a.address, a.type))?.text ?? null;
     },
   };
 }

@@ -31,11 +31,3 @@ export class DependencyUnavailableError extends MailgateError {
     super(`${dependency}: ${message}`, { code: 451, status: '4.3.0' }, 503, options);
   }
 }
-
-/** Bad input from a client: clear 4xx/5xx, never a crash. */
-export class BadInputError extends MailgateError {
-  override readonly name = 'BadInputError';
-  constructor(message: string, smtp = { code: 550, status: '5.6.0' }, http = 400) {
-    super(message, smtp, http);
-  }
-}

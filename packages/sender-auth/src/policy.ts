@@ -1,4 +1,4 @@
-import { cidrContains, normalizeIp, parseCidr, type Cidr } from '@mailgate/dnsbl';
+import { CidrList, normalizeIp } from '@mailgate/dnsbl';
 import { createHash } from 'node:crypto';
 import type { CheckName, ReplyConfig, SenderAuthConfig } from './config.js';
 import { aligned, domainMatches } from './org-domain.js';
@@ -65,11 +65,11 @@ export type PolicyConfig = Pick<
 
 const SEVERITY: Record<AuthAction, number> = { accept: 0, tag: 1, quarantine: 2, tempfail: 3, reject: 4 };
 
-const cidrCache = new WeakMap<readonly string[], Cidr[]>();
-function cidrs(list: readonly string[]): Cidr[] {
+const cidrCache = new WeakMap<readonly string[], CidrList>();
+function cidrs(list: readonly string[]): CidrList {
   let c = cidrCache.get(list);
   if (!c) {
-    c = list.map(parseCidr);
+    c = new CidrList(list);
     cidrCache.set(list, c);
   }
   return c;
@@ -95,8 +95,8 @@ export function isExemptSession(
   if (ctx.authenticated && cfg.exempt.authenticated) return 'authenticated session';
   const ip = ctx.clientIp ? normalizeIp(ctx.clientIp) : null;
   if (ip) {
-    const hit = cidrs(cfg.exempt.networks).find((c) => cidrContains(c, ip));
-    if (hit) return `trusted network ${hit.text}`;
+    const hit = cidrs(cfg.exempt.networks).find(ip);
+    if (hit) return `trusted network ${hit}`;
   }
   return null;
 }

@@ -3,9 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import {
   decodeMessage,
-  encodeMessage,
   newEnvelope,
-  RECORD_HEADERS,
+  newRecord,
   type NewEnvelopeInput,
   type PipelineMessage,
   type PipelineStage,
@@ -41,17 +40,10 @@ export function testPipelineMessage(raw: Buffer | string, envelope: Partial<NewE
   };
 }
 
-/** The Kafka record of a pipeline message as ingress and the runner produce it: keyed by id, trace headers. */
+/** The Kafka record of a pipeline message as ingress and the runner produce it (contracts' newRecord), sans topic. */
 export function pipelineRecord(m: PipelineMessage, headers: Record<string, string> = {}): Message {
-  return {
-    key: m.envelope.id,
-    value: encodeMessage(m),
-    headers: {
-      [RECORD_HEADERS.traceparent]: m.envelope.trace.traceparent,
-      [RECORD_HEADERS.messageId]: m.envelope.id,
-      ...headers,
-    },
-  };
+  const { key, value, headers: h } = newRecord('', m, { headers });
+  return { key, value, headers: h };
 }
 
 function client(brokers: string): Kafka {

@@ -1,12 +1,11 @@
 import {
-  encodeMessage,
+  forward,
   inputTopicOf,
   isPipelineStage,
+  newRecord,
   nextStage,
-  RECORD_HEADERS,
   TOPICS,
-  type Envelope,
-  type TrackingEvent,
+  trackingEvent,
 } from '@mailgate/contracts';
 import type { DurableProducer } from '@mailgate/bus';
 import { MailgateError } from '@mailgate/runtime';
@@ -96,49 +95,34 @@ export async function releaseFromQuarantine(
     );
     try {
       const at = new Date().toISOString();
-      const envelope: Envelope = {
-        ...msg.envelope,
-        origin: 'release',
-        release: { by: opts.by, at, fromStage: stage, recheck: opts.recheck },
-        verdicts: [
-          ...msg.envelope.verdicts,
-          {
-            stage: 'admin',
-            verdict: { kind: 'pass' },
-            at,
-            durationMs: 0,
-            host: opts.host,
-            details: { action: opts.recheck ? 'release-recheck' : 'release-as-is', by: opts.by, fromStage: stage },
+      const released = forward(
+        {
+          envelope: {
+            ...msg.envelope,
+            origin: 'release',
+            release: { by: opts.by, at, fromStage: stage, recheck: opts.recheck },
           },
-        ],
-      };
-      const event: TrackingEvent = {
-        type: 'released',
-        messageId: id,
-        traceId: envelope.trace.traceId,
-        at,
+          raw: msg.raw,
+        },
+        {
+          stage: 'admin',
+          verdict: { kind: 'pass' },
+          at,
+          durationMs: 0,
+          host: opts.host,
+          details: { action: opts.recheck ? 'release-recheck' : 'release-as-is', by: opts.by, fromStage: stage },
+        },
+      );
+      const event = trackingEvent('released', released, {
         service: 'admin',
         host: opts.host,
-        mailFrom: envelope.mailFrom,
-        rcptTo: envelope.rcptTo,
-        clientIp: envelope.session.clientIp,
+        at,
         details: { by: opts.by, recheck: opts.recheck, fromStage: stage, topic },
-      };
-      await producer.send([
-        {
-          topic,
-          key: id,
-          value: encodeMessage({ envelope, raw: msg.raw }),
-          headers: {
-            // The next stage's span is a child of this release span (same trace as the original message).
-            ...injectTraceHeaders(trace.setSpan(parent, span)),
-            [RECORD_HEADERS.messageId]: id,
-            [RECORD_HEADERS.schema]: '1',
-          },
-        },
-      ]);
+      });
+      // The next stage's span is a child of this release span (same trace as the original message).
+      await producer.send([newRecord(topic, released, { trace: injectTraceHeaders(trace.setSpan(parent, span)) })]);
       await producer.sendEvents([event]);
-      await store.remove(id, envelope.verdicts.length);
+      await store.remove(id, released.envelope.verdicts.length);
       return { id, topic, recheck: opts.recheck };
     } catch (err) {
       span.recordException(err as Error);
@@ -177,17 +161,11 @@ export async function deleteFromQuarantine(
     );
     try {
       await producer.sendEvents([
-        {
-          type: 'deleted',
-          messageId: id,
-          traceId: entry.envelope.trace.traceId,
-          at: new Date().toISOString(),
+        trackingEvent('deleted', entry, {
           service: 'admin',
           host: opts.host,
-          mailFrom: entry.envelope.mailFrom,
-          rcptTo: entry.envelope.rcptTo,
           details: { by: opts.by, from: 'quarantine', reason: entry.reason },
-        },
+        }),
       ]);
       await store.remove(id, entry.envelope.verdicts.length);
     } finally {

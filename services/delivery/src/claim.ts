@@ -36,7 +36,7 @@ export interface ClaimOptions {
 export class MessageClaims {
   constructor(
     private readonly redis: Redis,
-    private readonly o: ClaimOptions,
+    private readonly opts: ClaimOptions,
     private readonly log?: Logger,
   ) {}
 
@@ -50,9 +50,9 @@ export class MessageClaims {
     if (token === null) return fn();
     const timer = setInterval(
       () => {
-        this.redis.eval(EXTEND, 1, this.key(id), token, this.o.ttlMs).catch(() => undefined);
+        this.redis.eval(EXTEND, 1, this.key(id), token, this.opts.ttlMs).catch(() => undefined);
       },
-      Math.max(1, Math.floor(this.o.ttlMs / 3)),
+      Math.max(1, Math.floor(this.opts.ttlMs / 3)),
     );
     timer.unref();
     try {
@@ -67,17 +67,17 @@ export class MessageClaims {
   /** The claim's token, or null when waitMs passed without it becoming free. Redis errors propagate. */
   async acquire(id: string): Promise<string | null> {
     const token = randomBytes(12).toString('hex');
-    const deadline = Date.now() + this.o.waitMs;
+    const deadline = Date.now() + this.opts.waitMs;
     for (;;) {
-      if ((await this.redis.set(this.key(id), token, 'PX', this.o.ttlMs, 'NX')) === 'OK') return token;
+      if ((await this.redis.set(this.key(id), token, 'PX', this.opts.ttlMs, 'NX')) === 'OK') return token;
       if (Date.now() >= deadline) {
         this.log?.warn(
-          { msgId: id, waitedMs: this.o.waitMs },
+          { msgId: id, waitedMs: this.opts.waitMs },
           'delivery claim still held by another attempt: proceeding without it (markers re-checked)',
         );
         return null;
       }
-      await sleep(this.o.pollMs);
+      await sleep(this.opts.pollMs);
     }
   }
 }

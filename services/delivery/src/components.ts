@@ -23,6 +23,7 @@ import { RetryStore } from './retry-store.js';
 import { Router } from './routing.js';
 import { createDeliveryStage } from './stage.js';
 import { createOutboundSigner, type OutboundSigner } from './signing.js';
+import { assertNodemailerInternals } from './smtp.js';
 import type { SenderAuthConfig } from '@mailgate/sender-auth';
 import type { StageFn } from '@mailgate/bus';
 
@@ -58,6 +59,8 @@ export function createDeliveryComponents(o: {
   /** Use these metrics instead of a meter's (tests). */
   metrics?: DeliveryMetrics;
 }): DeliveryComponents {
+  // Before anything connects: the nodemailer hook that tells a drop before DATA from one after it must exist.
+  assertNodemailerInternals();
   const cfg = o.delivery;
   const redis = createRedis(o.redis, { name: 'delivery' });
   const bullConnection = createRedis(o.redis, { name: 'delivery-queue', forBullmq: true });

@@ -57,7 +57,7 @@ export class DeliveryEngine {
   /** Attempts in flight per message id (see deliver()). */
   private readonly inflight = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly d: EngineDeps) {}
+  constructor(private readonly deps: EngineDeps) {}
 
   /**
    * Attempts of one message id run one after the other: duplicate records of one message (a redelivery after a
@@ -71,11 +71,11 @@ export class DeliveryEngine {
     const before = this.inflight.get(id);
     const run = (before ?? Promise.resolve())
       .catch(() => undefined)
-      .then(() => this.d.claims.withClaim(id, () => this.deliverNow(msg, recipients)));
+      .then(() => this.deps.claims.withClaim(id, () => this.deliverNow(msg, recipients)));
     this.inflight.set(id, run);
     try {
       const results = await run;
-      this.d.onResults?.(results);
+      this.deps.onResults?.(results);
       return results;
     } finally {
       if (this.inflight.get(id) === run) this.inflight.delete(id);
@@ -85,8 +85,8 @@ export class DeliveryEngine {
   private async deliverNow(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
     const id = msg.envelope.id;
     const unique = [...new Map(recipients.map((r) => [r.toLowerCase(), r])).values()];
-    const journaled = this.d.journal.lookup(id, unique);
-    const state = await this.d.markers.state(
+    const journaled = this.deps.journal.lookup(id, unique);
+    const state = await this.deps.markers.state(
       id,
       unique.filter((r) => !journaled.has(r)),
     );
@@ -103,7 +103,7 @@ export class DeliveryEngine {
           status: 'delivered',
           reply: m.reply,
           remoteHost: m.host,
-          destination: this.d.router.route(r).key,
+          destination: this.deps.router.route(r).key,
           alreadyDelivered: true,
         });
       } else if (p && p.until > now) {
@@ -112,7 +112,7 @@ export class DeliveryEngine {
           rcpt: r,
           status: 'deferred',
           reply: `451 4.4.7 outcome of an earlier attempt to ${p.dest} unknown; not resent before ${new Date(p.until).toISOString()}`,
-          destination: this.d.router.route(r).key,
+          destination: this.deps.router.route(r).key,
         });
       } else {
         if (p) resent.set(p.dest, (resent.get(p.dest) ?? 0) + 1);
@@ -120,20 +120,20 @@ export class DeliveryEngine {
       }
     }
     for (const [dest, n] of resent) {
-      this.d.metrics.possibleDuplicates(n, dest);
-      this.d.log.warn(
+      this.deps.metrics.possibleDuplicates(n, dest);
+      this.deps.log.warn(
         { msgId: id, destination: dest, recipients: n },
         'pending mark expired with the earlier outcome unknown: sending again (possible duplicate)',
       );
     }
-    const groups = this.d.router.group(todo);
+    const groups = this.deps.router.group(todo);
     const perGroup = await Promise.all(groups.map((g) => this.attempt(msg, g.route, g.recipients)));
     for (const g of perGroup) results.push(...g);
     return results;
   }
 
   private async attempt(msg: PipelineMessage, route: Route, rcpts: string[]): Promise<RecipientResult[]> {
-    const span = this.d.tracer.startSpan(
+    const span = this.deps.tracer.startSpan(
       'delivery attempt',
       {
         kind: SpanKind.CLIENT,
@@ -172,9 +172,9 @@ export class DeliveryEngine {
     const all = (status: RecipientStatus, reply: string, remoteHost?: string): RecipientResult[] =>
       rcpts.map((rcpt) => ({ rcpt, status, reply, remoteHost, destination: dest }));
 
-    const backoff = await this.d.limits.backedOffFor(dest);
+    const backoff = await this.deps.limits.backedOffFor(dest);
     if (backoff > 0) {
-      const why = (await this.d.limits.backoffReason(dest)) ?? 'repeated temporary failures';
+      const why = (await this.deps.limits.backoffReason(dest)) ?? 'repeated temporary failures';
       span.addEvent('destination backed off', { remainingMs: backoff });
       return all(
         'deferred',
@@ -182,7 +182,7 @@ export class DeliveryEngine {
       );
     }
 
-    const res = await this.d.resolver.resolve(route);
+    const res = await this.deps.resolver.resolve(route);
     if (res.kind === 'perm') return all('failed', res.reply);
     if (res.kind === 'temp') return all('deferred', res.reply);
 
@@ -192,7 +192,7 @@ export class DeliveryEngine {
       const label = hostLabel(target);
       let lease;
       try {
-        lease = await this.d.pool.acquire(dest, target, policy);
+        lease = await this.deps.pool.acquire(dest, target, policy);
       } catch (e) {
         if (!(e instanceof SmtpFailure)) throw e;
         last = e;
@@ -207,7 +207,7 @@ export class DeliveryEngine {
         // Before DATA: if this process dies between the remote 250 and the record, a retry must know (see markers.ts).
         // No mark, no send: a Redis error here defers (nothing left the gateway; the connection stays usable).
         try {
-          await this.d.markers.markPending(msg.envelope.id, rcpts, dest);
+          await this.deps.markers.markPending(msg.envelope.id, rcpts, dest);
         } catch (e) {
           reusable = lease.conn.isAlive;
           throw e;
@@ -219,15 +219,15 @@ export class DeliveryEngine {
           last = e;
           span.addEvent('transaction failed', { host: label, phase: e.phase, reply: e.reply });
           // A reply that refused the message is a known outcome: the next attempt may send at once.
-          if (!e.outcomeUnknown) await this.d.markers.clearPending(msg.envelope.id, rcpts).catch(() => undefined);
+          if (!e.outcomeUnknown) await this.deps.markers.clearPending(msg.envelope.id, rcpts).catch(() => undefined);
           reusable = lease.conn.isAlive && (e.phase === 'mail' || e.phase === 'size') && (await lease.conn.reset());
           if (e.tryNext) continue;
-          if (e.temporary && is421(e.reply)) await this.d.limits.recordFailure(dest, e.reply).catch(() => false);
+          if (e.temporary && is421(e.reply)) await this.deps.limits.recordFailure(dest, e.reply).catch(() => false);
           return all(e.temporary ? 'deferred' : 'failed', e.reply, label);
         }
         // The remote 250 is in: record it before anything else (never throws; survives a Redis outage).
         if (tx.delivered.length > 0) {
-          await this.d.journal.record(msg.envelope.id, tx.delivered, {
+          await this.deps.journal.record(msg.envelope.id, tx.delivered, {
             reply: tx.dataReply ?? '250',
             host: label,
             at: new Date().toISOString(),
@@ -236,11 +236,11 @@ export class DeliveryEngine {
         if (tx.delivered.length < rcpts.length) {
           const got = new Set(tx.delivered.map((r) => r.toLowerCase()));
           const notSent = rcpts.filter((r) => !got.has(r.toLowerCase()));
-          await this.d.markers.clearPending(msg.envelope.id, notSent).catch(() => undefined);
+          await this.deps.markers.clearPending(msg.envelope.id, notSent).catch(() => undefined);
         }
         reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
       } finally {
-        this.d.pool.release(lease, reusable);
+        this.deps.pool.release(lease, reusable);
       }
       const deliveredSet = new Set(tx.delivered.map((r) => r.toLowerCase()));
       const refused = new Map(tx.refused.map((r) => [r.rcpt.toLowerCase(), r]));
@@ -267,14 +267,14 @@ export class DeliveryEngine {
       });
       // Bookkeeping only: a Redis error here must not turn the remote 250 into a tempfail (and a resend).
       if (tx.refused.some((r) => is421(r.reply)))
-        await this.d.limits.recordFailure(dest, tx.refused.find((r) => is421(r.reply))!.reply).catch(() => false);
-      else await this.d.limits.recordSuccess(dest).catch(() => undefined);
+        await this.deps.limits.recordFailure(dest, tx.refused.find((r) => is421(r.reply))!.reply).catch(() => false);
+      else await this.deps.limits.recordSuccess(dest).catch(() => undefined);
       return out;
     }
     // No host took the transaction.
     const reply = last?.reply ?? '451 4.4.4 no usable host for destination';
     if (!last || last.temporary) {
-      if (!(last && last.reply.includes('connection limit'))) await this.d.limits.recordFailure(dest, reply);
+      if (!(last && last.reply.includes('connection limit'))) await this.deps.limits.recordFailure(dest, reply);
       return all('deferred', reply);
     }
     return all('failed', reply);

@@ -1,13 +1,6 @@
 import { headerBlockBytes } from '@mailgate/mail';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  ENVELOPE_SCHEMA,
-  RECORD_HEADERS,
-  TOPICS,
-  encodeMessage,
-  type Envelope,
-  type PipelineMessage,
-} from '@mailgate/contracts';
+import { newEnvelope, newRecord, TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import type { OutRecord } from '@mailgate/bus';
 
 /** One recipient's line in a delivery status notification. */
@@ -69,7 +62,7 @@ const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
  * recipient's remote reply and the original headers (text/rfc822-headers). Callers never build one for a
  * message whose sender is `<>` (no bounce of bounces).
  */
-export function buildDsn(i: DsnInput): { envelope: Envelope; raw: Buffer } {
+export function buildDsn(i: DsnInput): PipelineMessage {
   const now = i.now ?? new Date();
   const orig = i.original.envelope;
   const id = dsnMessageId(
@@ -146,8 +139,7 @@ export function buildDsn(i: DsnInput): { envelope: Envelope; raw: Buffer } {
   const tail = `\r\n--${boundary}--\r\n`;
   const raw = Buffer.concat([Buffer.from(crlf(head), 'utf8'), headerBlock(i.original.raw), Buffer.from(tail)]);
   const traceId = i.traceparent.split('-')[1] ?? orig.trace.traceId;
-  const envelope: Envelope = {
-    schema: ENVELOPE_SCHEMA,
+  const envelope = newEnvelope({
     id,
     receivedAt: now.toISOString(),
     mailFrom: '',
@@ -155,31 +147,21 @@ export function buildDsn(i: DsnInput): { envelope: Envelope; raw: Buffer } {
     size: raw.length,
     // A bounce goes back where the original came from.
     direction: orig.direction === 'outbound' ? 'inbound' : 'outbound',
+    // Generated here, not received: the gateway itself is the (trusted, local) client.
     session: {
       clientIp: '127.0.0.1',
       helo: i.reportingMta,
-      tls: { enabled: false },
       trustedNetwork: true,
       listener: 'submission',
       ingressHost: i.instance,
     },
     trace: { traceparent: i.traceparent, traceId },
-    verdicts: [],
     origin: 'dsn',
-  };
+  });
   return { envelope, raw };
 }
 
 /** The DSN as a record for TOPICS.deliverable (it is delivered by this same stage). */
-export function dsnRecord(dsn: { envelope: Envelope; raw: Buffer }): OutRecord {
-  return {
-    topic: TOPICS.deliverable,
-    key: dsn.envelope.id,
-    value: encodeMessage(dsn),
-    headers: {
-      [RECORD_HEADERS.traceparent]: dsn.envelope.trace.traceparent,
-      [RECORD_HEADERS.messageId]: dsn.envelope.id,
-      [RECORD_HEADERS.schema]: String(ENVELOPE_SCHEMA),
-    },
-  };
+export function dsnRecord(dsn: PipelineMessage): OutRecord {
+  return newRecord(TOPICS.deliverable, dsn);
 }

@@ -38,7 +38,7 @@ export interface LimitsOptions {
 export class DestinationLimits {
   constructor(
     private readonly redis: Redis,
-    private readonly o: LimitsOptions,
+    private readonly opts: LimitsOptions,
   ) {}
 
   private k(kind: string, dest: string): string {
@@ -53,15 +53,15 @@ export class DestinationLimits {
       1,
       this.k('conn', dest),
       Date.now(),
-      this.o.slotTtlMs,
-      this.o.maxConnectionsPerDestination,
+      this.opts.slotTtlMs,
+      this.opts.maxConnectionsPerDestination,
       token,
     );
     return ok === 1 ? token : null;
   }
 
   async refresh(dest: string, token: string): Promise<void> {
-    await this.redis.zadd(this.k('conn', dest), 'XX', Date.now() + this.o.slotTtlMs, token);
+    await this.redis.zadd(this.k('conn', dest), 'XX', Date.now() + this.opts.slotTtlMs, token);
   }
 
   async release(dest: string, token: string): Promise<void> {
@@ -87,8 +87,8 @@ export class DestinationLimits {
       2,
       this.k('fails', dest),
       this.k('backoff', dest),
-      this.o.backoffAfterFailures,
-      this.o.backoffMs,
+      this.opts.backoffAfterFailures,
+      this.opts.backoffMs,
       reason.slice(0, 500),
     );
     return r === 1;

@@ -38,9 +38,9 @@ const errText = (e: unknown): string => `${(e as NodeJS.ErrnoException).code ?? 
 export class DestinationResolver {
   private readonly resolver: dns.Resolver;
 
-  constructor(private readonly o: ResolverOptions) {
-    this.resolver = new dns.Resolver({ timeout: o.timeoutMs, tries: o.tries });
-    if (o.servers.length > 0) this.resolver.setServers([...o.servers]);
+  constructor(private readonly opts: ResolverOptions) {
+    this.resolver = new dns.Resolver({ timeout: opts.timeoutMs, tries: opts.tries });
+    if (opts.servers.length > 0) this.resolver.setServers([...opts.servers]);
   }
 
   async resolve(route: Route, random = Math.random): Promise<Resolution> {
@@ -93,7 +93,7 @@ export class DestinationResolver {
       const r = net.isIP(h.host) ? { kind: 'ok' as const, addresses: [h.host] } : await this.addresses(h.host);
       if (r.kind === 'temp') temp = r.reply;
       else if (r.kind === 'ok')
-        for (const a of r.addresses) targets.push({ host: h.host, address: a, port: this.o.mxPort });
+        for (const a of r.addresses) targets.push({ host: h.host, address: a, port: this.opts.mxPort });
     }
     if (targets.length > 0) return { kind: 'ok', targets };
     if (temp) return { kind: 'temp', reply: `451 4.4.3 address lookup failed: ${temp}` };
@@ -107,7 +107,7 @@ export class DestinationResolver {
     host: string,
   ): Promise<{ kind: 'ok'; addresses: string[] } | { kind: 'none' } | { kind: 'temp'; reply: string }> {
     const lookups = [this.resolver.resolve4(host)];
-    if (this.o.ipv6) lookups.push(this.resolver.resolve6(host));
+    if (this.opts.ipv6) lookups.push(this.resolver.resolve6(host));
     const results = await Promise.allSettled(lookups);
     const addresses: string[] = [];
     let temp: string | undefined;

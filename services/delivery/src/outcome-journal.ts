@@ -44,13 +44,13 @@ export class OutcomeJournal {
 
   constructor(
     private readonly markers: DeliveredMarkers,
-    private readonly o: OutcomeJournalOptions,
+    private readonly opts: OutcomeJournalOptions,
   ) {
-    this.writeTimeoutMs = o.writeTimeoutMs ?? 2000;
-    this.retryMinMs = o.retryMinMs ?? 200;
-    this.retryMaxMs = o.retryMaxMs ?? 2000;
+    this.writeTimeoutMs = opts.writeTimeoutMs ?? 2000;
+    this.retryMinMs = opts.retryMinMs ?? 200;
+    this.retryMaxMs = opts.retryMaxMs ?? 2000;
     this.delay = this.retryMinMs;
-    o.metrics?.observeJournalBacklog(() => this.backlog);
+    opts.metrics?.observeJournalBacklog(() => this.backlog);
     this.replay();
   }
 
@@ -82,7 +82,7 @@ export class OutcomeJournal {
         await withTimeout(this.markers.mark(id, rcpts, marker), this.writeTimeoutMs);
         return 'redis';
       } catch (err) {
-        this.o.log?.warn(
+        this.opts.log?.warn(
           { msgId: id, rcpts: rcpts.length, err: (err as Error).message },
           'delivered record not written to redis: journaled locally, retrying in the background',
         );
@@ -93,10 +93,10 @@ export class OutcomeJournal {
       this.append(e);
     } catch (err) {
       // Memory still has it (this process will not resend); the pending mark covers a crash.
-      this.o.log?.error({ msgId: id, err: (err as Error).message }, 'outcome journal file not writable');
+      this.opts.log?.error({ msgId: id, err: (err as Error).message }, 'outcome journal file not writable');
     }
     this.enqueue(e);
-    this.o.metrics?.outcomeJournaled(rcpts.length);
+    this.opts.metrics?.outcomeJournaled(rcpts.length);
     return 'journal';
   }
 
@@ -155,7 +155,7 @@ export class OutcomeJournal {
         }
       }
       this.truncate();
-      this.o.log?.info('outcome journal flushed to redis');
+      this.opts.log?.info('outcome journal flushed to redis');
       return true;
     } finally {
       this.flushing = false;
@@ -163,8 +163,8 @@ export class OutcomeJournal {
   }
 
   private append(e: Entry): void {
-    mkdirSync(path.dirname(this.o.file), { recursive: true });
-    const fd = openSync(this.o.file, 'a');
+    mkdirSync(path.dirname(this.opts.file), { recursive: true });
+    const fd = openSync(this.opts.file, 'a');
     try {
       writeSync(fd, JSON.stringify(e) + '\n');
       fsyncSync(fd);
@@ -176,16 +176,16 @@ export class OutcomeJournal {
   private truncate(): void {
     if (this.queue.length > 0) return;
     try {
-      if (existsSync(this.o.file)) truncateSync(this.o.file, 0);
+      if (existsSync(this.opts.file)) truncateSync(this.opts.file, 0);
     } catch (err) {
-      this.o.log?.warn({ err: (err as Error).message }, 'outcome journal file could not be truncated');
+      this.opts.log?.warn({ err: (err as Error).message }, 'outcome journal file could not be truncated');
     }
   }
 
   private replay(): void {
-    if (!existsSync(this.o.file)) return;
+    if (!existsSync(this.opts.file)) return;
     let n = 0;
-    for (const line of readFileSync(this.o.file, 'utf8').split('\n')) {
+    for (const line of readFileSync(this.opts.file, 'utf8').split('\n')) {
       if (!line.trim()) continue;
       try {
         const e = JSON.parse(line) as Entry;
@@ -197,7 +197,7 @@ export class OutcomeJournal {
         // A torn last line (crash mid-append): its record is covered by the pending mark.
       }
     }
-    if (n > 0) this.o.log?.warn({ records: n, file: this.o.file }, 'outcome journal replayed: writing to redis');
+    if (n > 0) this.opts.log?.warn({ records: n, file: this.opts.file }, 'outcome journal replayed: writing to redis');
   }
 }
 

@@ -38,7 +38,7 @@ export class ConnectionPool {
   private readonly refreshedAt = new Map<string, number>();
   private closed = false;
 
-  constructor(private readonly o: PoolOptions) {
+  constructor(private readonly opts: PoolOptions) {
     this.freed.setMaxListeners(0);
   }
 
@@ -52,7 +52,7 @@ export class ConnectionPool {
       const i = list.pop()!;
       clearTimeout(i.timer);
       if (i.lease.conn.isAlive) return { ...i.lease, reused: true };
-      void this.o.limits.release(i.lease.dest, i.lease.token).catch(() => undefined);
+      void this.opts.limits.release(i.lease.dest, i.lease.token).catch(() => undefined);
     }
     return null;
   }
@@ -60,7 +60,7 @@ export class ConnectionPool {
   /** An open connection to `target` (reused or new). Throws SmtpFailure (connect phase, or slot wait exceeded). */
   async acquire(dest: string, target: Target, policy: ConnectionPolicy): Promise<Lease> {
     const key = this.keyOf(dest, target, policy);
-    const deadline = Date.now() + this.o.slotWaitMs;
+    const deadline = Date.now() + this.opts.slotWaitMs;
     for (;;) {
       if (this.closed) throw new SmtpFailure('connect', '451 4.3.2 delivery is shutting down', true, false);
       const idle = this.takeIdle(key);
@@ -68,14 +68,14 @@ export class ConnectionPool {
         await this.maybeRefresh(idle);
         return idle;
       }
-      const token = await this.o.limits.tryAcquire(dest);
+      const token = await this.opts.limits.tryAcquire(dest);
       if (token) {
         try {
-          const conn = await SmtpClientConnection.open(target, policy, this.o.ehloName, this.o.timeouts);
+          const conn = await SmtpClientConnection.open(target, policy, this.opts.ehloName, this.opts.timeouts);
           this.refreshedAt.set(token, Date.now());
           return { conn, dest, key, token, reused: false };
         } catch (e) {
-          await this.o.limits.release(dest, token).catch(() => undefined);
+          await this.opts.limits.release(dest, token).catch(() => undefined);
           this.freed.emit(dest);
           throw e;
         }
@@ -104,9 +104,9 @@ export class ConnectionPool {
 
   private async maybeRefresh(lease: Lease): Promise<void> {
     const last = this.refreshedAt.get(lease.token) ?? 0;
-    if (Date.now() - last < this.o.slotTtlMs / 4) return;
+    if (Date.now() - last < this.opts.slotTtlMs / 4) return;
     this.refreshedAt.set(lease.token, Date.now());
-    await this.o.limits.refresh(lease.dest, lease.token).catch(() => undefined);
+    await this.opts.limits.refresh(lease.dest, lease.token).catch(() => undefined);
   }
 
   /** Give a connection back: kept for reuse when healthy and under the per-connection message cap, else closed. */
@@ -116,8 +116,8 @@ export class ConnectionPool {
       !this.closed &&
       reusable &&
       conn.isAlive &&
-      conn.messages < this.o.maxMessagesPerConnection &&
-      this.o.idleMs > 0
+      conn.messages < this.opts.maxMessagesPerConnection &&
+      this.opts.idleMs > 0
     ) {
       let list = this.idle.get(lease.key);
       if (!list) this.idle.set(lease.key, (list = []));
@@ -131,7 +131,7 @@ export class ConnectionPool {
             if (l.length === 0) this.idle.delete(lease.key);
           }
           void this.discard(lease);
-        }, this.o.idleMs),
+        }, this.opts.idleMs),
       };
       entry.timer.unref();
       list.push(entry);
@@ -145,7 +145,7 @@ export class ConnectionPool {
     this.refreshedAt.delete(lease.token);
     return lease.conn
       .close()
-      .then(() => this.o.limits.release(lease.dest, lease.token))
+      .then(() => this.opts.limits.release(lease.dest, lease.token))
       .catch(() => undefined)
       .finally(() => this.freed.emit(lease.dest));
   }

@@ -53,10 +53,10 @@ export interface QueueOpsDeps {
  * admin API wrap the same code. Every operation names a message by its gateway id.
  */
 export class DeliveryQueueOps {
-  constructor(private readonly d: QueueOpsDeps) {}
+  constructor(private readonly deps: QueueOpsDeps) {}
 
   async get(id: string): Promise<DeferredMessage | null> {
-    const e = await this.d.store.load(id);
+    const e = await this.deps.store.load(id);
     if (!e) return null;
     return {
       id,
@@ -69,40 +69,40 @@ export class DeliveryQueueOps {
       nextAttemptAt: e.held ? null : new Date(e.nextAttemptAt).toISOString(),
       lastError: e.lastError,
       held: e.held,
-      jobState: await this.d.scheduler.state(id),
+      jobState: await this.deps.scheduler.state(id),
       traceId: e.envelope.trace.traceId,
     };
   }
 
   /** Deferred messages by next attempt (soonest first). */
   async list(opts: { offset?: number; limit?: number } = {}): Promise<{ total: number; items: DeferredMessage[] }> {
-    const ids = await this.d.store.list(opts.offset ?? 0, Math.min(opts.limit ?? 100, 1000));
+    const ids = await this.deps.store.list(opts.offset ?? 0, Math.min(opts.limit ?? 100, 1000));
     const items = (await Promise.all(ids.map((i) => this.get(i.id)))).filter((x): x is DeferredMessage => x !== null);
-    return { total: await this.d.store.count(), items };
+    return { total: await this.deps.store.count(), items };
   }
 
   /** Attempt now (also releases a held message). 'running' when an attempt is in progress already. */
   async retryNow(id: string): Promise<'scheduled' | 'running'> {
-    const e = await this.d.store.load(id);
+    const e = await this.deps.store.load(id);
     if (!e) throw new NotQueuedError(id);
-    if (e.held) await this.d.store.setField(id, 'held', false);
-    await this.d.store.setNext(id, Date.now());
-    return (await this.d.scheduler.runNow(id)) ? 'scheduled' : 'running';
+    if (e.held) await this.deps.store.setField(id, 'held', false);
+    await this.deps.store.setNext(id, Date.now());
+    return (await this.deps.scheduler.runNow(id)) ? 'scheduled' : 'running';
   }
 
   /** Stop retrying until released (the message stays stored; give-up time still counts from the first attempt). */
   async hold(id: string): Promise<void> {
-    if (!(await this.d.store.exists(id))) throw new NotQueuedError(id);
-    await this.d.store.setField(id, 'held', true);
+    if (!(await this.deps.store.exists(id))) throw new NotQueuedError(id);
+    await this.deps.store.setField(id, 'held', true);
     // An attempt running right now finishes and then sees the flag (no reschedule).
-    await this.d.scheduler.unschedule(id);
+    await this.deps.scheduler.unschedule(id);
   }
 
   async release(id: string): Promise<void> {
-    const e = await this.d.store.load(id);
+    const e = await this.deps.store.load(id);
     if (!e) throw new NotQueuedError(id);
-    await this.d.store.setField(id, 'held', false);
-    await this.d.scheduler.schedule(id, Math.max(Date.now(), e.nextAttemptAt));
+    await this.deps.store.setField(id, 'held', false);
+    await this.deps.scheduler.schedule(id, Math.max(Date.now(), e.nextAttemptAt));
   }
 
   /**
@@ -111,11 +111,11 @@ export class DeliveryQueueOps {
    * producer is available.
    */
   async delete(id: string, opts: { dsn: boolean; by?: string }): Promise<{ dsnId: string | null }> {
-    const e = await this.d.store.load(id);
+    const e = await this.deps.store.load(id);
     if (!e) throw new NotQueuedError(id);
-    if (opts.dsn && !this.d.producer) throw new Error('delete with DSN needs a Kafka producer');
-    if (!(await this.d.scheduler.unschedule(id))) throw new BusyError(id);
-    const raw = (await this.d.store.loadRaw(id)) ?? Buffer.alloc(0);
+    if (opts.dsn && !this.deps.producer) throw new Error('delete with DSN needs a Kafka producer');
+    if (!(await this.deps.scheduler.unschedule(id))) throw new BusyError(id);
+    const raw = (await this.deps.store.loadRaw(id)) ?? Buffer.alloc(0);
     const msg = { envelope: e.envelope, raw };
     const records = [];
     let dsnId: string | null = null;
@@ -126,9 +126,9 @@ export class DeliveryQueueOps {
         [...e.pending.keys()].map((rcpt) => ({ rcpt, reply })),
         'failed',
         {
-          reportingMta: this.d.reportingMta,
-          postmaster: this.d.postmaster,
-          instance: this.d.instance,
+          reportingMta: this.deps.reportingMta,
+          postmaster: this.deps.postmaster,
+          instance: this.deps.instance,
           traceparent: e.envelope.trace.traceparent,
         },
       );
@@ -137,7 +137,7 @@ export class DeliveryQueueOps {
         dsnId = dsn.id;
       }
     }
-    if (this.d.producer) {
+    if (this.deps.producer) {
       const ev = eventsFor(
         msg,
         [
@@ -147,11 +147,11 @@ export class DeliveryQueueOps {
             details: { by: opts.by ?? 'admin', dsn: dsnId, from: 'delivery-queue' },
           },
         ],
-        this.d.instance,
+        this.deps.instance,
       );
-      await this.d.producer.send([...records, ...ev.map(eventRecord)]);
+      await this.deps.producer.send([...records, ...ev.map(eventRecord)]);
     }
-    await this.d.store.remove(id);
+    await this.deps.store.remove(id);
     return { dsnId };
   }
 }

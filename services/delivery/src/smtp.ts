@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { TlsMode } from './config.js';
 import type { Target } from './mx.js';
@@ -79,6 +80,37 @@ function syntheticReply(err: NmError, target: Target, policy: ConnectionPolicy):
 }
 
 /**
+ * nodemailer has no event for "DATA accepted, message bytes going out", so SmtpClientConnection wraps this
+ * private method, which nodemailer 7 calls exactly then. A release without it would silently lose the signal (a
+ * drop after DATA would then be retried on the next host: a possible duplicate), so delivery refuses to start.
+ */
+export const NODEMAILER_HOOK = '_createSendStream';
+/** The nodemailer release the hook was written against. */
+export const NODEMAILER_WRITTEN_FOR = '7.0.13';
+
+function installedNodemailerVersion(): string {
+  try {
+    return (createRequire(import.meta.url)('nodemailer/package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Fail at start-up (not per connection) if nodemailer's SMTPConnection lost the method delivery hooks. */
+export function assertNodemailerInternals(
+  proto: object = SMTPConnection.prototype,
+  version = installedNodemailerVersion(),
+): void {
+  if (typeof (proto as Record<string, unknown>)[NODEMAILER_HOOK] !== 'function') {
+    throw new Error(
+      `nodemailer ${version} lacks SMTPConnection.prototype.${NODEMAILER_HOOK} (delivery hooks it to know when ` +
+        `DATA starts; written for nodemailer ${NODEMAILER_WRITTEN_FOR}): pin nodemailer to ` +
+        `${NODEMAILER_WRITTEN_FOR} in services/delivery/package.json or port services/delivery/src/smtp.ts.`,
+    );
+  }
+}
+
+/**
  * One SMTP client connection (nodemailer's SMTPConnection): EHLO with our name, STARTTLS per policy, AUTH when
  * configured, then any number of transactions. nodemailer pipelines the RCPTs when the server offers PIPELINING,
  * sends SIZE when offered (and refuses locally when the message is larger than the advertised limit), and keeps
@@ -108,16 +140,14 @@ export class SmtpClientConnection {
       this.onDead?.();
     };
     conn.on('error', (err: NmError) => dead(err));
-    // nodemailer has no event for "DATA accepted, message bytes going out"; its (stable, v7) _createSendStream is
-    // called exactly then. Knowing it matters: a drop before DATA may go to the next host, after it may not.
-    const inner = conn as unknown as { _createSendStream?: (cb: unknown) => unknown };
+    // Knowing when DATA starts matters: a drop before it may go to the next host, after it may not. The hook is
+    // checked at start-up (assertNodemailerInternals), so it is there.
+    const inner = conn as unknown as { _createSendStream: (cb: unknown) => unknown };
     const orig = inner._createSendStream;
-    if (typeof orig === 'function') {
-      inner._createSendStream = (cb: unknown) => {
-        this.onDataPhase?.();
-        return orig.call(conn, cb);
-      };
-    }
+    inner._createSendStream = (cb: unknown) => {
+      this.onDataPhase?.();
+      return orig.call(conn, cb);
+    };
     conn.on('end', () => dead(Object.assign(new Error('connection closed'), { code: 'ECONNECTION' })));
   }
 

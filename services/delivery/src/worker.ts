@@ -1,6 +1,6 @@
 import type { DurableProducer, OutRecord } from '@mailgate/bus';
 import { eventRecord } from '@mailgate/bus';
-import type { PipelineMessage, TrackingEvent } from '@mailgate/contracts';
+import { trackingEvent, type PipelineMessage, type TrackingEvent } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import { contextFromTraceparent, runInSpan, traceparentOf } from '@mailgate/telemetry';
 import { SpanKind, type Tracer } from '@opentelemetry/api';
@@ -25,19 +25,9 @@ export interface RetryWorkerDeps {
 }
 
 export function eventsFor(msg: PipelineMessage, parts: EventPart[], instance: string): TrackingEvent[] {
-  const e = msg.envelope;
   const at = new Date().toISOString();
-  return parts.map((p) => ({
-    messageId: e.id,
-    traceId: e.trace.traceId,
-    at,
-    service: 'delivery',
-    host: instance,
-    mailFrom: e.mailFrom,
-    rcptTo: e.rcptTo,
-    clientIp: e.session.clientIp,
-    ...p,
-  }));
+  // A part may narrow the envelope facts (rcptTo: the recipients this outcome is about).
+  return parts.map((p) => ({ ...trackingEvent(p.type, msg, { service: 'delivery', host: instance, at }), ...p }));
 }
 
 /**

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { decodeMessage, TOPICS } from '@mailgate/contracts';
 import { deliverySchema } from '../src/config.js';
 import { buildDsn, dsnMessageId, headerBlock, statusOf } from '../src/dsn.js';
 import { dsnFor } from '../src/outcome.js';
 import { nextAttemptAt } from '../src/retry-queue.js';
 import { orderByPriority, Router } from '../src/routing.js';
+import { assertNodemailerInternals, NODEMAILER_HOOK, NODEMAILER_WRITTEN_FOR } from '../src/smtp.js';
 import { message } from './helpers.js';
 
 const cfg = deliverySchema.parse({
@@ -140,4 +142,15 @@ test('statusOf / headerBlock', () => {
   assert.equal(statusOf('554 go away'), '5.0.0');
   assert.equal(statusOf('421 closing'), '4.0.0');
   assert.equal(headerBlock(Buffer.from('A: 1\nB: 2\n\nbody')).toString(), 'A: 1\nB: 2\n');
+});
+
+test('nodemailer hook: present in the installed release; a release without it stops start-up, naming it', () => {
+  assertNodemailerInternals();
+  const without = Object.assign(Object.create(SMTPConnection.prototype) as object, { [NODEMAILER_HOOK]: undefined });
+  assert.throws(
+    () => assertNodemailerInternals(without, '8.0.0'),
+    (err: Error) =>
+      err.message.includes(`nodemailer 8.0.0 lacks SMTPConnection.prototype.${NODEMAILER_HOOK}`) &&
+      err.message.includes(`written for nodemailer ${NODEMAILER_WRITTEN_FOR}`),
+  );
 });

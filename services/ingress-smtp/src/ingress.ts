@@ -1,13 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import type { SecureContextOptions } from 'node:tls';
 import {
-  ENVELOPE_SCHEMA,
   RECORD_HEADERS,
   TOPICS,
-  encodeMessage,
+  forward,
+  newEnvelope,
   newMessageId,
-  type Envelope,
-  type TrackingEvent,
+  newRecord,
+  trackingEvent,
+  type PipelineMessage,
 } from '@mailgate/contracts';
 import { eventRecord, type OutRecord } from '@mailgate/bus';
 import type { Logger } from '@mailgate/runtime';
@@ -733,40 +734,38 @@ export function createIngress(deps: IngressDeps): Ingress {
     ]);
     const direction = directionOf(tx.inbound);
     const trusted = trustedNets.matches(ip);
-    const envelope: Envelope = {
-      schema: ENVELOPE_SCHEMA,
-      id,
-      receivedAt: now.toISOString(),
-      mailFrom: tx.mailFrom,
-      rcptTo: [...tx.rcpts],
-      size: raw.length,
-      direction,
-      session: {
-        clientIp: ip,
-        clientPort: session.remotePort,
-        ...(clientHostname ? { clientHostname } : {}),
-        helo,
-        tls,
-        ...(session.user ? { authUser: String(session.user) } : {}),
-        trustedNetwork: trusted,
-        ...(st.allowListed ? { ipAllowListed: true } : {}),
-        listener: kind,
-        ingressHost: deps.instance,
-      },
-      trace: { traceparent: traceparentOf(tx.span), ...(traceState ? { tracestate: traceState } : {}), traceId },
-      verdicts: authed ? [authed.verdict] : [],
-      origin: 'smtp',
+    const received: PipelineMessage = {
+      envelope: newEnvelope({
+        id,
+        receivedAt: now.toISOString(),
+        mailFrom: tx.mailFrom,
+        rcptTo: tx.rcpts,
+        size: raw.length,
+        direction,
+        session: {
+          clientIp: ip,
+          clientPort: session.remotePort,
+          ...(clientHostname ? { clientHostname } : {}),
+          helo,
+          tls,
+          ...(session.user ? { authUser: String(session.user) } : {}),
+          trustedNetwork: trusted,
+          ...(st.allowListed ? { ipAllowListed: true } : {}),
+          listener: kind,
+          ingressHost: deps.instance,
+        },
+        trace: { traceparent: traceparentOf(tx.span), ...(traceState ? { tracestate: traceState } : {}), traceId },
+        origin: 'smtp',
+      }),
+      raw,
     };
-    const event: TrackingEvent = {
-      type: 'received',
-      messageId: id,
-      traceId,
-      at: envelope.receivedAt,
+    // Sender authentication decided inside the SMTP transaction: its verdict is the first one the message carries.
+    const msg = authed ? forward(received, authed.verdict) : received;
+    const envelope = msg.envelope;
+    const event = trackingEvent('received', msg, {
       service: 'ingress-smtp',
       host: deps.instance,
-      mailFrom: envelope.mailFrom,
-      rcptTo: envelope.rcptTo,
-      clientIp: ip,
+      at: envelope.receivedAt,
       details: {
         size: raw.length,
         tls,
@@ -777,20 +776,13 @@ export function createIngress(deps: IngressDeps): Ingress {
         ...(authed ? { auth: authed.event } : {}),
         ...messageFacts(body),
       },
-    };
+    });
     tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': raw.length, 'mailgate.direction': direction });
-    const record: OutRecord = {
-      topic: authed ? authed.topic : TOPICS.inbound,
-      key: id,
-      value: encodeMessage({ envelope, raw }),
-      headers: {
-        ...injectTraceHeaders(tx.ctx),
-        [RECORD_HEADERS.messageId]: id,
-        [RECORD_HEADERS.schema]: String(ENVELOPE_SCHEMA),
-        // Held by ingress (DMARC p=quarantine): a release with recheck re-enters where ingress hands over.
-        ...(authed?.quarantined ? { [RECORD_HEADERS.sourceTopic]: TOPICS.inbound } : {}),
-      },
-    };
+    const record = newRecord(authed ? authed.topic : TOPICS.inbound, msg, {
+      trace: injectTraceHeaders(tx.ctx),
+      // Held by ingress (DMARC p=quarantine): a release with recheck re-enters where ingress hands over.
+      headers: authed?.quarantined ? { [RECORD_HEADERS.sourceTopic]: TOPICS.inbound } : {},
+    });
     let timer: NodeJS.Timeout | undefined;
     try {
       // Message and its 'received' event in one produce request: the 250 means both are durable.
@@ -798,7 +790,7 @@ export function createIngress(deps: IngressDeps): Ingress {
         deps.producer.send([
           record,
           eventRecord(event),
-          ...(authed?.quarantined ? [eventRecord(quarantinedEvent(event, authed.verdict))] : []),
+          ...(authed?.quarantined ? [eventRecord(quarantinedEvent(msg, authed.verdict, deps.instance))] : []),
         ]),
         new Promise<never>((_, reject) => {
           timer = setTimeout(

@@ -1,4 +1,11 @@
-import { TOPICS, type StageVerdict, type TrackingEvent, type Verdict } from '@mailgate/contracts';
+import {
+  TOPICS,
+  trackingEvent,
+  type PipelineMessage,
+  type StageVerdict,
+  type TrackingEvent,
+  type Verdict,
+} from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import {
   SenderAuth,
@@ -240,6 +247,11 @@ export function createSenderAuthPhase(o: {
 }
 
 /** The `quarantined` tracking event for a message ingress holds itself (same shape as the bus runner's). */
-export function quarantinedEvent(base: TrackingEvent, verdict: StageVerdict): TrackingEvent {
-  return { ...base, type: 'quarantined', details: { stage: 'ingress-smtp', verdict: verdict.verdict } };
+export function quarantinedEvent(msg: PipelineMessage, verdict: StageVerdict, host: string): TrackingEvent {
+  return trackingEvent('quarantined', msg, {
+    service: 'ingress-smtp',
+    host,
+    at: msg.envelope.receivedAt,
+    details: { stage: 'ingress-smtp', verdict: verdict.verdict },
+  });
 }

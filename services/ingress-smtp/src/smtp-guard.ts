@@ -1,11 +1,13 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
+import { createRequire } from 'node:module';
 import type net from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 
 /**
  * smtp-server, extended where its options cannot express what the gateway needs. Everything that touches the
- * library's internals (pinned: smtp-server 3.21.x) is in this file, and `assertSmtpServerInternals()` checks at
+ * library's internals (pinned: smtp-server SMTP_SERVER_PINNED, exactly) is in this file, and `assertSmtpServerInternals()` checks at
  * start-up that they are still there — if an upgrade removed one, ingress refuses to start rather than run
  * without its smuggling and relay guards.
  *
@@ -220,30 +222,70 @@ export class GuardedServer extends SMTPServer {
   }
 }
 
-/** Fail at start-up if the smtp-server internals this file relies on are gone. */
-export function assertSmtpServerInternals(): void {
-  const c = (SMTPConnection as any).prototype;
-  const s = (SMTPServer as any).prototype;
-  const missing = [
-    ...[
-      '_setListeners',
-      'connectionReady',
-      '_createParser',
-      '_onCommand',
-      '_proxyCommandAllowed',
-      'send',
-      'close',
-      '_isSupported',
-    ]
-      .filter((m) => typeof c[m] !== 'function')
-      .map((m) => `SMTPConnection.${m}`),
-    ...['connect', '_expectsProxyHeader', '_onError', '_onClientConnect']
-      .filter((m) => typeof s[m] !== 'function')
-      .map((m) => `SMTPServer.${m}`),
-  ];
+/**
+ * The smtp-server release the overrides above were written against; package.json pins exactly this version (no
+ * caret), so an upgrade is a deliberate edit that re-runs the guard tests.
+ */
+export const SMTP_SERVER_PINNED = '3.21.6';
+
+/** The library internals this file overrides or calls, per prototype. */
+export const SMTP_SERVER_INTERNALS = {
+  SMTPConnection: [
+    'init',
+    '_setListeners',
+    'connectionReady',
+    '_createParser',
+    '_onCommand',
+    '_proxyCommandAllowed',
+    'send',
+    'close',
+    '_isSupported',
+  ],
+  SMTPServer: ['connect', '_expectsProxyHeader', '_onError', '_onClientConnect'],
+  SMTPStream: ['_write', 'startDataMode'],
+} as const;
+
+type Prototypes = { readonly [K in keyof typeof SMTP_SERVER_INTERNALS]: object };
+
+const PROTOTYPES: Prototypes = {
+  SMTPConnection: (SMTPConnection as any).prototype,
+  SMTPServer: (SMTPServer as any).prototype,
+  SMTPStream: (SMTPStream as any).prototype,
+};
+
+/** The installed smtp-server version, for the start-up error. */
+export function installedSmtpServerVersion(): string {
+  try {
+    return (createRequire(import.meta.url)('smtp-server/package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** `Class.method` for every internal that is not a function on the given prototypes. */
+export function missingSmtpServerInternals(protos: Prototypes = PROTOTYPES): string[] {
+  const missing: string[] = [];
+  for (const [cls, methods] of Object.entries(SMTP_SERVER_INTERNALS) as [keyof Prototypes, readonly string[]][]) {
+    const proto = protos[cls] as Record<string, unknown>;
+    for (const m of methods) if (typeof proto[m] !== 'function') missing.push(`${cls}.prototype.${m}`);
+  }
+  return missing;
+}
+
+/**
+ * Fail at start-up if an smtp-server internal this file relies on is gone: ingress refuses to start rather than
+ * run without its smuggling and relay guards (an overridden method that no longer exists is never called).
+ */
+export function assertSmtpServerInternals(
+  protos: Prototypes = PROTOTYPES,
+  version = installedSmtpServerVersion(),
+): void {
+  const missing = missingSmtpServerInternals(protos);
   if (missing.length > 0) {
     throw new Error(
-      `smtp-server internals changed (missing ${missing.join(', ')}): ingress guards cannot be installed`,
+      `smtp-server ${version} lacks ${missing.join(', ')} (ingress guards are written for smtp-server ` +
+        `${SMTP_SERVER_PINNED}): ingress cannot install its smuggling and relay guards. Pin smtp-server to ` +
+        `${SMTP_SERVER_PINNED} in services/ingress-smtp/package.json or port services/ingress-smtp/src/smtp-guard.ts.`,
     );
   }
 }

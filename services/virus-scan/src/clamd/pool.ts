@@ -82,8 +82,8 @@ export class ClamdPool implements Scanner {
   private rr = 0;
   private closed = false;
 
-  constructor(private readonly o: ClamdPoolOptions) {
-    this.states = o.endpoints.map((endpoint) => ({
+  constructor(private readonly opts: ClamdPoolOptions) {
+    this.states = opts.endpoints.map((endpoint) => ({
       endpoint,
       name: endpointName(endpoint),
       healthy: true,
@@ -96,9 +96,9 @@ export class ClamdPool implements Scanner {
 
   /** Start the background health loop (first check at once). */
   start(): void {
-    if (this.timer || this.o.healthIntervalMs <= 0) return;
+    if (this.timer || this.opts.healthIntervalMs <= 0) return;
     void this.checkAll();
-    this.timer = setInterval(() => void this.checkAll(), this.o.healthIntervalMs);
+    this.timer = setInterval(() => void this.checkAll(), this.opts.healthIntervalMs);
     this.timer.unref();
   }
 
@@ -143,11 +143,11 @@ export class ClamdPool implements Scanner {
 
   private async check(s: EndpointState): Promise<boolean> {
     try {
-      const reply = await this.request(s, [CMD_PING], this.o.connectTimeoutMs);
+      const reply = await this.request(s, [CMD_PING], this.opts.connectTimeoutMs);
       if (reply !== 'PONG')
         throw new ClamdError('protocol', s.name, `PING answered ${JSON.stringify(reply.slice(0, 100))}`);
       this.markHealthy(s);
-      if (Date.now() - s.versionAt > (this.o.versionMaxAgeMs ?? 60_000)) await this.refreshVersion(s);
+      if (Date.now() - s.versionAt > (this.opts.versionMaxAgeMs ?? 60_000)) await this.refreshVersion(s);
       return true;
     } catch (err) {
       this.markUnhealthy(s, err as Error);
@@ -159,13 +159,13 @@ export class ClamdPool implements Scanner {
   async version(endpoint?: string): Promise<ClamdVersion | undefined> {
     const s = endpoint ? this.states.find((x) => x.name === endpoint) : this.states.find((x) => x.healthy);
     if (!s) return undefined;
-    if (!s.version || Date.now() - s.versionAt > (this.o.versionMaxAgeMs ?? 60_000)) await this.refreshVersion(s);
+    if (!s.version || Date.now() - s.versionAt > (this.opts.versionMaxAgeMs ?? 60_000)) await this.refreshVersion(s);
     return s.version;
   }
 
   private async refreshVersion(s: EndpointState): Promise<void> {
     try {
-      s.version = parseVersion(await this.request(s, [CMD_VERSION], this.o.connectTimeoutMs));
+      s.version = parseVersion(await this.request(s, [CMD_VERSION], this.opts.connectTimeoutMs));
       s.versionAt = Date.now();
     } catch (err) {
       // The scan header then says "version unknown"; not a reason to fail a scan that succeeded.
@@ -181,7 +181,8 @@ export class ClamdPool implements Scanner {
       try {
         const result = await this.scanOn(s, data, signal);
         this.markHealthy(s);
-        if (!s.version || Date.now() - s.versionAt > (this.o.versionMaxAgeMs ?? 60_000)) await this.refreshVersion(s);
+        if (!s.version || Date.now() - s.versionAt > (this.opts.versionMaxAgeMs ?? 60_000))
+          await this.refreshVersion(s);
         return { ...result, endpoint: s.name, version: s.version };
       } catch (err) {
         if (!(err instanceof ClamdError)) throw err;
@@ -215,7 +216,7 @@ export class ClamdPool implements Scanner {
   ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
     let text: string;
     try {
-      text = await this.request(s, instreamFrames(data, this.o.chunkBytes), this.o.readTimeoutMs, signal);
+      text = await this.request(s, instreamFrames(data, this.opts.chunkBytes), this.opts.readTimeoutMs, signal);
     } catch (err) {
       if (err instanceof ClamdError && err.resetBeforeReply && (await this.exceedsLimit(s, data.length))) {
         return { kind: 'size-limit' };
@@ -241,12 +242,15 @@ export class ClamdPool implements Scanner {
   ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
     let text: string;
     try {
-      text = await session.request(instreamFrames(data, this.o.chunkBytes), this.o.readTimeoutMs, signal);
+      text = await session.request(instreamFrames(data, this.opts.chunkBytes), this.opts.readTimeoutMs, signal);
     } catch (err) {
       session.close();
       if (!(err instanceof ClamdError) || signal?.aborted || this.closed) throw err;
       if (reused && err.kind === 'closed') {
-        this.o.log?.debug({ clamd: s.name, err: err.message }, 'clamd session dropped: retrying on a fresh connection');
+        this.opts.log?.debug(
+          { clamd: s.name, err: err.message },
+          'clamd session dropped: retrying on a fresh connection',
+        );
         return this.scanFresh(s, data, signal);
       }
       if (err.resetBeforeReply && (await this.exceedsLimit(s, data.length))) return { kind: 'size-limit' };
@@ -257,7 +261,7 @@ export class ClamdPool implements Scanner {
     else session.close();
     if (reply.kind === 'error') {
       if (reused && !signal?.aborted && !this.closed) {
-        this.o.log?.debug(
+        this.opts.log?.debug(
           { clamd: s.name, reply: reply.message },
           'clamd session answered ERROR: retrying on a fresh connection',
         );
@@ -280,7 +284,7 @@ export class ClamdPool implements Scanner {
       }
       session.close();
     }
-    if (s.sessions >= (this.o.sessionsPerEndpoint ?? 4)) return undefined;
+    if (s.sessions >= (this.opts.sessionsPerEndpoint ?? 4)) return undefined;
     s.sessions++;
     let alive = true;
     const onDead = (dead: ClamdSession) => {
@@ -292,7 +296,7 @@ export class ClamdPool implements Scanner {
       clearTimeout(this.idleTimers.get(dead));
       this.idleTimers.delete(dead);
     };
-    return ClamdSession.open(s.endpoint, this.o.connectTimeoutMs, onDead).then(
+    return ClamdSession.open(s.endpoint, this.opts.connectTimeoutMs, onDead).then(
       (session) => ({ session, reused: false }),
       (err: unknown) => {
         s.sessions--;
@@ -322,8 +326,8 @@ export class ClamdPool implements Scanner {
     header.writeUInt32BE(Math.min(size, 0xffffffff), 0);
     try {
       const reply = await clamdRequest(s.endpoint, [CMD_INSTREAM, header], {
-        connectTimeoutMs: this.o.connectTimeoutMs,
-        readTimeoutMs: this.o.connectTimeoutMs,
+        connectTimeoutMs: this.opts.connectTimeoutMs,
+        readTimeoutMs: this.opts.connectTimeoutMs,
       });
       return parseInstreamReply(reply).kind === 'size-limit';
     } catch {
@@ -332,7 +336,7 @@ export class ClamdPool implements Scanner {
   }
 
   private request(s: EndpointState, frames: Buffer[], readTimeoutMs: number, signal?: AbortSignal): Promise<string> {
-    return clamdRequest(s.endpoint, frames, { connectTimeoutMs: this.o.connectTimeoutMs, readTimeoutMs, signal });
+    return clamdRequest(s.endpoint, frames, { connectTimeoutMs: this.opts.connectTimeoutMs, readTimeoutMs, signal });
   }
 
   /** Healthy endpoints first, least in-flight first, round-robin among equals; the unhealthy ones last. */
@@ -345,19 +349,21 @@ export class ClamdPool implements Scanner {
   }
 
   private markHealthy(s: EndpointState): void {
-    if (!s.healthy) this.o.log?.info({ clamd: s.name }, 'clamd answers again');
+    if (!s.healthy) this.opts.log?.info({ clamd: s.name }, 'clamd answers again');
     s.healthy = true;
     s.lastError = undefined;
   }
 
   private markUnhealthy(s: EndpointState, err: Error): void {
-    if (s.healthy) this.o.log?.warn({ clamd: s.name, err: err.message }, 'clamd unavailable: out of rotation');
+    if (s.healthy) this.opts.log?.warn({ clamd: s.name, err: err.message }, 'clamd unavailable: out of rotation');
     s.healthy = false;
     s.lastError = err.message;
     this.report(err, s);
   }
 
   private report(err: Error, s: EndpointState): void {
-    this.o.onError?.(err instanceof ClamdError ? err : new ClamdError('protocol', s.name, err.message, { cause: err }));
+    this.opts.onError?.(
+      err instanceof ClamdError ? err : new ClamdError('protocol', s.name, err.message, { cause: err }),
+    );
   }
 }

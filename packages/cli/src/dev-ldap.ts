@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import type { Logger } from '@mailgate/runtime';
+import { tcpOpen } from './tcp-open.js';
 
 /**
  * `mailgate dev`'s directory (dev.ldap): the LDAP sources of ingress.recipients point at a seeded Debian slapd
@@ -30,19 +30,6 @@ interface LdapSourceShape {
 interface RecipientsShape {
   sources?: Record<string, LdapSourceShape>;
   domains?: { domain?: string; sources?: string[] }[];
-}
-
-function tcpOpen(host: string, port: number, timeoutMs = 800): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(timeoutMs, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
 }
 
 /** The first URL of an ldap(s):// list as host and port. */

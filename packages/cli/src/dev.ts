@@ -1,6 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBroker, type BrokerHandle } from '@mailgate/kafka-lite';
@@ -11,22 +10,10 @@ import { startDevDirectory } from './dev-ldap.js';
 import { startDevSink } from './dev-mailbox.js';
 import { availableServices } from './services.js';
 import { Supervisor } from './supervisor.js';
+import { tcpOpen } from './tcp-open.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/mailgate.js');
 const SRC_MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.ts');
-
-function tcpOpen(host: string, port: number, timeoutMs = 800): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(timeoutMs, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
 
 async function waitHealthy(port: number, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';
 
 /**
@@ -299,22 +299,34 @@ export class TrackingStore {
     const note = NOTE_ONLY.has(e.type);
     const rcpts = note ? [] : (e.rcptTo ?? []);
     const refusal = e.type === 'refused';
-    const [[prevFirst, prevAt, prevRank, prevRcpts, prevIdx], prevRcptRecs] = await Promise.all([
-      this.redis.hmget(key, 'firstSeenMs', 'updatedAtMs', 'rank', 'rcptTo', 'idx'),
-      perRcpt && rcpts.length ? this.redis.hmget(`trk:rcpt:${id}`, ...rcpts.map(norm)) : Promise.resolve([]),
-    ]);
+    // One round trip reads the message's whole state: the status index below is computed from it and the event,
+    // and written in the same MULTI (events of one message arrive in order on one partition, one writer each).
+    const [[, prevHash], [, prevRcptHash]] = (await this.redis
+      .pipeline()
+      .hgetall(key)
+      .hgetall(`trk:rcpt:${id}`)
+      .exec()) as [[unknown, Record<string, string> | null], [unknown, Record<string, string> | null]];
+    const prev = prevHash ?? {};
+    const prevRcptAll = prevRcptHash ?? {};
+    const { firstSeenMs: prevFirst, updatedAtMs: prevAt, rank: prevRank, rcptTo: prevRcpts, idx: prevIdx } = prev;
+    const prevRcptRecs = perRcpt ? rcpts.map((r) => prevRcptAll[norm(r)]) : [];
     // The message's time is its earliest event (events of one message can arrive slightly out of order).
     const first = prevFirst ? Math.min(Number(prevFirst), at) : at;
+    // Index entries this message already has at this score need no second write (ZADD of the same member and
+    // score changes nothing): a stage event repeats the envelope, and re-adding it to every index was most of the
+    // store's Redis commands. A new first-seen time, a `received` or a refusal writes all of its indexes as before.
+    const known = !!prevFirst && first === Number(prevFirst) && e.type !== 'received' && !refusal;
     const summary: Record<string, string> = { firstSeenMs: String(first), firstSeen: new Date(first).toISOString() };
     if (e.mailFrom !== undefined) summary['mailFrom'] = e.mailFrom;
     // Recipients are the union of what the events named (a per-recipient event names a subset; never shrink).
-    const known = prevRcpts ? (JSON.parse(prevRcpts) as string[]) : [];
-    const seen = new Set(known.map(norm));
+    const knownRcpts = prevRcpts ? (JSON.parse(prevRcpts) as string[]) : [];
+    const seen = new Set(knownRcpts.map(norm));
     const added = rcpts.filter((r) => !seen.has(norm(r)) && seen.add(norm(r)));
-    if (added.length) summary['rcptTo'] = JSON.stringify([...known, ...added]);
+    if (added.length) summary['rcptTo'] = JSON.stringify([...knownRcpts, ...added]);
+    const indexedRcpts = new Set(known ? knownRcpts.map(norm) : []);
     if (e.clientIp) summary['clientIp'] = e.clientIp;
     if (e.traceId && !/^0+$/.test(e.traceId)) summary['traceId'] = e.traceId;
-    const indexes = ['trk:idx:time'];
+    const indexes = known ? [] : ['trk:idx:time'];
     if (e.type === 'received') {
       summary['ingressHost'] = e.host;
       const d = e.details ?? {};
@@ -363,17 +375,18 @@ export class TrackingStore {
         Object.assign(summary, { updatedAt: new Date(at).toISOString() });
       }
     }
-    if (e.mailFrom !== undefined) {
+    if (e.mailFrom !== undefined && !(known && prev['mailFrom'] === e.mailFrom)) {
       indexes.push(`trk:idx:from:${norm(e.mailFrom)}`);
       const d = domainOf(e.mailFrom);
       if (d) indexes.push(`trk:idx:fromdom:${d}`);
     }
     for (const r of rcpts) {
+      if (indexedRcpts.has(norm(r))) continue;
       indexes.push(`trk:idx:rcpt:${norm(r)}`);
       const d = domainOf(r);
       if (d) indexes.push(`trk:idx:rcptdom:${d}`);
     }
-    if (e.clientIp) indexes.push(`trk:idx:ip:${e.clientIp}`);
+    if (e.clientIp && !(known && prev['clientIp'] === e.clientIp)) indexes.push(`trk:idx:ip:${e.clientIp}`);
     // A refusal entry's keys outlive its retention by a day: the sweep needs its `idx` list to unindex it.
     const ttl = refusal ? this.refusedTtlSeconds + 86400 : this.ttlSeconds;
     if (refusal) {
@@ -398,30 +411,29 @@ export class TrackingStore {
         m.expire(idx, this.ttlSeconds);
       }
     }
+    if (!refusal) this.reindexStatus(m, id, first, { ...prev, ...summary }, { ...prevRcptAll, ...rcptUpdates });
     await m.exec();
-    if (!refusal) await this.reindexStatus(id, first);
   }
 
   /**
    * Keep the message under its current status in trk:idx:status:* (the status a search shows: the recipients'
-   * aggregate, so it is computed from the stored state after the write). Events of one message arrive in order on
-   * one partition, so this read-then-move does not race with itself.
+   * aggregate, computed from the state this write leaves: the hashes as read plus this event's updates).
    */
-  private async reindexStatus(id: string, first: number): Promise<void> {
-    const [[, h], [, rr]] = (await this.redis.pipeline().hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`).exec()) as [
-      [unknown, Record<string, string>],
-      [unknown, Record<string, string>],
-    ];
-    if (!h || Object.keys(h).length === 0) return;
-    const status = toSummary(id, h, rr ?? {}).status;
-    if (h['sidx'] === status) return;
-    const m = this.redis.multi();
-    if (h['sidx']) m.zrem(`trk:idx:status:${h['sidx']}`, id);
+  private reindexStatus(
+    m: ChainableCommander,
+    id: string,
+    first: number,
+    h: Record<string, string>,
+    rr: Record<string, string>,
+  ): void {
+    const status = toSummary(id, h, rr).status;
+    // The index entry is at the message's first-seen score: a new earlier time moves it too.
+    if (h['sidx'] === status && String(first) === h['sidxAt']) return;
+    if (h['sidx'] && h['sidx'] !== status) m.zrem(`trk:idx:status:${h['sidx']}`, id);
     m.zadd(`trk:idx:status:${status}`, first, id);
     m.zremrangebyscore(`trk:idx:status:${status}`, '-inf', Date.now() - this.ttlSeconds * 1000);
     m.expire(`trk:idx:status:${status}`, this.ttlSeconds);
-    m.hset(`trk:msg:${id}`, 'sidx', status);
-    await m.exec();
+    m.hset(`trk:msg:${id}`, 'sidx', status, 'sidxAt', String(first));
   }
 
   async get(id: string): Promise<{ summary: MessageSummary; events: TrackingEvent[] } | null> {

@@ -1,0 +1,100 @@
+// npm run bench:tracking — what the admin's tracking store costs per message: Redis commands (from the server's
+// own INFO commandstats, so the count is exact and independent of machine noise), and events/s and CPU ms per
+// message of this process writing them one at a time, as the ingest consumer does. Prints figures, asserts nothing.
+//
+// A message's events are what the pipeline emits for clean mail with one recipient: `received` from ingress, one
+// `stage` event per stage (dnsbl-check, virus-scan, attachment-policy, spam-check, delivery) and `delivered`.
+// Runs against its own redis-server on a free port (testkit), so nothing else's commands are counted.
+import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
+import { startRedis } from '@mailgate/testkit';
+import { Redis } from 'ioredis';
+import { TrackingStore } from '../src/tracking-store.js';
+
+const MESSAGES = Number(process.env['MESSAGES'] ?? 2000);
+const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
+const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'] as const;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function eventsOf(i: number, t0: number): TrackingEvent[] {
+  const base = {
+    messageId: newMessageId(),
+    traceId: (i + 1).toString(16).padStart(32, '0'),
+    mailFrom: `sender${i % 50}@partner${i % 7}.test`,
+    rcptTo: [`user${i % 200}@example.test`],
+    clientIp: `198.51.100.${i % 250}`,
+    host: 'bench-0',
+  };
+  const at = (ms: number) => new Date(t0 + ms).toISOString();
+  const out: TrackingEvent[] = [
+    {
+      ...base,
+      type: 'received',
+      at: at(0),
+      service: 'ingress-smtp',
+      details: {
+        size: 10_240,
+        subject: `Quarterly report ${i % 30} for the partner meeting`,
+        messageIdHeader: `<${i}.bench@partner.test>`,
+        auth: { spf: 'pass', dkim: 'pass', dmarc: 'pass' },
+      },
+    },
+  ];
+  STAGES.forEach((stage, k) =>
+    out.push({ ...base, type: 'stage', at: at(5 + k), service: stage, details: { stage, verdict: { kind: 'pass' } } }),
+  );
+  out.push({
+    ...base,
+    type: 'delivered',
+    at: at(20),
+    service: 'delivery',
+    details: { remoteHost: 'mx.example.test', reply: '250 2.0.0 Ok: queued', destination: 'example.test' },
+  });
+  return out;
+}
+
+async function commandCount(redis: Redis): Promise<number> {
+  const info = await redis.info('stats');
+  return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
+}
+
+/** MULTI/EXEC/pipeline: how many requests a client waited for is not in INFO; count the calls per command. */
+async function commandStats(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+const server = await startRedis();
+const redis = new Redis(server.url);
+try {
+  const store = new TrackingStore(redis, 7);
+  const rows: { cmds: number; perSec: number; cpuMs: number }[] = [];
+  let lastStats = new Map<string, number>();
+  for (let r = 0; r < ROUNDS; r++) {
+    await redis.flushall();
+    await redis.config('RESETSTAT');
+    const t0 = Date.now() - 60_000;
+    const all = Array.from({ length: MESSAGES }, (_, i) => eventsOf(i, t0));
+    const before = await commandCount(redis);
+    const cpu0 = process.cpuUsage();
+    const wall0 = process.hrtime.bigint();
+    for (const events of all) for (const e of events) await store.add(e);
+    const wallS = Number(process.hrtime.bigint() - wall0) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    // INFO itself is one command; RESETSTAT and the first INFO are before `before`.
+    const cmds = (await commandCount(redis)) - before - 1;
+    lastStats = await commandStats(redis);
+    rows.push({ cmds: cmds / MESSAGES, perSec: MESSAGES / wallS, cpuMs: (cpu.user + cpu.system) / 1000 / MESSAGES });
+  }
+  const events = eventsOf(0, 0).length;
+  console.log(`tracking store: ${MESSAGES} messages × ${events} events, ${ROUNDS} rounds, own redis-server`);
+  console.log(`  Redis commands per message   ${median(rows.map((r) => r.cmds)).toFixed(1)}`);
+  console.log(`  messages/s (one writer)      ${median(rows.map((r) => r.perSec)).toFixed(0)}`);
+  console.log(`  CPU ms per message (client)  ${median(rows.map((r) => r.cpuMs)).toFixed(3)}`);
+  const top = [...lastStats].filter(([k]) => k !== 'info' && k !== 'config|resetstat').sort((a, b) => b[1] - a[1]);
+  console.log(`  per message, by command:     ${top.map(([k, n]) => `${k} ${(n / MESSAGES).toFixed(1)}`).join(', ')}`);
+} finally {
+  redis.disconnect();
+  await server.stop();
+}

@@ -72,7 +72,8 @@ export const DKIM_KEYS = (() => {
     ],
   };
 })();
-const BUILT = process.env['MAILGATE_E2E_BUILT'] === '1';
+/** Read when a service starts (not at import): a benchmark may choose the compiled build after importing this. */
+const built = (): boolean => process.env['MAILGATE_E2E_BUILT'] === '1';
 
 export const SERVICES = [
   'ingress-smtp',
@@ -161,7 +162,7 @@ export class ServiceProcess {
     this.starts += 1;
     // MAILGATE_E2E_BUILT=1 runs the compiled CLI (`npm run build` first), as the container image does: from source,
     // tsx's require hook costs 6-16 % of a stage's CPU (kafkajs requires its protocol module on every request).
-    const entry = BUILT
+    const entry = built()
       ? [join(REPO_ROOT, 'packages/cli/bin/mailgate.js')]
       : ['--import', 'tsx', '--conditions=mailgate-src', join(REPO_ROOT, 'packages/cli/src/main.ts')];
     const args = [...this.nodeFlags, ...entry, this.name, '--config', this.configFile];

@@ -19,17 +19,16 @@
 // services, admin (the tracking store), ingress, kafka-lite, redis-server, clamd and rspamd; for Haraka its master and
 // workers and clamd (the DNS server serves both and is left out of both).
 // Prints figures, never asserts.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, totalmem } from 'node:os';
-import { AssignerProtocol, Kafka, logLevel } from 'kafkajs';
 import nodemailer from 'nodemailer';
 import { freePort, ManagedProcess, startSmtpSink, type Sink } from '@mailgate/testkit';
 import { buildMessage, header } from '../harness/mail.js';
-import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
+import { ACCEPTED_DOMAIN, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
 import { ensureHaraka, startHaraka } from './haraka.js';
+import { describeSplit, groupMembers, LOAD_FROM as FROM, LOAD_TO as TO, smtpSource, waitCount } from './load.js';
 import { usageMeter, type ProcUsage } from './procstat.js';
 
 const env = (k: string, d: number): number => Number(process.env[k] ?? d);
@@ -53,8 +52,6 @@ const STACK_CONFIG = {
     ...(SPAM ? {} : { spamCheck: { skip: { ips: ['0.0.0.0/0', '::/0'] } } }),
   },
 };
-const FROM = `load@${REMOTE_DOMAIN}`;
-const TO = `inbox@${ACCEPTED_DOMAIN}`;
 const log = (l: string): void => console.error(`[bench] ${l}`);
 
 interface Row {
@@ -133,36 +130,6 @@ function medianRow(runs: Row[]): Row {
   };
 }
 
-/** smtp-source: N messages of `bytes` over `sessions` parallel sessions; resolves with the wall time (s). */
-async function smtpSource(port: number, bytes: number, count: number, sessions = SESSIONS): Promise<number> {
-  const t0 = Date.now();
-  await new Promise<void>((resolve, reject) => {
-    const args = [
-      '-s',
-      String(sessions),
-      '-l',
-      String(bytes),
-      '-m',
-      String(count),
-      '-f',
-      FROM,
-      '-t',
-      TO,
-      '-M',
-      'client.test',
-      `127.0.0.1:${port}`,
-    ];
-    const p = spawn('/usr/sbin/smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err.slice(0, 500)}`)),
-    );
-  });
-  return (Date.now() - t0) / 1000;
-}
-
 /** Sends probe messages and measures 250 → arrival at the sink (matched by Message-ID). */
 class Prober {
   private readonly sentAt = new Map<string, number>();
@@ -225,15 +192,6 @@ class Prober {
   }
 }
 
-async function waitCount(sink: Sink, n: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (sink.messages.length < n) {
-    if (Date.now() > deadline) return false;
-    await sleep(100);
-  }
-  return true;
-}
-
 /**
  * One system under load: peak (smtp-source + probes every 250 ms), then a paced run at half the peak delivered
  * rate. `procs` are sampled for CPU/RSS during the peak run.
@@ -264,7 +222,7 @@ async function measure(
   let acceptedWall = 0;
   let note: string | undefined;
   try {
-    acceptedWall = await smtpSource(port, size.bytes, size.count);
+    acceptedWall = await smtpSource(port, size.bytes, size.count, SESSIONS);
   } catch (e) {
     note = (e as Error).message.slice(0, 200);
     acceptedWall = (Date.now() - t0) / 1000;
@@ -385,27 +343,10 @@ async function ceiling(size: (typeof SIZES)[number]): Promise<number> {
     await sleep(100);
   }
   try {
-    const wall = await smtpSource(port, size.bytes, size.count * 2);
+    const wall = await smtpSource(port, size.bytes, size.count * 2, SESSIONS);
     return (size.count * 2) / wall;
   } finally {
     await sinkProc.stop('SIGTERM', 2000);
-  }
-}
-
-/** Consumer-group members and their partitions (kafkajs admin). */
-async function partitionSplit(brokers: string, group: string): Promise<string[]> {
-  const kafka = new Kafka({ clientId: 'bench', brokers: [brokers], logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const { groups } = await admin.describeGroups([group]);
-    return (groups[0]?.members ?? []).map((m) => {
-      const a = AssignerProtocol.MemberAssignment.decode(m.memberAssignment);
-      const parts = Object.values(a?.assignment ?? {}).flat();
-      return `${m.clientId}: partitions [${parts.sort((x, y) => x - y).join(', ')}]`;
-    });
-  } finally {
-    await admin.disconnect();
   }
 }
 
@@ -583,7 +524,7 @@ async function main(): Promise<void> {
     const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', replicas: { [name]: 2 }, ...STACK_CONFIG });
     try {
       const row = await measure(`mailgate, 2 × ${name}`, st.smtp.port, st.internal, SIZES[0]!, stageProcs(st));
-      const split = await partitionSplit(st.kafka.brokers, `mailgate.${name}`);
+      const split = describeSplit(await groupMembers(st.kafka.brokers, `mailgate.${name}`));
       const one = rows.find((r) => r.system === 'mailgate' && r.size === SIZES[0]!.label);
       console.log(`\nscale-out (${SIZES[0]!.label}): busiest stage by CPU = ${name}`);
       console.log(`  1 replica : delivered ${fmt(one?.delivered)} msg/s`);

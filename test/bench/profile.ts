@@ -9,9 +9,9 @@
 //
 // Usage: node --import tsx --conditions=mailgate-src test/bench/profile.ts [messages=2000] [bytes=10240] [dir]
 // Prints figures, never asserts.
-import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, SERVICES, sleep, startStack } from '../harness/stack.js';
+import { SERVICES, sleep, startStack } from '../harness/stack.js';
+import { smtpSource } from './load.js';
 import { usageMeter } from './procstat.js';
 
 const COUNT = Number(process.argv[2] ?? 2000);
@@ -19,18 +19,6 @@ const BYTES = Number(process.argv[3] ?? 10240);
 const DIR = process.argv[4] ?? '/tmp/mg-prof';
 const log = (l: string): void => console.error(`[profile] ${l}`);
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
-
-function smtpSource(port: number, count: number, sessions: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const args = ['-s', String(sessions), '-l', String(BYTES), '-m', String(count)];
-    args.push('-f', `load@${REMOTE_DOMAIN}`, '-t', `inbox@${ACCEPTED_DOMAIN}`, '-M', 'client.test');
-    const p = spawn('/usr/sbin/smtp-source', [...args, `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err}`))));
-  });
-}
 
 async function main(): Promise<void> {
   rmSync(DIR, { recursive: true, force: true });
@@ -43,13 +31,13 @@ async function main(): Promise<void> {
   const stack = await startStack({ partitions: 6, logLevel: 'warn', nodeFlags });
   try {
     const sink = stack.internal;
-    await smtpSource(stack.smtp.port, 40, 4); // warm-up: JIT, pools, DNSBL cache
+    await smtpSource(stack.smtp.port, BYTES, 40, 4); // warm-up: JIT, pools, DNSBL cache
     while (sink.messages.length < 40) await sleep(100);
     sink.clear();
     const meter = usageMeter(stack.processes());
     const start = monoUs();
     const t0 = Date.now();
-    await smtpSource(stack.smtp.port, COUNT, 20);
+    await smtpSource(stack.smtp.port, BYTES, COUNT, 20);
     const accepted = (Date.now() - t0) / 1000;
     const deadline = Date.now() + 300_000;
     while (sink.messages.length < COUNT && Date.now() < deadline) await sleep(50);

@@ -1,7 +1,8 @@
 // Throughput of one stage hop (consume → pass-through stage → durable produce → commit) through kafka-lite, the
 // per-message cost every pipeline stage pays on top of its own check.
 // Run: npm run bench:stage-hop [-- N SIZE RATE]; RATE msg/s = live trickle (0: backlog). MG_BUS='{"fetchMinBytes":1}'
-// overrides the bus config; MG_NOSTAGE=1 measures the feeder alone (subtract it in trickle mode).
+// overrides the bus config; MG_NOSTAGE=1 measures the feeder alone (subtract it in trickle mode); MG_SAMPLE=0..1 is
+// the trace sampling ratio (default 1, as deployed: one trace per message) to measure what tracing costs per hop.
 import { startBroker } from '@mailgate/kafka-lite';
 import { busSchema, createLogger, kafkaSchema } from '@mailgate/runtime';
 import { startTelemetry } from '@mailgate/telemetry';
@@ -37,7 +38,7 @@ const runner = new StageRunner({
   },
   bus: busSchema.parse(process.env['MG_BUS'] ? JSON.parse(process.env['MG_BUS']) : {}),
   log: createLogger('bench', 'silent'),
-  telemetry: startTelemetry({ serviceName: 'bench' }),
+  telemetry: startTelemetry({ serviceName: 'bench', sampleRatio: Number(process.env['MG_SAMPLE'] ?? 1) }),
   host: 'bench',
   topic,
   groupId: 'bench-hop',
@@ -66,7 +67,8 @@ const cpu = process.cpuUsage(cpu0);
 await runner.stop();
 console.log(
   `stage hop: ${N} × ${SIZE} B in ${ms.toFixed(0)} ms = ${((N * 1000) / ms).toFixed(0)} msg/s; ` +
-    `process CPU (client + broker) ${((cpu.user + cpu.system) / 1000 / N).toFixed(3)} ms/msg; output → ${TOPICS.scanned}`,
+    `process CPU (client + broker) ${((cpu.user + cpu.system) / 1000 / N).toFixed(3)} ms/msg; ` +
+    `sampling ${process.env['MG_SAMPLE'] ?? 1}; output → ${TOPICS.scanned}`,
 );
 await producer.disconnect();
 await broker.close();

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { Kafka, logLevel, type KafkaConfig as KafkaJsConfig, type SASLOptions } from 'kafkajs';
 import type { KafkaConfig, Logger } from '@mailgate/runtime';
+import { installNativeCrc32c } from './crc32c.js';
 
 const LEVEL_NAMES: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
@@ -12,6 +13,8 @@ const LEVEL_NAMES: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 
 /** A kafkajs client for a real cluster or kafka-lite, from the `kafka:` config section. */
 export function createKafka(cfg: KafkaConfig, clientId: string, log?: Logger): Kafka {
+  if (!installNativeCrc32c())
+    log?.warn('kafkajs checksum module not where expected: produce uses kafkajs’ own (slower) CRC-32C');
   const conf: KafkaJsConfig = {
     clientId: `${cfg.clientId}-${clientId}`,
     brokers: cfg.brokers,

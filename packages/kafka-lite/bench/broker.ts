@@ -1,13 +1,55 @@
 // Benchmark: produce + consume through kafkajs against kafka-lite running in a child process.
-// Prints records/s, MB/s and where the CPU time goes (broker process vs. kafkajs client process).
+// Prints records/s, MB/s and where the CPU time goes (broker process vs. kafkajs client process), and first the raw
+// loopback copy rate of this machine (one TCP socket, 64 KiB writes, nothing parsed) as the ceiling to compare with.
+// kafkajs checksums with the native CRC-32C the services install (@mailgate/bus); MG_JS_CRC=1 keeps kafkajs' own.
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
+import { installNativeCrc32c } from '@mailgate/bus';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+const nativeCrc = process.env['MG_JS_CRC'] !== '1' && installNativeCrc32c();
+
+/** MB/s of pushing `mib` MiB through one loopback TCP connection (64 KiB writes, the reader only counts). */
+async function loopbackCopy(mib: number): Promise<number> {
+  const total = mib * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 'x');
+  let received = 0;
+  let t0 = 0;
+  const done = new Promise<number>((resolve) => {
+    const server = net.createServer((sock) => {
+      sock.on('data', (d: Buffer) => {
+        received += d.length;
+        if (received >= total) {
+          const secs = (performance.now() - t0) / 1000;
+          sock.destroy();
+          server.close();
+          resolve(mib / secs);
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      const c = net.connect(port, '127.0.0.1', () => {
+        t0 = performance.now();
+        let sent = 0;
+        const write = (): void => {
+          while (sent < total) {
+            sent += chunk.length;
+            if (!c.write(chunk)) return void c.once('drain', write);
+          }
+          c.end();
+        };
+        write();
+      });
+    });
+  });
+  return done;
+}
 
 interface Cpu {
   user: number;
@@ -110,8 +152,10 @@ async function scenario(
 const small = Number(process.env.BENCH_SMALL_RECORDS ?? 100_000);
 const large = Number(process.env.BENCH_LARGE_RECORDS ?? 2_000);
 console.log(
-  `kafka-lite bench: node ${process.version}, ${os.cpus().length} CPUs, broker in a child process, kafkajs producer (acks=-1, 4 concurrent sends) + group consumer in this process`,
+  `kafka-lite bench: node ${process.version}, ${os.cpus().length} CPUs, broker in a child process, kafkajs producer (acks=-1, 4 concurrent sends) + group consumer in this process; kafkajs CRC-32C ${nativeCrc ? 'native (@node-rs/crc32)' : 'kafkajs’ own (JavaScript)'}`,
 );
+const copies = [await loopbackCopy(512), await loopbackCopy(512), await loopbackCopy(512)].sort((a, b) => a - b);
+console.log(`raw loopback copy (one TCP socket, 64 KiB writes): median ${copies[1]!.toFixed(0)} MB/s of 3`);
 for (const mode of ['memory', 'data-dir', 'data-dir fsync=always'] as const) {
   const dir = mode === 'memory' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-lite-bench-'));
   const opts: Record<string, unknown> = dir ? { dataDir: dir, fsync: mode === 'data-dir' ? 'interval' : 'always' } : {};

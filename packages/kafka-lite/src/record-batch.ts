@@ -1,55 +1,12 @@
 // RecordBatch v2 (magic 2) helpers: CRC-32C and header parsing. The broker stores batches opaquely and only
 // reads these headers (offsets, sequence numbers, codec) — it never decompresses records.
+import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 
-// ---- CRC-32C (Castagnoli), slicing-by-8 -------------------------------------------------------
+// ---- CRC-32C (Castagnoli) -------------------------------------------------------------------
 
-const CRC_TABLES: Int32Array[] = (() => {
-  const tables: Int32Array[] = [];
-  const t0 = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t0[i] = c;
-  }
-  tables.push(t0);
-  for (let t = 1; t < 8; t++) {
-    const prev = tables[t - 1]!;
-    const cur = new Int32Array(256);
-    for (let i = 0; i < 256; i++) cur[i] = (prev[i]! >>> 8) ^ t0[prev[i]! & 0xff]!;
-    tables.push(cur);
-  }
-  return tables;
-})();
-
+/** CRC-32C of buf[start, end): @node-rs/crc32's native code (the same one the bus gives kafkajs). */
 export function crc32c(buf: Buffer, start = 0, end = buf.length): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-  ];
-  let crc = -1;
-  let i = start;
-  const end8 = end - ((end - start) & 7);
-  while (i < end8) {
-    const a = (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24)) ^ crc;
-    crc =
-      t7[a & 0xff]! ^
-      t6[(a >>> 8) & 0xff]! ^
-      t5[(a >>> 16) & 0xff]! ^
-      t4[a >>> 24]! ^
-      t3[buf[i + 4]!]! ^
-      t2[buf[i + 5]!]! ^
-      t1[buf[i + 6]!]! ^
-      t0[buf[i + 7]!]!;
-    i += 8;
-  }
-  while (i < end) crc = t0[(crc ^ buf[i++]!) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ -1) >>> 0;
+  return nativeCrc32c(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) >>> 0;
 }
 
 // ---- RecordBatch v2 header helpers -------------------------------------------------------------

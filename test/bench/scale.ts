@@ -117,6 +117,9 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
   return points.sort((a, b) => a.replicas - b.replicas);
 }
 
+/** The stage was the bottleneck: every replica used its whole quota in most periods. */
+const bound = (p: ScalePoint): boolean => p.throttled.every((t) => t >= 0.5);
+
 async function main(): Promise<void> {
   let cg: CgroupDriver;
   try {
@@ -148,7 +151,7 @@ async function main(): Promise<void> {
     const one = pts.find((p) => p.replicas === 1)?.msgPerSec ?? NaN;
     for (const p of pts)
       console.log(
-        `| ${stage} | ${p.replicas} | ${fmt(p.msgPerSec)} | ${fmt(p.msgPerSec / one, 2)}× | ${p.throttled.map((t) => fmt(t * 100, 0)).join(' / ')} |`,
+        `| ${stage} | ${p.replicas} | ${fmt(p.msgPerSec)} | ${fmt(p.msgPerSec / one, 2)}× | ${p.throttled.map((t) => fmt(t * 100, 0)).join(' / ')}${bound(p) ? '' : ' (not CPU-bound at its quota: the bottleneck was elsewhere, so this is not the stage’s throughput)'} |`,
       );
   }
   console.log('\npartition assignment:');

@@ -1,6 +1,7 @@
 // npm run bench:tracking — what the admin's tracking store costs per message: Redis commands (from the server's
 // own INFO commandstats, so the count is exact and independent of machine noise), and events/s and CPU ms per
-// message of this process writing them one at a time, as the ingest consumer does. Prints figures, asserts nothing.
+// message of this process writing them: one add() per event, and addBatch() per BATCH events (default 100: what the
+// ingest consumer hands over from one fetch under load). Prints figures, asserts nothing.
 //
 // A message's events are what the pipeline emits for clean mail with one recipient: `received` from ingress, one
 // `stage` event per stage (dnsbl-check, virus-scan, attachment-policy, spam-check, delivery) and `delivered`.
@@ -12,6 +13,7 @@ import { TrackingStore } from '../src/tracking-store.js';
 
 const MESSAGES = Number(process.env['MESSAGES'] ?? 2000);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
+const BATCH = Number(process.env['BATCH'] ?? 100);
 const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'] as const;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -69,31 +71,41 @@ const server = await startRedis();
 const redis = new Redis(server.url);
 try {
   const store = new TrackingStore(redis, 7);
-  const rows: { cmds: number; perSec: number; cpuMs: number }[] = [];
-  let lastStats = new Map<string, number>();
-  for (let r = 0; r < ROUNDS; r++) {
-    await redis.flushall();
-    await redis.config('RESETSTAT');
-    const t0 = Date.now() - 60_000;
-    const all = Array.from({ length: MESSAGES }, (_, i) => eventsOf(i, t0));
-    const before = await commandCount(redis);
-    const cpu0 = process.cpuUsage();
-    const wall0 = process.hrtime.bigint();
-    for (const events of all) for (const e of events) await store.add(e);
-    const wallS = Number(process.hrtime.bigint() - wall0) / 1e9;
-    const cpu = process.cpuUsage(cpu0);
-    // INFO itself is one command; RESETSTAT and the first INFO are before `before`.
-    const cmds = (await commandCount(redis)) - before - 1;
-    lastStats = await commandStats(redis);
-    rows.push({ cmds: cmds / MESSAGES, perSec: MESSAGES / wallS, cpuMs: (cpu.user + cpu.system) / 1000 / MESSAGES });
-  }
   const events = eventsOf(0, 0).length;
   console.log(`tracking store: ${MESSAGES} messages × ${events} events, ${ROUNDS} rounds, own redis-server`);
-  console.log(`  Redis commands per message   ${median(rows.map((r) => r.cmds)).toFixed(1)}`);
-  console.log(`  messages/s (one writer)      ${median(rows.map((r) => r.perSec)).toFixed(0)}`);
-  console.log(`  CPU ms per message (client)  ${median(rows.map((r) => r.cpuMs)).toFixed(3)}`);
-  const top = [...lastStats].filter(([k]) => k !== 'info' && k !== 'config|resetstat').sort((a, b) => b[1] - a[1]);
-  console.log(`  per message, by command:     ${top.map(([k, n]) => `${k} ${(n / MESSAGES).toFixed(1)}`).join(', ')}`);
+  for (const mode of ['one add() per event', `addBatch() of ${BATCH} events`]) {
+    const rows: { cmds: number; perSec: number; cpuMs: number }[] = [];
+    let lastStats = new Map<string, number>();
+    for (let r = 0; r < ROUNDS; r++) {
+      await redis.flushall();
+      await redis.config('RESETSTAT');
+      const t0 = Date.now() - 60_000;
+      // Interleaved as a partition delivers them: every message's events in order, messages overlapping.
+      const all = Array.from({ length: MESSAGES }, (_, i) => eventsOf(i, t0))
+        .flatMap((evs, i) => evs.map((e, k) => ({ e, order: i + k * 10 })))
+        .sort((a, b) => a.order - b.order)
+        .map((x) => x.e);
+      const before = await commandCount(redis);
+      const cpu0 = process.cpuUsage();
+      const wall0 = process.hrtime.bigint();
+      if (mode.startsWith('one')) for (const e of all) await store.add(e);
+      else for (let i = 0; i < all.length; i += BATCH) await store.addBatch(all.slice(i, i + BATCH));
+      const wallS = Number(process.hrtime.bigint() - wall0) / 1e9;
+      const cpu = process.cpuUsage(cpu0);
+      // INFO itself is one command; RESETSTAT and the first INFO are before `before`.
+      const cmds = (await commandCount(redis)) - before - 1;
+      lastStats = await commandStats(redis);
+      rows.push({ cmds: cmds / MESSAGES, perSec: MESSAGES / wallS, cpuMs: (cpu.user + cpu.system) / 1000 / MESSAGES });
+    }
+    console.log(`${mode}:`);
+    console.log(`  Redis commands per message   ${median(rows.map((r) => r.cmds)).toFixed(1)}`);
+    console.log(`  messages/s (one writer)      ${median(rows.map((r) => r.perSec)).toFixed(0)}`);
+    console.log(`  CPU ms per message (client)  ${median(rows.map((r) => r.cpuMs)).toFixed(3)}`);
+    const top = [...lastStats].filter(([k]) => k !== 'info' && k !== 'config|resetstat').sort((a, b) => b[1] - a[1]);
+    console.log(
+      `  per message, by command:     ${top.map(([k, n]) => `${k} ${(n / MESSAGES).toFixed(1)}`).join(', ')}`,
+    );
+  }
 } finally {
   redis.disconnect();
   await server.stop();

@@ -275,6 +275,40 @@ function addressIndex(field: 'rcpt' | 'from', q: string): string {
   return `trk:idx:${field}:${v}`;
 }
 
+/**
+ * The MULTI of one batch. Index trims and key expiries are the same for every event that touches a key, so each is
+ * queued once, after all the batch's writes (a trim before a later ZADD of an old entry would miss it): a batch of
+ * a hundred events trims `trk:idx:rcptdom:example.test` once, not a hundred times.
+ */
+class BatchWrites {
+  private readonly expiries = new Map<string, number>();
+  private readonly trims = new Map<string, number>();
+
+  constructor(readonly multi: ChainableCommander) {}
+
+  /** EXPIRE key ttl at the end of the batch (the longest ttl asked for wins). */
+  expire(key: string, ttl: number): void {
+    this.expiries.set(key, Math.max(ttl, this.expiries.get(key) ?? 0));
+  }
+
+  /** ZREMRANGEBYSCORE key -inf horizon at the end of the batch. */
+  trim(key: string, horizon: number): void {
+    this.trims.set(key, Math.max(horizon, this.trims.get(key) ?? -Infinity));
+  }
+
+  async exec(): Promise<void> {
+    for (const [key, horizon] of this.trims) this.multi.zremrangebyscore(key, '-inf', horizon);
+    for (const [key, ttl] of this.expiries) this.multi.expire(key, ttl);
+    await this.multi.exec();
+  }
+}
+
+/** A message's stored hashes: its summary (trk:msg) and its recipients' statuses (trk:rcpt). */
+interface MessageState {
+  h: Record<string, string>;
+  rr: Record<string, string>;
+}
+
 export class TrackingStore {
   private readonly ttlSeconds: number;
   private readonly refusedTtlSeconds: number;
@@ -290,6 +324,36 @@ export class TrackingStore {
 
   /** Store one event (idempotent: storing the same event twice changes nothing). */
   async add(e: TrackingEvent): Promise<void> {
+    await this.addBatch([e]);
+  }
+
+  /**
+   * Store events in their order (idempotent, like add()) with one round trip that reads the state of every message
+   * they name and one MULTI that writes them all: the admin's ingest hands over a fetched batch at a time. Events
+   * of one message arrive in order on one partition with one writer each, so reading first and deciding in memory
+   * (each event sees the state the previous ones left) does not race.
+   */
+  async addBatch(events: readonly TrackingEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const ids = [...new Set(events.map((e) => e.messageId))];
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`);
+    const res = (await p.exec()) ?? [];
+    const state = new Map<string, MessageState>();
+    ids.forEach((id, i) => {
+      const [errH, h] = res[2 * i] ?? [];
+      const [errR, rr] = res[2 * i + 1] ?? [];
+      if (errH || errR) throw errH ?? errR;
+      state.set(id, { h: (h as Record<string, string> | null) ?? {}, rr: (rr as Record<string, string> | null) ?? {} });
+    });
+    const w = new BatchWrites(this.redis.multi());
+    for (const e of events) state.set(e.messageId, this.write(w, e, state.get(e.messageId)!));
+    await w.exec();
+  }
+
+  /** Queues one event's writes on `m`, given the message's state before it; returns the state after it. */
+  private write(w: BatchWrites, e: TrackingEvent, before: MessageState): MessageState {
+    const m = w.multi;
     const id = e.messageId;
     const json = JSON.stringify(e);
     const digest = createHash('sha1').update(json).digest('base64url');
@@ -299,15 +363,8 @@ export class TrackingStore {
     const note = NOTE_ONLY.has(e.type);
     const rcpts = note ? [] : (e.rcptTo ?? []);
     const refusal = e.type === 'refused';
-    // One round trip reads the message's whole state: the status index below is computed from it and the event,
-    // and written in the same MULTI (events of one message arrive in order on one partition, one writer each).
-    const [[, prevHash], [, prevRcptHash]] = (await this.redis
-      .pipeline()
-      .hgetall(key)
-      .hgetall(`trk:rcpt:${id}`)
-      .exec()) as [[unknown, Record<string, string> | null], [unknown, Record<string, string> | null]];
-    const prev = prevHash ?? {};
-    const prevRcptAll = prevRcptHash ?? {};
+    const prev = before.h;
+    const prevRcptAll = before.rr;
     const { firstSeenMs: prevFirst, updatedAtMs: prevAt, rank: prevRank, rcptTo: prevRcpts, idx: prevIdx } = prev;
     const prevRcptRecs = perRcpt ? rcpts.map((r) => prevRcptAll[norm(r)]) : [];
     // The message's time is its earliest event (events of one message can arrive slightly out of order).
@@ -395,45 +452,44 @@ export class TrackingStore {
       summary['idx'] = JSON.stringify([...all]);
     }
     const horizon = Date.now() - this.ttlSeconds * 1000;
-    const m = this.redis.multi();
     m.hset(`trk:ev:${id}`, digest, json);
-    m.expire(`trk:ev:${id}`, ttl);
+    w.expire(`trk:ev:${id}`, ttl);
     m.hset(key, summary);
-    m.expire(key, ttl);
+    w.expire(key, ttl);
     if (Object.keys(rcptUpdates).length) {
       m.hset(`trk:rcpt:${id}`, rcptUpdates);
-      m.expire(`trk:rcpt:${id}`, ttl);
+      w.expire(`trk:rcpt:${id}`, ttl);
     }
     for (const idx of new Set(indexes)) {
       m.zadd(idx, first, id);
       if (idx !== 'trk:idx:time') {
-        m.zremrangebyscore(idx, '-inf', horizon);
-        m.expire(idx, this.ttlSeconds);
+        w.trim(idx, horizon);
+        w.expire(idx, this.ttlSeconds);
       }
     }
-    if (!refusal) this.reindexStatus(m, id, first, { ...prev, ...summary }, { ...prevRcptAll, ...rcptUpdates });
-    await m.exec();
+    const after: MessageState = { h: { ...prev, ...summary }, rr: { ...prevRcptAll, ...rcptUpdates } };
+    if (!refusal) this.reindexStatus(w, id, first, after);
+    return after;
   }
 
   /**
    * Keep the message under its current status in trk:idx:status:* (the status a search shows: the recipients'
-   * aggregate, computed from the state this write leaves: the hashes as read plus this event's updates).
+   * aggregate, computed from the state this write leaves: the hashes as read plus this event's updates). Records
+   * the move in `s.h` (sidx, sidxAt) as it writes it.
    */
-  private reindexStatus(
-    m: ChainableCommander,
-    id: string,
-    first: number,
-    h: Record<string, string>,
-    rr: Record<string, string>,
-  ): void {
-    const status = toSummary(id, h, rr).status;
+  private reindexStatus(w: BatchWrites, id: string, first: number, s: MessageState): void {
+    const m = w.multi;
+    const h = s.h;
+    const status = toSummary(id, h, s.rr).status;
     // The index entry is at the message's first-seen score: a new earlier time moves it too.
     if (h['sidx'] === status && String(first) === h['sidxAt']) return;
     if (h['sidx'] && h['sidx'] !== status) m.zrem(`trk:idx:status:${h['sidx']}`, id);
     m.zadd(`trk:idx:status:${status}`, first, id);
-    m.zremrangebyscore(`trk:idx:status:${status}`, '-inf', Date.now() - this.ttlSeconds * 1000);
-    m.expire(`trk:idx:status:${status}`, this.ttlSeconds);
+    w.trim(`trk:idx:status:${status}`, Date.now() - this.ttlSeconds * 1000);
+    w.expire(`trk:idx:status:${status}`, this.ttlSeconds);
     m.hset(`trk:msg:${id}`, 'sidx', status, 'sidxAt', String(first));
+    h['sidx'] = status;
+    h['sidxAt'] = String(first);
   }
 
   async get(id: string): Promise<{ summary: MessageSummary; events: TrackingEvent[] } | null> {

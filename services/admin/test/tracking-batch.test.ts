@@ -1,0 +1,118 @@
+// TrackingStore.addBatch (what the ingest hands over per fetched batch) leaves Redis exactly as one add() per event
+// would: same summaries, recipients' statuses, events and index entries, with the events of one message in a batch
+// seeing each other's state (received → stages → a split delivery outcome → a retry, all in one batch).
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
+import { isolatedRedisPrefix } from '@mailgate/testkit';
+import { Redis } from 'ioredis';
+import { TrackingStore } from '../src/tracking-store.js';
+import { REDIS_URL } from './helpers.js';
+
+/** Every key under the prefix with its full content (hash fields, zset members with scores), TTLs left out. */
+async function dump(redis: Redis, prefix: string): Promise<Record<string, unknown>> {
+  const keys = (await redis.keys(`${prefix}*`)).sort();
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    const type = await redis.type(k);
+    const name = k.slice(prefix.length);
+    if (type === 'hash') out[name] = await redis.hgetall(k);
+    else if (type === 'zset') out[name] = await redis.zrange(k, 0, -1, 'WITHSCORES');
+    else out[name] = type;
+  }
+  return out;
+}
+
+function story(ids: string[], t0: number): TrackingEvent[] {
+  const at = (ms: number) => new Date(t0 + ms).toISOString();
+  return ids.flatMap((id, n) => {
+    const base = {
+      messageId: id,
+      traceId: 'cd'.repeat(16),
+      mailFrom: `s${n}@partner.test`,
+      rcptTo: ['a@example.test', 'b@example.test'],
+      clientIp: '198.51.100.7',
+      host: 'x-0',
+    };
+    return [
+      {
+        ...base,
+        type: 'received',
+        at: at(0),
+        service: 'ingress-smtp',
+        details: { size: 10, subject: `Invoice ${n} due`, messageIdHeader: `<${n}@partner.test>` },
+      },
+      { ...base, type: 'stage', at: at(5), service: 'dnsbl-check', details: { verdict: { kind: 'pass' } } },
+      { ...base, type: 'stage', at: at(9), service: 'virus-scan', details: { verdict: { kind: 'tempfail' } } },
+      { ...base, type: 'stage', at: at(20), service: 'virus-scan', details: { verdict: { kind: 'pass' } } },
+      {
+        ...base,
+        type: 'delivered',
+        at: at(30),
+        service: 'delivery',
+        rcptTo: ['b@example.test'],
+        details: { remoteHost: 'mx.example.test', reply: '250 ok' },
+      },
+      {
+        ...base,
+        type: 'deferred',
+        at: at(30),
+        service: 'delivery',
+        rcptTo: ['a@example.test'],
+        details: { reason: '451 busy', attempt: 1 },
+      },
+      {
+        ...base,
+        type: 'delivered',
+        at: at(90),
+        service: 'delivery',
+        rcptTo: ['a@example.test'],
+        details: { remoteHost: 'mx.example.test', reply: '250 ok 2', attempt: 2 },
+      },
+    ] satisfies TrackingEvent[];
+  });
+}
+
+describe('tracking store: addBatch', () => {
+  const clients: Redis[] = [];
+  after(async () => {
+    const raw = new Redis(REDIS_URL);
+    for (const c of clients) {
+      const keys = await raw.keys(`${c.options.keyPrefix}*`);
+      if (keys.length) await raw.unlink(...keys);
+      c.disconnect();
+    }
+    raw.disconnect();
+  });
+
+  test('one batch of several messages stores what one add() per event stores', async () => {
+    const t0 = Date.now() - 60_000;
+    const ids = [newMessageId(), newMessageId(), newMessageId()];
+    const events = story(ids, t0);
+    // Interleave the messages as partitions do (each message's own events stay in order).
+    const interleaved = [...events].sort((a, b) => a.at.localeCompare(b.at));
+    const p1 = isolatedRedisPrefix('mgtb1');
+    const p2 = isolatedRedisPrefix('mgtb2');
+    const one = new Redis(REDIS_URL, { keyPrefix: p1 });
+    const batched = new Redis(REDIS_URL, { keyPrefix: p2 });
+    clients.push(one, batched);
+    const sequential = new TrackingStore(one, 1);
+    for (const e of interleaved) await sequential.add(e);
+    await new TrackingStore(batched, 1).addBatch(interleaved.slice(0, 5));
+    await new TrackingStore(batched, 1).addBatch(interleaved.slice(5));
+    const raw = new Redis(REDIS_URL);
+    try {
+      const a = await dump(raw, p1);
+      const b = await dump(raw, p2);
+      assert.ok(Object.keys(a).length > 10, 'the sequential store wrote its keys');
+      assert.deepEqual(b, a);
+      const got = (await new TrackingStore(batched, 1).get(ids[0]!))!;
+      assert.equal(got.summary.status, 'delivered');
+      assert.equal(got.events.length, 7);
+      const [delivered] = await new TrackingStore(batched, 1).search({ status: 'delivered' }, 10);
+      assert.ok(delivered, 'the status index followed the batch');
+    } finally {
+      raw.disconnect();
+    }
+  });
+});

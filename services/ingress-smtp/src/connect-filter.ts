@@ -1,3 +1,5 @@
+import { REPLIES, replyText } from './replies.js';
+
 /**
  * Connection-time filtering (Postfix postscreen / Exchange connection filtering): the seam between ingress and
  * the shared DNSBL package (packages/dnsbl `createConnectFilter`). Ingress asks once per client IP, before the
@@ -29,12 +31,7 @@ export interface ConnectFilter {
   isException?(rcpt: string): boolean;
 }
 
-/** The 554 reply text for a listed client; values from DNS are kept to one printable line. */
+/** The 554 reply text for a listed client (REPLIES.listed); values from DNS are kept to one printable line. */
 export function listedReplyText(ip: string, r: ConnectFilterResult): string {
-  const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
-  // The DNSBL package renders a complete message (its atConnect.message template); use it as is.
-  if (r.text && r.zone && r.text.includes(r.zone)) return `5.7.1 ${printable(r.text)}`;
-  const zone = r.zone ? ` using ${printable(r.zone)}` : '';
-  const text = r.text ? `: ${printable(r.text)}` : '';
-  return `5.7.1 Service unavailable; client [${ip}] blocked${zone}${text}`;
+  return replyText(REPLIES.listed(ip, r));
 }

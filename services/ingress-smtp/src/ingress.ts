@@ -1,62 +1,43 @@
 import { performance } from 'node:perf_hooks';
-import type { SecureContextOptions } from 'node:tls';
-import {
-  RECORD_HEADERS,
-  TOPICS,
-  forward,
-  newEnvelope,
-  newMessageId,
-  newRecord,
-  trackingEvent,
-  type PipelineMessage,
-} from '@mailgate/contracts';
-import { eventRecord, type OutRecord } from '@mailgate/bus';
+import { newMessageId } from '@mailgate/contracts';
+import type { OutRecord } from '@mailgate/bus';
 import type { Logger } from '@mailgate/runtime';
 import { injectTraceHeaders, traceIdOf, traceparentOf } from '@mailgate/telemetry';
-import {
-  SpanKind,
-  SpanStatusCode,
-  context,
-  trace,
-  type Context,
-  type Meter,
-  type Span,
-  type Tracer,
-} from '@opentelemetry/api';
+import type { Meter, Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
-import type {
-  SMTPServerAuthentication,
-  SMTPServerAuthenticationResponse,
-  SMTPServerDataStream,
-  SMTPServerOptions,
-  SMTPServerSession,
-} from 'smtp-server';
-import { commandArgument, parsePath } from './address.js';
+import type { SMTPServerAuthenticationResponse, SMTPServerSession } from 'smtp-server';
 import { networkMatcher, normalizeIp } from './cidr.js';
 import type { IngressConfig, ListenerKind } from './config.js';
-import { listedReplyText, type ConnectFilter, type ConnectFilterResult } from './connect-filter.js';
-import { ingressHeaders, stripHeaders } from './headers.js';
-import { quarantinedEvent, type MailFromAuth, type SenderAuthPhase } from './sender-auth-phase.js';
-import { LineEndingGuard } from './line-endings.js';
+import type { ConnectFilter } from './connect-filter.js';
 import type { ListPhase } from './list-phase.js';
-import type { RecipientPhase } from './recipient-phase.js';
-import { NulGuard } from './nul-bytes.js';
+import { Listeners, type ListenerAddress, type SmtpHandlers } from './listeners.js';
+import { acceptedSession } from './phases/accepted.js';
+import { commandPhase } from './phases/command.js';
+import { connectPhase, dnsblPhase } from './phases/connect.js';
+import { DATA_OUTCOMES, DataCollector, dataVerdict, endOfData } from './phases/data.js';
+import { authPhase, disabledCommands } from './phases/helo.js';
+import { mailPhase, mailSenderAuth, parseSender } from './phases/mail.js';
+import { rcptPhase, verifyRecipient } from './phases/rcpt.js';
+import type { ConnState, Refusal, TxState } from './phases/state.js';
 import { WindowCounter } from './rate-limit.js';
-import { REPLIES, replyText } from './replies.js';
-import { buildRelayPolicy, decideRecipient, directionOf, parseRecipient } from './relay.js';
-import {
-  BARE_CR,
-  GuardedServer,
-  assertSmtpServerInternals,
-  type CommandRefusal,
-  type GuardHooks,
-} from './smtp-guard.js';
+import type { RecipientPhase } from './recipient-phase.js';
+import type { RefusalRecorder } from './refusals.js';
+import { REPLIES, replyText, smtpError } from './replies.js';
+import { buildRelayPolicy } from './relay.js';
+import type { SenderAuthPhase } from './sender-auth-phase.js';
+import { Sessions } from './sessions.js';
+import { assertSmtpServerInternals, type GuardHooks } from './smtp-guard.js';
 import type { UserStore } from './users.js';
-import type { RefusalFacts, RefusalRecorder } from './refusals.js';
-import { messageFacts } from './message-facts.js';
+
+export { AUTH_LINE_OCTETS } from './phases/command.js';
+export type { ListenerAddress } from './listeners.js';
 
 /**
- * The SMTP front door as one composable object: listeners, per-session policy and the durable accept.
+ * The SMTP front door as one composable object. This file only wires: it creates the listeners (listeners.ts,
+ * smtp-guard.ts), routes each smtp-server callback to its phase function — phases/connect.ts, command.ts (every
+ * command line), helo.ts (EHLO/STARTTLS/AUTH), mail.ts, rcpt.ts, data.ts (with accepted.ts, the records to
+ * produce) — and applies their decisions through the session book (sessions.ts: state, spans, refusal counts and
+ * tracking events); the replies come from replies.ts. Accept stats and metrics are kept here.
  * service.ts wires it to the runtime (config, Kafka producer, Redis, health, shutdown); tests and the benchmark
  * can build it directly.
  */
@@ -90,11 +71,6 @@ export interface IngressDeps {
   readonly refusals?: RefusalRecorder | null | undefined;
 }
 
-export interface ListenerAddress {
-  readonly host: string;
-  readonly port: number;
-}
-
 export interface IngressStats {
   accepted: number;
   tempfailed: number;
@@ -117,70 +93,25 @@ export interface Ingress {
   readonly senderAuthStats: SenderAuthPhase['stats'] | null;
 }
 
-interface TxState {
-  readonly span: Span;
-  readonly ctx: Context;
-  readonly mailFrom: string;
-  readonly rcpts: string[];
-  readonly inbound: boolean[];
-  readonly keys: Set<string>;
-  auth?: MailFromAuth;
-}
-
-interface ConnState {
-  readonly id: string;
-  readonly listener: ListenerKind;
-  readonly span: Span;
-  readonly ctx: Context;
-  ipCounted?: string;
-  expired: boolean;
-  timer?: NodeJS.Timeout;
-  filteredIp?: string;
-  listed: ConnectFilterResult | null;
-  /** The client matched an ip-allow list entry at connect: the dnsbl-check stage skips its message too. */
-  allowListed?: boolean;
-  lastLine: string;
-  unknown: number;
-  /** Unknown recipients so far (harvest tarpit). */
-  unknownRcpts: number;
-  tx: TxState | null;
-}
-
-/** An error smtp-server turns into a reply: `<code> <text>`. */
-function smtpError(code: number, text: string): Error & { responseCode: number } {
-  return Object.assign(new Error(text), { responseCode: code });
-}
-
 const MAX_LATENCY_SAMPLES = 200_000;
-
-/** RFC 4954 §4: an AUTH command line (with its initial response) and SASL response lines may be this long. */
-export const AUTH_LINE_OCTETS = 12_288;
 
 export function createIngress(deps: IngressDeps): Ingress {
   assertSmtpServerInternals();
   const { config: cfg, log } = deps;
+  const limits = cfg.limits;
   const policy = buildRelayPolicy(cfg.acceptedDomains);
   const trustedNets = networkMatcher(cfg.trustedNetworks);
   const proxyNets = networkMatcher(cfg.proxy.trusted);
   const xclientNets = networkMatcher(cfg.xclient.trusted);
-  const limits = cfg.limits;
-  const msgRate = deps.redis
-    ? new WindowCounter(deps.redis, 'ingress:msg', limits.messageRate.max, limits.messageRate.windowSeconds)
-    : null;
-  const authFailures = deps.redis
-    ? new WindowCounter(deps.redis, 'ingress:authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds)
-    : null;
+  const counter = (kind: string, max: number, windowSeconds: number) =>
+    deps.redis ? new WindowCounter(deps.redis, kind, max, windowSeconds) : null;
+  const msgRate = counter('ingress:msg', limits.messageRate.max, limits.messageRate.windowSeconds);
+  const authFailures = counter('ingress:authfail', cfg.auth.failures.max, cfg.auth.failures.windowSeconds);
   const filter = deps.connectFilter ?? null;
-  const hasExceptions = !!filter?.isException && (filter.exceptions?.length ?? 1) > 0;
-
-  const states = new Map<string, ConnState>();
-  const perIp = new Map<string, number>();
+  const sessions = new Sessions({ ...deps, sessionTimeoutMs: limits.sessionTimeoutMs });
   const stats: IngressStats = { accepted: 0, tempfailed: 0, acceptLatencyMs: [] };
-  let draining = false;
 
   const m = deps.meter;
-  const connCounter = m?.createCounter('mailgate_ingress_connections', { description: 'SMTP connections accepted' });
-  const refusedCounter = m?.createCounter('mailgate_ingress_refused', { description: 'SMTP refusals by reason' });
   const acceptedCounter = m?.createCounter('mailgate_ingress_messages_accepted', {
     description: 'messages queued (250)',
   });
@@ -189,252 +120,129 @@ export function createIngress(deps: IngressDeps): Ingress {
     unit: 's',
     advice: { explicitBucketBoundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15] },
   });
-  type Why = Omit<RefusalFacts, 'reason' | 'listener'>;
-  const refused = (reason: string, listener: ListenerKind, why?: Why) => {
-    refusedCounter?.add(1, { reason, listener });
-    if (why) deps.refusals?.record({ reason, listener, ...why });
-  };
-  /** What a `refused` tracking event says about a refusal (the transaction's sender and recipients so far). */
-  const why = (
-    st: ConnState | undefined,
-    ip: string,
-    phase: Why['phase'],
-    reply: Error & { responseCode: number },
-    o: { rcptTo?: readonly string[]; session?: SMTPServerSession } = {},
-  ): Why => ({
-    clientIp: ip,
-    phase,
-    reply: `${reply.responseCode} ${reply.message}`,
-    mailFrom: st?.tx?.mailFrom,
-    rcptTo: o.rcptTo ?? st?.tx?.rcpts,
-    traceId: st ? traceIdOf(st.tx?.span ?? st.span) : undefined,
-    helo: o.session?.hostNameAppearsAs ? String(o.session.hostNameAppearsAs) : undefined,
-    group: st?.tx ?? st,
-  });
 
-  const baseDisabled = (kind: ListenerKind): string[] =>
-    kind === 'mx' ? ['AUTH', ...(deps.tls ? [] : ['STARTTLS'])] : deps.tls ? [] : ['STARTTLS'];
-
-  function endTx(st: ConnState, outcome: string, error = false): void {
-    if (!st.tx) return;
-    st.tx.span.setAttribute('mailgate.outcome', outcome);
-    if (error) st.tx.span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
-    st.tx.span.end();
-    st.tx = null;
-  }
-
-  async function filterClient(st: ConnState, ip: string): Promise<Error | null> {
+  /** The connect-time DNSBL check (also at MAIL FROM after XCLIENT ADDR=), applied to the session. */
+  async function screenClient(st: ConnState, ip: string): Promise<Refusal | null> {
     if (!filter) return null;
     st.filteredIp = ip;
-    let r: ConnectFilterResult;
-    try {
-      r = await filter.check(ip);
-    } catch (err) {
-      log.warn({ err, ip }, 'connect filter failed: refusing temporarily');
-      const e = smtpError(421, '4.7.0 Temporary failure checking the client address, try again later');
-      refused('filter-error', st.listener, why(st, ip, 'connect', e));
-      return e;
+    const d = await dnsblPhase(filter, ip, log);
+    if (d.result) {
+      st.span.setAttribute('mailgate.dnsbl.score', d.result.score);
+      st.listed = d.listed;
+      if (d.listed) st.span.setAttribute('mailgate.dnsbl.zone', d.listed.zone ?? '');
     }
-    st.span.setAttribute('mailgate.dnsbl.score', r.score);
-    st.listed = r.action === 'reject' ? r : null;
-    if (r.action === 'reject') {
-      st.span.setAttribute('mailgate.dnsbl.zone', r.zone ?? '');
-      if (!hasExceptions) {
-        const e = smtpError(554, listedReplyText(ip, r));
-        refused('dnsbl', st.listener, why(st, ip, 'connect', e));
-        log.info({ ip, zone: r.zone, score: r.score }, 'client refused at connect: listed');
-        return e;
-      }
-    }
-    return null;
+    return d.refuse;
   }
 
-  function hooksFor(kind: ListenerKind): GuardHooks {
-    return {
-      created(conn) {
-        const span = deps.tracer.startSpan('smtp.session', {
-          kind: SpanKind.SERVER,
-          attributes: { 'mailgate.listener': kind, 'client.address': conn.remoteAddress },
-        });
-        const st: ConnState = {
-          id: conn.id,
+  const hooks = (kind: ListenerKind): GuardHooks => ({
+    created: (conn) => void sessions.open(conn, kind),
+    beforeCommand(conn, line, flags) {
+      const st = sessions.get(conn.id);
+      if (!st) return null;
+      const d = commandPhase(
+        {
           listener: kind,
-          span,
-          ctx: trace.setSpan(context.active(), span),
-          expired: false,
-          listed: null,
-          lastLine: '',
-          unknown: 0,
-          unknownRcpts: 0,
-          tx: null,
-        };
-        states.set(conn.id, st);
-        connCounter?.add(1, { listener: kind });
-        st.timer = setTimeout(() => {
-          st.expired = true;
-          if (!conn.busy) conn.send(421, '4.4.2 Session time limit exceeded, closing connection');
-        }, limits.sessionTimeoutMs);
-        st.timer.unref();
-      },
-      beforeCommand(conn, line, flags): CommandRefusal | null {
-        const st = states.get(conn.id);
-        if (!st) return null;
-        if (st.expired)
-          return { code: 421, text: '4.4.2 Session time limit exceeded, closing connection', close: true };
-        if (flags) {
-          refused('bare-cr-lf', kind);
-          if (cfg.lineEndings === 'reject') {
-            return {
-              code: 521,
-              text: '5.5.2 Error: bare CR or LF received; SMTP requires CRLF line endings',
-              close: true,
-            };
-          }
-          if (flags & BARE_CR) return { code: 500, text: '5.5.2 Error: bare CR in command line', close: false };
-          // normalize: a bare LF ends the line like CRLF (which is how smtp-server already split it).
-        }
-        const name = (line.split(' ', 1)[0] ?? '').toUpperCase();
-        // `line` is binary (one char per octet) without its CRLF. The limit counts the CRLF (RFC 5321).
-        const octets = line.length + 2;
-        if (octets > limits.maxCommandLineOctets) {
-          const auth = conn.inAuthExchange || name === 'AUTH';
-          if (!auth || octets > AUTH_LINE_OCTETS) {
-            refused('line-too-long', kind);
-            // The line is dropped whole and the session stays usable (smtp-server already split it off the
-            // stream). A SASL exchange is cancelled, so the client's next line is read as a command again.
-            if (!auth) return { code: REPLIES.lineTooLong.code, text: replyText(REPLIES.lineTooLong), close: false };
-            conn.cancelAuthExchange();
-            return { code: REPLIES.authLineTooLong.code, text: replyText(REPLIES.authLineTooLong), close: false };
-          }
-        }
-        if (name === 'PROXY' && !conn.inAuthExchange) {
-          refused('proxy-untrusted', kind);
-          return { code: 554, text: '5.7.1 PROXY protocol is not accepted from this address', close: true };
-        }
-        if (!conn.ready) {
-          refused('pregreet', kind);
-          return null; // smtp-server answers "421 You talk too soon" and closes
-        }
-        if (conn.inAuthExchange) return null;
-        st.lastLine = line;
-        if (kind === 'submission' && name === 'AUTH' && !conn.secure) {
-          refused('auth-before-tls', kind);
-          return { code: 538, text: '5.7.11 Encryption required: issue STARTTLS first', close: false };
-        }
-        if (!conn.isKnownCommand(name)) {
-          st.unknown++;
-          conn.resetLibraryUnknownCounter();
-          if (st.unknown >= limits.maxUnknownCommands) {
-            refused('unknown-commands', kind);
-            return { code: 421, text: '4.7.0 Too many unrecognized commands, closing connection', close: true };
-          }
-        }
-        return null;
-      },
-      expectsProxy: (addr) => proxyNets.matches(addr),
-      xclientAllowed: (addr) => xclientNets.matches(addr),
-    };
-  }
+          line,
+          flags,
+          expired: st.expired,
+          ready: conn.ready,
+          secure: conn.secure,
+          inAuthExchange: conn.inAuthExchange,
+          known: conn.isKnownCommand((line.split(' ', 1)[0] ?? '').toUpperCase()),
+          unknownSoFar: st.unknown,
+        },
+        cfg,
+      );
+      for (const reason of d.reasons) sessions.count(reason, kind);
+      if (d.cancelAuthExchange) conn.cancelAuthExchange();
+      if (d.remember) st.lastLine = line;
+      if (d.unknownCommand) {
+        st.unknown++;
+        conn.resetLibraryUnknownCounter();
+      }
+      return d.refuse ?? null;
+    },
+    expectsProxy: (addr) => proxyNets.matches(addr),
+    xclientAllowed: (addr) => xclientNets.matches(addr),
+  });
 
-  function optionsFor(kind: ListenerKind): SMTPServerOptions {
-    const tlsOpts: Partial<SecureContextOptions> = deps.tls
-      ? { key: deps.tls.key, cert: deps.tls.cert, minVersion: cfg.tls?.minVersion ?? 'TLSv1.2' }
-      : {};
-    return {
-      ...tlsOpts,
-      name: deps.hostname,
-      banner: cfg.banner || undefined,
-      logger: false,
-      size: limits.maxMessageBytes,
-      maxClients: limits.maxConnections,
-      maxRecipients: limits.maxRecipients,
-      socketTimeout: limits.idleTimeoutMs,
-      closeTimeout: cfg.drainTimeoutMs,
-      disableReverseLookup: !cfg.reverseDns,
-      hideENHANCEDSTATUSCODES: false,
-      hideDSN: true,
-      hideSTARTTLS: !deps.tls,
-      disabledCommands: baseDisabled(kind),
-      authMethods: ['PLAIN', 'LOGIN'],
-      authOptional: kind === 'mx',
-      allowInsecureAuth: false,
-      onConnect: (session, cb) => onConnect(kind, session, cb),
-      onSecure: (_socket, session, cb) => {
-        if (kind === 'submission') session.disabledCommands = baseDisabled(kind);
-        cb();
-      },
-      onAuth: (auth, session, cb) => void onAuth(kind, auth, session, cb),
-      onMailFrom: (_addr, session, cb) => void onMailFrom(kind, session, cb),
-      onRcptTo: (_addr, session, cb) => void onRcptTo(kind, session, cb),
-      onData: (stream, session, cb) => onData(kind, stream, session, cb),
-      onClose: (session) => onClose(session),
-    };
-  }
+  const handlers = (kind: ListenerKind): SmtpHandlers => ({
+    onConnect: (session, cb) => onConnect(kind, session, cb),
+    onSecure: (_socket, session, cb) => {
+      if (kind === 'submission') session.disabledCommands = disabledCommands(kind, !!deps.tls, true);
+      cb();
+    },
+    onAuth: (auth, session, cb) => {
+      const ip = normalizeIp(session.remoteAddress);
+      const attempt = { listener: kind, secure: !!session.secure, ip, ...auth };
+      void authPhase(attempt, {
+        users: deps.users,
+        failures: authFailures,
+        onRedisError: limits.onRedisError,
+        log,
+      }).then((a) => {
+        if (!a.refuse) return cb(null, { user: a.user });
+        const e = sessions.refuse(sessions.get(session.id), kind, ip, a.refuse, session);
+        if (!a.invalid) return cb(e);
+        cb(null, { message: e.message, responseCode: e.responseCode } as SMTPServerAuthenticationResponse);
+      });
+    },
+    onMailFrom: (_addr, session, cb) => void onMailFrom(kind, session, cb),
+    onRcptTo: (_addr, session, cb) => void onRcptTo(kind, session, cb),
+    onData: (stream, session, cb) => {
+      const st = sessions.get(session.id);
+      const tx = st?.tx;
+      const data = new DataCollector(cfg);
+      let done = false;
+      stream.on('data', (c: Buffer) => data.feed(c));
+      stream.on('error', () => {
+        if (st) sessions.endTx(st, 'client-gone', true);
+      });
+      stream.on('end', () => {
+        if (done) return;
+        done = true;
+        const collected = data.finish();
+        if (!st || !tx) return cb(smtpError(REPLIES.noTransaction));
+        const ip = normalizeIp(session.remoteAddress);
+        const r = dataVerdict(collected, cfg, stream.sizeExceeded);
+        if (r) {
+          const e = sessions.refuse(st, kind, ip, r, session);
+          sessions.endTx(st, DATA_OUTCOMES[r.reason ?? ''] ?? 'refused');
+          return cb(e);
+        }
+        if (collected.nul > 0) log.info({ ip, nul: collected.nul }, 'NUL octets stripped from message');
+        void accept(st, tx, session, collected.body).then(
+          (reply) => cb(null, reply),
+          (err: Error) => cb(err),
+        );
+      });
+    },
+    onClose: (session) => sessions.close(session.id),
+  });
 
   function onConnect(kind: ListenerKind, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
-    const st = states.get(session.id);
+    const st = sessions.get(session.id);
     if (!st) return cb();
     const ip = normalizeIp(session.remoteAddress);
-    const n = perIp.get(ip) ?? 0;
-    if (n >= limits.maxConnectionsPerIp) {
-      const e = smtpError(421, `4.7.0 Too many connections from [${ip}], try again later`);
-      refused('connections-per-ip', kind, why(st, ip, 'connect', e));
-      return cb(e);
-    }
-    perIp.set(ip, n + 1);
-    st.ipCounted = ip;
     const trusted = trustedNets.matches(ip);
-    st.span.setAttribute('mailgate.trusted_network', trusted);
-    if (kind === 'submission' && !session.secure) session.disabledCommands = [...baseDisabled(kind), 'AUTH'];
-    const lists = !trusted ? deps.listPhase?.atConnect(ip) : undefined;
-    if (lists?.refusal) {
-      const e = smtpError(lists.refusal.code, lists.refusal.text);
-      refused('ip-blocked', kind, why(st, ip, 'connect', e));
-      log.info({ ip }, 'client refused at connect: ip-block list');
-      return cb(e);
-    }
-    if (lists?.skipDnsbl) st.allowListed = true;
-    const waits: Promise<Error | null>[] = [];
-    if (kind === 'mx' && !trusted && !lists?.skipDnsbl) {
-      if (limits.pregreetDelayMs > 0) {
-        waits.push(new Promise((r) => setTimeout(() => r(null), limits.pregreetDelayMs).unref()));
+    const connectionsFromIp = sessions.connectionsFrom(ip);
+    const d = connectPhase({ listener: kind, ip, connectionsFromIp, trusted }, limits, deps.listPhase);
+    if (d.holdsSlot) {
+      sessions.holdSlot(st, ip);
+      st.span.setAttribute('mailgate.trusted_network', trusted);
+      if (kind === 'submission' && !session.secure) {
+        session.disabledCommands = disabledCommands(kind, !!deps.tls, false);
       }
-      if (filter) waits.push(filterClient(st, ip));
+    }
+    if (d.refuse) return cb(sessions.refuse(st, kind, ip, d.refuse));
+    if (d.allowListed) st.allowListed = true;
+    const waits: Promise<Error | null>[] = [];
+    if (d.pregreetDelayMs > 0) waits.push(new Promise((r) => setTimeout(() => r(null), d.pregreetDelayMs).unref()));
+    if (d.dnsbl && filter) {
+      waits.push(screenClient(st, ip).then((r) => (r ? sessions.refuse(st, kind, ip, r) : null)));
     }
     if (waits.length === 0) return cb();
     void Promise.all(waits).then((results) => cb(results.find((e) => e) ?? null));
-  }
-
-  async function onAuth(
-    kind: ListenerKind,
-    auth: SMTPServerAuthentication,
-    session: SMTPServerSession,
-    cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
-  ): Promise<void> {
-    // XCLIENT LOGIN= reaches here only from hosts in ingress.xclient.trusted.
-    if (auth.method === 'XCLIENT') return cb(null, { user: auth.username });
-    if (kind !== 'submission' || !session.secure) return cb(smtpError(538, '5.7.11 Encryption required'));
-    const ip = normalizeIp(session.remoteAddress);
-    if (authFailures?.enabled) {
-      try {
-        if ((await authFailures.current(ip)) >= authFailures.max) {
-          refused('auth-rate', kind);
-          return cb(smtpError(454, '4.7.0 Too many failed authentication attempts, try again later'));
-        }
-      } catch (err) {
-        log.warn({ err }, 'auth failure counter unavailable');
-        if (limits.onRedisError === 'tempfail') return cb(smtpError(454, '4.7.0 Temporary authentication failure'));
-      }
-    }
-    const ok = await deps.users.verify(auth.username ?? '', auth.password ?? '');
-    if (ok) return cb(null, { user: auth.username });
-    refused('auth-failed', kind);
-    log.info({ ip, user: auth.username }, 'authentication failed');
-    await authFailures?.hit(ip).catch(() => undefined);
-    cb(null, {
-      message: '5.7.8 Authentication credentials invalid',
-      responseCode: 535,
-    } as SMTPServerAuthenticationResponse);
   }
 
   async function onMailFrom(
@@ -442,94 +250,36 @@ export function createIngress(deps: IngressDeps): Ingress {
     session: SMTPServerSession,
     cb: (err?: Error | null) => void,
   ): Promise<void> {
-    const st = states.get(session.id);
-    if (!st) return cb(smtpError(451, '4.3.0 Session state lost'));
+    const st = sessions.get(session.id);
+    if (!st) return cb(smtpError(REPLIES.sessionStateLost));
     const ip = normalizeIp(session.remoteAddress);
-    const arg = commandArgument(st.lastLine, 'MAIL FROM');
-    const parsed = arg === null ? null : parsePath(arg, { allowNull: true });
-    if (!parsed || !parsed.ok) {
-      return cb(smtpError(501, `5.1.7 Bad sender address syntax${parsed && !parsed.ok ? `: ${parsed.reason}` : ''}`));
-    }
-    if (kind === 'submission' && !session.user) {
-      const e = smtpError(530, '5.7.0 Authentication required');
-      refused('auth-required', kind, {
-        ...why(st, ip, 'mail', e, { session }),
-        mailFrom: parsed.mailbox?.address ?? '',
-      });
-      return cb(e);
-    }
+    const parsed = parseSender(st.lastLine);
+    if ('refuse' in parsed) return cb(sessions.refuse(st, kind, ip, parsed.refuse, session));
     const trusted = trustedNets.matches(ip);
-    const senderBlock = trusted || session.user ? null : deps.listPhase?.atMailFrom(parsed.mailbox?.address ?? '');
-    if (senderBlock) {
-      const e = smtpError(senderBlock.code, senderBlock.text);
-      refused('sender-blocked', kind, {
-        ...why(st, ip, 'mail', e, { session }),
-        mailFrom: parsed.mailbox?.address ?? '',
-      });
-      log.info({ ip, from: parsed.mailbox?.address }, 'sender refused: sender-block list');
-      return cb(e);
-    }
-    // XCLIENT may have replaced the client address since connect: the new one is checked too.
-    if (filter && kind === 'mx' && !trusted && st.filteredIp !== ip) {
-      const refusal = await filterClient(st, ip);
-      if (refusal) return cb(refusal);
-    }
-    if (msgRate?.enabled && !(limits.rateLimitExemptTrusted && (trusted || session.user))) {
-      try {
-        if ((await msgRate.hit(ip)) > msgRate.max) {
-          const e = smtpError(450, `4.7.1 Too many messages from [${ip}], try again later`);
-          refused('message-rate', kind, {
-            ...why(st, ip, 'mail', e, { session }),
-            mailFrom: parsed.mailbox?.address ?? '',
-          });
-          return cb(e);
-        }
-      } catch (err) {
-        log.warn({ err }, 'message rate counter unavailable');
-        if (limits.onRedisError === 'tempfail') {
-          return cb(smtpError(451, '4.3.0 Temporary local problem (rate limiter unavailable), try again later'));
-        }
-      }
-    }
-    endTx(st, 'reset'); // RSET/EHLO between transactions leaves no hook; close the old span here
-    // Each message gets its own trace (its audit record), rooted at its transaction and linked to the session's
-    // span: an internal relay can carry thousands of messages over one session, which must not become one trace.
-    const span = deps.tracer.startSpan(
-      'smtp.transaction',
-      {
-        kind: SpanKind.SERVER,
-        root: true,
-        links: [{ context: st.span.spanContext() }],
-        attributes: {
-          'mailgate.listener': kind,
-          'client.address': ip,
-          'mailgate.mail_from': parsed.mailbox?.address ?? '',
-          'mailgate.authenticated': !!session.user,
-          'mailgate.trusted_network': trusted,
-        },
-      },
-      st.ctx,
-    );
-    const tx: TxState = {
-      span,
-      ctx: trace.setSpan(st.ctx, span),
-      mailFrom: parsed.mailbox?.address ?? '',
-      rcpts: [],
-      inbound: [],
-      keys: new Set(),
-    };
-    st.tx = tx;
+    const authenticated = !!session.user;
+    const facts = { listener: kind, ip, sender: parsed.sender, authenticated, trusted, dnsblCheckedIp: st.filteredIp };
+    const r = await mailPhase(facts, {
+      lists: deps.listPhase,
+      // XCLIENT may have replaced the client address since connect: the new one is checked too.
+      dnsbl: filter ? (addr) => screenClient(st, addr) : null,
+      messageRate: msgRate,
+      limits,
+      log,
+    });
+    if (r) return cb(sessions.refuse(st, kind, ip, r, session));
+    const tx = sessions.startTx(st, { ip, mailFrom: parsed.sender, authenticated, trusted });
     if (deps.senderAuth) {
       const helo = String(session.hostNameAppearsAs ?? '');
-      const a = await deps.senderAuth.atMailFrom(
-        { ip, helo, mailFrom: tx.mailFrom, authenticated: !!session.user, trusted },
+      const a = await mailSenderAuth(
+        deps.senderAuth,
+        { ip, helo, mailFrom: tx.mailFrom, authenticated, trusted },
         tx.ctx,
       );
       tx.auth = a.state;
       if (a.refuse) {
-        refused('sender-auth', kind, why(st, ip, 'mail', a.refuse, { session }));
-        if (st.tx === tx) endTx(st, 'sender-auth');
-        return cb(a.refuse);
+        const e = sessions.refuse(st, kind, ip, a.refuse, session);
+        if (st.tx === tx) sessions.endTx(st, 'sender-auth');
+        return cb(e);
       }
     }
     cb();
@@ -540,37 +290,24 @@ export function createIngress(deps: IngressDeps): Ingress {
     session: SMTPServerSession,
     cb: (err?: Error | null) => void,
   ): Promise<void> {
-    const st = states.get(session.id);
+    const st = sessions.get(session.id);
     const tx = st?.tx;
-    if (!st || !tx) return cb(smtpError(503, '5.5.1 Error: need MAIL command'));
-    const arg = commandArgument(st.lastLine, 'RCPT TO');
-    const parsed = arg === null ? null : parseRecipient(arg, policy);
-    if (!parsed || !parsed.ok) {
-      return cb(
-        smtpError(501, `5.1.3 Bad recipient address syntax${parsed && !parsed.ok ? `: ${parsed.message}` : ''}`),
-      );
-    }
-    const mb = parsed.mailbox;
+    if (!st || !tx) return cb(smtpError(REPLIES.needMail));
     const ip = normalizeIp(session.remoteAddress);
-    if (st.listed && !filter?.isException?.(mb.address)) {
-      const e = smtpError(554, listedReplyText(ip, st.listed));
-      refused('dnsbl', kind, why(st, ip, 'rcpt', e, { rcptTo: [mb.address], session }));
-      return cb(e);
-    }
-    const d = decideRecipient(mb, { authenticated: !!session.user, trusted: trustedNets.matches(ip) }, policy);
-    if (!d.accept) {
-      const e = smtpError(d.code, `${d.status} ${d.message}`);
-      refused(
-        d.status === '5.7.1' ? 'relay-denied' : 'recipient-unknown',
-        kind,
-        why(st, ip, 'rcpt', e, { rcptTo: [mb.address], session }),
-      );
-      log.info({ ip, rcpt: mb.address, reason: d.message }, 'recipient refused');
-      return cb(e);
-    }
+    const facts = { line: st.lastLine, ip, authenticated: !!session.user, trusted: trustedNets.matches(ip) };
+    const d = rcptPhase({ ...facts, listed: st.listed }, policy, filter);
+    if (d.refuse) return cb(sessions.refuse(st, kind, ip, d.refuse, session));
     if (d.inbound && deps.recipientPhase) {
-      const r = await checkRecipientPhase(deps.recipientPhase, st, tx, d.address, ip, kind);
-      if (r) return cb(r);
+      const v = await verifyRecipient(deps.recipientPhase, d.address, ip, st.unknownRcpts, log);
+      if (v.unknown) st.unknownRcpts++;
+      if (v.refuse) {
+        const e = sessions.refuse(st, kind, ip, v.refuse, session);
+        // Rejected recipients are part of the transaction's audit record (its trace), though no message exists.
+        if (v.refuse.reason) {
+          tx.span.addEvent('recipient.rejected', { rcpt: d.address, code: e.responseCode, reason: v.refuse.reason });
+        }
+        return cb(e);
+      }
     }
     const key = d.address.toLowerCase();
     if (!tx.keys.has(key)) {
@@ -581,318 +318,54 @@ export function createIngress(deps: IngressDeps): Ingress {
     cb();
   }
 
-  async function checkRecipientPhase(
-    phase: RecipientPhase,
-    st: ConnState,
-    tx: TxState,
-    address: string,
-    ip: string,
-    kind: ListenerKind,
-  ): Promise<Error | null> {
-    let r: Awaited<ReturnType<RecipientPhase['check']>>;
-    try {
-      r = await phase.check(address, ip, st.unknownRcpts);
-    } catch (err) {
-      log.warn({ err, rcpt: address }, 'recipient check failed: 451');
-      return smtpError(451, '4.4.3 Recipient verification unavailable, try again later');
-    }
-    if (r.unknown) st.unknownRcpts++;
-    if (!r.refusal) return null;
-    const e = smtpError(r.refusal.code, r.refusal.text);
-    refused(r.refusal.reason, kind, why(st, ip, 'rcpt', e, { rcptTo: [address] }));
-    // Rejected recipients are part of the transaction's audit record (its trace), though no message exists.
-    tx.span.addEvent('recipient.rejected', { rcpt: address, code: r.refusal.code, reason: r.refusal.reason });
-    return e;
-  }
-
-  function onData(
-    kind: ListenerKind,
-    stream: SMTPServerDataStream,
-    session: SMTPServerSession,
-    cb: (err?: Error | null, message?: string) => void,
-  ): void {
-    const st = states.get(session.id);
-    const tx = st?.tx;
-    const normalize = cfg.lineEndings === 'normalize';
-    const guard = new LineEndingGuard();
-    const nul = new NulGuard(cfg.nulBytes);
-    let chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    let done = false;
-    stream.on('data', (c: Buffer) => {
-      if (over) return;
-      const n = nul.feed(c);
-      const b = normalize ? guard.normalize(n) : (guard.scan(n), n);
-      size += b.length;
-      if (size > limits.maxMessageBytes) {
-        over = true;
-        chunks = [];
-        return;
-      }
-      chunks.push(b);
-    });
-    stream.on('error', () => {
-      if (st) endTx(st, 'client-gone', true);
-    });
-    stream.on('end', () => {
-      if (done) return;
-      done = true;
-      const tail = guard.finish();
-      if (normalize && tail.length) {
-        chunks.push(tail);
-        size += tail.length;
-      }
-      if (!st || !tx) return cb(smtpError(503, '5.5.1 Error: no transaction'));
-      if (over || stream.sizeExceeded || size > limits.maxMessageBytes) {
-        const e = smtpError(
-          552,
-          `5.3.4 Message size exceeds fixed maximum message size of ${limits.maxMessageBytes} bytes`,
-        );
-        refused('size', kind, why(st, normalizeIp(session.remoteAddress), 'data', e, { session }));
-        endTx(st, 'too-big');
-        return cb(e);
-      }
-      if (!normalize && !guard.clean) {
-        const e = smtpError(554, '5.6.0 Message contains bare CR or LF characters (lines must end with CRLF); refused');
-        refused('bare-cr-lf', kind, why(st, normalizeIp(session.remoteAddress), 'data', e, { session }));
-        endTx(st, 'bare-cr-lf');
-        log.info(
-          { ip: session.remoteAddress, bareLf: guard.bareLf, bareCr: guard.bareCr },
-          'message refused: bare CR/LF',
-        );
-        return cb(e);
-      }
-      if (nul.refuse) {
-        refused('nul-byte', kind);
-        endTx(st, 'nul-byte');
-        log.info({ ip: session.remoteAddress, nul: nul.count }, 'message refused: NUL in content');
-        return cb(smtpError(REPLIES.nulInData.code, replyText(REPLIES.nulInData)));
-      }
-      if (nul.count > 0) log.info({ ip: session.remoteAddress, nul: nul.count }, 'NUL octets stripped from message');
-      void accept(kind, st, tx, session, Buffer.concat(chunks, size)).then(
-        (reply) => cb(null, reply),
-        (err: Error) => cb(err),
-      );
-    });
-  }
-
-  async function accept(
-    kind: ListenerKind,
-    st: ConnState,
-    tx: TxState,
-    session: SMTPServerSession,
-    body: Buffer,
-  ): Promise<string> {
+  /** End of DATA with clean content: sender authentication, the durable produce, then the 250 text. */
+  async function accept(st: ConnState, tx: TxState, session: SMTPServerSession, body: Buffer): Promise<string> {
     const t0 = performance.now();
-    const id = newMessageId();
-    const now = new Date();
+    const kind = st.listener;
     const ip = normalizeIp(session.remoteAddress);
-    const cipher = session.secure && session.tlsOptions ? session.tlsOptions : null;
-    const tls = cipher ? { enabled: true, protocol: cipher.version, cipher: cipher.name } : { enabled: false };
-    const traceId = traceIdOf(tx.span);
-    const traceState = tx.span.spanContext().traceState?.serialize();
-    const clientHostname =
-      session.clientHostname && !String(session.clientHostname).startsWith('[')
-        ? String(session.clientHostname)
-        : undefined;
-    const helo = session.hostNameAppearsAs ? String(session.hostNameAppearsAs) : '';
-    const authed = deps.senderAuth
-      ? await deps.senderAuth.atEndOfData(
-          {
-            ip,
-            helo,
-            mailFrom: tx.mailFrom,
-            authenticated: !!session.user,
-            trusted: trustedNets.matches(ip),
-            mailFromState: tx.auth,
-          },
-          stripHeaders(body),
-          tx.ctx,
-        )
-      : null;
-    if (authed?.refuse) {
-      refused('sender-auth', kind, why(st, ip, 'data', authed.refuse, { session }));
-      endTx(st, 'sender-auth');
-      throw authed.refuse;
-    }
-    const raw = Buffer.concat([
-      ingressHeaders({
-        helo,
-        clientHostname,
-        clientIp: ip,
-        byHost: deps.hostname,
-        protocol: session.transmissionType || 'ESMTP',
-        id,
-        tls: cipher ? { protocol: cipher.version, cipher: cipher.name } : undefined,
-        rcptTo: tx.rcpts,
-        date: now,
-        product: deps.product ?? 'mailgate',
-        traceId,
-      }),
-      authed ? authed.raw : stripHeaders(body),
-    ]);
-    const direction = directionOf(tx.inbound);
-    const trusted = trustedNets.matches(ip);
-    const received: PipelineMessage = {
-      envelope: newEnvelope({
-        id,
-        receivedAt: now.toISOString(),
-        mailFrom: tx.mailFrom,
-        rcptTo: tx.rcpts,
-        size: raw.length,
-        direction,
-        session: {
-          clientIp: ip,
-          clientPort: session.remotePort,
-          ...(clientHostname ? { clientHostname } : {}),
-          helo,
-          tls,
-          ...(session.user ? { authUser: String(session.user) } : {}),
-          trustedNetwork: trusted,
-          ...(st.allowListed ? { ipAllowListed: true } : {}),
-          listener: kind,
-          ingressHost: deps.instance,
-        },
-        trace: { traceparent: traceparentOf(tx.span), ...(traceState ? { tracestate: traceState } : {}), traceId },
-        origin: 'smtp',
-      }),
-      raw,
+    const traceContext = {
+      traceparent: traceparentOf(tx.span),
+      tracestate: tx.span.spanContext().traceState?.serialize(),
+      traceId: traceIdOf(tx.span),
+      headers: injectTraceHeaders(tx.ctx),
     };
-    // Sender authentication decided inside the SMTP transaction: its verdict is the first one the message carries.
-    const msg = authed ? forward(received, authed.verdict) : received;
-    const envelope = msg.envelope;
-    const event = trackingEvent('received', msg, {
-      service: 'ingress-smtp',
-      host: deps.instance,
-      at: envelope.receivedAt,
-      details: {
-        size: raw.length,
-        tls,
-        listener: kind,
-        direction,
-        helo,
-        ...(session.user ? { authUser: String(session.user) } : {}),
-        ...(authed ? { auth: authed.event } : {}),
-        ...messageFacts(body),
-      },
-    });
-    tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': raw.length, 'mailgate.direction': direction });
-    const record = newRecord(authed ? authed.topic : TOPICS.inbound, msg, {
-      trace: injectTraceHeaders(tx.ctx),
-      // Held by ingress (DMARC p=quarantine): a release with recheck re-enters where ingress hands over.
-      headers: authed?.quarantined ? { [RECORD_HEADERS.sourceTopic]: TOPICS.inbound } : {},
-    });
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      // Message and its 'received' event in one produce request: the 250 means both are durable.
-      await Promise.race([
-        deps.producer.send([
-          record,
-          eventRecord(event),
-          ...(authed?.quarantined ? [eventRecord(quarantinedEvent(msg, authed.verdict, deps.instance))] : []),
-        ]),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no acknowledgement within ${cfg.acceptTimeoutMs} ms`)),
-            cfg.acceptTimeoutMs,
-          );
-        }),
-      ]);
-    } catch (err) {
-      stats.tempfailed++;
-      const e = smtpError(451, '4.3.0 Temporary failure: message not queued, try again later');
-      refused('broker', kind, why(st, ip, 'data', e, { session }));
-      log.warn({ err: (err as Error).message, id }, 'durable produce failed: 451');
-      endTx(st, 'tempfail', true);
+    const r = await endOfData(
+      acceptedSession(session, st, tx, { ip, trusted: trustedNets.matches(ip) }),
+      body,
+      { id: newMessageId(), now: new Date(), trace: traceContext, ...deps },
+      tx,
+      { senderAuth: deps.senderAuth, producer: deps.producer, acceptTimeoutMs: cfg.acceptTimeoutMs, log },
+    );
+    if (r.refuse) {
+      const broker = r.refuse.reason === 'broker';
+      if (broker) stats.tempfailed++;
+      const e = sessions.refuse(st, kind, ip, r.refuse, session);
+      sessions.endTx(st, DATA_OUTCOMES[r.refuse.reason ?? ''] ?? 'refused', broker);
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
+    const { id, direction, size, message } = r.accepted;
+    tx.span.setAttributes({ 'mailgate.message_id': id, 'mailgate.size': size, 'mailgate.direction': direction });
     const ms = performance.now() - t0;
     stats.accepted++;
     if (stats.acceptLatencyMs.length < MAX_LATENCY_SAMPLES) stats.acceptLatencyMs.push(ms);
     acceptedCounter?.add(1, { listener: kind, direction });
     acceptHist?.record(ms / 1000, { listener: kind });
-    log.debug({ id, from: envelope.mailFrom, rcpt: envelope.rcptTo, size: raw.length, ip }, 'message queued');
-    endTx(st, 'queued');
-    return `2.0.0 Ok: queued as ${id}`;
+    log.debug({ id, from: message.envelope.mailFrom, rcpt: message.envelope.rcptTo, size, ip }, 'message queued');
+    sessions.endTx(st, 'queued');
+    return replyText(REPLIES.queued(id));
   }
 
-  function onClose(session: SMTPServerSession): void {
-    const st = states.get(session.id);
-    if (!st) return;
-    states.delete(session.id);
-    endTx(st, 'abandoned');
-    clearTimeout(st.timer);
-    if (st.ipCounted) {
-      const n = (perIp.get(st.ipCounted) ?? 1) - 1;
-      if (n <= 0) perIp.delete(st.ipCounted);
-      else perIp.set(st.ipCounted, n);
-    }
-    st.span.end();
-  }
-
-  const servers = new Map<ListenerKind, GuardedServer>();
-  for (const kind of ['mx', 'submission'] as const) {
-    if (!cfg.listeners[kind].enabled) continue;
-    const server = new GuardedServer(optionsFor(kind), hooksFor(kind));
-    // Connection-level errors (resets, TLS failures) are the client's problem, not ours: log, never crash.
-    server.on('error', (err: Error) => log.debug({ err: err.message, listener: kind }, 'smtp connection error'));
-    servers.set(kind, server);
-  }
-
-  const addresses: Partial<Record<ListenerKind, ListenerAddress>> = {};
-  let closing: Promise<void>[] = [];
-  let sweep: NodeJS.Timeout | undefined;
-
+  const listeners = new Listeners({ ...deps, hooks, handlers });
   return {
-    addresses,
+    addresses: listeners.addresses,
     stats,
     senderAuthStats: deps.senderAuth?.stats ?? null,
     get openSessions() {
-      return states.size;
+      return sessions.size;
     },
-    async listen() {
-      for (const [kind, server] of servers) {
-        const l = cfg.listeners[kind];
-        await new Promise<void>((resolve, reject) => {
-          const onError = (err: Error) =>
-            reject(new Error(`ingress.listeners.${kind}: cannot listen on ${l.host}:${l.port}: ${err.message}`));
-          server.server.once('error', onError);
-          server.listen(l.port, l.host, () => {
-            server.server.off('error', onError);
-            resolve();
-          });
-        });
-        const a = server.server.address();
-        addresses[kind] = { host: l.host, port: typeof a === 'object' && a ? a.port : l.port };
-        log.info({ listener: kind, ...addresses[kind], tls: !!deps.tls }, 'smtp listener ready');
-      }
-      return addresses;
-    },
-    stopIntake() {
-      if (draining) return;
-      draining = true;
-      closing = [...servers.values()].map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-      // Sessions waiting for a command get 421 now; those in DATA (or awaiting the broker) finish first and are
-      // swept once idle. smtp-server itself answers 421 to any new command after close().
-      const sweepOnce = () => {
-        for (const s of servers.values()) {
-          for (const c of s.views()) if (!c.busy) c.send(421, '4.3.2 Service shutting down, try again later');
-        }
-      };
-      sweepOnce();
-      sweep = setInterval(sweepOnce, 100);
-      sweep.unref();
-    },
-    async drained() {
-      if (!draining) this.stopIntake();
-      await Promise.all(closing);
-      clearInterval(sweep);
-    },
-    updateTls(tls) {
-      for (const s of servers.values()) s.updateSecureContext({ key: tls.key, cert: tls.cert });
-    },
+    listen: () => listeners.listen(),
+    stopIntake: () => listeners.stopIntake(),
+    drained: () => listeners.drained(),
+    updateTls: (tls) => listeners.updateTls(tls),
   };
 }

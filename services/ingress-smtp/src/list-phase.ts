@@ -1,6 +1,7 @@
 import { LiveLists, seedEntries, type ListsConfig } from '@mailgate/lists';
 import type { Logger } from '@mailgate/runtime';
 import type { Redis } from 'ioredis';
+import { REPLIES, type SmtpReply } from './replies.js';
 
 /**
  * The live sender/IP lists at connect and MAIL FROM (ingress.lists, packages/lists). Trusted networks and
@@ -8,10 +9,8 @@ import type { Redis } from 'ioredis';
  * allow-listed IP skips the connection-time DNSBL check; ip-allow wins over ip-block.
  */
 
-export interface ListRefusal {
-  readonly code: number;
-  readonly text: string;
-}
+/** The 554 / 550 reply for a listed client or sender (REPLIES.ipBlocked / senderBlocked). */
+export type ListRefusal = SmtpReply;
 
 export interface ListPhase {
   /** At connect: a refusal (554 5.7.1), or whether the DNSBL check is skipped (allow-listed). */
@@ -21,8 +20,6 @@ export interface ListPhase {
   readonly lists: LiveLists;
   close(): Promise<void>;
 }
-
-const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
 
 export async function createListPhase(opts: {
   config: ListsConfig;
@@ -43,11 +40,7 @@ export async function createListPhase(opts: {
     atConnect(ip) {
       const m = lists.snapshot.checkIp(ip);
       if (m.action === 'block') {
-        const why = m.entry?.reason ? `: ${printable(m.entry.reason)}` : '';
-        return {
-          refusal: { code: 554, text: `5.7.1 Client host [${ip}] blocked by local policy${why}` },
-          skipDnsbl: true,
-        };
+        return { refusal: REPLIES.ipBlocked(ip, m.entry?.reason), skipDnsbl: true };
       }
       return { refusal: null, skipDnsbl: m.action === 'allow' };
     },
@@ -55,7 +48,7 @@ export async function createListPhase(opts: {
       if (!sender) return null; // the null sender (bounces) is never blocked
       const m = lists.snapshot.checkSender(sender);
       if (m.action !== 'block') return null;
-      return { code: 550, text: `5.7.1 <${printable(sender)}>: sender blocked by local policy` };
+      return REPLIES.senderBlocked(sender);
     },
   };
 }

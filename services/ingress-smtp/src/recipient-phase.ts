@@ -2,18 +2,18 @@ import { HarvestGuard, RecipientChecker, type RecipientsConfig } from '@mailgate
 import type { Logger } from '@mailgate/runtime';
 import type { Meter } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
+import { REPLIES, type SmtpReply } from './replies.js';
 
 /**
  * The RCPT-phase recipient check (ingress.recipients): ask @mailgate/recipients whether an inbound recipient
  * exists, answer unknown ones with 550 5.1.1 after a growing tarpit delay, and drop a client that spent its
- * budget of unknown recipients (421 4.7.0, which also closes the connection). ingress.ts calls `check` for
+ * budget of unknown recipients (421 4.7.0, which also closes the connection). phases/rcpt.ts calls `check` for
  * recipients the relay policy accepted as inbound mail only: relayed (outbound) recipients are not ours to check.
  */
 
 export interface RcptRefusal {
-  readonly code: number;
-  /** Reply text starting with the enhanced status code. */
-  readonly text: string;
+  /** The directory's answer (its code, status and text), or REPLIES.tooManyUnknownRecipients. */
+  readonly reply: SmtpReply;
   readonly reason: 'recipient-unknown' | 'recipient-unverifiable' | 'harvest';
 }
 
@@ -23,6 +23,13 @@ export interface RecipientPhase {
   readonly checker: RecipientChecker;
   close(): Promise<void>;
 }
+
+/** @mailgate/recipients words its own replies (550 5.1.1, 451 4.4.3); ingress sends them as they are. */
+const directoryReply = (d: { code: number; status: string; message: string }): SmtpReply => ({
+  code: d.code,
+  enhanced: d.status,
+  text: d.message,
+});
 
 export function createRecipientPhase(opts: {
   config: RecipientsConfig;
@@ -60,7 +67,7 @@ export function createRecipientPhase(opts: {
       if (d.action === 'unavailable') {
         log.warn({ ip, rcpt: address, err: d.error }, 'recipient could not be verified: 451');
         return {
-          refusal: { code: d.code, text: `${d.status} ${d.message}`, reason: 'recipient-unverifiable' },
+          refusal: { reply: directoryReply(d), reason: 'recipient-unverifiable' },
           unknown: false,
         };
       }
@@ -69,7 +76,7 @@ export function createRecipientPhase(opts: {
         drops?.add(1);
         log.warn({ ip, rcpt: address, count: v.count }, 'unknown-recipient budget exceeded: dropping session');
         return {
-          refusal: { code: 421, text: '4.7.0 Too many unknown recipients, closing connection', reason: 'harvest' },
+          refusal: { reply: REPLIES.tooManyUnknownRecipients, reason: 'harvest' },
           unknown: true,
         };
       }
@@ -79,7 +86,7 @@ export function createRecipientPhase(opts: {
       }
       log.info({ ip, rcpt: address, delayMs: v.delayMs }, 'recipient unknown');
       return {
-        refusal: { code: d.code, text: `${d.status} ${d.message}`, reason: 'recipient-unknown' },
+        refusal: { reply: directoryReply(d), reason: 'recipient-unknown' },
         unknown: true,
       };
     },

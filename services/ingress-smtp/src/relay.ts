@@ -1,5 +1,6 @@
 import type { Direction } from '@mailgate/contracts';
 import { normalizeDomain, parsePath, type Mailbox } from './address.js';
+import { REPLIES, type SmtpReply } from './replies.js';
 
 /**
  * Relay control — the rule that keeps the gateway from being an open relay, as pure functions:
@@ -37,7 +38,7 @@ export interface ClientFacts {
 
 export type RcptDecision =
   | { readonly accept: true; readonly address: string; readonly inbound: boolean }
-  | { readonly accept: false; readonly code: number; readonly status: string; readonly message: string };
+  | { readonly accept: false; readonly reply: SmtpReply };
 
 export function buildRelayPolicy(domains: ReadonlyArray<string | AcceptedDomainConfig>): RelayPolicy {
   const exact = new Map<string, Set<string> | null>();
@@ -80,36 +81,24 @@ export function isAcceptedDomainMailbox(mb: Mailbox, policy: RelayPolicy): boole
   return !mb.literal && !mb.routed && lookupDomain(policy, mb.domain) !== undefined;
 }
 
-const relayDenied = (addr: string): RcptDecision => ({
-  accept: false,
-  code: 550,
-  status: '5.7.1',
-  message: `<${addr}>: relaying denied`,
-});
-
 /** Decide one recipient. */
 export function decideRecipient(mb: Mailbox, client: ClientFacts, policy: RelayPolicy): RcptDecision {
   const mayRelay = client.authenticated || client.trusted;
   const locals = mb.literal || mb.routed ? undefined : lookupDomain(policy, mb.domain);
   if (locals !== undefined) {
     if (locals !== null && !locals.has(mb.localUnquoted.toLowerCase())) {
-      return {
-        accept: false,
-        code: 550,
-        status: '5.1.1',
-        message: `<${mb.address}>: recipient address rejected: user unknown`,
-      };
+      return { accept: false, reply: REPLIES.userUnknown(mb.address) };
     }
     return { accept: true, address: mb.address, inbound: true };
   }
   // Foreign domain, address literal, or a local part that routes elsewhere: relaying.
-  if (!mayRelay) return relayDenied(mb.address);
+  if (!mayRelay) return { accept: false, reply: REPLIES.relayDenied(mb.address) };
   return { accept: true, address: mb.address, inbound: false };
 }
 
 export type RcptParse =
   | { readonly ok: true; readonly mailbox: Mailbox; readonly sourceRoute: boolean }
-  | { readonly ok: false; readonly code: number; readonly status: string; readonly message: string };
+  | { readonly ok: false; readonly reply: SmtpReply };
 
 /** Parse the RCPT TO argument; the bare `<postmaster>` maps to postmaster@<first accepted domain>. */
 export function parseRecipient(arg: string, policy: RelayPolicy): RcptParse {
@@ -117,14 +106,14 @@ export function parseRecipient(arg: string, policy: RelayPolicy): RcptParse {
     arg = arg.replace(/<postmaster>/i, `<postmaster@${policy.postmasterDomain}>`);
   }
   const p = parsePath(arg, { allowNull: false });
-  if (!p.ok) return { ok: false, code: 501, status: '5.1.3', message: `bad recipient address syntax: ${p.reason}` };
+  if (!p.ok) return { ok: false, reply: REPLIES.badRecipientSyntax(p.reason) };
   return { ok: true, mailbox: p.mailbox!, sourceRoute: p.sourceRoute };
 }
 
 /** One-call relay check for tests and tools: parse + decide. */
 export function checkRecipient(arg: string, client: ClientFacts, policy: RelayPolicy): RcptDecision {
   const p = parseRecipient(arg, policy);
-  if (!p.ok) return { accept: false, code: p.code, status: p.status, message: p.message };
+  if (!p.ok) return { accept: false, reply: p.reply };
   return decideRecipient(p.mailbox, client, policy);
 }
 

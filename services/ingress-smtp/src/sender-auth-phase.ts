@@ -16,6 +16,7 @@ import {
   type SpfResult,
 } from '@mailgate/sender-auth';
 import { context, type Context, type Meter, type Tracer } from '@opentelemetry/api';
+import { SmtpReplyError, replyOf } from './replies.js';
 
 /**
  * Sender authentication inside the SMTP transaction (issue 18; trade-off in docs/architecture.md): SPF at
@@ -42,7 +43,7 @@ export interface SessionAuthFacts {
 
 /** The outcome of end of DATA, applied by ingress. */
 export type DataAuthOutcome =
-  | { readonly refuse: Error & { responseCode: number }; readonly reason: string }
+  | { readonly refuse: SmtpReplyError; readonly reason: string }
   | {
       readonly refuse?: undefined;
       /** The message to queue: forged Authentication-Results removed, ours prepended (and the tag header). */
@@ -60,10 +61,7 @@ export interface SenderAuthPhase {
   readonly auth: SenderAuth;
   /** Time spent in the checks, ms, most recent samples (bounded; the benchmark reads them). */
   readonly stats: { readonly mailFromMs: number[]; readonly dataMs: number[] };
-  atMailFrom(
-    s: SessionAuthFacts,
-    ctx: Context,
-  ): Promise<{ state: MailFromAuth; refuse?: Error & { responseCode: number } }>;
+  atMailFrom(s: SessionAuthFacts, ctx: Context): Promise<{ state: MailFromAuth; refuse?: SmtpReplyError }>;
   atEndOfData(
     s: SessionAuthFacts & { readonly mailFromState: MailFromAuth | undefined },
     body: Buffer,
@@ -72,8 +70,9 @@ export interface SenderAuthPhase {
   close(): void;
 }
 
-function smtpError(r: SmtpReply): Error & { responseCode: number } {
-  return Object.assign(new Error(`${r.status} ${r.text}`), { responseCode: r.code });
+/** sender-auth's configured reply (its own text), carried like every other refusal. */
+function smtpError(r: SmtpReply): SmtpReplyError {
+  return new SmtpReplyError(replyOf(r));
 }
 
 /** Result words only: what tracking shows and filters on (`auth=fail`). */

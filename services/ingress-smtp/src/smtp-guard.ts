@@ -4,6 +4,7 @@ import type net from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { REPLIES, replyText } from './replies.js';
 
 /**
  * smtp-server, extended where its options cannot express what the gateway needs. Everything that touches the
@@ -145,7 +146,8 @@ class Connection extends (SMTPConnection as any) {
     self._setListeners(() => {
       const max = self._server.options.maxClients;
       if (max && self._server.connections.size > max) {
-        return self.send(421, `4.7.0 ${self.name} Too many connected clients, try again in a moment`);
+        const r = REPLIES.tooManyClients(self.name as string);
+        return self.send(r.code, replyText(r));
       }
       setImmediate(() => self.connectionReady());
     });

@@ -22,7 +22,7 @@ const authed: ClientFacts = { authenticated: true, trusted: false };
 
 function code(arg: string, client = untrusted): string {
   const d = checkRecipient(arg, client, policy);
-  return d.accept ? `accept:${d.inbound ? 'in' : 'out'}:${d.address}` : `${d.code} ${d.status}`;
+  return d.accept ? `accept:${d.inbound ? 'in' : 'out'}:${d.address}` : `${d.reply.code} ${d.reply.enhanced}`;
 }
 
 describe('relay control: untrusted client', () => {

@@ -101,6 +101,6 @@ export async function dnsblPhase(filter: ConnectFilter, ip: string, log: Logger)
 }
 
 /** The filter lets listed clients reach some recipients (dnsbl.atConnect.exceptions). */
-export function hasExceptions(filter: ConnectFilter | null | undefined): boolean {
+export function hasExceptions(filter: Pick<ConnectFilter, 'exceptions' | 'isException'> | null | undefined): boolean {
   return !!filter?.isException && (filter.exceptions?.length ?? 1) > 0;
 }

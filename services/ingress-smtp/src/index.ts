@@ -23,3 +23,11 @@ export { loadUsers, type UserStore } from './users.js';
 export { createSenderAuthPhase, authSummary, type SenderAuthPhase, type MailFromAuth } from './sender-auth-phase.js';
 export { createRefusalRecorder, type RefusalFacts, type RefusalRecorder } from './refusals.js';
 export { messageFacts, type MessageFacts } from './message-facts.js';
+export { REPLIES, SmtpReplyError, replyLine, replyText, smtpError, type SmtpReply } from './replies.js';
+export {
+  buildAccepted,
+  type Accepted,
+  type AcceptedAuth,
+  type AcceptedContext,
+  type AcceptedSession,
+} from './phases/accepted.js';

@@ -20,8 +20,9 @@ import { SmtpReplyError, replyOf } from './replies.js';
 
 /**
  * Sender authentication inside the SMTP transaction (issue 18; trade-off in docs/architecture.md): SPF at
- * MAIL FROM, DKIM/ARC/DMARC at end of DATA before the 250. ingress.ts calls the two hooks below and applies the
- * answer; everything the answer means (reply, quarantine, envelope verdict, tracking fields) is decided here.
+ * MAIL FROM, DKIM/ARC/DMARC at end of DATA before the 250. phases/mail.ts (`mailSenderAuth`) and phases/data.ts
+ * (`endOfData`) call the two hooks below and apply the answer; everything the answer means (reply, quarantine,
+ * envelope verdict, tracking fields) is decided here.
  */
 
 /** What MAIL FROM learned, kept in the transaction for end of DATA. */

@@ -7,8 +7,8 @@ import type { MailFromAuth } from '../sender-auth-phase.js';
 
 /**
  * What ingress remembers per connection and per transaction, and the shape every phase answers in. The phase
- * modules (connect, command, helo, mail, rcpt, data) read this state and return decisions; ingress.ts owns the
- * state, applies the decisions and counts them.
+ * modules (connect, command, helo, mail, rcpt, data) read this state and return decisions; ingress.ts and
+ * sessions.ts own the state, apply the decisions and count them.
  */
 
 /** One SMTP transaction: MAIL FROM .. end of DATA (or RSET / the next MAIL). */

@@ -1,4 +1,5 @@
 export * from './backoff.js';
+export * from './connect.js';
 export * from './crc32c.js';
 export * from './kafka.js';
 export * from './producer.js';

@@ -10,11 +10,10 @@ import {
 } from '@mailgate/runtime';
 import type { Kafka } from 'kafkajs';
 import type { ZodTypeAny } from 'zod';
-import { brokerReachable, createKafka } from './kafka.js';
-import { DurableProducer } from './producer.js';
+import { connectBus } from './connect.js';
+import type { DurableProducer } from './producer.js';
 import { StageRunner, type StageRunnerOptions } from './runner.js';
 import type { StageFn, StageHooks } from './stage.js';
-import { ensureTopics } from './topics.js';
 
 /** What a stage's setup returns: its function plus the dependencies readiness should watch. */
 export interface StageSetup {
@@ -50,7 +49,7 @@ type SectionWithHttp = { http: { host: string; port: number }; bus?: Partial<Bus
 
 /**
  * A pipeline stage as a service: the shared runtime (config, logs, telemetry, health, shutdown) plus the bus
- * (Kafka client, durable producer, stage runner). A stage service is then only its `setup`.
+ * (`connectBus`: Kafka client, durable producer; the stage runner, whose crash is fatal). A stage service is then only its `setup`.
  */
 export function defineStageService<K extends ServiceSection, S extends ZodTypeAny>(
   def: StageServiceDefinition<K, S>,
@@ -63,10 +62,7 @@ export function defineStageService<K extends ServiceSection, S extends ZodTypeAn
       const { config, log, lifecycle, health } = ctx;
       const section = config[def.section as keyof typeof config] as unknown as SectionWithHttp;
       const bus = busSchema.parse({ ...config.bus, ...(section.bus ?? {}) });
-      const kafka = createKafka(config.kafka, def.stage, log);
-      await ensureTopics(kafka, config.kafka);
-      const producer = new DurableProducer(kafka, config.kafka, log);
-      await producer.connect();
+      const { kafka, producer, fatal } = await connectBus(config.kafka, ctx, { clientId: def.stage });
       const setup = await def.setup({ ...ctx, kafka, producer });
       const runner = new StageRunner({
         stage: def.stage,
@@ -78,15 +74,12 @@ export function defineStageService<K extends ServiceSection, S extends ZodTypeAn
         telemetry: ctx.telemetry,
         host: config.gateway.instance,
         ...(setup.hooks ? { hooks: setup.hooks } : {}),
-        onFatal: (reason) => lifecycle.fatal(reason),
+        onFatal: fatal,
         ...(def.runner ?? {}),
       });
-      health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));
       health.addCheck('consumer', () => runner.isReady);
       for (const [name, check] of Object.entries(setup.checks ?? {})) health.addCheck(name, check);
       lifecycle.on('stop-intake', 'consumer', () => runner.stop());
-      lifecycle.on('flush', 'producer', () => producer.drain());
-      lifecycle.on('close', 'producer', () => producer.disconnect());
       if (setup.close) lifecycle.on('close', 'stage', setup.close);
       await runner.start();
     },

@@ -1,17 +1,17 @@
-import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import type { Bus, SideConsumer } from '@mailgate/bus';
 import type { Logger } from '@mailgate/runtime';
+import type { KafkaMessage } from 'kafkajs';
 
 /**
- * A plain consumer for the admin's side topics (events, quarantine, dead-letter). The handler writes to Redis and
- * is idempotent; kafkajs commits an offset only after the handler resolved, so a crash re-reads, never skips.
+ * A plain consumer for the admin's side topics (events, quarantine, dead-letter), from the bus: a crash kafkajs
+ * will not restart shuts the admin down (connectBus). The handler writes to Redis and is idempotent; kafkajs
+ * commits an offset only after the handler resolved, so a crash re-reads, never skips.
  */
 export class TopicIngest {
-  private readonly consumer: Consumer;
-  private joined = false;
-  private crashed = false;
+  private readonly consumer: SideConsumer;
 
   constructor(
-    kafka: Kafka,
+    bus: Pick<Bus, 'consumer'>,
     private readonly opts: {
       groupId: string;
       topics: string[];
@@ -20,50 +20,41 @@ export class TopicIngest {
       sessionTimeoutMs?: number;
     },
   ) {
-    this.consumer = kafka.consumer({
+    this.consumer = bus.consumer({
+      name: `ingest ${opts.groupId}`,
       groupId: opts.groupId,
-      sessionTimeout: opts.sessionTimeoutMs ?? 30000,
-      heartbeatInterval: Math.min(3000, Math.floor((opts.sessionTimeoutMs ?? 30000) / 10)),
-      maxBytesPerPartition: 64 * 1024 * 1024,
-      allowAutoTopicCreation: true,
-    });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
-      this.joined = true;
-      this.crashed = false;
-    });
-    this.consumer.on(this.consumer.events.CRASH, () => {
-      this.crashed = true;
+      topics: opts.topics,
+      ...(opts.sessionTimeoutMs ? { sessionTimeoutMs: opts.sessionTimeoutMs } : {}),
+      eachMessage: (topic, message) => this.handle(topic, message),
     });
   }
 
   get isReady(): boolean {
-    return this.joined && !this.crashed;
+    return this.consumer.isReady;
   }
 
-  async start(): Promise<void> {
-    await this.consumer.connect();
-    for (const topic of this.opts.topics) await this.consumer.subscribe({ topic, fromBeginning: true });
-    await this.consumer.run({
-      eachMessage: async ({ topic, message }) => {
-        try {
-          await this.opts.handle(topic, message);
-        } catch (err) {
-          // A record we cannot parse is logged and skipped (it stays in Kafka); Redis errors are thrown so the
-          // record is retried.
-          if ((err as Error).name === 'CodecError' || err instanceof SyntaxError) {
-            this.opts.log.error(
-              { err: (err as Error).message, topic, offset: message.offset },
-              'unreadable record skipped',
-            );
-            return;
-          }
-          throw err;
-        }
-      },
-    });
+  start(): Promise<void> {
+    return this.consumer.start();
   }
 
-  async stop(): Promise<void> {
-    await this.consumer.disconnect().catch(() => undefined);
+  stop(): Promise<void> {
+    return this.consumer.stop();
+  }
+
+  private async handle(topic: string, message: KafkaMessage): Promise<void> {
+    try {
+      await this.opts.handle(topic, message);
+    } catch (err) {
+      // A record we cannot parse is logged and skipped (it stays in Kafka); Redis errors are thrown so the
+      // record is retried.
+      if ((err as Error).name === 'CodecError' || err instanceof SyntaxError) {
+        this.opts.log.error(
+          { err: (err as Error).message, topic, offset: message.offset },
+          'unreadable record skipped',
+        );
+        return;
+      }
+      throw err;
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS } from '@mailgate/contracts';
-import { brokerReachable, createKafka, DurableProducer, ensureTopics } from '@mailgate/bus';
+import { connectBus } from '@mailgate/bus';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
 import { deliverySchema, openDeliveryQueue } from '@mailgate/delivery';
 import { ListStore } from '@mailgate/lists';
@@ -47,17 +47,15 @@ export function createAdminService(
       const tokens = resolveTokens(cfg);
       if (tokens.length === 0) log.warn('no admin tokens configured: the API and console refuse every request');
       const redis = createRedis(config.redis, { name: 'admin' });
-      const kafka = createKafka(config.kafka, 'admin', log);
-      await ensureTopics(kafka, config.kafka);
-      const producer = new DurableProducer(kafka, config.kafka, log);
-      await producer.connect();
+      const bus = await connectBus(config.kafka, ctx, { clientId: 'admin' });
+      const { kafka, producer } = bus;
       const kadmin = kafka.admin();
       await kadmin.connect();
 
       const tracking = new TrackingStore(redis, cfg.tracking.retentionDays, cfg.tracking.refusedRetentionDays);
       const quarantine = new QuarantineStore(redis, cfg.quarantine.retentionDays);
       const audit = new AuditLog(redis, log);
-      const events = new TopicIngest(kafka, {
+      const events = new TopicIngest(bus, {
         groupId: AUX_GROUPS.adminEvents,
         topics: [TOPICS.events],
         log,
@@ -76,7 +74,7 @@ export function createAdminService(
           await tracking.add(e);
         },
       });
-      const held = new TopicIngest(kafka, {
+      const held = new TopicIngest(bus, {
         groupId: AUX_GROUPS.adminQuarantine,
         topics: [TOPICS.quarantine, TOPICS.deadLetter],
         log,
@@ -144,7 +142,6 @@ export function createAdminService(
       registerListsConsole(health.app);
       registerSpamConsole(health.app, { learning: Boolean(cfg.rspamd) });
 
-      health.addCheck('kafka', () => brokerReachable(config.kafka.brokers));
       health.addCheck('redis', () => redisReachable(redis));
       health.addCheck('ingest', () => events.isReady && held.isReady);
       const removeGauges = registerGauges(ctx.telemetry.meter('mailgate.admin'), stats, quarantine, log);
@@ -155,11 +152,8 @@ export function createAdminService(
         clearInterval(sweep);
         stopLagSampler();
         removeGauges();
-        await Promise.all([events.stop(), held.stop()]);
       });
-      lifecycle.on('flush', 'producer', () => producer.drain());
       lifecycle.on('close', 'clients', async () => {
-        await producer.disconnect().catch(() => undefined);
         await kadmin.disconnect().catch(() => undefined);
         redis.disconnect();
       });

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { DurableProducer, brokerReachable, createKafka, ensureTopics } from '@mailgate/bus';
+import { connectBus, DurableProducer } from '@mailgate/bus';
 import { createConnectFilter, dnsblSchema } from '@mailgate/dnsbl';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
 import { senderAuthSchema } from '@mailgate/sender-auth';
@@ -13,8 +13,8 @@ import { loadUsers } from './users.js';
 import { createRefusalRecorder, type RefusalRecorder } from './refusals.js';
 
 /**
- * ingress-smtp as a service: not a Kafka consumer, so it uses the runtime's startService directly with a
- * DurableProducer. Readiness = producer connected && a broker reachable (&& Redis, when limits use it).
+ * ingress-smtp as a service: not a Kafka consumer, so it uses the runtime's startService directly with the bus's
+ * DurableProducer (connectBus). Readiness = producer connected && a broker reachable (&& Redis, when limits use it).
  * Shutdown: stop-intake closes the listeners (new commands get 421), drain waits for sessions in DATA,
  * flush waits for the producer, close disconnects.
  */
@@ -52,12 +52,10 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
         log.warn('submission listener enabled but ingress.auth has no users: nobody can authenticate');
       }
 
-      const kafka = createKafka(config.kafka, 'ingress-smtp', log);
-      await ensureTopics(kafka, config.kafka);
-      const producer = new DurableProducer(kafka, { produceTimeoutMs: cfg.acceptTimeoutMs }, log);
-      await producer.connect();
-      lifecycle.on('flush', 'producer', () => producer.drain());
-      lifecycle.on('close', 'producer', () => producer.disconnect());
+      const { kafka, producer } = await connectBus(config.kafka, ctx, {
+        clientId: 'ingress-smtp',
+        produceTimeoutMs: cfg.acceptTimeoutMs,
+      });
 
       // Refusal events get their own producer: a refusal flood or a failed events produce never touches the
       // produce requests that carry accepted mail (refusals.ts).
@@ -152,7 +150,6 @@ export function createIngressService(opts: IngressServiceOptions = {}): ServiceD
       lifecycle.on('stop-intake', 'smtp', () => ingress.stopIntake());
       lifecycle.on('drain', 'smtp', () => ingress.drained());
 
-      health.addCheck('kafka', async () => producer.isConnected && (await brokerReachable(config.kafka.brokers)));
       if (redis && redisRequired) health.addCheck('redis', () => redisReachable(redis));
 
       if (cfg.tls && cfg.tls.reloadIntervalMs > 0) {

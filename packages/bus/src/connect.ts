@@ -1,0 +1,142 @@
+import type { HealthServer, KafkaConfig, Lifecycle, Logger } from '@mailgate/runtime';
+import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import { brokerReachable, createKafka } from './kafka.js';
+import { DurableProducer } from './producer.js';
+import { ensureTopics } from './topics.js';
+
+/** The parts of a service's context the bus wires into: logs, the shutdown phases (and `fatal`), readiness. */
+export interface BusServiceContext {
+  readonly log: Logger;
+  readonly lifecycle: Pick<Lifecycle, 'on' | 'fatal'>;
+  readonly health: Pick<HealthServer, 'addCheck'>;
+}
+
+export interface ConnectBusOptions {
+  /** kafkajs client id suffix: the service (or stage) name. */
+  readonly clientId: string;
+  /** The durable producer's acknowledgement deadline (default `kafka.produceTimeoutMs`; ingress: its accept timeout). */
+  readonly produceTimeoutMs?: number;
+}
+
+/** A consumer of side topics (not a pipeline stage: no stage function, kafkajs commits after the handler). */
+export interface SideConsumerOptions {
+  /** Names the consumer in logs, in the fatal reason and in the shutdown hook. */
+  readonly name: string;
+  readonly groupId: string;
+  readonly topics: readonly string[];
+  /** Resolves once the record is handled (then kafkajs may commit it); throwing re-reads it. */
+  readonly eachMessage: (topic: string, message: KafkaMessage) => Promise<void>;
+  /** Default 30 s (tests: shorter, for faster group membership). */
+  readonly sessionTimeoutMs?: number;
+}
+
+export interface SideConsumer {
+  /** Joined its group and not crashed. */
+  readonly isReady: boolean;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A service's connection to the bus, made once: the kafkajs client, the pipeline topics, the durable producer
+ * (acks=-1), and side consumers whose unrecoverable crash takes the service down.
+ */
+export interface Bus {
+  readonly kafka: Kafka;
+  readonly producer: DurableProducer;
+  /** A side consumer (not started). Its stop runs in the shutdown `stop-intake` phase. */
+  consumer(opts: SideConsumerOptions): SideConsumer;
+  /**
+   * A part of the bus died and kafkajs will not bring it back (a consumer crash with restart=false): shut the
+   * service down through its lifecycle (exit 1 when it owns the process) rather than run on as a zombie that
+   * looks alive and consumes nothing. Only the first call counts.
+   */
+  fatal(reason: string): void;
+}
+
+/**
+ * Connect a service to Kafka: client, topics (when `kafka.topics.create`), connected durable producer. Registers
+ * the producer's shutdown hooks (`flush`: drain, `close`: disconnect) and the `kafka` readiness check (producer
+ * connected and a broker reachable).
+ */
+export async function connectBus(config: KafkaConfig, ctx: BusServiceContext, opts: ConnectBusOptions): Promise<Bus> {
+  const { log, lifecycle, health } = ctx;
+  const kafka = createKafka(config, opts.clientId, log);
+  await ensureTopics(kafka, config);
+  const producer = new DurableProducer(
+    kafka,
+    { produceTimeoutMs: opts.produceTimeoutMs ?? config.produceTimeoutMs },
+    log,
+  );
+  await producer.connect();
+  lifecycle.on('flush', 'producer', () => producer.drain());
+  lifecycle.on('close', 'producer', () => producer.disconnect());
+  health.addCheck('kafka', async () => producer.isConnected && (await brokerReachable(config.brokers)));
+  let dead = false;
+  const fatal = (reason: string) => {
+    if (dead) return;
+    dead = true;
+    lifecycle.fatal(reason);
+  };
+  return {
+    kafka,
+    producer,
+    fatal,
+    consumer(o) {
+      const c = new KafkaSideConsumer(kafka, o, log, fatal);
+      lifecycle.on('stop-intake', o.name, () => c.stop());
+      return c;
+    },
+  };
+}
+
+class KafkaSideConsumer implements SideConsumer {
+  private readonly consumer: Consumer;
+  private joined = false;
+  private crashed = false;
+  private running = false;
+
+  constructor(
+    kafka: Kafka,
+    private readonly opts: SideConsumerOptions,
+    log: Logger,
+    onFatal: (reason: string) => void,
+  ) {
+    const sessionTimeout = opts.sessionTimeoutMs ?? 30000;
+    this.consumer = kafka.consumer({
+      groupId: opts.groupId,
+      sessionTimeout,
+      heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 10)),
+      maxBytesPerPartition: 64 * 1024 * 1024,
+      allowAutoTopicCreation: true,
+    });
+    const ev = this.consumer.events;
+    this.consumer.on(ev.GROUP_JOIN, () => {
+      this.joined = true;
+      this.crashed = false;
+    });
+    this.consumer.on(ev.CRASH, (e) => {
+      this.crashed = true;
+      this.joined = false;
+      const err = e.payload.error?.message ?? 'unknown';
+      log.error({ consumer: opts.name, err, restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart && this.running) onFatal(`${opts.name} consumer crashed: ${err}`);
+    });
+  }
+
+  get isReady(): boolean {
+    return this.joined && !this.crashed;
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    for (const topic of this.opts.topics) await this.consumer.subscribe({ topic, fromBeginning: true });
+    this.running = true;
+    await this.consumer.run({ eachMessage: ({ topic, message }) => this.opts.eachMessage(topic, message) });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.consumer.disconnect().catch(() => undefined);
+  }
+}

@@ -59,14 +59,6 @@ export default tseslint.config(
     ),
   },
   {
-    // Known exception until the deferred-queue operations move into a package of their own (issue 17).
-    files: ['services/admin/src/service.ts'],
-    rules: imports(
-      [NO_SERVICES(SERVICE_RULE, ['delivery']), NO_TESTKIT],
-      [dynamic(SERVICES, SERVICE_RULE), dynamic(['testkit'], 'production code never imports @mailgate/testkit.')],
-    ),
-  },
-  {
     files: ['packages/*/src/**/*.ts'],
     ignores: ['packages/cli/**', 'packages/testkit/**'],
     rules: imports(

@@ -1,5 +1,6 @@
 import { createKafka, DurableProducer } from '@mailgate/bus';
-import { deliverySchema, openDeliveryQueue, type DeferredMessage } from '@mailgate/delivery';
+import { deliverySchema } from '@mailgate/delivery';
+import { openDeliveryQueue, type DeferredMessage } from '@mailgate/delivery-queue';
 import { createLogger, loadConfig } from '@mailgate/runtime';
 import { flagString, parseArgs } from './args.js';
 import { configFileFor, DEFAULT_CONFIG_FILE } from './connection.js';

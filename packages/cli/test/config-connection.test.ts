@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { newEnvelope, newMessageId } from '@mailgate/contracts';
-import { RetryStore } from '@mailgate/delivery';
+import { RetryStore } from '@mailgate/delivery-queue';
 import { createRedis } from '@mailgate/runtime';
 import { waitFor } from '@mailgate/testkit';
 import {

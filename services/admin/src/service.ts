@@ -1,7 +1,7 @@
 import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS } from '@mailgate/contracts';
 import { connectBus } from '@mailgate/bus';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
-import { deliverySchema, openDeliveryQueue } from '@mailgate/delivery';
+import { deliveryQueueSchema, openDeliveryQueue } from '@mailgate/delivery-queue';
 import { ListStore } from '@mailgate/lists';
 import { registerApi, type DeferredQueue } from './api.js';
 import { registerListsApi } from './lists-api.js';
@@ -24,7 +24,7 @@ import { securityHeadersHook } from './security.js';
 import { AuthThrottle } from './throttle.js';
 
 export interface AdminServiceOptions {
-  /** The deferred delivery queue (wired by the CLI when the delivery package is installed). */
+  /** The deferred delivery queue (default: opened from the `delivery:` section; null: none). */
   readonly deferred?: DeferredQueue | null;
   /** Tests: faster group membership. */
   readonly sessionTimeoutMs?: number;
@@ -36,10 +36,10 @@ export interface AdminServiceOptions {
  */
 export function createAdminService(
   opts: AdminServiceOptions = {},
-): ServiceDefinition<{ admin: typeof adminSchema; delivery: typeof deliverySchema }> {
+): ServiceDefinition<{ admin: typeof adminSchema; delivery: typeof deliveryQueueSchema }> {
   return {
     name: 'admin',
-    sections: { admin: adminSchema, delivery: deliverySchema },
+    sections: { admin: adminSchema, delivery: deliveryQueueSchema },
     http: (config) => config.admin.http,
     async start(ctx) {
       const { config, log, lifecycle, health } = ctx;
@@ -90,8 +90,8 @@ export function createAdminService(
         },
       });
 
-      // The deferred queue lives in delivery's Redis store; the admin opens it with delivery's own queue operations
-      // (same config section), unless a test hands one in.
+      // The deferred queue lives in delivery's Redis store; the admin opens it with the delivery-queue package's
+      // operations (the queue name from the same `delivery:` section), unless a test hands one in.
       let deferred = opts.deferred;
       if (!deferred && opts.deferred !== null) {
         const queue = openDeliveryQueue({

@@ -1,4 +1,4 @@
-import type { DurableProducer } from '@mailgate/bus';
+import { bullPrefix, RetryScheduler, RetryStore } from '@mailgate/delivery-queue';
 import { createRedis, type GatewayConfig, type Logger, type RedisConfig } from '@mailgate/runtime';
 
 /** What delivery needs to know about the gateway: its names (EHLO, DSN Reporting-MTA, From). */
@@ -17,9 +17,6 @@ import { createDeliveryMetrics, countingMetrics, type DeliveryMetrics } from './
 import { OutcomeJournal } from './outcome-journal.js';
 import { DestinationResolver } from './mx.js';
 import { ConnectionPool } from './pool.js';
-import { DeliveryQueueOps } from './queue-ops.js';
-import { bullPrefix, RetryScheduler } from './retry-queue.js';
-import { RetryStore } from './retry-store.js';
 import { Router } from './routing.js';
 import { createDeliveryStage } from './stage.js';
 import { createOutboundSigner, type OutboundSigner } from './signing.js';
@@ -157,36 +154,4 @@ export function createDeliveryComponents(o: {
       await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
     },
   };
-}
-
-/**
- * Queue operations for tools (CLI, admin API) from the config sections: opens its own Redis connections;
- * pass a producer to allow delete-with-DSN and `deleted` events. Call close() when done.
- */
-export function openDeliveryQueue(o: {
-  delivery: DeliveryConfig;
-  redis: RedisConfig;
-  gateway: GatewayIdentity;
-  producer?: Pick<DurableProducer, 'send'>;
-}): DeliveryQueueOps & { close(): Promise<void> } {
-  const redis = createRedis(o.redis, { name: 'delivery-admin' });
-  const bullConnection = createRedis(o.redis, { name: 'delivery-admin-queue', forBullmq: true });
-  const store = new RetryStore(redis);
-  const scheduler = new RetryScheduler(bullConnection, o.delivery.retry.queue, bullPrefix(o.redis.keyPrefix));
-  const ops = new DeliveryQueueOps({
-    store,
-    scheduler,
-    producer: o.producer,
-    reportingMta: o.gateway.hostname,
-    postmaster: o.gateway.postmaster,
-    instance: o.gateway.instance,
-  });
-  return Object.assign(ops, {
-    async close() {
-      // A short-lived caller (the CLI) may close right after opening: let the connections finish starting first.
-      await Promise.race([scheduler.ready(), new Promise((r) => setTimeout(r, 2000).unref())]).catch(() => undefined);
-      await scheduler.close().catch(() => undefined);
-      await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
-    },
-  });
 }

@@ -1,3 +1,4 @@
+import { RETRY_QUEUE } from '@mailgate/delivery-queue';
 import { busSchema, httpSchema } from '@mailgate/runtime';
 import { z } from 'zod';
 
@@ -105,7 +106,7 @@ export const deliverySchema = z
         /** Retry jobs processed in parallel by one instance. */
         concurrency: z.number().int().positive().default(10),
         /** bullmq queue name (keys: <redis.keyPrefix><queue>:…). */
-        queue: z.string().default('delivery-retry'),
+        queue: z.string().default(RETRY_QUEUE),
         /** How often the reconciler re-creates retry jobs missing for stored messages. */
         reconcileEveryMs: z.number().int().positive().default(60_000),
       })

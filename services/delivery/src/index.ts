@@ -1,6 +1,6 @@
 export { service, setupDelivery } from './service.js';
 export { deliverySchema, routeSchema, type DeliveryConfig, type RouteConfig, type TlsMode } from './config.js';
-export { createDeliveryComponents, openDeliveryQueue, type DeliveryComponents } from './components.js';
+export { createDeliveryComponents, type DeliveryComponents } from './components.js';
 export { createDeliveryStage, type DeliveryStageDeps } from './stage.js';
 export { DeliveryEngine, type RecipientResult, type RecipientStatus } from './deliver.js';
 export { Router, orderByPriority, domainOf, type Route, type Smarthost } from './routing.js';
@@ -11,9 +11,5 @@ export { DestinationLimits } from './limits.js';
 export { DeliveredMarkers, type DeliveredMarker, type PendingMark } from './markers.js';
 export { OutcomeJournal } from './outcome-journal.js';
 export { createDeliveryMetrics, countingMetrics, type DeliveryMetrics } from './metrics.js';
-export { RetryStore, type RetryEntry } from './retry-store.js';
-export { RetryScheduler, nextAttemptAt, bullPrefix, type RetrySchedule } from './retry-queue.js';
-export { buildDsn, dsnRecord, dsnMessageId, statusOf, headerBlock } from './dsn.js';
 export { runRetry, startRetryWorker, reconcile } from './worker.js';
-export { DeliveryQueueOps, NotQueuedError, BusyError, type DeferredMessage } from './queue-ops.js';
 export { createOutboundSigner, shouldSign, type OutboundSigner } from './signing.js';

@@ -1,7 +1,7 @@
 import type { Meter } from '@opentelemetry/api';
 import type { Logger } from '@mailgate/runtime';
 import type { RecipientResult } from './deliver.js';
-import type { RetryStore } from './retry-store.js';
+import type { RetryStore } from '@mailgate/delivery-queue';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 

@@ -1,16 +1,5 @@
-import type { OutRecord } from '@mailgate/bus';
-import type { PipelineMessage, TrackingEvent } from '@mailgate/contracts';
+import type { EventPart } from '@mailgate/delivery-queue';
 import type { RecipientResult } from './deliver.js';
-import { buildDsn, dsnRecord, type DsnRecipient } from './dsn.js';
-
-export type EventPart = Omit<TrackingEvent, 'service' | 'host' | 'at' | 'messageId' | 'traceId'>;
-
-export interface DsnContext {
-  readonly reportingMta: string;
-  readonly postmaster?: string | undefined;
-  readonly instance: string;
-  readonly traceparent: string;
-}
 
 function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
@@ -77,28 +66,4 @@ export function attemptEvents(
     });
   }
   return events;
-}
-
-/**
- * The DSN for failed (or, `kind: 'delayed'`, still deferred) recipients with its `dsn-generated` event, or null
- * when none is due: no recipients, or the sender is `<>` (never bounce a bounce — RFC 5321 §4.5.5).
- */
-export function dsnFor(
-  msg: PipelineMessage,
-  failed: readonly DsnRecipient[],
-  kind: 'failed' | 'delayed',
-  ctx: DsnContext,
-): { record: OutRecord; id: string; event: EventPart } | null {
-  if (failed.length === 0 || msg.envelope.mailFrom === '' || msg.envelope.origin === 'dsn') return null;
-  const dsn = buildDsn({ original: msg, kind, recipients: failed, ...ctx });
-  const id = dsn.envelope.id;
-  return {
-    record: dsnRecord(dsn),
-    id,
-    event: {
-      type: 'dsn-generated',
-      rcptTo: [msg.envelope.mailFrom],
-      details: { dsnId: id, kind, recipients: failed.map((f) => f.rcpt) },
-    },
-  };
 }

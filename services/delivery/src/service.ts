@@ -4,7 +4,7 @@ import { senderAuthSchema } from '@mailgate/sender-auth';
 import { createDeliveryComponents } from './components.js';
 import { deliverySchema } from './config.js';
 import { deliveryMetrics } from './metrics.js';
-import { bullPrefix } from './retry-queue.js';
+import { bullPrefix } from '@mailgate/delivery-queue';
 import { reconcile, startRetryWorker } from './worker.js';
 
 /**

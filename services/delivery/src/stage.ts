@@ -2,9 +2,15 @@ import type { OutRecord, StageFn } from '@mailgate/bus';
 import { pass, tempfail } from '@mailgate/contracts';
 import { traceparentOf } from '@mailgate/telemetry';
 import type { DeliveryEngine } from './deliver.js';
-import { attemptEvents, dsnFor, type EventPart } from './outcome.js';
-import { nextAttemptAt, type RetrySchedule, type RetryScheduler } from './retry-queue.js';
-import type { RetryStore } from './retry-store.js';
+import {
+  dsnFor,
+  nextAttemptAt,
+  type EventPart,
+  type RetrySchedule,
+  type RetryScheduler,
+  type RetryStore,
+} from '@mailgate/delivery-queue';
+import { attemptEvents } from './outcome.js';
 import type { OutboundSigner } from './signing.js';
 
 export interface DeliveryStageDeps {

@@ -1,14 +1,22 @@
 import type { DurableProducer, OutRecord } from '@mailgate/bus';
 import { eventRecord } from '@mailgate/bus';
-import { trackingEvent, type PipelineMessage, type TrackingEvent } from '@mailgate/contracts';
+import type { PipelineMessage } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import { contextFromTraceparent, runInSpan, traceparentOf } from '@mailgate/telemetry';
 import { SpanKind, type Tracer } from '@opentelemetry/api';
 import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { DeliveryEngine, RecipientResult } from './deliver.js';
-import { attemptEvents, dsnFor, type EventPart } from './outcome.js';
-import { nextAttemptAt, type RetryJobData, type RetrySchedule, type RetryScheduler } from './retry-queue.js';
-import type { RetryStore } from './retry-store.js';
+import {
+  dsnFor,
+  eventsFor,
+  nextAttemptAt,
+  type EventPart,
+  type RetryJobData,
+  type RetrySchedule,
+  type RetryScheduler,
+  type RetryStore,
+} from '@mailgate/delivery-queue';
+import { attemptEvents } from './outcome.js';
 
 export interface RetryWorkerDeps {
   readonly engine: DeliveryEngine;
@@ -22,12 +30,6 @@ export interface RetryWorkerDeps {
   readonly instance: string;
   readonly tracer: Tracer;
   readonly log: Logger;
-}
-
-export function eventsFor(msg: PipelineMessage, parts: EventPart[], instance: string): TrackingEvent[] {
-  const at = new Date().toISOString();
-  // A part may narrow the envelope facts (rcptTo: the recipients this outcome is about).
-  return parts.map((p) => ({ ...trackingEvent(p.type, msg, { service: 'delivery', host: instance, at }), ...p }));
 }
 
 /**

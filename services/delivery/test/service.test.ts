@@ -18,7 +18,7 @@ import {
   type Sink,
   type TopicObserver,
 } from '@mailgate/testkit';
-import { openDeliveryQueue } from '../src/components.js';
+import { openDeliveryQueue } from '@mailgate/delivery-queue';
 import { deliverySchema } from '../src/config.js';
 import { setupDelivery } from '../src/service.js';
 import { message, silentLog } from './helpers.js';

@@ -2,8 +2,7 @@ import { eventRecord, type DurableProducer } from '@mailgate/bus';
 import { MailgateError } from '@mailgate/runtime';
 import type { RetryScheduler } from './retry-queue.js';
 import type { RetryStore } from './retry-store.js';
-import { dsnFor } from './outcome.js';
-import { eventsFor } from './worker.js';
+import { dsnFor, eventsFor } from './bounce.js';
 
 /** A deferred message as administrators see it (CLI `mailgate queue list`, admin API). */
 export interface DeferredMessage {

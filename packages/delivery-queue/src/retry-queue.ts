@@ -1,4 +1,5 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
+import { RETRY_JOB, type RetryJobData } from './names.js';
 
 export interface RetrySchedule {
   readonly initialMs: number;
@@ -16,13 +17,6 @@ export function nextAttemptAt(s: RetrySchedule, attempts: number, firstAttemptAt
   return Math.min(now + delay, Math.max(now, firstAttemptAt + s.giveUpAfterMs));
 }
 
-/** bullmq wants its own prefix without the trailing ':' that ioredis prefixes carry. */
-export const bullPrefix = (keyPrefix: string) => keyPrefix.replace(/:$/, '') || 'mailgate';
-
-export interface RetryJobData {
-  readonly id: string;
-}
-
 /**
  * The retry schedule as bullmq delayed jobs, one per message (job id = message id, so scheduling twice is a
  * no-op). The jobs live in Redis: a restart of delivery (or of Redis with AOF) keeps every scheduled retry.
@@ -37,7 +31,7 @@ export class RetryScheduler {
   /** Make sure a retry job exists for `id` (at `at`, or now when at is past). Idempotent. */
   async schedule(id: string, at: number): Promise<void> {
     await this.queue.add(
-      'retry',
+      RETRY_JOB,
       { id },
       {
         jobId: id,

@@ -49,7 +49,8 @@ type SectionWithHttp = { http: { host: string; port: number }; bus?: Partial<Bus
 
 /**
  * A pipeline stage as a service: the shared runtime (config, logs, telemetry, health, shutdown) plus the bus
- * (`connectBus`: Kafka client, durable producer; the stage runner, whose crash is fatal). A stage service is then only its `setup`.
+ * (`connectBus`: Kafka client, durable producer; the stage runner, whose unrecoverable crash is fatal). A stage
+ * service is then only its `setup`.
  */
 export function defineStageService<K extends ServiceSection, S extends ZodTypeAny>(
   def: StageServiceDefinition<K, S>,

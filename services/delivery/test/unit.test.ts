@@ -3,7 +3,16 @@ import { test } from 'node:test';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { decodeMessage, TOPICS } from '@mailgate/contracts';
 import { deliverySchema } from '../src/config.js';
-import { buildDsn, dsnFor, dsnMessageId, headerBlock, nextAttemptAt, statusOf } from '@mailgate/delivery-queue';
+import {
+  buildDsn,
+  deliveryQueueSchema,
+  dsnFor,
+  dsnMessageId,
+  headerBlock,
+  nextAttemptAt,
+  RETRY_QUEUE,
+  statusOf,
+} from '@mailgate/delivery-queue';
 import { orderByPriority, Router } from '../src/routing.js';
 import { assertNodemailerInternals, NODEMAILER_HOOK, NODEMAILER_WRITTEN_FOR } from '../src/smtp.js';
 import { message } from './helpers.js';
@@ -81,6 +90,17 @@ test('retry schedule: Postfix-like defaults, growing, capped, never past give-up
   assert.equal(nextAttemptAt(s, 10, t0, t0) - t0, 4_000_000);
   const late = t0 + s.giveUpAfterMs - 1000;
   assert.equal(nextAttemptAt(s, 10, t0, late), t0 + s.giveUpAfterMs);
+});
+
+test("the queue tools' view of the delivery section names the queue delivery works, and accepts the whole section", () => {
+  assert.equal(deliverySchema.parse({}).retry.queue, RETRY_QUEUE);
+  assert.equal(deliveryQueueSchema.parse(undefined).retry.queue, RETRY_QUEUE);
+  const doc = {
+    routes: [{ domains: ['example.test'], type: 'smarthost', hosts: ['10.0.0.1:25'] }],
+    retry: { queue: 'site-retry', concurrency: 2 },
+  };
+  assert.equal(deliverySchema.parse(doc).retry.queue, 'site-retry');
+  assert.equal(deliveryQueueSchema.parse(doc).retry.queue, 'site-retry');
 });
 
 test('DSN: RFC 3464 report with the remote reply and original headers; none for <>', () => {

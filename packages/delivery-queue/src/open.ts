@@ -34,7 +34,7 @@ export interface DeliveryQueueConfig {
 export function openDeliveryQueue(o: {
   delivery: DeliveryQueueConfig;
   redis: RedisConfig;
-  gateway: Pick<GatewayConfig, 'hostname' | 'instance' | 'postmaster'>;
+  gateway: Pick<GatewayConfig, 'name' | 'hostname' | 'instance' | 'postmaster'>;
   producer?: Pick<DurableProducer, 'send'>;
 }): DeliveryQueueOps & { close(): Promise<void> } {
   const redis = createRedis(o.redis, { name: 'delivery-admin' });

@@ -64,8 +64,6 @@ export function createLifecycle(log: Logger, opts: { forceExitMs?: number } = {}
       timer.unref();
       void lc.shutdown(`fatal: ${reason}`).then(() => {
         if (ownsProcess) process.exit(1);
-        // Embedded (tests): the shutdown finished, so the forced exit has nothing left to guard.
-        clearTimeout(timer);
       });
     },
     installSignalHandlers({ exit = true } = {}) {

@@ -1,5 +1,6 @@
 import type { HealthServer, KafkaConfig, Lifecycle, Logger } from '@mailgate/runtime';
 import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import { ConsumerState } from './consumer-state.js';
 import { brokerReachable, createKafka } from './kafka.js';
 import { DurableProducer } from './producer.js';
 import { ensureTopics } from './topics.js';
@@ -92,8 +93,7 @@ export async function connectBus(config: KafkaConfig, ctx: BusServiceContext, op
 
 class KafkaSideConsumer implements SideConsumer {
   private readonly consumer: Consumer;
-  private joined = false;
-  private crashed = false;
+  private readonly state: ConsumerState;
   private running = false;
 
   constructor(
@@ -110,22 +110,11 @@ class KafkaSideConsumer implements SideConsumer {
       maxBytesPerPartition: 64 * 1024 * 1024,
       allowAutoTopicCreation: true,
     });
-    const ev = this.consumer.events;
-    this.consumer.on(ev.GROUP_JOIN, () => {
-      this.joined = true;
-      this.crashed = false;
-    });
-    this.consumer.on(ev.CRASH, (e) => {
-      this.crashed = true;
-      this.joined = false;
-      const err = e.payload.error?.message ?? 'unknown';
-      log.error({ consumer: opts.name, err, restart: e.payload.restart }, 'consumer crashed');
-      if (!e.payload.restart && this.running) onFatal(`${opts.name} consumer crashed: ${err}`);
-    });
+    this.state = new ConsumerState(this.consumer, { log, running: () => this.running, onFatal, name: opts.name });
   }
 
   get isReady(): boolean {
-    return this.joined && !this.crashed;
+    return this.state.ok;
   }
 
   async start(): Promise<void> {

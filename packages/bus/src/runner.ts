@@ -19,6 +19,7 @@ import { extractTraceContext, injectTraceHeaders, type RecordHeaders, type Telem
 import { context, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { backoffMs } from './backoff.js';
+import { ConsumerState } from './consumer-state.js';
 import { eventRecord, type DurableProducer, type OutRecord } from './producer.js';
 import type { StageContext, StageFn, StageHooks, StageOutcome } from './stage.js';
 
@@ -72,8 +73,7 @@ export class StageRunner {
   private readonly topic: string;
   private readonly output: string | null;
   private readonly abort = new AbortController();
-  private joined = false;
-  private crashed = false;
+  private readonly state: ConsumerState;
   private running = false;
   /** Set by stop(): no new chunk starts; the chunk in flight finishes and commits (drain). */
   private stopping = false;
@@ -98,19 +98,11 @@ export class StageRunner {
       maxBytes: 128 * 1024 * 1024,
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5000 },
     });
-    const ev = this.consumer.events;
-    this.consumer.on(ev.GROUP_JOIN, () => {
-      this.joined = true;
-      this.crashed = false;
+    this.state = new ConsumerState(this.consumer, {
+      log: opts.log,
+      running: () => this.running,
+      onFatal: opts.onFatal,
     });
-    this.consumer.on(ev.CRASH, (e) => {
-      this.crashed = true;
-      this.joined = false;
-      opts.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
-      if (!e.payload.restart && this.running)
-        opts.onFatal?.(`consumer crashed: ${e.payload.error?.message ?? 'unknown'}`);
-    });
-    this.consumer.on(ev.STOP, () => (this.joined = false));
     const meter = opts.telemetry.meter('mailgate.bus');
     this.metrics = {
       messages: meter.createCounter('mailgate_stage_messages_total', {
@@ -131,7 +123,7 @@ export class StageRunner {
 
   /** Ready = joined the group and not crashed (the service adds the broker probe). */
   get isReady(): boolean {
-    return this.running && this.joined && !this.crashed;
+    return this.running && this.state.ok;
   }
 
   async start(): Promise<void> {

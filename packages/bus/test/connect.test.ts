@@ -1,29 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connectBus, type SideConsumer } from '@mailgate/bus';
-import { createLogger, startService, type ServiceDefinition } from '@mailgate/runtime';
+import { startService, type ServiceDefinition } from '@mailgate/runtime';
+import { logProbe } from '@mailgate/testkit';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { broker } from './helpers.js';
-
-/** A logger that also resolves `fatal` with the reason of the lifecycle's 'fatal: shutting down' line. */
-function fatalProbe() {
-  let resolve!: (reason: string) => void;
-  const fatal = new Promise<string>((r) => (resolve = r));
-  const log = createLogger('bus-test', 'error', {
-    write(line: string) {
-      const entry = JSON.parse(line) as { msg?: string; reason?: string };
-      if (entry.msg === 'fatal: shutting down') resolve(entry.reason ?? '');
-    },
-  });
-  return { log, fatal };
-}
 
 test(
   'connectBus: a side consumer crash kafkajs will not restart shuts the service down (no zombie)',
   { timeout: 60_000 },
   async () => {
     const b = await broker();
-    const { log, fatal } = fatalProbe();
+    const { log, seen: fatal } = logProbe('bus-test', 'fatal: shutting down');
     let side: SideConsumer | undefined;
     const topic = 'test.side.crash';
     const def: ServiceDefinition<Record<never, never>> = {
@@ -51,8 +39,8 @@ test(
     try {
       await producer.connect();
       await producer.send({ topic, acks: -1, messages: [{ value: 'poison' }] });
-      const reason = await fatal;
-      assert.match(reason, /side consumer crashed: .*handler bug/);
+      const { reason } = await fatal;
+      assert.match(String(reason), /side consumer crashed: .*handler bug/);
       assert.equal(s.ctx.lifecycle.shuttingDown, true);
       assert.equal(side?.isReady, false);
     } finally {

@@ -106,3 +106,4 @@ export {
   b64,
   type ConfusionShape,
 } from './mime-confusion.js';
+export { logProbe } from './log-probe.js';

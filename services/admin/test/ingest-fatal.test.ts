@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startBroker } from '@mailgate/kafka-lite';
-import { createLogger, startService } from '@mailgate/runtime';
-import { isolatedRedisPrefix } from '@mailgate/testkit';
+import { startService } from '@mailgate/runtime';
+import { isolatedRedisPrefix, logProbe } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { createAdminService } from '../src/index.js';
 import { ADMIN_TOKEN, REDIS_URL } from './helpers.js';
@@ -18,14 +18,7 @@ test(
     let b = await startBroker({ port: 0, logLevel: 'error' } as Parameters<typeof startBroker>[0]);
     const port = b.port;
     const keyPrefix = isolatedRedisPrefix('mgadmin');
-    let resolveFatal!: (reason: string) => void;
-    const fatal = new Promise<string>((r) => (resolveFatal = r));
-    const log = createLogger('admin', 'error', {
-      write(line: string) {
-        const entry = JSON.parse(line) as { msg?: string; reason?: string };
-        if (entry.msg === 'fatal: shutting down') resolveFatal(entry.reason ?? '');
-      },
-    });
+    const { log, seen: fatal } = logProbe('admin', 'fatal: shutting down');
     const s = await startService(createAdminService({ sessionTimeoutMs: 6000, deferred: null }), {
       configDocument: {
         kafka: { brokers: [b.brokers], topics: { partitions: 1 } },
@@ -47,8 +40,8 @@ test(
       b = await startBroker({ port, logLevel: 'error', maxSessionTimeoutMs: 5000 } as Parameters<
         typeof startBroker
       >[0]);
-      const reason = await fatal;
-      assert.match(reason, /ingest .* consumer crashed/);
+      const { reason } = await fatal;
+      assert.match(String(reason), /ingest .* consumer crashed/);
       assert.equal(s.ctx.lifecycle.shuttingDown, true);
     } finally {
       await s.stop();

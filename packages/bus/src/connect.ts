@@ -26,7 +26,12 @@ export interface SideConsumerOptions {
   readonly groupId: string;
   readonly topics: readonly string[];
   /** Resolves once the record is handled (then kafkajs may commit it); throwing re-reads it. */
-  readonly eachMessage: (topic: string, message: KafkaMessage) => Promise<void>;
+  readonly eachMessage?: (topic: string, message: KafkaMessage) => Promise<void>;
+  /**
+   * Instead of eachMessage: the records of one fetch from one partition, in order. Resolves once all are handled
+   * (then kafkajs commits past the last); throwing re-reads the whole batch, so the handler must be idempotent.
+   */
+  readonly eachBatch?: (topic: string, messages: KafkaMessage[]) => Promise<void>;
   /** Default 30 s (tests: shorter, for faster group membership). */
   readonly sessionTimeoutMs?: number;
 }
@@ -121,7 +126,10 @@ class KafkaSideConsumer implements SideConsumer {
     await this.consumer.connect();
     for (const topic of this.opts.topics) await this.consumer.subscribe({ topic, fromBeginning: true });
     this.running = true;
-    await this.consumer.run({ eachMessage: ({ topic, message }) => this.opts.eachMessage(topic, message) });
+    const { eachBatch, eachMessage } = this.opts;
+    if (eachBatch) await this.consumer.run({ eachBatch: ({ batch }) => eachBatch(batch.topic, batch.messages) });
+    else if (eachMessage) await this.consumer.run({ eachMessage: ({ topic, message }) => eachMessage(topic, message) });
+    else throw new Error(`${this.opts.name}: a side consumer needs eachMessage or eachBatch`);
   }
 
   async stop(): Promise<void> {

@@ -1,4 +1,4 @@
-import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS } from '@mailgate/contracts';
+import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS, type TrackingEvent } from '@mailgate/contracts';
 import { connectBus } from '@mailgate/bus';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
 import { deliveryQueueSchema, openDeliveryQueue } from '@mailgate/delivery-queue';
@@ -34,6 +34,14 @@ export interface AdminServiceOptions {
  * The admin service: tracking store (events topic → Redis), quarantine store (quarantine + dead-letter topics →
  * Redis), the API and the console — on the same HTTP port as its health endpoints, behind API tokens.
  */
+/** A tracking event from its record; a record that is JSON but not an event is unreadable too (skipped, logged). */
+function readEvent(value: Buffer | null): TrackingEvent {
+  const e = decodeEvent(value);
+  if (typeof e?.messageId !== 'string' || !e.messageId || typeof e.type !== 'string' || typeof e.at !== 'string')
+    throw new SyntaxError('not a tracking event (messageId, type and at are required)');
+  return e;
+}
+
 export function createAdminService(
   opts: AdminServiceOptions = {},
 ): ServiceDefinition<{ admin: typeof adminSchema; delivery: typeof deliveryQueueSchema }> {
@@ -60,19 +68,9 @@ export function createAdminService(
         topics: [TOPICS.events],
         log,
         ...(opts.sessionTimeoutMs ? { sessionTimeoutMs: opts.sessionTimeoutMs } : {}),
-        handle: async (_topic, m) => {
-          const e = decodeEvent(m.value);
-          // A record that is JSON but not an event is unreadable too (skipped and logged, never a crash loop).
-          if (
-            typeof e?.messageId !== 'string' ||
-            !e.messageId ||
-            typeof e.type !== 'string' ||
-            typeof e.at !== 'string'
-          ) {
-            throw new SyntaxError('not a tracking event (messageId, type and at are required)');
-          }
-          await tracking.add(e);
-        },
+        handle: async (_topic, m) => tracking.add(readEvent(m.value)),
+        // The events of one fetch go to Redis in one read round trip and one MULTI (TrackingStore.addBatch).
+        batch: { decode: (m) => readEvent(m.value), handle: (evs) => tracking.addBatch(evs) },
       });
       const held = new TopicIngest(bus, {
         groupId: AUX_GROUPS.adminQuarantine,

@@ -11,7 +11,7 @@ import {
 } from '@mailgate/contracts';
 import { startBroker } from '@mailgate/kafka-lite';
 import { createLogger, startService } from '@mailgate/runtime';
-import { isolatedRedisPrefix, pipelineRecord, readTopic } from '@mailgate/testkit';
+import { isolatedRedisPrefix, pipelineRecord, readTopic, waitFor } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners, type KafkaMessage, type Message } from 'kafkajs';
 import { createAdminService } from '../src/index.js';
@@ -119,6 +119,63 @@ export async function startAdminEnv(
       produce(TOPICS.quarantine, [pipelineRecord(msg, { [RECORD_HEADERS.sourceTopic]: sourceTopic })]),
     readTopic: (topic, count, timeoutMs) => readTopic(broker.brokers, topic, count, { timeoutMs }),
   };
+}
+
+/**
+ * Seed the tracking store: produce `events` to the events topic and wait until the admin service has ingested them
+ * (the message of the last event answers on /api/v1/messages/ID).
+ */
+export async function ingestEvents(env: AdminEnv, events: TrackingEvent[]): Promise<void> {
+  const last = events.at(-1)!.messageId;
+  await env.events(events);
+  await waitFor(async () => (await env.api(`/api/v1/messages/${last}`)).status === 200, {
+    timeoutMs: 20_000,
+    message: 'events ingested',
+  });
+}
+
+/** An event ingress-smtp writes for a seeded search: `seconds` after `t0` (ms), from one client and sender. */
+export function ingressEvent(
+  type: 'received' | 'refused',
+  messageId: string,
+  at: { t0: number; seconds: number },
+  from: { mailFrom: string; rcptTo: string[]; clientIp: string },
+  details: Record<string, unknown>,
+): TrackingEvent {
+  return {
+    type,
+    messageId,
+    at: new Date(at.t0 + at.seconds * 1000).toISOString(),
+    service: 'ingress-smtp',
+    host: 'ingress-0',
+    ...from,
+    details,
+  };
+}
+
+/** A CLI command (runTrack, runLists, runSpam) against `env` with `token`: its exit code and what it wrote. */
+export async function runCli(
+  command: (argv: string[], out: { write(s: string): unknown }, err: { write(s: string): unknown }) => Promise<number>,
+  env: AdminEnv,
+  argv: string[],
+  token = READ_TOKEN,
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await command(
+    [...argv, '--url', env.url, '--token', token],
+    { write: (s: string) => (out += s) },
+    { write: (s: string) => (err += s) },
+  );
+  return { code, out, err };
+}
+
+/** The audit log as `who action target` lines, newest first. */
+export async function auditLines(env: AdminEnv): Promise<string[]> {
+  const audit = (await (await env.api('/api/v1/audit')).json()) as {
+    results: { who: string; action: string; target: string }[];
+  };
+  return audit.results.map((e) => `${e.who} ${e.action} ${e.target}`);
 }
 
 let seq = 0;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { runLists } from '../../../packages/cli/src/lists.js';
-import { ADMIN_TOKEN, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, auditLines, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -52,8 +52,7 @@ describe('lists API', () => {
       404,
     );
 
-    const audit = (await (await env.api('/api/v1/audit')).json()) as Json;
-    const actions = audit.results.map((e: Json) => `${e.who} ${e.action} ${e.target}`);
+    const actions = await auditLines(env);
     assert.ok(actions.includes('alice lists.add ip-block 198.51.100.0/24'), actions.join('\n'));
     assert.ok(actions.includes('alice lists.remove ip-block 198.51.100.0/24'));
     const spec = (await (await env.api('/openapi.json')).json()) as Json;

@@ -1,11 +1,19 @@
 // The `auth` search filter end to end: tracking events through the broker into the admin service's store, then the
 // API (`auth=fail`), the console's search form and `mailgate track --auth fail` — plus the class rules themselves.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { runTrack } from '../../../packages/cli/src/track.js';
 import { authClass } from '../src/tracking-store.js';
-import { ADMIN_TOKEN, ingestEvents, ingressEvent, runCli, startAdminEnv, type AdminEnv } from './helpers.js';
+import {
+  ADMIN_TOKEN,
+  ingestEvents,
+  ingressEvent,
+  runCli,
+  startAdminEnv,
+  suiteTeardown,
+  type AdminEnv,
+} from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -24,11 +32,11 @@ test('authClass: a failed SPF or DMARC, or only failed DKIM signatures, is fail;
 
 describe('search by sender authentication (auth=fail|pass|none)', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   const id = { forged: '', refused: '', signed: '', unchecked: '', tempfail: '', listResigned: '' };
   const from = 'auth-search@forged.test';
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    env = await startAdminEnv(teardown);
     for (const k of Object.keys(id) as (keyof typeof id)[]) id[k] = newMessageId();
     const t0 = Date.now() - 60_000;
     const client = { mailFrom: from, rcptTo: ['ceo@example.test'], clientIp: '203.0.113.66' };
@@ -55,9 +63,6 @@ describe('search by sender authentication (auth=fail|pass|none)', () => {
       refused(4, id.tempfail, '451 4.7.5 sender authentication: DNS temporary error'),
       received(5, id.listResigned, { spf: 'pass', dkim: 'fail,pass', dmarc: 'pass', action: 'accept' }),
     ]);
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   const ids = async (query: string): Promise<string[]> => {

@@ -2,24 +2,21 @@
 // timeline, release a quarantined message with a click, see the audit log. Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { TOPICS } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import type { Browser } from 'playwright-core';
 import { ARTIFACTS, chromiumSkip, launchChromium } from './chromium.js';
-import { ADMIN_TOKEN, eventsFor, quarantinedMessage, startAdminEnv, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, eventsFor, quarantinedMessage, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 describe('console in headless Chromium', { skip: chromiumSkip }, () => {
   let env: AdminEnv;
   let browser: Browser;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    env = await startAdminEnv(teardown);
     browser = await launchChromium();
-    afters.unshift(() => browser.close());
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    teardown.after(() => browser.close());
   });
 
   test('sign in, search, timeline, release from quarantine, audit log', async () => {

@@ -1,4 +1,4 @@
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import {
   encodeEvent,
   newEnvelope,
@@ -36,6 +36,19 @@ export interface AdminEnv {
   quarantine(msg: PipelineMessage, sourceTopic: string): Promise<void>;
   /** Every record of `topic` from the beginning until `count` arrived (own throwaway group). */
   readTopic(topic: string, count: number, timeoutMs?: number): Promise<KafkaMessage[]>;
+}
+
+/**
+ * A describe()'s teardown: one after() hook of the suite runs what `after` added, newest first (servers before the
+ * broker they talk to), then what `last` added; a failing step does not stop the others. Pass it where a test
+ * context is wanted (startAdminEnv's `t`).
+ */
+export function suiteTeardown(): { after(fn: () => Promise<void>): void; last(fn: () => Promise<void>): void } {
+  const steps: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const fn of steps) await fn().catch(() => undefined);
+  });
+  return { after: (fn) => void steps.unshift(fn), last: (fn) => void steps.push(fn) };
 }
 
 /**

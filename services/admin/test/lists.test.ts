@@ -1,19 +1,16 @@
 // /api/v1/lists and `mailgate lists` against the real admin service, kafka-lite and Redis.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { runLists } from '../../../packages/cli/src/lists.js';
-import { ADMIN_TOKEN, auditLines, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, auditLines, READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describe('lists API', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    env = await startAdminEnv(teardown);
   });
   const post = (body: unknown, token = ADMIN_TOKEN) =>
     env.api('/api/v1/lists', {

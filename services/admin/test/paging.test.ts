@@ -1,22 +1,19 @@
 // Search paging end to end: the API caps a page (tracking.maxResults = 2 here) and hands out a cursor; the CLI
 // follows the pages instead of stopping silently at the cap. Also: search by Message-ID header and subject words.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { runTrack } from '../../../packages/cli/src/track.js';
-import { ingestEvents, ingressEvent, runCli, startAdminEnv, type AdminEnv } from './helpers.js';
+import { ingestEvents, ingressEvent, runCli, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describe('search paging, Message-ID and subject', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   const ids: string[] = [];
   before(async () => {
-    env = await startAdminEnv(
-      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
-      { tracking: { maxResults: 2 } },
-    );
+    env = await startAdminEnv(teardown, { tracking: { maxResults: 2 } });
     const t0 = Date.now() - 60_000;
     const client = { mailFrom: 'pages@paging.test', rcptTo: ['desk@example.test'], clientIp: '192.0.2.90' };
     const evs: TrackingEvent[] = [];
@@ -31,9 +28,6 @@ describe('search paging, Message-ID and subject', () => {
       );
     }
     await ingestEvents(env, evs);
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   const json = async (path: string): Promise<Json> => {

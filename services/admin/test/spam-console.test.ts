@@ -5,12 +5,12 @@
 // SCL and top symbols (and the API returns them). Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { decodeMessage, TOPICS, type PipelineMessage, type TrackingEvent } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import type { Browser } from 'playwright-core';
 import { ARTIFACTS, chromiumSkip, launchChromium, signedInPage } from './chromium.js';
-import { ADMIN_TOKEN, eventsFor, quarantinedMessage, READ_TOKEN, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, eventsFor, quarantinedMessage, READ_TOKEN, suiteTeardown, type AdminEnv } from './helpers.js';
 import { learnableText as text, spamQuarantined, startSpamEnv, type SpamEnv } from './spam-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -77,15 +77,12 @@ describe('console spam learning in headless Chromium (real rspamd)', { skip: chr
   let env: AdminEnv;
   let spam: SpamEnv;
   let browser: Browser;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    spam = await startSpamEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    spam = await startSpamEnv(teardown);
     env = spam.env;
     browser = await launchChromium();
-    afters.unshift(() => browser.close());
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    teardown.after(() => browser.close());
   });
 
   const learns = (cls: 'ham' | 'spam') => spam.learns(cls);

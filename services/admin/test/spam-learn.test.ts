@@ -4,13 +4,13 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { decodeMessage, TOPICS } from '@mailgate/contracts';
 import { RspamdClient } from '@mailgate/rspamd';
 import { waitFor, type RspamdHandle } from '@mailgate/testkit';
 import { runSpam } from '../../../packages/cli/src/spam.js';
 import { adminSchema } from '../src/config.js';
-import { ADMIN_TOKEN, eventsFor, quarantinedMessage, READ_TOKEN, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, eventsFor, quarantinedMessage, READ_TOKEN, suiteTeardown, type AdminEnv } from './helpers.js';
 import { learnableMail as mail, spamQuarantined, startSpamEnv, type SpamEnv } from './spam-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -20,20 +20,17 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
   let rspamd: RspamdHandle;
   let spam: SpamEnv;
   let stat: RspamdClient;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
     // The password from a file, as a Kubernetes Secret would provide it.
-    spam = await startSpamEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) }, 'file');
+    spam = await startSpamEnv(teardown, 'file');
     ({ env, rspamd } = spam);
     stat = new RspamdClient({
       worker: { host: rspamd.host, port: rspamd.port },
       controller: { host: rspamd.host, port: rspamd.controllerPort },
       password: rspamd.password,
     });
-    afters.unshift(async () => stat.close());
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    teardown.after(async () => stat.close());
   });
 
   /** Learned per class, from rspamd's Bayes state in its Redis. */

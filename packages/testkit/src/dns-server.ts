@@ -53,7 +53,6 @@ export interface DnsServerHandle {
   stop(): Promise<void>;
 }
 
-const TYPES: readonly DnsRecordType[] = ['A', 'NS', 'CNAME', 'PTR', 'MX', 'TXT', 'AAAA'];
 const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
 /** The OPCODE field of the header flags, echoed from the query. */
 const OPCODE_BITS = 0xf << 11;
@@ -217,4 +216,14 @@ export async function startDnsServer(opts: StartDnsServerOptions = {}): Promise<
     close,
     stop: close,
   };
+}
+
+/** How a DNS query ended, for assertions: 'ok', or the resolver error's code (ENOTFOUND, ESERVFAIL, ETIMEOUT…). */
+export async function dnsOutcome(query: Promise<unknown>): Promise<string> {
+  try {
+    await query;
+    return 'ok';
+  } catch (err) {
+    return (err as { code: string }).code;
+  }
 }

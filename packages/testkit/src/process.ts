@@ -286,3 +286,13 @@ export function launchOnPort(
     return p;
   });
 }
+
+/** Runs a launcher's `start`; when it fails, removes the launcher's temporary `dir` before passing the error on. */
+export async function removeDirOnFailure<T>(dir: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    await removeTempDir(dir);
+    throw err;
+  }
+}

@@ -5,6 +5,7 @@ import {
   newMessageId,
   RECORD_HEADERS,
   TOPICS,
+  type Envelope,
   type PipelineMessage,
   type StageVerdict,
   type TrackingEvent,
@@ -204,6 +205,18 @@ export function newTrace(): { traceId: string; traceparent: string } {
   return { traceId, traceparent: `00-${traceId}-${'b7ad6b7169203331'}-01` };
 }
 
+/** The envelope of a test message from `from` to `to`: a fresh id and trace, received from `ip` by ingress-0. */
+export function testEnvelope(raw: Buffer, m: { from: string; to: string; ip?: string }): Envelope {
+  return newEnvelope({
+    id: newMessageId(),
+    mailFrom: m.from,
+    rcptTo: [m.to],
+    size: raw.length,
+    session: { clientIp: m.ip ?? '192.0.2.10', ingressHost: 'ingress-0' },
+    trace: newTrace(),
+  });
+}
+
 export interface TestMessage {
   readonly msg: PipelineMessage;
   readonly traceId: string;
@@ -216,18 +229,10 @@ export function quarantinedMessage(opts: {
   ip?: string;
   stage?: StageVerdict['stage'];
 }): TestMessage {
-  const tr = newTrace();
   const raw = Buffer.from(
     `From: ${opts.from}\r\nTo: ${opts.to}\r\nSubject: invoice\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR\r\n`,
   );
-  const base = newEnvelope({
-    id: newMessageId(),
-    mailFrom: opts.from,
-    rcptTo: [opts.to],
-    size: raw.length,
-    session: { clientIp: opts.ip ?? '192.0.2.10', ingressHost: 'ingress-0' },
-    trace: tr,
-  });
+  const base = testEnvelope(raw, opts);
   const now = new Date().toISOString();
   const stage = opts.stage ?? 'virus-scan';
   const envelope = {
@@ -244,7 +249,7 @@ export function quarantinedMessage(opts: {
       },
     ],
   };
-  return { msg: { envelope, raw }, traceId: tr.traceId };
+  return { msg: { envelope, raw }, traceId: base.trace.traceId };
 }
 
 /** The tracking events the services emit for a message that was received, checked and quarantined. */

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { runLists } from '../../../packages/cli/src/lists.js';
-import { ADMIN_TOKEN, auditLines, READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, auditLines, READ_TOKEN, runCli, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -57,19 +57,17 @@ describe('lists API', () => {
   });
 
   test('CLI: mailgate lists add|ls|rm', async () => {
-    let out = '';
-    let err = '';
-    const o = { write: (s: string) => void (out += s) };
-    const e = { write: (s: string) => void (err += s) };
-    const run = (argv: string[]) => runLists(['lists', ...argv, '--url', env.url, '--token', ADMIN_TOKEN], o, e);
-    assert.equal(await run(['add', 'ip-block', '203.0.113.9', '--reason', 'attack', '--ttl', '600']), 0, err);
-    assert.match(out, /added ip-block 203\.0\.113\.9\/32 until /);
-    out = '';
-    assert.equal(await run(['ls', '--kind', 'ip-block']), 0, err);
-    assert.match(out, /KIND\s+VALUE\s+EXPIRES\s+BY\s+REASON/);
-    assert.match(out, /ip-block\s+203\.0\.113\.9\/32\s+\S+\s+alice\s+attack/);
-    assert.equal(await run(['rm', 'ip-block', '203.0.113.9']), 0, err);
-    assert.equal(await run(['rm', 'ip-block', '203.0.113.9']), 1);
-    assert.equal(await run(['add', 'ip-block']), 64);
+    const run = (argv: string[]) => runCli(runLists, env, ['lists', ...argv], ADMIN_TOKEN);
+    const added = await run(['add', 'ip-block', '203.0.113.9', '--reason', 'attack', '--ttl', '600']);
+    assert.equal(added.code, 0, added.err);
+    assert.match(added.out, /added ip-block 203\.0\.113\.9\/32 until /);
+    const ls = await run(['ls', '--kind', 'ip-block']);
+    assert.equal(ls.code, 0, ls.err);
+    assert.match(ls.out, /KIND\s+VALUE\s+EXPIRES\s+BY\s+REASON/);
+    assert.match(ls.out, /ip-block\s+203\.0\.113\.9\/32\s+\S+\s+alice\s+attack/);
+    const rm = await run(['rm', 'ip-block', '203.0.113.9']);
+    assert.equal(rm.code, 0, rm.err);
+    assert.equal((await run(['rm', 'ip-block', '203.0.113.9'])).code, 1);
+    assert.equal((await run(['add', 'ip-block'])).code, 64);
   });
 });

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { newEnvelope, newMessageId, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import type { Browser } from 'playwright-core';
 import { previewMessage, virusDetection } from '../src/quarantine-preview.js';
 import { ARTIFACTS, chromiumSkip, launchChromium, signedInPage } from './chromium.js';
-import { newTrace, READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
+import { READ_TOKEN, startAdminEnv, suiteTeardown, testEnvelope, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -52,14 +52,7 @@ function phishingRaw(): Buffer {
 
 /** A message as a stage quarantines it; `signature` makes it a virus-scan detection. */
 function held(raw: Buffer, opts: { signature?: string; stage?: 'virus-scan' | 'attachment-policy' } = {}) {
-  const envelope = newEnvelope({
-    id: newMessageId(),
-    mailFrom: 'mallory@evil.test',
-    rcptTo: ['ceo@example.test'],
-    size: raw.length,
-    session: { clientIp: '198.51.100.66', ingressHost: 'ingress-0' },
-    trace: newTrace(),
-  });
+  const envelope = testEnvelope(raw, { from: 'mallory@evil.test', to: 'ceo@example.test', ip: '198.51.100.66' });
   const now = new Date().toISOString();
   const stage = opts.stage ?? 'virus-scan';
   const msg: PipelineMessage = {

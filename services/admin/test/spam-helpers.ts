@@ -4,10 +4,10 @@
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { newEnvelope, newMessageId, type PipelineMessage } from '@mailgate/contracts';
-import { startRedis, startRspamd, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
+import type { PipelineMessage } from '@mailgate/contracts';
+import { startRedis, startRspamd, textMessage, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
-import { auditLines, newTrace, startAdminEnv, type AdminEnv } from './helpers.js';
+import { auditLines, startAdminEnv, testEnvelope, type AdminEnv } from './helpers.js';
 
 let seq = 0;
 /** A distinct, learnable text message (rspamd refuses to learn messages with too few tokens). */
@@ -20,18 +20,8 @@ export function learnableText(kind: 'ham' | 'spam'): { subject: string; raw: str
         'review with the team on Thursday at ten and agree on the hiring plan for the next quarter.\r\n\r\nAlice'
       : `CONGRATULATIONS!!! You have WON (${n}) a FREE prize. Claim your cash reward now, limited offer, act ` +
         'today: click here to get cheap pills, casino bonus and guaranteed income from home!!!\r\n';
-  const raw = [
-    `From: ${kind === 'ham' ? 'alice@partner.test' : 'winner@lottery.test'}`,
-    'To: bob@example.test',
-    `Subject: ${subject}`,
-    `Message-ID: <${n}@mailgate.test>`,
-    `Date: ${new Date().toUTCString()}`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    body,
-    '',
-  ].join('\r\n');
+  const from = kind === 'ham' ? 'alice@partner.test' : 'winner@lottery.test';
+  const raw = textMessage({ from, to: 'bob@example.test', subject, messageId: `${n}@mailgate.test`, body });
   return { subject, raw };
 }
 
@@ -43,14 +33,7 @@ export function spamQuarantined(
   raw: Buffer,
   opts: { reason?: string; details?: Record<string, unknown> } = {},
 ): PipelineMessage {
-  const base = newEnvelope({
-    id: newMessageId(),
-    mailFrom: 'alice@partner.test',
-    rcptTo: ['bob@example.test'],
-    size: raw.length,
-    session: { clientIp: '192.0.2.10', ingressHost: 'ingress-0' },
-    trace: newTrace(),
-  });
+  const base = testEnvelope(raw, { from: 'alice@partner.test', to: 'bob@example.test' });
   const at = new Date().toISOString();
   const pass = (stage: 'dnsbl-check' | 'virus-scan' | 'attachment-policy') => ({
     stage,

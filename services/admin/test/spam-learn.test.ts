@@ -10,7 +10,15 @@ import { RspamdClient } from '@mailgate/rspamd';
 import { waitFor, type RspamdHandle } from '@mailgate/testkit';
 import { runSpam } from '../../../packages/cli/src/spam.js';
 import { adminSchema } from '../src/config.js';
-import { ADMIN_TOKEN, eventsFor, quarantinedMessage, READ_TOKEN, suiteTeardown, type AdminEnv } from './helpers.js';
+import {
+  ADMIN_TOKEN,
+  eventsFor,
+  quarantinedMessage,
+  READ_TOKEN,
+  runCli,
+  suiteTeardown,
+  type AdminEnv,
+} from './helpers.js';
 import { learnableMail as mail, spamQuarantined, startSpamEnv, type SpamEnv } from './spam-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -161,22 +169,22 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
   });
 
   test('CLI: mailgate spam not-spam | mark --eml | stat', async () => {
-    let out = '';
-    let err = '';
-    const o = { write: (s: string) => void (out += s) };
-    const e = { write: (s: string) => void (err += s) };
-    const run = (argv: string[]) => runSpam(['spam', ...argv, '--url', env.url, '--token', ADMIN_TOKEN], o, e);
+    const run = (argv: string[]) => runCli(runSpam, env, ['spam', ...argv], ADMIN_TOKEN);
 
     const m = spamQuarantined(mail('ham'));
     await env.quarantine(m, TOPICS.policyChecked);
     await waitQuarantined(m.envelope.id);
     const totalBefore = await total();
     const hamBefore = await classCount('BAYES_HAM');
-    assert.equal(await run(['not-spam', m.envelope.id]), 0, err);
-    assert.match(out, new RegExp(`released ${m.envelope.id} to ${TOPICS.deliverable}; rspamd learned it as ham`));
+    const released = await run(['not-spam', m.envelope.id]);
+    assert.equal(released.code, 0, released.err);
+    assert.match(
+      released.out,
+      new RegExp(`released ${m.envelope.id} to ${TOPICS.deliverable}; rspamd learned it as ham`),
+    );
     assert.equal(await total(), totalBefore + 1);
     await classReaches('BAYES_HAM', hamBefore + 1);
-    assert.equal(await run(['not-spam', m.envelope.id]), 1, 'gone from the quarantine');
+    assert.equal((await run(['not-spam', m.envelope.id])).code, 1, 'gone from the quarantine');
 
     const d = quarantinedMessage({ from: 'winner@lottery.test', to: 'bob@example.test' });
     await env.events(eventsFor(d, 'delivered'));
@@ -188,13 +196,13 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
     // Text Bayes does not already classify as spam: rspamd skips learning a message it already rates 100 % spam
     // ("all learn conditions denied"), and its reply to that is not well-formed HTTP (see docs/spam-check.md).
     writeFileSync(eml, mail('ham'));
-    out = '';
-    assert.equal(await run(['mark', d.msg.envelope.id, '--eml', eml]), 0, err);
-    assert.match(out, /marked \S+ as spam; rspamd learned it as spam/);
-    out = '';
-    assert.equal(await run(['stat']), 0, err);
-    assert.match(out, /BAYES_SPAM\s+\d+/);
-    assert.equal(await run(['mark']), 64);
+    const marked = await run(['mark', d.msg.envelope.id, '--eml', eml]);
+    assert.equal(marked.code, 0, marked.err);
+    assert.match(marked.out, /marked \S+ as spam; rspamd learned it as spam/);
+    const stat = await run(['stat']);
+    assert.equal(stat.code, 0, stat.err);
+    assert.match(stat.out, /BAYES_SPAM\s+\d+/);
+    assert.equal((await run(['mark'])).code, 64);
   });
 
   test('config: password xor passwordFile, http controller URL', () => {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigErrors, loadConfig } from '@mailgate/runtime';
-import { flagString, type ParsedArgs } from './args.js';
+import { flagString, type Out, type ParsedArgs } from './args.js';
 
 /**
  * Where the CLI's client commands (queue, trace, track, lists, spam) find the gateway: flags first, then the
@@ -137,7 +137,7 @@ export function resolveAdmin(
 export function connectAdmin(
   args: ParsedArgs,
   need: 'read' | 'admin',
-  err: { write(s: string): unknown },
+  err: Out,
   env: NodeJS.ProcessEnv = process.env,
 ): AdminConnection | number {
   try {
@@ -178,7 +178,7 @@ export interface AdminRequest {
 export async function adminRequest(
   conn: AdminConnection,
   req: AdminRequest,
-  err: { write(s: string): unknown },
+  err: Out,
 ): Promise<{ code: number } | { body: Record<string, unknown> }> {
   let res: Response;
   try {

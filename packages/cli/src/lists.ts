@@ -1,4 +1,4 @@
-import { flagString, parseArgs } from './args.js';
+import { flagString, parseArgs, type Out } from './args.js';
 import { ADMIN_OPTIONS, adminRequest, connectAdmin } from './connection.js';
 import { table } from './track.js';
 
@@ -13,10 +13,6 @@ export const LISTS_USAGE = `Usage:
 KIND is ip-allow, ip-block or sender-block; VALUE an IP/CIDR, or user@domain, *@domain, *@*.domain.
 ${ADMIN_OPTIONS}
 Exit codes: 0 done, 1 not found, 64 usage, 69 admin service unreachable, 77 token refused.`;
-
-interface Out {
-  write(s: string): unknown;
-}
 
 interface Entry {
   kind: string;

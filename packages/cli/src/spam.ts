@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { flagString, parseArgs } from './args.js';
+import { flagString, parseArgs, type Out } from './args.js';
 import { ADMIN_OPTIONS, adminRequest, connectAdmin } from './connection.js';
 import { table } from './track.js';
 
@@ -14,10 +14,6 @@ export const SPAM_USAGE = `Usage:
   mailgate spam stat [--json]                 rspamd's Bayes statistics (learned messages per class)
 ${ADMIN_OPTIONS}
 Exit codes: 0 done, 1 not found or not possible, 64 usage, 69 admin service or rspamd unreachable, 77 token refused.`;
-
-interface Out {
-  write(s: string): unknown;
-}
 
 export async function runSpam(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   const args = parseArgs(argv);

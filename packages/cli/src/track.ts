@@ -1,4 +1,4 @@
-import { flagString, parseArgs } from './args.js';
+import { flagString, parseArgs, type Out } from './args.js';
 import { ADMIN_OPTIONS, adminRequest, connectAdmin, EXIT } from './connection.js';
 
 /**
@@ -23,10 +23,6 @@ Exit codes: 0 found, 1 nothing found, 64 usage, 69 admin service unreachable, 77
 
 const PAGE = 200;
 const DEFAULT_LIMIT = 1000;
-
-interface Out {
-  write(s: string): unknown;
-}
 
 interface Summary {
   id: string;

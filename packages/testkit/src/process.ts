@@ -296,3 +296,13 @@ export async function removeDirOnFailure<T>(dir: string, start: () => Promise<T>
     throw err;
   }
 }
+
+/** `launchOnPort` for a launcher that keeps its files in `dir`: the directory is removed when no start succeeds. */
+export function launchInTempDir(
+  dir: string,
+  requested: number | undefined,
+  pick: () => Promise<number>,
+  launch: (port: number) => Promise<void>,
+): Promise<number> {
+  return removeDirOnFailure(dir, () => launchOnPort(requested, pick, launch));
+}

@@ -4,14 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './net.js';
-import {
-  launchOnPort,
-  makeTempDir,
-  ManagedProcess,
-  removeDirOnFailure,
-  removeTempDir,
-  waitUntilReady,
-} from './process.js';
+import { launchInTempDir, makeTempDir, ManagedProcess, removeTempDir, waitUntilReady } from './process.js';
 
 const execFileP = promisify(execFile);
 
@@ -229,7 +222,7 @@ export async function startRspamd(opts: StartRspamdOptions = {}): Promise<Rspamd
     startupMs = Date.now() - t0;
   };
 
-  const port = await removeDirOnFailure(dir, () => launchOnPort(opts.port, () => freePort(HOST), launch));
+  const port = await launchInTempDir(dir, opts.port, () => freePort(HOST), launch);
 
   return {
     host: HOST,

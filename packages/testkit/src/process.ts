@@ -3,6 +3,8 @@
 // SIGINT/SIGTERM/SIGHUP), and every temp dir we create is removed then too. Against a SIGKILL of the test process
 // itself, children are started through `setpriv --pdeathsig SIGKILL` (util-linux) when it exists, so the kernel
 // kills them; their temp dirs are then left behind in os.tmpdir() (mailgate-*).
+// One file (~300 lines): the launchers' lifecycle helpers (start on a free port, wait until ready, clean up on
+// failure) rely on that one registry of children and temp dirs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';

@@ -275,33 +275,19 @@ export function eventsFor(m: TestMessage, outcome: 'quarantined' | 'delivered' =
       details: { stage: 'dnsbl-check', verdict: { kind: 'pass' } },
     },
   ];
+  const virusScan = (type: 'stage' | 'quarantined', verdict: Record<string, unknown>): TrackingEvent => ({
+    ...base,
+    type,
+    at: at(20),
+    service: 'virus-scan',
+    host: 'scan-0',
+    details: { stage: 'virus-scan', verdict },
+  });
   if (outcome === 'quarantined') {
     const v = { kind: 'quarantine', reason: 'virus found: Eicar-Signature' };
-    evs.push({
-      ...base,
-      type: 'stage',
-      at: at(20),
-      service: 'virus-scan',
-      host: 'scan-0',
-      details: { stage: 'virus-scan', verdict: v },
-    });
-    evs.push({
-      ...base,
-      type: 'quarantined',
-      at: at(20),
-      service: 'virus-scan',
-      host: 'scan-0',
-      details: { stage: 'virus-scan', verdict: v },
-    });
+    evs.push(virusScan('stage', v), virusScan('quarantined', v));
   } else {
-    evs.push({
-      ...base,
-      type: 'stage',
-      at: at(20),
-      service: 'virus-scan',
-      host: 'scan-0',
-      details: { stage: 'virus-scan', verdict: { kind: 'pass' } },
-    });
+    evs.push(virusScan('stage', { kind: 'pass' }));
     evs.push({
       ...base,
       type: 'delivered',

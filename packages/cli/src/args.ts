@@ -27,3 +27,8 @@ export function flagString(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags[name];
   return typeof v === 'string' ? v : undefined;
 }
+
+/** Where a command writes (stdout or stderr by default; tests pass a buffer). */
+export interface Out {
+  write(s: string): unknown;
+}

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigErrors, loadConfig } from '@mailgate/runtime';
-import { flagString, type ParsedArgs } from './args.js';
+import { flagString, type Out, type ParsedArgs } from './args.js';
 
 /**
  * Where the CLI's client commands (queue, trace, track, lists, spam) find the gateway: flags first, then the
@@ -137,7 +137,7 @@ export function resolveAdmin(
 export function connectAdmin(
   args: ParsedArgs,
   need: 'read' | 'admin',
-  err: { write(s: string): unknown },
+  err: Out,
   env: NodeJS.ProcessEnv = process.env,
 ): AdminConnection | number {
   try {
@@ -153,4 +153,64 @@ export function connectAdmin(
     }
     throw e;
   }
+}
+
+/** The exit codes an admin-API command returns (sysexits.h where one fits). */
+export const EXIT = { notFound: 1, usage: 64, unavailable: 69, noPermission: 77 } as const;
+
+export interface AdminRequest {
+  /** Path and query below the admin URL, e.g. `/api/v1/lists?kind=ip-block`. */
+  readonly path: string;
+  readonly method?: 'GET' | 'POST' | 'DELETE';
+  readonly body?: string | Buffer;
+  /** Content type of `body` (default application/json). */
+  readonly contentType?: string;
+  /** Default 15 s; learning a message waits for rspamd's Redis writes and takes longer. */
+  readonly timeoutMs?: number;
+  /** HTTP statuses that mean "not found or not possible" (exit 1); default 404. */
+  readonly notFound?: readonly number[];
+}
+
+/**
+ * One admin-API call as the CLI's client commands make it: bearer token, JSON answer. A failure is written to `err`
+ * and returned as the exit code: 69 unreachable or a server error, 77 token refused, 1 not found, 64 bad request.
+ */
+export async function adminRequest(
+  conn: AdminConnection,
+  req: AdminRequest,
+  err: Out,
+): Promise<{ code: number } | { body: Record<string, unknown> }> {
+  let res: Response;
+  try {
+    res = await fetch(conn.url + req.path, {
+      method: req.method ?? 'GET',
+      headers: {
+        authorization: `Bearer ${conn.token}`,
+        accept: 'application/json',
+        ...(req.body !== undefined ? { 'content-type': req.contentType ?? 'application/json' } : {}),
+      },
+      ...(req.body !== undefined ? { body: req.body } : {}),
+      signal: AbortSignal.timeout(req.timeoutMs ?? 15_000),
+    });
+  } catch (e) {
+    const cause = (e as Error).cause;
+    err.write(
+      `cannot reach the admin service at ${conn.url}: ${cause instanceof Error ? cause.message : (e as Error).message}\n`,
+    );
+    return { code: EXIT.unavailable };
+  }
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.status === 401 || res.status === 403) {
+    err.write(`the admin service refused the token (${res.status}): ${String(body['message'] ?? '')}\n`);
+    return { code: EXIT.noPermission };
+  }
+  if ((req.notFound ?? [404]).includes(res.status)) {
+    err.write(`${String(body['message'] ?? 'not found')}\n`);
+    return { code: EXIT.notFound };
+  }
+  if (!res.ok) {
+    err.write(`admin service error ${res.status}: ${String(body['message'] ?? '')}\n`);
+    return { code: res.status === 400 ? EXIT.usage : EXIT.unavailable };
+  }
+  return { body };
 }

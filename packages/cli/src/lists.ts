@@ -1,5 +1,5 @@
-import { flagString, parseArgs } from './args.js';
-import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
+import { flagString, parseArgs, type Out } from './args.js';
+import { ADMIN_OPTIONS, adminRequest, connectAdmin } from './connection.js';
 import { table } from './track.js';
 
 /**
@@ -13,10 +13,6 @@ export const LISTS_USAGE = `Usage:
 KIND is ip-allow, ip-block or sender-block; VALUE an IP/CIDR, or user@domain, *@domain, *@*.domain.
 ${ADMIN_OPTIONS}
 Exit codes: 0 done, 1 not found, 64 usage, 69 admin service unreachable, 77 token refused.`;
-
-interface Out {
-  write(s: string): unknown;
-}
 
 interface Entry {
   kind: string;
@@ -37,8 +33,7 @@ export async function runLists(argv: string[], out: Out = process.stdout, err: O
   // Lookups take the least privileged token the config has; changes need an admin token.
   const conn = connectAdmin(args, cmd === 'ls' || cmd === 'list' ? 'read' : 'admin', err);
   if (typeof conn === 'number') return conn;
-  const { url: base, token } = conn;
-  let method = 'GET';
+  let method: 'GET' | 'POST' | 'DELETE' = 'GET';
   let path = '/api/v1/lists';
   let body: string | undefined;
   if (cmd === 'ls' || cmd === 'list') {
@@ -73,35 +68,9 @@ export async function runLists(argv: string[], out: Out = process.stdout, err: O
     return 64;
   }
 
-  let res: Response;
-  try {
-    res = await fetch(base + path, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        accept: 'application/json',
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body } : {}),
-      signal: AbortSignal.timeout(15_000),
-    });
-  } catch (e) {
-    err.write(`cannot reach the admin service at ${base}: ${(e as Error).message}\n`);
-    return 69;
-  }
-  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-  if (res.status === 401 || res.status === 403) {
-    err.write(`the admin service refused the token (${res.status}): ${String(json['message'] ?? '')}\n`);
-    return 77;
-  }
-  if (res.status === 404) {
-    err.write(`${String(json['message'] ?? 'not found')}\n`);
-    return 1;
-  }
-  if (!res.ok) {
-    err.write(`admin service error ${res.status}: ${String(json['message'] ?? '')}\n`);
-    return res.status === 400 ? 64 : 69;
-  }
+  const res = await adminRequest(conn, { path, method, ...(body ? { body } : {}) }, err);
+  if ('code' in res) return res.code;
+  const json = res.body;
   if (args.flags['json']) {
     out.write(JSON.stringify(json, null, 2) + '\n');
     return 0;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { flagString, parseArgs } from './args.js';
-import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
+import { flagString, parseArgs, type Out } from './args.js';
+import { ADMIN_OPTIONS, adminRequest, connectAdmin } from './connection.js';
 import { table } from './track.js';
 
 /**
@@ -15,10 +15,6 @@ export const SPAM_USAGE = `Usage:
 ${ADMIN_OPTIONS}
 Exit codes: 0 done, 1 not found or not possible, 64 usage, 69 admin service or rspamd unreachable, 77 token refused.`;
 
-interface Out {
-  write(s: string): unknown;
-}
-
 export async function runSpam(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   const args = parseArgs(argv);
   const [, cmd, id] = args.positional;
@@ -29,8 +25,7 @@ export async function runSpam(argv: string[], out: Out = process.stdout, err: Ou
   // Lookups take the least privileged token the config has; changes need an admin token.
   const conn = connectAdmin(args, cmd === 'stat' ? 'read' : 'admin', err);
   if (typeof conn === 'number') return conn;
-  const { url: base, token } = conn;
-  let method = 'POST';
+  let method: 'GET' | 'POST' = 'POST';
   let path: string;
   let body: string | Buffer | undefined;
   let contentType: string | undefined;
@@ -64,36 +59,14 @@ export async function runSpam(argv: string[], out: Out = process.stdout, err: Ou
     return 64;
   }
 
-  let res: Response;
-  try {
-    res = await fetch(base + path, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        accept: 'application/json',
-        ...(contentType ? { 'content-type': contentType } : {}),
-      },
-      ...(body !== undefined ? { body } : {}),
-      // Learning waits for rspamd's Redis writes: longer than a lookup.
-      signal: AbortSignal.timeout(60_000),
-    });
-  } catch (e) {
-    err.write(`cannot reach the admin service at ${base}: ${(e as Error).message}\n`);
-    return 69;
-  }
-  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-  if (res.status === 401 || res.status === 403) {
-    err.write(`the admin service refused the token (${res.status}): ${String(json['message'] ?? '')}\n`);
-    return 77;
-  }
-  if (res.status === 404 || res.status === 409) {
-    err.write(`${String(json['message'] ?? 'not found')}\n`);
-    return 1;
-  }
-  if (!res.ok) {
-    err.write(`admin service error ${res.status}: ${String(json['message'] ?? '')}\n`);
-    return res.status === 400 ? 64 : 69;
-  }
+  const res = await adminRequest(
+    conn,
+    // Learning waits for rspamd's Redis writes: longer than a lookup. 409: not a spam-check quarantine.
+    { path, method, ...(body !== undefined ? { body } : {}), contentType, timeoutMs: 60_000, notFound: [404, 409] },
+    err,
+  );
+  if ('code' in res) return res.code;
+  const json = res.body;
   if (args.flags['json']) {
     out.write(JSON.stringify(json, null, 2) + '\n');
     return 0;

@@ -28,8 +28,8 @@ export class Supervisor {
   private restartCount = 0;
   private readonly listeners = new Set<(p: ChildProcess) => void>();
 
-  constructor(private readonly o: SupervisorOptions) {
-    this.backoff = o.initialBackoffMs ?? 500;
+  constructor(private readonly options: SupervisorOptions) {
+    this.backoff = options.initialBackoffMs ?? 500;
   }
 
   /** The current process (undefined while waiting to restart). */
@@ -47,11 +47,13 @@ export class Supervisor {
   }
 
   start(): ChildProcess {
-    const p = spawn(this.o.command, [...this.o.args], this.o.spawnOptions ?? {});
+    const p = spawn(this.options.command, [...this.options.args], this.options.spawnOptions ?? {});
     this.proc = p;
     this.startedAt = Date.now();
     p.once('exit', (code, signal) => this.exited(p, code, signal));
-    p.once('error', (err) => this.o.log.error({ service: this.o.name, err: err.message }, 'service failed to spawn'));
+    p.once('error', (err) =>
+      this.options.log.error({ service: this.options.name, err: err.message }, 'service failed to spawn'),
+    );
     for (const l of this.listeners) l(p);
     return p;
   }
@@ -60,12 +62,12 @@ export class Supervisor {
     if (this.proc === p) this.proc = undefined;
     if (this.stopping) return;
     const ran = Date.now() - this.startedAt;
-    const initial = this.o.initialBackoffMs ?? 500;
-    if (ran >= (this.o.resetAfterMs ?? 30_000)) this.backoff = initial;
+    const initial = this.options.initialBackoffMs ?? 500;
+    if (ran >= (this.options.resetAfterMs ?? 30_000)) this.backoff = initial;
     const delay = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.o.maxBackoffMs ?? 30_000);
-    this.o.log.error(
-      { service: this.o.name, code, signal, ranMs: ran, restartInMs: delay },
+    this.backoff = Math.min(this.backoff * 2, this.options.maxBackoffMs ?? 30_000);
+    this.options.log.error(
+      { service: this.options.name, code, signal, ranMs: ran, restartInMs: delay },
       'service exited: restarting',
     );
     this.timer = setTimeout(() => {
@@ -73,7 +75,10 @@ export class Supervisor {
       if (this.stopping) return;
       this.restartCount++;
       const np = this.start();
-      this.o.log.warn({ service: this.o.name, pid: np.pid, restarts: this.restartCount }, 'service restarted');
+      this.options.log.warn(
+        { service: this.options.name, pid: np.pid, restarts: this.restartCount },
+        'service restarted',
+      );
     }, delay);
   }
 

@@ -1,5 +1,5 @@
-import { flagString, parseArgs } from './args.js';
-import { ADMIN_OPTIONS, connectAdmin } from './connection.js';
+import { flagString, parseArgs, type Out } from './args.js';
+import { ADMIN_OPTIONS, adminRequest, connectAdmin, EXIT } from './connection.js';
 
 /**
  * `mailgate trace <message-id>` and `mailgate track --rcpt A | --from A | --ip IP`: the admin API's message
@@ -21,16 +21,8 @@ up to --limit (default 1000; --all for every one); when more exist it says so on
 continues from there.
 Exit codes: 0 found, 1 nothing found, 64 usage, 69 admin service unreachable, 77 token refused.`;
 
-const EX_NOTFOUND = 1;
 const PAGE = 200;
 const DEFAULT_LIMIT = 1000;
-const EX_USAGE = 64;
-const EX_UNAVAILABLE = 69;
-const EX_NOPERM = 77;
-
-interface Out {
-  write(s: string): unknown;
-}
 
 interface Summary {
   id: string;
@@ -103,7 +95,6 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
   }
   const conn = connectAdmin(args, 'read', err);
   if (typeof conn === 'number') return conn;
-  const { url: base, token } = conn;
   const asJson = args.flags['json'] === true;
   let path: string;
   let wanted = Infinity;
@@ -136,37 +127,10 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     err.write(`${e.message}\n\n${TRACK_USAGE}\n`);
-    return EX_USAGE;
+    return EXIT.usage;
   }
 
-  const get = async (p: string): Promise<{ code: number } | { body: Record<string, unknown> }> => {
-    let res: Response;
-    try {
-      res = await fetch(base + p, {
-        headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-        signal: AbortSignal.timeout(15_000),
-      });
-    } catch (e) {
-      err.write(
-        `cannot reach the admin service at ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}\n`,
-      );
-      return { code: EX_UNAVAILABLE };
-    }
-    const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-    if (res.status === 401 || res.status === 403) {
-      err.write(`the admin service refused the token (${res.status}): ${String(body['message'] ?? '')}\n`);
-      return { code: EX_NOPERM };
-    }
-    if (res.status === 404) {
-      err.write(`${String(body['message'] ?? 'not found')}\n`);
-      return { code: EX_NOTFOUND };
-    }
-    if (!res.ok) {
-      err.write(`admin service error ${res.status}: ${String(body['message'] ?? '')}\n`);
-      return { code: res.status === 400 ? EX_USAGE : EX_UNAVAILABLE };
-    }
-    return { body };
-  };
+  const get = (p: string) => adminRequest(conn, { path: p }, err);
 
   let body: Record<string, unknown>;
   if (positional[0]) {
@@ -227,7 +191,7 @@ export async function runTrack(argv: string[], out: Out = process.stdout, err: O
   const results = body['results'] as Summary[];
   if (results.length === 0) {
     err.write('no messages found\n');
-    return EX_NOTFOUND;
+    return EXIT.notFound;
   }
   out.write(
     table(

@@ -5,17 +5,18 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { newEnvelope, newMessageId } from '@mailgate/contracts';
 import { RetryStore } from '@mailgate/delivery-queue';
 import { createRedis } from '@mailgate/runtime';
 import { waitFor } from '@mailgate/testkit';
 import {
-  READ_TOKEN,
   ADMIN_TOKEN,
+  READ_TOKEN,
   REDIS_URL,
   startAdminEnv,
+  suiteTeardown,
   type AdminEnv,
 } from '../../../services/admin/test/helpers.js';
 import { parseArgs } from '../src/args.js';
@@ -47,12 +48,12 @@ describe('CLI connection from the configuration file', () => {
   let env: AdminEnv;
   let dir: string;
   let configFile: string;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   const msgId = newMessageId();
   const deferredIds = [newMessageId(), newMessageId(), newMessageId()].sort();
 
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    env = await startAdminEnv(teardown);
     dir = mkdtempSync(path.join(os.tmpdir(), 'mg-cli-conn-'));
     writeFileSync(path.join(dir, 'helpdesk'), READ_TOKEN + '\n');
     configFile = path.join(dir, 'mailgate.yaml');
@@ -89,7 +90,7 @@ describe('CLI connection from the configuration file', () => {
     });
     // Three deferred messages in the gateway's queue (the key prefix only the config file names).
     const redis = createRedis({ url: REDIS_URL, keyPrefix: env.keyPrefix }, { name: 'cli-test' });
-    afters.push(async () => void redis.disconnect());
+    teardown.last(async () => void redis.disconnect());
     const store = new RetryStore(redis);
     for (const [i, id] of deferredIds.entries()) {
       const envelope = newEnvelope({ id, mailFrom: 'bob@conn.test', rcptTo: [`r${i}@remote.test`], size: 10 });
@@ -108,9 +109,6 @@ describe('CLI connection from the configuration file', () => {
       const r = await env.api('/api/v1/lists', { method: 'POST', body: JSON.stringify({ ...e, reason: 'test' }) });
       assert.equal(r.status, 201);
     }
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   test('track and trace with only --config: URL from admin.http, the read token from its file', async () => {

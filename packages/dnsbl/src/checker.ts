@@ -1,3 +1,5 @@
+// One file (~350 lines): one class, the check of one message against every zone (cache, de-duplicated queries,
+// zone health, scoring); its steps share the per-check state.
 import net from 'node:net';
 import { metrics, type ObservableResult } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';

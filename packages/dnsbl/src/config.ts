@@ -8,22 +8,28 @@ import { parseCidr } from './ip.js';
  * the same zones, thresholds and cache. Every option has a default; see docs/dnsbl.md.
  */
 
-const hostPort = z
+/** A DNS server as `resolvers:` lists it: host, host:port, [v6]:port (also read by the senderAuth section). */
+export const hostPortSchema = z
   .string()
   .regex(
     /^[^\s:[\]]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$|^[^\s:[\]]+$/,
     'expected host or host:port (IPv6: [addr]:port)',
   );
 
-const zoneName = z
-  .string()
-  .min(1)
-  .regex(/^(?!-)[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/, 'expected a DNS zone name like zen.spamhaus.org')
-  .transform((s) => s.replace(/\.$/, '').toLowerCase());
+/** A DNS name (zone, domain), lower-cased, without a trailing dot; `what` names it in the error message. */
+export const dnsNameSchema = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .regex(/^(?!-)[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/, `expected ${what}`)
+    .transform((s) => s.replace(/\.$/, '').toLowerCase());
+
+const zoneName = dnsNameSchema('a DNS zone name like zen.spamhaus.org');
 
 const codeSpec = z.string().refine(isValidCodeSpec, 'expected a return code: a.b.c.d, a.b.c.d-e.f.g.h or a.b.c.d/n');
 
-const cidr = z.string().refine((s) => {
+/** An IP address or CIDR network (also read by the senderAuth section). */
+export const cidrSchema = z.string().refine((s) => {
   try {
     parseCidr(s);
     return true;
@@ -80,7 +86,7 @@ export const dnsblSchema = z
     /** Per-stage overrides of the common `bus:` section. */
     bus: busSchema.removeDefault().partial().optional(),
     /** DNS resolvers as host:port (port 53 if omitted), or 'system' for /etc/resolv.conf. Use a local caching resolver, not a public one: most lists refuse public resolvers. */
-    resolvers: z.union([z.literal('system'), z.array(hostPort).min(1)]).default('system'),
+    resolvers: z.union([z.literal('system'), z.array(hostPortSchema).min(1)]).default('system'),
     /** Per-query timeout (all zones are queried in parallel, so this is also the added latency bound). */
     timeoutMs: z.number().int().min(10).max(30000).default(2000),
     zones: z.array(zoneSchema).default([]),
@@ -117,7 +123,7 @@ export const dnsblSchema = z
       .default({}),
     /** Networks never looked up (private, loopback, link-local: no list has data for them). */
     skipNetworks: z
-      .array(cidr)
+      .array(cidrSchema)
       .default([
         '127.0.0.0/8',
         '10.0.0.0/8',
@@ -144,7 +150,7 @@ export const dnsblSchema = z
         /** Judge mail relayed by a trusted internal relay by the IP it received the mail from (deep header inspection). */
         enabled: z.boolean().default(false),
         /** Relays whose Received lines are believed. Lines added by any other host may be forged and are ignored. */
-        trustedRelays: z.array(cidr).default([]),
+        trustedRelays: z.array(cidrSchema).default([]),
         /** How many trusted hops to walk back at most. */
         maxHops: z.number().int().min(1).max(50).default(5),
       })

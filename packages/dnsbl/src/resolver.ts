@@ -35,6 +35,30 @@ async function toServer(spec: string): Promise<string> {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * A c-ares resolver for configured servers ('system': the machine's), made at first use and reused: host names
+ * among the servers are resolved once, then. `current` is the resolver once made (to cancel its queries).
+ */
+export class LazyResolver {
+  current: dns.Resolver | undefined;
+  private init: Promise<dns.Resolver> | undefined;
+
+  constructor(
+    private readonly servers: 'system' | readonly string[],
+    private readonly options: { readonly timeout: number; readonly tries: number },
+  ) {}
+
+  get(): Promise<dns.Resolver> {
+    this.init ??= (async () => {
+      const r = new dns.Resolver(this.options);
+      if (this.servers !== 'system') r.setServers(await Promise.all(this.servers.map(toServer)));
+      this.current = r;
+      return r;
+    })();
+    return this.init;
+  }
+}
+
 const NX_CODES = new Set(['ENOTFOUND', 'ENODATA', 'NOTFOUND', 'NODATA']);
 
 /**
@@ -42,22 +66,16 @@ const NX_CODES = new Set(['ENOTFOUND', 'ENODATA', 'NOTFOUND', 'NODATA']);
  * timeout (with several resolvers c-ares may move on to the next one, the deadline still holds).
  */
 export class DnsClient {
-  private resolver: dns.Resolver | undefined;
-  private init: Promise<dns.Resolver> | undefined;
+  private readonly resolver: LazyResolver;
   /** DNS questions sent (A and TXT), for stats and benchmarks. */
   queries = 0;
 
-  constructor(private readonly opts: DnsClientOptions) {}
+  constructor(private readonly opts: DnsClientOptions) {
+    this.resolver = new LazyResolver(opts.resolvers, { timeout: opts.timeoutMs, tries: 1 });
+  }
 
-  private async get(): Promise<dns.Resolver> {
-    if (this.resolver) return this.resolver;
-    this.init ??= (async () => {
-      const r = new dns.Resolver({ timeout: this.opts.timeoutMs, tries: 1 });
-      if (this.opts.resolvers !== 'system') r.setServers(await Promise.all(this.opts.resolvers.map(toServer)));
-      this.resolver = r;
-      return r;
-    })();
-    return this.init;
+  private get(): Promise<dns.Resolver> {
+    return this.resolver.get();
   }
 
   private deadline<T>(p: Promise<T>): Promise<T> {
@@ -117,6 +135,6 @@ export class DnsClient {
   }
 
   close(): void {
-    this.resolver?.cancel();
+    this.resolver.current?.cancel();
   }
 }

@@ -1,3 +1,5 @@
+// One file (~300 lines): one class, the per-connection state machine (framing, ordering, limits, timeouts); its
+// parts share that state, so splitting would only pass it around.
 // One client connection: incremental framing, the request header, dispatch to the API modules, in-order responses
 // and the per-connection limits (frame size, decode budget, in-flight requests, idle and request-read timeouts).
 import type net from 'node:net';

@@ -1,3 +1,5 @@
+// One file (~400 lines): the group coordinator is one state machine (Join/Sync/Heartbeat/Leave and its timers);
+// splitting the transitions apart would hide which state each one leaves the group in.
 // Group coordinator: the JoinGroup/SyncGroup state machine, liveness and generation checks.
 import { randomUUID } from 'node:crypto';
 import { ErrorCode } from './protocol.js';

@@ -1,3 +1,5 @@
+// One file (~320 lines): the Reader and the Writer are the two halves of the wire primitives (each encoding is
+// read in one and written in the other) and share the error codes.
 // Wire primitives: a zero-copy request reader with a decode budget, a chunked response writer, error codes.
 // Both speak the classic encodings (int16-length strings, int32-count arrays) and the "flexible" ones of KIP-482
 // (unsigned-varint lengths + 1, tagged fields); the schema codec (schema/codec.ts) picks per field and version.

@@ -1,3 +1,6 @@
+// One file (~700 lines): the partition log (in memory or segment files: loading, appends, fsync, retention,
+// producer idempotence) and the store of topics and committed offsets that owns the logs; they share one on-disk
+// layout.
 // Partition logs (in memory or append-only segment files) and committed group offsets.
 import fs from 'node:fs';
 import path from 'node:path';

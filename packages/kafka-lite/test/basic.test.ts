@@ -5,6 +5,7 @@ import {
   Body,
   RawClient,
   broker,
+  connected,
   defer,
   encodeBatch,
   fastConsumer,
@@ -17,13 +18,9 @@ import {
 test('round trip with headers and gzip, ordering per partition', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
-  const producer = kafka.producer();
-  await producer.connect();
-  defer(t, () => producer.disconnect());
+  const producer = await connected(t, kafka.producer());
   // 3 partitions x 50 records, sent in several requests, mixed compression.
-  const admin = kafka.admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
+  const admin = await connected(t, kafka.admin());
   assert.equal(await admin.createTopics({ topics: [{ topic: 'rt', numPartitions: 3 }] }), true);
   for (let round = 0; round < 5; round++) {
     await producer.send({
@@ -35,9 +32,7 @@ test('round trip with headers and gzip, ordering per partition', { timeout: 60_0
       }),
     });
   }
-  const consumer = kafka.consumer({ groupId: 'rt-g', ...fastConsumer });
-  await consumer.connect();
-  defer(t, () => consumer.disconnect());
+  const consumer = await connected(t, kafka.consumer({ groupId: 'rt-g', ...fastConsumer }));
   await consumer.subscribe({ topic: 'rt', fromBeginning: true });
   const got: EachMessagePayload[] = [];
   await consumer.run({ eachMessage: async (p) => void got.push(p) });
@@ -62,9 +57,7 @@ test('round trip with headers and gzip, ordering per partition', { timeout: 60_0
 test('admin: create/list/metadata/offsets/lag/describe/delete', { timeout: 60_000 }, async (t) => {
   const b = await broker(t, { defaultPartitions: 4 });
   const kafka = kafkaFor(b);
-  const admin = kafka.admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
+  const admin = await connected(t, kafka.admin());
   assert.equal(await admin.createTopics({ topics: [{ topic: 'a1', numPartitions: 2 }, { topic: 'a2' }] }), true);
   assert.equal(await admin.createTopics({ topics: [{ topic: 'a1', numPartitions: 2 }] }), false);
   assert.deepEqual((await admin.listTopics()).sort(), ['a1', 'a2']);
@@ -73,9 +66,7 @@ test('admin: create/list/metadata/offsets/lag/describe/delete', { timeout: 60_00
     ['a1', 2],
     ['a2', 4],
   ]);
-  const producer = kafka.producer();
-  await producer.connect();
-  defer(t, () => producer.disconnect());
+  const producer = await connected(t, kafka.producer());
   await producer.send({
     topic: 'a1',
     messages: Array.from({ length: 10 }, (_, i) => ({ partition: 0, value: `x${i}` })),
@@ -127,9 +118,7 @@ test(
   async (t) => {
     const b = await broker(t);
     const kafka = kafkaFor(b);
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
-    defer(t, () => producer.disconnect());
+    const producer = await connected(t, kafka.producer({ idempotent: true, maxInFlightRequests: 1 }));
     for (let i = 0; i < 5; i++)
       await producer.send({
         topic: 'idem',
@@ -138,9 +127,7 @@ test(
           { partition: 0, value: `n${i}` },
         ],
       });
-    const admin = kafka.admin();
-    await admin.connect();
-    defer(t, () => admin.disconnect());
+    const admin = await connected(t, kafka.admin());
     assert.equal((await admin.fetchTopicOffsets('idem')).find((o) => o.partition === 0)!.high, '10');
 
     // Raw: same (pid, epoch, sequence) batch sent twice -> same base offset, appended once.
@@ -169,16 +156,12 @@ test(
 test('a 30 MiB record round trips; oversized batch gets MESSAGE_TOO_LARGE', { timeout: 60_000 }, async (t) => {
   const b = await broker(t, { maxBatchBytes: 40 * 1024 * 1024 });
   const kafka = kafkaFor(b);
-  const producer = kafka.producer();
-  await producer.connect();
-  defer(t, () => producer.disconnect());
+  const producer = await connected(t, kafka.producer());
   const big = Buffer.alloc(30 * 1024 * 1024, 7);
   big.write('start', 0);
   big.write('end', big.length - 3);
   await producer.send({ topic: 'big', messages: [{ partition: 0, value: big }] });
-  const consumer = kafka.consumer({ groupId: 'big-g', ...fastConsumer });
-  await consumer.connect();
-  defer(t, () => consumer.disconnect());
+  const consumer = await connected(t, kafka.consumer({ groupId: 'big-g', ...fastConsumer }));
   await consumer.subscribe({ topic: 'big', fromBeginning: true });
   let got: Buffer | null = null;
   await consumer.run({ eachMessage: async ({ message }) => void (got = message.value) });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Consumer } from 'kafkajs';
-import { broker, defer, fastConsumer, fixtureProcess, kafkaFor, waitFor } from './helpers.js';
+import { broker, connected, defer, fastConsumer, fixtureProcess, kafkaFor, waitFor } from './helpers.js';
 
 function track(consumer: Consumer, topic: string): { parts: number[]; gen: number } {
   const state = { parts: [] as number[], gen: -1 };
@@ -18,13 +18,9 @@ test(
   async (t) => {
     const b = await broker(t);
     const kafka = kafkaFor(b);
-    const admin = kafka.admin();
-    await admin.connect();
-    defer(t, () => admin.disconnect());
+    const admin = await connected(t, kafka.admin());
     await admin.createTopics({ topics: [{ topic: 'grp', numPartitions: 6 }] });
-    const producer = kafka.producer();
-    await producer.connect();
-    defer(t, () => producer.disconnect());
+    const producer = await connected(t, kafka.producer());
     const seen = new Map<string, number>();
     const who = new Map<string, number>();
     const consumers: Consumer[] = [];
@@ -93,9 +89,7 @@ test(
   async (t) => {
     const b = await broker(t);
     const kafka = kafkaFor(b);
-    const admin = kafka.admin();
-    await admin.connect();
-    defer(t, () => admin.disconnect());
+    const admin = await connected(t, kafka.admin());
     await admin.createTopics({ topics: [{ topic: 'kill', numPartitions: 2 }] });
 
     const child = fixtureProcess('consumer-child.ts', [b.brokers, 'kill', 'kill-g']);
@@ -133,9 +127,7 @@ test(
         .split(' ')[1],
     );
 
-    const producer = kafka.producer();
-    await producer.connect();
-    defer(t, () => producer.disconnect());
+    const producer = await connected(t, kafka.producer());
     await producer.send({
       topic: 'kill',
       messages: Array.from({ length: 20 }, (_, i) => ({ partition: i % 2, value: `m${i}` })),
@@ -160,9 +152,7 @@ test(
 test('committed offsets survive a consumer restart', { timeout: 60_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
-  const producer = kafka.producer();
-  await producer.connect();
-  defer(t, () => producer.disconnect());
+  const producer = await connected(t, kafka.producer());
   await producer.send({
     topic: 'cr',
     messages: Array.from({ length: 5 }, (_, i) => ({ partition: 0, value: `a${i}` })),

@@ -34,6 +34,16 @@ export function defer(t: TestContext, fn: () => unknown): void {
   stack.push(fn);
 }
 
+/** Connects a kafkajs admin, producer or consumer and disconnects it when the test ends. */
+export async function connected<C extends { connect(): Promise<void>; disconnect(): Promise<void> }>(
+  t: TestContext,
+  client: C,
+): Promise<C> {
+  await client.connect();
+  defer(t, () => client.disconnect());
+  return client;
+}
+
 export async function broker(t: TestContext | null, opts: BrokerOptions = {}): Promise<BrokerHandle> {
   const b = await startBroker({ port: 0, logger: quietLogger, ...opts });
   if (t) defer(t, () => b.close());

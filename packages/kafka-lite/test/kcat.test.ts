@@ -14,6 +14,7 @@ import {
   Body,
   RawClient,
   broker,
+  connected,
   defer,
   encodeBatch,
   fastConsumer,
@@ -94,9 +95,7 @@ test(
   async (t) => {
     const b = await broker(t);
     const kafka = kafkaFor(b);
-    const admin = kafka.admin();
-    await admin.connect();
-    defer(t, () => admin.disconnect());
+    const admin = await connected(t, kafka.admin());
     await admin.createTopics({ topics: [{ topic: 'kc-meta', numPartitions: 3 }] });
 
     // -L: metadata (librdkafka sends Metadata v4 after ApiVersions v3).
@@ -125,9 +124,7 @@ test(
     );
     const back = await readPartition0(t, b, 'kc-rt', '%o %k=%s %h\n');
     assert.deepEqual(back, ['0 k1=one h1=x,h2=y', '1 k2=two h1=x,h2=y', '2 k3=three h1=x,h2=y']);
-    const consumer = kafka.consumer({ groupId: 'kc-js', ...fastConsumer });
-    await consumer.connect();
-    defer(t, () => consumer.disconnect());
+    const consumer = await connected(t, kafka.consumer({ groupId: 'kc-js', ...fastConsumer }));
     await consumer.subscribe({ topic: 'kc-rt', fromBeginning: true });
     const seen: string[] = [];
     await consumer.run({
@@ -138,9 +135,7 @@ test(
     assert.deepEqual(seen, ['k1 one x y', 'k2 two x y', 'k3 three x y']);
 
     // kafkajs produces (gzip, headers); kcat reads.
-    const producer = kafka.producer();
-    await producer.connect();
-    defer(t, () => producer.disconnect());
+    const producer = await connected(t, kafka.producer());
     await producer.send({
       topic: 'kc-js2kcat',
       compression: CompressionTypes.GZIP,

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CompressionTypes } from 'kafkajs';
 import type { BrokerHandle } from '@mailgate/kafka-lite';
-import { broker, childBroker, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
+import { broker, childBroker, connected, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
 
 function tmpDir(t: { after(fn: () => void): void }): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-lite-test-'));
@@ -21,9 +21,7 @@ async function consumeAll(
   expect: number,
 ): Promise<string[]> {
   const kafka = kafkaFor(b);
-  const c = kafka.consumer({ groupId, ...fastConsumer });
-  await c.connect();
-  defer(t, () => c.disconnect());
+  const c = await connected(t, kafka.consumer({ groupId, ...fastConsumer }));
   await c.subscribe({ topic, fromBeginning: true });
   const got: string[] = [];
   await c.run({ eachMessage: async ({ message }) => void got.push(message.value!.toString()) });
@@ -59,9 +57,7 @@ test('data-dir: clean restart keeps records and committed offsets', { timeout: 6
   }
   const b2 = await broker(t, { dataDir: dir });
   const kafka = kafkaFor(b2);
-  const admin = kafka.admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
+  const admin = await connected(t, kafka.admin());
   const high = (await admin.fetchTopicOffsets('persist')).reduce((n, o) => n + Number(o.high), 0);
   assert.equal(high, 100);
   const offs = await admin.fetchOffsets({ groupId: 'pg', topics: ['persist'] });
@@ -73,9 +69,7 @@ test('data-dir: clean restart keeps records and committed offsets', { timeout: 6
   const again = await consumeAll(t, b2, 'persist', 'fresh-group', 100);
   assert.deepEqual([...again].sort(), Array.from({ length: 100 }, (_, i) => `r${i}`).sort());
   // the old group resumes at its committed offsets: only new records
-  const p = kafka.producer();
-  await p.connect();
-  defer(t, () => p.disconnect());
+  const p = await connected(t, kafka.producer());
   await p.send({ topic: 'persist', messages: [{ value: 'after-restart' }] });
   assert.deepEqual(await consumeAll(t, b2, 'persist', 'pg', 1), ['after-restart']);
 });
@@ -149,9 +143,7 @@ test('retention drops whole old segments', { timeout: 60_000 }, async (t) => {
     retentionCheckIntervalMs: 100,
   });
   const kafka = kafkaFor(b);
-  const p = kafka.producer();
-  await p.connect();
-  defer(t, () => p.disconnect());
+  const p = await connected(t, kafka.producer());
   for (let i = 0; i < 40; i++)
     await p.send({ topic: 'ret', messages: [{ partition: 0, value: Buffer.alloc(2000, i) }] });
   const pdir = path.join(dir, 'topics', 'ret', '0');
@@ -164,9 +156,7 @@ test('retention drops whole old segments', { timeout: 60_000 }, async (t) => {
       .filter((f) => f.endsWith('.log'))
       .reduce((n, f) => n + fs.statSync(path.join(pdir, f)).size, 0);
   await waitFor(() => logBytes() <= 32 * 1024, 10_000, 'segments deleted down to retentionBytes');
-  const admin = kafka.admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
+  const admin = await connected(t, kafka.admin());
   const o = (await admin.fetchTopicOffsets('ret')).find((x) => x.partition === 0)!;
   assert.equal(o.high, '40');
   assert.ok(Number(o.low) > 0, `log start advanced (low=${o.low})`);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Body, RawClient, broker, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
+import { Body, RawClient, broker, connected, defer, fastConsumer, kafkaFor, waitFor } from './helpers.js';
 
 async function expectClosed(c: RawClient): Promise<void> {
   await Promise.race([
@@ -16,9 +16,7 @@ test(
     const warnings: string[] = [];
     const b = await broker(t, { logger: { info() {}, error() {}, warn: (m: string) => void warnings.push(m) } });
     const kafka = kafkaFor(b);
-    const producer = kafka.producer();
-    await producer.connect();
-    defer(t, () => producer.disconnect());
+    const producer = await connected(t, kafka.producer());
     await producer.send({ topic: 'robust', messages: [{ partition: 0, value: 'before' }] });
 
     // A healthy raw client that stays connected throughout.
@@ -88,9 +86,7 @@ test(
 
     // kafkajs still works and nothing acknowledged was lost.
     await producer.send({ topic: 'robust', messages: [{ partition: 0, value: 'after' }] });
-    const c = kafka.consumer({ groupId: 'robust-g', ...fastConsumer });
-    await c.connect();
-    defer(t, () => c.disconnect());
+    const c = await connected(t, kafka.consumer({ groupId: 'robust-g', ...fastConsumer }));
     await c.subscribe({ topic: 'robust', fromBeginning: true });
     const got: string[] = [];
     await c.run({ eachMessage: async ({ message }) => void got.push(message.value!.toString()) });
@@ -102,9 +98,7 @@ test(
 test('corrupt record batch (bad CRC) is rejected with CORRUPT_MESSAGE, not stored', { timeout: 30_000 }, async (t) => {
   const b = await broker(t);
   const kafka = kafkaFor(b);
-  const admin = kafka.admin();
-  await admin.connect();
-  defer(t, () => admin.disconnect());
+  const admin = await connected(t, kafka.admin());
   await admin.createTopics({ topics: [{ topic: 'crc', numPartitions: 1 }] });
   const { encodeBatch, produceBody, parseProduce } = await import('./helpers.js');
   const raw = await RawClient.connect(b.port);

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { normalizeIp, parseCidr } from '@mailgate/runtime';
 
 /**
  * The list entries and how a value is matched. Pure functions: the Redis store and the live snapshot build on them.
@@ -38,22 +39,10 @@ export class ListEntryError extends Error {
 export const isListKind = (k: unknown): k is ListKind =>
   typeof k === 'string' && (LIST_KINDS as readonly string[]).includes(k);
 
-function normalizeIp(ip: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip.trim());
-  return (m ? m[1]! : ip.trim()).toLowerCase();
-}
-
-/** `a.b.c.d[/n]` or `v6[/n]` → canonical `address/prefix`; null when invalid. */
+/** `a.b.c.d[/n]` or `v6[/n]` → canonical `address/prefix`; null when invalid (runtime's parser, the workspace's one). */
 export function parseNetwork(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | null {
-  const [addr, len, extra] = value.trim().split('/');
-  if (extra !== undefined || !addr) return null;
-  const ip = normalizeIp(addr);
-  const v = net.isIP(ip);
-  if (v === 0) return null;
-  const max = v === 4 ? 32 : 128;
-  const prefix = len === undefined ? max : /^\d{1,3}$/.test(len) ? Number(len) : NaN;
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) return null;
-  return { address: ip, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+  const n = parseCidr(value);
+  return n && { address: n.address, prefix: n.prefix, family: n.type };
 }
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;

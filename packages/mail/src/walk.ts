@@ -1,3 +1,5 @@
+// One file (~480 lines): the one MIME walk (below) and the readings it offers (leaves, bodies, scan targets)
+// are one parser's view of a message; the header, structured-field and decoding parts are separate modules.
 import { decodeBody, encodingReadings, uuencodeName, type Decoding } from './decode.js';
 import { lineBreakOf, MalformedMimeError, readHeaderBlock, type HeaderBlock } from './headers.js';
 import { decodeHeaderText, parseStructured, type StructuredValue } from './structured.js';

@@ -2,7 +2,7 @@
 // cache miss (a fresh address every time) and cache hit (Redis), p50/p99. Prints figures; asserts nothing.
 import { performance } from 'node:perf_hooks';
 import { createRedis } from '@mailgate/runtime';
-import { isolatedRedisPrefix, startRedis, startSlapd, startSmtpSink } from '@mailgate/testkit';
+import { isolatedRedisPrefix, ldapSource, startRedis, startSlapd, startSmtpSink } from '@mailgate/testkit';
 import { RecipientChecker, recipientsSchema } from '../src/index.js';
 
 const N = Number(process.env['BENCH_N'] ?? 500);
@@ -12,13 +12,7 @@ const redis = createRedis({ url: redisSrv.url, keyPrefix: isolatedRedisPrefix('r
 const checker = new RecipientChecker(
   recipientsSchema.parse({
     sources: {
-      ad: {
-        type: 'ldap',
-        url: slapd.url,
-        bindDn: slapd.bindDn,
-        bindPassword: slapd.bindPassword,
-        baseDn: slapd.suffix,
-      },
+      ad: ldapSource(slapd),
       internal: { type: 'callout', host: sink.host, port: sink.port, maxPerSecond: 100_000 },
     },
     domains: [

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { createRedis } from '@mailgate/runtime';
 import {
   isolatedRedisPrefix,
+  ldapSource,
   makeTempDir,
   startRedis,
   startSlapd,
@@ -58,13 +59,7 @@ after(async () => {
 function config(extra: Partial<Record<string, unknown>> = {}): RecipientsConfig {
   return recipientsSchema.parse({
     sources: {
-      ad: {
-        type: 'ldap',
-        url: slapd.url,
-        bindDn: slapd.bindDn,
-        bindPassword: slapd.bindPassword,
-        baseDn: slapd.suffix,
-      },
+      ad: ldapSource(slapd),
       internal: { type: 'callout', host: sink.host, port: sink.port, timeoutMs: 2000 },
       extra: { type: 'static', addresses: ['postmaster', 'noreply-*'] },
     },

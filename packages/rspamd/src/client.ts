@@ -1,3 +1,4 @@
+// One file (~370 lines): the client of one protocol (check, learn, stat) and the parsers of its replies.
 import http from 'node:http';
 import { RspamdNotLearnedError, RspamdRequestError, RspamdUnavailableError, type RspamdErrorKind } from './errors.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startRedis, startRspamd, GTUBE, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
+import { startRedis, startRspamd, GTUBE, textMessage, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
 import {
   RspamdClient,
   RspamdNotLearnedError,
@@ -12,18 +12,13 @@ import {
 
 function message(subject: string, body: string, id = `${Date.now()}.${Math.random()}@partner.test`): Buffer {
   return Buffer.from(
-    [
-      'From: Alice Example <alice@partner.test>',
-      'To: Bob Example <bob@example.test>',
-      `Subject: ${subject}`,
-      `Message-ID: <${id}>`,
-      `Date: ${new Date().toUTCString()}`,
-      'MIME-Version: 1.0',
-      'Content-Type: text/plain; charset=utf-8',
-      '',
+    textMessage({
+      from: 'Alice Example <alice@partner.test>',
+      to: 'Bob Example <bob@example.test>',
+      subject,
+      messageId: id,
       body,
-      '',
-    ].join('\r\n'),
+    }),
   );
 }
 

@@ -1,4 +1,6 @@
-import { parseCidr } from '@mailgate/dnsbl';
+// One file (~320 lines): the zod schema of the one `senderAuth:` section; its defaults are documented option by
+// option in docs/configuration.md, which follows this file's order.
+import { cidrSchema, dnsNameSchema, hostPortSchema } from '@mailgate/dnsbl';
 import { z } from 'zod';
 
 /**
@@ -7,27 +9,7 @@ import { z } from 'zod';
  * packages/sender-auth/README.md.
  */
 
-const hostPort = z
-  .string()
-  .regex(
-    /^[^\s:[\]]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$|^[^\s:[\]]+$/,
-    'expected host or host:port (IPv6: [addr]:port)',
-  );
-
-const cidr = z.string().refine((s) => {
-  try {
-    parseCidr(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, 'expected an IP address or CIDR, e.g. 10.0.0.0/8');
-
-const domainName = z
-  .string()
-  .min(1)
-  .regex(/^(?!-)[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/, 'expected a domain name like example.com')
-  .transform((s) => s.replace(/\.$/, '').toLowerCase());
+const domainName = dnsNameSchema('a domain name like example.com');
 
 /** An RFC 8601 authserv-id: a token (domain names are the norm). No spaces, semicolons, quotes or parentheses. */
 const authservId = z
@@ -139,7 +121,7 @@ export const senderAuthSchema = z
     dns: z
       .object({
         /** DNS resolvers as host:port (port 53 if omitted), or 'system' for /etc/resolv.conf. Use a local validating, caching resolver. */
-        resolvers: z.union([z.literal('system'), z.array(hostPort).min(1)]).default('system'),
+        resolvers: z.union([z.literal('system'), z.array(hostPortSchema).min(1)]).default('system'),
         /** Per-query timeout (ms). A query that gets no answer in time is a temperror. */
         timeoutMs: z.number().int().min(10).max(30000).default(2000),
         /** Tries per resolver before a query fails (c-ares `tries`). */
@@ -170,7 +152,7 @@ export const senderAuthSchema = z
     exempt: z
       .object({
         /** Client networks never checked (internal relays, your own outbound servers). */
-        networks: z.array(cidr).default([]),
+        networks: z.array(cidrSchema).default([]),
         /** Sender domains never judged (suffix match): the envelope domain exempts SPF, the From domain exempts DMARC. Results are still recorded. */
         domains: z.array(domainName).default([]),
         /** Sessions with SMTP AUTH (submission) are not checked: they are authenticated already. */

@@ -1,5 +1,5 @@
 import { promises as dns } from 'node:dns';
-import net from 'node:net';
+import { LazyResolver } from '@mailgate/dnsbl';
 
 /**
  * The DNS side of sender authentication: a c-ares resolver pointed at the configured servers, wrapped as the
@@ -46,25 +46,6 @@ export function isTemporaryDnsError(err: unknown): boolean {
   return !NO_DATA.has(code) && !PERMANENT.has(code);
 }
 
-/** host, host:port, [v6]:port, v6 → c-ares server string. */
-async function toServer(spec: string): Promise<string> {
-  let host = spec;
-  let port = 53;
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
-  if (v6) {
-    host = v6[1]!;
-    if (v6[2]) port = Number(v6[2]);
-  } else if (!net.isIPv6(spec)) {
-    const i = spec.lastIndexOf(':');
-    if (i !== -1) {
-      host = spec.slice(0, i);
-      port = Number(spec.slice(i + 1));
-    }
-  }
-  if (!net.isIP(host)) host = (await dns.lookup(host)).address;
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 type CacheEntry =
   | { readonly ok: true; readonly value: unknown; readonly expires: number }
   | { readonly ok: false; readonly code: string; readonly message: string; readonly expires: number };
@@ -72,25 +53,19 @@ type CacheEntry =
 const SUPPORTED = new Set(['A', 'AAAA', 'TXT', 'MX', 'PTR', 'CNAME', 'NS']);
 
 export class AuthDns {
-  private resolver: dns.Resolver | undefined;
-  private init: Promise<dns.Resolver> | undefined;
+  private readonly resolver: LazyResolver;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inflight = new Map<string, Promise<unknown>>();
   /** Questions sent to the resolvers (not cache hits), for stats and benchmarks. */
   queries = 0;
   cacheHits = 0;
 
-  constructor(private readonly opts: AuthDnsOptions) {}
+  constructor(private readonly opts: AuthDnsOptions) {
+    this.resolver = new LazyResolver(opts.resolvers, { timeout: opts.timeoutMs, tries: opts.tries });
+  }
 
-  private async get(): Promise<dns.Resolver> {
-    if (this.resolver) return this.resolver;
-    this.init ??= (async () => {
-      const r = new dns.Resolver({ timeout: this.opts.timeoutMs, tries: this.opts.tries });
-      if (this.opts.resolvers !== 'system') r.setServers(await Promise.all(this.opts.resolvers.map(toServer)));
-      this.resolver = r;
-      return r;
-    })();
-    return this.init;
+  private get(): Promise<dns.Resolver> {
+    return this.resolver.get();
   }
 
   /** Hard deadline over c-ares (which may try several servers and retries): timeoutMs × tries, plus slack. */
@@ -199,6 +174,6 @@ export class AuthDns {
   }
 
   close(): void {
-    this.resolver?.cancel();
+    this.resolver.current?.cancel();
   }
 }

@@ -1,3 +1,5 @@
+// One file (~310 lines): the decision table (DMARC, SPF/DKIM fallbacks, ARC override, exemptions) is one pure
+// function read top to bottom; its candidates rank against each other, so it stays together.
 import { CidrList, normalizeIp } from '@mailgate/dnsbl';
 import { createHash } from 'node:crypto';
 import type { CheckName, ReplyConfig, SenderAuthConfig } from './config.js';

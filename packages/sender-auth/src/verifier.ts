@@ -1,3 +1,5 @@
+// One file (~630 lines): one class running SPF, DKIM, DMARC and ARC for a session and a message with shared
+// deadlines, spans, metrics and the DNS failure record; the policy, DNS and results are modules of their own.
 import { normalizeIp } from '@mailgate/dnsbl';
 import {
   metrics,

@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { freePort, tcpRequest } from './net.js';
-import { ManagedProcess, makeTempDir, removeTempDir, waitUntilReady, launchOnPort } from './process.js';
+import { launchInTempDir, makeTempDir, ManagedProcess, removeTempDir, waitUntilReady } from './process.js';
 
 /**
  * The 68-byte EICAR anti-virus test string, assembled from two halves so this source file is not itself flagged.
@@ -188,13 +188,7 @@ export async function startClamd(opts: StartClamdOptions = {}): Promise<ClamdHan
     startupMs = Date.now() - t0;
   };
 
-  let port = 0;
-  try {
-    port = await launchOnPort(opts.port, () => freePort(HOST), launch);
-  } catch (err) {
-    await removeTempDir(dir);
-    throw err;
-  }
+  const port = await launchInTempDir(dir, opts.port, () => freePort(HOST), launch);
 
   return {
     host: HOST,

@@ -1,8 +1,9 @@
 // A small authoritative DNS server (UDP only) for what rbldnsd cannot do: AAAA, PTR, CNAME, SERVFAIL/REFUSED on
-// demand and "never answers" (timeout). Hand-written RFC 1035 encoding, no compression in answers.
+// demand and "never answers" (timeout). The wire format is dns-packet's.
 import dgram from 'node:dgram';
 import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
+import dnsPacket from 'dns-packet';
 
 export type DnsRecord =
   | { name: string; type: 'A'; address: string; ttl?: number }
@@ -19,7 +20,7 @@ export type DnsFault = 'servfail' | 'refused' | 'nxdomain' | 'timeout';
 
 export interface DnsQueryLogEntry {
   name: string;
-  /** 'A', 'MX', … or 'TYPE<n>' */
+  /** 'A', 'MX', 'ANY', … as dns-packet names it, or 'TYPE<n>' for a type it does not know */
   type: string;
   at: number;
   rcode: number | 'dropped';
@@ -52,120 +53,63 @@ export interface DnsServerHandle {
   stop(): Promise<void>;
 }
 
-const TYPE_CODES: Record<DnsRecordType, number> = { A: 1, NS: 2, CNAME: 5, PTR: 12, MX: 15, TXT: 16, AAAA: 28 };
-const CODE_TYPES = new Map<number, DnsRecordType>(Object.entries(TYPE_CODES).map(([k, v]) => [v, k as DnsRecordType]));
-const QTYPE_ANY = 255;
 const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
+/** The OPCODE field of the header flags, echoed from the query. */
+const OPCODE_BITS = 0xf << 11;
 
 const norm = (name: string): string => name.toLowerCase().replace(/\.$/, '');
+/** A name as dns-packet writes it: '.' for the root (a null MX's exchange). */
+const wireName = (name: string): string => norm(name) || '.';
 
-function encodeName(name: string): Buffer {
-  const n = norm(name);
-  if (n === '') return Buffer.from([0]);
-  const parts: Buffer[] = [];
-  for (const label of n.split('.')) {
-    const b = Buffer.from(label, 'utf8');
-    if (b.length === 0 || b.length > 63) throw new Error(`dns: bad label in ${JSON.stringify(name)}`);
-    parts.push(Buffer.from([b.length]), b);
+/** Throws on what DNS cannot carry: a bad address, an empty or over-long label. */
+function checkRecord(r: DnsRecord): void {
+  if (r.type === 'A' && !net.isIPv4(r.address)) throw new Error(`dns: bad IPv4 address ${r.address}`);
+  if (r.type === 'AAAA' && !net.isIPv6(r.address)) throw new Error(`dns: bad IPv6 address ${r.address}`);
+  const names = [r.name, r.type === 'MX' ? r.exchange : 'target' in r ? r.target : ''];
+  for (const name of names) {
+    const n = norm(name);
+    if (n !== '' && n.split('.').some((l) => Buffer.byteLength(l) === 0 || Buffer.byteLength(l) > 63))
+      throw new Error(`dns: bad label in ${JSON.stringify(name)}`);
   }
-  parts.push(Buffer.from([0]));
-  return Buffer.concat(parts);
 }
 
-/** Reads a (possibly compressed) name at `off`; returns the name and the offset after it. */
-function readName(msg: Buffer, off: number): [string, number] {
-  const labels: string[] = [];
-  let pos = off;
-  let end = -1;
-  for (let hops = 0; hops < 64; hops++) {
-    const len = msg.readUInt8(pos);
-    if (len === 0) {
-      return [labels.join('.'), end === -1 ? pos + 1 : end];
-    }
-    if ((len & 0xc0) === 0xc0) {
-      if (end === -1) end = pos + 2;
-      pos = ((len & 0x3f) << 8) | msg.readUInt8(pos + 1);
-      continue;
-    }
-    labels.push(msg.subarray(pos + 1, pos + 1 + len).toString('utf8'));
-    pos += 1 + len;
-  }
-  throw new Error('dns: name too long / loop');
-}
-
-function encodeIPv6(addr: string): Buffer {
-  if (!net.isIPv6(addr)) throw new Error(`dns: bad IPv6 address ${addr}`);
-  let a = addr;
-  const v4 = a.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const o = v4[1]!.split('.').map(Number);
-    a = a.slice(0, -v4[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
-  }
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const buf = Buffer.alloc(16);
-  groups.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
-  return buf;
-}
-
-function encodeRdata(r: DnsRecord): Buffer {
+/** A record as dns-packet's answer; TXT strings longer than 255 bytes are split into character-strings. */
+function toAnswer(r: DnsRecord): dnsPacket.Answer {
+  const base = { name: wireName(r.name), ttl: r.ttl ?? 60, class: 'IN' as const };
   switch (r.type) {
-    case 'A': {
-      if (!net.isIPv4(r.address)) throw new Error(`dns: bad IPv4 address ${r.address}`);
-      return Buffer.from(r.address.split('.').map(Number));
-    }
+    case 'A':
     case 'AAAA':
-      return encodeIPv6(r.address);
-    case 'MX': {
-      const pref = Buffer.alloc(2);
-      pref.writeUInt16BE(r.priority);
-      return Buffer.concat([pref, encodeName(r.exchange)]);
-    }
+      return { ...base, type: r.type, data: r.address };
+    case 'MX':
+      return { ...base, type: 'MX', data: { preference: r.priority, exchange: wireName(r.exchange) } };
     case 'TXT': {
-      const strings = Array.isArray(r.text) ? r.text : [r.text];
-      const parts: Buffer[] = [];
-      for (const s of strings) {
-        const b = Buffer.from(s, 'utf8');
-        if (b.length === 0) parts.push(Buffer.from([0]));
-        for (let i = 0; i < b.length; i += 255) {
-          const chunk = b.subarray(i, i + 255);
-          parts.push(Buffer.from([chunk.length]), chunk);
-        }
+      const strings: Buffer[] = [];
+      for (const text of Array.isArray(r.text) ? r.text : [r.text]) {
+        const b = Buffer.from(text, 'utf8');
+        if (b.length === 0) strings.push(b);
+        for (let i = 0; i < b.length; i += 255) strings.push(b.subarray(i, i + 255));
       }
-      return Buffer.concat(parts);
+      return { ...base, type: 'TXT', data: strings };
     }
     case 'CNAME':
     case 'PTR':
     case 'NS':
-      return encodeName(r.target);
+      return { ...base, type: r.type, data: wireName(r.target) };
   }
-}
-
-function encodeRR(r: DnsRecord): Buffer {
-  const rdata = encodeRdata(r);
-  const fixed = Buffer.alloc(10);
-  fixed.writeUInt16BE(TYPE_CODES[r.type], 0);
-  fixed.writeUInt16BE(1, 2); // IN
-  fixed.writeUInt32BE(r.ttl ?? 60, 4);
-  fixed.writeUInt16BE(rdata.length, 8);
-  return Buffer.concat([encodeName(r.name), fixed, rdata]);
 }
 
 /** Starts an authoritative UDP DNS server for every name (unknown names get NXDOMAIN). */
 export async function startDnsServer(opts: StartDnsServerOptions = {}): Promise<DnsServerHandle> {
   const host = opts.host ?? '127.0.0.1';
   let records: DnsRecord[] = [...(opts.records ?? [])];
-  for (const r of records) encodeRR(r); // validate early
+  for (const r of records) checkRecord(r); // validate early
   const faults = new Map<string, DnsFault>(); // key: name|TYPE or name|*
   const queries: DnsQueryLogEntry[] = [];
   const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   let closed = false;
 
-  const answer = (qname: string, qtype: number): { rcode: number; answers: DnsRecord[] } | 'dropped' => {
-    const typeName = CODE_TYPES.get(qtype);
-    const fault = (typeName && faults.get(`${qname}|${typeName}`)) || faults.get(`${qname}|*`);
+  const answer = (qname: string, qtype: string): { rcode: number; answers: DnsRecord[] } | 'dropped' => {
+    const fault = faults.get(`${qname}|${qtype}`) || faults.get(`${qname}|*`);
     if (fault === 'timeout') return 'dropped';
     if (fault === 'servfail') return { rcode: RCODE.SERVFAIL, answers: [] };
     if (fault === 'refused') return { rcode: RCODE.REFUSED, answers: [] };
@@ -176,7 +120,7 @@ export async function startDnsServer(opts: StartDnsServerOptions = {}): Promise<
     let name = qname;
     for (let hop = 0; hop < 8; hop++) {
       const own = records.filter((r) => norm(r.name) === name);
-      const direct = own.filter((r) => qtype === QTYPE_ANY || TYPE_CODES[r.type] === qtype);
+      const direct = own.filter((r) => qtype === 'ANY' || r.type === qtype);
       if (direct.length > 0) {
         answers.push(...direct);
         break;
@@ -191,31 +135,28 @@ export async function startDnsServer(opts: StartDnsServerOptions = {}): Promise<
 
   sock.on('message', (msg, rinfo) => {
     try {
-      if (msg.length < 12) return;
-      const id = msg.readUInt16BE(0);
-      const flags = msg.readUInt16BE(2);
-      if (flags & 0x8000) return; // a response, ignore
-      const qd = msg.readUInt16BE(4);
-      if (qd < 1) return;
-      const [rawName, after] = readName(msg, 12);
-      const qtype = msg.readUInt16BE(after);
-      const question = msg.subarray(12, after + 4);
-      const qname = norm(rawName);
+      const query = dnsPacket.decode(msg);
+      const question = query.questions?.[0];
+      if (query.type === 'response' || !question) return;
+      const qname = norm(question.name);
+      const qtype: string = question.type;
       const res = answer(qname, qtype);
       queries.push({
         name: qname,
-        type: CODE_TYPES.get(qtype) ?? (qtype === QTYPE_ANY ? 'ANY' : `TYPE${qtype}`),
+        type: qtype.startsWith('UNKNOWN_') ? `TYPE${qtype.slice(8)}` : qtype,
         at: Date.now(),
         rcode: res === 'dropped' ? 'dropped' : res.rcode,
       });
       if (res === 'dropped') return;
-      const header = Buffer.alloc(12);
-      header.writeUInt16BE(id, 0);
-      // QR=1, opcode copied, AA=1, RD copied, RA=0
-      header.writeUInt16BE(0x8000 | (flags & 0x7800) | 0x0400 | (flags & 0x0100) | res.rcode, 2);
-      header.writeUInt16BE(1, 4);
-      header.writeUInt16BE(res.answers.length, 6);
-      const reply = Buffer.concat([header, question, ...res.answers.map(encodeRR)]);
+      // Authoritative, opcode and RD copied from the query, no recursion available; the first question echoed.
+      const flags = (query.flags ?? 0) & (OPCODE_BITS | dnsPacket.RECURSION_DESIRED);
+      const reply = dnsPacket.encode({
+        type: 'response',
+        id: query.id ?? 0,
+        flags: flags | dnsPacket.AUTHORITATIVE_ANSWER | res.rcode,
+        questions: [question],
+        answers: res.answers.map(toAnswer),
+      });
       sock.send(reply, rinfo.port, rinfo.address);
     } catch {
       /* malformed query: ignore */
@@ -248,11 +189,11 @@ export async function startDnsServer(opts: StartDnsServerOptions = {}): Promise<
     server,
     queries,
     setRecords(rs) {
-      for (const r of rs) encodeRR(r);
+      for (const r of rs) checkRecord(r);
       records = [...rs];
     },
     addRecords(...rs) {
-      for (const r of rs) encodeRR(r);
+      for (const r of rs) checkRecord(r);
       records.push(...rs);
     },
     removeRecords(name, type) {
@@ -275,4 +216,14 @@ export async function startDnsServer(opts: StartDnsServerOptions = {}): Promise<
     close,
     stop: close,
   };
+}
+
+/** How a DNS query ended, for assertions: 'ok', or the resolver error's code (ENOTFOUND, ESERVFAIL, ETIMEOUT…). */
+export async function dnsOutcome(query: Promise<unknown>): Promise<string> {
+  try {
+    await query;
+    return 'ok';
+  } catch (err) {
+    return (err as { code: string }).code;
+  }
 }

@@ -23,6 +23,7 @@ export {
 } from './rbldnsd.js';
 export {
   startDnsServer,
+  dnsOutcome,
   type DnsRecord,
   type DnsRecordType,
   type DnsFault,
@@ -87,9 +88,17 @@ export {
   type DnsAddress,
   type RunResult,
 } from './mail-auth.js';
-export { startSlapd, SLAPD_BINARY, type StartSlapdOptions, type SlapdHandle, type SlapdUser } from './slapd.js';
+export {
+  startSlapd,
+  ldapSource,
+  SLAPD_BINARY,
+  type StartSlapdOptions,
+  type SlapdHandle,
+  type SlapdUser,
+} from './slapd.js';
 export {
   startRspamd,
+  textMessage,
   GTUBE,
   RSPAMD_BINARY,
   RSPAMC_BINARY,

@@ -1,3 +1,5 @@
+// One file (~300 lines): a catalogue of test messages built from shared parts (the PE payload, boundaries,
+// encoders); splitting the shapes up would scatter the parts each one varies.
 // MIME-confusion shapes: messages that mail clients (Thunderbird, Outlook, Gmail, Apple Mail) may show with a
 // clickable `invoice.exe` while a naive parser sees plain text or nothing. Each one carries the same PE file;
 // tests send them through a stage or the whole pipeline and assert the executable never comes out the other end.

@@ -3,6 +3,8 @@
 // SIGINT/SIGTERM/SIGHUP), and every temp dir we create is removed then too. Against a SIGKILL of the test process
 // itself, children are started through `setpriv --pdeathsig SIGKILL` (util-linux) when it exists, so the kernel
 // kills them; their temp dirs are then left behind in os.tmpdir() (mailgate-*).
+// One file (~300 lines): the launchers' lifecycle helpers (start on a free port, wait until ready, clean up on
+// failure) rely on that one registry of children and temp dirs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -285,4 +287,24 @@ export function launchOnPort(
     await launch(p);
     return p;
   });
+}
+
+/** Runs a launcher's `start`; when it fails, removes the launcher's temporary `dir` before passing the error on. */
+export async function removeDirOnFailure<T>(dir: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    await removeTempDir(dir);
+    throw err;
+  }
+}
+
+/** `launchOnPort` for a launcher that keeps its files in `dir`: the directory is removed when no start succeeds. */
+export function launchInTempDir(
+  dir: string,
+  requested: number | undefined,
+  pick: () => Promise<number>,
+  launch: (port: number) => Promise<void>,
+): Promise<number> {
+  return removeDirOnFailure(dir, () => launchOnPort(requested, pick, launch));
 }

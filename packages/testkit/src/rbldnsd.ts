@@ -2,7 +2,15 @@ import { promises as dnsPromises } from 'node:dns';
 import { chmod, rename, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freeUdpPort } from './net.js';
-import { ManagedProcess, makeTempDir, removeTempDir, sleep, waitUntilReady, withPortRetry } from './process.js';
+import {
+  makeTempDir,
+  ManagedProcess,
+  removeDirOnFailure,
+  removeTempDir,
+  sleep,
+  waitUntilReady,
+  withPortRetry,
+} from './process.js';
 
 export type RbldnsdDatasetType = 'ip4set' | 'ip6trie' | 'dnset' | 'generic';
 
@@ -87,12 +95,11 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
     await rename(`${path}.tmp`, path);
   };
 
-  let port = 0;
-  try {
+  const port = await removeDirOnFailure(dir, async () => {
     // Started as root, rbldnsd drops to user `rbldns` before reading zones: the mkdtemp dir (0700) must be readable.
     await chmod(dir, 0o755);
     for (const zf of files) await writeZone(zf);
-    port = await withPortRetry(
+    return withPortRetry(
       opts.port,
       () => freeUdpPort(HOST),
       async (p) => {
@@ -121,10 +128,7 @@ export async function startRbldnsd(zones: RbldnsdZone[], opts: StartRbldnsdOptio
         return p;
       },
     );
-  } catch (err) {
-    await removeTempDir(dir);
-    throw err;
-  }
+  });
 
   return {
     host: HOST,

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './net.js';
-import { ManagedProcess, makeTempDir, removeTempDir, waitUntilReady, launchOnPort } from './process.js';
+import { launchInTempDir, makeTempDir, ManagedProcess, removeTempDir, waitUntilReady } from './process.js';
 
 const execFileP = promisify(execFile);
 
@@ -12,6 +12,22 @@ export const RSPAMD_BINARY = '/usr/bin/rspamd';
 export const RSPAMC_BINARY = '/usr/bin/rspamc';
 /** The GTUBE test string: rspamd answers `reject` for any message containing it. Split so this file is not GTUBE. */
 export const GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*' + 'GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X';
+
+/** A plain-text message (CRLF) for rspamd to scan or learn, with the headers legitimate mail carries. */
+export function textMessage(m: { from: string; to: string; subject: string; messageId: string; body: string }): string {
+  return [
+    `From: ${m.from}`,
+    `To: ${m.to}`,
+    `Subject: ${m.subject}`,
+    `Message-ID: <${m.messageId}>`,
+    `Date: ${new Date().toUTCString()}`,
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    m.body,
+    '',
+  ].join('\r\n');
+}
 
 /**
  * Modules switched off in the test rspamd: everything that needs the Internet (DNS lists, SPF/DKIM/DMARC lookups,
@@ -206,13 +222,7 @@ export async function startRspamd(opts: StartRspamdOptions = {}): Promise<Rspamd
     startupMs = Date.now() - t0;
   };
 
-  let port = 0;
-  try {
-    port = await launchOnPort(opts.port, () => freePort(HOST), launch);
-  } catch (err) {
-    await removeTempDir(dir);
-    throw err;
-  }
+  const port = await launchInTempDir(dir, opts.port, () => freePort(HOST), launch);
 
   return {
     host: HOST,

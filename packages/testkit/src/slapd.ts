@@ -54,6 +54,17 @@ export interface SlapdHandle {
   output(): string;
 }
 
+/** This directory as a `recipients.sources` entry of type ldap (plain LDAP, the directory's own bind). */
+export function ldapSource(slapd: SlapdHandle): {
+  type: 'ldap';
+  url: string;
+  bindDn: string;
+  bindPassword: string;
+  baseDn: string;
+} {
+  return { type: 'ldap', url: slapd.url, bindDn: slapd.bindDn, bindPassword: slapd.bindPassword, baseDn: slapd.suffix };
+}
+
 const HOST = '127.0.0.1';
 
 function canConnect(port: number): Promise<boolean> {

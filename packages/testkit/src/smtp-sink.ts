@@ -1,3 +1,5 @@
+// One file (~355 lines): one test server (scripted replies, rejections, TLS, recording) behind one function;
+// most of it is the option and handle types.
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';

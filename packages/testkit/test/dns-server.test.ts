@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startDnsServer, type DnsServerHandle } from '../src/index.js';
+import { dnsOutcome, startDnsServer, type DnsServerHandle } from '../src/index.js';
 
 let dns: DnsServerHandle;
 before(async () => {
@@ -22,14 +22,7 @@ before(async () => {
 });
 after(() => dns.close());
 
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return (err as { code: string }).code;
-  }
-};
+const code = dnsOutcome;
 
 test('A, AAAA, MX, TXT, CNAME, PTR, null MX', async () => {
   const r = dns.resolver();

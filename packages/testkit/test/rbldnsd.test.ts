@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startRbldnsd, type RbldnsdHandle } from '../src/index.js';
+import { dnsOutcome, startRbldnsd, type RbldnsdHandle } from '../src/index.js';
 
 let dns: RbldnsdHandle;
 before(async () => {
@@ -24,14 +24,7 @@ before(async () => {
 });
 after(() => dns.stop());
 
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return (err as { code: string }).code;
-  }
-};
+const code = dnsOutcome;
 
 test('ip4set: listed IP, TXT, CIDR and NXDOMAIN for unlisted', async () => {
   const r = dns.resolver();

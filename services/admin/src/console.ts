@@ -1,3 +1,6 @@
+// One file (~345 lines): the console's shell (page frame, style, escaping, sign-in) and its core pages (messages,
+// quarantine, deferred queue, audit, stats), each a short route; lists, spam and the dev mailbox have modules of
+// their own.
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ApiDeps } from './api.js';

@@ -120,6 +120,21 @@ export function registerDevMailbox(app: FastifyInstance, d: { dir?: string | und
     if (!ID_RE.test(id)) throw new HttpError(`malformed id '${id.slice(0, 80)}'`, 400);
     return id;
   };
+  /** The message named by the route's id, or a 404. */
+  const messageOf = async (req: FastifyRequest, b: DevMailbox): Promise<{ id: string; raw: Buffer }> => {
+    const id = idOf(req);
+    const raw = await b.raw(id);
+    if (!raw) throw new HttpError(`no message ${id} in the dev mailbox`, 404);
+    return { id, raw };
+  };
+  /** The message as a download (`<id>.eml`). */
+  const sendRaw = async (req: FastifyRequest, reply: FastifyReply, b: DevMailbox) => {
+    const { id, raw } = await messageOf(req, b);
+    return reply
+      .header('content-type', 'message/rfc822')
+      .header('content-disposition', `attachment; filename="${id}.eml"`)
+      .send(raw);
+  };
 
   app.get('/api/v1/dev/mailbox', async (req) => {
     const b = need(req);
@@ -127,22 +142,10 @@ export function registerDevMailbox(app: FastifyInstance, d: { dir?: string | und
     return { dir: b.dir, results: await b.list(Number.isInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 200) };
   });
   app.get('/api/v1/dev/mailbox/:id', async (req) => {
-    const b = need(req);
-    const id = idOf(req);
-    const raw = await b.raw(id);
-    if (!raw) throw new HttpError(`no message ${id} in the dev mailbox`, 404);
+    const { id, raw } = await messageOf(req, need(req));
     return { id, size: raw.length, ...previewMessage(raw) };
   });
-  app.get('/api/v1/dev/mailbox/:id/raw', async (req, reply) => {
-    const b = need(req);
-    const id = idOf(req);
-    const raw = await b.raw(id);
-    if (!raw) throw new HttpError(`no message ${id} in the dev mailbox`, 404);
-    return reply
-      .header('content-type', 'message/rfc822')
-      .header('content-disposition', `attachment; filename="${id}.eml"`)
-      .send(raw);
-  });
+  app.get('/api/v1/dev/mailbox/:id/raw', async (req, reply) => sendRaw(req, reply, need(req)));
 
   const consolePage =
     (fn: (req: FastifyRequest, reply: FastifyReply, b: DevMailbox) => Promise<unknown>) =>
@@ -181,9 +184,7 @@ export function registerDevMailbox(app: FastifyInstance, d: { dir?: string | und
   app.get(
     '/console/dev-mailbox/:id',
     consolePage(async (req, reply, b) => {
-      const id = idOf(req);
-      const raw = await b.raw(id);
-      if (!raw) throw new HttpError(`no message ${id} in the dev mailbox`, 404);
+      const { id, raw } = await messageOf(req, b);
       return html(
         reply,
         page(
@@ -193,18 +194,7 @@ export function registerDevMailbox(app: FastifyInstance, d: { dir?: string | und
       );
     }),
   );
-  app.get(
-    '/console/dev-mailbox/:id/raw',
-    consolePage(async (req, reply, b) => {
-      const id = idOf(req);
-      const raw = await b.raw(id);
-      if (!raw) throw new HttpError(`no message ${id} in the dev mailbox`, 404);
-      return reply
-        .header('content-type', 'message/rfc822')
-        .header('content-disposition', `attachment; filename="${id}.eml"`)
-        .send(raw);
-    }),
-  );
+  app.get('/console/dev-mailbox/:id/raw', consolePage(sendRaw));
 
   // The console's header gets a "Dev mailbox" link only where there is one (page() in console.ts is shared by
   // every console page; adding the link here keeps the dev-only page out of production consoles).

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LIST_KINDS, type ListEntry } from '@mailgate/lists';
+import { callApiAs } from './console-api.js';
 import { esc, html, page } from './console.js';
 
 /** Expiry choices of the add form (seconds; 0 = permanent). An attacker block is usually temporary. */
@@ -24,16 +25,7 @@ const KIND_LABELS: Record<string, string> = {
  */
 export function registerListsConsole(app: FastifyInstance): void {
   const call = (req: FastifyRequest, method: 'GET' | 'POST' | 'DELETE', url: string, payload?: unknown) =>
-    app.inject({
-      method,
-      url,
-      headers: {
-        ...(req.headers.cookie ? { cookie: req.headers.cookie } : {}),
-        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
-        ...(payload ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(payload ? { payload: JSON.stringify(payload) } : {}),
-    });
+    callApiAs(app, req, method, url, payload ? { type: 'application/json', data: JSON.stringify(payload) } : undefined);
 
   const failed = (reply: FastifyReply, status: number, body: string) => {
     let message = body;

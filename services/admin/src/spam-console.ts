@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ResolvedToken } from './config.js';
+import { callApiAs } from './console-api.js';
 import { esc, html, page } from './console.js';
 
 /**
@@ -44,16 +45,7 @@ const ID_RE = /^[0-9A-Za-z._-]{1,64}$/;
 
 export function registerSpamConsole(app: FastifyInstance, opts: { learning: boolean }): void {
   const call = (req: FastifyRequest, method: 'GET' | 'POST', url: string, body?: { type: string; data: Buffer }) =>
-    app.inject({
-      method,
-      url,
-      headers: {
-        ...(req.headers.cookie ? { cookie: req.headers.cookie } : {}),
-        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
-        ...(body ? { 'content-type': body.type } : {}),
-      },
-      ...(body ? { payload: body.data } : {}),
-    });
+    callApiAs(app, req, method, url, body);
 
   const failed = (reply: FastifyReply, status: number, message: string, back: string) =>
     html(

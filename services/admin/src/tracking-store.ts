@@ -1,3 +1,5 @@
+// One file (~670 lines): one Redis layout (below), written by ingest and read by every search; the writes and
+// the queries must agree key by key, so they stay next to each other.
 import { createHash, randomUUID } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { TrackingEvent, TrackingEventType } from '@mailgate/contracts';

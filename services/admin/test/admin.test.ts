@@ -1,6 +1,6 @@
 // The admin service against real kafka-lite and Redis: tracking, search, quarantine release/delete, auth, audit.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { decodeMessage, RECORD_HEADERS, TOPICS, type TrackingEvent } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import { runTrack } from '../../../packages/cli/src/track.js';
@@ -10,6 +10,7 @@ import {
   quarantinedMessage,
   READ_TOKEN,
   startAdminEnv,
+  suiteTeardown,
   TRACE_UI,
   type AdminEnv,
   type TestMessage,
@@ -19,12 +20,9 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 describe('admin service', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    env = await startAdminEnv(teardown);
   });
 
   const json = async (path: string, init?: Parameters<AdminEnv['api']>[1]): Promise<Json> => {

@@ -1,12 +1,19 @@
 // The `auth` search filter end to end: tracking events through the broker into the admin service's store, then the
 // API (`auth=fail`), the console's search form and `mailgate track --auth fail` — plus the class rules themselves.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
-import { waitFor } from '@mailgate/testkit';
 import { runTrack } from '../../../packages/cli/src/track.js';
 import { authClass } from '../src/tracking-store.js';
-import { ADMIN_TOKEN, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import {
+  ADMIN_TOKEN,
+  ingestEvents,
+  ingressEvent,
+  runCli,
+  startAdminEnv,
+  suiteTeardown,
+  type AdminEnv,
+} from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -25,33 +32,24 @@ test('authClass: a failed SPF or DMARC, or only failed DKIM signatures, is fail;
 
 describe('search by sender authentication (auth=fail|pass|none)', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   const id = { forged: '', refused: '', signed: '', unchecked: '', tempfail: '', listResigned: '' };
   const from = 'auth-search@forged.test';
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    env = await startAdminEnv(teardown);
     for (const k of Object.keys(id) as (keyof typeof id)[]) id[k] = newMessageId();
     const t0 = Date.now() - 60_000;
-    const base = (n: number, messageId: string) => ({
-      messageId,
-      at: new Date(t0 + n * 1000).toISOString(),
-      service: 'ingress-smtp' as const,
-      host: 'ingress-0',
-      mailFrom: from,
-      rcptTo: ['ceo@example.test'],
-      clientIp: '203.0.113.66',
-    });
-    const received = (n: number, messageId: string, auth?: Record<string, unknown>): TrackingEvent => ({
-      ...base(n, messageId),
-      type: 'received',
-      details: { size: 300, ...(auth ? { auth } : {}) },
-    });
-    const refused = (n: number, messageId: string, reply: string): TrackingEvent => ({
-      ...base(n, messageId),
-      type: 'refused',
-      details: { reason: 'sender-auth', reply, phase: 'data', listener: 'mx' },
-    });
-    await env.events([
+    const client = { mailFrom: from, rcptTo: ['ceo@example.test'], clientIp: '203.0.113.66' };
+    const received = (n: number, messageId: string, auth?: Record<string, unknown>): TrackingEvent =>
+      ingressEvent('received', messageId, { t0, seconds: n }, client, { size: 300, ...(auth ? { auth } : {}) });
+    const refused = (n: number, messageId: string, reply: string): TrackingEvent =>
+      ingressEvent('refused', messageId, { t0, seconds: n }, client, {
+        reason: 'sender-auth',
+        reply,
+        phase: 'data',
+        listener: 'mx',
+      });
+    await ingestEvents(env, [
       received(0, id.forged, {
         spf: 'fail',
         dkim: 'none',
@@ -65,13 +63,6 @@ describe('search by sender authentication (auth=fail|pass|none)', () => {
       refused(4, id.tempfail, '451 4.7.5 sender authentication: DNS temporary error'),
       received(5, id.listResigned, { spf: 'pass', dkim: 'fail,pass', dmarc: 'pass', action: 'accept' }),
     ]);
-    await waitFor(async () => (await env.api(`/api/v1/messages/${id.listResigned}`)).status === 200, {
-      timeoutMs: 20_000,
-      message: 'events ingested',
-    });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   const ids = async (query: string): Promise<string[]> => {
@@ -109,16 +100,7 @@ describe('search by sender authentication (auth=fail|pass|none)', () => {
   });
 
   test('CLI: mailgate track --auth fail; a wrong class is a usage error', async () => {
-    const run = async (argv: string[]) => {
-      let out = '';
-      let err = '';
-      const code = await runTrack(
-        [...argv, '--url', env.url, '--token', READ_TOKEN],
-        { write: (s: string) => (out += s) },
-        { write: (s: string) => (err += s) },
-      );
-      return { code, out, err };
-    };
+    const run = (argv: string[]) => runCli(runTrack, env, argv);
     const r = await run(['track', '--from', from, '--auth', 'fail', '--json']);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(

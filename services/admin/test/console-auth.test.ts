@@ -1,17 +1,17 @@
 // The console's message view shows the sender-authentication results ingress recorded on the `received` event:
 // over real HTTP (signed in with a token, as a browser would), events through kafka-lite into the tracking store.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import type { TrackingEvent } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
-import { READ_TOKEN, eventsFor, quarantinedMessage, startAdminEnv, type AdminEnv } from './helpers.js';
+import { eventsFor, quarantinedMessage, READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 describe('console: sender authentication in the message view', () => {
   let env: AdminEnv;
   let cookie: string;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    env = await startAdminEnv(teardown);
     const login = await fetch(`${env.url}/console/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -20,9 +20,6 @@ describe('console: sender authentication in the message view', () => {
     });
     assert.equal(login.status, 302);
     cookie = login.headers.get('set-cookie')!.split(';')[0]!;
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   /** The message's events with `auth` (or none) on its `received` event; resolves with the rendered view. */

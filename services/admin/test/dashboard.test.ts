@@ -2,12 +2,12 @@
 // drawn by uPlot served by the admin itself (real kafka-lite and Redis; the charts in headless Chromium).
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import type { Browser } from 'playwright-core';
 import { ARTIFACTS, chromiumSkip, launchChromium, signedInPage } from './chromium.js';
-import { startAdminEnv, type AdminEnv } from './helpers.js';
+import { startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -46,7 +46,7 @@ const sum = (xs: (number | null)[]) => xs.reduce<number>((a, b) => a + (b ?? 0),
 describe('console dashboard', () => {
   let env: AdminEnv;
   let browser: Browser | undefined;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   const now = Date.now();
   // 3 accepted half an hour ago, 2 accepted 2 h ago, 2 refused 20 minutes ago, 1 accepted 10 h ago (outside 6 h).
   const events = [
@@ -56,11 +56,8 @@ describe('console dashboard', () => {
     received(now - 600 * MIN),
   ];
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
+    env = await startAdminEnv(teardown);
     await env.events(events);
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   const history = async (hours?: number): Promise<Json> => {
@@ -120,7 +117,7 @@ describe('console dashboard', () => {
   describe('in headless Chromium', { skip: chromiumSkip }, () => {
     before(async () => {
       browser = await launchChromium();
-      afters.unshift(() => browser!.close());
+      teardown.after(() => browser!.close());
     });
 
     test('the charts render: a canvas per chart, drawn from the series', async () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import { createLogger } from '@mailgate/runtime';
 import { sendMail } from '@mailgate/testkit';
@@ -18,7 +18,7 @@ import {
 } from '../../../packages/cli/src/dev-mailbox.js';
 import { registerDevMailbox } from '../src/dev-mailbox.js';
 import { ARTIFACTS, chromiumSkip, launchChromium, signedInPage } from './chromium.js';
-import { READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -51,14 +51,11 @@ describe('dev mailbox', () => {
   let dir: string;
   let env: AdminEnv;
   let browser: Browser | undefined;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'mg-devbox-'));
-    afters.push(() => rm(dir, { recursive: true, force: true }));
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) }, { devMailboxDir: dir });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    teardown.last(() => rm(dir, { recursive: true, force: true }));
+    env = await startAdminEnv(teardown, { devMailboxDir: dir });
   });
 
   test('dev.sink.mailboxDir defaults under the OS temporary directory; null turns it off', () => {
@@ -73,7 +70,7 @@ describe('dev mailbox', () => {
       { enabled: true, host: '127.0.0.1', port: 0, mailboxDir: dir },
       { log: createLogger('dev', 'silent'), childEnv },
     );
-    afters.unshift(close);
+    teardown.after(close);
     assert.equal(mailboxDir, dir);
     assert.equal(childEnv['MAILGATE__ADMIN__DEV_MAILBOX_DIR'], dir, 'dev tells the admin where the mailbox is');
 
@@ -113,7 +110,7 @@ describe('dev mailbox', () => {
     assert.equal(mailgateIdOf(Buffer.from(`Subject: x\r\n\r\nX-Mailgate-Id: ABC-1\r\n`)), undefined, 'body line');
     assert.equal(mailgateIdOf(Buffer.from(`X-Mailgate-Id: ../../etc\r\n\r\n`)), undefined, 'not an id');
     const other = await mkdtemp(path.join(os.tmpdir(), 'mg-devbox-noid-'));
-    afters.push(() => rm(other, { recursive: true, force: true }));
+    teardown.last(() => rm(other, { recursive: true, force: true }));
     const name = await saveToMailbox(other, {
       mailFrom: '',
       mailFromArgs: false,
@@ -165,7 +162,7 @@ describe('dev mailbox', () => {
 
   test('not configured: 404 and no "Dev mailbox" link in the console', async () => {
     const app = Fastify();
-    afters.unshift(() => app.close());
+    teardown.after(() => app.close());
     app.addHook('onRequest', async (req) => {
       req.principal = { name: 'alice', token: 'x', role: 'admin' };
     });
@@ -182,7 +179,7 @@ describe('dev mailbox', () => {
   describe('in headless Chromium', { skip: chromiumSkip }, () => {
     before(async () => {
       browser = await launchChromium();
-      afters.unshift(() => browser!.close());
+      teardown.after(() => browser!.close());
     });
 
     test('the Dev mailbox page lists the delivered message and previews its HTML as text', async () => {

@@ -1,8 +1,8 @@
 // The admin HTTP surface's hardening over real HTTP (kafka-lite + Redis): security headers on every response,
 // malformed cookies, the failed-auth throttle shared through Redis, the auth scheme's case, trusted proxies.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ADMIN_TOKEN, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { before, describe, test } from 'node:test';
+import { ADMIN_TOKEN, READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 import { CONSOLE_STYLE } from '../src/console.js';
 import { STYLE_HASH } from '../src/security.js';
 import { createHash } from 'node:crypto';
@@ -13,16 +13,13 @@ const WINDOW_S = 120;
 
 describe('admin hardening', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
     env = await startAdminEnv(
-      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
+      teardown,
       // 127.0.0.2 plays the ingress controller; clients behind it are told apart by X-Forwarded-For.
       { authFailures: { max: MAX_FAILURES, windowSeconds: WINDOW_S }, trustedProxies: ['127.0.0.2/32'] },
     );
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
   });
 
   const assertHardened = (r: Response, what: string) => {
@@ -150,7 +147,7 @@ describe('admin hardening', () => {
   test('the failed-auth count is shared by replicas through Redis', async () => {
     // A second admin replica (own broker, same Redis keys): failures on one block the client on the other.
     const replica = await startAdminEnv(
-      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
+      teardown,
       { authFailures: { max: MAX_FAILURES, windowSeconds: WINDOW_S } },
       { keyPrefix: env.keyPrefix },
     );

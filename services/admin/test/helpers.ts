@@ -1,17 +1,18 @@
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import {
   encodeEvent,
   newEnvelope,
   newMessageId,
   RECORD_HEADERS,
   TOPICS,
+  type Envelope,
   type PipelineMessage,
   type StageVerdict,
   type TrackingEvent,
 } from '@mailgate/contracts';
 import { startBroker } from '@mailgate/kafka-lite';
 import { createLogger, startService } from '@mailgate/runtime';
-import { isolatedRedisPrefix, pipelineRecord, readTopic } from '@mailgate/testkit';
+import { isolatedRedisPrefix, pipelineRecord, readTopic, waitFor } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners, type KafkaMessage, type Message } from 'kafkajs';
 import { createAdminService } from '../src/index.js';
@@ -36,6 +37,19 @@ export interface AdminEnv {
   quarantine(msg: PipelineMessage, sourceTopic: string): Promise<void>;
   /** Every record of `topic` from the beginning until `count` arrived (own throwaway group). */
   readTopic(topic: string, count: number, timeoutMs?: number): Promise<KafkaMessage[]>;
+}
+
+/**
+ * A describe()'s teardown: one after() hook of the suite runs what `after` added, newest first (servers before the
+ * broker they talk to), then what `last` added; a failing step does not stop the others. Pass it where a test
+ * context is wanted (startAdminEnv's `t`).
+ */
+export function suiteTeardown(): { after(fn: () => Promise<void>): void; last(fn: () => Promise<void>): void } {
+  const steps: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const fn of steps) await fn().catch(() => undefined);
+  });
+  return { after: (fn) => void steps.unshift(fn), last: (fn) => void steps.push(fn) };
 }
 
 /**
@@ -121,6 +135,63 @@ export async function startAdminEnv(
   };
 }
 
+/**
+ * Seed the tracking store: produce `events` to the events topic and wait until the admin service has ingested them
+ * (the message of the last event answers on /api/v1/messages/ID).
+ */
+export async function ingestEvents(env: AdminEnv, events: TrackingEvent[]): Promise<void> {
+  const last = events.at(-1)!.messageId;
+  await env.events(events);
+  await waitFor(async () => (await env.api(`/api/v1/messages/${last}`)).status === 200, {
+    timeoutMs: 20_000,
+    message: 'events ingested',
+  });
+}
+
+/** An event ingress-smtp writes for a seeded search: `seconds` after `t0` (ms), from one client and sender. */
+export function ingressEvent(
+  type: 'received' | 'refused',
+  messageId: string,
+  at: { t0: number; seconds: number },
+  from: { mailFrom: string; rcptTo: string[]; clientIp: string },
+  details: Record<string, unknown>,
+): TrackingEvent {
+  return {
+    type,
+    messageId,
+    at: new Date(at.t0 + at.seconds * 1000).toISOString(),
+    service: 'ingress-smtp',
+    host: 'ingress-0',
+    ...from,
+    details,
+  };
+}
+
+/** A CLI command (runTrack, runLists, runSpam) against `env` with `token`: its exit code and what it wrote. */
+export async function runCli(
+  command: (argv: string[], out: { write(s: string): unknown }, err: { write(s: string): unknown }) => Promise<number>,
+  env: AdminEnv,
+  argv: string[],
+  token = READ_TOKEN,
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await command(
+    [...argv, '--url', env.url, '--token', token],
+    { write: (s: string) => (out += s) },
+    { write: (s: string) => (err += s) },
+  );
+  return { code, out, err };
+}
+
+/** The audit log as `who action target` lines, newest first. */
+export async function auditLines(env: AdminEnv): Promise<string[]> {
+  const audit = (await (await env.api('/api/v1/audit')).json()) as {
+    results: { who: string; action: string; target: string }[];
+  };
+  return audit.results.map((e) => `${e.who} ${e.action} ${e.target}`);
+}
+
 let seq = 0;
 /** A distinct 32-hex trace id and its traceparent. */
 export function newTrace(): { traceId: string; traceparent: string } {
@@ -132,6 +203,18 @@ export function newTrace(): { traceId: string; traceparent: string } {
     .padEnd(32, '0')
     .slice(0, 32);
   return { traceId, traceparent: `00-${traceId}-${'b7ad6b7169203331'}-01` };
+}
+
+/** The envelope of a test message from `from` to `to`: a fresh id and trace, received from `ip` by ingress-0. */
+export function testEnvelope(raw: Buffer, m: { from: string; to: string; ip?: string }): Envelope {
+  return newEnvelope({
+    id: newMessageId(),
+    mailFrom: m.from,
+    rcptTo: [m.to],
+    size: raw.length,
+    session: { clientIp: m.ip ?? '192.0.2.10', ingressHost: 'ingress-0' },
+    trace: newTrace(),
+  });
 }
 
 export interface TestMessage {
@@ -146,18 +229,10 @@ export function quarantinedMessage(opts: {
   ip?: string;
   stage?: StageVerdict['stage'];
 }): TestMessage {
-  const tr = newTrace();
   const raw = Buffer.from(
     `From: ${opts.from}\r\nTo: ${opts.to}\r\nSubject: invoice\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR\r\n`,
   );
-  const base = newEnvelope({
-    id: newMessageId(),
-    mailFrom: opts.from,
-    rcptTo: [opts.to],
-    size: raw.length,
-    session: { clientIp: opts.ip ?? '192.0.2.10', ingressHost: 'ingress-0' },
-    trace: tr,
-  });
+  const base = testEnvelope(raw, opts);
   const now = new Date().toISOString();
   const stage = opts.stage ?? 'virus-scan';
   const envelope = {
@@ -174,7 +249,7 @@ export function quarantinedMessage(opts: {
       },
     ],
   };
-  return { msg: { envelope, raw }, traceId: tr.traceId };
+  return { msg: { envelope, raw }, traceId: base.trace.traceId };
 }
 
 /** The tracking events the services emit for a message that was received, checked and quarantined. */
@@ -200,33 +275,19 @@ export function eventsFor(m: TestMessage, outcome: 'quarantined' | 'delivered' =
       details: { stage: 'dnsbl-check', verdict: { kind: 'pass' } },
     },
   ];
+  const virusScan = (type: 'stage' | 'quarantined', verdict: Record<string, unknown>): TrackingEvent => ({
+    ...base,
+    type,
+    at: at(20),
+    service: 'virus-scan',
+    host: 'scan-0',
+    details: { stage: 'virus-scan', verdict },
+  });
   if (outcome === 'quarantined') {
     const v = { kind: 'quarantine', reason: 'virus found: Eicar-Signature' };
-    evs.push({
-      ...base,
-      type: 'stage',
-      at: at(20),
-      service: 'virus-scan',
-      host: 'scan-0',
-      details: { stage: 'virus-scan', verdict: v },
-    });
-    evs.push({
-      ...base,
-      type: 'quarantined',
-      at: at(20),
-      service: 'virus-scan',
-      host: 'scan-0',
-      details: { stage: 'virus-scan', verdict: v },
-    });
+    evs.push(virusScan('stage', v), virusScan('quarantined', v));
   } else {
-    evs.push({
-      ...base,
-      type: 'stage',
-      at: at(20),
-      service: 'virus-scan',
-      host: 'scan-0',
-      details: { stage: 'virus-scan', verdict: { kind: 'pass' } },
-    });
+    evs.push(virusScan('stage', { kind: 'pass' }));
     evs.push({
       ...base,
       type: 'delivered',

@@ -1,26 +1,19 @@
 // The console's Lists page against the real admin service (Redis, kafka-lite): over plain HTTP with form posts, and
 // in headless Chromium (Debian `chromium` driven by playwright-core). Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
-import { ADMIN_TOKEN, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { before, describe, test } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { ARTIFACTS, chromiumSkip, launchChromium, signedInPage } from './chromium.js';
+import { ADMIN_TOKEN, auditLines, READ_TOKEN, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-const ROOT = path.resolve(import.meta.dirname, '../../..');
-const ARTIFACTS = path.join(ROOT, 'test-artifacts');
-
 describe('console lists page', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    env = await startAdminEnv(teardown);
   });
 
   const cookie = (token: string) => `mailgate_token=${encodeURIComponent(token)}`;
@@ -86,72 +79,56 @@ describe('console lists page', () => {
     assert.equal((await form('/console/lists/remove', { kind: 'ip-block', value: '203.0.113.66/32' })).status, 404);
     assert.equal((await form('/console/lists/remove', { kind: 'sender-block', value: '*@spam.test' })).status, 302);
 
-    const audit = ((await (await env.api('/api/v1/audit')).json()) as Json).results.map(
-      (e: Json) => `${e.who} ${e.action} ${e.target}`,
-    );
+    const audit = await auditLines(env);
     assert.ok(audit.includes('alice lists.add ip-block 203.0.113.66/32'), audit.join('\n'));
     assert.ok(audit.includes('alice lists.remove ip-block 203.0.113.66/32'));
   });
 
-  describe(
-    'in headless Chromium',
-    {
-      skip: existsSync(CHROMIUM) || process.env['CI'] ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium)`,
-    },
-    () => {
-      let browser: Browser;
-      before(async () => {
-        browser = await chromium.launch({
-          executablePath: CHROMIUM,
-          args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
-        });
-        afters.unshift(() => browser.close());
-        mkdirSync(ARTIFACTS, { recursive: true });
-      });
+  describe('in headless Chromium', { skip: chromiumSkip }, () => {
+    let browser: Browser;
+    before(async () => {
+      browser = await launchChromium();
+      teardown.after(() => browser.close());
+    });
 
-      test('block an IP for 24 hours and a sender domain, find them, remove one', async () => {
-        const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-        await page.goto(`${env.url}/console/login`);
-        await page.fill('input[name=token]', ADMIN_TOKEN);
-        await page.click('button:has-text("Sign in")');
-        await page.waitForURL(/\/console\/messages$/);
-        await page.click('header a:has-text("Lists")');
-        await page.waitForURL(/\/console\/lists$/);
+    test('block an IP for 24 hours and a sender domain, find them, remove one', async () => {
+      const { page } = await signedInPage(browser, env.url);
+      await page.click('header a:has-text("Lists")');
+      await page.waitForURL(/\/console\/lists$/);
 
-        await page.selectOption('#add-entry select[name=kind]', 'ip-block');
-        await page.fill('#add-entry input[name=value]', '2001:db8:66::/48');
-        await page.fill('#add-entry input[name=reason]', 'brute force');
-        await page.selectOption('#add-entry select[name=ttl]', '86400');
-        await page.click('#add');
-        await page.waitForSelector('#lists tr[data-value="2001:db8:66::/48"]');
-        await page.selectOption('#add-entry select[name=kind]', 'sender-block');
-        await page.fill('#add-entry input[name=value]', '*@*.phish.test');
-        await page.selectOption('#add-entry select[name=ttl]', '0');
-        await page.click('#add');
-        await page.waitForSelector('#lists tr[data-kind="sender-block"]');
-        const api = ((await (await env.api('/api/v1/lists?kind=ip-block')).json()) as Json).results;
-        assert.equal(api[0].reason, 'brute force');
-        const ttl = Date.parse(api[0].expiresAt) - Date.now();
-        assert.ok(ttl > 86_000_000 && ttl <= 86_400_000, `expires in ~24h (${ttl} ms)`);
-        await page.screenshot({ path: path.join(ARTIFACTS, 'console-lists.png'), fullPage: true });
+      await page.selectOption('#add-entry select[name=kind]', 'ip-block');
+      await page.fill('#add-entry input[name=value]', '2001:db8:66::/48');
+      await page.fill('#add-entry input[name=reason]', 'brute force');
+      await page.selectOption('#add-entry select[name=ttl]', '86400');
+      await page.click('#add');
+      await page.waitForSelector('#lists tr[data-value="2001:db8:66::/48"]');
+      await page.selectOption('#add-entry select[name=kind]', 'sender-block');
+      await page.fill('#add-entry input[name=value]', '*@*.phish.test');
+      await page.selectOption('#add-entry select[name=ttl]', '0');
+      await page.click('#add');
+      await page.waitForSelector('#lists tr[data-kind="sender-block"]');
+      const api = ((await (await env.api('/api/v1/lists?kind=ip-block')).json()) as Json).results;
+      assert.equal(api[0].reason, 'brute force');
+      const ttl = Date.parse(api[0].expiresAt) - Date.now();
+      assert.ok(ttl > 86_000_000 && ttl <= 86_400_000, `expires in ~24h (${ttl} ms)`);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'console-lists.png'), fullPage: true });
 
-        await page.fill('input[name=search]', 'brute');
-        await page.click('#filter');
-        await page.waitForURL(/search=brute/);
-        assert.equal(await page.locator('#lists tr:has(td)').count(), 1);
+      await page.fill('input[name=search]', 'brute');
+      await page.click('#filter');
+      await page.waitForURL(/search=brute/);
+      assert.equal(await page.locator('#lists tr:has(td)').count(), 1);
 
-        await page.click('#lists tr[data-value="2001:db8:66::/48"] button:has-text("Remove")');
-        await page.waitForURL(/\/console\/lists$/);
-        assert.equal(await page.locator('#lists tr[data-value="2001:db8:66::/48"]').count(), 0);
-        assert.deepEqual(await entries(), ['sender-block *@*.phish.test']);
+      await page.click('#lists tr[data-value="2001:db8:66::/48"] button:has-text("Remove")');
+      await page.waitForURL(/\/console\/lists$/);
+      assert.equal(await page.locator('#lists tr[data-value="2001:db8:66::/48"]').count(), 0);
+      assert.deepEqual(await entries(), ['sender-block *@*.phish.test']);
 
-        // A bad value: the API's message on an error page.
-        await page.fill('#add-entry input[name=value]', '300.1.2.3');
-        await page.selectOption('#add-entry select[name=kind]', 'ip-allow');
-        await page.click('#add');
-        assert.ok(((await page.textContent('#error')) ?? '').length > 0);
-        await page.close();
-      });
-    },
-  );
+      // A bad value: the API's message on an error page.
+      await page.fill('#add-entry input[name=value]', '300.1.2.3');
+      await page.selectOption('#add-entry select[name=kind]', 'ip-allow');
+      await page.click('#add');
+      assert.ok(((await page.textContent('#error')) ?? '').length > 0);
+      await page.close();
+    });
+  });
 });

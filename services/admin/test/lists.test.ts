@@ -1,19 +1,16 @@
 // /api/v1/lists and `mailgate lists` against the real admin service, kafka-lite and Redis.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { runLists } from '../../../packages/cli/src/lists.js';
-import { ADMIN_TOKEN, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { ADMIN_TOKEN, auditLines, READ_TOKEN, runCli, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describe('lists API', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    env = await startAdminEnv(teardown);
   });
   const post = (body: unknown, token = ADMIN_TOKEN) =>
     env.api('/api/v1/lists', {
@@ -52,8 +49,7 @@ describe('lists API', () => {
       404,
     );
 
-    const audit = (await (await env.api('/api/v1/audit')).json()) as Json;
-    const actions = audit.results.map((e: Json) => `${e.who} ${e.action} ${e.target}`);
+    const actions = await auditLines(env);
     assert.ok(actions.includes('alice lists.add ip-block 198.51.100.0/24'), actions.join('\n'));
     assert.ok(actions.includes('alice lists.remove ip-block 198.51.100.0/24'));
     const spec = (await (await env.api('/openapi.json')).json()) as Json;
@@ -61,19 +57,17 @@ describe('lists API', () => {
   });
 
   test('CLI: mailgate lists add|ls|rm', async () => {
-    let out = '';
-    let err = '';
-    const o = { write: (s: string) => void (out += s) };
-    const e = { write: (s: string) => void (err += s) };
-    const run = (argv: string[]) => runLists(['lists', ...argv, '--url', env.url, '--token', ADMIN_TOKEN], o, e);
-    assert.equal(await run(['add', 'ip-block', '203.0.113.9', '--reason', 'attack', '--ttl', '600']), 0, err);
-    assert.match(out, /added ip-block 203\.0\.113\.9\/32 until /);
-    out = '';
-    assert.equal(await run(['ls', '--kind', 'ip-block']), 0, err);
-    assert.match(out, /KIND\s+VALUE\s+EXPIRES\s+BY\s+REASON/);
-    assert.match(out, /ip-block\s+203\.0\.113\.9\/32\s+\S+\s+alice\s+attack/);
-    assert.equal(await run(['rm', 'ip-block', '203.0.113.9']), 0, err);
-    assert.equal(await run(['rm', 'ip-block', '203.0.113.9']), 1);
-    assert.equal(await run(['add', 'ip-block']), 64);
+    const run = (argv: string[]) => runCli(runLists, env, ['lists', ...argv], ADMIN_TOKEN);
+    const added = await run(['add', 'ip-block', '203.0.113.9', '--reason', 'attack', '--ttl', '600']);
+    assert.equal(added.code, 0, added.err);
+    assert.match(added.out, /added ip-block 203\.0\.113\.9\/32 until /);
+    const ls = await run(['ls', '--kind', 'ip-block']);
+    assert.equal(ls.code, 0, ls.err);
+    assert.match(ls.out, /KIND\s+VALUE\s+EXPIRES\s+BY\s+REASON/);
+    assert.match(ls.out, /ip-block\s+203\.0\.113\.9\/32\s+\S+\s+alice\s+attack/);
+    const rm = await run(['rm', 'ip-block', '203.0.113.9']);
+    assert.equal(rm.code, 0, rm.err);
+    assert.equal((await run(['rm', 'ip-block', '203.0.113.9'])).code, 1);
+    assert.equal((await run(['add', 'ip-block'])).code, 64);
   });
 });

@@ -1,51 +1,33 @@
 // Search paging end to end: the API caps a page (tracking.maxResults = 2 here) and hands out a cursor; the CLI
 // follows the pages instead of stopping silently at the cap. Also: search by Message-ID header and subject words.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
-import { waitFor } from '@mailgate/testkit';
 import { runTrack } from '../../../packages/cli/src/track.js';
-import { READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { ingestEvents, ingressEvent, runCli, startAdminEnv, suiteTeardown, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describe('search paging, Message-ID and subject', () => {
   let env: AdminEnv;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   const ids: string[] = [];
   before(async () => {
-    env = await startAdminEnv(
-      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
-      { tracking: { maxResults: 2 } },
-    );
+    env = await startAdminEnv(teardown, { tracking: { maxResults: 2 } });
     const t0 = Date.now() - 60_000;
+    const client = { mailFrom: 'pages@paging.test', rcptTo: ['desk@example.test'], clientIp: '192.0.2.90' };
     const evs: TrackingEvent[] = [];
     for (let i = 0; i < 5; i++) {
       const id = newMessageId();
       ids.push(id);
-      evs.push({
-        type: 'received',
-        messageId: id,
-        at: new Date(t0 + i * 1000).toISOString(),
-        service: 'ingress-smtp',
-        host: 'ingress-0',
-        mailFrom: 'pages@paging.test',
-        rcptTo: ['desk@example.test'],
-        clientIp: '192.0.2.90',
-        details: { subject: `Order ${i} confirmed`, messageIdHeader: `<order-${i}@shop.test>` },
-      });
+      evs.push(
+        ingressEvent('received', id, { t0, seconds: i }, client, {
+          subject: `Order ${i} confirmed`,
+          messageIdHeader: `<order-${i}@shop.test>`,
+        }),
+      );
     }
-    await env.events(evs);
-    await waitFor(
-      async () => {
-        const r = await env.api(`/api/v1/messages/${ids[4]}`);
-        return r.status === 200;
-      },
-      { timeoutMs: 20_000, message: 'events ingested' },
-    );
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    await ingestEvents(env, evs);
   });
 
   const json = async (path: string): Promise<Json> => {
@@ -83,16 +65,7 @@ describe('search paging, Message-ID and subject', () => {
   });
 
   test('the CLI follows the pages (five results over three requests); --limit stops early and says so', async () => {
-    const run = async (argv: string[]) => {
-      let out = '';
-      let err = '';
-      const code = await runTrack(
-        [...argv, '--url', env.url, '--token', READ_TOKEN],
-        { write: (s: string) => (out += s) },
-        { write: (s: string) => (err += s) },
-      );
-      return { code, out, err };
-    };
+    const run = (argv: string[]) => runCli(runTrack, env, argv);
     const all = await run(['track', '--from', 'pages@paging.test', '--json']);
     assert.equal(all.code, 0, all.err);
     assert.deepEqual(

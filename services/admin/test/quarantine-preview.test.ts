@@ -2,13 +2,13 @@
 // MIME reading as a unit, the API against real kafka-lite and Redis, the console in headless Chromium.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { newEnvelope, newMessageId, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { before, describe, test } from 'node:test';
+import { TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import { waitFor } from '@mailgate/testkit';
 import type { Browser } from 'playwright-core';
 import { previewMessage, virusDetection } from '../src/quarantine-preview.js';
 import { ARTIFACTS, chromiumSkip, launchChromium, signedInPage } from './chromium.js';
-import { newTrace, READ_TOKEN, startAdminEnv, type AdminEnv } from './helpers.js';
+import { READ_TOKEN, startAdminEnv, suiteTeardown, testEnvelope, type AdminEnv } from './helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -52,14 +52,7 @@ function phishingRaw(): Buffer {
 
 /** A message as a stage quarantines it; `signature` makes it a virus-scan detection. */
 function held(raw: Buffer, opts: { signature?: string; stage?: 'virus-scan' | 'attachment-policy' } = {}) {
-  const envelope = newEnvelope({
-    id: newMessageId(),
-    mailFrom: 'mallory@evil.test',
-    rcptTo: ['ceo@example.test'],
-    size: raw.length,
-    session: { clientIp: '198.51.100.66', ingressHost: 'ingress-0' },
-    trace: newTrace(),
-  });
+  const envelope = testEnvelope(raw, { from: 'mallory@evil.test', to: 'ceo@example.test', ip: '198.51.100.66' });
   const now = new Date().toISOString();
   const stage = opts.stage ?? 'virus-scan';
   const msg: PipelineMessage = {
@@ -146,12 +139,9 @@ describe('previewMessage (shared MIME walk)', () => {
 describe('quarantine preview and download (API and console)', () => {
   let env: AdminEnv;
   let browser: Browser | undefined;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    env = await startAdminEnv({ after: (fn: () => Promise<void>) => void afters.unshift(fn) });
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    env = await startAdminEnv(teardown);
   });
 
   const json = async (p: string, init?: Parameters<AdminEnv['api']>[1]): Promise<Json> => {
@@ -212,7 +202,7 @@ describe('quarantine preview and download (API and console)', () => {
   describe('in headless Chromium', { skip: chromiumSkip }, () => {
     before(async () => {
       browser = await launchChromium();
-      afters.unshift(() => browser!.close());
+      teardown.after(() => browser!.close());
     });
 
     test('preview shows the HTML part with its <script> as text; download; read token refused', async () => {

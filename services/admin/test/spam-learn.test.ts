@@ -4,138 +4,50 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { decodeMessage, newEnvelope, newMessageId, TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { before, describe, test } from 'node:test';
+import { decodeMessage, TOPICS } from '@mailgate/contracts';
 import { RspamdClient } from '@mailgate/rspamd';
-import { Redis } from 'ioredis';
-import { startRedis, startRspamd, waitFor, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
+import { waitFor, type RspamdHandle } from '@mailgate/testkit';
 import { runSpam } from '../../../packages/cli/src/spam.js';
 import { adminSchema } from '../src/config.js';
 import {
   ADMIN_TOKEN,
   eventsFor,
-  newTrace,
   quarantinedMessage,
   READ_TOKEN,
-  startAdminEnv,
+  runCli,
+  suiteTeardown,
   type AdminEnv,
 } from './helpers.js';
+import { learnableMail as mail, spamQuarantined, startSpamEnv, type SpamEnv } from './spam-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-let seq = 0;
-/** A distinct, learnable text message (rspamd refuses to learn messages with too few tokens). */
-function mail(kind: 'ham' | 'spam'): Buffer {
-  const n = `${Date.now()}-${++seq}`;
-  const body =
-    kind === 'ham'
-      ? `Hi Bob,\r\n\r\nthe quarterly figures (${n}) are in the shared folder. Let us go through the budget ` +
-        'review with the team on Thursday at ten and agree on the hiring plan for the next quarter.\r\n\r\nAlice'
-      : `CONGRATULATIONS!!! You have WON (${n}) a FREE prize. Claim your cash reward now, limited offer, act ` +
-        'today: click here to get cheap pills, casino bonus and guaranteed income from home!!!\r\n';
-  return Buffer.from(
-    [
-      `From: ${kind === 'ham' ? 'alice@partner.test' : 'winner@lottery.test'}`,
-      'To: bob@example.test',
-      `Subject: ${kind === 'ham' ? 'Quarterly figures' : 'You WON'} ${n}`,
-      `Message-ID: <${n}@mailgate.test>`,
-      `Date: ${new Date().toUTCString()}`,
-      'MIME-Version: 1.0',
-      'Content-Type: text/plain; charset=utf-8',
-      '',
-      body,
-      '',
-    ].join('\r\n'),
-  );
-}
-
-/** A message as the spam-check stage quarantines it. */
-function spamQuarantined(raw: Buffer): PipelineMessage {
-  const tr = newTrace();
-  const base = newEnvelope({
-    id: newMessageId(),
-    mailFrom: 'alice@partner.test',
-    rcptTo: ['bob@example.test'],
-    size: raw.length,
-    session: { clientIp: '192.0.2.10', ingressHost: 'ingress-0' },
-    trace: tr,
-  });
-  const at = new Date().toISOString();
-  const pass = (stage: 'dnsbl-check' | 'virus-scan' | 'attachment-policy') => ({
-    stage,
-    verdict: { kind: 'pass' as const },
-    at,
-    durationMs: 1,
-    host: 'x-0',
-  });
-  return {
-    envelope: {
-      ...base,
-      verdicts: [
-        pass('dnsbl-check'),
-        pass('virus-scan'),
-        pass('attachment-policy'),
-        {
-          stage: 'spam-check' as const,
-          verdict: { kind: 'quarantine' as const, reason: 'spam score 11.2 ≥ 10 (BAYES_SPAM, R_LOTS_OF_CAPS)' },
-          at,
-          durationMs: 30,
-          host: 'spam-0',
-        },
-      ],
-    },
-    raw,
-  };
-}
-
 describe('spam learning (admin API + CLI, real rspamd)', () => {
   let env: AdminEnv;
-  let redis: RedisHandle;
   let rspamd: RspamdHandle;
+  let spam: SpamEnv;
   let stat: RspamdClient;
-  const afters: (() => Promise<void>)[] = [];
+  const teardown = suiteTeardown();
   before(async () => {
-    redis = await startRedis();
-    afters.unshift(() => redis.stop());
-    rspamd = await startRspamd({ redis: { host: redis.host, port: redis.port } });
-    afters.unshift(() => rspamd.stop());
     // The password from a file, as a Kubernetes Secret would provide it.
-    const pwFile = join(tmpdir(), `mailgate-rspamd-pw-${process.pid}`);
-    writeFileSync(pwFile, rspamd.password + '\n', { mode: 0o600 });
-    env = await startAdminEnv(
-      { after: (fn: () => Promise<void>) => void afters.unshift(fn) },
-      {
-        rspamd: { controllerUrl: `http://${rspamd.host}:${rspamd.controllerPort}`, passwordFile: pwFile },
-      },
-    );
+    spam = await startSpamEnv(teardown, 'file');
+    ({ env, rspamd } = spam);
     stat = new RspamdClient({
       worker: { host: rspamd.host, port: rspamd.port },
       controller: { host: rspamd.host, port: rspamd.controllerPort },
       password: rspamd.password,
     });
-    afters.unshift(async () => stat.close());
-  });
-  after(async () => {
-    for (const fn of afters) await fn().catch(() => undefined);
+    teardown.after(async () => stat.close());
   });
 
-  /** Learned per class, from rspamd's Bayes state in its Redis (the `RS` hash; /stat refreshes it on a timer). */
-  const classCount = async (symbol: 'BAYES_HAM' | 'BAYES_SPAM') => {
-    const r = new Redis(redis.port, redis.host);
-    try {
-      return Number((await r.hget('RS', symbol === 'BAYES_HAM' ? 'learns_ham' : 'learns_spam')) ?? 0);
-    } finally {
-      r.disconnect();
-    }
-  };
+  /** Learned per class, from rspamd's Bayes state in its Redis. */
+  const classCount = (symbol: 'BAYES_HAM' | 'BAYES_SPAM') => spam.learns(symbol === 'BAYES_HAM' ? 'ham' : 'spam');
   /** Total learned, from the controller's /stat (`rspamc stat`: "Messages learned"): counted at once. */
   const total = async () => (await stat.stat()).learned;
   const classReaches = async (symbol: 'BAYES_HAM' | 'BAYES_SPAM', n: number) =>
     assert.equal(await classCount(symbol), n, `${symbol} learned`);
-  const audit = async () =>
-    ((await (await env.api('/api/v1/audit')).json()) as Json).results.map(
-      (e: Json) => `${e.who} ${e.action} ${e.target}`,
-    ) as string[];
+  const audit = () => spam.audit();
   const waitQuarantined = (id: string) =>
     waitFor(async () => (await env.api(`/api/v1/quarantine/${id}`)).status === 200, {
       timeoutMs: 20_000,
@@ -257,22 +169,22 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
   });
 
   test('CLI: mailgate spam not-spam | mark --eml | stat', async () => {
-    let out = '';
-    let err = '';
-    const o = { write: (s: string) => void (out += s) };
-    const e = { write: (s: string) => void (err += s) };
-    const run = (argv: string[]) => runSpam(['spam', ...argv, '--url', env.url, '--token', ADMIN_TOKEN], o, e);
+    const run = (argv: string[]) => runCli(runSpam, env, ['spam', ...argv], ADMIN_TOKEN);
 
     const m = spamQuarantined(mail('ham'));
     await env.quarantine(m, TOPICS.policyChecked);
     await waitQuarantined(m.envelope.id);
     const totalBefore = await total();
     const hamBefore = await classCount('BAYES_HAM');
-    assert.equal(await run(['not-spam', m.envelope.id]), 0, err);
-    assert.match(out, new RegExp(`released ${m.envelope.id} to ${TOPICS.deliverable}; rspamd learned it as ham`));
+    const released = await run(['not-spam', m.envelope.id]);
+    assert.equal(released.code, 0, released.err);
+    assert.match(
+      released.out,
+      new RegExp(`released ${m.envelope.id} to ${TOPICS.deliverable}; rspamd learned it as ham`),
+    );
     assert.equal(await total(), totalBefore + 1);
     await classReaches('BAYES_HAM', hamBefore + 1);
-    assert.equal(await run(['not-spam', m.envelope.id]), 1, 'gone from the quarantine');
+    assert.equal((await run(['not-spam', m.envelope.id])).code, 1, 'gone from the quarantine');
 
     const d = quarantinedMessage({ from: 'winner@lottery.test', to: 'bob@example.test' });
     await env.events(eventsFor(d, 'delivered'));
@@ -284,13 +196,13 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
     // Text Bayes does not already classify as spam: rspamd skips learning a message it already rates 100 % spam
     // ("all learn conditions denied"), and its reply to that is not well-formed HTTP (see docs/spam-check.md).
     writeFileSync(eml, mail('ham'));
-    out = '';
-    assert.equal(await run(['mark', d.msg.envelope.id, '--eml', eml]), 0, err);
-    assert.match(out, /marked \S+ as spam; rspamd learned it as spam/);
-    out = '';
-    assert.equal(await run(['stat']), 0, err);
-    assert.match(out, /BAYES_SPAM\s+\d+/);
-    assert.equal(await run(['mark']), 64);
+    const marked = await run(['mark', d.msg.envelope.id, '--eml', eml]);
+    assert.equal(marked.code, 0, marked.err);
+    assert.match(marked.out, /marked \S+ as spam; rspamd learned it as spam/);
+    const stat = await run(['stat']);
+    assert.equal(stat.code, 0, stat.err);
+    assert.match(stat.out, /BAYES_SPAM\s+\d+/);
+    assert.equal((await run(['mark'])).code, 64);
   });
 
   test('config: password xor passwordFile, http controller URL', () => {
@@ -303,13 +215,7 @@ describe('spam learning (admin API + CLI, real rspamd)', () => {
 
 describe('spam learning with a wrong controller password', () => {
   test('502 with a clear message; nothing released', async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const rspamd = await startRspamd({ redis: { host: redis.host, port: redis.port } });
-    t.after(() => rspamd.stop());
-    const env = await startAdminEnv(t, {
-      rspamd: { controllerUrl: `http://${rspamd.host}:${rspamd.controllerPort}`, password: 'wrong-password' },
-    });
+    const { env } = await startSpamEnv(t, 'wrong');
     const m = spamQuarantined(mail('ham'));
     await env.quarantine(m, TOPICS.policyChecked);
     await waitFor(async () => (await env.api(`/api/v1/quarantine/${m.envelope.id}`)).status === 200, {

@@ -1,3 +1,5 @@
+// One file (~340 lines): zip, gzip and tar walkers share one budget (entries, bytes, ratio, depth) that must be
+// charged in one place so a nested archive cannot escape the limits.
 import * as zlib from 'node:zlib';
 import { gunzipSync, inflateRawSync } from 'node:zlib';
 import yauzl from 'yauzl';

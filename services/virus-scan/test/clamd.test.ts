@@ -1,7 +1,7 @@
 // The clamd client, pool and stage against a real clamd (Debian clamav-daemon, generated EICAR database).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { EICAR, EICAR_FOUND_NAME, freePort, startClamd, type ClamdHandle } from '@mailgate/testkit';
+import { describe, test } from 'node:test';
+import { EICAR, EICAR_FOUND_NAME, freePort, startClamd } from '@mailgate/testkit';
 import {
   ClamdPool,
   ClamdUnavailableError,
@@ -9,26 +9,13 @@ import {
   createScanMetrics,
   createVirusScanStage,
   type ClamdEndpoint,
-  type ClamdPoolOptions,
   type VirusScanInput,
 } from '../src/index.js';
-import { config, pipelineMessage, samples, stageContext, testMeter } from './helpers.js';
+import { clamdForFile, config, pipelineMessage, samples, stageContext, testMeter } from './helpers.js';
 
 const gateway = { name: 'mailgate', hostname: 'mx1.example.test' };
-const pools: ClamdPool[] = [];
-
-function pool(endpoints: ClamdEndpoint[], extra: Partial<ClamdPoolOptions> = {}): ClamdPool {
-  const p = new ClamdPool({
-    endpoints,
-    connectTimeoutMs: 1000,
-    readTimeoutMs: 10_000,
-    chunkBytes: 64 * 1024,
-    healthIntervalMs: 0,
-    ...extra,
-  });
-  pools.push(p);
-  return p;
-}
+const fx = clamdForFile();
+const pool = fx.pool;
 
 function stage(p: ClamdPool, input: VirusScanInput = {}, metrics?: ReturnType<typeof createScanMetrics>) {
   return createVirusScanStage({ config: config(input), scanner: p, gateway, ...(metrics ? { metrics } : {}) });
@@ -36,30 +23,19 @@ function stage(p: ClamdPool, input: VirusScanInput = {}, metrics?: ReturnType<ty
 
 const firstLine = (b: Buffer | undefined) => b!.toString('latin1').split(/\r?\n/)[0]!;
 
-let clamd: ClamdHandle;
-let tcp: ClamdEndpoint;
-before(async () => {
-  clamd = await startClamd({ streamMaxLength: '1M' });
-  tcp = { host: clamd.host, port: clamd.port };
-});
-after(async () => {
-  for (const p of pools) p.close();
-  await clamd.stop();
-});
-
 describe('clamd client', () => {
   test('PING and VERSION over TCP and the Unix socket', async () => {
     const o = { connectTimeoutMs: 1000, readTimeoutMs: 2000 };
-    assert.equal(await clamdRequest(tcp, [Buffer.from('zPING\0')], o), 'PONG');
-    assert.equal(await clamdRequest({ socket: clamd.socketPath }, [Buffer.from('zPING\0')], o), 'PONG');
-    const p = pool([{ socket: clamd.socketPath }]);
+    assert.equal(await clamdRequest(fx.tcp, [Buffer.from('zPING\0')], o), 'PONG');
+    assert.equal(await clamdRequest({ socket: fx.clamd.socketPath }, [Buffer.from('zPING\0')], o), 'PONG');
+    const p = pool([{ socket: fx.clamd.socketPath }]);
     assert.equal(await p.ping(), true);
     const v = await p.version();
     assert.match(v!.engine, /^ClamAV \d+\.\d+/);
   });
 
   test('INSTREAM over the Unix socket finds EICAR', async () => {
-    const r = await pool([{ socket: clamd.socketPath }]).scan(Buffer.from(EICAR, 'latin1'));
+    const r = await pool([{ socket: fx.clamd.socketPath }]).scan(Buffer.from(EICAR, 'latin1'));
     assert.equal(r.kind, 'found');
     assert.deepEqual(r.kind === 'found' && r.signatures, [EICAR_FOUND_NAME]);
   });
@@ -75,7 +51,7 @@ describe('stage with a real clamd', () => {
       ['inside a message/rfc822 attachment', samples.rfc822],
     ] as const) {
       test(`EICAR ${name}${separately ? ' (attachments also scanned separately)' : ''} → quarantined with the signature`, async () => {
-        const { fn } = stage(pool([tcp]), { scanAttachmentsSeparately: separately });
+        const { fn } = stage(pool([fx.tcp]), { scanAttachmentsSeparately: separately });
         const out = await fn(pipelineMessage(make()), stageContext());
         assert.equal(out.verdict.kind, 'quarantine');
         assert.equal((out.verdict as { reason: string }).reason, `virus found: ${EICAR_FOUND_NAME}`);
@@ -90,7 +66,7 @@ describe('stage with a real clamd', () => {
 
   test('a clean message passes and carries the scan header with engine and database version', async () => {
     const msg = pipelineMessage(samples.clean());
-    const { fn } = stage(pool([tcp]), { scanAttachmentsSeparately: true });
+    const { fn } = stage(pool([fx.tcp]), { scanAttachmentsSeparately: true });
     const out = await fn(msg, stageContext());
     assert.equal(out.verdict.kind, 'pass');
     assert.match(
@@ -102,7 +78,7 @@ describe('stage with a real clamd', () => {
   });
 
   test('larger than clamd accepts (its StreamMaxLength 1M): the configured outcome, never a pass', async () => {
-    const p = pool([tcp]);
+    const p = pool([fx.tcp]);
     // Our limit is set above clamd's, so clamd itself refuses; 8 MiB also exercises the reset-before-reply path.
     for (const size of [1_500_000, 8 * 1024 * 1024]) {
       const raw = samples.clean() + 'A'.repeat(size);
@@ -126,12 +102,12 @@ describe('stage with a real clamd', () => {
     const dead: ClamdEndpoint = { host: '127.0.0.1', port: await freePort() };
     const m = testMeter();
     const metrics = createScanMetrics(m.meter);
-    const p = pool([dead, tcp], { onError: (e) => metrics.clamdError(e) });
+    const p = pool([dead, fx.tcp], { onError: (e) => metrics.clamdError(e) });
     const { fn } = stage(p, {}, metrics);
     for (let i = 0; i < 12; i++) {
       const out = await fn(pipelineMessage(i % 3 === 0 ? samples.zip() : samples.clean()), stageContext());
       assert.equal(out.verdict.kind, i % 3 === 0 ? 'quarantine' : 'pass');
-      assert.equal(out.details?.['clamd'], `${clamd.host}:${clamd.port}`);
+      assert.equal(out.details?.['clamd'], `${fx.clamd.host}:${fx.clamd.port}`);
     }
     const [d, live] = p.status();
     assert.equal(d!.healthy, false);

@@ -1,10 +1,18 @@
 import type { PipelineMessage } from '@mailgate/contracts';
 import type { StageContext } from '@mailgate/bus';
 import { createLogger } from '@mailgate/runtime';
-import { EICAR, testPipelineMessage, testStageContext } from '@mailgate/testkit';
+import { EICAR, startClamd, testPipelineMessage, testStageContext, type ClamdHandle } from '@mailgate/testkit';
 import { MeterProvider, MetricReader, type DataPoint } from '@opentelemetry/sdk-metrics';
 import { zipSync } from 'fflate';
-import { virusScanSchema, type VirusScanConfig, type VirusScanInput } from '../src/index.js';
+import { after, before } from 'node:test';
+import {
+  ClamdPool,
+  virusScanSchema,
+  type ClamdEndpoint,
+  type ClamdPoolOptions,
+  type VirusScanConfig,
+  type VirusScanInput,
+} from '../src/index.js';
 
 export const log = createLogger('virus-scan-test', process.env['TEST_LOG_LEVEL'] ?? 'silent');
 
@@ -118,6 +126,48 @@ export function testMeter() {
           }
         }
       return sum;
+    },
+  };
+}
+
+export interface ClamdFixture {
+  /** The file's clamd (set once its before() hook ran). */
+  readonly clamd: ClamdHandle;
+  /** Its TCP endpoint. */
+  readonly tcp: ClamdEndpoint;
+  /** A pool over `endpoints` with test timeouts and no health checks; closed after the file. */
+  pool(endpoints: ClamdEndpoint[], extra?: Partial<ClamdPoolOptions>): ClamdPool;
+}
+
+/** A real clamd (stream limit 1 MiB) for a test file: started before its tests, stopped with its pools after. */
+export function clamdForFile(): ClamdFixture {
+  let clamd: ClamdHandle | undefined;
+  const pools: ClamdPool[] = [];
+  before(async () => {
+    clamd = await startClamd({ streamMaxLength: '1M' });
+  });
+  after(async () => {
+    for (const p of pools) p.close();
+    await clamd?.stop();
+  });
+  return {
+    get clamd() {
+      return clamd!;
+    },
+    get tcp() {
+      return { host: clamd!.host, port: clamd!.port };
+    },
+    pool(endpoints, extra = {}) {
+      const p = new ClamdPool({
+        endpoints,
+        connectTimeoutMs: 1000,
+        readTimeoutMs: 10_000,
+        chunkBytes: 64 * 1024,
+        healthIntervalMs: 0,
+        ...extra,
+      });
+      pools.push(p);
+      return p;
     },
   };
 }

@@ -1,45 +1,24 @@
 // clamd IDSESSION reuse in the pool, against a real clamd: several scans per connection, a drop mid-session
 // (fail closed, then recovery), clamd's size-limit reply inside a session.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { EICAR, EICAR_FOUND_NAME, startClamd, type ClamdHandle } from '@mailgate/testkit';
+import { describe, test } from 'node:test';
+import { EICAR, EICAR_FOUND_NAME, startClamd } from '@mailgate/testkit';
 import { ClamdError } from '../src/clamd/errors.js';
 import { ClamdSession } from '../src/clamd/session.js';
 import { instreamFrames } from '../src/clamd/protocol.js';
 import { ClamdPool, ClamdUnavailableError, createVirusScanStage, type ClamdEndpoint } from '../src/index.js';
-import { config, pipelineMessage, samples, stageContext } from './helpers.js';
+import { clamdForFile, config, pipelineMessage, samples, stageContext } from './helpers.js';
 
 const gateway = { name: 'mailgate', hostname: 'mx1.example.test' };
-const pools: ClamdPool[] = [];
-function pool(endpoints: ClamdEndpoint[], sessionsPerEndpoint = 1): ClamdPool {
-  const p = new ClamdPool({
-    endpoints,
-    connectTimeoutMs: 1000,
-    readTimeoutMs: 10_000,
-    chunkBytes: 64 * 1024,
-    healthIntervalMs: 0,
-    sessionsPerEndpoint,
-  });
-  pools.push(p);
-  return p;
-}
+const fx = clamdForFile();
+const pool = (endpoints: ClamdEndpoint[], sessionsPerEndpoint = 1): ClamdPool =>
+  fx.pool(endpoints, { sessionsPerEndpoint });
 const eicar = () => Buffer.from(EICAR, 'latin1');
-
-let clamd: ClamdHandle;
-let tcp: ClamdEndpoint;
-before(async () => {
-  clamd = await startClamd({ streamMaxLength: '1M' });
-  tcp = { host: clamd.host, port: clamd.port };
-});
-after(async () => {
-  for (const p of pools) p.close();
-  await clamd.stop();
-});
 
 describe('clamd IDSESSION', () => {
   test('one session carries several INSTREAMs, EICAR in the middle found, numbered replies matched', async () => {
     const dead: ClamdSession[] = [];
-    const s = await ClamdSession.open(tcp, 1000, (x) => dead.push(x));
+    const s = await ClamdSession.open(fx.tcp, 1000, (x) => dead.push(x));
     try {
       const replies: string[] = [];
       for (const data of [Buffer.from('hello'), eicar(), Buffer.from('world'), eicar(), Buffer.from('!')]) {
@@ -61,7 +40,7 @@ describe('clamd IDSESSION', () => {
   });
 
   test('the pool reuses its session: clean, clean, EICAR, clean… each verdict right, one session open', async () => {
-    for (const ep of [tcp, { socket: clamd.socketPath }]) {
+    for (const ep of [fx.tcp, { socket: fx.clamd.socketPath }]) {
       const p = pool([ep], 2);
       const expect = ['clean', 'clean', 'found', 'clean', 'clean', 'found', 'clean'];
       for (const [i, kind] of expect.entries()) {
@@ -86,7 +65,7 @@ describe('clamd IDSESSION', () => {
   });
 
   test("clamd's size-limit reply inside a session → size-limit (never clean), next scans fine", async () => {
-    const p = pool([tcp]);
+    const p = pool([fx.tcp]);
     assert.equal((await p.scan(Buffer.from('warm'))).kind, 'clean');
     assert.equal(p.status()[0]!.idleSessions, 1);
     for (const size of [1_500_000, 8 * 1024 * 1024]) {
@@ -158,10 +137,10 @@ describe('clamd IDSESSION', () => {
   test('silence past readTimeoutMs, or an abort, ends the session with an error, never a reply', async () => {
     const frames = instreamFrames(Buffer.from('partial'), 1024).slice(0, -1); // clamd waits for more
     let dead = 0;
-    const s1 = await ClamdSession.open(tcp, 1000, () => dead++);
+    const s1 = await ClamdSession.open(fx.tcp, 1000, () => dead++);
     await assert.rejects(s1.request(frames, 150), (e: unknown) => e instanceof ClamdError && e.kind === 'timeout');
     assert.equal(s1.idle, false);
-    const s2 = await ClamdSession.open(tcp, 1000, () => dead++);
+    const s2 = await ClamdSession.open(fx.tcp, 1000, () => dead++);
     const ac = new AbortController();
     const r = s2.request(frames, 10_000, ac.signal);
     ac.abort();
@@ -170,7 +149,7 @@ describe('clamd IDSESSION', () => {
   });
 
   test('sessionsPerEndpoint 0: one connection per scan, as before', async () => {
-    const p = pool([tcp], 0);
+    const p = pool([fx.tcp], 0);
     assert.equal((await p.scan(eicar())).kind, 'found');
     assert.equal((await p.scan(Buffer.from('x'))).kind, 'clean');
     assert.equal(p.status()[0]!.sessions, 0);

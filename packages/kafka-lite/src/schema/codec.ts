@@ -1,3 +1,5 @@
+// One file (~365 lines): decode and encode of the same field plans must stay side by side (a version rule
+// changed in one and not the other breaks the wire format).
 // Schema-driven codec: decodes any version of a request and encodes any version of a response from Kafka's own
 // message definitions (./messages.ts, generated from the upstream JSON files). Handlers (src/apis/*) therefore see
 // one plain object shape per API (camelCase field names; fields absent in a version hold their defaults) and never

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBroker, type BrokerHandle } from '@mailgate/kafka-lite';
 import { createLogger, loadConfig, logFormat, type Logger } from '@mailgate/runtime';
-import type { ServiceName } from '@mailgate/contracts';
+import { SERVICE_NAMES, SERVICES, type ServiceName } from '@mailgate/contracts';
 import { devSchema } from './dev-config.js';
 import { startDevDirectory } from './dev-ldap.js';
 import { startDevSink } from './dev-mailbox.js';
@@ -55,7 +55,8 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   const dev = config.dev;
   const cleanups: (() => Promise<unknown>)[] = [];
   if (opts.configFile) childEnv['MAILGATE_CONFIG'] = path.resolve(opts.configFile);
-  for (const section of ['INGRESS', 'DNSBL', 'VIRUS_SCAN', 'ATTACHMENT_POLICY', 'DELIVERY', 'ADMIN']) {
+  for (const name of SERVICE_NAMES) {
+    const section = SERVICES[name].section.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase(); // virusScan → VIRUS_SCAN
     childEnv[`MAILGATE__${section}__HTTP__HOST`] ??= dev.httpHost;
   }
 
@@ -170,15 +171,9 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     string,
     { http?: { port?: number } }
   >;
-  const httpPorts: Partial<Record<ServiceName, number | undefined>> = {
-    'ingress-smtp': probe['ingress']?.['http']?.port ?? 9101,
-    'dnsbl-check': probe['dnsbl']?.['http']?.port ?? 9102,
-    'virus-scan': probe['virusScan']?.['http']?.port ?? 9103,
-    'attachment-policy': probe['attachmentPolicy']?.['http']?.port ?? 9104,
-    'spam-check': probe['spamCheck']?.['http']?.port ?? 9107,
-    delivery: probe['delivery']?.['http']?.port ?? 9105,
-    admin: probe['admin']?.['http']?.port ?? 9106,
-  };
+  const httpPorts = Object.fromEntries(
+    SERVICE_NAMES.map((n) => [n, probe[SERVICES[n].section]?.['http']?.port ?? SERVICES[n].httpPort]),
+  ) as Record<ServiceName, number>;
   await Promise.all(
     [...children.keys()].map(async (name) => {
       const port = httpPorts[name];

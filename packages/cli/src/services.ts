@@ -1,23 +1,16 @@
-import type { ServiceName } from '@mailgate/contracts';
+import { isServiceName, SERVICE_NAMES, SERVICES, type ServiceName } from '@mailgate/contracts';
 import type { ServiceDefinition } from '@mailgate/runtime';
 
 /**
- * Where each service's definition lives. Loaded lazily by package name, so one image (and one CLI) runs any
- * service, and a service that is not installed is reported, not a crash of the others.
+ * Where each service's definition lives (the SERVICES table of @mailgate/contracts). Loaded lazily by package name,
+ * so one image (and one CLI) runs any service, and a service that is not installed is reported, not a crash of the
+ * others.
  */
-export const SERVICE_PACKAGES: Readonly<Record<ServiceName, string>> = {
-  'ingress-smtp': '@mailgate/ingress-smtp',
-  'dnsbl-check': '@mailgate/dnsbl-check',
-  'virus-scan': '@mailgate/virus-scan',
-  'attachment-policy': '@mailgate/attachment-policy',
-  'spam-check': '@mailgate/spam-check',
-  delivery: '@mailgate/delivery',
-  admin: '@mailgate/admin',
-};
+export const SERVICE_PACKAGES: Readonly<Record<ServiceName, string>> = Object.fromEntries(
+  SERVICE_NAMES.map((n) => [n, SERVICES[n].package]),
+) as Record<ServiceName, string>;
 
-export function isServiceName(s: string): s is ServiceName {
-  return Object.hasOwn(SERVICE_PACKAGES, s);
-}
+export { isServiceName };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyServiceDefinition = ServiceDefinition<any>;
@@ -33,9 +26,8 @@ export async function loadService(name: ServiceName): Promise<AnyServiceDefiniti
 export async function availableServices(): Promise<
   { name: ServiceName; def?: AnyServiceDefinition; error?: string }[]
 > {
-  const names = Object.keys(SERVICE_PACKAGES) as ServiceName[];
   return Promise.all(
-    names.map(async (name) => {
+    SERVICE_NAMES.map(async (name) => {
       try {
         return { name, def: await loadService(name) };
       } catch (e) {

@@ -1,4 +1,4 @@
-import type { PipelineStage, ServiceName } from './topics.js';
+import type { PipelineStage, ServiceName } from './services.js';
 import type { Verdict } from './verdict.js';
 
 /**

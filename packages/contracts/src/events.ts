@@ -1,4 +1,4 @@
-import type { ServiceName } from './topics.js';
+import type { ServiceName } from './services.js';
 
 /**
  * Tracking events: the per-message timeline an administrator reads ("where is the mail from bob@ sent at 10:02?").

@@ -1,4 +1,5 @@
 export * from './topics.js';
+export * from './services.js';
 export * from './verdict.js';
 export * from './envelope.js';
 export * from './codec.js';

@@ -2,7 +2,7 @@ import { encodeMessage } from './codec.js';
 import { appendVerdict, ENVELOPE_SCHEMA, type Envelope, type PipelineMessage, type StageVerdict } from './envelope.js';
 import type { TrackingEvent, TrackingEventType } from './events.js';
 import { RECORD_HEADERS } from './headers.js';
-import type { ServiceName } from './topics.js';
+import type { ServiceName } from './services.js';
 
 /**
  * The one place a pipeline message becomes a Kafka record, a stage's decision is appended to it, and a tracking

@@ -82,7 +82,7 @@ export const zoneSchema = z
 export const dnsblSchema = z
   .object({
     /** Health/metrics HTTP server of the dnsbl-check service. */
-    http: httpSchema(9102),
+    http: httpSchema('dnsbl-check'),
     /** Per-stage overrides of the common `bus:` section. */
     bus: busSchema.removeDefault().partial().optional(),
     /** DNS resolvers as host:port (port 53 if omitted), or 'system' for /etc/resolv.conf. Use a local caching resolver, not a public one: most lists refuse public resolvers. */

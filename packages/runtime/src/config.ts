@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseDocument } from 'yaml';
 import { z, type ZodTypeAny } from 'zod';
+import { SERVICE_CONFIG_SECTIONS, SERVICES, type ServiceConfigSection, type ServiceName } from '@mailgate/contracts';
 
 /**
  * One configuration document for the whole gateway: a YAML file plus environment overrides, validated at
@@ -38,11 +39,20 @@ export class ConfigErrors extends Error {
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/, 'expected host:port');
 
-export const httpSchema = (defaultPort: number) =>
+/**
+ * A service's `http` section (health, readiness, /metrics). Pass the service name: its default port is the one in
+ * the SERVICES table of @mailgate/contracts (what the chart, probes and Prometheus use). A number is for tests.
+ */
+export const httpSchema = (service: ServiceName | number) =>
   z
     .object({
       host: z.string().default('0.0.0.0'),
-      port: z.number().int().min(0).max(65535).default(defaultPort),
+      port: z
+        .number()
+        .int()
+        .min(0)
+        .max(65535)
+        .default(typeof service === 'number' ? service : SERVICES[service].httpPort),
     })
     .strict()
     .default({});
@@ -201,22 +211,16 @@ export const COMMON_SECTIONS = {
   bus: busSchema,
 } as const;
 
+/** Sections read by several services (senderAuth: ingress and delivery) or by the dev launcher, not one service. */
+const SHARED_SECTIONS = ['senderAuth', 'dev'] as const;
+export type ServiceSection = ServiceConfigSection | (typeof SHARED_SECTIONS)[number];
+
 /**
- * The top-level keys of the document that belong to one service each. A service validates its own section
- * strictly; the others are checked by their own service (and all at once by `mailgate config check`).
+ * The top-level keys of the document that belong to one service each (from the SERVICES table of
+ * @mailgate/contracts), plus the shared ones. A service validates its own section strictly; the others are checked
+ * by their own service (and all at once by `mailgate config check`).
  */
-export const SERVICE_SECTIONS = [
-  'ingress',
-  'dnsbl',
-  'senderAuth',
-  'virusScan',
-  'attachmentPolicy',
-  'spamCheck',
-  'delivery',
-  'admin',
-  'dev',
-] as const;
-export type ServiceSection = (typeof SERVICE_SECTIONS)[number];
+export const SERVICE_SECTIONS: readonly ServiceSection[] = [...SERVICE_CONFIG_SECTIONS, ...SHARED_SECTIONS];
 
 export type CommonConfig = {
   gateway: GatewayConfig;

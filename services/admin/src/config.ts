@@ -20,7 +20,7 @@ const tokenSchema = z
 
 export const adminSchema = z
   .object({
-    http: httpSchema(9106),
+    http: httpSchema('admin'),
     /** API tokens. No token configured = every endpoint but /healthz, /readyz and /metrics refuses (401). */
     tokens: z.array(tokenSchema).default([]),
     tracking: z

@@ -72,7 +72,7 @@ const outcome = z.enum(['quarantine', 'reject', 'pass']);
 
 export const attachmentPolicySchema = z
   .object({
-    http: httpSchema(9104),
+    http: httpSchema('attachment-policy'),
     bus: busSchema.removeDefault().partial().optional(),
     /**
      * allow-list: a file no rule matched gets `unlisted.action` (default reject) — only listed types pass.

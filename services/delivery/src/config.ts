@@ -46,7 +46,7 @@ export const routeSchema = z
 
 export const deliverySchema = z
   .object({
-    http: httpSchema(9105),
+    http: httpSchema('delivery'),
     bus: busSchema.removeDefault().partial().optional(),
     /** Routing table, first match wins (exact domains are checked before wildcards regardless of order). */
     routes: z.array(routeSchema).default([]),

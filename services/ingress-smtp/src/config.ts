@@ -58,7 +58,7 @@ export function domainCovered(domain: string, accepted: readonly string[]): bool
 
 export const ingressSchema = z
   .object({
-    http: httpSchema(9101),
+    http: httpSchema('ingress-smtp'),
     listeners: z
       .object({
         /** MX-facing: mail from the internet. STARTTLS offered when `tls` is set; no AUTH. 25 in production. */

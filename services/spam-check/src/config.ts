@@ -57,7 +57,7 @@ export const domainOverrideSchema = z
 
 export const spamCheckSchema = z
   .object({
-    http: httpSchema(9107),
+    http: httpSchema('spam-check'),
     bus: busSchema.removeDefault().partial().optional(),
     rspamd: z
       .object({

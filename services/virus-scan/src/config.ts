@@ -23,7 +23,7 @@ const endpointSchema = z.union([
  */
 export const virusScanSchema = z
   .object({
-    http: httpSchema(9103),
+    http: httpSchema('virus-scan'),
     /** Per-stage overrides of the common `bus:` section (concurrency, retry backoff). */
     bus: busSchema.removeDefault().partial().optional(),
     clamd: z

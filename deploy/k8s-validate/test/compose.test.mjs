@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
+import { httpPorts } from '../lib/contracts.mjs';
 import { REPO } from '../lib/helm.mjs';
 
 // Compose-specific YAML tags used by overlays (!override, !reset): accept them as plain values.
@@ -17,15 +18,8 @@ const load = (file) => parse(readFileSync(join(REPO, file), 'utf8'), { merge: tr
 
 const compose = load('docker-compose.yml');
 const services = compose.services;
-const HTTP_PORTS = {
-  'ingress-smtp': 9101,
-  'dnsbl-check': 9102,
-  'virus-scan': 9103,
-  'attachment-policy': 9104,
-  'spam-check': 9107,
-  delivery: 9105,
-  admin: 9106,
-};
+// component -> http port, from the SERVICES table (helm/mailgate/generated/services.yaml).
+const HTTP_PORTS = httpPorts();
 const MAILGATE = Object.keys(HTTP_PORTS);
 // Observability side-cars nothing waits on: no usable shell/health endpoint in their images.
 const NO_HEALTHCHECK_OK = new Set(['jaeger', 'kafka-exporter']);

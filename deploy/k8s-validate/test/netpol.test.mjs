@@ -5,20 +5,14 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { httpPorts } from '../lib/contracts.mjs';
 import { byKind, CHART, template } from '../lib/helm.mjs';
 import { evaluate } from '../lib/netpol.mjs';
 
 const NS = 'mail';
 const VALUES = join(CHART, 'ci', 'netpol-values.yaml');
-const HTTP = {
-  'ingress-smtp': 9101,
-  'dnsbl-check': 9102,
-  'virus-scan': 9103,
-  'attachment-policy': 9104,
-  'spam-check': 9107,
-  delivery: 9105,
-  admin: 9106,
-};
+// component -> http port, from the SERVICES table (helm/mailgate/generated/services.yaml).
+const HTTP = httpPorts();
 const STAGES = Object.keys(HTTP);
 
 /** Every workload the chart renders as a pod endpoint, plus the outside world. */

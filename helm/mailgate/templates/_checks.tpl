@@ -23,8 +23,8 @@ Checks the schema cannot express (they need several values at once). Each `fail`
 {{- end -}}
 {{- /* KEDA never runs more consumers than the topic has partitions: a larger max is a lie about capacity. */ -}}
 {{- $partitions := int $v.kafka.topics.partitions -}}
-{{- range $key := list "dnsblCheck" "virusScan" "attachmentPolicy" "spamCheck" "delivery" -}}
-{{- $s := index $v.stages $key -}}
+{{- range $key := include "mailgate.consumerKeys" $ | fromYamlArray -}}
+{{- $s := include "mailgate.stageValues" (dict "root" $ "key" $key) | fromYaml -}}
 {{- if and $s.enabled $s.autoscaling.enabled -}}
 {{- if gt (int $s.autoscaling.maxReplicaCount) $partitions -}}
 {{- fail (printf "stages.%s.autoscaling.maxReplicaCount (%d) exceeds kafka.topics.partitions (%d): a consumer group cannot use more consumers than partitions; raise the partitions or lower the max" $key (int $s.autoscaling.maxReplicaCount) $partitions) -}}
@@ -36,7 +36,8 @@ Checks the schema cannot express (they need several values at once). Each `fail`
 {{- end -}}
 {{- with $v.stages.ingressSmtp -}}
 {{- if .enabled -}}
-{{- if and .autoscaling.enabled (gt (int .autoscaling.minReplicas) (int .autoscaling.maxReplicas)) -}}
+{{- $scaling := (include "mailgate.stageValues" (dict "root" $ "key" "ingressSmtp") | fromYaml).autoscaling -}}
+{{- if and $scaling.enabled (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) -}}
 {{- fail "stages.ingressSmtp.autoscaling.minReplicas exceeds maxReplicas" -}}
 {{- end -}}
 {{- $need := add .drain.preStopSleepSeconds .drain.closeTimeoutSeconds 10 -}}

@@ -59,83 +59,46 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The fixed facts of each service: CLI subcommand, config section, http port, and for pipeline stages the Kafka
-consumer group and input topic. They mirror packages/contracts/src/topics.ts (STAGE_GRAPH, AUX_GROUPS) and
-docs/conventions.md; the validation tests check they still do. Not values: a user cannot point a stage at the wrong
-topic by accident.
+The fixed facts of each service (CLI subcommand, config section, http port, kind, and for pipeline stages the Kafka
+consumer group and input topic) and its default autoscaling numbers: generated/services.yaml, written by `npm run gen`
+from the SERVICES table in packages/contracts/src/services.ts (CI fails if it is stale). Not values: a user cannot
+point a stage at the wrong topic by accident.
 */}}
+{{- define "mailgate.generated" -}}
+{{- .Files.Get "generated/services.yaml" }}
+{{- end }}
+
+{{/* Helm key -> catalog entry (component, subcommand, section, httpPort, kind, consumerGroup, topic, autoscaling). */}}
 {{- define "mailgate.catalog" -}}
-ingressSmtp:
-  component: ingress-smtp
-  subcommand: ingress-smtp
-  section: ingress
-  httpPort: 9101
-  kind: smtp
-dnsblCheck:
-  component: dnsbl-check
-  subcommand: dnsbl-check
-  section: dnsbl
-  httpPort: 9102
-  kind: consumer
-  consumerGroup: mailgate.dnsbl-check
-  topic: mailgate.inbound
-virusScan:
-  component: virus-scan
-  subcommand: virus-scan
-  section: virusScan
-  httpPort: 9103
-  kind: consumer
-  consumerGroup: mailgate.virus-scan
-  topic: mailgate.dnsbl-checked
-attachmentPolicy:
-  component: attachment-policy
-  subcommand: attachment-policy
-  section: attachmentPolicy
-  httpPort: 9104
-  kind: consumer
-  consumerGroup: mailgate.attachment-policy
-  topic: mailgate.scanned
-spamCheck:
-  component: spam-check
-  subcommand: spam-check
-  section: spamCheck
-  httpPort: 9107
-  kind: consumer
-  consumerGroup: mailgate.spam-check
-  topic: mailgate.policy-checked
-delivery:
-  component: delivery
-  subcommand: delivery
-  section: delivery
-  httpPort: 9105
-  kind: consumer
-  consumerGroup: mailgate.delivery
-  topic: mailgate.deliverable
-admin:
-  component: admin
-  subcommand: admin
-  section: admin
-  httpPort: 9106
-  kind: http
+{{- (include "mailgate.generated" . | fromYaml).services | toYaml }}
 {{- end }}
 
-{{/* Pipeline topics (packages/contracts/src/topics.ts TOPICS): key -> Kafka topic name. */}}
+{{/* The services' Helm keys in pipeline order, as a YAML list: `include "mailgate.serviceKeys" . | fromYamlArray`. */}}
+{{- define "mailgate.serviceKeys" -}}
+{{- (include "mailgate.generated" . | fromYaml).serviceKeys | toYaml }}
+{{- end }}
+
+{{/* The Helm keys of the pipeline stages that consume Kafka (KEDA-scaled), as a YAML list. */}}
+{{- define "mailgate.consumerKeys" -}}
+{{- (include "mailgate.generated" . | fromYaml).consumerKeys | toYaml }}
+{{- end }}
+
+{{/* Pipeline topics (TOPICS of packages/contracts): key -> Kafka topic name. */}}
 {{- define "mailgate.topics" -}}
-inbound: mailgate.inbound
-dnsbl-checked: mailgate.dnsbl-checked
-scanned: mailgate.scanned
-policy-checked: mailgate.policy-checked
-deliverable: mailgate.deliverable
-quarantine: mailgate.quarantine
-events: mailgate.events
-dead-letter: mailgate.dead-letter
+{{- (include "mailgate.generated" . | fromYaml).topics | toYaml }}
 {{- end }}
 
-{{/* A stage's values with `defaults` underneath: (dict "root" $ "key" "virusScan") -> YAML */}}
+{{/*
+A stage's values with `defaults` underneath, and under those the generated autoscaling defaults of the SERVICES
+table: (dict "root" $ "key" "virusScan") -> YAML
+*/}}
 {{- define "mailgate.stageValues" -}}
+{{- $c := index (include "mailgate.catalog" .root | fromYaml) .key -}}
+{{- $base := dict -}}
+{{- if $c.autoscaling }}{{ $_ := set $base "autoscaling" (deepCopy $c.autoscaling) }}{{ end -}}
 {{- $stage := deepCopy (index .root.Values.stages .key) -}}
 {{- $defaults := deepCopy .root.Values.defaults -}}
-{{- $merged := mustMergeOverwrite $defaults $stage -}}
+{{- $merged := mustMergeOverwrite $base $defaults $stage -}}
 {{- toYaml $merged }}
 {{- end }}
 

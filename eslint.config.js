@@ -10,7 +10,11 @@ const NO_SERVICES = (message, except = []) => ({
   group: names(SERVICES.filter((s) => !except.includes(s))),
   message: `${message} ${SEE}`,
 });
-const NO_TESTKIT = { group: names(['testkit']), message: `production code never imports @mailgate/testkit. ${SEE}` };
+const NO_TESTKIT = {
+  group: names(['testkit', 'devstack']),
+  message: `production code never imports @mailgate/testkit, nor @mailgate/devstack (the CLI's dev launcher only). ${SEE}`,
+};
+const DEV_ONLY = 'production code never imports @mailgate/testkit; @mailgate/devstack only in the dev launcher.';
 /** no-restricted-imports misses import(): the same rule for dynamic imports of literal names. */
 const dynamic = (pkgs, message) => ({
   selector: `ImportExpression[source.value=/^@mailgate\\/(${pkgs.join('|')})(\\/|$)/]`,
@@ -86,10 +90,26 @@ export default tseslint.config(
     rules: imports([NO_SERVICES(PACKAGE_RULE)], [dynamic(SERVICES, PACKAGE_RULE)]),
   },
   {
-    // The CLI is the composition root: it loads services. Only its dev launcher (dev.ts and the dev-*.ts modules it
-    // loads: directory, mailbox) may load testkit, lazily (issue 17: a devstack package will take that over).
+    // The CLI is the composition root: it loads services, never testkit. What `mailgate dev` starts is
+    // @mailgate/devstack, loaded lazily by the dev launcher only (below), so `mailgate <service>` never loads it.
     files: ['packages/cli/src/**/*.ts'],
     ignores: ['packages/cli/src/dev.ts', 'packages/cli/src/dev-*.ts'],
-    rules: imports([NO_TESTKIT], [dynamic(['testkit'], 'production code never imports @mailgate/testkit.')]),
+    rules: imports([NO_TESTKIT], [dynamic(['testkit', 'devstack'], DEV_ONLY)]),
+  },
+  {
+    // The dev launcher (dev.ts and its dev-*.ts modules): devstack as import() or `import type` only, so loading
+    // dev.ts (main.ts does, for every command) costs nothing; testkit never.
+    files: ['packages/cli/src/dev.ts', 'packages/cli/src/dev-*.ts'],
+    rules: imports(
+      [
+        { group: names(['testkit']), message: `production code never imports @mailgate/testkit. ${SEE}` },
+        {
+          group: names(['devstack']),
+          allowTypeImports: true,
+          message: `load @mailgate/devstack with import(). ${SEE}`,
+        },
+      ],
+      [dynamic(['testkit'], 'production code never imports @mailgate/testkit.')],
+    ),
   },
 );

@@ -4,7 +4,7 @@ import { tcpOpen } from './tcp-open.js';
 
 /**
  * `mailgate dev`'s directory (dev.ldap): the LDAP sources of ingress.recipients point at a seeded Debian slapd
- * (the testkit harness, AD-like proxyAddresses schema) when the configured directory does not answer, so a fresh
+ * (the devstack slapd harness, AD-like proxyAddresses schema) when the configured directory does not answer, so a fresh
  * machine shows recipient validation working: the dev users below are accepted, anyone else gets 550 5.1.1.
  * Without slapd the same users become a static source of the same name (a warning says so): mail still flows,
  * but no LDAP is involved.
@@ -111,8 +111,8 @@ export async function startDevDirectory(opts: {
     return null;
   };
 
-  const testkit = await import('@mailgate/testkit');
-  const binary = opts.slapdBinary ?? testkit.SLAPD_BINARY;
+  const devstack = await import('@mailgate/devstack');
+  const binary = opts.slapdBinary ?? devstack.SLAPD_BINARY;
   if (!existsSync(binary)) return staticFallback(`${binary} not found (install slapd)`);
 
   const firstSource = needed[0]![1];
@@ -123,9 +123,9 @@ export async function startDevDirectory(opts: {
     opts.spawn === 'auto' && wanted && !wanted.ldaps && ['127.0.0.1', 'localhost'].includes(wanted.host)
       ? wanted.port
       : undefined;
-  let slapd: Awaited<ReturnType<typeof testkit.startSlapd>>;
+  let slapd: Awaited<ReturnType<typeof devstack.startSlapd>>;
   try {
-    slapd = await testkit.startSlapd({
+    slapd = await devstack.startSlapd({
       ...(samePort ? { port: samePort } : {}),
       suffix: suffixOf(firstSource.baseDn),
       ...(firstSource.bindPassword ? { servicePassword: firstSource.bindPassword } : {}),

@@ -3,7 +3,7 @@ import { link, mkdir, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '@mailgate/runtime';
-import type { Sink, SinkMessage } from '@mailgate/testkit';
+import type { Sink, SinkMessage } from '@mailgate/devstack';
 import type { DevConfig } from './dev-config.js';
 
 /**
@@ -62,7 +62,7 @@ export async function startDevSink(
   cfg: DevConfig['sink'],
   opts: { log: Logger; childEnv: NodeJS.ProcessEnv },
 ): Promise<{ sink: Sink; mailboxDir: string | null; close: () => Promise<void> }> {
-  const { startSmtpSink } = await import('@mailgate/testkit');
+  const { startSmtpSink } = await import('@mailgate/devstack');
   const dir = cfg.mailboxDir === null ? null : path.resolve(cfg.mailboxDir);
   if (dir) {
     await mkdir(dir, { recursive: true });

@@ -72,11 +72,11 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   childEnv['MAILGATE__KAFKA__BROKERS'] = `[${broker.brokers}]`;
   log.info({ brokers: broker.brokers, dataDir: dev.broker.dataDir }, 'embedded kafka-lite started');
 
-  const testkit = await import('@mailgate/testkit');
+  const devstack = await import('@mailgate/devstack');
   const redisUrl = new URL(config.redis.url);
   const redisUp = await tcpOpen(redisUrl.hostname, Number(redisUrl.port || 6379));
   if (dev.redis.spawn === 'always' || (dev.redis.spawn === 'auto' && !redisUp)) {
-    const r = await testkit.startRedis({ appendonly: true });
+    const r = await devstack.startRedis({ appendonly: true });
     cleanups.push(() => r.stop());
     childEnv['MAILGATE__REDIS__URL'] = r.url;
     log.info({ url: r.url }, 'private redis-server started');
@@ -96,7 +96,7 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
     clamdEndpoint?.host && clamdEndpoint.port ? await tcpOpen(clamdEndpoint.host, clamdEndpoint.port) : false;
   if (dev.clamd.spawn === 'always' || (dev.clamd.spawn === 'auto' && !clamdUp)) {
     try {
-      const c = await testkit.startClamd({ streamMaxLength: '60M' });
+      const c = await devstack.startClamd({ streamMaxLength: '60M' });
       cleanups.push(() => c.stop());
       childEnv['MAILGATE__VIRUS_SCAN__CLAMD__ENDPOINTS'] = `[{host: ${c.host}, port: ${c.port}}]`;
       log.warn(
@@ -117,7 +117,7 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   if (dev.rspamd.spawn === 'always' || (dev.rspamd.spawn === 'auto' && !rspamdUp)) {
     try {
       const url = new URL(childEnv['MAILGATE__REDIS__URL'] ?? config.redis.url);
-      const r = await testkit.startRspamd({ redis: { host: url.hostname, port: Number(url.port || 6379), db: 5 } });
+      const r = await devstack.startRspamd({ redis: { host: url.hostname, port: Number(url.port || 6379), db: 5 } });
       cleanups.push(() => r.stop());
       childEnv['MAILGATE__SPAM_CHECK__RSPAMD__WORKER'] = `{host: ${r.host}, port: ${r.port}}`;
       childEnv['MAILGATE__SPAM_CHECK__RSPAMD__CONTROLLER'] = `{host: ${r.host}, port: ${r.controllerPort}}`;

@@ -1,8 +1,16 @@
 // @mailgate/testkit — real servers on loopback for tests. See README.md.
-export { freePort, freeUdpPort, waitFor, tcpRequest, type WaitForOptions } from './net.js';
-export { makeTempDir, removeTempDir, ManagedProcess, type ExitInfo } from './process.js';
-export { startRedis, isolatedRedisPrefix, type StartRedisOptions, type RedisHandle } from './redis.js';
+// The servers `mailgate dev` also starts (Redis, clamd, rspamd, slapd, the SMTP sink) and the process/port helpers
+// live in @mailgate/devstack; they are re-exported here so tests import one package.
 export {
+  freePort,
+  freeUdpPort,
+  waitFor,
+  tcpRequest,
+  makeTempDir,
+  removeTempDir,
+  ManagedProcess,
+  startRedis,
+  isolatedRedisPrefix,
   startClamd,
   clamdCommand,
   clamdScan,
@@ -10,10 +18,39 @@ export {
   EICAR_SIGNATURE,
   EICAR_FOUND_NAME,
   CLAMD_BINARY,
+  startSmtpSink,
+  testTlsCert,
+  TEST_TLS_SUBJECT_ALT_NAMES,
+  startSlapd,
+  ldapSource,
+  SLAPD_BINARY,
+  startRspamd,
+  textMessage,
+  GTUBE,
+  RSPAMD_BINARY,
+  RSPAMC_BINARY,
+  RSPAMD_DISABLED_MODULES,
+  type WaitForOptions,
+  type ExitInfo,
+  type StartRedisOptions,
+  type RedisHandle,
   type StartClamdOptions,
   type ClamdHandle,
   type ClamdSignature,
-} from './clamd.js';
+  type Sink,
+  type SinkMessage,
+  type SinkReply,
+  type SinkRejection,
+  type SinkStage,
+  type StartSmtpSinkOptions,
+  type BeforeDataReply,
+  type TlsKeyPair,
+  type StartSlapdOptions,
+  type SlapdHandle,
+  type SlapdUser,
+  type StartRspamdOptions,
+  type RspamdHandle,
+} from '@mailgate/devstack';
 export {
   startRbldnsd,
   type RbldnsdZone,
@@ -31,17 +68,6 @@ export {
   type StartDnsServerOptions,
   type DnsServerHandle,
 } from './dns-server.js';
-export {
-  startSmtpSink,
-  type Sink,
-  type SinkMessage,
-  type SinkReply,
-  type SinkRejection,
-  type SinkStage,
-  type StartSmtpSinkOptions,
-  type BeforeDataReply,
-} from './smtp-sink.js';
-export { testTlsCert, TEST_TLS_SUBJECT_ALT_NAMES, type TlsKeyPair } from './tls.js';
 export {
   startKafka,
   startKafkaProcess,
@@ -88,24 +114,6 @@ export {
   type DnsAddress,
   type RunResult,
 } from './mail-auth.js';
-export {
-  startSlapd,
-  ldapSource,
-  SLAPD_BINARY,
-  type StartSlapdOptions,
-  type SlapdHandle,
-  type SlapdUser,
-} from './slapd.js';
-export {
-  startRspamd,
-  textMessage,
-  GTUBE,
-  RSPAMD_BINARY,
-  RSPAMC_BINARY,
-  RSPAMD_DISABLED_MODULES,
-  type StartRspamdOptions,
-  type RspamdHandle,
-} from './rspamd.js';
 export {
   MIME_CONFUSION_SHAPES,
   PE_INVOICE_EXE,

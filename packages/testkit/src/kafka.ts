@@ -1,6 +1,5 @@
-import { freePort } from './net.js';
 import { childEntry, loadKafkaLite, REPO_ROOT, type KafkaLiteBrokerOptions } from './kafka-lite-loader.js';
-import { ManagedProcess, launchOnPort } from './process.js';
+import { freePort, ManagedProcess, launchOnPort } from '@mailgate/devstack';
 
 export type StartKafkaOptions = KafkaLiteBrokerOptions;
 

@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DnsRecord } from './dns-server.js';
-import { makeTempDir, removeTempDir } from './process.js';
+import { makeTempDir, removeTempDir } from '@mailgate/devstack';
 
 export interface RunResult {
   code: number | null;

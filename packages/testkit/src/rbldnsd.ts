@@ -1,16 +1,16 @@
 import { promises as dnsPromises } from 'node:dns';
 import { chmod, rename, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freeUdpPort } from './net.js';
 import {
-  makeTempDir,
+  freeUdpPort,
   ManagedProcess,
+  makeTempDir,
   removeDirOnFailure,
   removeTempDir,
   sleep,
   waitUntilReady,
   withPortRetry,
-} from './process.js';
+} from '@mailgate/devstack';
 
 export type RbldnsdDatasetType = 'ip4set' | 'ip6trie' | 'dnset' | 'generic';
 

@@ -33,8 +33,9 @@ RUN groupadd --system --gid 10001 mailgate \
 # Owned by root and read-only for the service user: the code cannot be modified by the process running it.
 COPY --from=build /app /app
 USER 10001:10001
-# SMTP (unprivileged; Kubernetes/compose map 25 and 587), then each service's http port (/healthz /readyz /metrics).
-EXPOSE 2525 2587 9101 9102 9103 9104 9105 9106
+# SMTP (unprivileged; Kubernetes/compose map 25 and 587), then each service's http port (/healthz /readyz /metrics;
+# the SERVICES table of packages/contracts/src/services.ts, checked by deploy/k8s-validate/test/dockerfile.test.mjs).
+EXPOSE 2525 2587 9101 9102 9103 9104 9105 9106 9107
 # The http port differs per service, so the probe lives in compose/Kubernetes (/readyz); Node's fetch needs no curl:
 #   node -e "fetch('http://127.0.0.1:9101/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # Node runs as PID 1 and handles SIGTERM itself (readiness off → drain → flush → exit); use `init: true` in compose.

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { httpPorts } from '../lib/contracts.mjs';
 import { REPO } from '../lib/helm.mjs';
 
 const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
@@ -60,7 +61,8 @@ test('runs as a numeric non-root user, exec-form entrypoint on the CLI', () => {
   assert.equal(entry[0], 'node');
   assert.ok(existsSync(join(REPO, entry[1].replace(/^\/app\//, ''))), `${entry[1]} exists in the repository`);
   const exposed = runtime.filter((i) => i.op === 'EXPOSE').flatMap((e) => e.args.split(/\s+/).map(Number));
-  for (const p of [2525, 2587, 9101, 9102, 9103, 9104, 9105, 9106]) assert.ok(exposed.includes(p), `EXPOSE ${p}`);
+  // SMTP and every service's http port (the SERVICES table).
+  for (const p of [2525, 2587, ...Object.values(httpPorts())]) assert.ok(exposed.includes(p), `EXPOSE ${p}`);
 });
 
 test('.dockerignore keeps local builds, secrets and VCS out of the context', () => {

@@ -12,6 +12,7 @@ import {
   serviceSpec,
   STAGE_GRAPH,
   TOPICS,
+  type PipelineStage,
 } from '@mailgate/contracts';
 
 test('the pipeline is a chain: each stage consumes what the previous one produces', () => {
@@ -25,7 +26,7 @@ test('the pipeline is a chain: each stage consumes what the previous one produce
   ]);
   assert.deepEqual(AUX_SERVICES, ['admin']);
   for (const [i, stage] of PIPELINE_STAGES.entries()) {
-    const prev = PIPELINE_STAGES[i - 1];
+    const prev: PipelineStage | undefined = PIPELINE_STAGES[i - 1];
     assert.equal(STAGE_GRAPH[stage].consumes, prev ? STAGE_GRAPH[prev].produces : null, stage);
     assert.equal(nextStage(stage), PIPELINE_STAGES[i + 1] ?? null);
   }

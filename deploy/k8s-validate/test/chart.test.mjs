@@ -5,21 +5,15 @@ import assert from 'node:assert/strict';
 import { basename } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { readStageGraph } from '../lib/contracts.mjs';
+import { readServiceCatalog, readStageGraph } from '../lib/contracts.mjs';
 import { byKind, CI_VALUES, find, lint, template } from '../lib/helm.mjs';
 import { validateManifest } from '../lib/k8s-schema.mjs';
 
-const STAGES = ['ingress-smtp', 'dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery', 'admin'];
-const CONSUMERS = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'];
-const SECTIONS = {
-  'ingress-smtp': 'ingress',
-  'dnsbl-check': 'dnsbl',
-  'virus-scan': 'virusScan',
-  'attachment-policy': 'attachmentPolicy',
-  'spam-check': 'spamCheck',
-  delivery: 'delivery',
-  admin: 'admin',
-};
+// The services as the SERVICES table declares them (helm/mailgate/generated/services.yaml, written by npm run gen).
+const CATALOG = Object.values(readServiceCatalog().services);
+const STAGES = CATALOG.map((s) => s.component);
+const CONSUMERS = CATALOG.filter((s) => s.kind === 'consumer').map((s) => s.component);
+const SECTIONS = Object.fromEntries(CATALOG.map((s) => [s.component, s.section]));
 // packages/runtime/src/config.ts: COMMON_SECTIONS + SERVICE_SECTIONS (the loader rejects any other top-level key).
 const KNOWN_SECTIONS = new Set([
   'gateway',

@@ -3,7 +3,7 @@
 // stopped for a while and the internal mail server answers 4xx for a while. Then it accounts for every message a
 // client got a 250 for: delivered exactly once, or quarantined with a reason. Used by test/e2e/chaos.test.ts
 // (reduced, CI) and test/chaos/full.ts (full size).
-import { TOPICS } from '@mailgate/contracts';
+import { SERVICES, TOPICS } from '@mailgate/contracts';
 import { EICAR, groupCaughtUp } from '@mailgate/testkit';
 import { buildMessage, header, mailgateId, quarantineList, send, uniq, type QuarantineView } from '../harness/mail.js';
 import {
@@ -271,7 +271,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
   // record of its topic and its deferred queue is empty (a late duplicate could only come from one of the two).
   const quietDeadline = Math.min(Date.now() + 60_000, (o.deadlineAt ?? Infinity) - 5000);
   for (;;) {
-    const committed = await groupCaughtUp(stack.kafka.brokers, 'mailgate.delivery', TOPICS.deliverable).catch(
+    const committed = await groupCaughtUp(stack.kafka.brokers, SERVICES.delivery.group, TOPICS.deliverable).catch(
       () => false,
     );
     const deferred = await stack.admin<{ total: number }>('/api/v1/deferred?limit=1').catch(() => undefined);

@@ -1,7 +1,7 @@
 // The service through the real StageRunner and kafka-lite: what reaches the next topic, and when.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { TOPICS, type PipelineMessage } from '@mailgate/contracts';
+import { SERVICES, TOPICS, type PipelineMessage } from '@mailgate/contracts';
 import { startService } from '@mailgate/runtime';
 import {
   EICAR_FOUND_NAME,
@@ -51,9 +51,10 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
     send: (m: PipelineMessage) => producePipelineMessages(kafka.brokers, TOPICS.dnsblChecked, [m]),
     of: (m: PipelineMessage) => observer.of(m.envelope.id),
     /** Every input record committed by the stage and every output record seen by the observer. */
-    committed: () => groupCaughtUp(kafka.brokers, 'mailgate.virus-scan', TOPICS.dnsblChecked),
+    committed: () => groupCaughtUp(kafka.brokers, SERVICES['virus-scan'].group, TOPICS.dnsblChecked),
     settled: async () =>
-      (await groupCaughtUp(kafka.brokers, 'mailgate.virus-scan', TOPICS.dnsblChecked)) && (await observer.caughtUp()),
+      (await groupCaughtUp(kafka.brokers, SERVICES['virus-scan'].group, TOPICS.dnsblChecked)) &&
+      (await observer.caughtUp()),
     ready: async () => (await fetch(`http://127.0.0.1:${s.http.port}/readyz`)).status,
     metrics: async () => (await fetch(`http://127.0.0.1:${s.http.port}/metrics`)).text(),
   };

@@ -6,6 +6,9 @@
  *                                           (read by templates/_helpers.tpl with .Files.Get)
  *   deploy/prometheus/prometheus.yml        the docker-compose Prometheus scrape configuration
  *
+ * and then (package.json) deploy/k8s-validate/gen-schema.mjs rewrites helm/mailgate/values.schema.json, whose
+ * `stages` keys follow the catalog.
+ *
  * CI runs `npm run gen && git diff --exit-code`: a table edit without a regenerated file fails the build.
  * Runs from source (tsx, `mailgate-src` condition): no build needed.
  */

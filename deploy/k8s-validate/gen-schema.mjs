@@ -9,8 +9,13 @@
 //   node deploy/k8s-validate/gen-schema.mjs --check  # exit 1 if the committed file is stale (CI)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 
 const OUT = fileURLToPath(new URL('../../helm/mailgate/values.schema.json', import.meta.url));
+/** The chart's service catalog, written by `npm run gen` from the SERVICES table of packages/contracts. */
+const CATALOG = parse(
+  readFileSync(fileURLToPath(new URL('../../helm/mailgate/generated/services.yaml', import.meta.url)), 'utf8'),
+);
 
 /** A closed object: unknown keys are rejected. */
 const obj = (properties, extra = {}) => ({ type: 'object', additionalProperties: false, properties, ...extra });
@@ -436,15 +441,17 @@ const schema = {
       tolerations: arr(map()),
       affinity: map(),
     }),
-    stages: obj({
-      ingressSmtp,
-      dnsblCheck: consumerStage,
-      virusScan: consumerStage,
-      attachmentPolicy: consumerStage,
-      spamCheck: consumerStage,
-      delivery: deliveryStage,
-      admin: adminStage,
-    }),
+    // One entry per service of the SERVICES table (the generated catalog, in its order): a pipeline stage that
+    // consumes Kafka gets the generic consumer shape unless it has options of its own.
+    stages: obj(
+      Object.fromEntries(
+        Object.entries(CATALOG.services).map(([key, c]) => {
+          const own = { ingressSmtp, delivery: deliveryStage, admin: adminStage }[key];
+          if (!own && c.kind !== 'consumer') throw new Error(`gen-schema: no values shape for service ${key}`);
+          return [key, own ?? consumerStage];
+        }),
+      ),
+    ),
     networkPolicy: obj({
       enabled: bool,
       smtpClients: peers,

@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every mailgate service; the command selects it:
 #   docker run IMAGE ingress-smtp --config /etc/mailgate/mailgate.yaml
-#   (subcommands: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin, broker, config check, dev)
+#   (subcommands: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, spam-check, delivery, admin, broker,
+#   config check, dev; the services are those of packages/contracts/src/services.ts)
 # Node 20 (the version CI and the dev machines run; engines >=20.18.1) on Debian slim (glibc: no musl surprises), built in one stage, shipped with production deps only.
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 

@@ -1,4 +1,5 @@
 import { pathToFileURL } from 'node:url';
+import { SERVICE_NAMES } from '@mailgate/contracts';
 import { runBrokerCli } from '@mailgate/kafka-lite';
 import { ConfigErrors, loadConfig, startService, type ServiceSection } from '@mailgate/runtime';
 import type { ZodTypeAny } from 'zod';
@@ -23,7 +24,7 @@ const USAGE = `mailgate — cloud-native email security gateway
 Usage:
   mailgate dev [--config FILE] [--pretty]      everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
   mailgate <service> [--config FILE]           run one service (as in Kubernetes)
-      services: ingress-smtp, dnsbl-check, virus-scan, attachment-policy, delivery, admin
+      services: ${SERVICE_NAMES.join(', ')}
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
   mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)

@@ -1,3 +1,5 @@
+// One file (~370 lines, ~260 of them createIngress): the wiring of every SMTP phase to its module; the public
+// types (deps, stats, listener addresses) take the rest. The decisions live in phases/.
 import { performance } from 'node:perf_hooks';
 import { newMessageId } from '@mailgate/contracts';
 import type { OutRecord } from '@mailgate/bus';

@@ -1,19 +1,26 @@
 // `npm run bench:scale` — does a stage's throughput grow with its replicas? For each of dnsbl-check, virus-scan,
-// attachment-policy and delivery: the whole pipeline (compiled build) with that stage at 1, 2 and 4 replicas, each
-// replica in its own cgroup with the same CPU quota, every other process unconstrained, so the stage under test is
-// the bottleneck and delivered msg/s is its throughput. Prints msg/s per replica count, the speed-up, the partition
-// assignment and how often each replica hit its quota, and writes var/bench/scale.json (for bench/chart.ts).
+// attachment-policy and delivery: the stage alone (compiled build; kafka-lite, Redis, clamd, rbldnsd and the SMTP
+// sink as in the e2e stack) drains a backlog of N messages from its input topic, at 1, 2 and 4 replicas, each
+// replica in its own cgroup with the same CPU quota. The rate is read from the consumer group's committed offsets
+// (between 10 % and 90 % of the backlog, so start-up, group joins and the last partition's tail do not count), so
+// no other stage's capacity limits it. Prints msg/s per replica count, the speed-up, how often each replica used its
+// whole quota, the partition assignment and CPU ms per message per process; writes var/bench/scale.json
+// (`npm run bench:chart` draws it).
 //
-// Options: --stages a,b  --replicas 1,2,4  --quota 0.1 (cores per replica)  --messages 1500  --bytes 10240
-//          --partitions 8  --source (run from TypeScript instead of the build)
+// Options: --stages a,b  --replicas 1,2,4  --quota 0.25 (cores per replica)  --messages 2000  --bytes 10240
+//          --partitions 12  --source (run from TypeScript instead of the build)
 // Needs root for the cgroups (v1 cpu.cfs_quota_us or v2 cpu.max): when quotas cannot be set it says why and exits 1,
 // never printing figures it did not measure. Prints figures, never asserts.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { startStack, type ServiceName, type Stack } from '../harness/stack.js';
+import { SERVICES as SERVICE_TABLE } from '@mailgate/contracts';
+import { producePipelineMessages, testPipelineMessage } from '@mailgate/testkit';
+import { Kafka, logLevel } from 'kafkajs';
+import { buildMessage } from '../harness/mail.js';
+import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, sleep, startStack, type ServiceName, type Stack } from '../harness/stack.js';
 import { CgroupError, cpuCgroups, type CgroupDriver, type CpuGroup } from './cgroup.js';
-import { describeSplit, groupMembers, smtpSource, waitCount, type Member } from './load.js';
-import { usageMeter, type ProcUsage } from './procstat.js';
+import { describeSplit, groupMembers, type Member } from './load.js';
+import { usageMeter } from './procstat.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, d: string): string => (argv.includes(name) ? (argv[argv.indexOf(name) + 1] ?? d) : d);
@@ -22,10 +29,10 @@ const REPLICAS = opt('--replicas', '1,2,4')
   .split(',')
   .map(Number)
   .sort((a, b) => b - a);
-const QUOTA = Number(opt('--quota', '0.1'));
-const MESSAGES = Number(opt('--messages', '1500'));
+const QUOTA = Number(opt('--quota', '0.25'));
+const MESSAGES = Number(opt('--messages', '2000'));
 const BYTES = Number(opt('--bytes', '10240'));
-const PARTITIONS = Number(opt('--partitions', '8'));
+const PARTITIONS = Number(opt('--partitions', '12'));
 const FROM_SOURCE = argv.includes('--source');
 const log = (l: string): void => console.error(`[scale] ${l}`);
 const fmt = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
@@ -41,74 +48,110 @@ export interface ScalePoint {
 }
 
 /** Waits until the stage's consumer group is stable with `n` members that together hold every partition. */
-async function settled(stack: Stack, stage: string, n: number): Promise<Member[]> {
-  const deadline = Date.now() + 120_000;
+async function settled(stack: Stack, group: string, n: number): Promise<Member[]> {
+  const deadline = Date.now() + 180_000;
   for (;;) {
-    const members = await groupMembers(stack.kafka.brokers, `mailgate.${stage}`).catch(() => []);
+    const members = await groupMembers(stack.kafka.brokers, group).catch(() => []);
     const covered = new Set(members.flatMap((m) => m.partitions)).size;
     if (members.length === n && covered === PARTITIONS) return members;
     if (Date.now() > deadline)
-      throw new Error(`mailgate.${stage}: ${members.length}/${n} members, ${covered}/${PARTITIONS} partitions`);
-    await new Promise((r) => setTimeout(r, 250));
+      throw new Error(`${group}: ${members.length}/${n} members, ${covered}/${PARTITIONS} partitions`);
+    await sleep(250);
   }
 }
 
-/**
- * Delivered msg/s while the stage works through a backlog: smtp-source sends MESSAGES at full speed (ingress and the
- * unconstrained stages keep up), and the rate is timed at the sink between the 10th and the 90th percentile of
- * arrivals, so start-up and the tail of the last partition do not count.
- */
-async function throughput(stack: Stack): Promise<{ rate: number; usage: ProcUsage[] }> {
-  const sink = stack.internal;
-  sink.clear();
-  await smtpSource(stack.smtp.port, BYTES, 40, 4); // warm-up: JIT, pools, DNSBL cache
-  if (!(await waitCount(sink, 40, 120_000))) throw new Error('warm-up messages did not arrive');
-  sink.clear();
-  const meter = usageMeter(stack.processes());
-  const sending = smtpSource(stack.smtp.port, BYTES, MESSAGES, 20);
-  const lo = Math.floor(MESSAGES * 0.1);
-  const hi = Math.floor(MESSAGES * 0.9);
-  if (!(await waitCount(sink, MESSAGES, 600_000))) throw new Error(`only ${sink.messages.length}/${MESSAGES} arrived`);
-  await sending;
-  const usage = meter.finish();
-  const at = (i: number) => sink.messages[i]!.receivedAt.getTime();
-  return { rate: (hi - lo) / ((at(hi) - at(lo)) / 1000), usage };
+/** N messages like smtp-source's (headers + a body of BYTES), addressed to the stack's accepted domain. */
+function backlog(n: number): ReturnType<typeof testPipelineMessage>[] {
+  const body = 'x'.repeat(Math.max(0, BYTES - 300));
+  return Array.from({ length: n }, (_, i) =>
+    testPipelineMessage(
+      buildMessage({ from: `load@${REMOTE_DOMAIN}`, to: `inbox@${ACCEPTED_DOMAIN}`, subject: `load ${i}`, body }),
+      { mailFrom: `load@${REMOTE_DOMAIN}`, rcptTo: [`inbox@${ACCEPTED_DOMAIN}`] },
+    ),
+  );
+}
+
+/** Sum over partitions of (committed offset of `group`) and of the end offsets of `topic`. */
+async function progress(kafka: Kafka, group: string, topic: string): Promise<{ committed: number; end: number }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [ends, [committed]] = await Promise.all([
+      admin.fetchTopicOffsets(topic),
+      admin.fetchOffsets({ groupId: group, topics: [topic] }),
+    ]);
+    const sum = (xs: { offset: string }[]) => xs.reduce((a, p) => a + Math.max(0, Number(p.offset)), 0);
+    return { committed: sum(committed?.partitions ?? []), end: sum(ends) };
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<ScalePoint[]> {
   const max = REPLICAS[0]!;
-  log(`${stage}: starting the stack with ${max} replicas`);
-  const stack = await startStack({ partitions: PARTITIONS, logLevel: 'warn', replicas: { [stage]: max } });
+  const { consumes: topic, group } = SERVICE_TABLE[stage];
+  if (!topic || !group) throw new Error(`${stage} is not a pipeline stage that consumes a topic`);
+  log(`${stage}: starting kafka-lite, Redis, clamd, rbldnsd, the sink and ${max} replicas`);
+  const stack = await startStack({
+    partitions: PARTITIONS,
+    logLevel: 'warn',
+    services: [stage],
+    replicas: { [stage]: max },
+  });
+  const kafka = new Kafka({ clientId: 'bench-scale', brokers: [stack.kafka.brokers], logLevel: logLevel.NOTHING });
   const groups: CpuGroup[] = [];
   const points: ScalePoint[] = [];
   try {
-    for (let i = 0; i < max; i++) {
-      const g = cg.create(`${stage}-${i}`, QUOTA);
-      g.add(stack.proc(stage, i).pid!);
-      groups.push(g);
-    }
-    let running = max;
-    for (const n of REPLICAS) {
-      // Fewest-first would need replicas started later; most-first only stops them (the group rebalances).
-      while (running > n) await stack.proc(stage, --running).stop();
-      const members = await settled(stack, stage, n);
+    for (let i = 0; i < max; i++) groups.push(cg.create(`${stage}-${i}`, QUOTA));
+    for (let i = 0; i < max; i++) await stack.proc(stage, i).stop();
+    // A short warm-up at one replica (JIT, clamd, DNSBL cache, pools), not measured.
+    const runs = [{ n: 1, warm: true }, ...REPLICAS.map((n) => ({ n, warm: false }))];
+    for (const { n, warm } of runs) {
+      const count = warm ? Math.min(200, MESSAGES) : MESSAGES;
+      // Replicas first, joined and holding every partition, then the backlog (produced far faster than a stage
+      // drains it): every replica works from the first message.
+      const start = await progress(kafka, group, topic);
+      for (let i = 0; i < n; i++) {
+        const p = stack.proc(stage, i);
+        await p.start();
+        groups[i]!.add(p.pid!);
+      }
+      const members = await settled(stack, group, n);
       const before = groups.slice(0, n).map((g) => g.throttling());
-      const { rate, usage } = await throughput(stack);
+      const meter = usageMeter(stack.processes());
+      const messages = backlog(count);
+      for (let i = 0; i < count; i += 500)
+        await producePipelineMessages(stack.kafka.brokers, topic, messages.slice(i, i + 500));
+      // Offsets every 100 ms until the backlog is committed; the rate is read between 10 % and 90 % of it.
+      const samples: { t: number; done: number }[] = [];
+      for (;;) {
+        const p = await progress(kafka, group, topic);
+        samples.push({ t: performance.now(), done: p.committed - start.committed });
+        if (p.committed >= p.end) break;
+        await sleep(100);
+      }
+      const usage = meter.finish();
+      const at = (frac: number) => samples.find((x) => x.done >= count * frac)!.t;
+      const rate = (count * 0.8) / ((at(0.9) - at(0.1)) / 1000);
       const throttled = groups.slice(0, n).map((g, i) => {
         const a = g.throttling();
         const periods = a.periods - before[i]!.periods;
         return periods ? (a.throttled - before[i]!.throttled) / periods : 0;
       });
-      const point: ScalePoint = {
+      for (let i = 0; i < n; i++) await stack.proc(stage, i).stop();
+      if (warm) {
+        log(`${stage}: warm-up done (${count} messages, ${fmt(rate)} msg/s)`);
+        continue;
+      }
+      points.push({
         stage,
         replicas: n,
         msgPerSec: rate,
         throttled,
         assignment: describeSplit(members),
-        cpuMsPerMessage: usage.map((u) => ({ label: u.label, ms: (u.cpuSeconds * 1000) / MESSAGES })),
-      };
+        cpuMsPerMessage: usage.map((u) => ({ label: u.label, ms: (u.cpuSeconds * 1000) / count })),
+      });
       log(`${stage} × ${n}: ${fmt(rate)} msg/s, throttled ${throttled.map((t) => fmt(t * 100, 0) + '%').join('/')}`);
-      points.push(point);
     }
   } finally {
     await stack.stop();
@@ -139,7 +182,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; cgroup ${cg.version}`,
   );
   console.log(
-    `load: ${MESSAGES} × ${BYTES} B per point, smtp-source -s 20; quota ${QUOTA} core per replica; ${PARTITIONS} partitions`,
+    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions`,
   );
   const all: ScalePoint[] = [];
   for (const stage of STAGES) all.push(...(await measureStage(cg, stage)));

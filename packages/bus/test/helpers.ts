@@ -1,8 +1,9 @@
 import { startBroker } from '@mailgate/kafka-lite';
 import { decodeMessage, newEnvelope, type PipelineMessage } from '@mailgate/contracts';
-import { busSchema, createLogger, kafkaSchema } from '@mailgate/runtime';
+import { busSchema, createLogger, kafkaSchema, type BusConfig } from '@mailgate/runtime';
 import { startTelemetry } from '@mailgate/telemetry';
 import type { KafkaMessage } from 'kafkajs';
+import { createKafka, DurableProducer, StageRunner, type StageFn, type StageRunnerOptions } from '@mailgate/bus';
 
 export const log = createLogger('bus-test', process.env['TEST_LOG_LEVEL'] ?? 'silent');
 export const telemetry = startTelemetry({ serviceName: 'bus-test' });
@@ -40,4 +41,48 @@ export function testMessage(text = 'hello'): PipelineMessage {
 
 export function decoded(m: KafkaMessage) {
   return decodeMessage(m.value);
+}
+
+/**
+ * A virus-scan StageRunner on `brokers` with the tests' session timings, started; `stop` stops it and its producer.
+ * runner.test.ts runs its stages with it, and so does the crash-runner fixture in a process of its own.
+ */
+export async function runStage(
+  brokers: string,
+  fn: StageFn,
+  opts: {
+    groupId: string;
+    topic: string;
+    bus?: BusConfig;
+    host?: string;
+    faults?: StageRunnerOptions['faults'];
+  },
+) {
+  const cfg = kafkaCfg(brokers);
+  const kafka = createKafka(cfg, 'test');
+  const producer = new DurableProducer(kafka, cfg);
+  await producer.connect();
+  const runner = new StageRunner({
+    stage: 'virus-scan',
+    kafka,
+    producer,
+    fn,
+    bus: opts.bus ?? fastBus,
+    log,
+    telemetry,
+    host: opts.host ?? 'test-host',
+    groupId: opts.groupId,
+    topic: opts.topic,
+    sessionTimeoutMs: 6000,
+    heartbeatIntervalMs: 500,
+    ...(opts.faults ? { faults: opts.faults } : {}),
+  });
+  await runner.start();
+  return {
+    runner,
+    stop: async () => {
+      await runner.stop();
+      await producer.disconnect();
+    },
+  };
 }

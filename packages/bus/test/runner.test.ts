@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeEvent, RECORD_HEADERS, TOPICS, pass, quarantine, tempfail } from '@mailgate/contracts';
-import { createKafka, DurableProducer, StageRunner, type StageFn } from '@mailgate/bus';
+import type { StageFn } from '@mailgate/bus';
 import { producePipelineMessages, readTopic } from '@mailgate/testkit';
-import { broker, decoded, fastBus, kafkaCfg, log, telemetry, testMessage } from './helpers.js';
+import { broker, decoded, fastBus, runStage as runStageOn, testMessage } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -19,34 +19,8 @@ describe('StageRunner against kafka-lite', () => {
     await b.close();
   });
 
-  async function runStage(fn: StageFn, opts: { groupId: string; topic: string; bus?: typeof fastBus }) {
-    const cfg = kafkaCfg(b.brokers);
-    const kafka = createKafka(cfg, 'test');
-    const producer = new DurableProducer(kafka, cfg);
-    await producer.connect();
-    const runner = new StageRunner({
-      stage: 'virus-scan',
-      kafka,
-      producer,
-      fn,
-      bus: opts.bus ?? fastBus,
-      log,
-      telemetry,
-      host: 'test-host',
-      groupId: opts.groupId,
-      topic: opts.topic,
-      sessionTimeoutMs: 6000,
-      heartbeatIntervalMs: 500,
-    });
-    await runner.start();
-    return {
-      runner,
-      stop: async () => {
-        await runner.stop();
-        await producer.disconnect();
-      },
-    };
-  }
+  const runStage = (fn: StageFn, opts: { groupId: string; topic: string; bus?: typeof fastBus }) =>
+    runStageOn(b.brokers, fn, opts);
 
   test('moves records from its input topic to its output topic, verdict appended, trace carried', async () => {
     const input = 'test.in.move';

@@ -44,14 +44,24 @@ export function message(o: { from: string; to: string[]; raw?: Buffer | string; 
 
 export const stageCtx = (): StageContext => testStageContext('delivery', { host: 'delivery-test' });
 
-/** Builds components from a `delivery:` section document (parsed with the real schema). */
-export function components(redisUrl: string, keyPrefix: string, section: unknown): DeliveryComponents {
+/**
+ * Builds components from a `delivery:` section document (parsed with the real schema), as the gateway `gw.test`
+ * unless `more.hostname` names another; `more.tracer` and `more.senderAuth` are passed on as they are.
+ */
+export function components(
+  redisUrl: string,
+  keyPrefix: string,
+  section: unknown,
+  more: { hostname?: string } & Pick<Parameters<typeof createDeliveryComponents>[0], 'tracer' | 'senderAuth'> = {},
+): DeliveryComponents {
+  const { hostname = 'gw.test', ...passOn } = more;
   const delivery = deliverySchema.parse(section);
   return createDeliveryComponents({
     delivery,
     redis: { url: redisUrl, keyPrefix },
-    gateway: { name: 'mailgate', hostname: 'gw.test', instance: 'delivery-test' },
+    gateway: { name: 'mailgate', hostname, instance: 'delivery-test' },
     log: silentLog,
+    ...passOn,
   });
 }
 

@@ -22,9 +22,8 @@ import {
   type RedisHandle,
   type Sink,
 } from '@mailgate/testkit';
-import { createDeliveryComponents, type DeliveryComponents } from '../src/components.js';
-import { deliverySchema } from '../src/config.js';
-import { message, silentLog, stageCtx } from './helpers.js';
+import type { DeliveryComponents } from '../src/components.js';
+import { components, message, stageCtx } from './helpers.js';
 
 let redis: RedisHandle;
 let dns: DnsServerHandle;
@@ -62,18 +61,17 @@ function file(name: string, text: string): string {
 
 /** The delivery stage with `senderAuth` as configured; every domain is routed to the sink. */
 function delivery(senderAuth: SenderAuthConfig): DeliveryComponents {
-  const c = createDeliveryComponents({
-    delivery: deliverySchema.parse({
+  const c = components(
+    redis.url,
+    `dsa${++n}:`,
+    {
       routes: [{ domains: ['.test'], hosts: [`127.0.0.1:${sink.port}`], tls: 'none' }],
       dns: { resolvers: [dns.server], timeoutMs: 500, tries: 1 },
       timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 5000 },
       limits: { connectionIdleMs: 100 },
-    }),
-    redis: { url: redis.url, keyPrefix: `dsa${++n}:` },
-    gateway: { name: 'mailgate', hostname: 'mx.gw.test', instance: 'delivery-test' },
-    log: silentLog,
-    senderAuth,
-  });
+    },
+    { hostname: 'mx.gw.test', senderAuth },
+  );
   built.push(c);
   return c;
 }

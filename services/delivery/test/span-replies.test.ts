@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startRedis, startSmtpSink, type RedisHandle, type Sink } from '@mailgate/testkit';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { createDeliveryComponents, type DeliveryComponents } from '../src/components.js';
-import { deliverySchema } from '../src/config.js';
+import type { DeliveryComponents } from '../src/components.js';
 import { parseReply } from '../src/span-replies.js';
-import { message, silentLog } from './helpers.js';
+import { components, message } from './helpers.js';
 
 describe('parseReply', () => {
   test('code, enhanced code and text', () => {
@@ -36,17 +35,16 @@ describe('delivery attempt span carries the remote reply', () => {
   before(async () => {
     redis = await startRedis();
     sink = await startSmtpSink({ name: 'hub.corp.test' });
-    c = createDeliveryComponents({
-      delivery: deliverySchema.parse({
+    c = components(
+      redis.url,
+      'spanreplies:',
+      {
         routes: [{ domains: ['corp.test'], hosts: [`127.0.0.1:${sink.port}`], tls: 'none' }],
         ehloName: 'gw.test',
         timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 5000 },
-      }),
-      redis: { url: redis.url, keyPrefix: 'spanreplies:' },
-      gateway: { name: 'mailgate', hostname: 'gw.test', instance: 'delivery-test' },
-      log: silentLog,
-      tracer: provider.getTracer('delivery'),
-    });
+      },
+      { tracer: provider.getTracer('delivery') },
+    );
   });
 
   after(async () => {
@@ -101,17 +99,16 @@ describe('delivery attempt span carries the remote reply', () => {
     const down = await startSmtpSink();
     const port = down.port;
     await down.close();
-    const c2 = createDeliveryComponents({
-      delivery: deliverySchema.parse({
+    const c2 = components(
+      redis.url,
+      'spanreplies2:',
+      {
         routes: [{ domains: ['down.test'], hosts: [`127.0.0.1:${port}`], tls: 'none' }],
         ehloName: 'gw.test',
         timeouts: { connectMs: 1000, greetingMs: 1000, commandMs: 1000, dataMs: 1000 },
-      }),
-      redis: { url: redis.url, keyPrefix: 'spanreplies2:' },
-      gateway: { name: 'mailgate', hostname: 'gw.test', instance: 'delivery-test' },
-      log: silentLog,
-      tracer: provider.getTracer('delivery'),
-    });
+      },
+      { tracer: provider.getTracer('delivery') },
+    );
     try {
       const msg = message({ from: 'a@x.test', to: ['x@down.test'] });
       const [r] = await c2.engine.deliver(msg, msg.envelope.rcptTo);

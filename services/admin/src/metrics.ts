@@ -1,5 +1,6 @@
 import type { Meter } from '@opentelemetry/api';
 import type { Logger } from '@mailgate/runtime';
+import { scrapeGauges } from '@mailgate/telemetry';
 import type { QuarantineStore } from './quarantine-store.js';
 import type { PipelineStats } from './stats.js';
 
@@ -11,7 +12,8 @@ import type { PipelineStats } from './stats.js';
  *   mailgate_quarantine_depth                       messages held in quarantine (incl. dead-lettered)
  *   mailgate_quarantine_messages{reason}            the same per reason class (quarantine-store.ts QUARANTINE_CLASSES)
  * One process per cluster should export them (the admin service); stages export their own counters.
- * Returns the function that detaches the callbacks (shutdown: the meter provider may outlive the service).
+ * A sample that fails leaves its gauges without series for that scrape (scrapeGauges). Returns the function that
+ * detaches the callbacks (shutdown: the meter provider may outlive the service).
  */
 export function registerGauges(
   meter: Meter,
@@ -19,47 +21,47 @@ export function registerGauges(
   quarantine: QuarantineStore,
   log: Logger,
 ): () => void {
-  const lag = meter.createObservableGauge('mailgate_consumer_lag', {
-    description: 'Records in a stage input topic partition not yet committed by the stage consumer group',
-  });
-  const end = meter.createObservableGauge('mailgate_topic_end_offset', {
-    description: 'High watermark per topic partition',
-  });
-  const committed = meter.createObservableGauge('mailgate_consumer_committed_offset', {
-    description: 'Committed offset of the stage consumer group per partition',
-  });
-  const depth = meter.createObservableGauge('mailgate_quarantine_depth', { description: 'Messages in quarantine' });
-  const byReason = meter.createObservableGauge('mailgate_quarantine_messages', {
-    description:
-      'Messages in quarantine by reason class: virus, attachment, malformed, dnsbl, spam, sender-auth, dead-letter, other',
-  });
-  const onStats = async (r: Parameters<Parameters<typeof meter.addBatchObservableCallback>[0]>[0]) => {
-    try {
+  const onError = (unavailable: string) => ({ log, unavailable });
+  const removeStats = scrapeGauges(
+    meter,
+    {
+      mailgate_consumer_lag: 'Records in a stage input topic partition not yet committed by the stage consumer group',
+      mailgate_topic_end_offset: 'High watermark per topic partition',
+      mailgate_consumer_committed_offset: 'Committed offset of the stage consumer group per partition',
+    },
+    async (report) => {
       for (const s of await stats.sample()) {
         for (const p of s.partitions) {
-          r.observe(lag, p.lag, { stage: s.stage, topic: s.topic, partition: p.partition });
-          r.observe(committed, p.committed, { stage: s.stage, topic: s.topic, partition: p.partition });
-          r.observe(end, p.high, { topic: s.topic, partition: p.partition });
+          report('mailgate_consumer_lag', p.lag, { stage: s.stage, topic: s.topic, partition: p.partition });
+          report('mailgate_consumer_committed_offset', p.committed, {
+            stage: s.stage,
+            topic: s.topic,
+            partition: p.partition,
+          });
+          report('mailgate_topic_end_offset', p.high, { topic: s.topic, partition: p.partition });
         }
       }
-    } catch (err) {
-      // No sample = no series this scrape (absent() alerts catch it); never fail the whole /metrics response.
-      log.warn({ err: (err as Error).message }, 'pipeline stats unavailable for /metrics');
-    }
-  };
-  const onDepth = async (r: Parameters<Parameters<typeof meter.addBatchObservableCallback>[0]>[0]) => {
-    try {
+    },
+    onError('pipeline stats unavailable for /metrics'),
+  );
+  const removeDepth = scrapeGauges(
+    meter,
+    {
+      mailgate_quarantine_depth: 'Messages in quarantine',
+      mailgate_quarantine_messages:
+        'Messages in quarantine by reason class: virus, attachment, malformed, dnsbl, spam, sender-auth, dead-letter, other',
+    },
+    async (report) => {
       // Every class is exported, zeros included, so a spike in one shows against a flat line rather than a gap.
-      for (const [reason, n] of Object.entries(await quarantine.countByClass())) r.observe(byReason, n, { reason });
-      r.observe(depth, await quarantine.count());
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'quarantine depth unavailable for /metrics');
-    }
-  };
-  meter.addBatchObservableCallback(onStats, [lag, end, committed]);
-  meter.addBatchObservableCallback(onDepth, [depth, byReason]);
+      for (const [reason, n] of Object.entries(await quarantine.countByClass())) {
+        report('mailgate_quarantine_messages', n, { reason });
+      }
+      report('mailgate_quarantine_depth', await quarantine.count());
+    },
+    onError('quarantine depth unavailable for /metrics'),
+  );
   return () => {
-    meter.removeBatchObservableCallback(onStats, [lag, end, committed]);
-    meter.removeBatchObservableCallback(onDepth, [depth, byReason]);
+    removeStats();
+    removeDepth();
   };
 }

@@ -1,5 +1,6 @@
 import type { Meter } from '@opentelemetry/api';
 import type { Logger } from '@mailgate/runtime';
+import { scrapeGauges } from '@mailgate/telemetry';
 import type { RecipientResult } from './deliver.js';
 import type { RetryStore } from '@mailgate/delivery-queue';
 
@@ -33,17 +34,17 @@ export function deliveryMetrics(meter: Meter, store: RetryStore, log: Logger) {
   const outcomes = meter.createCounter('mailgate_delivery_outcomes', {
     description: 'Delivery attempt outcomes per recipient, by result and remote reply class',
   });
-  const depth = meter.createObservableGauge('mailgate_delivery_deferred_messages', {
-    description: 'Messages in the deferred (retry) queue',
-  });
-  const oldest = meter.createObservableGauge('mailgate_delivery_deferred_oldest_age_seconds', {
-    description: 'Age since acceptance of the oldest message in the deferred queue (0 when empty)',
-  });
   const MAX_SCAN = 100_000;
-  const observe: Parameters<Meter['addBatchObservableCallback']>[0] = async (r) => {
-    try {
+  const stopGauges = scrapeGauges(
+    meter,
+    {
+      mailgate_delivery_deferred_messages: 'Messages in the deferred (retry) queue',
+      mailgate_delivery_deferred_oldest_age_seconds:
+        'Age since acceptance of the oldest message in the deferred queue (0 when empty)',
+    },
+    async (report) => {
       const n = await store.count();
-      r.observe(depth, n);
+      report('mailgate_delivery_deferred_messages', n);
       let min = Infinity;
       for (let off = 0; off < Math.min(n, MAX_SCAN); off += 5000) {
         for (const e of await store.list(off, 5000)) {
@@ -51,12 +52,13 @@ export function deliveryMetrics(meter: Meter, store: RetryStore, log: Logger) {
           if (t !== null && t < min) min = t;
         }
       }
-      r.observe(oldest, Number.isFinite(min) ? Math.max(0, (Date.now() - min) / 1000) : 0);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'deferred queue metrics unavailable');
-    }
-  };
-  meter.addBatchObservableCallback(observe, [depth, oldest]);
+      report(
+        'mailgate_delivery_deferred_oldest_age_seconds',
+        Number.isFinite(min) ? Math.max(0, (Date.now() - min) / 1000) : 0,
+      );
+    },
+    { log, unavailable: 'deferred queue metrics unavailable' },
+  );
   return {
     count(results: readonly RecipientResult[]): void {
       for (const x of results) {
@@ -64,7 +66,7 @@ export function deliveryMetrics(meter: Meter, store: RetryStore, log: Logger) {
         outcomes.add(1, { result: RESULT[x.status] ?? x.status, class: replyClass(x.reply) });
       }
     },
-    stop: () => meter.removeBatchObservableCallback(observe, [depth, oldest]),
+    stop: stopGauges,
   };
 }
 

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ListStore } from '@mailgate/lists';
 import { createRedis } from '@mailgate/runtime';
 import {
+  ldapSource,
   startKafka,
   startRedis,
   startSlapd,
@@ -46,15 +47,7 @@ before(async () => {
     limits: { pregreetDelayMs: 0, maxConnectionsPerIp: 500, messageRate: { max: 10_000 } },
     recipients: {
       sources: {
-        ad: {
-          type: 'ldap',
-          url: slapd.url,
-          bindDn: slapd.bindDn,
-          bindPassword: slapd.bindPassword,
-          baseDn: slapd.suffix,
-          timeoutMs: 1000,
-          connectTimeoutMs: 1000,
-        },
+        ad: { ...ldapSource(slapd), timeoutMs: 1000, connectTimeoutMs: 1000 },
       },
       domains: [{ domain: 'corp.test', sources: ['ad'] }],
       harvest: { tarpitBaseMs: 50, tarpitFactor: 2, tarpitMaxMs: 400, budget: 6, windowSeconds: 600 },

@@ -41,7 +41,8 @@ export class DestinationLimits {
     private readonly opts: LimitsOptions,
   ) {}
 
-  private k(kind: string, dest: string): string {
+  /** The Redis key of one kind of state (conn, fails, backoff) for a destination. */
+  private key(kind: string, dest: string): string {
     return `delivery:${kind}:${dest}`;
   }
 
@@ -51,7 +52,7 @@ export class DestinationLimits {
     const ok = await this.redis.eval(
       ACQUIRE,
       1,
-      this.k('conn', dest),
+      this.key('conn', dest),
       Date.now(),
       this.opts.slotTtlMs,
       this.opts.maxConnectionsPerDestination,
@@ -61,22 +62,22 @@ export class DestinationLimits {
   }
 
   async refresh(dest: string, token: string): Promise<void> {
-    await this.redis.zadd(this.k('conn', dest), 'XX', Date.now() + this.opts.slotTtlMs, token);
+    await this.redis.zadd(this.key('conn', dest), 'XX', Date.now() + this.opts.slotTtlMs, token);
   }
 
   async release(dest: string, token: string): Promise<void> {
-    await this.redis.zrem(this.k('conn', dest), token);
+    await this.redis.zrem(this.key('conn', dest), token);
   }
 
   /** Connections currently counted for a destination (all replicas). */
   async inUse(dest: string): Promise<number> {
-    await this.redis.zremrangebyscore(this.k('conn', dest), '-inf', Date.now());
-    return this.redis.zcard(this.k('conn', dest));
+    await this.redis.zremrangebyscore(this.key('conn', dest), '-inf', Date.now());
+    return this.redis.zcard(this.key('conn', dest));
   }
 
   /** Remaining backoff of a destination in ms (0 = not backed off). */
   async backedOffFor(dest: string): Promise<number> {
-    const ttl = await this.redis.pttl(this.k('backoff', dest));
+    const ttl = await this.redis.pttl(this.key('backoff', dest));
     return ttl > 0 ? ttl : 0;
   }
 
@@ -85,8 +86,8 @@ export class DestinationLimits {
     const r = await this.redis.eval(
       FAILURE,
       2,
-      this.k('fails', dest),
-      this.k('backoff', dest),
+      this.key('fails', dest),
+      this.key('backoff', dest),
       this.opts.backoffAfterFailures,
       this.opts.backoffMs,
       reason.slice(0, 500),
@@ -95,11 +96,11 @@ export class DestinationLimits {
   }
 
   async recordSuccess(dest: string): Promise<void> {
-    await this.redis.del(this.k('fails', dest));
+    await this.redis.del(this.key('fails', dest));
   }
 
   /** Why the destination is backed off (the failure that tripped it), if it is. */
   backoffReason(dest: string): Promise<string | null> {
-    return this.redis.get(this.k('backoff', dest));
+    return this.redis.get(this.key('backoff', dest));
   }
 }

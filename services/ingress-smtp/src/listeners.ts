@@ -67,19 +67,21 @@ export class Listeners {
   private sweep: NodeJS.Timeout | undefined;
   private draining = false;
 
-  constructor(private readonly s: ListenerSetup) {
+  constructor(private readonly setup: ListenerSetup) {
     for (const kind of ['mx', 'submission'] as const) {
-      if (!s.config.listeners[kind].enabled) continue;
-      const server = new GuardedServer(smtpOptions(kind, s), s.hooks(kind));
+      if (!setup.config.listeners[kind].enabled) continue;
+      const server = new GuardedServer(smtpOptions(kind, setup), setup.hooks(kind));
       // Connection-level errors (resets, TLS failures) are the client's problem, not ours: log, never crash.
-      server.on('error', (err: Error) => s.log.debug({ err: err.message, listener: kind }, 'smtp connection error'));
+      server.on('error', (err: Error) =>
+        setup.log.debug({ err: err.message, listener: kind }, 'smtp connection error'),
+      );
       this.servers.set(kind, server);
     }
   }
 
   async listen(): Promise<Partial<Record<ListenerKind, ListenerAddress>>> {
     for (const [kind, server] of this.servers) {
-      const l = this.s.config.listeners[kind];
+      const l = this.setup.config.listeners[kind];
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error) =>
           reject(new Error(`ingress.listeners.${kind}: cannot listen on ${l.host}:${l.port}: ${err.message}`));
@@ -91,7 +93,7 @@ export class Listeners {
       });
       const a = server.server.address();
       this.addresses[kind] = { host: l.host, port: typeof a === 'object' && a ? a.port : l.port };
-      this.s.log.info({ listener: kind, ...this.addresses[kind], tls: !!this.s.tls }, 'smtp listener ready');
+      this.setup.log.info({ listener: kind, ...this.addresses[kind], tls: !!this.setup.tls }, 'smtp listener ready');
     }
     return this.addresses;
   }

@@ -104,19 +104,19 @@ export function authSummary(results: AuthResults | undefined, d: AuthDecision): 
  * from zero there, which only delays the fail-open, never skips the check.
  */
 class AttemptCounter {
-  private readonly m = new Map<string, number>();
+  private readonly counts = new Map<string, number>();
   constructor(private readonly max = 50_000) {}
   get(key: string): number {
-    return this.m.get(key) ?? 0;
+    return this.counts.get(key) ?? 0;
   }
   hit(key: string): void {
     const n = this.get(key) + 1;
-    this.m.delete(key);
-    this.m.set(key, n);
-    if (this.m.size > this.max) this.m.delete(this.m.keys().next().value as string);
+    this.counts.delete(key);
+    this.counts.set(key, n);
+    if (this.counts.size > this.max) this.counts.delete(this.counts.keys().next().value as string);
   }
   clear(key: string): void {
-    this.m.delete(key);
+    this.counts.delete(key);
   }
 }
 

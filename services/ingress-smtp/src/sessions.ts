@@ -20,7 +20,7 @@ export class Sessions {
   private readonly refusedCounter;
 
   constructor(
-    private readonly o: {
+    private readonly opts: {
       readonly tracer: Tracer;
       readonly meter?: Meter | undefined;
       readonly log: Logger;
@@ -28,10 +28,10 @@ export class Sessions {
       readonly sessionTimeoutMs: number;
     },
   ) {
-    this.connCounter = o.meter?.createCounter('mailgate_ingress_connections', {
+    this.connCounter = opts.meter?.createCounter('mailgate_ingress_connections', {
       description: 'SMTP connections accepted',
     });
-    this.refusedCounter = o.meter?.createCounter('mailgate_ingress_refused', {
+    this.refusedCounter = opts.meter?.createCounter('mailgate_ingress_refused', {
       description: 'SMTP refusals by reason',
     });
   }
@@ -46,7 +46,7 @@ export class Sessions {
 
   /** A socket was accepted: the session span starts, and the session clock. */
   open(conn: GuardedConnection, kind: ListenerKind): ConnState {
-    const span = this.o.tracer.startSpan('smtp.session', {
+    const span = this.opts.tracer.startSpan('smtp.session', {
       kind: SpanKind.SERVER,
       attributes: { 'mailgate.listener': kind, 'client.address': conn.remoteAddress },
     });
@@ -67,7 +67,7 @@ export class Sessions {
     st.timer = setTimeout(() => {
       st.expired = true;
       if (!conn.busy) conn.send(REPLIES.sessionExpired.code, replyText(REPLIES.sessionExpired));
-    }, this.o.sessionTimeoutMs);
+    }, this.opts.sessionTimeoutMs);
     st.timer.unref();
     return st;
   }
@@ -106,7 +106,7 @@ export class Sessions {
     t: { readonly ip: string; readonly mailFrom: string; readonly authenticated: boolean; readonly trusted: boolean },
   ): TxState {
     this.endTx(st, 'reset'); // RSET/EHLO between transactions leaves no hook; close the old span here
-    const span = this.o.tracer.startSpan(
+    const span = this.opts.tracer.startSpan(
       'smtp.transaction',
       {
         kind: SpanKind.SERVER,
@@ -163,7 +163,7 @@ export class Sessions {
       const t = r.track;
       if (t) {
         const helo = t.helo !== false && session?.hostNameAppearsAs ? String(session.hostNameAppearsAs) : undefined;
-        this.o.refusals?.record({
+        this.opts.refusals?.record({
           reason: r.reason,
           listener: kind,
           clientIp: ip,
@@ -177,7 +177,7 @@ export class Sessions {
         });
       }
     }
-    if (r.log) this.o.log.info({ ip, ...r.log.fields }, r.log.msg);
+    if (r.log) this.opts.log.info({ ip, ...r.log.fields }, r.log.msg);
     return r.error;
   }
 }

@@ -41,16 +41,16 @@ export class DataCollector {
   private size = 0;
   private over = false;
 
-  constructor(private readonly s: DataSettings) {
-    this.nul = new NulGuard(s.nulBytes);
+  constructor(private readonly settings: DataSettings) {
+    this.nul = new NulGuard(settings.nulBytes);
   }
 
   feed(chunk: Buffer): void {
     if (this.over) return;
     const n = this.nul.feed(chunk);
-    const b = this.s.lineEndings === 'normalize' ? this.lines.normalize(n) : (this.lines.scan(n), n);
+    const b = this.settings.lineEndings === 'normalize' ? this.lines.normalize(n) : (this.lines.scan(n), n);
     this.size += b.length;
-    if (this.size > this.s.limits.maxMessageBytes) {
+    if (this.size > this.settings.limits.maxMessageBytes) {
       this.over = true;
       this.chunks = [];
       return;
@@ -60,7 +60,7 @@ export class DataCollector {
 
   finish(): CollectedData {
     const tail = this.lines.finish();
-    if (this.s.lineEndings === 'normalize' && tail.length) {
+    if (this.settings.lineEndings === 'normalize' && tail.length) {
       this.chunks.push(tail);
       this.size += tail.length;
     }

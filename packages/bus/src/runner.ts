@@ -1,17 +1,9 @@
 import {
   CodecError,
   decodeMessage,
-  forward,
-  newRecord,
-  RECORD_HEADERS,
   STAGE_GRAPH,
-  TOPICS,
   type PipelineMessage,
   type PipelineStage,
-  type StageVerdict,
-  trackingEvent,
-  type TrackingEvent,
-  type TrackingEventType,
   type Verdict,
 } from '@mailgate/contracts';
 import type { BusConfig, Logger } from '@mailgate/runtime';
@@ -20,7 +12,8 @@ import { context, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { backoffMs } from './backoff.js';
 import { ConsumerState } from './consumer-state.js';
-import { eventRecord, type DurableProducer, type OutRecord } from './producer.js';
+import type { DurableProducer, OutRecord } from './producer.js';
+import { deadLetterRecords, outcomeRecords, type StageEdge } from './stage-records.js';
 import type { StageContext, StageFn, StageHooks, StageOutcome } from './stage.js';
 
 export interface StageRunnerOptions {
@@ -71,7 +64,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class StageRunner {
   private readonly consumer: Consumer;
   private readonly topic: string;
-  private readonly output: string | null;
+  /** This stage's topics and identity, for the records its decisions produce (stage-records.ts). */
+  private readonly edge: StageEdge;
   private readonly abort = new AbortController();
   private readonly state: ConsumerState;
   private running = false;
@@ -82,12 +76,12 @@ export class StageRunner {
   private tracer: Tracer | undefined;
 
   constructor(private readonly opts: StageRunnerOptions) {
-    const edge = STAGE_GRAPH[opts.stage];
-    this.topic = opts.topic ?? edge.consumes ?? '';
+    const graph = STAGE_GRAPH[opts.stage];
+    this.topic = opts.topic ?? graph.consumes ?? '';
     if (!this.topic) throw new Error(`stage ${opts.stage} consumes no topic`);
-    this.output = edge.produces;
+    this.edge = { stage: opts.stage, host: opts.host, topic: this.topic, output: graph.produces };
     this.consumer = opts.kafka.consumer({
-      groupId: opts.groupId ?? edge.group ?? `mailgate.${opts.stage}`,
+      groupId: opts.groupId ?? graph.group ?? `mailgate.${opts.stage}`,
       sessionTimeout: opts.sessionTimeoutMs ?? opts.bus.sessionTimeoutMs,
       heartbeatInterval: opts.heartbeatIntervalMs ?? opts.bus.heartbeatIntervalMs,
       rebalanceTimeout: 60000,
@@ -314,71 +308,13 @@ export class StageRunner {
   }
 
   private route(msg: PipelineMessage, outcome: StageOutcome, durationMs: number, span: Span): OutRecord[] {
-    const at = new Date().toISOString();
-    const sv: StageVerdict = {
-      stage: this.opts.stage,
-      verdict: outcome.verdict,
-      at,
-      durationMs,
-      host: this.opts.host,
-      ...(outcome.details ? { details: outcome.details } : {}),
-      ...(outcome.failedOpen ? { failedOpen: true } : {}),
-    };
-    const fwd = forward(msg, sv, outcome.raw ?? msg.raw);
-    const out: OutRecord[] = [];
-    const traceHeaders = this.traceHeaders(span);
-    const v = outcome.verdict;
-    if (v.kind === 'pass') {
-      if (this.output) out.push(newRecord(this.output, fwd, { trace: traceHeaders }));
-    } else {
-      out.push(
-        newRecord(TOPICS.quarantine, fwd, {
-          trace: traceHeaders,
-          headers: { [RECORD_HEADERS.sourceTopic]: this.topic },
-        }),
-      );
-    }
-    const event = (type: TrackingEventType, details: Record<string, unknown>) =>
-      trackingEvent(type, msg, { service: this.opts.stage, host: this.opts.host, at, details });
-    const events: TrackingEvent[] = [
-      event('stage', { stage: this.opts.stage, verdict: v, durationMs, ...(outcome.details ?? {}) }),
-    ];
-    if (v.kind === 'quarantine' || v.kind === 'reject') {
-      events.push(event('quarantined', { stage: this.opts.stage, verdict: v }));
-    }
-    for (const e of outcome.events ?? []) {
-      events.push({ ...trackingEvent(e.type, msg, { service: this.opts.stage, host: this.opts.host, at }), ...e });
-    }
-    out.push(...events.map(eventRecord));
-    out.push(...(outcome.extraRecords ?? []));
-    return out;
+    return outcomeRecords(this.edge, msg, outcome, durationMs, this.traceHeaders(span));
   }
 
   private deadLetter(m: KafkaMessage, err: Error, msg: PipelineMessage | undefined): OutRecord[] {
     this.metrics.deadLetters.add(1, { stage: this.opts.stage });
     this.opts.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
-    const headers: Record<string, string | Buffer> = {};
-    for (const [k, v] of Object.entries(m.headers ?? {})) {
-      const one = Array.isArray(v) ? v[0] : v;
-      if (one !== undefined) headers[k] = one;
-    }
-    headers[RECORD_HEADERS.sourceTopic] = this.topic;
-    headers[RECORD_HEADERS.error] = `${err.name}: ${err.message}`.slice(0, 2000);
-    const out: OutRecord[] = [
-      { topic: TOPICS.deadLetter, key: m.key?.toString() ?? null, value: m.value ?? Buffer.alloc(0), headers },
-    ];
-    if (msg) {
-      out.push(
-        eventRecord(
-          trackingEvent('dead-lettered', msg, {
-            service: this.opts.stage,
-            host: this.opts.host,
-            details: { stage: this.opts.stage, error: err.message },
-          }),
-        ),
-      );
-    }
-    return out;
+    return deadLetterRecords(this.edge, m, err, msg);
   }
 
   /** Trace headers that make the next stage's span a child of this stage's span. */

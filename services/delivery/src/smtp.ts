@@ -1,3 +1,5 @@
+// One file (~380 lines): the SMTP client connection and the nodemailer internals it hooks (NODEMAILER_HOOK, checked
+// at start-up) must change together when nodemailer does; the rest is the failure type and replies it produces.
 import { createRequire } from 'node:module';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { TlsMode } from './config.js';

@@ -36,6 +36,13 @@ import {
   type RspamdHandle,
   type Sink,
 } from '@mailgate/testkit';
+import {
+  PIPELINE_STAGES,
+  SERVICE_NAMES,
+  SERVICES as SERVICE_TABLE,
+  type PipelineStage,
+  type ServiceName,
+} from '@mailgate/contracts';
 import { dkimDnsRecord } from '@mailgate/sender-auth';
 import { stringify } from 'yaml';
 import { REPO_ROOT } from './paths.js';
@@ -75,28 +82,15 @@ export const DKIM_KEYS = (() => {
 /** Read when a service starts (not at import): a benchmark may choose the compiled build after importing this. */
 const built = (): boolean => process.env['MAILGATE_E2E_BUILT'] === '1';
 
-export const SERVICES = [
-  'ingress-smtp',
-  'dnsbl-check',
-  'virus-scan',
-  'attachment-policy',
-  'spam-check',
-  'delivery',
-  'admin',
-] as const;
-export type ServiceName = (typeof SERVICES)[number];
-export const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'] as const;
+/** The services and stages, from the SERVICES table of @mailgate/contracts (no second list to keep in step). */
+export const SERVICES: readonly ServiceName[] = SERVICE_NAMES;
+export type { ServiceName };
+export const STAGES = PIPELINE_STAGES.filter((s): s is Exclude<PipelineStage, 'ingress-smtp'> => s !== 'ingress-smtp');
 
-/** Env-override segment of each service's config section (its http port is set per replica). */
-const ENV_SECTION: Record<ServiceName, string> = {
-  'ingress-smtp': 'INGRESS',
-  'dnsbl-check': 'DNSBL',
-  'virus-scan': 'VIRUS_SCAN',
-  'attachment-policy': 'ATTACHMENT_POLICY',
-  'spam-check': 'SPAM_CHECK',
-  delivery: 'DELIVERY',
-  admin: 'ADMIN',
-};
+/** Env-override segment of each service's config section (its http port is set per replica): virusScan → VIRUS_SCAN. */
+const ENV_SECTION = Object.fromEntries(
+  SERVICE_NAMES.map((n) => [n, SERVICE_TABLE[n].section.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()]),
+) as Record<ServiceName, string>;
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 

@@ -1,3 +1,5 @@
+// One file (~330 lines, ~270 of logic): consume → decide → produce → commit for one stage, with the hold/retry and
+// drain rules that must see the same in-flight state; the records a decision produces are in stage-records.ts.
 import {
   CodecError,
   decodeMessage,

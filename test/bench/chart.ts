@@ -69,24 +69,22 @@ function scaleChart(run: ScaleRun): string {
   return svg(W, H, body);
 }
 
-/** CPU ms per message per process, from each stage's 1-replica point: where a message's CPU goes. */
+/** CPU ms per message per process in each stage's 1-replica run: where a message's CPU goes at each stage. */
 function cpuChart(run: ScaleRun): string {
-  const one = run.points.filter((p) => p.replicas === 1);
-  const labels = [...new Set(one.flatMap((p) => p.cpuMsPerMessage.map((u) => u.label.replace(/#\d+$/, ''))))];
-  const ms = (label: string) => {
-    const xs = one.map((p) =>
-      p.cpuMsPerMessage.filter((u) => u.label.replace(/#\d+$/, '') === label).reduce((a, u) => a + u.ms, 0),
+  const rows = run.points
+    .filter((p) => p.replicas === 1)
+    .flatMap((p) =>
+      p.cpuMsPerMessage
+        .filter((u) => u.ms >= 0.01)
+        .map((u) => ({ l: `${p.stage} run: ${u.label.replace(/#\d+$/, '')}`, v: u.ms })),
     );
-    return xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-  };
-  const rows = labels.map((l) => ({ l, v: ms(l) })).sort((a, b) => b.v - a.v);
   const W = 640;
   const bar = 20;
-  const m = { l: 150, r: 80, t: 40 };
+  const m = { l: 260, r: 60, t: 40 };
   const H = m.t + rows.length * (bar + 6) + 20;
   const max = Math.max(...rows.map((r) => r.v), 0.001);
   const body = [
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">CPU ms per message by process (median over the 1-replica runs)</text>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">CPU ms per message by process, one replica of each stage (${run.quota} core)</text>`,
   ];
   rows.forEach((r, i) => {
     const yy = m.t + i * (bar + 6);

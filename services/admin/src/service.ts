@@ -36,6 +36,8 @@ export interface AdminServiceOptions {
  */
 /** A tracking event from its record; a record that is JSON but not an event is unreadable too (skipped, logged). */
 function readEvent(value: Buffer | null): TrackingEvent {
+  // An empty record (a tombstone, a producer bug) is unreadable like any other, not an error to retry for ever.
+  if (!value?.length) throw new SyntaxError('empty event record');
   const e = decodeEvent(value);
   if (typeof e?.messageId !== 'string' || !e.messageId || typeof e.type !== 'string' || typeof e.at !== 'string')
     throw new SyntaxError('not a tracking event (messageId, type and at are required)');

@@ -312,6 +312,7 @@ describe('admin service', () => {
     await env.produce(TOPICS.events, [
       { key: 'junk', value: Buffer.from('not json') },
       { key: 'junk2', value: Buffer.from('{"hello":1}') },
+      { key: 'junk3', value: null },
     ]);
     await env.produce(TOPICS.deadLetter, [
       {

@@ -3,12 +3,16 @@
 // sink as in the e2e stack) drains a backlog of N messages from its input topic, at 1, 2 and 4 replicas, each
 // replica in its own cgroup with the same CPU quota. The rate is read from the consumer group's committed offsets
 // (between 10 % and 90 % of the backlog, so start-up, group joins and the last partition's tail do not count), so
-// no other stage's capacity limits it. Prints msg/s per replica count, the speed-up, how often each replica used its
-// whole quota, the partition assignment and CPU ms per message per process; writes var/bench/scale.json
-// (`npm run bench:chart` draws it).
+// no other stage's capacity limits it. Each replica set first drains a warm-up backlog (--warm per replica), so the
+// replicas are measured warm, as long-running ones are. Prints msg/s per replica count, the speed-up, how often each
+// replica used its whole quota, the partition assignment and CPU ms per message per process; writes
+// var/bench/scale.json (`npm run bench:chart` draws it).
 //
 // Options: --stages a,b  --replicas 1,2,4  --quota 0.25 (cores per replica)  --messages 2000  --bytes 10240
+//          --warm 300 (messages per replica drained before each point is measured)
 //          --partitions 12  --source (run from TypeScript instead of the build)
+//          --cpu-prof DIR (V8 CPU profile of every replica run, one file per process in DIR/<stage>: the replicas stop
+//          gracefully after each point, which writes them; profiling adds its own CPU, so rates are lower)
 // Needs root for the cgroups (v1 cpu.cfs_quota_us or v2 cpu.max): when quotas cannot be set it says why and exits 1,
 // never printing figures it did not measure. Prints figures, never asserts.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -33,7 +37,9 @@ const QUOTA = Number(opt('--quota', '0.25'));
 const MESSAGES = Number(opt('--messages', '2000'));
 const BYTES = Number(opt('--bytes', '10240'));
 const PARTITIONS = Number(opt('--partitions', '12'));
+const WARM_PER_REPLICA = Number(opt('--warm', '300'));
 const FROM_SOURCE = argv.includes('--source');
+const CPU_PROF = opt('--cpu-prof', '');
 const log = (l: string): void => console.error(`[scale] ${l}`);
 const fmt = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
@@ -58,6 +64,29 @@ async function settled(stack: Stack, group: string, n: number): Promise<Member[]
       throw new Error(`${group}: ${members.length}/${n} members, ${covered}/${PARTITIONS} partitions`);
     await sleep(250);
   }
+}
+
+/** Produces `count` backlog messages into `topic` (far faster than a stage drains them). */
+async function produceBacklog(stack: Stack, topic: string, count: number): Promise<void> {
+  const messages = backlog(count);
+  for (let i = 0; i < count; i += 500)
+    await producePipelineMessages(stack.kafka.brokers, topic, messages.slice(i, i + 500));
+}
+
+/**
+ * Waits until `count` more messages than `from` are committed (offsets every 100 ms) and returns the rate between
+ * 10 % and 90 % of them, so group joins and the last partition's tail do not count.
+ */
+async function drain(kafka: Kafka, group: string, topic: string, from: number, count: number): Promise<number> {
+  const samples: { t: number; done: number }[] = [];
+  for (;;) {
+    const p = await progress(kafka, group, topic);
+    samples.push({ t: performance.now(), done: p.committed - from });
+    if (p.committed >= p.end) break;
+    await sleep(100);
+  }
+  const at = (frac: number) => samples.find((x) => x.done >= count * frac)!.t;
+  return (count * 0.8) / ((at(0.9) - at(0.1)) / 1000);
 }
 
 /** N messages like smtp-source's (headers + a body of BYTES), addressed to the stack's accepted domain. */
@@ -97,6 +126,7 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
     logLevel: 'warn',
     services: [stage],
     replicas: { [stage]: max },
+    ...(CPU_PROF ? { nodeFlags: { [stage]: ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}/${stage}`] } } : {}),
     // Every message goes to the one sink: the fleet-wide connection cap per destination (default 20, shared through
     // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU.
     config: { delivery: { limits: { maxConnectionsPerDestination: 400 } } },
@@ -107,45 +137,35 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
   try {
     for (let i = 0; i < max; i++) groups.push(cg.create(`${stage}-${i}`, QUOTA));
     for (let i = 0; i < max; i++) await stack.proc(stage, i).stop();
-    // A short warm-up at one replica (JIT, clamd, DNSBL cache, pools), not measured.
-    const runs = [{ n: 1, warm: true }, ...REPLICAS.map((n) => ({ n, warm: false }))];
-    for (const { n, warm } of runs) {
-      const count = warm ? Math.min(200, MESSAGES) : MESSAGES;
-      // Replicas first, joined and holding every partition, then the backlog (produced far faster than a stage
-      // drains it): every replica works from the first message.
-      const start = await progress(kafka, group, topic);
+    // Every replica set is warmed before it is measured: each replica process starts cold, and V8's optimising
+    // compiler (its CPU is the process's, inside the quota) needs a few hundred messages to settle. Measuring cold
+    // replicas charged that fixed cost to 500 messages per replica at 4 replicas but to 2,000 at 1, which made
+    // the speed-up look worse than a long-running deployment's (issue 22: 1.39 → 2.14 ms per message).
+    for (const n of REPLICAS) {
       for (let i = 0; i < n; i++) {
         const p = stack.proc(stage, i);
         await p.start();
         groups[i]!.add(p.pid!);
       }
       const members = await settled(stack, group, n);
+      const warm = WARM_PER_REPLICA * n;
+      const warmStart = await progress(kafka, group, topic);
+      await produceBacklog(stack, topic, warm);
+      const warmRate = await drain(kafka, group, topic, warmStart.committed, warm);
+      log(`${stage} × ${n}: warm-up done (${warm} messages, ${fmt(warmRate)} msg/s)`);
+      const count = MESSAGES;
+      const start = await progress(kafka, group, topic);
       const before = groups.slice(0, n).map((g) => g.throttling());
       const meter = usageMeter(stack.processes());
-      const messages = backlog(count);
-      for (let i = 0; i < count; i += 500)
-        await producePipelineMessages(stack.kafka.brokers, topic, messages.slice(i, i + 500));
-      // Offsets every 100 ms until the backlog is committed; the rate is read between 10 % and 90 % of it.
-      const samples: { t: number; done: number }[] = [];
-      for (;;) {
-        const p = await progress(kafka, group, topic);
-        samples.push({ t: performance.now(), done: p.committed - start.committed });
-        if (p.committed >= p.end) break;
-        await sleep(100);
-      }
+      await produceBacklog(stack, topic, count);
+      const rate = await drain(kafka, group, topic, start.committed, count);
       const usage = meter.finish();
-      const at = (frac: number) => samples.find((x) => x.done >= count * frac)!.t;
-      const rate = (count * 0.8) / ((at(0.9) - at(0.1)) / 1000);
       const throttled = groups.slice(0, n).map((g, i) => {
         const a = g.throttling();
         const periods = a.periods - before[i]!.periods;
         return periods ? (a.throttled - before[i]!.throttled) / periods : 0;
       });
       for (let i = 0; i < n; i++) await stack.proc(stage, i).stop();
-      if (warm) {
-        log(`${stage}: warm-up done (${count} messages, ${fmt(rate)} msg/s)`);
-        continue;
-      }
       points.push({
         stage,
         replicas: n,

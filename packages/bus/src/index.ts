@@ -3,6 +3,7 @@ export * from './connect.js';
 export * from './crc32c.js';
 export * from './kafka.js';
 export * from './producer.js';
+export * from './request-queue-fix.js';
 export * from './runner.js';
 export * from './stage.js';
 export * from './stage-service.js';

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { Kafka, logLevel, type KafkaConfig as KafkaJsConfig, type SASLOptions } from 'kafkajs';
 import type { KafkaConfig, Logger } from '@mailgate/runtime';
 import { installNativeCrc32c } from './crc32c.js';
+import { installRequestQueueFix } from './request-queue-fix.js';
 
 const LEVEL_NAMES: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
@@ -15,6 +16,8 @@ const LEVEL_NAMES: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 export function createKafka(cfg: KafkaConfig, clientId: string, log?: Logger): Kafka {
   if (!installNativeCrc32c())
     log?.warn('kafkajs checksum module not where expected: produce uses kafkajs’ own (slower) CRC-32C');
+  if (!installRequestQueueFix())
+    log?.warn('kafkajs request queue not as expected: its idle 1 ms timer loop (kafkajs#1556) is not fixed');
   const conf: KafkaJsConfig = {
     clientId: `${cfg.clientId}-${clientId}`,
     brokers: cfg.brokers,

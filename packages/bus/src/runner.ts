@@ -1,4 +1,4 @@
-// One file (~330 lines, ~270 of logic): consume → decide → produce → commit for one stage, with the hold/retry and
+// One file (~355 lines, ~290 of logic): consume → decide → produce → commit for one stage, with the hold/retry and
 // drain rules that must see the same in-flight state; the records a decision produces are in stage-records.ts.
 import {
   CodecError,
@@ -135,8 +135,8 @@ export class StageRunner {
   }
 
   /**
-   * Drain: start no new chunk, let the chunks in flight finish, produce and commit (kafkajs ignores commits once
-   * its own stop() began, so we wait before calling it), then leave the group. Records held by a tempfail are
+   * Drain: start no new chunk, let the chunks in flight finish and produce, and each batch commit what it produced
+   * (kafkajs ignores commits once its own stop() began, so we wait before calling it), then leave the group. Records held by a tempfail are
    * released uncommitted (redelivered later). After `drainTimeoutMs` stage functions are told to abort.
    */
   async stop(drainTimeoutMs = 20_000): Promise<void> {
@@ -151,23 +151,45 @@ export class StageRunner {
     await this.consumer.disconnect().catch(() => undefined);
   }
 
+  /** One fetched batch of one partition, tracked as in flight so a drain waits for it to produce and commit. */
   private async eachBatch(p: EachBatchPayload): Promise<void> {
-    const { batch } = p;
-    const chunkSize = Math.max(1, this.opts.bus.concurrency);
-    for (let i = 0; i < batch.messages.length; i += chunkSize) {
-      if (!p.isRunning() || p.isStale() || this.stopping) return;
-      const chunk = batch.messages.slice(i, i + chunkSize);
-      const work = this.processChunk(chunk, p);
-      this.inflight.add(work);
-      try {
-        if (!(await work)) return;
-      } finally {
-        this.inflight.delete(work);
-      }
+    const work = this.runBatch(p);
+    this.inflight.add(work);
+    try {
+      await work;
+    } finally {
+      this.inflight.delete(work);
     }
   }
 
-  /** Decide, produce, then commit one chunk. False when it was aborted (nothing committed: redelivery). */
+  /**
+   * The batch in chunks of `bus.concurrency` records: each chunk is decided and its output produced durably before
+   * the next starts; offsets are committed after the chunk that reaches `bus.commitIntervalMs` since the batch's last
+   * commit, after the batch's last chunk, and when a drain stops the batch early — always after the output of every
+   * record they cover was produced (the no-loss rule). A crash redelivers what was produced but not yet committed.
+   */
+  private async runBatch(p: EachBatchPayload): Promise<void> {
+    const { batch } = p;
+    const chunkSize = Math.max(1, this.opts.bus.concurrency);
+    let uncommitted: string | undefined; // offset of the last record whose output was produced, not yet committed
+    let lastCommit = Date.now();
+    for (let i = 0; i < batch.messages.length; i += chunkSize) {
+      if (!p.isRunning() || p.isStale() || this.stopping) break;
+      const chunk = batch.messages.slice(i, i + chunkSize);
+      if (!(await this.processChunk(chunk, p))) break;
+      uncommitted = chunk[chunk.length - 1]!.offset;
+      const lastChunk = i + chunkSize >= batch.messages.length;
+      if (lastChunk || Date.now() - lastCommit >= this.opts.bus.commitIntervalMs) {
+        await this.commit(p, uncommitted);
+        uncommitted = undefined;
+        lastCommit = Date.now();
+      }
+    }
+    // Stopped early (drain, or kafkajs stopping): commit what was produced, unless the partition is no longer ours.
+    if (uncommitted !== undefined && !p.isStale()) await this.commit(p, uncommitted);
+  }
+
+  /** Decide and produce one chunk. False when it was aborted (nothing produced: redelivery). */
   private async processChunk(chunk: KafkaMessage[], p: EachBatchPayload): Promise<boolean> {
     const { batch } = p;
     let outputs: OutRecord[][];
@@ -177,26 +199,30 @@ export class StageRunner {
       if (err instanceof BatchAborted) return false; // not committed: redelivered after restart/rebalance
       throw err;
     }
-    // Produce everything this chunk decided, durably, and only then commit (the no-loss rule).
+    // Produce everything this chunk decided, durably; only then may its offsets be committed (the no-loss rule).
     await this.opts.producer.send(outputs.flat());
     await this.opts.faults?.afterProduce?.();
-    const last = chunk[chunk.length - 1]!;
-    p.resolveOffset(last.offset);
+    p.resolveOffset(chunk[chunk.length - 1]!.offset);
+    await p.heartbeat().catch(() => undefined);
+    return true;
+  }
+
+  /** Commits the partition up to and including `offset` (whose output, and all before it, was produced). */
+  private async commit(p: EachBatchPayload, offset: string): Promise<void> {
+    const { batch } = p;
     try {
       await this.consumer.commitOffsets([
-        { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
+        { topic: batch.topic, partition: batch.partition, offset: (BigInt(offset) + 1n).toString() },
       ]);
     } catch (err) {
       // consumer.commitOffsets wraps the broker's answer (UNKNOWN_MEMBER_ID after a broker restart or a session
       // expiry, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) in a KafkaJSNonRetriableError without its `type`, and
       // kafkajs' runner only re-joins the group for the protocol error itself: rethrow that, or the consumer
-      // crashes for good (restart: false). The chunk stays uncommitted and is redelivered (at-least-once).
+      // crashes for good (restart: false). The records stay uncommitted and are redelivered (at-least-once).
       const cause = (err as { cause?: unknown }).cause;
       if (cause instanceof Error && 'type' in cause) throw cause;
       throw err;
     }
-    await p.heartbeat().catch(() => undefined);
-    return true;
   }
 
   /** Sleep in slices, heartbeating so a long hold does not cost the group membership. */

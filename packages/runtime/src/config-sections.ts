@@ -158,6 +158,13 @@ export const busSchema = z
     fetchMinBytes: z.number().int().min(1).default(65_536),
     /** Longest a fetch waits for fetchMinBytes; also bounds how long a drain waits for kafkajs' fetch loop. */
     fetchMaxWaitMs: z.number().int().min(1).max(10_000).default(25),
+    /**
+     * Offset-commit coalescing within one fetched batch: offsets are committed at the end of the batch and, in a long
+     * batch (a backlog), after the first chunk that finishes this long after the last commit, instead of after every
+     * chunk. Always after the output was produced; a crash redelivers at most this much work (duplicates, never
+     * loss). 0 = after every chunk.
+     */
+    commitIntervalMs: z.number().int().min(0).max(60_000).default(1000),
   })
   .strict()
   .default({});

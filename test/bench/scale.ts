@@ -10,6 +10,8 @@
 //
 // Options: --stages a,b  --replicas 1,2,4  --quota 0.25 (cores per replica)  --messages 2000  --bytes 10240
 //          --warm 300 (messages per replica drained before each point is measured)
+//          --runs 1 (each stage measured N times, stages interleaved; msg/s is the median, every run is printed: one
+//          point at a quota of 0.1 core varies by about ±25 % from run to run on a 2-core machine)
 //          --partitions 12  --source (run from TypeScript instead of the build)
 //          --cpu-prof DIR (V8 CPU profile of every replica run, one file per process in DIR/<stage>: the replicas stop
 //          gracefully after each point, which writes them; profiling adds its own CPU, so rates are lower)
@@ -38,6 +40,7 @@ const MESSAGES = Number(opt('--messages', '2000'));
 const BYTES = Number(opt('--bytes', '10240'));
 const PARTITIONS = Number(opt('--partitions', '12'));
 const WARM_PER_REPLICA = Number(opt('--warm', '300'));
+const RUNS = Number(opt('--runs', '1'));
 const FROM_SOURCE = argv.includes('--source');
 const CPU_PROF = opt('--cpu-prof', '');
 const log = (l: string): void => console.error(`[scale] ${l}`);
@@ -46,7 +49,10 @@ const fmt = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '
 export interface ScalePoint {
   stage: string;
   replicas: number;
+  /** The median over the runs (`runs`). */
   msgPerSec: number;
+  /** msg/s of every run, in run order. */
+  runs?: number[];
   /** Share of CFS periods in which each replica used its whole quota (1 = always CPU-bound at the quota). */
   throttled: number[];
   assignment: string[];
@@ -129,7 +135,9 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
     ...(CPU_PROF ? { nodeFlags: { [stage]: ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}/${stage}`] } } : {}),
     // Every message goes to the one sink: the fleet-wide connection cap per destination (default 20, shared through
     // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU.
-    config: { delivery: { limits: { maxConnectionsPerDestination: 400 } } },
+    // The rate is read from committed offsets: commit every 100 ms (the stages coalesce commits per second by
+    // default), or a 4-replica point of a few seconds would be read in steps of a second.
+    config: { delivery: { limits: { maxConnectionsPerDestination: 400 } }, bus: { commitIntervalMs: 100 } },
   });
   const kafka = new Kafka({ clientId: 'bench-scale', brokers: [stack.kafka.brokers], logLevel: logLevel.NOTHING });
   const groups: CpuGroup[] = [];
@@ -205,19 +213,34 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; cgroup ${cg.version}`,
   );
   console.log(
-    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 400`,
+    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 400; bus.commitIntervalMs 100`,
   );
+  const measured: ScalePoint[] = [];
+  for (let run = 1; run <= RUNS; run++) {
+    if (RUNS > 1) log(`run ${run} of ${RUNS}`);
+    for (const stage of STAGES) measured.push(...(await measureStage(cg, stage)));
+  }
+  // One point per stage and replica count: the median rate; throttling, assignment and CPU of the median run.
   const all: ScalePoint[] = [];
-  for (const stage of STAGES) all.push(...(await measureStage(cg, stage)));
+  for (const stage of STAGES) {
+    for (const n of [...REPLICAS].sort((a, b) => a - b)) {
+      const pts = measured.filter((p) => p.stage === stage && p.replicas === n);
+      const byRate = [...pts].sort((a, b) => a.msgPerSec - b.msgPerSec);
+      const mid = byRate[Math.floor((byRate.length - 1) / 2)]!;
+      all.push({ ...mid, runs: pts.map((p) => p.msgPerSec) });
+    }
+  }
 
-  console.log('\n| stage | replicas | msg/s | speed-up | replicas at quota (% of periods throttled) |');
+  console.log(
+    `\n| stage | replicas | msg/s${RUNS > 1 ? ` (median of ${RUNS}; every run)` : ''} | speed-up | replicas at quota (% of periods throttled) |`,
+  );
   console.log('|---|---|---|---|---|');
   for (const stage of STAGES) {
     const pts = all.filter((p) => p.stage === stage);
     const one = pts.find((p) => p.replicas === 1)?.msgPerSec ?? NaN;
     for (const p of pts)
       console.log(
-        `| ${stage} | ${p.replicas} | ${fmt(p.msgPerSec)} | ${fmt(p.msgPerSec / one, 2)}× | ${p.throttled.map((t) => fmt(t * 100, 0)).join(' / ')}${bound(p) ? '' : ' (not CPU-bound at its quota: the bottleneck was elsewhere, so this is not the stage’s throughput)'} |`,
+        `| ${stage} | ${p.replicas} | ${fmt(p.msgPerSec)}${RUNS > 1 ? ` (${(p.runs ?? []).map((r) => fmt(r)).join(', ')})` : ''} | ${fmt(p.msgPerSec / one, 2)}× | ${p.throttled.map((t) => fmt(t * 100, 0)).join(' / ')}${bound(p) ? '' : ' (not CPU-bound at its quota: the bottleneck was elsewhere, so this is not the stage’s throughput)'} |`,
       );
   }
   console.log('\npartition assignment:');

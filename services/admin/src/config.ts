@@ -31,6 +31,12 @@ export const adminSchema = z
         refusedRetentionDays: z.number().positive().default(7),
         /** Max results per search. */
         maxResults: z.number().int().positive().max(1000).default(200),
+        /**
+         * How long the events ingest lets tracking events gather before it writes them (its fetch wait; it also
+         * returns once 1 MiB is waiting): the message view lags the pipeline by up to this much, and the admin
+         * writes a few large Redis transactions per second instead of one per handful of events.
+         */
+        ingestBatchMs: z.number().int().min(1).max(5000).default(200),
       })
       .strict()
       .default({}),

@@ -29,6 +29,8 @@ export class TopicIngest<T = never> {
       batch?: { decode: (m: KafkaMessage) => T; handle: (items: T[]) => Promise<void> };
       log: Logger;
       sessionTimeoutMs?: number;
+      /** Fetch batching (SideConsumerOptions.fetch): events may wait this long to be written in one go. */
+      fetch?: { minBytes: number; maxWaitMs: number };
     },
   ) {
     this.consumer = bus.consumer({
@@ -36,6 +38,7 @@ export class TopicIngest<T = never> {
       groupId: opts.groupId,
       topics: opts.topics,
       ...(opts.sessionTimeoutMs ? { sessionTimeoutMs: opts.sessionTimeoutMs } : {}),
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
       ...(opts.batch
         ? { eachBatch: (topic: string, messages: KafkaMessage[]) => this.handleBatch(topic, messages) }
         : { eachMessage: (topic: string, message: KafkaMessage) => this.handle(topic, message) }),

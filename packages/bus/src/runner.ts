@@ -136,8 +136,9 @@ export class StageRunner {
 
   /**
    * Drain: start no new chunk, let the chunks in flight finish and produce, and each batch commit what it produced
-   * (kafkajs ignores commits once its own stop() began, so we wait before calling it), then leave the group. Records held by a tempfail are
-   * released uncommitted (redelivered later). After `drainTimeoutMs` stage functions are told to abort.
+   * (kafkajs ignores commits once its own stop() began, so we wait before calling it), then leave the group.
+   * Records held by a tempfail are released uncommitted (redelivered later). After `drainTimeoutMs` stage functions
+   * are told to abort.
    */
   async stop(drainTimeoutMs = 20_000): Promise<void> {
     if (!this.running) return;
@@ -185,8 +186,10 @@ export class StageRunner {
         lastCommit = Date.now();
       }
     }
-    // Stopped early (drain, or kafkajs stopping): commit what was produced, unless the partition is no longer ours.
-    if (uncommitted !== undefined && !p.isStale()) await this.commit(p, uncommitted);
+    // Stopped early (drain, rebalance, kafkajs stopping): commit what was produced, unless the partition is no longer
+    // ours. Best effort: if the group is rebalancing the commit is refused and those records are redelivered
+    // (duplicates, never loss); the next heartbeat rejoins.
+    if (uncommitted !== undefined && !p.isStale()) await this.commit(p, uncommitted).catch(() => undefined);
   }
 
   /** Decide and produce one chunk. False when it was aborted (nothing produced: redelivery). */

@@ -16,19 +16,10 @@ import { pass } from '@mailgate/contracts';
 import { createKafka, DurableProducer, StageRunner } from '@mailgate/bus';
 import { startKafkaProcess } from '@mailgate/testkit';
 import { Kafka, logLevel } from 'kafkajs';
+import { sample } from './procstat.js';
 
 const SECONDS = Number(process.argv[2] ?? 10);
 const VARIANT = process.env['MG_IDLE_VARIANT'];
-
-/** CPU seconds of a process from /proc (utime + stime). */
-function cpuSeconds(pid: number): number {
-  const stat = (createRequire(import.meta.url)('node:fs') as typeof import('node:fs')).readFileSync(
-    `/proc/${pid}/stat`,
-    'utf8',
-  );
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100;
-}
 
 async function measure(upstream: boolean): Promise<void> {
   const queueProto = (
@@ -72,10 +63,10 @@ async function measure(upstream: boolean): Promise<void> {
   while (fetches < settled) await new Promise((r) => setTimeout(r, 50));
   const f0 = fetches;
   const self0 = process.cpuUsage();
-  const broker0 = cpuSeconds(broker.pid!);
+  const broker0 = sample(broker.pid)!.cpuSeconds;
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   const self = process.cpuUsage(self0);
-  const brokerMs = ((cpuSeconds(broker.pid!) - broker0) * 1000) / SECONDS;
+  const brokerMs = ((sample(broker.pid)!.cpuSeconds - broker0) * 1000) / SECONDS;
   const clientMs = (self.user + self.system) / 1000 / SECONDS;
   console.log(
     `| ${upstream ? 'kafkajs 2.2.4 as released' : 'with request-queue-fix'} | ${((fetches - f0) / SECONDS).toFixed(1)} | ${clientMs.toFixed(1)} | ${brokerMs.toFixed(1)} |`,

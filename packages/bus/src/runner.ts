@@ -31,7 +31,7 @@ export interface StageRunnerOptions {
   /** Override the consumed topic / group (tests). Defaults come from the stage graph. */
   readonly topic?: string;
   readonly groupId?: string;
-  /** Partitions processed in parallel by this instance. */
+  /** Partitions processed in parallel by this instance (default `bus.partitionsConcurrently`). */
   readonly partitionsConcurrently?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
@@ -129,7 +129,7 @@ export class StageRunner {
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.opts.partitionsConcurrently ?? 3,
+      partitionsConsumedConcurrently: this.opts.partitionsConcurrently ?? this.opts.bus.partitionsConcurrently,
       eachBatch: (payload) => this.eachBatch(payload),
     });
   }

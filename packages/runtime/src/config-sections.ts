@@ -165,6 +165,12 @@ export const busSchema = z
      * loss). 0 = after every chunk.
      */
     commitIntervalMs: z.number().int().min(0).max(60_000).default(1000),
+    /**
+     * Partitions one replica works on at once (kafkajs partitionsConsumedConcurrently), each `concurrency` records
+     * at a time. At 3 (the old fixed value) a replica holding 6 of 12 partitions left half of them waiting behind
+     * the other half's fetch-decide-produce round trips; docs/benchmarks.md measures the difference.
+     */
+    partitionsConcurrently: z.number().int().min(1).max(256).default(12),
   })
   .strict()
   .default({});

@@ -13,11 +13,16 @@
 // message goes to rspamd; the stage graph is fixed, so the stage's Kafka hop stays and the on/off difference is the
 // rspamd scan and the header edits). CPU per message is printed for the spam-check stage and for rspamd (main and
 // worker processes summed, from /proc/<pid>/stat before and after the peak run).
+// Haraka's checks: `--haraka-checks full|core` (env BENCH_HARAKA_CHECKS, default full). full = dns-list,
+// rcpt_to.in_host_list, spf, dkim (verify), attachment, clamd, rspamd (the stack's rspamd, kept running for the Haraka
+// run) and queue/smtp_forward: the checks mailgate runs, except DMARC (no Haraka 3.3.4 plugin). core = without spf,
+// dkim and rspamd (the older comparison). BENCH_HARAKA_LOG=info logs each Haraka plugin's result per message.
 // Runs the compiled build (`npm run build` first; `--source` runs from TypeScript through tsx, which costs 6-16 %
 // of a stage's CPU). `--runs N` repeats every measurement N times in the same run (one stack per system) and prints
 // the median of each figure. CPU ms per message covers every process of each system: for mailgate the six stage
 // services, admin (the tracking store), ingress, kafka-lite, redis-server, clamd and rspamd; for Haraka its master and
-// workers and clamd (the DNS server serves both and is left out of both).
+// workers, clamd and, with full checks, rspamd and redis-server (rspamd's Bayes store) (the DNS server serves both
+// and is left out of both).
 // Prints figures, never asserts.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -25,9 +30,9 @@ import net from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import nodemailer from 'nodemailer';
 import { freePort, ManagedProcess, startSmtpSink, type Sink } from '@mailgate/testkit';
-import { buildMessage, header } from '../harness/mail.js';
+import { buildMessage, header, headers } from '../harness/mail.js';
 import { ACCEPTED_DOMAIN, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
-import { ensureHaraka, startHaraka } from './haraka.js';
+import { ensureHaraka, harakaPlugins, startHaraka, type HarakaChecks } from './haraka.js';
 import { describeSplit, groupMembers, LOAD_FROM as FROM, LOAD_TO as TO, smtpSource, waitCount } from './load.js';
 import { usageMeter, type ProcUsage } from './procstat.js';
 
@@ -44,6 +49,13 @@ const FROM_SOURCE = argv.includes('--source');
 const PARTITIONS = env('BENCH_PARTITIONS', 6);
 const SENDER_AUTH = process.env['BENCH_SENDER_AUTH'] !== '0';
 const SPAM = process.env['BENCH_SPAM'] !== '0';
+const HARAKA_CHECKS = ((): HarakaChecks => {
+  const v = argv.includes('--haraka-checks')
+    ? argv[argv.indexOf('--haraka-checks') + 1]
+    : (process.env['BENCH_HARAKA_CHECKS'] ?? 'full');
+  if (v !== 'full' && v !== 'core') throw new Error(`--haraka-checks / BENCH_HARAKA_CHECKS: full or core, not ${v}`);
+  return v;
+})();
 const STACK_CONFIG = {
   // Six services starting at once on a loaded 2-core machine can take minutes (BENCH_START_TIMEOUT_MS).
   startTimeoutMs: env('BENCH_START_TIMEOUT_MS', 300_000),
@@ -350,6 +362,15 @@ async function ceiling(size: (typeof SIZES)[number]): Promise<number> {
   }
 }
 
+/** rspamd's "Messages scanned" counter (rspamc stat on the controller); NaN if unavailable. */
+async function rspamdScanned(st: Stack): Promise<number> {
+  try {
+    return Number(/Messages scanned: (\d+)/.exec(await st.rspamd.rspamc(['stat']))?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
 /** mailgate_spam_actions_total by action from the spam-check stage's /metrics (what rspamd made of the load). */
 async function spamActionCounts(port: number): Promise<string> {
   try {
@@ -424,7 +445,7 @@ function table(rows: Row[], ceil: Record<string, number>): string {
     const hk = rows.find((r) => r.system === 'haraka' && r.size === size);
     if (mg && hk)
       lines.push(
-        `  ${size}: CPU per message mailgate (all processes) / Haraka + clamd = ${(perMsg(mg, mg.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
+        `  ${size}: CPU per message mailgate (all processes) / Haraka + clamd${HARAKA_CHECKS === 'full' ? ' + rspamd + redis' : ''} = ${(perMsg(mg, mg.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
           `; delivered msg/s mailgate / Haraka = ${(mg.delivered / hk.delivered).toFixed(2)}×`,
       );
   }
@@ -449,6 +470,13 @@ async function main(): Promise<void> {
   console.log(
     `stages: sender authentication ${SENDER_AUTH ? 'on' : 'off (BENCH_SENDER_AUTH=0)'}; spam check ${SPAM ? 'on (rspamd scans every message)' : 'off (BENCH_SPAM=0: skipped, the stage only forwards)'}`,
   );
+  if (process.env['BENCH_SKIP_HARAKA'] !== '1')
+    console.log(
+      `haraka ${HARAKA_CHECKS} checks (--haraka-checks): plugins ${harakaPlugins(HARAKA_CHECKS).join(', ')}` +
+        (HARAKA_CHECKS === 'full'
+          ? "; rspamd = the mailgate stack's; no DMARC (Haraka has no DMARC plugin; mailgate evaluates DMARC)"
+          : '; no SPF, DKIM, DMARC or spam check (mailgate runs them)'),
+    );
   const rows: Row[] = [];
   const ceil: Record<string, number> = {};
   for (const s of SIZES) ceil[s.label] = await ceiling(s);
@@ -462,6 +490,7 @@ async function main(): Promise<void> {
   ];
   let slowest = 'virus-scan';
   let spamActions = '';
+  const harakaEvidence: string[] = [];
   try {
     for (const s of SIZES) {
       const runs: Row[] = [];
@@ -480,6 +509,7 @@ async function main(): Promise<void> {
       for (const list of stack.services.values()) for (const p of list) await p.stop();
       const bin = ensureHaraka(log);
       const sink = await startSmtpSink({ name: 'haraka-sink.test' });
+      const full = HARAKA_CHECKS === 'full';
       const haraka = await startHaraka({
         bin,
         dir: stack.dir,
@@ -487,7 +517,13 @@ async function main(): Promise<void> {
         clamd: { host: stack.clamd.host, port: stack.clamd.port },
         sink: { host: sink.host, port: sink.port },
         acceptedDomain: ACCEPTED_DOMAIN,
+        checks: HARAKA_CHECKS,
+        rspamd: { host: stack.rspamd.host, port: stack.rspamd.port },
+        ...(process.env['BENCH_HARAKA_LOG'] ? { logLevel: process.env['BENCH_HARAKA_LOG'] } : {}),
       });
+      // The stack's rspamd and its Redis (Bayes) stay up for Haraka: counted in Haraka's CPU with full checks.
+      const redisPid = stack.processes().find((p) => p.label === 'redis-server')?.pid;
+      const scannedBefore = full ? await rspamdScanned(stack) : NaN;
       try {
         for (const s of SIZES) {
           const runs: Row[] = [];
@@ -497,9 +533,26 @@ async function main(): Promise<void> {
                 { label: 'haraka(master)', pid: haraka.pid },
                 ...childPids(haraka.pid).map((pid, i) => ({ label: `haraka(worker ${i})`, pid })),
                 { label: 'clamd', pid: stack!.clamd.pid },
+                ...(full ? [...rspamdProcs(stack!.rspamd.pid), { label: 'redis-server', pid: redisPid }] : []),
               ]),
             );
           rows.push(medianRow(runs));
+        }
+        // Evidence that the checks ran: what Haraka added to the last message it delivered, and rspamd's counter.
+        const last = sink.messages.at(-1);
+        if (last)
+          harakaEvidence.push(
+            ...headers(last.data.subarray(0, 65536))
+              .filter((h) => /^(received-spf|authentication-results|x-rspamd-|x-spam-|x-haraka-)/.test(h.name))
+              .map((h) => `  ${h.name}: ${h.value.slice(0, 300)}`),
+          );
+        if (full) {
+          const scanned = (await rspamdScanned(stack)) - scannedBefore;
+          const handled = rows.filter((r) => r.system === 'haraka').reduce((a, r) => a + r.handled, 0);
+          harakaEvidence.push(
+            `  rspamd "Messages scanned" went up by ${scanned} during the Haraka run ` +
+              `(peak-run messages: ${handled}; warm-up and half-load messages come on top)`,
+          );
         }
       } catch (e) {
         log(`haraka run failed: ${(e as Error).message}\n${haraka.output().slice(-3000)}`);
@@ -516,6 +569,10 @@ async function main(): Promise<void> {
   console.log('\n' + table(rows, ceil));
   if (spamActions)
     console.log(`spam-check decisions over the whole mailgate run (warm-up, load, probes): ${spamActions}`);
+  if (harakaEvidence.length)
+    console.log(
+      `Haraka (${HARAKA_CHECKS} checks): headers on the last message it delivered\n${harakaEvidence.join('\n')}`,
+    );
 
   // --- scale-out: two replicas of the busiest stage -----------------------------------------------------------------
   if (process.env['BENCH_SKIP_SCALE'] !== '1') {

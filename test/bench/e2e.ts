@@ -557,6 +557,16 @@ async function main(): Promise<void> {
       } catch (e) {
         log(`haraka run failed: ${(e as Error).message}\n${haraka.output().slice(-3000)}`);
       } finally {
+        // BENCH_HARAKA_LOG=info: the plugins' per-message results, from the end of Haraka's log.
+        if (process.env['BENCH_HARAKA_LOG'])
+          log(
+            `haraka log (plugin results, last 40 lines):\n${haraka
+              .output()
+              .split('\n')
+              .filter((l) => /\[(dns-list|spf|dkim|attachment|clamd|rspamd|queue\/smtp_forward)\]/.test(l))
+              .slice(-40)
+              .join('\n')}`,
+          );
         await haraka.stop();
         await sink.close();
       }

@@ -31,7 +31,7 @@ import { cpus, totalmem } from 'node:os';
 import nodemailer from 'nodemailer';
 import { freePort, ManagedProcess, startSmtpSink, type Sink } from '@mailgate/testkit';
 import { buildMessage, header, headers } from '../harness/mail.js';
-import { ACCEPTED_DOMAIN, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
+import { ACCEPTED_DOMAIN, DKIM_KEYS, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
 import { ensureHaraka, harakaPlugins, startHaraka, type HarakaChecks } from './haraka.js';
 import { describeSplit, groupMembers, LOAD_FROM as FROM, LOAD_TO as TO, smtpSource, waitCount } from './load.js';
 import { usageMeter, type ProcUsage } from './procstat.js';
@@ -362,6 +362,38 @@ async function ceiling(size: (typeof SIZES)[number]): Promise<number> {
   }
 }
 
+/**
+ * One message DKIM-signed (rsa-sha256) with the stack's mg-rsa key of example.test, whose record the bench's rbldnsd
+ * serves (the load is unsigned, so this shows the verifier at work): Haraka's Authentication-Results for it.
+ */
+async function dkimProbe(port: number, sink: Sink): Promise<string> {
+  const key = DKIM_KEYS.outbound.find((k) => k.selector === 'mg-rsa')!;
+  const t = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    ignoreTLS: true,
+    name: 'probe.test',
+    dkim: { domainName: ACCEPTED_DOMAIN, keySelector: key.selector, privateKey: key.pem },
+  } as nodemailer.TransportOptions);
+  const mid = `<dkim-${randomBytes(8).toString('hex')}@probe.test>`;
+  try {
+    sink.clear();
+    await t.sendMail({
+      envelope: { from: FROM, to: [TO] },
+      raw: buildMessage({ from: `news@${ACCEPTED_DOMAIN}`, to: TO, messageId: mid, body: 'signed\r\n' }),
+    });
+    await waitCount(sink, 1, 30_000);
+    const m = sink.messages.find((x) => header(x.data.subarray(0, 65536), 'message-id') === mid);
+    return m
+      ? (header(m.data.subarray(0, 65536), 'authentication-results') ?? 'no Authentication-Results')
+      : 'not delivered';
+  } catch (e) {
+    return `failed: ${(e as Error).message}`;
+  } finally {
+    t.close();
+  }
+}
+
 /** rspamd's "Messages scanned" counter (rspamc stat on the controller); NaN if unavailable. */
 async function rspamdScanned(st: Stack): Promise<number> {
   try {
@@ -548,6 +580,7 @@ async function main(): Promise<void> {
           );
         if (full) {
           const scanned = (await rspamdScanned(stack)) - scannedBefore;
+          harakaEvidence.push(`  DKIM-signed probe: ${await dkimProbe(haraka.port, sink)}`);
           const handled = rows.filter((r) => r.system === 'haraka').reduce((a, r) => a + r.handled, 0);
           harakaEvidence.push(
             `  rspamd "Messages scanned" went up by ${scanned} during the Haraka run ` +

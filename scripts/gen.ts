@@ -15,7 +15,15 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CHAINABLE_STAGES, chainGroup, SERVICE_NAMES, SERVICES, serviceSpec, TOPICS } from '@mailgate/contracts';
+import {
+  CHAINABLE_STAGES,
+  chainGroup,
+  chainProblem,
+  SERVICE_NAMES,
+  SERVICES,
+  serviceSpec,
+  TOPICS,
+} from '@mailgate/contracts';
 import * as prettier from 'prettier';
 import { stringify } from 'yaml';
 
@@ -41,6 +49,8 @@ function autoscaling(name: (typeof SERVICE_NAMES)[number]): Record<string, unkno
 }
 
 function stageChain(): Record<string, unknown> {
+  const problem = chainProblem(CHAINABLE_STAGES);
+  if (problem) throw new Error(`CHAINABLE_STAGES: ${problem}`);
   const first = serviceSpec(CHAINABLE_STAGES[0]);
   return {
     component: 'stage-chain',

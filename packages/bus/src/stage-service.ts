@@ -154,7 +154,7 @@ async function startStages(
   const checks: [string, ReadinessCheck][] = [];
   for (const def of stages) {
     const stepLog = opts.prefixChecks ? log.child({ stage: def.stage }) : log;
-    const setup = await def.setup({ ...ctx, log: stepLog, kafka, producer });
+    const setup = await def.setup({ ...ctx, name: def.stage, log: stepLog, kafka, producer });
     // Registered as soon as it exists: a later step's failing setup still closes this one's clients.
     if (setup.close) lifecycle.on('close', opts.prefixChecks ? `${def.stage}` : 'stage', setup.close);
     for (const [name, check] of Object.entries(setup.checks ?? {})) {

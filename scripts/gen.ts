@@ -15,7 +15,15 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SERVICE_NAMES, SERVICES, serviceSpec, TOPICS } from '@mailgate/contracts';
+import {
+  CHAINABLE_STAGES,
+  chainGroup,
+  chainProblem,
+  SERVICE_NAMES,
+  SERVICES,
+  serviceSpec,
+  TOPICS,
+} from '@mailgate/contracts';
 import * as prettier from 'prettier';
 import { stringify } from 'yaml';
 
@@ -40,6 +48,25 @@ function autoscaling(name: (typeof SERVICE_NAMES)[number]): Record<string, unkno
   }
 }
 
+function stageChain(): Record<string, unknown> {
+  const problem = chainProblem(CHAINABLE_STAGES);
+  if (problem) throw new Error(`CHAINABLE_STAGES: ${problem}`);
+  const first = serviceSpec(CHAINABLE_STAGES[0]);
+  return {
+    component: 'stage-chain',
+    subcommand: 'chain',
+    args: [CHAINABLE_STAGES.join(',')],
+    section: first.section,
+    httpPort: first.httpPort,
+    kind: 'consumer',
+    consumerGroup: chainGroup(CHAINABLE_STAGES),
+    // KEDA: the lag on the first stage's topic (later topics only carry releases with recheck).
+    topic: first.consumes,
+    replaces: CHAINABLE_STAGES.map((n) => SERVICES[n].helmKey),
+    autoscaling: autoscaling(CHAINABLE_STAGES[0]),
+  };
+}
+
 function helmFragment(): string {
   const services: Record<string, unknown> = {};
   for (const name of SERVICE_NAMES) {
@@ -62,6 +89,9 @@ function helmFragment(): string {
     // Pipeline stages read from Kafka (KEDA-scaled); the rest listen for SMTP or HTTP.
     consumerKeys: SERVICE_NAMES.filter((n) => SERVICES[n].kind === 'consumer').map((n) => SERVICES[n].helmKey),
     services,
+    // The opt-in stage chain (stages.stageChain.enabled): one Deployment runs the check stages (`mailgate chain …`)
+    // instead of one each (`replaces`); it reads the first stage's config section and serves its http port.
+    stageChain: stageChain(),
     // Topic key (KafkaTopic name suffix) -> Kafka topic name.
     topics: Object.fromEntries(Object.values(TOPICS).map((t) => [t.replace(/^mailgate\./, ''), t])),
   };

@@ -443,14 +443,16 @@ const schema = {
     }),
     // One entry per service of the SERVICES table (the generated catalog, in its order): a pipeline stage that
     // consumes Kafka gets the generic consumer shape unless it has options of its own.
+    // Plus the opt-in stage chain (a consumer: the same shape).
     stages: obj(
-      Object.fromEntries(
-        Object.entries(CATALOG.services).map(([key, c]) => {
+      Object.fromEntries([
+        ...Object.entries(CATALOG.services).map(([key, c]) => {
           const own = { ingressSmtp, delivery: deliveryStage, admin: adminStage }[key];
           if (!own && c.kind !== 'consumer') throw new Error(`gen-schema: no values shape for service ${key}`);
           return [key, own ?? consumerStage];
         }),
-      ),
+        ['stageChain', consumerStage],
+      ]),
     ),
     networkPolicy: obj({
       enabled: bool,

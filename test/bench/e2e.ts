@@ -5,6 +5,9 @@
 // by probe messages (nodemailer, one every 250 ms during the peak run; then a paced run at half the peak delivered
 // rate), each from its `250` to its arrival at the sink. CPU (% of one core) and RSS per process from /proc.
 //
+// Systems: `--systems split,chain,haraka` (default split,haraka): `split` is mailgate with every stage its own process
+// (rows `mailgate`), `chain` the check stages as one stage chain process (`mailgate chain dnsbl-check,…,spam-check`,
+// rows `mailgate-chain`), `haraka` Haraka. `--chain` or BENCH_CHAIN=1 adds `chain` to the default.
 // Environment: BENCH_MESSAGES_10K (default 3000), BENCH_MESSAGES_100K (default 600), BENCH_SESSIONS (20),
 // BENCH_HALF_SECONDS (15), BENCH_SKIP_HARAKA=1, BENCH_SKIP_SCALE=1, BENCH_PARTITIONS (6), HARAKA_DIR,
 // BENCH_SENDER_AUTH=0 (senderAuth.enabled: false in mailgate's config: the same code with and without the ingress
@@ -56,6 +59,19 @@ const HARAKA_CHECKS = ((): HarakaChecks => {
   if (v !== 'full' && v !== 'core') throw new Error(`--haraka-checks / BENCH_HARAKA_CHECKS: full or core, not ${v}`);
   return v;
 })();
+/** The systems to measure, in this order (rows: mailgate, mailgate-chain, haraka). */
+const SYSTEMS = ((): Set<'split' | 'chain' | 'haraka'> => {
+  const arg = argv.includes('--systems') ? argv[argv.indexOf('--systems') + 1] : undefined;
+  const names = (arg ?? 'split,haraka').split(',').map((x) => x.trim());
+  const bad = names.filter((x) => !['split', 'chain', 'haraka'].includes(x));
+  if (bad.length) throw new Error(`--systems: unknown ${bad.join(', ')} (split, chain, haraka)`);
+  const out = new Set(names as ('split' | 'chain' | 'haraka')[]);
+  if (!arg && (argv.includes('--chain') || process.env['BENCH_CHAIN'] === '1')) out.add('chain');
+  if (process.env['BENCH_SKIP_HARAKA'] === '1') out.delete('haraka');
+  return out;
+})();
+/** The stages the `chain` system runs as one process. */
+const CHAIN = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
 const STACK_CONFIG = {
   // Six services starting at once on a loaded 2-core machine can take minutes (BENCH_START_TIMEOUT_MS).
   startTimeoutMs: env('BENCH_START_TIMEOUT_MS', 300_000),
@@ -443,7 +459,9 @@ function table(rows: Row[], ceil: Record<string, number>): string {
     const hk = rows.find((r) => r.system === 'haraka' && r.size === size);
     const c = ceil[size];
     const parts: string[] = [];
+    const ch = rows.find((r) => r.system === 'mailgate-chain' && r.size === size);
     if (mg && hk) parts.push(`mailgate/Haraka delivered = ${(mg.delivered / hk.delivered).toFixed(2)}×`);
+    if (ch && hk) parts.push(`mailgate-chain/Haraka delivered = ${(ch.delivered / hk.delivered).toFixed(2)}×`);
     if (mg && c) parts.push(`mailgate/ceiling = ${((mg.delivered / c) * 100).toFixed(1)} %`);
     if (hk && c) parts.push(`Haraka/ceiling = ${((hk.delivered / c) * 100).toFixed(1)} %`);
     lines.push(`${size}: ${parts.join(', ')}`);
@@ -468,7 +486,7 @@ function table(rows: Row[], ceil: Record<string, number>): string {
     };
     lines.push(
       `  ${r.system} ${r.size}: all processes ${fmt(perMsg(r, r.usage), 2)} ms${part('ingress', 'ingress')}` +
-        `${part('spam-check stage', 'spam-check')}${part(`rspamd (all ${r.usage.filter((u) => u.label.startsWith('rspamd')).length} processes)`, 'rspamd')} (${r.handled} messages${r.note ? `; ${r.note}` : ''})`,
+        `${part('spam-check stage', 'spam-check')}${part('chain', 'chain')}${part(`rspamd (all ${r.usage.filter((u) => u.label.startsWith('rspamd')).length} processes)`, 'rspamd')} (${r.handled} messages${r.note ? `; ${r.note}` : ''})`,
     );
     lines.push(`    per process: ${r.usage.map((u) => `${u.label} ${fmt(perMsg(r, [u]), 2)}`).join(', ')}`);
   }
@@ -479,6 +497,17 @@ function table(rows: Row[], ceil: Record<string, number>): string {
       lines.push(
         `  ${size}: CPU per message mailgate (all processes) / Haraka + clamd${HARAKA_CHECKS === 'full' ? ' + rspamd + redis' : ''} = ${(perMsg(mg, mg.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
           `; delivered msg/s mailgate / Haraka = ${(mg.delivered / hk.delivered).toFixed(2)}×`,
+      );
+    const ch = rows.find((r) => r.system === 'mailgate-chain' && r.size === size);
+    if (ch && hk)
+      lines.push(
+        `  ${size}: CPU per message mailgate-chain (all processes) / Haraka + clamd${HARAKA_CHECKS === 'full' ? ' + rspamd + redis' : ''} = ${(perMsg(ch, ch.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
+          `; delivered msg/s mailgate-chain / Haraka = ${(ch.delivered / hk.delivered).toFixed(2)}×`,
+      );
+    if (mg && ch)
+      lines.push(
+        `  ${size}: CPU per message mailgate-chain / mailgate (all processes) = ${(perMsg(ch, ch.usage) / perMsg(mg, mg.usage)).toFixed(2)}×` +
+          `; delivered msg/s mailgate-chain / mailgate = ${(ch.delivered / mg.delivered).toFixed(2)}×`,
       );
   }
   return lines.join('\n');
@@ -502,20 +531,19 @@ async function main(): Promise<void> {
   console.log(
     `stages: sender authentication ${SENDER_AUTH ? 'on' : 'off (BENCH_SENDER_AUTH=0)'}; spam check ${SPAM ? 'on (rspamd scans every message)' : 'off (BENCH_SPAM=0: skipped, the stage only forwards)'}`,
   );
-  if (process.env['BENCH_SKIP_HARAKA'] !== '1')
+  if (SYSTEMS.has('haraka'))
     console.log(
       `haraka ${HARAKA_CHECKS} checks (--haraka-checks): plugins ${harakaPlugins(HARAKA_CHECKS).join(', ')}` +
         (HARAKA_CHECKS === 'full'
           ? "; rspamd = the mailgate stack's; no DMARC (Haraka has no DMARC plugin; mailgate evaluates DMARC)"
           : '; no SPF, DKIM, DMARC or spam check (mailgate runs them)'),
     );
+  console.log(`systems: ${[...SYSTEMS].join(', ')}`);
   const rows: Row[] = [];
   const ceil: Record<string, number> = {};
   for (const s of SIZES) ceil[s.label] = await ceiling(s);
   log(`ceiling: ${JSON.stringify(ceil)}`);
 
-  // --- mailgate --------------------------------------------------------------------------------------------------
-  let stack: Stack | undefined = await startStack({ partitions: PARTITIONS, logLevel: 'warn', ...STACK_CONFIG });
   const stageProcs = (st: Stack) => () => [
     ...st.processes().filter((p) => p.label !== 'rspamd'),
     ...rspamdProcs(st.rspamd.pid),
@@ -523,20 +551,27 @@ async function main(): Promise<void> {
   let slowest = 'virus-scan';
   let spamActions = '';
   const harakaEvidence: string[] = [];
+  // --- mailgate (split: one process per stage); its stack also serves Haraka (clamd, rbldnsd) ---------------------
+  let stack: Stack | undefined =
+    SYSTEMS.has('split') || SYSTEMS.has('haraka')
+      ? await startStack({ partitions: PARTITIONS, logLevel: 'warn', ...STACK_CONFIG })
+      : undefined;
   try {
-    for (const s of SIZES) {
-      const runs: Row[] = [];
-      for (let i = 0; i < RUNS; i++)
-        runs.push(await measure('mailgate', stack.smtp.port, stack.internal, s, stageProcs(stack)));
-      rows.push(medianRow(runs));
+    if (stack && SYSTEMS.has('split')) {
+      for (const s of SIZES) {
+        const runs: Row[] = [];
+        for (let i = 0; i < RUNS; i++)
+          runs.push(await measure('mailgate', stack.smtp.port, stack.internal, s, stageProcs(stack)));
+        rows.push(medianRow(runs));
+      }
+      spamActions = await spamActionCounts(stack.proc('spam-check').httpPort);
+      const u = rows.find((r) => r.system === 'mailgate')?.usage ?? [];
+      const stageUse = u.filter((x) => STAGES.some((st) => x.label.startsWith(st)));
+      slowest = stageUse.sort((a, b) => b.cpuPercent - a.cpuPercent)[0]?.label.replace(/#\d+$/, '') ?? slowest;
     }
-    spamActions = await spamActionCounts(stack.proc('spam-check').httpPort);
-    const u = rows.find((r) => r.system === 'mailgate')?.usage ?? [];
-    const stageUse = u.filter((x) => STAGES.some((st) => x.label.startsWith(st)));
-    slowest = stageUse.sort((a, b) => b.cpuPercent - a.cpuPercent)[0]?.label.replace(/#\d+$/, '') ?? slowest;
 
     // --- Haraka against the same clamd, rbldnsd and a sink --------------------------------------------------------
-    if (process.env['BENCH_SKIP_HARAKA'] !== '1') {
+    if (stack && SYSTEMS.has('haraka')) {
       // Free the CPU the pipeline's idle consumers would take (kafka-lite, clamd, rbldnsd stay: Haraka uses clamd).
       for (const list of stack.services.values()) for (const p of list) await p.stop();
       const bin = ensureHaraka(log);
@@ -611,9 +646,28 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await stack.stop();
+    await stack?.stop();
     stack = undefined;
   }
+
+  // --- mailgate as a stage chain: the four check stages in one process ------------------------------------------
+  let chainSpamActions = '';
+  if (SYSTEMS.has('chain')) {
+    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', chain: CHAIN, ...STACK_CONFIG });
+    try {
+      for (const s of SIZES) {
+        const runs: Row[] = [];
+        for (let i = 0; i < RUNS; i++)
+          runs.push(await measure('mailgate-chain', st.smtp.port, st.internal, s, stageProcs(st)));
+        rows.push(medianRow(runs));
+      }
+      chainSpamActions = await spamActionCounts(st.proc('spam-check').httpPort);
+    } finally {
+      await st.stop();
+    }
+  }
+  const order = ['mailgate', 'mailgate-chain', 'haraka'];
+  rows.sort((a, b) => order.indexOf(a.system) - order.indexOf(b.system));
 
   console.log('\n' + table(rows, ceil));
   if (spamActions)
@@ -622,9 +676,11 @@ async function main(): Promise<void> {
     console.log(
       `Haraka (${HARAKA_CHECKS} checks): headers on the last message it delivered\n${harakaEvidence.join('\n')}`,
     );
+  if (chainSpamActions)
+    console.log(`spam-check decisions over the whole mailgate-chain run (warm-up, load, probes): ${chainSpamActions}`);
 
   // --- scale-out: two replicas of the busiest stage -----------------------------------------------------------------
-  if (process.env['BENCH_SKIP_SCALE'] !== '1') {
+  if (process.env['BENCH_SKIP_SCALE'] !== '1' && SYSTEMS.has('split')) {
     const name = slowest as (typeof STAGES)[number];
     log(`scale-out: 2 × ${name}`);
     const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', replicas: { [name]: 2 }, ...STACK_CONFIG });

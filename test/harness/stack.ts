@@ -111,6 +111,12 @@ export interface StackOptions {
   nodeFlags?: Partial<Record<ServiceName, string[]>>;
   /** kafka-lite fsync policy (default 'interval'). */
   fsync?: 'always' | 'interval' | 'never';
+  /**
+   * Run these consecutive check stages as one `mailgate chain …` process (label `chain#<replica>`, the first
+   * stage's http port, its replica count and node flags) instead of one process each. `services` has it under the
+   * first stage; `proc(<any of them>)` is the chain process.
+   */
+  chain?: readonly PipelineStage[];
 }
 
 /** One service process (one replica). kill() is a crash (SIGKILL), restart() starts it again on the same ports. */
@@ -126,6 +132,8 @@ export class ServiceProcess {
     private readonly env: NodeJS.ProcessEnv,
     private readonly nodeFlags: string[],
     private readonly startTimeoutMs: number,
+    /** A stage chain process: `mailgate chain <stages>` (`name` is its first stage). */
+    readonly chain?: readonly PipelineStage[],
   ) {}
 
   get pid(): number | undefined {
@@ -137,7 +145,7 @@ export class ServiceProcess {
   }
 
   get label(): string {
-    return `${this.name}#${this.replica}`;
+    return `${this.chain ? 'chain' : this.name}#${this.replica}`;
   }
 
   /** Starts the process; if its HTTP port was taken meanwhile (EADDRINUSE), once more on a fresh port. */
@@ -159,7 +167,8 @@ export class ServiceProcess {
     const entry = built()
       ? [join(REPO_ROOT, 'packages/cli/bin/mailgate.js')]
       : ['--import', 'tsx', '--conditions=mailgate-src', join(REPO_ROOT, 'packages/cli/src/main.ts')];
-    const args = [...this.nodeFlags, ...entry, this.name, '--config', this.configFile];
+    const command = this.chain ? ['chain', this.chain.join(',')] : [this.name];
+    const args = [...this.nodeFlags, ...entry, ...command, '--config', this.configFile];
     const p = new ManagedProcess(`${this.label}(${this.starts})`, process.execPath, args, {
       cwd: REPO_ROOT,
       env: this.env,
@@ -458,8 +467,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     baseEnv['NODE_ENV'] = 'test';
     const startTimeoutMs = opts.startTimeoutMs ?? 120_000;
     const all: ServiceProcess[] = [];
+    const chain = opts.chain && opts.chain.length > 0 ? opts.chain : undefined;
     for (const name of SERVICES) {
       if (!wanted.has(name)) continue;
+      // The chain's later stages are the chain process (registered under its first stage below).
+      if (chain && chain.includes(name as PipelineStage) && name !== chain[0]) continue;
       const n = opts.replicas?.[name] ?? 1;
       const list: ServiceProcess[] = [];
       for (let r = 0; r < n; r++) {
@@ -469,7 +481,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
           [`MAILGATE__${ENV_SECTION[name]}__HTTP__PORT`]: String(port),
           MAILGATE__GATEWAY__INSTANCE: `${name}-${r}`,
         };
-        const sp = new ServiceProcess(name, r, port, configFile, env, opts.nodeFlags?.[name] ?? [], startTimeoutMs);
+        const inChain = chain?.[0] === name ? chain : undefined;
+        const flags = opts.nodeFlags?.[name] ?? [];
+        const sp = new ServiceProcess(name, r, port, configFile, env, flags, startTimeoutMs, inChain);
         list.push(sp);
         all.push(sp);
       }
@@ -498,7 +512,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       adminToken: ADMIN_TOKEN,
       services: procs,
       proc(name, replica = 0) {
-        const p = procs.get(name)?.[replica];
+        // A stage inside the chain is the chain process (registered under the chain's first stage).
+        const key = chain?.includes(name as PipelineStage) ? chain[0]! : name;
+        const p = procs.get(key)?.[replica];
         if (!p) throw new Error(`stack: no process ${name}#${replica}`);
         return p;
       },

@@ -70,17 +70,41 @@ point a stage at the wrong topic by accident.
 
 {{/* Helm key -> catalog entry (component, subcommand, section, httpPort, kind, consumerGroup, topic, autoscaling). */}}
 {{- define "mailgate.catalog" -}}
-{{- (include "mailgate.generated" . | fromYaml).services | toYaml }}
+{{- $g := include "mailgate.generated" . | fromYaml -}}
+{{- $services := $g.services -}}
+{{- if .Values.stages.stageChain.enabled }}{{ $_ := set $services "stageChain" $g.stageChain }}{{ end -}}
+{{- $services | toYaml }}
 {{- end }}
 
-{{/* The services' Helm keys in pipeline order, as a YAML list: `include "mailgate.serviceKeys" . | fromYamlArray`. */}}
+{{/*
+Service keys with the stage chain in place of the stages it replaces when stages.stageChain.enabled (the chain's
+key where the first of them was): (dict "root" $ "keys" <list>) -> YAML list.
+*/}}
+{{- define "mailgate.withChain" -}}
+{{- $keys := .keys -}}
+{{- if .root.Values.stages.stageChain.enabled -}}
+{{- $replaces := (include "mailgate.generated" .root | fromYaml).stageChain.replaces -}}
+{{- $out := list -}}
+{{- range $keys -}}
+{{- if eq . (first $replaces) }}{{ $out = append $out "stageChain" }}{{ end -}}
+{{- if not (has . $replaces) }}{{ $out = append $out . }}{{ end -}}
+{{- end -}}
+{{- $keys = $out -}}
+{{- end -}}
+{{- $keys | toYaml }}
+{{- end }}
+
+{{/*
+The services' Helm keys in pipeline order, as a YAML list: `include "mailgate.serviceKeys" . | fromYamlArray`.
+With stages.stageChain.enabled, `stageChain` stands in for the check stages it runs.
+*/}}
 {{- define "mailgate.serviceKeys" -}}
-{{- (include "mailgate.generated" . | fromYaml).serviceKeys | toYaml }}
+{{- include "mailgate.withChain" (dict "root" . "keys" (include "mailgate.generated" . | fromYaml).serviceKeys) }}
 {{- end }}
 
 {{/* The Helm keys of the pipeline stages that consume Kafka (KEDA-scaled), as a YAML list. */}}
 {{- define "mailgate.consumerKeys" -}}
-{{- (include "mailgate.generated" . | fromYaml).consumerKeys | toYaml }}
+{{- include "mailgate.withChain" (dict "root" . "keys" (include "mailgate.generated" . | fromYaml).consumerKeys) }}
 {{- end }}
 
 {{/* Pipeline topics (TOPICS of packages/contracts): key -> Kafka topic name. */}}

@@ -1,6 +1,9 @@
-// One file (~355 lines, ~290 of logic): consume → decide → produce → commit for one stage, with the hold/retry and
-// drain rules that must see the same in-flight state; the records a decision produces are in stage-records.ts.
+// One file: consume → decide → produce → commit for one stage or a chain of consecutive stages (a single stage is a
+// chain of one step), with the hold/retry and drain rules that must see the same in-flight state; the records a
+// decision produces are in stage-records.ts.
 import {
+  chainGroup,
+  chainProblem,
   CodecError,
   decodeMessage,
   STAGE_GRAPH,
@@ -15,20 +18,34 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { backoffMs } from './backoff.js';
 import { ConsumerState } from './consumer-state.js';
 import type { DurableProducer, OutRecord } from './producer.js';
-import { deadLetterRecords, outcomeRecords, type StageEdge } from './stage-records.js';
+import { deadLetterRecords, decidedMessage, decisionRecords, forwardRecord, type StageEdge } from './stage-records.js';
 import type { StageContext, StageFn, StageHooks, StageOutcome } from './stage.js';
 
-export interface StageRunnerOptions {
+/** One step of a runner: a pipeline stage and its function. */
+export interface StageStep {
   readonly stage: PipelineStage;
+  readonly fn: StageFn;
+  readonly hooks?: StageHooks;
+}
+
+/** What a runner runs: one stage (`stage`, `fn`, `hooks`), or `steps`, a chain of consecutive stages. */
+export type StageRunnerSteps =
+  | { readonly stage: PipelineStage; readonly fn: StageFn; readonly hooks?: StageHooks; readonly steps?: never }
+  | { readonly steps: readonly StageStep[]; readonly stage?: never; readonly fn?: never; readonly hooks?: never };
+
+export type StageRunnerOptions = StageRunnerCommonOptions & StageRunnerSteps;
+
+export interface StageRunnerCommonOptions {
   readonly kafka: Kafka;
   readonly producer: DurableProducer;
-  readonly fn: StageFn;
   readonly bus: BusConfig;
   readonly log: Logger;
   readonly telemetry: Telemetry;
   readonly host: string;
-  readonly hooks?: StageHooks;
-  /** Override the consumed topic / group (tests). Defaults come from the stage graph. */
+  /**
+   * Override the first step's input topic / the group (tests). Defaults come from the stage graph: every step's
+   * `consumes`, and the stage's group (a chain: `chainGroup`, e.g. mailgate.chain.dnsbl-check..spam-check).
+   */
   readonly topic?: string;
   readonly groupId?: string;
   /** Partitions processed in parallel by this instance (default `bus.partitionsConcurrently`). */
@@ -51,10 +68,26 @@ class BatchAborted extends Error {}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** A step with what the runner derives for it: its topics and identity (stage-records.ts) and its tracer. */
+interface Step extends StageStep {
+  readonly edge: StageEdge;
+  tracer?: Tracer;
+}
+
+/** What processing one record decided: its records, or the step that dead-lettered it (for the metrics). */
+type StepOutcome = StageOutcome | { deadLetter: Error };
+
 /**
  * Runs one pipeline stage: consume its input topic in its consumer group, call the stage function, produce the
  * result, and only then commit the offset (at-least-once: a crash anywhere before the commit means the record
  * is processed again, never lost — see docs/architecture.md "No loss").
+ *
+ * A stage chain (`steps`, consecutive stages) is the same with the hand-over in memory: the runner consumes the
+ * input topic of every step (a record read from step k's topic starts at step k: a release with recheck, or a
+ * backlog left by split stages); on `pass` the forwarded message goes straight to the next step's function. Each
+ * step has its own span, metrics, tempfail hold and retries; the last step's forward record (or the quarantine
+ * record of the step that quarantined, naming that step's input topic) and every step's events are produced
+ * together before the commit, so a crash re-runs the whole chain for uncommitted records.
  *
  *   pass                → output topic (the stage graph's `produces`), envelope verdict appended
  *   quarantine / reject → quarantine topic
@@ -65,9 +98,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  */
 export class StageRunner {
   private readonly consumer: Consumer;
-  private readonly topic: string;
-  /** This stage's topics and identity, for the records its decisions produce (stage-records.ts). */
-  private readonly edge: StageEdge;
+  /** The steps in pipeline order (one for a single stage). */
+  private readonly steps: readonly Step[];
+  /** Input topic → index of the step that starts there. */
+  private readonly startAt: ReadonlyMap<string, number>;
   private readonly abort = new AbortController();
   private readonly state: ConsumerState;
   private running = false;
@@ -75,15 +109,22 @@ export class StageRunner {
   private stopping = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly metrics;
-  private tracer: Tracer | undefined;
 
   constructor(private readonly opts: StageRunnerOptions) {
-    const graph = STAGE_GRAPH[opts.stage];
-    this.topic = opts.topic ?? graph.consumes ?? '';
-    if (!this.topic) throw new Error(`stage ${opts.stage} consumes no topic`);
-    this.edge = { stage: opts.stage, host: opts.host, topic: this.topic, output: graph.produces };
+    const steps: readonly StageStep[] = opts.steps ?? [
+      { stage: opts.stage, fn: opts.fn, ...(opts.hooks ? { hooks: opts.hooks } : {}) },
+    ];
+    const stages = steps.map((s) => s.stage);
+    const problem = chainProblem(stages);
+    if (problem) throw new Error(problem);
+    this.steps = steps.map((s, k) => {
+      const graph = STAGE_GRAPH[s.stage];
+      const topic = (k === 0 ? opts.topic : undefined) ?? graph.consumes ?? '';
+      return { ...s, edge: { stage: s.stage, host: opts.host, topic, output: graph.produces } };
+    });
+    this.startAt = new Map(this.steps.map((s, k) => [s.edge.topic, k]));
     this.consumer = opts.kafka.consumer({
-      groupId: opts.groupId ?? graph.group ?? `mailgate.${opts.stage}`,
+      groupId: opts.groupId ?? chainGroup(stages),
       sessionTimeout: opts.sessionTimeoutMs ?? opts.bus.sessionTimeoutMs,
       heartbeatInterval: opts.heartbeatIntervalMs ?? opts.bus.heartbeatIntervalMs,
       rebalanceTimeout: 60000,
@@ -124,7 +165,8 @@ export class StageRunner {
 
   async start(): Promise<void> {
     await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
+    // fromBeginning applies only where the group has no committed offset yet (a new group, or a topic it never read).
+    await this.consumer.subscribe({ topics: this.steps.map((s) => s.edge.topic), fromBeginning: true });
     this.running = true;
     await this.consumer.run({
       autoCommit: false,
@@ -197,7 +239,7 @@ export class StageRunner {
     const { batch } = p;
     let outputs: OutRecord[][];
     try {
-      outputs = await Promise.all(chunk.map((m) => this.processRecord(m, batch.partition, p)));
+      outputs = await Promise.all(chunk.map((m) => this.processRecord(m, batch.topic, batch.partition, p)));
     } catch (err) {
       if (err instanceof BatchAborted) return false; // not committed: redelivered after restart/rebalance
       throw err;
@@ -242,64 +284,91 @@ export class StageRunner {
     }
   }
 
-  private async processRecord(m: KafkaMessage, partition: number, p: EachBatchPayload): Promise<OutRecord[]> {
+  /**
+   * One record read from `topic`: decoded, then decided by the step that consumes `topic` and, on `pass`, by each
+   * following step in memory. Returns everything to produce for it: the final forward record (output or
+   * quarantine), every step's events and extra records, or the dead-letter record.
+   */
+  private async processRecord(
+    m: KafkaMessage,
+    topic: string,
+    partition: number,
+    p: EachBatchPayload,
+  ): Promise<OutRecord[]> {
+    const first = this.startAt.get(topic) ?? 0;
     const headers = (m.headers ?? {}) as RecordHeaders;
-    // One tracer per runner: trace.getTracer walks the provider on every call (~1 % of a stage's CPU per record).
-    // The API's ProxyTracer still delegates to a provider registered after this first call.
-    const tracer = (this.tracer ??= this.opts.telemetry.tracer(this.opts.stage));
-    const parent = extractTraceContext(headers);
-    const span = tracer.startSpan(
-      `${this.opts.stage} process`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          'mailgate.service': this.opts.stage,
-          'messaging.system': 'kafka',
-          'messaging.destination.name': this.topic,
-          'messaging.kafka.partition': partition,
-          'messaging.kafka.offset': Number(m.offset),
+    let parent = extractTraceContext(headers);
+    let msg: PipelineMessage | undefined;
+    const out: OutRecord[] = [];
+    for (let k = first; k < this.steps.length; k++) {
+      const step = this.steps[k]!;
+      // One tracer per step: trace.getTracer walks the provider on every call (~1 % of a stage's CPU per record).
+      // The API's ProxyTracer still delegates to a provider registered after this first call.
+      const tracer = (step.tracer ??= this.opts.telemetry.tracer(step.stage));
+      const span = tracer.startSpan(
+        `${step.stage} process`,
+        {
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            'mailgate.service': step.stage,
+            'messaging.system': 'kafka',
+            'messaging.destination.name': step.edge.topic,
+            'messaging.kafka.partition': partition,
+            'messaging.kafka.offset': Number(m.offset),
+          },
         },
-      },
-      parent,
-    );
-    const started = Date.now();
-    try {
-      let msg: PipelineMessage;
+        parent,
+      );
+      const started = Date.now();
       try {
-        msg = decodeMessage(m.value);
+        if (!msg) {
+          try {
+            msg = decodeMessage(m.value);
+          } catch (err) {
+            if (!(err instanceof CodecError)) throw err;
+            span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+            return this.deadLetter(step, topic, m, err, undefined);
+          }
+        }
+        const current = msg;
+        span.setAttribute('mailgate.message_id', current.envelope.id);
+        const outcome: StepOutcome = await context.with(trace.setSpan(parent, span), () =>
+          this.decide(step, current, span, p),
+        );
+        // The record as read goes to the dead-letter topic (its topic as the source); earlier steps' events stay.
+        if ('deadLetter' in outcome) return [...out, ...this.deadLetter(step, topic, m, outcome.deadLetter, current)];
+        const durationMs = Date.now() - started;
+        this.metrics.duration.record(durationMs / 1000, { stage: step.stage });
+        this.metrics.messages.add(1, { stage: step.stage, verdict: outcome.verdict.kind });
+        if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: step.stage });
+        span.setAttribute('mailgate.verdict', outcome.verdict.kind);
+        if ('reason' in outcome.verdict) span.setAttribute('mailgate.reason', outcome.verdict.reason);
+        const decided = decidedMessage(step.edge, current, outcome, durationMs);
+        out.push(...decisionRecords(step.edge, current, outcome, durationMs, decided.at));
+        if (outcome.verdict.kind === 'pass' && k + 1 < this.steps.length) {
+          // Hand over in memory: the next step's span is a child of this one, as through the record's headers.
+          msg = decided.fwd;
+          parent = trace.setSpan(parent, span);
+          continue;
+        }
+        const fwd = forwardRecord(step.edge, decided, outcome, this.traceHeaders(span));
+        return fwd ? [fwd, ...out] : out;
       } catch (err) {
-        if (!(err instanceof CodecError)) throw err;
-        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
-        return this.deadLetter(m, err, undefined);
+        if (!(err instanceof BatchAborted)) span.recordException(err as Error);
+        throw err;
+      } finally {
+        span.end();
       }
-      span.setAttribute('mailgate.message_id', msg.envelope.id);
-      const outcome = await context.with(trace.setSpan(parent, span), () => this.decide(msg, span, p));
-      if ('deadLetter' in outcome) return this.deadLetter(m, outcome.deadLetter, msg);
-      const durationMs = Date.now() - started;
-      this.metrics.duration.record(durationMs / 1000, { stage: this.opts.stage });
-      this.metrics.messages.add(1, { stage: this.opts.stage, verdict: outcome.verdict.kind });
-      if (outcome.failedOpen) this.metrics.failOpen.add(1, { stage: this.opts.stage });
-      span.setAttribute('mailgate.verdict', outcome.verdict.kind);
-      if ('reason' in outcome.verdict) span.setAttribute('mailgate.reason', outcome.verdict.reason);
-      return this.route(msg, outcome, durationMs, span);
-    } catch (err) {
-      if (!(err instanceof BatchAborted)) span.recordException(err as Error);
-      throw err;
-    } finally {
-      span.end();
     }
+    return out; // not reached: the last step always returns
   }
 
-  private async decide(
-    msg: PipelineMessage,
-    span: Span,
-    p: EachBatchPayload,
-  ): Promise<StageOutcome | { deadLetter: Error }> {
+  private async decide(step: Step, msg: PipelineMessage, span: Span, p: EachBatchPayload): Promise<StepOutcome> {
     const firstAttemptAt = Date.now();
     let errors = 0;
     for (let attempt = 1; ; attempt++) {
       const ctx: StageContext = {
-        stage: this.opts.stage,
+        stage: step.stage,
         attempt,
         firstAttemptAt,
         log: this.opts.log.child({ msgId: msg.envelope.id }),
@@ -309,12 +378,15 @@ export class StageRunner {
       };
       let outcome: StageOutcome;
       try {
-        outcome = await this.opts.fn(msg, ctx);
+        outcome = await step.fn(msg, ctx);
       } catch (err) {
         if (this.abort.signal.aborted) throw new BatchAborted('stopping');
         errors++;
-        this.metrics.retries.add(1, { stage: this.opts.stage, cause: 'error' });
-        this.opts.log.warn({ msgId: msg.envelope.id, err: (err as Error).message, errors }, 'stage threw');
+        this.metrics.retries.add(1, { stage: step.stage, cause: 'error' });
+        this.opts.log.warn(
+          { stage: step.stage, msgId: msg.envelope.id, err: (err as Error).message, errors },
+          'stage threw',
+        );
         if (errors >= this.opts.bus.maxAttempts) return { deadLetter: err as Error };
         await this.holdFor(backoffMs(this.opts.bus.retry, errors), p);
         continue;
@@ -324,28 +396,37 @@ export class StageRunner {
       if (held >= this.opts.bus.maxHoldMs) {
         const v = outcome.verdict;
         return (
-          this.opts.hooks?.onHoldExpired?.(msg, v, held) ?? {
+          step.hooks?.onHoldExpired?.(msg, v, held) ?? {
             verdict: { kind: 'quarantine', reason: `undecidable after ${Math.round(held / 1000)} s: ${v.reason}` },
             details: outcome.details ?? {},
           }
         );
       }
-      this.metrics.retries.add(1, { stage: this.opts.stage, cause: 'tempfail' });
+      this.metrics.retries.add(1, { stage: step.stage, cause: 'tempfail' });
       span.addEvent('tempfail', { reason: outcome.verdict.reason, attempt });
-      this.opts.log.warn({ msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt }, 'tempfail: holding');
+      this.opts.log.warn(
+        { stage: step.stage, msgId: msg.envelope.id, reason: outcome.verdict.reason, attempt },
+        'tempfail: holding',
+      );
       const wait = outcome.verdict.retryAfterMs ?? backoffMs(this.opts.bus.retry, attempt);
       await this.holdFor(Math.min(wait, Math.max(0, this.opts.bus.maxHoldMs - held)), p);
     }
   }
 
-  private route(msg: PipelineMessage, outcome: StageOutcome, durationMs: number, span: Span): OutRecord[] {
-    return outcomeRecords(this.edge, msg, outcome, durationMs, this.traceHeaders(span));
-  }
-
-  private deadLetter(m: KafkaMessage, err: Error, msg: PipelineMessage | undefined): OutRecord[] {
-    this.metrics.deadLetters.add(1, { stage: this.opts.stage });
-    this.opts.log.error({ err: err.message, offset: m.offset, msgId: msg?.envelope.id }, 'record dead-lettered');
-    return deadLetterRecords(this.edge, m, err, msg);
+  /** Dead-letters the record `m` as read from `topic`, naming `step` (the stage that could not decide it). */
+  private deadLetter(
+    step: Step,
+    topic: string,
+    m: KafkaMessage,
+    err: Error,
+    msg: PipelineMessage | undefined,
+  ): OutRecord[] {
+    this.metrics.deadLetters.add(1, { stage: step.stage });
+    this.opts.log.error(
+      { stage: step.stage, err: err.message, offset: m.offset, msgId: msg?.envelope.id },
+      'record dead-lettered',
+    );
+    return deadLetterRecords({ ...step.edge, topic }, m, err, msg);
   }
 
   /** Trace headers that make the next stage's span a child of this stage's span. */

@@ -1,6 +1,8 @@
 // What one decision of a stage produces, as records: the forwarded message (output or quarantine topic), its
 // tracking events, the stage's own extra records, or the dead-letter record. Pure: the StageRunner (runner.ts)
-// decides, produces these durably, and only then commits.
+// decides, produces these durably, and only then commits. The forwarded message and the events are built apart
+// because in a stage chain a pass hands the forwarded message to the next step in memory (only the last step's
+// forward record is produced) while every step's events are produced.
 import {
   forward,
   newRecord,
@@ -27,18 +29,20 @@ export interface StageEdge {
   readonly output: string | null;
 }
 
-/**
- * The records a decided message produces: pass → the output topic, quarantine / reject → the quarantine topic,
- * each with the stage verdict appended and the trace carried (`traceHeaders`); then the tracking events (`stage`,
- * `quarantined`, the stage's own) and the stage's extra records.
- */
-export function outcomeRecords(
+/** A decision of one stage applied to its message: the forwarded message (verdict appended) and when. */
+export interface Decided {
+  /** The message with this stage's envelope verdict appended (and its replacement bytes, if any). */
+  readonly fwd: PipelineMessage;
+  readonly at: string;
+}
+
+/** The forwarded message of a decision: `msg` with the stage's verdict appended, `outcome.raw` if it rewrote it. */
+export function decidedMessage(
   edge: StageEdge,
   msg: PipelineMessage,
   outcome: StageOutcome,
   durationMs: number,
-  traceHeaders: Record<string, string>,
-): OutRecord[] {
+): Decided {
   const at = new Date().toISOString();
   const sv: StageVerdict = {
     stage: edge.stage,
@@ -49,19 +53,37 @@ export function outcomeRecords(
     ...(outcome.details ? { details: outcome.details } : {}),
     ...(outcome.failedOpen ? { failedOpen: true } : {}),
   };
-  const fwd = forward(msg, sv, outcome.raw ?? msg.raw);
-  const out: OutRecord[] = [];
-  const v = outcome.verdict;
-  if (v.kind === 'pass') {
-    if (edge.output) out.push(newRecord(edge.output, fwd, { trace: traceHeaders }));
-  } else {
-    out.push(
-      newRecord(TOPICS.quarantine, fwd, {
-        trace: traceHeaders,
-        headers: { [RECORD_HEADERS.sourceTopic]: edge.topic },
-      }),
-    );
+  return { fwd: forward(msg, sv, outcome.raw ?? msg.raw), at };
+}
+
+/**
+ * Where a decided message goes: pass → the output topic (none for the last stage), quarantine / reject → the
+ * quarantine topic, naming `edge.topic` as its source (where "release with recheck" re-enters); the trace carried.
+ */
+export function forwardRecord(
+  edge: StageEdge,
+  decided: Decided,
+  outcome: StageOutcome,
+  traceHeaders: Record<string, string>,
+): OutRecord | undefined {
+  if (outcome.verdict.kind === 'pass') {
+    return edge.output ? newRecord(edge.output, decided.fwd, { trace: traceHeaders }) : undefined;
   }
+  return newRecord(TOPICS.quarantine, decided.fwd, {
+    trace: traceHeaders,
+    headers: { [RECORD_HEADERS.sourceTopic]: edge.topic },
+  });
+}
+
+/** The tracking events of a decision (`stage`, `quarantined`, the stage's own) and the stage's extra records. */
+export function decisionRecords(
+  edge: StageEdge,
+  msg: PipelineMessage,
+  outcome: StageOutcome,
+  durationMs: number,
+  at: string,
+): OutRecord[] {
+  const v = outcome.verdict;
   const event = (type: TrackingEventType, details: Record<string, unknown>) =>
     trackingEvent(type, msg, { service: edge.stage, host: edge.host, at, details });
   const events: TrackingEvent[] = [
@@ -73,9 +95,7 @@ export function outcomeRecords(
   for (const e of outcome.events ?? []) {
     events.push({ ...trackingEvent(e.type, msg, { service: edge.stage, host: edge.host, at }), ...e });
   }
-  out.push(...events.map(eventRecord));
-  out.push(...(outcome.extraRecords ?? []));
-  return out;
+  return [...events.map(eventRecord), ...(outcome.extraRecords ?? [])];
 }
 
 /**

@@ -3,7 +3,14 @@ import { decodeMessage, newEnvelope, type PipelineMessage } from '@mailgate/cont
 import { busSchema, createLogger, kafkaSchema, type BusConfig } from '@mailgate/runtime';
 import { startTelemetry } from '@mailgate/telemetry';
 import type { KafkaMessage } from 'kafkajs';
-import { createKafka, DurableProducer, StageRunner, type StageFn, type StageRunnerOptions } from '@mailgate/bus';
+import {
+  createKafka,
+  DurableProducer,
+  StageRunner,
+  type StageFn,
+  type StageRunnerOptions,
+  type StageStep,
+} from '@mailgate/bus';
 
 export const log = createLogger('bus-test', process.env['TEST_LOG_LEVEL'] ?? 'silent');
 export const telemetry = startTelemetry({ serviceName: 'bus-test' });
@@ -73,6 +80,42 @@ export async function runStage(
     host: opts.host ?? 'test-host',
     groupId: opts.groupId,
     topic: opts.topic,
+    sessionTimeoutMs: 6000,
+    heartbeatIntervalMs: 500,
+    ...(opts.faults ? { faults: opts.faults } : {}),
+  });
+  await runner.start();
+  return {
+    runner,
+    stop: async () => {
+      await runner.stop();
+      await producer.disconnect();
+    },
+  };
+}
+
+/**
+ * A StageRunner running `steps` as a stage chain on `brokers` (their real topics from the stage graph, the chain's
+ * own group unless `groupId`), started; chain.test.ts and the chain-crash fixture use it.
+ */
+export async function runChain(
+  brokers: string,
+  steps: readonly StageStep[],
+  opts: { groupId?: string; bus?: BusConfig; host?: string; faults?: StageRunnerOptions['faults'] } = {},
+) {
+  const cfg = kafkaCfg(brokers);
+  const kafka = createKafka(cfg, 'test');
+  const producer = new DurableProducer(kafka, cfg);
+  await producer.connect();
+  const runner = new StageRunner({
+    steps,
+    kafka,
+    producer,
+    bus: opts.bus ?? fastBus,
+    log,
+    telemetry,
+    host: opts.host ?? 'test-host',
+    ...(opts.groupId ? { groupId: opts.groupId } : {}),
     sessionTimeoutMs: 6000,
     heartbeatIntervalMs: 500,
     ...(opts.faults ? { faults: opts.faults } : {}),

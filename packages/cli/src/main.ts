@@ -10,6 +10,7 @@ import { runQueue } from './queue.js';
 import { runLists } from './lists.js';
 import { runSpam } from './spam.js';
 import { runTrack } from './track.js';
+import { CHAIN_USAGE, ChainArgError, loadChainService } from './chain.js';
 import { availableServices, isServiceName, loadService, SERVICE_PACKAGES } from './services.js';
 
 async function readStdin(): Promise<string> {
@@ -25,6 +26,7 @@ Usage:
   mailgate dev [--config FILE] [--pretty]      everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
   mailgate <service> [--config FILE]           run one service (as in Kubernetes)
       services: ${SERVICE_NAMES.join(', ')}
+  mailgate chain STAGE,STAGE,… [--config FILE] run consecutive check stages in one process (a stage chain)
   mailgate broker [--host H] [--port P] [--data-dir DIR] [--partitions N]   kafka-lite, the embedded broker
   mailgate config check [--config FILE]        validate the whole configuration document and exit
   mailgate hash-password                       read a password on stdin, print its scrypt hash (ingress.auth.users)
@@ -33,7 +35,7 @@ Usage:
   mailgate track --rcpt A | --from A | --ip IP | --message-id ID …   search message tracking (admin API)
   mailgate lists ls|add|rm [KIND VALUE]        live sender/IP allow and block lists (admin API, audited)
   mailgate spam not-spam|mark|stat [ID]        train rspamd: release as not spam / mark as spam (admin API, audited)
-  mailgate help [COMMAND]                      this text, or a command's options (broker, queue, trace, track, lists, spam)
+  mailgate help [COMMAND]                      this text, or a command's options (broker, chain, queue, trace, …)
 
 The config file defaults to $MAILGATE_CONFIG. Environment overrides: MAILGATE__SECTION__KEY=value.
 --pretty (or MAILGATE_LOG_FORMAT=pretty) writes human-readable logs instead of JSON; dev does on a terminal.
@@ -42,7 +44,7 @@ $MAILGATE_ADMIN_URL, $MAILGATE_ADMIN_TOKEN or $MAILGATE_ADMIN_TOKEN_FILE, then a
 config file (--config, $MAILGATE_CONFIG, else /etc/mailgate/mailgate.yaml); listings take --limit/--offset and --json.
 Exit codes: 0 ok, 1 runtime error, 64 usage error, 78 configuration error.`;
 
-const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists', 'spam']);
+const OWN_HELP = new Set(['broker', 'queue', 'trace', 'track', 'lists', 'spam', 'chain']);
 
 /** Exit codes from sysexits(3), so init systems and CI tell a config error from a crash. */
 const EX_USAGE = 64;
@@ -132,6 +134,26 @@ export async function main(argv: string[]): Promise<number | undefined> {
     } catch (e) {
       return printConfigError(e);
     }
+  }
+  if (cmd === 'chain') {
+    if (args.flags['help']) {
+      console.log(CHAIN_USAGE);
+      return 0;
+    }
+    let def;
+    try {
+      def = await loadChainService(sub);
+    } catch (e) {
+      if (!(e instanceof ChainArgError)) throw e;
+      console.error(e.message);
+      return e.kind === 'usage' ? EX_USAGE : EX_CONFIG;
+    }
+    try {
+      await startService(def, { configFile, signals: true });
+    } catch (e) {
+      return printConfigError(e);
+    }
+    return undefined;
   }
   if (isServiceName(cmd)) {
     const def = await loadService(cmd);

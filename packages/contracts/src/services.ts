@@ -224,3 +224,55 @@ export function inputTopicOf(stage: PipelineStage): TopicName {
 export function httpPortOf(name: ServiceName): number {
   return SERVICES[name].httpPort;
 }
+
+/**
+ * The stages a stage chain (`mailgate chain …`, one process running consecutive stages in memory) may contain: the
+ * check stages. Ingress reads SMTP and delivery owns a retry worker and queue of its own, so they stay processes.
+ */
+export const CHAINABLE_STAGES = [
+  'dnsbl-check',
+  'virus-scan',
+  'attachment-policy',
+  'spam-check',
+] as const satisfies readonly PipelineStage[];
+export type ChainableStage = (typeof CHAINABLE_STAGES)[number];
+
+export function isChainableStage(s: string): s is ChainableStage {
+  return (CHAINABLE_STAGES as readonly string[]).includes(s);
+}
+
+/**
+ * Why `stages` cannot run as one chain of consecutive stages (each step's `produces` is the next step's
+ * `consumes`), or null when they can. Any consumer stage may be a step here; which stages the CLI accepts is
+ * CHAINABLE_STAGES.
+ */
+export function chainProblem(stages: readonly PipelineStage[]): string | null {
+  if (stages.length === 0) return 'a stage chain needs at least one stage';
+  if (new Set(stages).size !== stages.length) return `a stage appears twice in the chain ${stages.join(',')}`;
+  for (const s of stages) {
+    if (!STAGE_GRAPH[s].consumes) return `${s} consumes no topic: it cannot be a step of a stage chain`;
+  }
+  for (let k = 0; k + 1 < stages.length; k++) {
+    const a = stages[k]!;
+    const b = stages[k + 1]!;
+    if (STAGE_GRAPH[a].produces !== STAGE_GRAPH[b].consumes) {
+      return (
+        `stage chain ${stages.join(',')}: ${b} does not follow ${a} (${a} produces ` +
+        `${STAGE_GRAPH[a].produces ?? 'nothing'}, ${b} consumes ${STAGE_GRAPH[b].consumes ?? 'nothing'}); ` +
+        `the steps must be consecutive stages in pipeline order (${PIPELINE_STAGES.join(' → ')})`
+      );
+    }
+  }
+  return null;
+}
+
+/**
+ * Consumer group of a stage chain: its own, named after its first and last step
+ * (`mailgate.chain.dnsbl-check..spam-check`); a chain of one stage is that stage and uses its group.
+ */
+export function chainGroup(stages: readonly PipelineStage[]): string {
+  const first = stages[0];
+  if (!first) throw new Error('a stage chain needs at least one stage');
+  if (stages.length === 1) return STAGE_GRAPH[first].group ?? `mailgate.${first}`;
+  return `mailgate.chain.${first}..${stages[stages.length - 1]!}`;
+}

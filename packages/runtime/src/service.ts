@@ -17,6 +17,11 @@ export interface ServiceContext<C> {
 
 export interface ServiceDefinition<S extends Partial<Record<ServiceSection, ZodTypeAny>>> {
   readonly name: ServiceName;
+  /**
+   * What logs, telemetry (service.name) and /healthz call the process when it is not just `name`: a stage chain
+   * (`chain dnsbl-check,virus-scan,…`; its `name` is its first stage, whose section has its http port).
+   */
+  readonly label?: string;
   /** This service's config section schema(s), e.g. `{ virusScan: virusScanSchema }`. */
   readonly sections: S;
   /** Where the health/metrics HTTP server listens, read from the service's section. */
@@ -60,9 +65,10 @@ export async function startService<S extends Partial<Record<ServiceSection, ZodT
     env: opts.env ?? process.env,
     sections: def.sections,
   });
-  const log = opts.log ?? createLogger(def.name, config.logging.level, undefined, logFormat(config.logging.format));
+  const label = def.label ?? def.name;
+  const log = opts.log ?? createLogger(label, config.logging.level, undefined, logFormat(config.logging.format));
   const telemetry = startTelemetry({
-    serviceName: def.name,
+    serviceName: label,
     otlpEndpoint: config.telemetry.tracing.enabled ? config.telemetry.tracing.otlpEndpoint : undefined,
     sampleRatio: config.telemetry.tracing.enabled ? config.telemetry.tracing.sampleRatio : 0,
   });
@@ -71,7 +77,7 @@ export async function startService<S extends Partial<Record<ServiceSection, ZodT
   const health = createHealthServer({
     host: httpCfg.host,
     port: opts.httpPort ?? httpCfg.port,
-    service: def.name,
+    service: label,
     log,
     telemetry,
   });
@@ -88,6 +94,6 @@ export async function startService<S extends Partial<Record<ServiceSection, ZodT
   }
   const http = await health.listen();
   if (opts.signals) lifecycle.installSignalHandlers();
-  log.info({ http }, `${def.name} started`);
+  log.info({ http }, `${label} started`);
   return { ctx, http, stop: () => lifecycle.shutdown('stop requested') };
 }

@@ -1,5 +1,14 @@
 import type { Admin } from 'kafkajs';
-import { AUX_GROUPS, PIPELINE_STAGES, STAGE_GRAPH, TOPICS } from '@mailgate/contracts';
+import {
+  AUX_GROUPS,
+  chainGroup,
+  chainProblem,
+  isPipelineStage,
+  PIPELINE_STAGES,
+  STAGE_GRAPH,
+  TOPICS,
+  type PipelineStage,
+} from '@mailgate/contracts';
 
 export interface PartitionStats {
   readonly partition: number;
@@ -23,6 +32,17 @@ export interface StageStats {
   /** Committed records per second since the previous sample (null on the first). */
   readonly ratePerSec: number | null;
   readonly partitions: PartitionStats[];
+}
+
+/**
+ * The stages a consumer group named like a stage chain's (`mailgate.chain.<first>..<last>`, `chainGroup`) runs, or
+ * undefined for any other group.
+ */
+export function chainStagesOf(groupId: string): PipelineStage[] | undefined {
+  const m = /^mailgate\.chain\.(.+)\.\.(.+)$/.exec(groupId);
+  if (!m || !isPipelineStage(m[1]!) || !isPipelineStage(m[2]!)) return undefined;
+  const stages = PIPELINE_STAGES.slice(PIPELINE_STAGES.indexOf(m[1]), PIPELINE_STAGES.indexOf(m[2]) + 1);
+  return stages.length > 1 && !chainProblem(stages) && chainGroup(stages) === groupId ? stages : undefined;
 }
 
 const CONSUMERS: { stage: string; topic: string; group: string }[] = [
@@ -59,14 +79,29 @@ export class PipelineStats {
 
   private async fetch(now: number): Promise<StageStats[]> {
     const out: StageStats[] = [];
-    const existing = new Set(await this.admin.listTopics());
-    for (const { stage, topic, group } of CONSUMERS) {
+    const [topics, { groups }] = await Promise.all([this.admin.listTopics(), this.admin.listGroups()]);
+    const existing = new Set(topics);
+    // A stage may run inside a stage chain (its own group then stands still): of the stage's group and the groups of
+    // the chains that run it, the one furthest ahead on the stage's input topic is the one consuming it (a switch
+    // starts the new group at the old one's end), so its offsets are the stage's.
+    const chains = groups.flatMap((g) => {
+      const stages = chainStagesOf(g.groupId);
+      return stages ? [{ groupId: g.groupId, stages }] : [];
+    });
+    for (const { stage, topic, group: own } of CONSUMERS) {
       if (!existing.has(topic)) continue;
-      const [highs, [committedTopic]] = await Promise.all([
+      const candidates = [own, ...chains.filter((c) => c.stages.some((s) => s === stage)).map((c) => c.groupId)];
+      const [highs, ...byGroup] = await Promise.all([
         this.admin.fetchTopicOffsets(topic),
-        this.admin.fetchOffsets({ groupId: group, topics: [topic] }),
+        ...candidates.map(async (groupId) => {
+          const [t] = await this.admin.fetchOffsets({ groupId, topics: [topic] });
+          const offsets = new Map((t?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+          return { groupId, offsets, total: [...offsets.values()].reduce((a, o) => a + Math.max(0, o), 0) };
+        }),
       ]);
-      const committedBy = new Map((committedTopic?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+      const ahead = byGroup.reduce((a, b) => (b.total > a.total ? b : a));
+      const group = ahead.groupId;
+      const committedBy = ahead.offsets;
       const partitions = highs
         .map((h) => {
           const high = Number(h.high);

@@ -20,6 +20,7 @@
 // rcpt_to.in_host_list, spf, dkim (verify), attachment, clamd, rspamd (the stack's rspamd, kept running for the Haraka
 // run) and queue/smtp_forward: the checks mailgate runs, except DMARC (no Haraka 3.3.4 plugin). core = without spf,
 // dkim and rspamd (the older comparison). BENCH_HARAKA_LOG=info logs each Haraka plugin's result per message.
+// BENCH_HARAKA_NODES (1): Haraka cluster workers (smtp.ini `nodes`); 2 = one per core, as mailgate uses both cores.
 // Runs the compiled build (`npm run build` first; `--source` runs from TypeScript through tsx, which costs 6-16 %
 // of a stage's CPU). `--runs N` repeats every measurement N times in the same run (one stack per system) and prints
 // the median of each figure. CPU ms per message covers every process of each system: for mailgate the six stage
@@ -52,6 +53,8 @@ const FROM_SOURCE = argv.includes('--source');
 const PARTITIONS = env('BENCH_PARTITIONS', 6);
 const SENDER_AUTH = process.env['BENCH_SENDER_AUTH'] !== '0';
 const SPAM = process.env['BENCH_SPAM'] !== '0';
+/** Haraka's cluster workers (smtp.ini `nodes`): 1 = its default single worker. */
+const HARAKA_NODES = env('BENCH_HARAKA_NODES', 1);
 const HARAKA_CHECKS = ((): HarakaChecks => {
   const v = argv.includes('--haraka-checks')
     ? argv[argv.indexOf('--haraka-checks') + 1]
@@ -533,7 +536,7 @@ async function main(): Promise<void> {
   );
   if (SYSTEMS.has('haraka'))
     console.log(
-      `haraka ${HARAKA_CHECKS} checks (--haraka-checks): plugins ${harakaPlugins(HARAKA_CHECKS).join(', ')}` +
+      `haraka ${HARAKA_CHECKS} checks (--haraka-checks), ${HARAKA_NODES} worker${HARAKA_NODES > 1 ? 's' : ''} (BENCH_HARAKA_NODES): plugins ${harakaPlugins(HARAKA_CHECKS).join(', ')}` +
         (HARAKA_CHECKS === 'full'
           ? "; rspamd = the mailgate stack's; no DMARC (Haraka has no DMARC plugin; mailgate evaluates DMARC)"
           : '; no SPF, DKIM, DMARC or spam check (mailgate runs them)'),
@@ -585,6 +588,7 @@ async function main(): Promise<void> {
         sink: { host: sink.host, port: sink.port },
         acceptedDomain: ACCEPTED_DOMAIN,
         checks: HARAKA_CHECKS,
+        nodes: HARAKA_NODES,
         rspamd: { host: stack.rspamd.host, port: stack.rspamd.port },
         ...(process.env['BENCH_HARAKA_LOG'] ? { logLevel: process.env['BENCH_HARAKA_LOG'] } : {}),
       });

@@ -120,6 +120,8 @@ export async function startHaraka(o: {
   logLevel?: string;
   /** Instead of the `checks` set (experiments: which plugin costs what). */
   plugins?: string[];
+  /** Haraka cluster workers (smtp.ini `nodes`; default 1, Haraka's single worker). */
+  nodes?: number;
 }): Promise<HarakaHandle> {
   const port = await freePort();
   const cfg = join(o.dir, 'haraka');
@@ -127,8 +129,10 @@ export async function startHaraka(o: {
   // Haraka's own defaults first (`haraka -i` does the same), then ours over them.
   cpSync(join(o.bin, '../../config'), join(cfg, 'config'), { recursive: true });
   const w = (name: string, text: string) => writeFileSync(join(cfg, 'config', name), text.trim() + '\n');
-  // One process (no cluster): as Haraka runs by default; mailgate gets no more cores either (2 in all).
-  w('smtp.ini', `listen=127.0.0.1:${port}\n[headers]\nmax_lines=1000\nmax_received=100`);
+  // One worker by default, as Haraka runs out of the box; `nodes` 2 gives it a worker per core of this machine
+  // (BENCH_HARAKA_NODES), as mailgate's processes use both cores.
+  const nodes = o.nodes && o.nodes > 1 ? `nodes=${o.nodes}\n` : '';
+  w('smtp.ini', `listen=127.0.0.1:${port}\n${nodes}[headers]\nmax_lines=1000\nmax_received=100`);
   w('plugins', (o.plugins ?? harakaPlugins(o.checks)).join('\n'));
   w('host_list', o.acceptedDomain);
   w('log.ini', `[main]\nlevel=${o.logLevel ?? 'warn'}\ntimestamps=false`);

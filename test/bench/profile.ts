@@ -7,16 +7,20 @@
 // `node scripts/cpuprofile-summary.mjs <dir>` can leave out startup (tsx compiling) and the drain.
 // Also prints each process's CPU share over the load interval from /proc (admin and kafka-lite included).
 //
-// Usage: node --import tsx --conditions=mailgate-src test/bench/profile.ts [messages=2000] [bytes=10240] [dir]
+// Usage: node --import tsx --conditions=mailgate-src test/bench/profile.ts [messages=2000] [bytes=10240] [dir] [--chain]
+// --chain runs the four check stages as one stage chain process (its profile is in <dir>/dnsbl-check, the chain's
+// first stage; the process is labelled `chain#0`).
 // Prints figures, never asserts.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { SERVICES, sleep, startStack } from '../harness/stack.js';
 import { smtpSource } from './load.js';
 import { usageMeter } from './procstat.js';
 
-const COUNT = Number(process.argv[2] ?? 2000);
-const BYTES = Number(process.argv[3] ?? 10240);
-const DIR = process.argv[4] ?? '/tmp/mg-prof';
+const CHAIN = process.argv.includes('--chain');
+const args = process.argv.slice(2).filter((a) => a !== '--chain');
+const COUNT = Number(args[0] ?? 2000);
+const BYTES = Number(args[1] ?? 10240);
+const DIR = args[2] ?? '/tmp/mg-prof';
 const log = (l: string): void => console.error(`[profile] ${l}`);
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
@@ -28,7 +32,12 @@ async function main(): Promise<void> {
     // pid and thread id, so a fixed --cpu-prof-name would let the loader thread overwrite the main thread's profile.
     SERVICES.map((s) => [s, ['--cpu-prof', `--cpu-prof-dir=${DIR}/${s}`]]),
   );
-  const stack = await startStack({ partitions: 6, logLevel: 'warn', nodeFlags });
+  const stack = await startStack({
+    partitions: 6,
+    logLevel: 'warn',
+    nodeFlags,
+    ...(CHAIN ? { chain: ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const } : {}),
+  });
   try {
     const sink = stack.internal;
     await smtpSource(stack.smtp.port, BYTES, 40, 4); // warm-up: JIT, pools, DNSBL cache

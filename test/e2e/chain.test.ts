@@ -9,11 +9,10 @@ import { TOPICS } from '@mailgate/contracts';
 import {
   bodyOf,
   buildMessage,
-  eventually,
   header,
   mailgateId,
-  quarantineList,
   send,
+  sendEicarUntilQuarantined,
   timeline,
   type MessageView,
 } from '../harness/mail.js';
@@ -83,22 +82,10 @@ describe('end to end with a stage chain', { timeout: 280_000 }, () => {
   });
 
   test('EICAR is quarantined by the virus-scan step (source: its input topic), never delivered', async () => {
-    const from = `bob@${REMOTE_DOMAIN}`;
-    const to = `alice@${ACCEPTED_DOMAIN}`;
-    const raw = buildMessage({
-      from,
-      to,
-      subject: 'eicar through the chain',
-      attachments: [{ filename: 'eicar.txt', contentType: 'text/plain', content: Buffer.from(EICAR) }],
-    });
-    const r = await send(stack, { from, to, raw });
-    const q = await eventually('the EICAR message in quarantine', async () =>
-      (await quarantineList(stack)).find((e) => e.id === r.id),
-    );
+    const { entry: q, view } = await sendEicarUntilQuarantined(stack, 'eicar through the chain');
     assert.equal(q.stage, 'virus-scan');
     assert.match(q.reason, /Eicar/i);
-    assert.equal((q as { sourceTopic?: string }).sourceTopic, TOPICS.dnsblChecked);
-    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'quarantined'));
+    assert.equal(q.sourceTopic, TOPICS.dnsblChecked);
     assert.equal(view.summary.status, 'quarantined');
     assertOneTrace(view, view.summary.traceId);
     const seq = view.events.map((e) => `${e.type}/${e.service}`);

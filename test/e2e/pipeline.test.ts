@@ -14,6 +14,7 @@ import {
   quarantineList,
   rawSession,
   send,
+  sendEicarUntilQuarantined,
   sendExpectingFailure,
   timeline,
   uniq,
@@ -184,21 +185,9 @@ describe('end to end', { timeout: 280_000 }, () => {
   });
 
   test('EICAR is quarantined by virus-scan, visible in the admin quarantine, never delivered', async () => {
-    const from = `bob@${REMOTE_DOMAIN}`;
-    const to = `alice@${ACCEPTED_DOMAIN}`;
-    const raw = buildMessage({
-      from,
-      to,
-      subject: 'eicar',
-      attachments: [{ filename: 'eicar.txt', contentType: 'text/plain', content: Buffer.from(EICAR) }],
-    });
-    const r = await send(stack, { from, to, raw });
-    const q = await eventually('the EICAR message in quarantine', async () =>
-      (await quarantineList(stack)).find((e) => e.id === r.id),
-    );
+    const { entry: q, view } = await sendEicarUntilQuarantined(stack, 'eicar');
     assert.equal(q.stage, 'virus-scan');
     assert.match(q.reason, /Eicar/i);
-    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'quarantined'));
     assert.equal(view.summary.status, 'quarantined');
     assertOneTrace(view, view.summary.traceId);
     assert.ok(!view.events.some((e) => e.service === 'attachment-policy'), 'nothing after virus-scan saw it');

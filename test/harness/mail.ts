@@ -4,8 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import nodemailer from 'nodemailer';
-import type { SinkMessage } from '@mailgate/testkit';
-import type { Stack } from './stack.js';
+import { EICAR, type SinkMessage } from '@mailgate/testkit';
+import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, type Stack } from './stack.js';
 
 export interface SendOptions {
   from: string;
@@ -268,8 +268,34 @@ export interface QuarantineView {
   reason: string;
   stage: string;
   kind: string;
+  sourceTopic?: string;
 }
 
 export async function quarantineList(stack: Stack, limit = 1000): Promise<QuarantineView[]> {
   return (await stack.admin<{ results: QuarantineView[] }>(`/api/v1/quarantine?limit=${limit}`)).results;
+}
+
+/**
+ * Sends bob@REMOTE_DOMAIN → alice@ACCEPTED_DOMAIN a message with the EICAR test file attached and waits until the
+ * admin lists it in quarantine and its timeline has the `quarantined` event (what the EICAR tests of the split and
+ * the chained pipeline assert on).
+ */
+export async function sendEicarUntilQuarantined(
+  stack: Stack,
+  subject: string,
+): Promise<{ id: string; entry: QuarantineView; view: MessageView }> {
+  const from = `bob@${REMOTE_DOMAIN}`;
+  const to = `alice@${ACCEPTED_DOMAIN}`;
+  const raw = buildMessage({
+    from,
+    to,
+    subject,
+    attachments: [{ filename: 'eicar.txt', contentType: 'text/plain', content: Buffer.from(EICAR) }],
+  });
+  const { id } = await send(stack, { from, to, raw });
+  const entry = await eventually('the EICAR message in quarantine', async () =>
+    (await quarantineList(stack)).find((e) => e.id === id),
+  );
+  const view = await timeline(stack, id, (v) => v.events.some((e) => e.type === 'quarantined'));
+  return { id, entry, view };
 }

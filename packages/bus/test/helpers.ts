@@ -9,6 +9,7 @@ import {
   StageRunner,
   type StageFn,
   type StageRunnerOptions,
+  type StageRunnerSteps,
   type StageStep,
 } from '@mailgate/bus';
 
@@ -65,33 +66,7 @@ export async function runStage(
     faults?: StageRunnerOptions['faults'];
   },
 ) {
-  const cfg = kafkaCfg(brokers);
-  const kafka = createKafka(cfg, 'test');
-  const producer = new DurableProducer(kafka, cfg);
-  await producer.connect();
-  const runner = new StageRunner({
-    stage: 'virus-scan',
-    kafka,
-    producer,
-    fn,
-    bus: opts.bus ?? fastBus,
-    log,
-    telemetry,
-    host: opts.host ?? 'test-host',
-    groupId: opts.groupId,
-    topic: opts.topic,
-    sessionTimeoutMs: 6000,
-    heartbeatIntervalMs: 500,
-    ...(opts.faults ? { faults: opts.faults } : {}),
-  });
-  await runner.start();
-  return {
-    runner,
-    stop: async () => {
-      await runner.stop();
-      await producer.disconnect();
-    },
-  };
+  return startRunner(brokers, { stage: 'virus-scan', fn }, opts);
 }
 
 /**
@@ -103,12 +78,21 @@ export async function runChain(
   steps: readonly StageStep[],
   opts: { groupId?: string; bus?: BusConfig; host?: string; faults?: StageRunnerOptions['faults'] } = {},
 ) {
+  return startRunner(brokers, { steps }, opts);
+}
+
+/** The runner of runStage / runChain: its own client and producer, the tests' session timings, started. */
+async function startRunner(
+  brokers: string,
+  what: StageRunnerSteps,
+  opts: { groupId?: string; topic?: string; bus?: BusConfig; host?: string; faults?: StageRunnerOptions['faults'] },
+) {
   const cfg = kafkaCfg(brokers);
   const kafka = createKafka(cfg, 'test');
   const producer = new DurableProducer(kafka, cfg);
   await producer.connect();
   const runner = new StageRunner({
-    steps,
+    ...what,
     kafka,
     producer,
     bus: opts.bus ?? fastBus,
@@ -116,6 +100,7 @@ export async function runChain(
     telemetry,
     host: opts.host ?? 'test-host',
     ...(opts.groupId ? { groupId: opts.groupId } : {}),
+    ...(opts.topic ? { topic: opts.topic } : {}),
     sessionTimeoutMs: 6000,
     heartbeatIntervalMs: 500,
     ...(opts.faults ? { faults: opts.faults } : {}),

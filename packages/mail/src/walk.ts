@@ -312,7 +312,10 @@ function breakBefore(buf: Buffer, pos: number, floor: number): number {
  * The sections between the delimiter lines of a multipart body, or null when the boundary never occurs as a
  * delimiter. A delimiter is `--boundary` at a line start followed only by optional whitespace; `--boundary--`
  * closes (also with garbage after it, as clients read it). A line merely starting with the delimiter
- * (`--boundary-x`) is content. A missing close lets the last part run to the end (warning).
+ * (`--boundary-x`) is content. A missing close lets the last part run to the end (warning). Delimiter lines after
+ * the close are read as parts too (anomaly): RFC 2046 makes everything after the close an epilogue, but lenient
+ * readers (postal-mime, mailparser, mail clients) keep splitting there, so a `--boundary--` slipped in before the
+ * parts must not hide them from the policy.
  */
 function splitMultipart(
   buf: Buffer,
@@ -325,7 +328,10 @@ function splitMultipart(
   const delim = Buffer.from(`--${boundary}`, 'utf8');
   const sections: Section[] = [];
   let open: { lineStart: number; contentStart: number } | null = null;
+  /** The last close delimiter line: a later delimiter reopens from it (what lenient readers do). */
+  let lastClose: { lineStart: number; contentStart: number } | null = null;
   let closed = false;
+  let reopened = false;
   let found = false;
   let pos = start;
   while (pos < end) {
@@ -350,6 +356,15 @@ function splitMultipart(
     } else continue;
     found = true;
     const lineStart = breakBefore(buf, hit, start);
+    if (!open && lastClose) {
+      if (!reopened) {
+        reopened = true;
+        state.anomalies.push(
+          `part ${path || 'root'}: delimiter lines after the closing boundary "${boundary.slice(0, 70)}": read as parts too`,
+        );
+      }
+      open = lastClose;
+    }
     if (open) {
       sections.push({
         contentStart: open.contentStart,
@@ -357,13 +372,14 @@ function splitMultipart(
         span: { start: open.lineStart, end: lineStart },
       });
     }
+    closed = isClose;
+    pos = lineEnd;
     if (isClose) {
-      closed = true;
+      lastClose = { lineStart, contentStart: lineEnd };
       open = null;
-      break;
+      continue;
     }
     open = { lineStart, contentStart: lineEnd };
-    pos = lineEnd;
   }
   if (!found) return null;
   if (open) {

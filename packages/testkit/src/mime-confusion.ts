@@ -288,6 +288,14 @@ function build(): ConfusionShape[] {
   });
   const open = topLevel('no-close', 'missing closing delimiter', `Content-Type: multipart/mixed junk; boundary="${B}"`);
   s.push({ ...open, raw: Buffer.from(open.raw.toString('latin1').replace(`--${B}--\r\n`, ''), 'latin1') });
+  // The first delimiter is a close: by RFC 2046 the parts are an epilogue, but postal-mime, mailparser and mail
+  // clients keep splitting at the later delimiter lines and show the attachment (found by the property test).
+  const early = topLevel(
+    'close-first',
+    'close delimiter before the parts',
+    `Content-Type: multipart/mixed; boundary="${B}"`,
+  );
+  s.push({ ...early, raw: Buffer.from(early.raw.toString('latin1').replace(`--${B}\r\n`, `--${B}--\r\n`), 'latin1') });
   return s;
 }
 

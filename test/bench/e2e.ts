@@ -227,6 +227,22 @@ class Prober {
  * One system under load: peak (smtp-source + probes every 250 ms), then a paced run at half the peak delivered
  * rate. `procs` are sampled for CPU/RSS during the peak run.
  */
+/** `measure` each size RUNS times in a row: one row per size, the median of its runs. */
+async function measureSizes(
+  system: string,
+  port: number,
+  sink: Sink,
+  procs: () => { label: string; pid: number | undefined }[],
+): Promise<Row[]> {
+  const out: Row[] = [];
+  for (const s of SIZES) {
+    const runs: Row[] = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await measure(system, port, sink, s, procs));
+    out.push(medianRow(runs));
+  }
+  return out;
+}
+
 async function measure(
   system: string,
   port: number,
@@ -561,12 +577,7 @@ async function main(): Promise<void> {
       : undefined;
   try {
     if (stack && SYSTEMS.has('split')) {
-      for (const s of SIZES) {
-        const runs: Row[] = [];
-        for (let i = 0; i < RUNS; i++)
-          runs.push(await measure('mailgate', stack.smtp.port, stack.internal, s, stageProcs(stack)));
-        rows.push(medianRow(runs));
-      }
+      rows.push(...(await measureSizes('mailgate', stack.smtp.port, stack.internal, stageProcs(stack))));
       spamActions = await spamActionCounts(stack.proc('spam-check').httpPort);
       const u = rows.find((r) => r.system === 'mailgate')?.usage ?? [];
       const stageUse = u.filter((x) => STAGES.some((st) => x.label.startsWith(st)));
@@ -596,19 +607,14 @@ async function main(): Promise<void> {
       const redisPid = stack.processes().find((p) => p.label === 'redis-server')?.pid;
       const scannedBefore = full ? await rspamdScanned(stack) : NaN;
       try {
-        for (const s of SIZES) {
-          const runs: Row[] = [];
-          for (let i = 0; i < RUNS; i++)
-            runs.push(
-              await measure('haraka', haraka.port, sink, s, () => [
-                { label: 'haraka(master)', pid: haraka.pid },
-                ...childPids(haraka.pid).map((pid, i) => ({ label: `haraka(worker ${i})`, pid })),
-                { label: 'clamd', pid: stack!.clamd.pid },
-                ...(full ? [...rspamdProcs(stack!.rspamd.pid), { label: 'redis-server', pid: redisPid }] : []),
-              ]),
-            );
-          rows.push(medianRow(runs));
-        }
+        rows.push(
+          ...(await measureSizes('haraka', haraka.port, sink, () => [
+            { label: 'haraka(master)', pid: haraka.pid },
+            ...childPids(haraka.pid).map((pid, i) => ({ label: `haraka(worker ${i})`, pid })),
+            { label: 'clamd', pid: stack!.clamd.pid },
+            ...(full ? [...rspamdProcs(stack!.rspamd.pid), { label: 'redis-server', pid: redisPid }] : []),
+          ])),
+        );
         // Evidence that the checks ran: what Haraka added to the last message it delivered, and rspamd's counter.
         const last = sink.messages.at(-1);
         if (last)
@@ -659,12 +665,7 @@ async function main(): Promise<void> {
   if (SYSTEMS.has('chain')) {
     const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', chain: CHAIN, ...STACK_CONFIG });
     try {
-      for (const s of SIZES) {
-        const runs: Row[] = [];
-        for (let i = 0; i < RUNS; i++)
-          runs.push(await measure('mailgate-chain', st.smtp.port, st.internal, s, stageProcs(st)));
-        rows.push(medianRow(runs));
-      }
+      rows.push(...(await measureSizes('mailgate-chain', st.smtp.port, st.internal, stageProcs(st))));
       chainSpamActions = await spamActionCounts(st.proc('spam-check').httpPort);
     } finally {
       await st.stop();

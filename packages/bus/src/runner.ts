@@ -300,6 +300,8 @@ export class StageRunner {
     let parent = extractTraceContext(headers);
     let msg: PipelineMessage | undefined;
     const out: OutRecord[] = [];
+    // bus.maxHoldMs bounds the record's hold in this process, across all the steps of a chain (not per step).
+    const firstAttemptAt = Date.now();
     for (let k = first; k < this.steps.length; k++) {
       const step = this.steps[k]!;
       // One tracer per step: trace.getTracer walks the provider on every call (~1 % of a stage's CPU per record).
@@ -333,7 +335,7 @@ export class StageRunner {
         const current = msg;
         span.setAttribute('mailgate.message_id', current.envelope.id);
         const outcome: StepOutcome = await context.with(trace.setSpan(parent, span), () =>
-          this.decide(step, current, span, p),
+          this.decide(step, current, span, p, firstAttemptAt),
         );
         // The record as read goes to the dead-letter topic (its topic as the source); earlier steps' events stay.
         if ('deadLetter' in outcome) return [...out, ...this.deadLetter(step, topic, m, outcome.deadLetter, current)];
@@ -363,8 +365,13 @@ export class StageRunner {
     return out; // not reached: the last step always returns
   }
 
-  private async decide(step: Step, msg: PipelineMessage, span: Span, p: EachBatchPayload): Promise<StepOutcome> {
-    const firstAttemptAt = Date.now();
+  private async decide(
+    step: Step,
+    msg: PipelineMessage,
+    span: Span,
+    p: EachBatchPayload,
+    firstAttemptAt: number,
+  ): Promise<StepOutcome> {
     let errors = 0;
     for (let attempt = 1; ; attempt++) {
       const ctx: StageContext = {

@@ -9,6 +9,7 @@ import {
   pass,
   quarantine,
   RECORD_HEADERS,
+  tempfail,
   TOPICS,
   type PipelineStage,
   type TrackingEvent,
@@ -100,6 +101,33 @@ describe('StageRunner as a stage chain against kafka-lite', () => {
       // No intermediate topic was written.
       assert.equal(await countRecords(b.brokers, TOPICS.dnsblChecked), 0);
       assert.equal(await countRecords(b.brokers, TOPICS.scanned), 0);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test('bus.maxHoldMs bounds the hold across the chain: a later step gets what the earlier steps left', async () => {
+    const msg = testMessage('slow');
+    await producePipelineMessages(b.brokers, TOPICS.inbound, [msg]);
+    const maxHoldMs = 600;
+    // Step 1 holds the record for the whole budget once, then passes; step 2 cannot decide. Counted per step, step 2
+    // would retry every 50 ms for another maxHoldMs; counted per record, its first tempfail ends the hold.
+    const { list, calls } = steps({
+      'dnsbl-check': async (_m, ctx) =>
+        ctx.attempt === 1 ? { verdict: tempfail('dns slow', maxHoldMs) } : { verdict: pass() },
+      'virus-scan': async () => ({ verdict: tempfail('clamd down', 50) }),
+    });
+    const c = await runChain(b.brokers, list, { bus: { ...fastBus, maxHoldMs } });
+    try {
+      const [q] = await readTopic(b.brokers, TOPICS.quarantine, 1);
+      const d = decoded(q!);
+      assert.equal(d.envelope.id, msg.envelope.id);
+      const v = d.envelope.verdicts.at(-1)!;
+      assert.equal(v.stage, 'virus-scan');
+      assert.match('reason' in v.verdict ? v.verdict.reason : '', /^undecidable after .*clamd down/);
+      assert.equal(calls.get('dnsbl-check')!.length, 2);
+      assert.equal(calls.get('virus-scan')!.length, 1);
+      assert.deepEqual(calls.get('attachment-policy'), []);
     } finally {
       await c.stop();
     }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CHAINABLE_STAGES, chainProblem } from '@mailgate/contracts';
 import { DEFAULT_MAILBOX_DIR } from './dev-mailbox.js';
 
 /**
@@ -70,6 +71,20 @@ export const devSchema = z
     httpHost: z.string().min(1).default('127.0.0.1'),
     /** Services to run (default: every installed one). */
     services: z.array(z.string()).optional(),
+    /**
+     * Run these check stages as one stage chain process (`mailgate chain …`, docs/architecture.md "Deployment
+     * shapes") instead of one process each, e.g. [dnsbl-check, virus-scan, attachment-policy, spam-check] (what
+     * `mailgate dev --chain` sets). Consecutive stages in pipeline order. null = the split shape, one process per
+     * stage.
+     */
+    chain: z
+      .array(z.enum(CHAINABLE_STAGES))
+      .nullable()
+      .default(null)
+      .superRefine((stages, ctx) => {
+        const problem = stages && chainProblem(stages);
+        if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+      }),
   })
   .strict()
   .default({});

@@ -29,11 +29,14 @@ async function waitHealthy(port: number, timeoutMs: number): Promise<boolean> {
   return false;
 }
 
+/** A process `mailgate dev` runs: a service, or `chain` (dev.chain's stages in one process). */
+export type DevProcess = ServiceName | 'chain';
+
 export interface DevHandle {
   readonly broker: BrokerHandle;
-  /** The current process of each service (replaced when its supervisor restarts it). */
-  readonly children: Map<ServiceName, ChildProcess>;
-  readonly supervisors: Map<ServiceName, Supervisor>;
+  /** The current process of each service, or of the stage chain (replaced when its supervisor restarts it). */
+  readonly children: Map<DevProcess, ChildProcess>;
+  readonly supervisors: Map<DevProcess, Supervisor>;
   readonly smtpPorts: number[];
   stop(): Promise<void>;
 }
@@ -143,27 +146,36 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   }
 
   const wanted = dev.services ? new Set(dev.services) : null;
-  const children = new Map<ServiceName, ChildProcess>();
-  const supervisors = new Map<ServiceName, Supervisor>();
-  const fromSource = process.execArgv.some((a) => a.includes('tsx'));
+  const chained = new Set<string>(dev.chain ?? []);
+  const children = new Map<DevProcess, ChildProcess>();
+  const supervisors = new Map<DevProcess, Supervisor>();
+  const entry = process.execArgv.some((a) => a.includes('tsx')) ? SRC_MAIN : BIN;
+  // Supervised: a crashed service is restarted with backoff (logged), as Kubernetes would.
+  const supervise = (name: DevProcess, args: string[]): void => {
+    const sup = new Supervisor({
+      name,
+      command: process.execPath,
+      args: [...process.execArgv, entry, ...args],
+      spawnOptions: { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] },
+      log,
+    });
+    sup.onStart((p) => children.set(name, p));
+    sup.start();
+    supervisors.set(name, sup);
+  };
   for (const svc of await availableServices()) {
     if (wanted && !wanted.has(svc.name)) continue;
+    if (chained.has(svc.name)) continue; // runs inside the chain process below
     if (!svc.def) {
       log.warn({ service: svc.name, reason: svc.error }, 'service not available: skipped');
       continue;
     }
-    const entry = fromSource ? SRC_MAIN : BIN;
-    // Supervised: a crashed service is restarted with backoff (logged), as Kubernetes would.
-    const sup = new Supervisor({
-      name: svc.name,
-      command: process.execPath,
-      args: [...process.execArgv, entry, svc.name],
-      spawnOptions: { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] },
-      log,
-    });
-    sup.onStart((p) => children.set(svc.name, p));
-    sup.start();
-    supervisors.set(svc.name, sup);
+    supervise(svc.name, [svc.name]);
+  }
+  if (dev.chain) {
+    // dev.services does not filter the chain: asking for a chain is asking for its stages.
+    supervise('chain', ['chain', dev.chain.join(',')]);
+    log.info({ chain: dev.chain }, 'check stages run as one stage chain process (dev.chain)');
   }
 
   // Report each service's health endpoint once it answers.
@@ -173,7 +185,9 @@ export async function runDev(opts: { configFile?: string; log?: Logger; env?: No
   >;
   const httpPorts = Object.fromEntries(
     SERVICE_NAMES.map((n) => [n, probe[SERVICES[n].section]?.['http']?.port ?? SERVICES[n].httpPort]),
-  ) as Record<ServiceName, number>;
+  ) as Record<DevProcess, number>;
+  // A chain serves health on its first stage's port (packages/bus defineChainService).
+  if (dev.chain?.[0]) httpPorts.chain = httpPorts[dev.chain[0]];
   await Promise.all(
     [...children.keys()].map(async (name) => {
       const port = httpPorts[name];

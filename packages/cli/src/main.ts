@@ -1,5 +1,5 @@
 import { pathToFileURL } from 'node:url';
-import { SERVICE_NAMES } from '@mailgate/contracts';
+import { CHAINABLE_STAGES, SERVICE_NAMES } from '@mailgate/contracts';
 import { runBrokerCli } from '@mailgate/kafka-lite';
 import { ConfigErrors, loadConfig, startService, type ServiceSection } from '@mailgate/runtime';
 import type { ZodTypeAny } from 'zod';
@@ -23,7 +23,9 @@ async function readStdin(): Promise<string> {
 const USAGE = `mailgate — cloud-native email security gateway
 
 Usage:
-  mailgate dev [--config FILE] [--pretty]      everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
+  mailgate dev [--config FILE] [--pretty] [--chain [STAGE,…]]
+                                               everything embedded: kafka-lite, Redis/clamd/sink if needed, all services
+                                               (--chain: the check stages as one stage chain process, dev.chain)
   mailgate <service> [--config FILE]           run one service (as in Kubernetes)
       services: ${SERVICE_NAMES.join(', ')}
   mailgate chain STAGE,STAGE,… [--config FILE] run consecutive check stages in one process (a stage chain)
@@ -123,8 +125,14 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return 0;
   }
   if (cmd === 'dev') {
+    // --chain: the four check stages as one stage chain process; --chain a,b: those stages (dev.chain).
+    const chain = args.flags['chain'];
+    const env =
+      chain === undefined
+        ? process.env
+        : { ...process.env, MAILGATE__DEV__CHAIN: `[${chain === true ? CHAINABLE_STAGES.join(', ') : chain}]` };
     try {
-      const dev = await runDev({ configFile });
+      const dev = await runDev({ configFile, env });
       const stop = () => {
         void dev.stop().then(() => process.exit(0));
       };

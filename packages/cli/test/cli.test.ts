@@ -86,7 +86,8 @@ test('queue list/show against an empty deferred queue', async () => {
   }
 });
 
-test('mailgate dev: broker, every service and a sink come up; a message is delivered end to end', async () => {
+/** Ports and environment for a `mailgate dev` run on free ports, with clamd and rspamd of its own. */
+async function devSetup(extra: NodeJS.ProcessEnv = {}) {
   const ports = {
     broker: await freePort(),
     sink: await freePort(),
@@ -124,7 +125,15 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     MAILGATE__DEV__CLAMD__SPAWN: 'always',
     MAILGATE__DEV__RSPAMD__SPAWN: 'always',
     MAILGATE__DELIVERY__ROUTES: `[{domains: [example.test], type: smarthost, hosts: ['127.0.0.1:${ports.sink}'], tls: none}]`,
+    ...extra,
   };
+  const http = { ingress, dnsbl, virus, policy, delivery, admin, spam };
+  return { ports, http, mailbox, env };
+}
+
+test('mailgate dev: broker, every service and a sink come up; a message is delivered end to end', async () => {
+  const { ports, http, mailbox, env } = await devSetup();
+  const { admin } = http;
   const dev = await runDev({
     configFile: path.join(root, 'deploy/mailgate.dev.yaml'),
     env,
@@ -169,4 +178,44 @@ test('mailgate dev: broker, every service and a sink come up; a message is deliv
     await dev.stop();
     rmSync(mailbox, { recursive: true, force: true });
   }
+});
+
+test('mailgate dev with dev.chain (--chain): the check stages run as one chain process; a message is delivered', async () => {
+  const { ports, http, mailbox, env } = await devSetup({
+    // What `mailgate dev --chain` sets; only the processes the journey needs besides the chain.
+    MAILGATE__DEV__CHAIN: '[dnsbl-check, virus-scan, attachment-policy, spam-check]',
+    MAILGATE__DEV__SERVICES: '[ingress-smtp, delivery]',
+  });
+  const dev = await runDev({
+    configFile: path.join(root, 'deploy/mailgate.dev.yaml'),
+    env,
+    log: createLogger('dev-test', 'warn'),
+  });
+  try {
+    assert.deepEqual([...dev.children.keys()].sort(), ['chain', 'delivery', 'ingress-smtp']);
+    // The chain serves health on its first stage's port.
+    assert.equal((await fetch(`http://127.0.0.1:${http.dnsbl}/readyz`)).status, 200);
+    const reply = await sendMail({
+      host: '127.0.0.1',
+      port: ports.smtp,
+      from: 'bob@partner.test',
+      to: 'user@example.test',
+      subject: 'dev chain smoke',
+      text: 'hello through the chain\n',
+    });
+    const id = /queued as ([0-9A-Z]{26})/.exec(reply)?.[1];
+    assert.ok(id, reply);
+    await waitFor(() => readdirSync(mailbox).includes(`${id}.eml`), { timeoutMs: 90_000, intervalMs: 250 });
+  } finally {
+    await dev.stop();
+    rmSync(mailbox, { recursive: true, force: true });
+  }
+});
+
+test('dev.chain must name consecutive check stages: config check exits 78 naming the key', () => {
+  const r = node(['config', 'check', '--config', 'deploy/mailgate.dev.yaml'], {
+    MAILGATE__DEV__CHAIN: '[virus-scan, dnsbl-check]',
+  });
+  assert.equal(r.status, 78, r.stderr);
+  assert.match(r.stderr, /dev\.chain/);
 });

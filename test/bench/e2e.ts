@@ -7,7 +7,8 @@
 //
 // Systems: `--systems split,chain,haraka` (default split,haraka): `split` is mailgate with every stage its own process
 // (rows `mailgate`), `chain` the check stages as one stage chain process (`mailgate chain dnsbl-check,…,spam-check`,
-// rows `mailgate-chain`), `haraka` Haraka. `--chain` or BENCH_CHAIN=1 adds `chain` to the default.
+// rows `mailgate-chain`), `chain-delivery` the same chain ending in delivery (`…,spam-check,delivery`, rows
+// `mailgate-chain-delivery`), `haraka` Haraka. `--chain` or BENCH_CHAIN=1 adds `chain` to the default.
 // Environment: BENCH_MESSAGES_10K (default 3000), BENCH_MESSAGES_100K (default 600), BENCH_SESSIONS (20),
 // BENCH_HALF_SECONDS (15), BENCH_SKIP_HARAKA=1, BENCH_SKIP_SCALE=1, BENCH_PARTITIONS (6), HARAKA_DIR,
 // BENCH_SENDER_AUTH=0 (senderAuth.enabled: false in mailgate's config: the same code with and without the ingress
@@ -62,19 +63,23 @@ const HARAKA_CHECKS = ((): HarakaChecks => {
   if (v !== 'full' && v !== 'core') throw new Error(`--haraka-checks / BENCH_HARAKA_CHECKS: full or core, not ${v}`);
   return v;
 })();
-/** The systems to measure, in this order (rows: mailgate, mailgate-chain, haraka). */
-const SYSTEMS = ((): Set<'split' | 'chain' | 'haraka'> => {
+const SYSTEM_NAMES = ['split', 'chain', 'chain-delivery', 'haraka'] as const;
+type SystemName = (typeof SYSTEM_NAMES)[number];
+/** The systems to measure, in this order (rows: mailgate, mailgate-chain, mailgate-chain-delivery, haraka). */
+const SYSTEMS = ((): Set<SystemName> => {
   const arg = argv.includes('--systems') ? argv[argv.indexOf('--systems') + 1] : undefined;
   const names = (arg ?? 'split,haraka').split(',').map((x) => x.trim());
-  const bad = names.filter((x) => !['split', 'chain', 'haraka'].includes(x));
-  if (bad.length) throw new Error(`--systems: unknown ${bad.join(', ')} (split, chain, haraka)`);
-  const out = new Set(names as ('split' | 'chain' | 'haraka')[]);
+  const bad = names.filter((x) => !(SYSTEM_NAMES as readonly string[]).includes(x));
+  if (bad.length) throw new Error(`--systems: unknown ${bad.join(', ')} (${SYSTEM_NAMES.join(', ')})`);
+  const out = new Set(names as SystemName[]);
   if (!arg && (argv.includes('--chain') || process.env['BENCH_CHAIN'] === '1')) out.add('chain');
   if (process.env['BENCH_SKIP_HARAKA'] === '1') out.delete('haraka');
   return out;
 })();
-/** The stages the `chain` system runs as one process. */
+/** The stages the `chain` system runs as one process (`chain-delivery`: these and delivery). */
 const CHAIN = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
+/** Row names of the chain systems. */
+const CHAIN_ROWS = ['mailgate-chain', 'mailgate-chain-delivery'] as const;
 const STACK_CONFIG = {
   // Six services starting at once on a loaded 2-core machine can take minutes (BENCH_START_TIMEOUT_MS).
   startTimeoutMs: env('BENCH_START_TIMEOUT_MS', 300_000),
@@ -478,9 +483,11 @@ function table(rows: Row[], ceil: Record<string, number>): string {
     const hk = rows.find((r) => r.system === 'haraka' && r.size === size);
     const c = ceil[size];
     const parts: string[] = [];
-    const ch = rows.find((r) => r.system === 'mailgate-chain' && r.size === size);
     if (mg && hk) parts.push(`mailgate/Haraka delivered = ${(mg.delivered / hk.delivered).toFixed(2)}×`);
-    if (ch && hk) parts.push(`mailgate-chain/Haraka delivered = ${(ch.delivered / hk.delivered).toFixed(2)}×`);
+    for (const name of CHAIN_ROWS) {
+      const ch = rows.find((r) => r.system === name && r.size === size);
+      if (ch && hk) parts.push(`${name}/Haraka delivered = ${(ch.delivered / hk.delivered).toFixed(2)}×`);
+    }
     if (mg && c) parts.push(`mailgate/ceiling = ${((mg.delivered / c) * 100).toFixed(1)} %`);
     if (hk && c) parts.push(`Haraka/ceiling = ${((hk.delivered / c) * 100).toFixed(1)} %`);
     lines.push(`${size}: ${parts.join(', ')}`);
@@ -517,17 +524,19 @@ function table(rows: Row[], ceil: Record<string, number>): string {
         `  ${size}: CPU per message mailgate (all processes) / Haraka + clamd${HARAKA_CHECKS === 'full' ? ' + rspamd + redis' : ''} = ${(perMsg(mg, mg.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
           `; delivered msg/s mailgate / Haraka = ${(mg.delivered / hk.delivered).toFixed(2)}×`,
       );
-    const ch = rows.find((r) => r.system === 'mailgate-chain' && r.size === size);
-    if (ch && hk)
-      lines.push(
-        `  ${size}: CPU per message mailgate-chain (all processes) / Haraka + clamd${HARAKA_CHECKS === 'full' ? ' + rspamd + redis' : ''} = ${(perMsg(ch, ch.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
-          `; delivered msg/s mailgate-chain / Haraka = ${(ch.delivered / hk.delivered).toFixed(2)}×`,
-      );
-    if (mg && ch)
-      lines.push(
-        `  ${size}: CPU per message mailgate-chain / mailgate (all processes) = ${(perMsg(ch, ch.usage) / perMsg(mg, mg.usage)).toFixed(2)}×` +
-          `; delivered msg/s mailgate-chain / mailgate = ${(ch.delivered / mg.delivered).toFixed(2)}×`,
-      );
+    for (const name of CHAIN_ROWS) {
+      const ch = rows.find((r) => r.system === name && r.size === size);
+      if (ch && hk)
+        lines.push(
+          `  ${size}: CPU per message ${name} (all processes) / Haraka + clamd${HARAKA_CHECKS === 'full' ? ' + rspamd + redis' : ''} = ${(perMsg(ch, ch.usage) / perMsg(hk, hk.usage)).toFixed(2)}×` +
+            `; delivered msg/s ${name} / Haraka = ${(ch.delivered / hk.delivered).toFixed(2)}×`,
+        );
+      if (mg && ch)
+        lines.push(
+          `  ${size}: CPU per message ${name} / mailgate (all processes) = ${(perMsg(ch, ch.usage) / perMsg(mg, mg.usage)).toFixed(2)}×` +
+            `; delivered msg/s ${name} / mailgate = ${(ch.delivered / mg.delivered).toFixed(2)}×`,
+        );
+    }
   }
   return lines.join('\n');
 }
@@ -660,18 +669,22 @@ async function main(): Promise<void> {
     stack = undefined;
   }
 
-  // --- mailgate as a stage chain: the four check stages in one process ------------------------------------------
-  let chainSpamActions = '';
-  if (SYSTEMS.has('chain')) {
-    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', chain: CHAIN, ...STACK_CONFIG });
+  // --- mailgate as a stage chain: the four check stages in one process (and, chain-delivery, delivery too) -------
+  const chainSpamActions: string[] = [];
+  for (const [system, row, chain] of [
+    ['chain', 'mailgate-chain', CHAIN],
+    ['chain-delivery', 'mailgate-chain-delivery', [...CHAIN, 'delivery']],
+  ] as const) {
+    if (!SYSTEMS.has(system)) continue;
+    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', chain, ...STACK_CONFIG });
     try {
-      rows.push(...(await measureSizes('mailgate-chain', st.smtp.port, st.internal, stageProcs(st))));
-      chainSpamActions = await spamActionCounts(st.proc('spam-check').httpPort);
+      rows.push(...(await measureSizes(row, st.smtp.port, st.internal, stageProcs(st))));
+      chainSpamActions.push(`${row}: ${await spamActionCounts(st.proc('spam-check').httpPort)}`);
     } finally {
       await st.stop();
     }
   }
-  const order = ['mailgate', 'mailgate-chain', 'haraka'];
+  const order = ['mailgate', ...CHAIN_ROWS, 'haraka'];
   rows.sort((a, b) => order.indexOf(a.system) - order.indexOf(b.system));
 
   console.log('\n' + table(rows, ceil));
@@ -681,8 +694,8 @@ async function main(): Promise<void> {
     console.log(
       `Haraka (${HARAKA_CHECKS} checks): headers on the last message it delivered\n${harakaEvidence.join('\n')}`,
     );
-  if (chainSpamActions)
-    console.log(`spam-check decisions over the whole mailgate-chain run (warm-up, load, probes): ${chainSpamActions}`);
+  for (const a of chainSpamActions)
+    console.log(`spam-check decisions over the whole run (warm-up, load, probes) of ${a}`);
 
   // --- scale-out: two replicas of the busiest stage -----------------------------------------------------------------
   if (process.env['BENCH_SKIP_SCALE'] !== '1' && SYSTEMS.has('split')) {

@@ -8,16 +8,19 @@
 // Also prints each process's CPU share over the load interval from /proc (admin and kafka-lite included).
 //
 // Usage: node --import tsx --conditions=mailgate-src test/bench/profile.ts [messages=2000] [bytes=10240] [dir] [--chain]
+// [--chain-delivery]
 // --chain runs the four check stages as one stage chain process (its profile is in <dir>/dnsbl-check, the chain's
-// first stage; the process is labelled `chain#0`).
+// first stage; the process is labelled `chain#0`); --chain-delivery runs them and delivery as one chain.
 // Prints figures, never asserts.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { SERVICES, sleep, startStack } from '../harness/stack.js';
 import { smtpSource } from './load.js';
 import { usageMeter } from './procstat.js';
 
-const CHAIN = process.argv.includes('--chain');
-const args = process.argv.slice(2).filter((a) => a !== '--chain');
+const CHAIN_DELIVERY = process.argv.includes('--chain-delivery');
+const CHAIN = CHAIN_DELIVERY || process.argv.includes('--chain');
+const args = process.argv.slice(2).filter((a) => a !== '--chain' && a !== '--chain-delivery');
+const CHECKS = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
 const COUNT = Number(args[0] ?? 2000);
 const BYTES = Number(args[1] ?? 10240);
 const DIR = args[2] ?? '/tmp/mg-prof';
@@ -36,7 +39,7 @@ async function main(): Promise<void> {
     partitions: 6,
     logLevel: 'warn',
     nodeFlags,
-    ...(CHAIN ? { chain: ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const } : {}),
+    ...(CHAIN ? { chain: CHAIN_DELIVERY ? [...CHECKS, 'delivery' as const] : CHECKS } : {}),
   });
   try {
     const sink = stack.internal;

@@ -1,14 +1,19 @@
-// End to end with the check stages as one stage chain: ingress-smtp → `mailgate chain dnsbl-check,virus-scan,
-// attachment-policy,spam-check` (one process, in-memory hand-over) → delivery, with the same infrastructure as
-// pipeline.test.ts. A clean message is delivered with every stage in its timeline; EICAR is quarantined by the
-// virus-scan step with the input topic of virus-scan as its source (release with recheck re-enters there).
+// End to end with a stage chain that ends in delivery: ingress-smtp → `mailgate chain dnsbl-check,virus-scan,
+// attachment-policy,spam-check,delivery` (one process, in-memory hand-over, delivery's retry worker inside) → the
+// sinks, with the same infrastructure as pipeline.test.ts. A clean message is delivered with every stage in its
+// timeline; EICAR is quarantined by the virus-scan step with the input topic of virus-scan as its source (release
+// with recheck re-enters there); a remote 4xx is retried by the chain's retry worker; a 5xx bounce's DSN re-enters
+// the chain at its delivery step. (The chain of the four check stages alone, beside a delivery process, runs in
+// packages/cli/test/cli.test.ts through `mailgate dev --chain`.)
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { EICAR, type Sink } from '@mailgate/testkit';
 import { TOPICS } from '@mailgate/contracts';
 import {
   bodyOf,
+  bounceWithDsn,
   buildMessage,
+  deferThenDeliver,
   header,
   mailgateId,
   send,
@@ -18,7 +23,8 @@ import {
 } from '../harness/mail.js';
 import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, startStack, type Stack } from '../harness/stack.js';
 
-const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
+const CHECKS = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
+const STAGES = [...CHECKS, 'delivery'] as const;
 
 let stack: Stack;
 
@@ -45,11 +51,19 @@ describe('end to end with a stage chain', { timeout: 280_000 }, () => {
     assert.ok(labels.includes('chain#0'), labels.join(', '));
     for (const s of STAGES) assert.ok(!labels.includes(`${s}#0`), `${s} has no process of its own`);
     assert.equal(stack.proc('spam-check'), stack.proc('dnsbl-check'));
+    assert.equal(stack.proc('delivery'), stack.proc('dnsbl-check'));
     const r = await fetch(`http://127.0.0.1:${stack.proc('dnsbl-check').httpPort}/readyz`);
     const body = (await r.json()) as { service: string; checks: Record<string, unknown> };
     assert.equal(r.status, 200);
     assert.equal(body.service, 'chain');
-    for (const c of ['consumer', 'kafka', 'dnsbl-check.dnsbl', 'virus-scan.clamd', 'spam-check.rspamd']) {
+    for (const c of [
+      'consumer',
+      'kafka',
+      'dnsbl-check.dnsbl',
+      'virus-scan.clamd',
+      'spam-check.rspamd',
+      'delivery.redis',
+    ]) {
       assert.ok(c in body.checks, `readiness check ${c}: ${Object.keys(body.checks).join(', ')}`);
     }
   });
@@ -68,7 +82,7 @@ describe('end to end with a stage chain', { timeout: 280_000 }, () => {
     const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
     const seq = view.events.map((e) => (e.type === 'stage' ? e.service : e.type));
     assert.equal(seq[0], 'received');
-    const at = STAGES.map((s) => seq.indexOf(s));
+    const at = CHECKS.map((s) => seq.indexOf(s));
     assert.ok(
       at.every((i, k) => i > 0 && (k === 0 || i > at[k - 1]!)),
       `every stage once, in order: ${seq.join(' → ')}`,
@@ -79,6 +93,14 @@ describe('end to end with a stage chain', { timeout: 280_000 }, () => {
     }
     assertOneTrace(view, header(got.data, 'x-mailgate-trace-id') ?? '');
     assert.equal(view.summary.status, 'delivered');
+  });
+
+  test('a remote 4xx is retried by the retry worker in the chain process, then delivered once', async () => {
+    await deferThenDeliver(stack);
+  });
+
+  test('a remote 5xx bounces: the DSN re-enters the chain at its delivery step and is delivered', async () => {
+    await bounceWithDsn(stack);
   });
 
   test('EICAR is quarantined by the virus-scan step (source: its input topic), never delivered', async () => {

@@ -3,10 +3,13 @@
 // Each scenario checks what reached a sink (bytes) and what the admin API's tracking timeline says.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { dkimpySign, dkimpyVerify, EICAR, GTUBE, type Sink, type SinkMessage } from '@mailgate/testkit';
+import { dkimpySign, dkimpyVerify, EICAR, GTUBE, type Sink } from '@mailgate/testkit';
 import {
   bodyOf,
+  bounceWithDsn,
   buildMessage,
+  byId,
+  deferThenDeliver,
   eventually,
   header,
   headers,
@@ -63,9 +66,6 @@ after(async () => {
   if (process.env['MAILGATE_E2E_LOGDIR']) console.log(`logs: ${await stack?.dumpLogs()}`);
   await stack?.stop();
 });
-
-const byId = (sink: Sink, id: string, timeoutMs = 60_000): Promise<SinkMessage> =>
-  sink.waitFor((m) => mailgateId(m) === id, timeoutMs);
 
 const allSinks = (): Sink[] => [stack.internal, stack.mx1, stack.mx2];
 
@@ -257,51 +257,11 @@ describe('end to end', { timeout: 280_000 }, () => {
   });
 
   test('a remote 4xx is retried, then delivered once the remote accepts', async () => {
-    const from = `alice@${ACCEPTED_DOMAIN}`;
-    const to = `slow-${uniq()}@${REMOTE_DOMAIN}`;
-    for (const s of [stack.mx1, stack.mx2])
-      s.setReply({ stage: 'rcpt', code: 451, message: '4.3.0 busy, try later', rcpt: to });
-    const r = await send(stack, {
-      from,
-      to,
-      raw: buildMessage({ from, to, subject: 'retry me' }),
-      localAddress: TRUSTED_CLIENT,
-    });
-    await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'deferred'));
-    assert.ok(stack.mx1.rejections.some((x) => x.rcpt === to && x.code === 451));
-    for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
-    const got = await byId(stack.mx1, r.id).catch(() => byId(stack.mx2, r.id, 1));
-    assert.deepEqual(got.rcptTo, [to]);
-    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
-    const types = view.events.map((e) => e.type);
-    assert.ok(types.indexOf('deferred') < types.indexOf('delivered'));
-    const copies = [stack.mx1, stack.mx2].flatMap((s) => s.messages).filter((m) => mailgateId(m) === r.id);
-    assert.equal(copies.length, 1, 'delivered exactly once');
+    await deferThenDeliver(stack);
   });
 
   test('a remote 5xx bounces: a DSN goes back to the sender and is itself delivered', async () => {
-    const from = `alice@${ACCEPTED_DOMAIN}`;
-    const to = `nobody-${uniq()}@${REMOTE_DOMAIN}`;
-    for (const s of [stack.mx1, stack.mx2])
-      s.setReply({ stage: 'rcpt', code: 550, message: '5.1.1 no such user', rcpt: to });
-    const r = await send(stack, {
-      from,
-      to,
-      raw: buildMessage({ from, to, subject: 'will bounce' }),
-      localAddress: TRUSTED_CLIENT,
-    });
-    const dsn = await stack.internal.waitFor(
-      (m) => m.mailFrom === '' && m.rcptTo.includes(from) && m.data.includes(to),
-      60_000,
-    );
-    const text = dsn.data.toString('latin1');
-    assert.match(header(dsn.data, 'content-type') ?? '', /multipart\/report.*delivery-status/i);
-    assert.match(text, /Action: failed/i);
-    assert.match(text, /Status: 5\.1\.1/i);
-    assert.match(text, /550/);
-    const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'bounced'));
-    assert.ok(view.events.some((e) => e.type === 'bounced' || e.type === 'dsn-generated'));
-    for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
+    await bounceWithDsn(stack);
   });
 
   test('relaying for a foreign domain from an untrusted client is refused with 550 5.7.1', async () => {

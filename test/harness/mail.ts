@@ -3,9 +3,10 @@
 // and poll the admin API.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
-import { EICAR, type SinkMessage } from '@mailgate/testkit';
-import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, type Stack } from './stack.js';
+import { EICAR, type Sink, type SinkMessage } from '@mailgate/testkit';
+import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, TRUSTED_CLIENT, type Stack } from './stack.js';
 
 export interface SendOptions {
   from: string;
@@ -298,4 +299,60 @@ export async function sendEicarUntilQuarantined(
   );
   const view = await timeline(stack, id, (v) => v.events.some((e) => e.type === 'quarantined'));
   return { id, entry, view };
+}
+
+export const byId = (sink: Sink, id: string, timeoutMs = 60_000): Promise<SinkMessage> =>
+  sink.waitFor((m) => mailgateId(m) === id, timeoutMs);
+
+/**
+ * Delivery's retry path, whichever process runs delivery: both remote MXs answer 451 to a fresh recipient, the
+ * message is deferred (tracking says so), the MXs accept again, and the retry worker delivers it exactly once.
+ */
+export async function deferThenDeliver(stack: Stack): Promise<void> {
+  const from = `alice@${ACCEPTED_DOMAIN}`;
+  const to = `slow-${uniq()}@${REMOTE_DOMAIN}`;
+  for (const s of [stack.mx1, stack.mx2])
+    s.setReply({ stage: 'rcpt', code: 451, message: '4.3.0 busy, try later', rcpt: to });
+  const r = await send(stack, {
+    from,
+    to,
+    raw: buildMessage({ from, to, subject: 'retry me' }),
+    localAddress: TRUSTED_CLIENT,
+  });
+  await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'deferred'));
+  assert.ok(stack.mx1.rejections.some((x) => x.rcpt === to && x.code === 451));
+  for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
+  const got = await byId(stack.mx1, r.id).catch(() => byId(stack.mx2, r.id, 1));
+  assert.deepEqual(got.rcptTo, [to]);
+  const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'delivered'));
+  const types = view.events.map((e) => e.type);
+  assert.ok(types.indexOf('deferred') < types.indexOf('delivered'));
+  const copies = [stack.mx1, stack.mx2].flatMap((s) => s.messages).filter((m) => mailgateId(m) === r.id);
+  assert.equal(copies.length, 1, 'delivered exactly once');
+}
+
+/** A remote 5xx bounces: a DSN goes back to the sender through the pipeline and is itself delivered. */
+export async function bounceWithDsn(stack: Stack): Promise<void> {
+  const from = `alice@${ACCEPTED_DOMAIN}`;
+  const to = `nobody-${uniq()}@${REMOTE_DOMAIN}`;
+  for (const s of [stack.mx1, stack.mx2])
+    s.setReply({ stage: 'rcpt', code: 550, message: '5.1.1 no such user', rcpt: to });
+  const r = await send(stack, {
+    from,
+    to,
+    raw: buildMessage({ from, to, subject: 'will bounce' }),
+    localAddress: TRUSTED_CLIENT,
+  });
+  const dsn = await stack.internal.waitFor(
+    (m) => m.mailFrom === '' && m.rcptTo.includes(from) && m.data.includes(to),
+    60_000,
+  );
+  const text = dsn.data.toString('latin1');
+  assert.match(header(dsn.data, 'content-type') ?? '', /multipart\/report.*delivery-status/i);
+  assert.match(text, /Action: failed/i);
+  assert.match(text, /Status: 5\.1\.1/i);
+  assert.match(text, /550/);
+  const view = await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'bounced'));
+  assert.ok(view.events.some((e) => e.type === 'bounced' || e.type === 'dsn-generated'));
+  for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
 }

@@ -114,7 +114,7 @@ export function defineChainService(
   for (const s of names) {
     if (!isChainableStage(s)) {
       throw new Error(
-        `${s} cannot be a step of a stage chain: only the check stages can (${CHAINABLE_STAGES.join(', ')})`,
+        `${s} cannot be a step of a stage chain: only the stages that read a topic can (${CHAINABLE_STAGES.join(', ')})`,
       );
     }
   }

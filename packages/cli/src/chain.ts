@@ -4,8 +4,9 @@ import type { ServiceDefinition } from '@mailgate/runtime';
 import { loadService } from './services.js';
 
 export const CHAIN_USAGE = `mailgate chain STAGE,STAGE,… [--config FILE]
-  One process runs consecutive check stages in memory (a "stage chain"), e.g.
+  One process runs consecutive stages in memory (a "stage chain"), e.g.
     mailgate chain dnsbl-check,virus-scan,attachment-policy,spam-check
+    mailgate chain dnsbl-check,virus-scan,attachment-policy,spam-check,delivery   (delivery's retry worker too)
   Stages that can be chained: ${CHAINABLE_STAGES.join(', ')} (consecutive, in pipeline order).
   Each stage reads its own config section; the first stage's section gives the http port and the bus overrides.
   Consumer group: mailgate.chain.<first>..<last> — never run a chain beside the split stages it replaces
@@ -32,7 +33,7 @@ export async function loadChainService(list: string | undefined): Promise<Servic
   for (const n of names) {
     if (!isChainableStage(n)) {
       throw new ChainArgError(
-        `mailgate chain: ${n} cannot be a step of a stage chain: only the check stages can (${CHAINABLE_STAGES.join(', ')})`,
+        `mailgate chain: ${n} cannot be a step of a stage chain: only the stages that read a topic can (${CHAINABLE_STAGES.join(', ')})`,
         'config',
       );
     }

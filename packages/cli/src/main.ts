@@ -1,5 +1,5 @@
 import { pathToFileURL } from 'node:url';
-import { CHAINABLE_STAGES, SERVICE_NAMES } from '@mailgate/contracts';
+import { CHECK_STAGES, SERVICE_NAMES } from '@mailgate/contracts';
 import { runBrokerCli } from '@mailgate/kafka-lite';
 import { ConfigErrors, loadConfig, startService, type ServiceSection } from '@mailgate/runtime';
 import type { ZodTypeAny } from 'zod';
@@ -130,7 +130,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     const env =
       chain === undefined
         ? process.env
-        : { ...process.env, MAILGATE__DEV__CHAIN: `[${chain === true ? CHAINABLE_STAGES.join(', ') : chain}]` };
+        : { ...process.env, MAILGATE__DEV__CHAIN: `[${chain === true ? CHECK_STAGES.join(', ') : chain}]` };
     try {
       const dev = await runDev({ configFile, env });
       const stop = () => {

@@ -23,7 +23,7 @@ test('mailgate chain: help, a missing list is a usage error, a bad chain a confi
   const gap = node(['chain', 'dnsbl-check,attachment-policy']);
   assert.equal(gap.status, 78);
   assert.match(gap.stderr, /attachment-policy does not follow dnsbl-check/);
-  const delivery = node(['chain', 'spam-check,delivery']);
-  assert.equal(delivery.status, 78);
-  assert.match(delivery.stderr, /delivery cannot be a step of a stage chain: only the check stages can/);
+  const ingress = node(['chain', 'ingress-smtp,dnsbl-check']);
+  assert.equal(ingress.status, 78);
+  assert.match(ingress.stderr, /ingress-smtp cannot be a step of a stage chain: only the stages that read a topic can/);
 });

@@ -227,14 +227,23 @@ export function httpPortOf(name: ServiceName): number {
 
 /**
  * The stages a stage chain (`mailgate chain …`, one process running consecutive stages in memory) may contain: the
- * check stages. Ingress reads SMTP and delivery owns a retry worker and queue of its own, so they stay processes.
+ * check stages and delivery (its retry worker and reconciler then run in the chain process too). Ingress reads SMTP,
+ * not a topic, so it stays a process of its own.
  */
 export const CHAINABLE_STAGES = [
   'dnsbl-check',
   'virus-scan',
   'attachment-policy',
   'spam-check',
+  'delivery',
 ] as const satisfies readonly PipelineStage[];
+/** The chain `mailgate chain` / `mailgate dev --chain` / the Helm chart's stageChain run by default: the check stages. */
+export const CHECK_STAGES = [
+  'dnsbl-check',
+  'virus-scan',
+  'attachment-policy',
+  'spam-check',
+] as const satisfies readonly ChainableStage[];
 export type ChainableStage = (typeof CHAINABLE_STAGES)[number];
 
 export function isChainableStage(s: string): s is ChainableStage {

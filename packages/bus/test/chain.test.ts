@@ -268,7 +268,10 @@ describe('StageRunner as a stage chain against kafka-lite', () => {
       schema: {} as never,
       setup: async () => ({ fn }),
     });
-    assert.throws(() => defineChainService([def('ingress-smtp'), def('dnsbl-check')]), /only the stages that read a topic/);
+    assert.throws(
+      () => defineChainService([def('ingress-smtp'), def('dnsbl-check')]),
+      /only the stages that read a topic/,
+    );
     // delivery may end a chain (its retry worker runs in the chain process).
     assert.doesNotThrow(() => defineChainService([def('spam-check'), def('delivery')]));
     assert.throws(() => defineChainService([def('dnsbl-check'), def('spam-check')]), /does not follow/);

@@ -3,7 +3,7 @@
 // message of this process writing them (the admin's share) and of the redis-server executing them (from
 // /proc/<pid>/stat, 10 ms ticks: use enough MESSAGES): one add() per event, and addBatch() per BATCH events
 // (default 100: what the ingest consumer hands over from one fetch under load). MODES=batch runs only the latter.
-// Prints figures, asserts nothing.
+// SHAPE=chain|spread (below). Prints figures, asserts nothing.
 //
 // A message's events are what the pipeline emits for clean mail with one recipient: `received` from ingress, one
 // `stage` event per stage (dnsbl-check, virus-scan, attachment-policy, spam-check, delivery) and `delivered`.
@@ -18,6 +18,13 @@ const MESSAGES = Number(process.env['MESSAGES'] ?? 2000);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
 const BATCH = Number(process.env['BATCH'] ?? 100);
 const STAGES = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check', 'delivery'] as const;
+// How a message's events interleave with other messages' (positions in the stream, in messages):
+// spread: each event 10 messages after the previous one (a slow pipeline: one message's events span ~5 batches);
+// chain: the stage chain produces the four checks' events together 2 messages after `received`, delivery its
+// `stage` and `delivered` together 5 messages after it (one message's events in 1–2 batches).
+const SHAPE = process.env['SHAPE'] === 'chain' ? 'chain' : 'spread';
+const CHAIN_AT = [0, 2, 2, 2, 2, 5, 5];
+const position = (i: number, k: number) => (SHAPE === 'chain' ? i + CHAIN_AT[k]! + k / 100 : i + k * 10);
 const MODES = (process.env['MODES'] ?? 'one,batch').split(',');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -88,9 +95,8 @@ async function commandStats(redis: Redis): Promise<Map<string, number>> {
 const server = await startRedis();
 const redis = new Redis(server.url);
 try {
-  const store = new TrackingStore(redis, 7);
   const events = eventsOf(0, 0).length;
-  console.log(`tracking store: ${MESSAGES} messages × ${events} events, ${ROUNDS} rounds, own redis-server`);
+  console.log(`tracking store: ${MESSAGES} messages × ${events} events (${SHAPE}), ${ROUNDS} rounds, own redis-server`);
   const modes = [
     ...(MODES.includes('one') ? ['one add() per event'] : []),
     ...(MODES.includes('batch') ? [`addBatch() of ${BATCH} events`] : []),
@@ -100,11 +106,13 @@ try {
     let lastStats = new Map<string, number>();
     for (let r = 0; r < ROUNDS; r++) {
       await redis.flushall();
+      // A fresh store per round: a writer remembers the expiries it set (and the FLUSHALL just dropped them).
+      const store = new TrackingStore(redis, 7);
       await redis.config('RESETSTAT');
       const t0 = Date.now() - 60_000;
       // Interleaved as a partition delivers them: every message's events in order, messages overlapping.
       const all = Array.from({ length: MESSAGES }, (_, i) => eventsOf(i, t0))
-        .flatMap((evs, i) => evs.map((e, k) => ({ e, order: i + k * 10 })))
+        .flatMap((evs, i) => evs.map((e, k) => ({ e, order: position(i, k) })))
         .sort((a, b) => a.order - b.order)
         .map((x) => x.e);
       const before = await serverCounts(redis);

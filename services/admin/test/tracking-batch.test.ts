@@ -1,10 +1,12 @@
 // TrackingStore.addBatch (what the ingest hands over per fetched batch) leaves Redis exactly as one add() per event
 // would: same summaries, recipients' statuses, events and index entries, with the events of one message in a batch
-// seeing each other's state (received → stages → a split delivery outcome → a retry, all in one batch).
+// seeing each other's state (received → stages → a split delivery outcome → a retry, all in one batch). A writer
+// skips re-setting an expiry it set a moment ago: every key it writes still has one, also when a status index
+// emptied by a ZREM comes back, and when the batch that set them failed.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
-import { isolatedRedisPrefix } from '@mailgate/testkit';
+import { isolatedRedisPrefix, startRedis } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { TrackingStore } from '../src/tracking-store.js';
 import { REDIS_URL } from './helpers.js';
@@ -113,6 +115,79 @@ describe('tracking store: addBatch', () => {
       assert.ok(delivered, 'the status index followed the batch');
     } finally {
       raw.disconnect();
+    }
+  });
+
+  /** Keys under the prefix without an expiry (TTL -1), but the time index (which the sweep trims). */
+  async function keysWithoutTtl(redis: Redis, prefix: string): Promise<string[]> {
+    const raw = new Redis(REDIS_URL);
+    try {
+      const keys = await raw.keys(`${prefix}*`);
+      const ttls = await Promise.all(keys.map((k) => raw.ttl(k)));
+      return keys.filter((k, i) => ttls[i] === -1 && !k.endsWith('trk:idx:time')).map((k) => k.slice(prefix.length));
+    } finally {
+      raw.disconnect();
+    }
+  }
+
+  test('every key keeps an expiry across batches: later keys, a status index emptied and created again', async () => {
+    const prefix = isolatedRedisPrefix('mgtb3');
+    const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
+    clients.push(redis);
+    const store = new TrackingStore(redis, 1);
+    const t0 = Date.now() - 60_000;
+    const [x, y] = [newMessageId(), newMessageId()];
+    const [ex, ey] = [story([x], t0), story([y], t0 + 1000)];
+    // x: received, a pass, then held (the only held message: trk:idx:status:held is created)...
+    await store.addBatch(ex.slice(0, 3));
+    assert.deepEqual(await redis.zrange('trk:idx:status:held', 0, -1), [x]);
+    // ...passes (the ZREM empties trk:idx:status:held: Redis deletes the key), and y is held: the key is back.
+    await store.addBatch([ex[3]!, ...ey.slice(0, 3)]);
+    assert.deepEqual(await redis.zrange('trk:idx:status:held', 0, -1), [y]);
+    // x's recipients' hash is first written now, batches after its other keys; y stays held.
+    await store.addBatch(ex.slice(4));
+    assert.deepEqual(await redis.zrange('trk:idx:status:held', 0, -1), [y]);
+    assert.deepEqual(await keysWithoutTtl(redis, prefix), []);
+    assert.equal((await store.get(x))!.summary.status, 'delivered');
+  });
+
+  test("a message's keys that went (swept, lost by Redis) get their expiry again when a write recreates them", async () => {
+    const prefix = isolatedRedisPrefix('mgtb4');
+    const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
+    clients.push(redis);
+    const store = new TrackingStore(redis, 1);
+    const id = newMessageId();
+    const events = story([id], Date.now() - 60_000);
+    await store.addBatch(events.slice(0, 1));
+    // Gone behind the writer's back, a moment after it set their expiry.
+    await redis.del(`trk:msg:${id}`, `trk:ev:${id}`);
+    await store.addBatch(events.slice(1, 2));
+    assert.equal((await store.get(id))!.events.length, 1);
+    assert.deepEqual(await keysWithoutTtl(redis, prefix), []);
+  });
+
+  test('a batch whose MULTI failed sets every expiry when it is retried', async () => {
+    // Its own redis-server: the test makes it refuse writes (maxmemory), which the shared one must never do.
+    const server = await startRedis();
+    const redis = new Redis(server.url);
+    try {
+      const store = new TrackingStore(redis, 1);
+      const t0 = Date.now() - 60_000;
+      const events = story([newMessageId(), newMessageId()], t0);
+      await redis.config('SET', 'maxmemory', '1');
+      await assert.rejects(store.addBatch(events), /OOM|EXECABORT/);
+      await redis.config('SET', 'maxmemory', '0');
+      await store.addBatch(events);
+      const keys = await redis.keys('*');
+      assert.ok(keys.length > 10, 'the retry wrote its keys');
+      const ttls = await Promise.all(keys.map((k) => redis.ttl(k)));
+      assert.deepEqual(
+        keys.filter((k, i) => ttls[i] === -1 && k !== 'trk:idx:time'),
+        [],
+      );
+    } finally {
+      redis.disconnect();
+      await server.stop();
     }
   });
 });

@@ -138,8 +138,9 @@ interface MessageState {
   readonly events: string[];
   /** The TTL of the message's keys (the longest any of its events asked for). */
   ttl: number;
-  /** The recipients of `msgHash.rcptTo`, parsed (undefined until first needed). */
+  /** The recipients of `msgHash.rcptTo`, parsed, and the same normalised (undefined until first needed). */
   rcptList?: string[];
+  rcptNorm?: Set<string>;
   /** A non-refusal event was applied since the status index was last brought up to date. */
   statusDue: boolean;
 }
@@ -224,17 +225,21 @@ export class TrackingWriter {
     // score changes nothing): a stage event repeats the envelope, and re-adding it to every index was most of the
     // store's Redis commands. A new first-seen time, a `received` or a refusal writes all of its indexes as before.
     const known = !!prevFirst && first === Number(prevFirst) && e.type !== 'received' && !refusal;
-    const summary: Record<string, string> = { firstSeenMs: String(first), firstSeen: new Date(first).toISOString() };
+    const summary: Record<string, string> = {};
+    // Most events do not move the first-seen time: no date to format again.
+    if (String(first) !== prevFirst || !prev['firstSeen']) {
+      summary['firstSeenMs'] = String(first);
+      summary['firstSeen'] = new Date(first).toISOString();
+    }
     if (e.mailFrom !== undefined) summary['mailFrom'] = e.mailFrom;
     // Recipients are the union of what the events named (a per-recipient event names a subset; never shrink).
     const knownRcpts = (s.rcptList ??= prev['rcptTo'] ? (JSON.parse(prev['rcptTo']) as string[]) : []);
-    const seen = new Set(knownRcpts.map(norm));
+    const seen = (s.rcptNorm ??= new Set(knownRcpts.map(norm)));
     const added = rcpts.filter((r) => !seen.has(norm(r)) && seen.add(norm(r)));
     if (added.length) {
       s.rcptList = [...knownRcpts, ...added];
       summary['rcptTo'] = JSON.stringify(s.rcptList);
     }
-    const indexedRcpts = new Set(known ? knownRcpts.map(norm) : []);
     if (e.clientIp) summary['clientIp'] = e.clientIp;
     if (e.traceId && !/^0+$/.test(e.traceId)) summary['traceId'] = e.traceId;
     const indexes = known ? [] : ['trk:idx:time'];
@@ -291,8 +296,8 @@ export class TrackingWriter {
       const d = domainOf(e.mailFrom);
       if (d) indexes.push(`trk:idx:fromdom:${d}`);
     }
-    for (const r of rcpts) {
-      if (indexedRcpts.has(norm(r))) continue;
+    // When `known`, the recipients the message had before this event are indexed already.
+    for (const r of known ? added : rcpts) {
       indexes.push(`trk:idx:rcpt:${norm(r)}`);
       const d = domainOf(r);
       if (d) indexes.push(`trk:idx:rcptdom:${d}`);

@@ -75,6 +75,73 @@ function story(ids: string[], t0: number): TrackingEvent[] {
   });
 }
 
+/**
+ * Varied journeys (seeded, so a failure repeats): refusals, tempfails, quarantine and release, per-recipient
+ * outcomes with retries, bounces with their DSN note, deletes from the delivery queue, replays, out-of-order events.
+ */
+function journeys(count: number, t0: number): TrackingEvent[] {
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
+  const all = Array.from({ length: count }, (_, i): TrackingEvent[] => {
+    const rcpts = rnd() < 0.5 ? ['a@ex.test'] : ['a@ex.test', 'B@other.test'];
+    const base = {
+      messageId: newMessageId(),
+      traceId: 'ab'.repeat(16),
+      mailFrom: rnd() < 0.1 ? '' : `s${i % 5}@p.test`,
+      rcptTo: rcpts,
+      clientIp: `10.0.0.${i % 3}`,
+      host: 'h',
+    };
+    const at = (ms: number) => new Date(t0 + i * 3 + ms).toISOString();
+    if (rnd() < 0.1) {
+      const details = { reason: pick(['sender-auth', 'rbl']), reply: pick(['550 no', '451 later']) };
+      return [{ ...base, type: 'refused', at: at(0), service: 'ingress-smtp', details }];
+    }
+    const received = { size: 10, subject: `Hello ${i % 4} world`, messageIdHeader: `<${i}@p>` };
+    const evs: TrackingEvent[] = [
+      {
+        ...base,
+        type: 'received',
+        at: at(0),
+        service: 'ingress-smtp',
+        details: { ...received, auth: { spf: 'pass' } },
+      },
+    ];
+    for (const [k, stage] of (['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const).entries()) {
+      const verdict = { kind: rnd() < 0.1 ? 'tempfail' : 'pass' };
+      evs.push({ ...base, type: 'stage', at: at(5 + k), service: stage, details: { stage, verdict } });
+    }
+    if (rnd() < 0.15) {
+      evs.push({ ...base, type: 'quarantined', at: at(10), service: 'spam-check', details: {} });
+      if (rnd() < 0.5) evs.push({ ...base, type: 'released', at: at(50), service: 'admin', details: {} });
+    }
+    evs.push({ ...base, type: 'stage', at: at(12), service: 'delivery', details: { verdict: { kind: 'pass' } } });
+    for (const rcpt of rcpts) {
+      const type = pick(['delivered', 'deferred', 'bounced'] as const);
+      const one = { ...base, rcptTo: [rcpt], service: 'delivery' as const };
+      evs.push({ ...one, type, at: at(20), details: { reply: '250', attempt: 1 } });
+      if (type === 'bounced') {
+        evs.push({ ...base, rcptTo: [base.mailFrom], type: 'dsn-generated', at: at(20), service: 'delivery' });
+      }
+      if (type === 'deferred' && rnd() < 0.5) {
+        evs.push({ ...one, type: 'delivered', at: at(90), details: { reply: '250 2', attempt: 2 } });
+      }
+    }
+    if (rnd() < 0.05) {
+      evs.push({ ...base, type: 'deleted', at: at(95), service: 'admin', details: { from: 'delivery-queue' } });
+    }
+    if (rnd() < 0.2) evs.splice(2, 0, evs[1]!); // a replayed event
+    if (rnd() < 0.1) [evs[2], evs[3]] = [evs[3]!, evs[2]!]; // two events out of order
+    return evs;
+  });
+  // Messages overlap as on a partition: each one's events in its order, others' in between.
+  return all
+    .flatMap((evs, i) => evs.map((e, k) => ({ e, order: i + k * 2 })))
+    .sort((a, b) => a.order - b.order)
+    .map((x) => x.e);
+}
+
 describe('tracking store: addBatch', () => {
   const clients: Redis[] = [];
   after(async () => {
@@ -116,6 +183,27 @@ describe('tracking store: addBatch', () => {
     } finally {
       raw.disconnect();
     }
+  });
+
+  test('varied journeys: the batch size changes nothing in what is stored', async () => {
+    const events = journeys(40, Date.now() - 60_000);
+    const dumps: Record<string, unknown>[] = [];
+    const raw = new Redis(REDIS_URL);
+    try {
+      for (const size of [1, 3, 17, events.length]) {
+        const prefix = isolatedRedisPrefix(`mgtb5-${size}`);
+        const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
+        clients.push(redis);
+        const store = new TrackingStore(redis, 1);
+        for (let i = 0; i < events.length; i += size) await store.addBatch(events.slice(i, i + size));
+        dumps.push(await dump(raw, prefix));
+        assert.deepEqual(await keysWithoutTtl(redis, prefix), [], `batches of ${size}`);
+      }
+    } finally {
+      raw.disconnect();
+    }
+    assert.ok(Object.keys(dumps[0]!).length > 100, 'the journeys wrote their keys');
+    for (const d of dumps.slice(1)) assert.deepEqual(d, dumps[0]);
   });
 
   /** Keys under the prefix without an expiry (TTL -1), but the time index (which the sweep trims). */

@@ -116,7 +116,8 @@ class BatchWrites {
     // left a key without its TTL: remember nothing, so the next write of each key sets it again.
     if (!res || res.some(([err]) => err)) return;
     for (const [key] of trims) this.trimmed.record(key, 0, this.now);
-    for (const [key, ttl] of expiries) if (!this.always.has(key)) this.expired.record(key, ttl, this.now);
+    // `always` keys too: set now, they have their TTL (a status index is set again on its next batch regardless).
+    for (const [key, ttl] of expiries) this.expired.record(key, ttl, this.now);
   }
 }
 

@@ -18,19 +18,84 @@ import {
 } from './tracking-status.js';
 
 /**
+ * Keys whose expiry or trim this writer set a moment ago, so the next batches need not set it again: the events of
+ * one message come in several batches (received, the chain's checks, delivery), and re-setting a TTL of days every
+ * few hundred milliseconds changed nothing but cost a Redis command per key and batch. A key is remembered for one
+ * to two windows (two generations of maps, the older dropped at each rotation), then done again on its next write.
+ * Only what a MULTI really did is recorded (after it succeeded), so a failed batch redoes everything on its retry.
+ */
+class RecentlyDone {
+  private current = new Map<string, number>();
+  private previous = new Map<string, number>();
+  private rotatedAt = Date.now();
+
+  constructor(private readonly windowMs: number) {}
+
+  /** Was `key` done with this `value` (a TTL; 0 for a trim) within the window? */
+  has(key: string, value: number, now: number): boolean {
+    this.rotate(now);
+    return (this.current.get(key) ?? this.previous.get(key)) === value;
+  }
+
+  record(key: string, value: number, now: number): void {
+    this.rotate(now);
+    this.current.set(key, value);
+  }
+
+  /** Forget everything: the next write of each key sets it again (after a sweep deleted keys). */
+  clear(): void {
+    this.current.clear();
+    this.previous.clear();
+  }
+
+  private rotate(now: number): void {
+    if (now - this.rotatedAt < this.windowMs) return;
+    this.previous = this.current;
+    this.current = new Map();
+    this.rotatedAt = now;
+  }
+}
+
+/**
  * The MULTI of one batch. Index trims and key expiries are the same for every event that touches a key, so each is
  * queued once, after all the batch's writes (a trim before a later ZADD of an old entry would miss it): a batch of
- * a hundred events trims `trk:idx:rcptdom:example.test` once, not a hundred times.
+ * a hundred events trims `trk:idx:rcptdom:example.test` once, not a hundred times; and not at all when this
+ * writer did it within the last minute (RecentlyDone).
  */
 class BatchWrites {
   private readonly expiries = new Map<string, number>();
   private readonly trims = new Map<string, number>();
+  private readonly always = new Set<string>();
+  private readonly adds = new Map<string, (string | number)[]>();
 
-  constructor(readonly multi: ChainableCommander) {}
+  constructor(
+    readonly multi: ChainableCommander,
+    /** The batch's clock: the retention horizon and the RecentlyDone windows. */
+    readonly now: number,
+    private readonly expired: RecentlyDone,
+    private readonly trimmed: RecentlyDone,
+  ) {}
 
-  /** EXPIRE key ttl at the end of the batch (the longest ttl asked for wins). */
-  expire(key: string, ttl: number): void {
+  /**
+   * EXPIRE key ttl at the end of the batch (the longest ttl asked for wins). `always`: even if this writer set it a
+   * moment ago, because the key may have gone since and this batch creates it again without a TTL: a message's
+   * hash the batch's read found missing, or a status index (any writer's ZREM empties it, and Redis deletes it,
+   * when e.g. the last held message passes).
+   */
+  expire(key: string, ttl: number, always = false): void {
     this.expiries.set(key, Math.max(ttl, this.expiries.get(key) ?? 0));
+    if (always) this.always.add(key);
+  }
+
+  /**
+   * ZADD key score member, with the batch's other entries of that key in one command: a batch's new messages share
+   * most of their index keys (the time index, their recipients' domain, subject words, the auth class). Only for
+   * keys nothing ZREMs from in a write (not the status indexes): the adds run together, before the trims.
+   */
+  zadd(key: string, score: number, member: string): void {
+    const args = this.adds.get(key);
+    if (args) args.push(score, member);
+    else this.adds.set(key, [score, member]);
   }
 
   /** ZREMRANGEBYSCORE key -inf horizon at the end of the batch. */
@@ -39,24 +104,70 @@ class BatchWrites {
   }
 
   async exec(): Promise<void> {
-    for (const [key, horizon] of this.trims) this.multi.zremrangebyscore(key, '-inf', horizon);
-    for (const [key, ttl] of this.expiries) this.multi.expire(key, ttl);
-    await this.multi.exec();
+    const trims = [...this.trims].filter(([key]) => !this.trimmed.has(key, 0, this.now));
+    const expiries = [...this.expiries].filter(
+      ([key, ttl]) => this.always.has(key) || !this.expired.has(key, ttl, this.now),
+    );
+    for (const [key, args] of this.adds) this.multi.zadd(key, ...args);
+    for (const [key, horizon] of trims) this.multi.zremrangebyscore(key, '-inf', horizon);
+    for (const [key, ttl] of expiries) this.multi.expire(key, ttl);
+    const res = await this.multi.exec();
+    // A command that failed inside the transaction (ioredis reports it in the reply, it does not throw) may have
+    // left a key without its TTL: remember nothing, so the next write of each key sets it again.
+    if (!res || res.some(([err]) => err)) return;
+    for (const [key] of trims) this.trimmed.record(key, 0, this.now);
+    // `always` keys too: set now, they have their TTL (a status index is set again on its next batch regardless).
+    for (const [key, ttl] of expiries) this.expired.record(key, ttl, this.now);
   }
 }
 
-/** A message's stored hashes: its summary (trk:msg) and its recipients' statuses (trk:rcpt). */
+/**
+ * A message's stored hashes — its summary (trk:msg) and its recipients' statuses (trk:rcpt), as read at the start
+ * of the batch and updated in place by each of the batch's events — and what the batch changed in them: written
+ * at the end in one HSET per hash and message, only the fields whose value changed (a stage event repeats the
+ * envelope, so all it changes is the message's time).
+ */
 interface MessageState {
-  msgHash: Record<string, string>;
-  rcptHash: Record<string, string>;
+  readonly msgHash: Record<string, string>;
+  readonly rcptHash: Record<string, string>;
+  /** trk:msg and trk:rcpt were there when the batch read them. */
+  readonly existed: boolean;
+  readonly rcptExisted: boolean;
+  readonly msgChanged: Set<string>;
+  readonly rcptChanged: Set<string>;
+  /** trk:ev field/value pairs (digest, event JSON) of this batch's events. */
+  readonly events: string[];
+  /** The TTL of the message's keys (the longest any of its events asked for). */
+  ttl: number;
+  /** The recipients of `msgHash.rcptTo`, parsed, and the same normalised (undefined until first needed). */
+  rcptList?: string[];
+  rcptNorm?: Set<string>;
+  /** A non-refusal event was applied since the status index was last brought up to date. */
+  statusDue: boolean;
 }
 
 export class TrackingWriter {
+  private readonly expired: RecentlyDone;
+  private readonly trimmed: RecentlyDone;
+
   constructor(
     private readonly redis: Redis,
     private readonly ttlSeconds: number,
     private readonly refusedTtlSeconds: number,
-  ) {}
+  ) {
+    // A minute, or less when the retention itself is tiny (tests): never a noticeable part of the retention.
+    const windowMs = Math.min(60_000, ttlSeconds * 10);
+    this.expired = new RecentlyDone(windowMs);
+    this.trimmed = new RecentlyDone(windowMs);
+    // A new connection may be to a Redis that lost data (a restart, a failover): keys this writer expired may be
+    // gone and come back without a TTL on the next write, so it forgets what it did.
+    redis.on('ready', () => this.forget());
+  }
+
+  private forget(): void {
+    this.expired.clear();
+    this.trimmed.clear();
+  }
 
   /**
    * Store events in their order (idempotent, like add()) with one round trip that reads the state of every message
@@ -75,46 +186,61 @@ export class TrackingWriter {
       const [errH, h] = res[2 * i] ?? [];
       const [errR, rr] = res[2 * i + 1] ?? [];
       if (errH || errR) throw errH ?? errR;
+      const msgHash = (h as Record<string, string> | null) ?? {};
+      const rcptHash = (rr as Record<string, string> | null) ?? {};
       state.set(id, {
-        msgHash: (h as Record<string, string> | null) ?? {},
-        rcptHash: (rr as Record<string, string> | null) ?? {},
+        msgHash,
+        rcptHash,
+        existed: Object.keys(msgHash).length > 0,
+        rcptExisted: Object.keys(rcptHash).length > 0,
+        msgChanged: new Set(),
+        rcptChanged: new Set(),
+        events: [],
+        ttl: 0,
+        statusDue: false,
       });
     });
-    const w = new BatchWrites(this.redis.multi());
-    for (const e of events) state.set(e.messageId, this.write(w, e, state.get(e.messageId)!));
+    const w = new BatchWrites(this.redis.multi(), Date.now(), this.expired, this.trimmed);
+    for (const e of events) this.write(w, e, state.get(e.messageId)!);
+    for (const [id, s] of state) this.flush(w, id, s);
     await w.exec();
   }
 
-  /** Queues one event's writes on `m`, given the message's state before it; returns the state after it. */
-  private write(w: BatchWrites, e: TrackingEvent, before: MessageState): MessageState {
-    const m = w.multi;
+  /** Applies one event to the message's state `s` (in place) and queues its index writes on `w`. */
+  private write(w: BatchWrites, e: TrackingEvent, s: MessageState): void {
     const id = e.messageId;
     const json = JSON.stringify(e);
-    const digest = createHash('sha1').update(json).digest('base64url');
+    s.events.push(createHash('sha1').update(json).digest('base64url'), json);
     const at = Date.parse(e.at) || Date.now();
-    const key = `trk:msg:${id}`;
     const perRcpt = isPerRecipient(e);
     const note = NOTE_ONLY.has(e.type);
     const rcpts = note ? [] : (e.rcptTo ?? []);
     const refusal = e.type === 'refused';
-    const prev = before.msgHash;
-    const prevRcptAll = before.rcptHash;
-    const { firstSeenMs: prevFirst, updatedAtMs: prevAt, rank: prevRank, rcptTo: prevRcpts, idx: prevIdx } = prev;
-    const prevRcptRecs = perRcpt ? rcpts.map((r) => prevRcptAll[norm(r)]) : [];
+    // A refusal leaves the status index alone; what the events before it in this batch did to it is done first.
+    if (refusal && s.statusDue) this.reindexStatus(w, id, s);
+    const prev = s.msgHash;
+    const { firstSeenMs: prevFirst, updatedAtMs: prevAt, rank: prevRank, idx: prevIdx } = prev;
     // The message's time is its earliest event (events of one message can arrive slightly out of order).
     const first = prevFirst ? Math.min(Number(prevFirst), at) : at;
     // Index entries this message already has at this score need no second write (ZADD of the same member and
     // score changes nothing): a stage event repeats the envelope, and re-adding it to every index was most of the
     // store's Redis commands. A new first-seen time, a `received` or a refusal writes all of its indexes as before.
     const known = !!prevFirst && first === Number(prevFirst) && e.type !== 'received' && !refusal;
-    const summary: Record<string, string> = { firstSeenMs: String(first), firstSeen: new Date(first).toISOString() };
+    const summary: Record<string, string> = {};
+    // Most events do not move the first-seen time: no date to format again.
+    if (String(first) !== prevFirst || !prev['firstSeen']) {
+      summary['firstSeenMs'] = String(first);
+      summary['firstSeen'] = new Date(first).toISOString();
+    }
     if (e.mailFrom !== undefined) summary['mailFrom'] = e.mailFrom;
     // Recipients are the union of what the events named (a per-recipient event names a subset; never shrink).
-    const knownRcpts = prevRcpts ? (JSON.parse(prevRcpts) as string[]) : [];
-    const seen = new Set(knownRcpts.map(norm));
+    const knownRcpts = (s.rcptList ??= prev['rcptTo'] ? (JSON.parse(prev['rcptTo']) as string[]) : []);
+    const seen = (s.rcptNorm ??= new Set(knownRcpts.map(norm)));
     const added = rcpts.filter((r) => !seen.has(norm(r)) && seen.add(norm(r)));
-    if (added.length) summary['rcptTo'] = JSON.stringify([...knownRcpts, ...added]);
-    const indexedRcpts = new Set(known ? knownRcpts.map(norm) : []);
+    if (added.length) {
+      s.rcptList = [...knownRcpts, ...added];
+      summary['rcptTo'] = JSON.stringify(s.rcptList);
+    }
     if (e.clientIp) summary['clientIp'] = e.clientIp;
     if (e.traceId && !/^0+$/.test(e.traceId)) summary['traceId'] = e.traceId;
     const indexes = known ? [] : ['trk:idx:time'];
@@ -147,83 +273,106 @@ export class TrackingWriter {
       !note &&
       newer({ atMs: at, rank }, prevAt ? { atMs: Number(prevAt), rank: Number(prevRank ?? 0) } : undefined)
     ) {
-      Object.assign(summary, {
-        status: statusOf(e),
-        updatedAt: new Date(at).toISOString(),
-        updatedAtMs: String(at),
-        rank: String(rank),
-      });
+      summary['status'] = statusOf(e);
+      summary['updatedAt'] = new Date(at).toISOString();
+      summary['updatedAtMs'] = String(at);
+      summary['rank'] = String(rank);
     }
-    const rcptUpdates: Record<string, string> = {};
     if (perRcpt) {
-      rcpts.forEach((r, i) => {
+      let changed = false;
+      for (const r of rcpts) {
         const rec = rcptRecord(e, r, at);
-        const prev = prevRcptRecs[i] ? (JSON.parse(prevRcptRecs[i]!) as RcptRecord) : undefined;
-        if (newer(rec, prev)) rcptUpdates[norm(r)] = JSON.stringify(rec);
-      });
-      if (Object.keys(rcptUpdates).length && (!prevAt || at > Number(prevAt))) {
-        // updatedAt is the time of the latest news about the message, whoever it was about.
-        Object.assign(summary, { updatedAt: new Date(at).toISOString() });
+        const field = norm(r);
+        const raw = s.rcptHash[field];
+        if (!newer(rec, raw ? (JSON.parse(raw) as RcptRecord) : undefined)) continue;
+        s.rcptHash[field] = JSON.stringify(rec);
+        s.rcptChanged.add(field);
+        changed = true;
       }
+      // updatedAt is the time of the latest news about the message, whoever it was about.
+      if (changed && (!prevAt || at > Number(prevAt))) summary['updatedAt'] = new Date(at).toISOString();
     }
     if (e.mailFrom !== undefined && !(known && prev['mailFrom'] === e.mailFrom)) {
       indexes.push(`trk:idx:from:${norm(e.mailFrom)}`);
       const d = domainOf(e.mailFrom);
       if (d) indexes.push(`trk:idx:fromdom:${d}`);
     }
-    for (const r of rcpts) {
-      if (indexedRcpts.has(norm(r))) continue;
+    // When `known`, the recipients the message had before this event are indexed already.
+    for (const r of known ? added : rcpts) {
       indexes.push(`trk:idx:rcpt:${norm(r)}`);
       const d = domainOf(r);
       if (d) indexes.push(`trk:idx:rcptdom:${d}`);
     }
     if (e.clientIp && !(known && prev['clientIp'] === e.clientIp)) indexes.push(`trk:idx:ip:${e.clientIp}`);
     // A refusal entry's keys outlive its retention by a day: the sweep needs its `idx` list to unindex it.
-    const ttl = refusal ? this.refusedTtlSeconds + 86400 : this.ttlSeconds;
+    s.ttl = Math.max(s.ttl, refusal ? this.refusedTtlSeconds + 86400 : this.ttlSeconds);
     if (refusal) {
       indexes.push('trk:idx:refused');
       const all = new Set([...(prevIdx ? (JSON.parse(prevIdx) as string[]) : []), ...indexes]);
       summary['idx'] = JSON.stringify([...all]);
     }
-    const horizon = Date.now() - this.ttlSeconds * 1000;
-    m.hset(`trk:ev:${id}`, digest, json);
-    w.expire(`trk:ev:${id}`, ttl);
-    m.hset(key, summary);
-    w.expire(key, ttl);
-    if (Object.keys(rcptUpdates).length) {
-      m.hset(`trk:rcpt:${id}`, rcptUpdates);
-      w.expire(`trk:rcpt:${id}`, ttl);
-    }
+    const horizon = w.now - this.ttlSeconds * 1000;
     for (const idx of new Set(indexes)) {
-      m.zadd(idx, first, id);
-      if (idx !== 'trk:idx:time') {
-        w.trim(idx, horizon);
-        w.expire(idx, this.ttlSeconds);
+      if (idx === 'trk:idx:time') {
+        w.zadd(idx, first, id);
+        continue;
       }
+      // An entry older than the retention would go with the trim at the end of this MULTI: not added at all, so
+      // an index key this batch writes always keeps an entry (and the TTL it is given).
+      if (first <= horizon) continue;
+      w.zadd(idx, first, id);
+      w.trim(idx, horizon);
+      w.expire(idx, this.ttlSeconds);
     }
-    const after: MessageState = { msgHash: { ...prev, ...summary }, rcptHash: { ...prevRcptAll, ...rcptUpdates } };
-    if (!refusal) this.reindexStatus(w, id, first, after);
-    return after;
+    for (const f in summary) {
+      if (prev[f] === summary[f]) continue;
+      prev[f] = summary[f]!;
+      s.msgChanged.add(f);
+    }
+    if (!refusal) s.statusDue = true;
+  }
+
+  /** Queues the message's hash writes and expiries, after all of its events in the batch. */
+  private flush(w: BatchWrites, id: string, s: MessageState): void {
+    if (s.statusDue) this.reindexStatus(w, id, s);
+    const m = w.multi;
+    // A message the read found is stored and has its expiry (set with every write that creates its keys); one it
+    // did not find is new, or its keys went (expired, swept, lost by Redis): they are created here, with a TTL.
+    m.hset(`trk:ev:${id}`, ...s.events);
+    w.expire(`trk:ev:${id}`, s.ttl, !s.existed);
+    // The summary's expiry is refreshed with the event log's (RecentlyDone: at most once a minute), changed or not.
+    if (s.msgChanged.size) m.hset(`trk:msg:${id}`, ...fieldsOf(s.msgHash, s.msgChanged));
+    w.expire(`trk:msg:${id}`, s.ttl, !s.existed);
+    if (s.rcptChanged.size) {
+      m.hset(`trk:rcpt:${id}`, ...fieldsOf(s.rcptHash, s.rcptChanged));
+      w.expire(`trk:rcpt:${id}`, s.ttl, !s.rcptExisted);
+    }
   }
 
   /**
    * Keep the message under its current status in trk:idx:status:* (the status a search shows: the recipients'
-   * aggregate, computed from the state this write leaves: the hashes as read plus this event's updates). Records
-   * the move in `s.msgHash` (sidx, sidxAt) as it writes it.
+   * aggregate, computed from the state the batch's events left so far). Records the move in the summary (sidx,
+   * sidxAt); once per message and batch (and before a refusal), not per event: only where it ends up matters.
    */
-  private reindexStatus(w: BatchWrites, id: string, first: number, s: MessageState): void {
+  private reindexStatus(w: BatchWrites, id: string, s: MessageState): void {
+    s.statusDue = false;
     const m = w.multi;
     const h = s.msgHash;
+    const first = Number(h['firstSeenMs']);
     const status = toSummary(id, h, s.rcptHash).status;
     // The index entry is at the message's first-seen score: a new earlier time moves it too.
     if (h['sidx'] === status && String(first) === h['sidxAt']) return;
     if (h['sidx'] && h['sidx'] !== status) m.zrem(`trk:idx:status:${h['sidx']}`, id);
-    m.zadd(`trk:idx:status:${status}`, first, id);
-    w.trim(`trk:idx:status:${status}`, Date.now() - this.ttlSeconds * 1000);
-    w.expire(`trk:idx:status:${status}`, this.ttlSeconds);
-    m.hset(`trk:msg:${id}`, 'sidx', status, 'sidxAt', String(first));
+    const horizon = w.now - this.ttlSeconds * 1000;
+    // Older than the retention: the trim would drop it in this MULTI (see write()).
+    if (first > horizon) {
+      m.zadd(`trk:idx:status:${status}`, first, id);
+      w.trim(`trk:idx:status:${status}`, horizon);
+      w.expire(`trk:idx:status:${status}`, this.ttlSeconds, true);
+    }
     h['sidx'] = status;
     h['sidxAt'] = String(first);
+    s.msgChanged.add('sidx').add('sidxAt');
   }
 
   /**
@@ -231,6 +380,16 @@ export class TrackingWriter {
    * older than the refusal retention from every index they are in. Returns how many entries went.
    */
   async sweep(now = Date.now()): Promise<number> {
+    try {
+      return await this.sweepOnce(now);
+    } finally {
+      // The sweep deletes keys and may empty index keys (deleting them): what RecentlyDone remembers about them
+      // no longer holds.
+      this.forget();
+    }
+  }
+
+  private async sweepOnce(now: number): Promise<number> {
     let n = await this.redis.zremrangebyscore('trk:idx:time', '-inf', now - this.ttlSeconds * 1000);
     const horizon = now - this.refusedTtlSeconds * 1000;
     for (;;) {
@@ -248,4 +407,11 @@ export class TrackingWriter {
       n += ids.length;
     }
   }
+}
+
+/** HSET arguments: `fields` of `hash`, as field, value pairs. */
+function fieldsOf(hash: Record<string, string>, fields: Set<string>): string[] {
+  const out: string[] = [];
+  for (const f of fields) out.push(f, hash[f]!);
+  return out;
 }

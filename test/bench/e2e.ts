@@ -30,7 +30,7 @@
 // and is left out of both).
 // Prints figures, never asserts.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import nodemailer from 'nodemailer';
@@ -39,7 +39,7 @@ import { buildMessage, header, headers } from '../harness/mail.js';
 import { ACCEPTED_DOMAIN, DKIM_KEYS, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
 import { ensureHaraka, harakaPlugins, startHaraka, type HarakaChecks } from './haraka.js';
 import { describeSplit, groupMembers, LOAD_FROM as FROM, LOAD_TO as TO, smtpSource, waitCount } from './load.js';
-import { usageMeter, type ProcUsage } from './procstat.js';
+import { childPids, rspamdProcs, usageMeter, type ProcUsage } from './procstat.js';
 
 const env = (k: string, d: number): number => Number(process.env[k] ?? d);
 const SESSIONS = env('BENCH_SESSIONS', 20);
@@ -338,39 +338,6 @@ async function measure(
       `p99(peak) ${row.peakLatency.p99} ms p99(half) ${row.halfLatency?.p99 ?? '-'} ms ${row.note ?? ''}`,
   );
   return row;
-}
-
-/** What a process calls itself (rspamd titles its workers, e.g. "rspamd: normal process (127.0.0.1:11333)"). */
-function procTitle(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+/g, ' ').trim();
-  } catch {
-    return '';
-  }
-}
-
-/**
- * rspamd's main process and its workers (normal, controller, hs_helper…), labelled `rspamd(<worker type>)`: the
- * workers do the scanning, so the main pid alone would show almost nothing.
- */
-function rspamdProcs(mainPid: number | undefined): { label: string; pid: number | undefined }[] {
-  return [
-    { label: 'rspamd(main)', pid: mainPid },
-    ...childPids(mainPid).map((pid) => {
-      const kind = /rspamd: (\S+)/.exec(procTitle(pid))?.[1] ?? 'worker';
-      return { label: `rspamd(${kind} ${pid})`, pid };
-    }),
-  ];
-}
-
-/** Direct children of a process (Haraka runs its SMTP server in a cluster worker). */
-function childPids(pid: number | undefined): number[] {
-  if (!pid) return [];
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 function portOpen(port: number): Promise<boolean> {

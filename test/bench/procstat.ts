@@ -49,3 +49,36 @@ export function usageMeter(procs: { label: string; pid: number | undefined }[]):
     },
   };
 }
+
+/** What a process calls itself (rspamd titles its workers, e.g. "rspamd: normal process (127.0.0.1:11333)"). */
+export function procTitle(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+/g, ' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * rspamd's main process and its workers (normal, controller, hs_helper…), labelled `rspamd(<worker type>)`: the
+ * workers do the scanning, so the main pid alone would show almost nothing.
+ */
+export function rspamdProcs(mainPid: number | undefined): { label: string; pid: number | undefined }[] {
+  return [
+    { label: 'rspamd(main)', pid: mainPid },
+    ...childPids(mainPid).map((pid) => {
+      const kind = /rspamd: (\S+)/.exec(procTitle(pid))?.[1] ?? 'worker';
+      return { label: `rspamd(${kind} ${pid})`, pid };
+    }),
+  ];
+}
+
+/** Direct children of a process (Haraka runs its SMTP server in a cluster worker). */
+export function childPids(pid: number | undefined): number[] {
+  if (!pid) return [];
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}

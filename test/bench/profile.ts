@@ -5,7 +5,8 @@
 // with SIGTERM (a graceful exit writes the .cpuprofile; the harness's own stop() is a SIGKILL) and writes
 // window.json: the load interval on the monotonic clock V8 stamps its samples with, so
 // `node scripts/cpuprofile-summary.mjs <dir>` can leave out startup (tsx compiling) and the drain.
-// Also prints each process's CPU share over the load interval from /proc (admin and kafka-lite included).
+// Also prints each process's CPU share over the load interval from /proc (admin, kafka-lite, clamd and every rspamd
+// process included), and the TCP connections opened to each server of the stack during it (connections.ts).
 //
 // Usage: node --import tsx --conditions=mailgate-src test/bench/profile.ts [messages=2000] [bytes=10240] [dir] [--chain]
 // [--chain-delivery]
@@ -15,7 +16,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { SERVICES, sleep, startStack } from '../harness/stack.js';
 import { smtpSource } from './load.js';
-import { usageMeter } from './procstat.js';
+import { connectionCounter } from './connections.js';
+import { rspamdProcs, usageMeter } from './procstat.js';
 
 const CHAIN_DELIVERY = process.argv.includes('--chain-delivery');
 const CHAIN = CHAIN_DELIVERY || process.argv.includes('--chain');
@@ -46,7 +48,19 @@ async function main(): Promise<void> {
     await smtpSource(stack.smtp.port, BYTES, 40, 4); // warm-up: JIT, pools, DNSBL cache
     while (sink.messages.length < 40) await sleep(100);
     sink.clear();
-    const meter = usageMeter(stack.processes());
+    const meter = usageMeter([
+      ...stack.processes().filter((p) => p.label !== 'rspamd'),
+      ...rspamdProcs(stack.rspamd.pid),
+    ]);
+    const conns = connectionCounter([
+      { label: 'clamd', port: stack.clamd.port },
+      { label: 'rspamd (normal worker)', port: stack.rspamd.port },
+      { label: 'rspamd (controller)', port: stack.rspamd.controllerPort },
+      { label: 'kafka-lite', port: stack.kafka.port },
+      { label: 'redis-server', port: stack.redis.port },
+      { label: 'internal mail server (sink)', port: stack.internal.port },
+      { label: 'ingress-smtp', port: stack.smtp.port },
+    ]);
     const start = monoUs();
     const t0 = Date.now();
     await smtpSource(stack.smtp.port, BYTES, COUNT, 20);
@@ -56,6 +70,7 @@ async function main(): Promise<void> {
     const wall = (Date.now() - t0) / 1000;
     const end = monoUs();
     const usage = meter.finish();
+    const connections = conns.finish();
     writeFileSync(`${DIR}/window.json`, JSON.stringify({ startUs: start, endUs: end, messages: sink.messages.length }));
     console.log(
       `${COUNT} × ${BYTES} B: accepted in ${accepted.toFixed(1)} s, ${sink.messages.length} delivered in ` +
@@ -67,6 +82,10 @@ async function main(): Promise<void> {
       const msPerMsg = ((u.cpuPercent / 100) * wall * 1000) / Math.max(1, sink.messages.length);
       console.log(`| ${u.label} | ${u.cpuPercent.toFixed(0)} | ${msPerMsg.toFixed(2)} |`);
     }
+    const n = Math.max(1, sink.messages.length);
+    console.log('| TCP connections opened during the load, to | count | per message |');
+    console.log('|---|---|---|');
+    for (const c of connections) console.log(`| ${c.label} | ${c.connections} | ${(c.connections / n).toFixed(2)} |`);
     log('stopping services with SIGTERM (writes the profiles)');
     await Promise.all([...stack.services.values()].flat().map((p) => p.stop()));
   } finally {

@@ -1,5 +1,6 @@
 // One file (~370 lines): the client of one protocol (check, learn, stat) and the parsers of its replies.
 import http from 'node:http';
+import net from 'node:net';
 import { RspamdNotLearnedError, RspamdRequestError, RspamdUnavailableError, type RspamdErrorKind } from './errors.js';
 
 /**
@@ -8,7 +9,15 @@ import { RspamdNotLearnedError, RspamdRequestError, RspamdUnavailableError, type
  *     (`From`, one `Rcpt` per recipient, `IP`, `Helo`, `Hostname`, `User`, `Queue-Id`), JSON reply with score,
  *     action and symbols;
  *   - POST /learnspam, /learnham and GET /stat on the controller, with its `Password` header.
- * Keep-alive connections (rspamd keeps them open), a hard deadline per request, typed errors.
+ * One connection per request, a hard deadline per request, typed errors.
+ *
+ * No keep-alive: rspamd cannot keep a client's connection open. Its HTTP server writes `Connection: close` into
+ * every reply whatever the request asked (src/libserver/http/http_connection.c, rspamd_http_message_write_header,
+ * server branch — in 3.4 and still on its main branch), and the normal worker ends the task's session, closing
+ * the socket, once the reply is written (src/worker.c, rspamd_worker_finish_handler). The proxy worker's
+ * `keepalive` option is for the proxy's own connections to its upstream workers, not for its clients
+ * (src/rspamd_proxy.c). So a request goes out on a connection of its own, with no http.Agent: an agent's pool
+ * bookkeeping (addRequest, free/remove socket) bought nothing here but cost ~2 % of a stage chain's CPU.
  */
 
 export interface RspamdEndpoint {
@@ -28,7 +37,7 @@ export interface RspamdClientOptions {
   readonly connectTimeoutMs?: number;
   /** Deadline for learn/stat requests (learning writes to Redis; slower than a scan). */
   readonly learnTimeoutMs?: number;
-  /** Keep-alive sockets per endpoint. */
+  /** Connections open at once (requests beyond wait, first come first served, within their deadline). */
   readonly maxSockets?: number;
 }
 
@@ -112,13 +121,20 @@ function headerValue(s: string): string {
 }
 
 export class RspamdClient {
-  private readonly agent: http.Agent;
+  private readonly maxSockets: number;
+  /** Requests with a connection now. */
+  private active = 0;
+  /** Requests waiting for one (started in order as connections finish). */
+  private readonly queue: (() => void)[] = [];
+  /** Requests under way, so close() can end them. */
+  private readonly requests = new Set<http.ClientRequest>();
+  private closed = false;
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly learnTimeoutMs: number;
 
   constructor(readonly options: RspamdClientOptions) {
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 16, keepAliveMsecs: 10_000 });
+    this.maxSockets = options.maxSockets ?? 16;
     this.timeoutMs = options.timeoutMs ?? 15_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
     this.learnTimeoutMs = options.learnTimeoutMs ?? 30_000;
@@ -193,8 +209,14 @@ export class RspamdClient {
     }
   }
 
+  /** Ends every request under way and every waiting one (they reject); no request starts after. */
   close(): void {
-    this.agent.destroy();
+    this.closed = true;
+    for (const req of [...this.requests]) req.destroy(new Error('client closed'));
+    for (const start of this.queue.splice(0)) {
+      this.active++;
+      start();
+    }
   }
 
   private controller(): RspamdEndpoint {
@@ -239,70 +261,121 @@ export class RspamdClient {
     const endpoint = ep(target);
     return new Promise<RawReply>((resolve, reject) => {
       let settled = false;
-      const fail = (kind: RspamdErrorKind, msg: string, cause?: unknown) => {
-        if (settled) return;
+      /** This request holds one of the maxSockets slots (it started): until its socket has closed. */
+      let holding = false;
+      let released = false;
+      const releaseSlot = () => {
+        if (released) return;
+        released = true;
+        this.release();
+      };
+      let socket: net.Socket | undefined;
+      let req: http.ClientRequest | undefined;
+      let connectTimer: NodeJS.Timeout | undefined;
+      const finish = () => {
         settled = true;
         clearTimeout(deadline);
         clearTimeout(connectTimer);
         signal?.removeEventListener('abort', onAbort);
-        req.destroy();
+        if (req) this.requests.delete(req);
+        // A socket gives its slot back when it has closed (rspamd hangs up after the reply): so maxSockets bounds
+        // the connections really open, closing ones included.
+        if (holding) return socket ? undefined : releaseSlot();
+        // Still waiting for a connection slot: leave the queue.
+        const i = this.queue.indexOf(start);
+        if (i >= 0) this.queue.splice(i, 1);
+      };
+      const fail = (kind: RspamdErrorKind, msg: string, cause?: unknown) => {
+        if (settled) return;
+        finish();
+        req?.destroy();
         reject(new RspamdUnavailableError(endpoint, kind, msg, undefined, { cause }));
       };
-      const req = http.request({
-        host: target.host,
-        port: target.port,
-        method,
-        path,
-        headers,
-        agent: this.agent,
-      });
+      const succeed = (reply: RawReply) => {
+        if (settled) return;
+        finish();
+        resolve(reply);
+      };
+      // The deadline covers the wait for a connection slot too.
       const deadline = setTimeout(() => fail('timeout', `no answer within ${timeoutMs} ms`), timeoutMs);
-      let connectTimer: NodeJS.Timeout | undefined;
       const onAbort = () => fail('closed', 'aborted (shutting down)');
       signal?.addEventListener('abort', onAbort, { once: true });
-      if (signal?.aborted) return onAbort();
-      req.on('socket', (s) => {
-        // A reused keep-alive socket is already connected; only a fresh one gets the connect deadline.
-        if (s.connecting) {
-          connectTimer = setTimeout(
-            () => fail('connect', `connect timed out after ${this.connectTimeoutMs} ms`),
-            this.connectTimeoutMs,
-          );
-          s.once('connect', () => clearTimeout(connectTimer));
-        }
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        const kind: RspamdErrorKind =
-          err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND' ? 'connect' : 'closed';
-        fail(kind, err.message, err);
-      });
-      req.on('response', (res) => {
-        if (res.statusCode === 204) {
-          // rspamd 3.4 sends a JSON body with its 204 (declined to learn). HTTP says a 204 has no body, so Node's
-          // parser reports those bytes as an error ("Data after Connection: close") right after this event: take
-          // the status and its reason phrase now, and drop the connection (never reuse a socket with stray bytes).
-          settled = true;
-          clearTimeout(deadline);
-          clearTimeout(connectTimer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve({ status: 204, statusMessage: res.statusMessage ?? '', body: Buffer.alloc(0) });
-          res.socket?.destroy();
-          return;
-        }
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (err) => fail('closed', err.message, err));
-        res.on('end', () => {
+
+      const start = () => {
+        holding = true;
+        if (settled) return releaseSlot();
+        if (this.closed) return fail('closed', 'client closed');
+        let r: http.ClientRequest;
+        try {
+          r = http.request({
+            method,
+            path,
+            // Host as a client sends it (http.request would otherwise derive it from host/port).
+            headers: { Host: endpoint, ...headers },
+            // A connection of our own, no agent (see the class comment); node then sends `Connection: close`.
+            createConnection: () => {
+              socket = net.connect({ host: target.host, port: target.port });
+              socket.once('close', releaseSlot);
+              return socket;
+            },
+          });
+        } catch (err) {
+          // A header node refuses (a character it does not send): the request is wrong, not rspamd.
           if (settled) return;
-          settled = true;
-          clearTimeout(deadline);
-          clearTimeout(connectTimer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve({ status: res.statusCode ?? 0, statusMessage: res.statusMessage ?? '', body: Buffer.concat(chunks) });
+          finish();
+          return reject(err as Error);
+        }
+        req = r;
+        this.requests.add(r);
+        connectTimer = setTimeout(
+          () => fail('connect', `connect timed out after ${this.connectTimeoutMs} ms`),
+          this.connectTimeoutMs,
+        );
+        r.on('socket', (s) => s.once('connect', () => clearTimeout(connectTimer)));
+        r.on('error', (err: NodeJS.ErrnoException) => {
+          const kind: RspamdErrorKind =
+            err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND'
+              ? 'connect'
+              : 'closed';
+          fail(kind, err.message, err);
         });
-      });
-      req.end(body);
+        r.on('response', (res) => {
+          if (res.statusCode === 204) {
+            // rspamd 3.4 sends a JSON body with its 204 (declined to learn). HTTP says a 204 has no body, so Node's
+            // parser reports those bytes as an error ("Data after Connection: close") right after this event: take
+            // the status and its reason phrase now, and drop the connection.
+            succeed({ status: 204, statusMessage: res.statusMessage ?? '', body: Buffer.alloc(0) });
+            res.socket?.destroy();
+            return;
+          }
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (err) => fail('closed', err.message, err));
+          res.on('end', () =>
+            succeed({
+              status: res.statusCode ?? 0,
+              statusMessage: res.statusMessage ?? '',
+              body: Buffer.concat(chunks),
+            }),
+          );
+        });
+        r.end(body);
+      };
+      if (signal?.aborted) return onAbort();
+      if (this.active < this.maxSockets) {
+        this.active++;
+        start();
+      } else {
+        this.queue.push(start);
+      }
     });
+  }
+
+  /** A request is done with its connection: the longest-waiting one (if any) takes its place. */
+  private release(): void {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.active--;
   }
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startRedis, startRspamd, GTUBE, textMessage, type RedisHandle, type RspamdHandle } from '@mailgate/testkit';
@@ -181,5 +182,92 @@ describe('RspamdClient against a real rspamd', () => {
 
   it('ping', async () => {
     assert.equal(await client.ping(), true);
+  });
+
+  it('rspamd closes every connection after its reply, even one that asks for keep-alive (why there is no agent)', async () => {
+    const raw = message('keep-alive probe', CLEAN_BODY);
+    const sock = net.connect(rspamd.port, rspamd.host);
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.write(
+      `POST /checkv2 HTTP/1.1\r\nHost: ${rspamd.host}\r\nConnection: keep-alive\r\nContent-Length: ${raw.length}\r\n\r\n`,
+    );
+    sock.write(raw);
+    // The positive signal: rspamd hangs up by itself (we never close); its reply said so beforehand.
+    await closed;
+    const head = Buffer.concat(chunks).toString('latin1').split('\r\n\r\n')[0]!;
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.match(head, /\r\nConnection: close\r\n/i);
+  });
+
+  it('maxSockets bounds the connections open at once; requests beyond it wait their turn and all get answers', async () => {
+    // Every TCP client socket this process creates (only the client's, during these checks), until it has closed.
+    let open = 0;
+    let peak = 0;
+    let total = 0;
+    const onSocket = ({ socket }: { socket: net.Socket }) => {
+      open++;
+      total++;
+      peak = Math.max(peak, open);
+      socket.once('close', () => open--);
+    };
+    const channel = diagnostics_channel.channel('net.client.socket');
+    channel.subscribe(onSocket as (m: unknown) => void);
+    const c = new RspamdClient({ worker: { host: rspamd.host, port: rspamd.port }, maxSockets: 2, timeoutMs: 30_000 });
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          c.check(i % 3 === 0 ? message('gtube', GTUBE) : message(`clean ${i}`, CLEAN_BODY), env),
+        ),
+      );
+      assert.deepEqual(
+        results.map((r) => r.skipped),
+        results.map((_, i) => i % 3 === 0),
+      );
+      assert.equal(total, 12, 'one connection per request');
+      assert.ok(peak <= 2, `at most maxSockets connections at once (saw ${peak})`);
+    } finally {
+      channel.unsubscribe(onSocket as (m: unknown) => void);
+      c.close();
+    }
+  });
+
+  it('a request waiting for a connection keeps its deadline and its abort; close() ends the rest', async () => {
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const c = new RspamdClient({ worker: { host: '127.0.0.1', port }, timeoutMs: 300, maxSockets: 1 });
+    try {
+      // The first holds the only connection (never answered); the second waits, then times out all the same.
+      const kinds = await Promise.all(
+        [0, 1].map((i) =>
+          c.check(message(`x${i}`, 'y'), env).then(
+            () => 'answered',
+            (e: RspamdUnavailableError) => e.kind,
+          ),
+        ),
+      );
+      assert.deepEqual(kinds, ['timeout', 'timeout']);
+      const ac = new AbortController();
+      const first = c.check(message('a', 'y'), env).then(
+        () => 'answered',
+        (e: RspamdUnavailableError) => e.kind,
+      );
+      const waiting = c.check(message('b', 'y'), env, ac.signal).then(
+        () => 'answered',
+        (e: RspamdUnavailableError) => e.message,
+      );
+      ac.abort();
+      assert.match(await waiting, /aborted/);
+      c.close();
+      assert.equal(await first, 'closed');
+      await assert.rejects(c.check(message('c', 'y'), env), /client closed/);
+    } finally {
+      c.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });

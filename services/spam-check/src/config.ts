@@ -70,7 +70,7 @@ export const spamCheckSchema = z
         /** Whole /checkv2 exchange deadline. */
         timeoutMs: z.number().int().positive().default(15_000),
         connectTimeoutMs: z.number().int().positive().default(2000),
-        /** Keep-alive connections to the worker (≥ the stage's bus concurrency). */
+        /** Connections to the worker open at once; more checks wait their turn (rspamd closes each after its reply). */
         maxSockets: z.number().int().positive().max(256).default(16),
       })
       .strict()

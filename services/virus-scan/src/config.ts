@@ -1,6 +1,7 @@
 import { MAIL_HEADERS } from '@mailgate/contracts';
 import { busSchema, httpSchema } from '@mailgate/runtime';
 import { z } from 'zod';
+import { DEFAULT_SESSIONS_PER_ENDPOINT } from './clamd/pool.js';
 import { parseClamdSize } from './clamd/protocol.js';
 
 const size = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
@@ -40,9 +41,10 @@ export const virusScanSchema = z
         healthIntervalMs: z.number().int().positive().default(5000),
         /**
          * Long-lived clamd IDSESSION connections kept per endpoint, one scan at a time each (saves a connect per
-         * scan); more concurrent scans than this use a connection of their own. 0 = one connection per scan.
+         * scan); a scan beyond that many at once waits for one to come free (first come, first served; at most
+         * readTimeoutMs, then it fails as `busy` and the message is held). 0 = one connection per scan.
          */
-        sessionsPerEndpoint: z.number().int().min(0).max(64).default(4),
+        sessionsPerEndpoint: z.number().int().min(0).max(64).default(DEFAULT_SESSIONS_PER_ENDPOINT),
         /** INSTREAM chunk size. */
         chunkBytes: z
           .number()

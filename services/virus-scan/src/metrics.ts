@@ -34,7 +34,8 @@ export function createScanMetrics(meter: Meter): ScanMetrics {
     },
   });
   const errors = meter.createCounter('mailgate_clamd_errors_total', {
-    description: 'Failed exchanges with a clamd, by endpoint and kind (connect, timeout, closed, protocol, scan-error)',
+    description:
+      'Failed exchanges with a clamd, by endpoint and kind (connect, timeout, closed, protocol, scan-error, busy)',
   });
   const failOpen = meter.createCounter('mailgate_virus_fail_open_total', {
     description: 'Messages passed UNSCANNED because virusScan.failOpen is on',

@@ -1,6 +1,7 @@
 // clamd IDSESSION reuse in the pool, against a real clamd: several scans per connection, a drop mid-session
 // (fail closed, then recovery), clamd's size-limit reply inside a session.
 import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
 import { describe, test } from 'node:test';
 import { EICAR, EICAR_FOUND_NAME, startClamd } from '@mailgate/testkit';
 import { ClamdError } from '../src/clamd/errors.js';
@@ -53,7 +54,7 @@ describe('clamd IDSESSION', () => {
         p.status().map((s) => [s.sessions, s.idleSessions]),
         [[1, 1]],
       );
-      // More scans at once than sessions: the extra ones use their own connections, all verdicts right.
+      // More scans at once than sessions: the extra ones wait for a session, all verdicts right.
       const batch = Array.from({ length: 8 }, (_, i) => (i % 4 === 1 ? eicar() : Buffer.from(`batch ${i}`)));
       const rs = await Promise.all(batch.map((b) => p.scan(b)));
       assert.deepEqual(
@@ -146,6 +147,96 @@ describe('clamd IDSESSION', () => {
     ac.abort();
     await assert.rejects(r, (e: unknown) => e instanceof ClamdError && /aborted/.test(e.message));
     assert.equal(dead, 2);
+  });
+
+  test('more scans than sessions wait for one, first come first served, over no other connection', async () => {
+    // Every TCP/Unix client socket this process opens while the scans run.
+    let opened = 0;
+    const onSocket = () => void opened++;
+    const channel = diagnostics_channel.channel('net.client.socket');
+    channel.subscribe(onSocket);
+    try {
+      const one = pool([fx.tcp], 1);
+      await one.scan(Buffer.from('warm')); // opens the session and reads VERSION (one connection of its own)
+      opened = 0;
+      const finished: number[] = [];
+      const rs = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => one.scan(Buffer.from(`fifo ${i}`)).then((r) => (finished.push(i), r.kind))),
+      );
+      assert.deepEqual(rs, Array(6).fill('clean'));
+      assert.deepEqual(finished, [0, 1, 2, 3, 4, 5], 'one session: the scans ran in the order they came');
+      assert.equal(opened, 0, 'six scans over the one session already open: no connection of their own');
+      assert.deepEqual(
+        one.status().map((s) => [s.sessions, s.idleSessions, s.waiting]),
+        [[1, 1, 0]],
+      );
+
+      // A virus ends its session (never reused after anything but clean): a waiting scan gets a new one.
+      const two = pool([fx.tcp], 2);
+      await two.scan(Buffer.from('warm'));
+      opened = 0;
+      const batch = Array.from({ length: 10 }, (_, i) => (i % 3 === 1 ? eicar() : Buffer.from(`batch ${i}`)));
+      const kinds = (await Promise.all(batch.map((b) => two.scan(b)))).map((r) => r.kind);
+      assert.deepEqual(
+        kinds,
+        batch.map((_, i) => (i % 3 === 1 ? 'found' : 'clean')),
+      );
+      // A second session, plus one in place of each session a virus ended.
+      assert.ok(opened <= 1 + 3, `connections: ${opened}`);
+      assert.ok(two.status()[0]!.sessions <= 2);
+      assert.equal(two.status()[0]!.waiting, 0);
+    } finally {
+      channel.unsubscribe(onSocket);
+    }
+  });
+
+  test('a wedged clamd (SIGSTOP): the busy session times out and every waiting scan fails with it, at once → tempfail', async () => {
+    const c4 = await startClamd();
+    try {
+      const p = fx.pool([{ host: c4.host, port: c4.port }], { sessionsPerEndpoint: 1, readTimeoutMs: 400 });
+      const { fn } = createVirusScanStage({ config: config({}), scanner: p, gateway });
+      assert.equal((await p.scan(Buffer.from('warm'))).kind, 'clean');
+      process.kill(c4.pid!, 'SIGSTOP');
+      try {
+        const t0 = Date.now();
+        // One scan on the session, four waiting behind it; clamd accepts (the kernel does) but never answers.
+        const outcomes = await Promise.all(
+          Array.from({ length: 5 }, () => fn(pipelineMessage(samples.clean()), stageContext())),
+        );
+        const took = Date.now() - t0;
+        assert.deepEqual(
+          outcomes.map((o) => o.verdict.kind),
+          Array(5).fill('tempfail'),
+        );
+        // Bounded by one silence limit, not five in a row: the waiters fail with the session (out of rotation).
+        assert.ok(took < 4 * 400, `took ${took} ms`);
+        assert.deepEqual(
+          p.status().map((s) => [s.healthy, s.waiting]),
+          [[false, 0]],
+        );
+      } finally {
+        process.kill(c4.pid!, 'SIGCONT');
+      }
+      // clamd answers again: scanned, not passed blind.
+      assert.equal((await fn(pipelineMessage(samples.base64()), stageContext())).verdict.kind, 'quarantine');
+      assert.equal((await fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+    } finally {
+      await c4.stop();
+    }
+  });
+
+  test('a waiting scan that is aborted leaves the queue; the others still get the session', async () => {
+    const p = pool([fx.tcp], 1);
+    const ac = new AbortController();
+    const first = p.scan(Buffer.from('first'));
+    const aborted = p.scan(Buffer.from('aborted'), ac.signal);
+    const last = p.scan(eicar());
+    assert.equal(p.status()[0]!.waiting, 2);
+    ac.abort();
+    await assert.rejects(aborted, ClamdUnavailableError);
+    assert.equal((await first).kind, 'clean');
+    assert.equal((await last).kind, 'found');
+    assert.equal(p.status()[0]!.waiting, 0);
   });
 
   test('sessionsPerEndpoint 0: one connection per scan, as before', async () => {

@@ -1,7 +1,10 @@
 import { DependencyUnavailableError } from '@mailgate/runtime';
 
-/** How talking to one clamd failed; `kind` is also the metric label of mailgate_clamd_errors_total. */
-export type ClamdFailureKind = 'connect' | 'timeout' | 'closed' | 'protocol' | 'scan-error';
+/**
+ * How talking to one clamd failed; `kind` is also the metric label of mailgate_clamd_errors_total. `busy`: every
+ * session of the pool was busy for readTimeoutMs, the scan never reached clamd (clamd is not marked unhealthy).
+ */
+export type ClamdFailureKind = 'connect' | 'timeout' | 'closed' | 'protocol' | 'scan-error' | 'busy';
 
 /**
  * One clamd could not give an answer (refused, timed out, reset mid-stream, answered ERROR). The pool tries

@@ -23,8 +23,9 @@ export interface ClamdPoolOptions {
   /** How often every endpoint is PINGed (health) in the background; 0 = never (tests, tools). */
   readonly healthIntervalMs: number;
   /**
-   * Long-lived IDSESSION connections kept per endpoint (one scan at a time each); scans beyond that many at
-   * once use a connection of their own. 0 = one connection per scan. Default 4.
+   * Long-lived IDSESSION connections kept per endpoint (one scan at a time each); a scan beyond that many at
+   * once waits, in arrival order, for one to come free (at most readTimeoutMs). 0 = one connection per scan, no
+   * sessions. Default DEFAULT_SESSIONS_PER_ENDPOINT.
    */
   readonly sessionsPerEndpoint?: number;
   /** How long a cached VERSION (engine + database version for the header) is reused. */
@@ -64,9 +65,31 @@ interface EndpointState {
   lastError?: string | undefined;
   /** IDSESSION connections ready for a scan (most recently used last). */
   readonly idle: ClamdSession[];
-  /** Sessions alive (idle or busy). */
+  /** Sessions alive or being opened (idle or busy). */
   sessions: number;
+  /** Scans waiting for a session, first come first served. */
+  readonly waiters: SessionWaiter[];
 }
+
+interface Lease {
+  readonly session: ClamdSession;
+  /** The session carried a scan before (a drop then may be clamd hanging up an idle session: retried fresh). */
+  readonly reused: boolean;
+}
+
+/** A scan waiting for a session of its endpoint. */
+interface SessionWaiter {
+  grant(lease: Promise<Lease>): void;
+  fail(err: ClamdError): void;
+}
+
+/**
+ * Sessions per endpoint unless configured. clamd scans at most MaxThreads streams at once (default 10) and queues
+ * the rest; more sessions than that only move the queue from our side into clamd's. Every session is a connection
+ * clamd counts against MaxQueue (default 100) while it is open, idle or not, and clamd stops accepting connections
+ * at MaxQueue: keep replicas × sessionsPerEndpoint well below it (docs/operations.md, "clamd").
+ */
+export const DEFAULT_SESSIONS_PER_ENDPOINT = 8;
 
 /** Idle sessions are closed after this long: below clamd's IdleTimeout (default 30 s), so clamd rarely hangs up first. */
 const SESSION_IDLE_MS = 10_000;
@@ -93,6 +116,7 @@ export class ClamdPool implements Scanner {
       versionAt: 0,
       idle: [],
       sessions: 0,
+      waiters: [],
     }));
   }
 
@@ -108,7 +132,10 @@ export class ClamdPool implements Scanner {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const s of this.states) for (const sess of [...s.idle]) sess.close();
+    for (const s of this.states) {
+      this.failWaiters(s, new ClamdError('closed', s.name, 'pool closed'));
+      for (const sess of [...s.idle]) sess.close();
+    }
   }
 
   /** Health per endpoint as last seen (for logs, /readyz details and tests). */
@@ -118,6 +145,8 @@ export class ClamdPool implements Scanner {
     inflight: number;
     sessions: number;
     idleSessions: number;
+    /** Scans waiting for a free session. */
+    waiting: number;
     version?: string;
     lastError?: string;
   }[] {
@@ -127,6 +156,7 @@ export class ClamdPool implements Scanner {
       inflight: s.inflight,
       sessions: s.sessions,
       idleSessions: s.idle.length,
+      waiting: s.waiters.length,
       ...(s.version ? { version: s.version.raw } : {}),
       ...(s.lastError ? { lastError: s.lastError } : {}),
     }));
@@ -189,9 +219,12 @@ export class ClamdPool implements Scanner {
       } catch (err) {
         if (!(err instanceof ClamdError)) throw err;
         failures.push(err);
-        // clamd answered ERROR: it is alive, the next one may still manage this stream. Anything else
-        // (refused, reset, silent) takes the endpoint out of rotation until a PING answers again.
-        if (err.kind === 'scan-error') this.report(err, s);
+        // Our own abort (shutdown) says nothing about this clamd: no failover, no verdict on its health.
+        if (signal?.aborted) break;
+        // clamd answered ERROR: it is alive, the next one may still manage this stream. No session came free in
+        // time: its sessions are busy, not dead. Anything else (refused, reset, silent) takes the endpoint out of
+        // rotation until a PING answers again.
+        if (err.kind === 'scan-error' || err.kind === 'busy') this.report(err, s);
         else this.markUnhealthy(s, err);
       } finally {
         s.inflight--;
@@ -205,9 +238,8 @@ export class ClamdPool implements Scanner {
     data: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
-    const session = this.takeSession(s);
-    if (session) return this.scanOnSession(s, await session, data, signal);
-    return this.scanFresh(s, data, signal);
+    if (this.sessionLimit() === 0) return this.scanFresh(s, data, signal);
+    return this.scanOnSession(s, await this.takeSession(s, signal), data, signal);
   }
 
   /** One INSTREAM on a connection of its own (no session). */
@@ -238,7 +270,7 @@ export class ClamdPool implements Scanner {
    */
   private async scanOnSession(
     s: EndpointState,
-    { session, reused }: { session: ClamdSession; reused: boolean },
+    { session, reused }: Lease,
     data: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
@@ -274,9 +306,17 @@ export class ClamdPool implements Scanner {
     return reply;
   }
 
-  /** An idle session, or a new one while under the per-endpoint limit; undefined → use a fresh connection. */
-  private takeSession(s: EndpointState): Promise<{ session: ClamdSession; reused: boolean }> | undefined {
-    if (this.closed) return undefined;
+  private sessionLimit(): number {
+    return this.opts.sessionsPerEndpoint ?? DEFAULT_SESSIONS_PER_ENDPOINT;
+  }
+
+  /**
+   * A session for one scan: an idle one, a new one while under the per-endpoint limit, or else the next one to come
+   * free, in arrival order. The wait is bounded by readTimeoutMs (a scan's own silence limit): sessions busy that
+   * long are wedged or very slow, and the scan fails ('busy') rather than wait on. A session that dies while scans
+   * wait is replaced for the first of them; an endpoint marked unhealthy fails its waiters at once.
+   */
+  private takeSession(s: EndpointState, signal: AbortSignal | undefined): Promise<Lease> {
     while (s.idle.length > 0) {
       const session = s.idle.pop()!;
       if (session.idle && Date.now() - session.openedAt < SESSION_MAX_AGE_MS) {
@@ -286,7 +326,35 @@ export class ClamdPool implements Scanner {
       }
       session.close();
     }
-    if (s.sessions >= (this.opts.sessionsPerEndpoint ?? 4)) return undefined;
+    if (s.sessions < this.sessionLimit()) return this.openSession(s);
+    return new Promise<Lease>((resolve, reject) => {
+      const waitMs = this.opts.readTimeoutMs;
+      const settle = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const i = s.waiters.indexOf(waiter);
+        if (i >= 0) s.waiters.splice(i, 1);
+      };
+      const waiter: SessionWaiter = {
+        grant: (lease) => (settle(), resolve(lease)),
+        fail: (err) => (settle(), reject(err)),
+      };
+      const timer = setTimeout(
+        () =>
+          waiter.fail(
+            new ClamdError('busy', s.name, `no free session within ${waitMs} ms (${s.sessions} sessions all busy)`),
+          ),
+        waitMs,
+      );
+      const onAbort = () => waiter.fail(new ClamdError('closed', s.name, 'aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      s.waiters.push(waiter);
+      if (signal?.aborted) onAbort();
+    });
+  }
+
+  /** Opens one more session of `s` (counted at once, so concurrent scans never open more than the limit). */
+  private openSession(s: EndpointState): Promise<Lease> {
     s.sessions++;
     let alive = true;
     const onDead = (dead: ClamdSession) => {
@@ -297,6 +365,9 @@ export class ClamdPool implements Scanner {
       if (i >= 0) s.idle.splice(i, 1);
       clearTimeout(this.idleTimers.get(dead));
       this.idleTimers.delete(dead);
+      // After the failed scan (if it failed) has marked the endpoint unhealthy and failed the waiters: a session
+      // lost to a dead or wedged clamd is not replaced for them.
+      setImmediate(() => this.replaceFor(s));
     };
     return ClamdSession.open(s.endpoint, this.opts.connectTimeoutMs, onDead).then(
       (session) => ({ session, reused: false }),
@@ -307,10 +378,23 @@ export class ClamdPool implements Scanner {
     );
   }
 
+  /** A session of `s` ended: the first waiting scan (if any) gets a new one in its place. */
+  private replaceFor(s: EndpointState): void {
+    if (this.closed || s.waiters.length === 0 || s.sessions >= this.sessionLimit()) return;
+    s.waiters[0]!.grant(this.openSession(s));
+  }
+
+  private failWaiters(s: EndpointState, err: ClamdError): void {
+    for (const w of [...s.waiters]) w.fail(err);
+  }
+
   private readonly idleTimers = new Map<ClamdSession, NodeJS.Timeout>();
 
   private releaseSession(s: EndpointState, session: ClamdSession): void {
     if (this.closed || !session.idle || Date.now() - session.openedAt >= SESSION_MAX_AGE_MS) return session.close();
+    // Straight to the scan that waited longest: no idle list, no timer.
+    const next = s.waiters[0];
+    if (next) return next.grant(Promise.resolve({ session, reused: true }));
     s.idle.push(session);
     const t = setTimeout(() => session.close(), SESSION_IDLE_MS);
     t.unref();
@@ -361,6 +445,9 @@ export class ClamdPool implements Scanner {
     s.healthy = false;
     s.lastError = err.message;
     this.report(err, s);
+    // Scans queued for this clamd would only meet the same failure: they try the next endpoint (or tempfail) now.
+    const kind = err instanceof ClamdError ? err.kind : 'closed';
+    this.failWaiters(s, new ClamdError(kind, s.name, `while waiting for a session: ${err.message}`, { cause: err }));
   }
 
   private report(err: Error, s: EndpointState): void {

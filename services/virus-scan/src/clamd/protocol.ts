@@ -9,8 +9,9 @@
  *
  * The `z` prefix makes clamd terminate each reply with NUL instead of newline, which is unambiguous even when
  * a signature name or error text is odd. Health PING/VERSION use one connection per command; scans go over
- * IDSESSION connections (session.ts: replies "<n>: stream: OK\0") or, beyond the pool's sessions, one connection
- * each. A connection that carried anything but a clean verdict is never reused.
+ * IDSESSION connections (session.ts: replies "<n>: stream: OK\0"; a scan beyond the pool's sessions waits for one),
+ * or one connection each with sessionsPerEndpoint 0. A connection that carried anything but a clean verdict is
+ * never reused.
  */
 
 export const CMD_PING = Buffer.from('zPING\0', 'latin1');

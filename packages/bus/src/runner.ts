@@ -15,6 +15,7 @@ import type { BusConfig, Logger } from '@mailgate/runtime';
 import { extractTraceContext, injectTraceHeaders, type RecordHeaders, type Telemetry } from '@mailgate/telemetry';
 import { context, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { setMaxListeners } from 'node:events';
 import { backoffMs } from './backoff.js';
 import { ConsumerState } from './consumer-state.js';
 import type { DurableProducer, OutRecord } from './producer.js';
@@ -114,6 +115,9 @@ export class StageRunner {
     const steps: readonly StageStep[] = opts.steps ?? [
       { stage: opts.stage, fn: opts.fn, ...(opts.hooks ? { hooks: opts.hooks } : {}) },
     ];
+    // Every record in flight (up to partitionsConcurrently × concurrency, and each of their waits on a client)
+    // listens on the one shutdown signal: not a leak, so no MaxListenersExceededWarning at 11.
+    setMaxListeners(0, this.abort.signal);
     const stages = steps.map((s) => s.stage);
     const problem = chainProblem(stages);
     if (problem) throw new Error(problem);

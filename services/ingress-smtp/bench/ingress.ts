@@ -10,6 +10,11 @@
  * (remote.test: SPF `ip4:127.0.0.1 -all`, DMARC p=reject; smtp-source's mail is unsigned, so DMARC passes through
  * aligned SPF). Compare its end-of-DATA→250 with a run without the flag for the added latency.
  *
+ * --sizes 10,100: the message sizes to run, KiB (default both). Each run also prints the benchmark process's CPU ms
+ * per message while smtp-source ran against ingress: the process is ingress alone (kafka-lite, Redis and rbldnsd
+ * run in their own processes), so this is ingress-smtp's CPU cost per message — the figure to compare A/B on a
+ * shared machine, where msg/s is noisy.
+ *
  * Figures only, never assertions. Runs with the production config defaults except: ports, accepted domain,
  * reverseDns off (no DNS in the sandbox) and pregreetDelayMs 0 (the early-talker wait would dominate a
  * one-message-per-connection run; it is a per-connection constant, not throughput).
@@ -34,6 +39,13 @@ const SESSIONS = arg('sessions', 20);
 /** --reuse: smtp-source -d (several messages per connection), to separate connection cost from message cost. */
 const REUSE = args.includes('--reuse');
 const SENDER_AUTH = args.includes('--sender-auth');
+const sizesArg = args.indexOf('--sizes');
+const SIZES_KIB =
+  sizesArg >= 0
+    ? String(args[sizesArg + 1])
+        .split(',')
+        .map(Number)
+    : [10, 100];
 
 function run(cmd: string, argv: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
@@ -130,15 +142,19 @@ async function main(): Promise<void> {
     `ingress → kafka-lite (separate process, acks=-1, fsync interval) with Redis rate limit; ceiling = Postfix smtp-sink\n`,
   );
   try {
-    for (const [label, size, count] of [
-      ['10 KiB', 10 * 1024, MESSAGES],
-      ['100 KiB', 100 * 1024, Math.max(200, Math.floor(MESSAGES / 2))],
-    ] as const) {
+    for (const kib of SIZES_KIB) {
+      const label = `${kib} KiB`;
+      const size = kib * 1024;
+      // Larger messages take longer each: half as many from 100 KiB up.
+      const count = kib >= 100 ? Math.max(200, Math.floor(MESSAGES / 2)) : MESSAGES;
       // warm-up (connections, JIT, topic metadata)
       await smtpSource(gw.addresses.mx!.port, size, 100);
       const before = { n: gw.stats.acceptLatencyMs.length, accepted: gw.stats.accepted, failed: gw.stats.tempfailed };
       const authBefore = { mf: authStats?.mailFromMs.length ?? 0, data: authStats?.dataMs.length ?? 0 };
+      const cpu0 = process.cpuUsage();
       const ing = await smtpSource(gw.addresses.mx!.port, size, count);
+      const cpu = process.cpuUsage(cpu0);
+      const cpuMsPerMsg = (cpu.user + cpu.system) / 1000 / count;
       const lat = gw.stats.acceptLatencyMs.slice(before.n).sort((a, b) => a - b);
       const accepted = gw.stats.accepted - before.accepted;
       const sinkRun = await smtpSource(sinkPort, size, count);
@@ -157,6 +173,9 @@ async function main(): Promise<void> {
             ` end of DATA (DKIM/ARC/DMARC) p50 ${pct(dt, 50).toFixed(2)} ms p99 ${pct(dt, 99).toFixed(2)} ms (${dt.length} messages)`,
         );
       }
+      console.log(
+        `  ingress CPU ${cpuMsPerMsg.toFixed(3)} ms/msg (user ${(cpu.user / 1000 / count).toFixed(3)}, system ${(cpu.system / 1000 / count).toFixed(3)})`,
+      );
       console.log(`  smtp-sink ${sinkRate.toFixed(0).padStart(6)} msg/s  (${sinkRun.secs.toFixed(2)} s)`);
       console.log(`  ratio ingress/sink ${(ingRate / sinkRate).toFixed(2)}`);
       if (ing.code !== 0 || /error|reject/i.test(ing.out))

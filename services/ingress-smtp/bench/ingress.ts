@@ -8,19 +8,24 @@
  *
  * --sender-auth: SPF at MAIL FROM and DKIM/ARC/DMARC at end of DATA, with DNS answered by rbldnsd on loopback
  * (remote.test: SPF `ip4:127.0.0.1 -all`, DMARC p=reject; smtp-source's mail is unsigned, so DMARC passes through
- * aligned SPF). Compare its end-of-DATA→250 with a run without the flag for the added latency.
+ * aligned SPF). --auth-records none: rbldnsd publishes no SPF or DMARC record for remote.test, as in the e2e stack
+ * (test/harness/stack.ts), so SPF and DMARC answer from cached negative answers. Compare its end-of-DATA→250 with a run without the flag for the added latency.
  *
  * --sizes 10,100: the message sizes to run, KiB (default both). Each run also prints the benchmark process's CPU ms
  * per message while smtp-source ran against ingress: the process is ingress alone (kafka-lite, Redis and rbldnsd
  * run in their own processes), so this is ingress-smtp's CPU cost per message — the figure to compare A/B on a
  * shared machine, where msg/s is noisy.
  *
+ * --profile-window DIR: write DIR/window.json (the measured ingress run of the first size, on the monotonic clock
+ * V8 stamps profile samples with) so `node --cpu-prof --cpu-prof-dir DIR …` then `scripts/cpuprofile-summary.mjs
+ * DIR` summarises the load only, not start-up and warm-up.
+ *
  * Figures only, never assertions. Runs with the production config defaults except: ports, accepted domain,
  * reverseDns off (no DNS in the sandbox) and pregreetDelayMs 0 (the early-talker wait would dominate a
  * one-message-per-connection run; it is a per-connection constant, not throughput).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -39,7 +44,11 @@ const SESSIONS = arg('sessions', 20);
 /** --reuse: smtp-source -d (several messages per connection), to separate connection cost from message cost. */
 const REUSE = args.includes('--reuse');
 const SENDER_AUTH = args.includes('--sender-auth');
+const NO_AUTH_RECORDS = args[args.indexOf('--auth-records') + 1] === 'none';
 const sizesArg = args.indexOf('--sizes');
+const windowArg = args.indexOf('--profile-window');
+const PROFILE_WINDOW_DIR = windowArg >= 0 ? args[windowArg + 1] : undefined;
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 const SIZES_KIB =
   sizesArg >= 0
     ? String(args[sizesArg + 1])
@@ -95,7 +104,9 @@ async function main(): Promise<void> {
         {
           name: 'test',
           type: 'generic',
-          lines: ['$TTL 60', 'remote TXT "v=spf1 ip4:127.0.0.1 -all"', '_dmarc.remote TXT "v=DMARC1; p=reject"'],
+          lines: NO_AUTH_RECORDS
+            ? ['$TTL 60', 'other TXT "v=spf1 -all"']
+            : ['$TTL 60', 'remote TXT "v=spf1 ip4:127.0.0.1 -all"', '_dmarc.remote TXT "v=DMARC1; p=reject"'],
         },
       ])
     : null;
@@ -152,8 +163,14 @@ async function main(): Promise<void> {
       const before = { n: gw.stats.acceptLatencyMs.length, accepted: gw.stats.accepted, failed: gw.stats.tempfailed };
       const authBefore = { mf: authStats?.mailFromMs.length ?? 0, data: authStats?.dataMs.length ?? 0 };
       const cpu0 = process.cpuUsage();
+      const startUs = monoUs();
       const ing = await smtpSource(gw.addresses.mx!.port, size, count);
       const cpu = process.cpuUsage(cpu0);
+      if (PROFILE_WINDOW_DIR && kib === SIZES_KIB[0]) {
+        mkdirSync(PROFILE_WINDOW_DIR, { recursive: true });
+        const window = { startUs, endUs: monoUs(), messages: count };
+        writeFileSync(join(PROFILE_WINDOW_DIR, 'window.json'), JSON.stringify(window));
+      }
       const cpuMsPerMsg = (cpu.user + cpu.system) / 1000 / count;
       const lat = gw.stats.acceptLatencyMs.slice(before.n).sort((a, b) => a - b);
       const accepted = gw.stats.accepted - before.accepted;

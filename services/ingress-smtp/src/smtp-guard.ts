@@ -1,4 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
+import { randomFillSync } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type net from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
@@ -20,6 +21,8 @@ import { REPLIES, replyText } from './replies.js';
  *    the library's lenient, Unicode-converting parser.
  *  - PROXY and XCLIENT trust by CIDR (the library matches exact addresses only).
  *  - The greeting delay is ours (the library hard-codes 100 ms); ingress waits in onConnect instead.
+ *  - Session ids come from a pooled CSPRNG buffer (the library draws `randomBytes(10)` and parses it through a
+ *    BigInt per connection), same format: 16 base-32 digits, 80 random bits.
  *  - Replies whose text starts with an enhanced status code (`5.7.1 …`) are sent as they are, not prefixed with
  *    the library's generic mapping.
  */
@@ -210,6 +213,22 @@ class Connection extends (SMTPConnection as any) {
   }
 }
 
+const ID_DIGITS = '0123456789abcdefghijklmnopqrstuv'; // BigInt#toString(32), as the library formats its ids
+const idPool = Buffer.alloc(4096);
+let idPoolOffset = idPool.length;
+
+/** A session id in smtp-server's format (16 base-32 digits = 80 random bits) from a pooled CSPRNG buffer. */
+export function sessionId(): string {
+  if (idPoolOffset + 16 > idPool.length) {
+    randomFillSync(idPool);
+    idPoolOffset = 0;
+  }
+  let id = '';
+  for (let i = idPoolOffset; i < idPoolOffset + 16; i++) id += ID_DIGITS[idPool[i]! & 31];
+  idPoolOffset += 16;
+  return id;
+}
+
 export class GuardedServer extends SMTPServer {
   hooks!: GuardHooks;
 
@@ -229,6 +248,14 @@ export class GuardedServer extends SMTPServer {
 
   override _expectsProxyHeader(socket: net.Socket): boolean {
     return this.hooks.expectsProxy(socket.remoteAddress);
+  }
+
+  /** Without a PROXY header to read: the library's own branch, with a pooled session id (see the top). */
+  override _handleProxy(socket: net.Socket, callback: Parameters<SMTPServer['_handleProxy']>[1]): void {
+    if (this._expectsProxyHeader(socket)) return super._handleProxy(socket, callback);
+    const ignored = (this as any).options.ignoredHosts as string[] | undefined;
+    const socketOptions = { id: sessionId(), ignore: !!ignored && ignored.includes(socket.remoteAddress as string) };
+    setImmediate(() => callback(null, socketOptions as Parameters<typeof callback>[1]));
   }
 
   /** Open sessions (for the drain sweep). */
@@ -256,7 +283,7 @@ export const SMTP_SERVER_INTERNALS = {
     'close',
     '_isSupported',
   ],
-  SMTPServer: ['connect', '_expectsProxyHeader', '_onError', '_onClientConnect'],
+  SMTPServer: ['connect', '_expectsProxyHeader', '_handleProxy', '_onError', '_onClientConnect'],
   SMTPStream: ['_write', 'startDataMode'],
 } as const;
 

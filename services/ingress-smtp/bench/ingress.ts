@@ -20,6 +20,9 @@
  * V8 stamps profile samples with) so `node --cpu-prof --cpu-prof-dir DIR …` then `scripts/cpuprofile-summary.mjs
  * DIR` summarises the load only, not start-up and warm-up.
  *
+ * --dnsbl: the connect-time DNSBL check (packages/dnsbl, Redis answer cache) against an rbldnsd zone on loopback, as
+ * in the e2e stack; without it the bench runs with no connect filter.
+ *
  * Figures only, never assertions. Runs with the production config defaults except: ports, accepted domain,
  * reverseDns off (no DNS in the sandbox) and pregreetDelayMs 0 (the early-talker wait would dominate a
  * one-message-per-connection run; it is a per-connection constant, not throughput).
@@ -44,6 +47,7 @@ const SESSIONS = arg('sessions', 20);
 /** --reuse: smtp-source -d (several messages per connection), to separate connection cost from message cost. */
 const REUSE = args.includes('--reuse');
 const SENDER_AUTH = args.includes('--sender-auth');
+const DNSBL = args.includes('--dnsbl');
 const NO_AUTH_RECORDS = args[args.indexOf('--auth-records') + 1] === 'none';
 const sizesArg = args.indexOf('--sizes');
 const windowArg = args.indexOf('--profile-window');
@@ -99,19 +103,26 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-kafka-'));
   const kafka = await startKafkaProcess({ dataDir });
   const redis = await startRedis();
-  const dns = SENDER_AUTH
-    ? await startRbldnsd([
-        {
-          name: 'test',
-          type: 'generic',
-          lines: NO_AUTH_RECORDS
-            ? ['$TTL 60', 'other TXT "v=spf1 -all"']
-            : ['$TTL 60', 'remote TXT "v=spf1 ip4:127.0.0.1 -all"', '_dmarc.remote TXT "v=DMARC1; p=reject"'],
-        },
-      ])
-    : null;
+  const zones = [
+    ...(SENDER_AUTH
+      ? [
+          {
+            name: 'test',
+            type: 'generic' as const,
+            lines: NO_AUTH_RECORDS
+              ? ['$TTL 60', 'other TXT "v=spf1 -all"']
+              : ['$TTL 60', 'remote TXT "v=spf1 ip4:127.0.0.1 -all"', '_dmarc.remote TXT "v=DMARC1; p=reject"'],
+          },
+        ]
+      : []),
+    // 127.0.0.2: the RFC 5782 test point the zone's health check asks for; the bench client (127.0.0.1) is not listed.
+    ...(DNSBL
+      ? [{ name: 'bl.test', type: 'ip4set' as const, lines: [':127.0.0.2:listed at bl.test', '127.0.0.2'] }]
+      : []),
+  ];
+  const dns = zones.length > 0 ? await startRbldnsd(zones) : null;
   let ingress: Ingress | undefined;
-  const svc = createIngressService({ onStarted: (i) => (ingress = i), connectFilter: null });
+  const svc = createIngressService({ onStarted: (i) => (ingress = i), ...(DNSBL ? {} : { connectFilter: null }) });
   const running = await startService(svc, {
     httpPort: 0,
     env: {},
@@ -122,8 +133,9 @@ async function main(): Promise<void> {
       redis: { url: redis.url, keyPrefix: 'bench:' },
       logging: { level: 'warn' },
       telemetry: { tracing: { enabled: true } },
-      senderAuth: dns
-        ? { authservId: 'bench.test', dns: { resolvers: [dns.server], timeoutMs: 1000 } }
+      ...(DNSBL ? { dnsbl: { resolvers: [dns!.server], zones: [{ name: 'bl.test' }], skipNetworks: [] } } : {}),
+      senderAuth: SENDER_AUTH
+        ? { authservId: 'bench.test', dns: { resolvers: [dns!.server], timeoutMs: 1000 } }
         : { enabled: false },
       ingress: {
         listeners: { mx: { host: '127.0.0.1', port: 0 } },

@@ -110,6 +110,48 @@ export class MemoryAnswerCache implements AnswerCache {
   }
 }
 
+/**
+ * How long a process keeps an answer it read from (or wrote to) Redis in memory. Every SMTP connection asks about
+ * its client at connect, and a busy sender opens many connections: without this each one cost a Redis MGET round
+ * trip (client CPU and redis-server CPU). A few seconds keep a burst of repeats in process; an answer seen here can
+ * be at most this much older than Redis's copy, nothing compared with the TTLs (minutes) the lists publish.
+ */
+export const FRONT_TTL_SEC = 5;
+
+/** An in-process front (short TTL) over a shared cache: repeats within `frontTtlSec` skip the shared one. */
+export class TieredAnswerCache implements AnswerCache {
+  private readonly front: MemoryAnswerCache;
+
+  constructor(
+    private readonly back: AnswerCache,
+    maxEntries: number,
+    private readonly frontTtlSec = FRONT_TTL_SEC,
+  ) {
+    this.front = new MemoryAnswerCache(maxEntries);
+  }
+
+  async getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]> {
+    const out = await this.front.getMany(names);
+    const missing: number[] = [];
+    out.forEach((v, i) => v === undefined && missing.push(i));
+    if (missing.length === 0) return out;
+    const fromBack = await this.back.getMany(missing.map((i) => names[i]!));
+    const keep: { name: string; value: CachedAnswer; ttlSec: number }[] = [];
+    missing.forEach((i, j) => {
+      const v = fromBack[j];
+      out[i] = v;
+      if (v) keep.push({ name: names[i]!, value: v, ttlSec: this.frontTtlSec });
+    });
+    await this.front.setMany(keep);
+    return out;
+  }
+
+  async setMany(entries: readonly { name: string; value: CachedAnswer; ttlSec: number }[]): Promise<void> {
+    await this.front.setMany(entries.map((e) => ({ ...e, ttlSec: Math.min(e.ttlSec, this.frontTtlSec) })));
+    await this.back.setMany(entries);
+  }
+}
+
 export class NoCache implements AnswerCache {
   async getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]> {
     return names.map(() => undefined);

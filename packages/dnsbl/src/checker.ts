@@ -4,7 +4,14 @@ import net from 'node:net';
 import { metrics, type ObservableResult } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@mailgate/runtime';
-import { MemoryAnswerCache, NoCache, RedisAnswerCache, type AnswerCache, type CachedAnswer } from './cache.js';
+import {
+  MemoryAnswerCache,
+  NoCache,
+  RedisAnswerCache,
+  TieredAnswerCache,
+  type AnswerCache,
+  type CachedAnswer,
+} from './cache.js';
 import { ZoneMatcher } from './codes.js';
 import type { DnsblConfig, ZoneConfig, ZoneType } from './config.js';
 import { ZoneHealth, type ZoneHealthState } from './health.js';
@@ -107,7 +114,11 @@ export class DnsblChecker {
     this.cache = !cfg.cache.enabled
       ? new NoCache()
       : deps.redis
-        ? new RedisAnswerCache(deps.redis, cfg.cache.keyPrefix, deps.log)
+        ? // Shared by replicas and ingress through Redis; repeats within seconds answered in process (cache.ts).
+          new TieredAnswerCache(
+            new RedisAnswerCache(deps.redis, cfg.cache.keyPrefix, deps.log),
+            cfg.cache.memoryEntries,
+          )
         : new MemoryAnswerCache(cfg.cache.memoryEntries);
     this.skip = new CidrList(cfg.skipNetworks);
     this.health = new ZoneHealth(cfg, this.dns, deps.log);

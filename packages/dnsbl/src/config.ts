@@ -175,7 +175,7 @@ export const dnsblSchema = z
         negativeTtlSec: z.number().int().min(1).default(900),
         /** Key prefix (after the `redis.keyPrefix`). */
         keyPrefix: z.string().default('dnsbl:'),
-        /** Entries of the in-process cache used when no Redis client is given. */
+        /** Entries of the in-process cache used when no Redis client is given, and of the 5 s in-process front over Redis. */
         memoryEntries: z.number().int().min(0).default(50000),
       })
       .strict()

@@ -10,6 +10,7 @@ import {
   reverseIp,
   type CheckTarget,
 } from '../src/index.js';
+import { MemoryAnswerCache, TieredAnswerCache } from '../src/cache.js';
 import { startRelay, type DnsRelay } from './relay.js';
 
 const log = createLogger('dnsbl-test', 'silent');
@@ -230,6 +231,48 @@ describe('cache', () => {
     assert.ok(listedTtl > 250 && listedTtl <= 300, `listed TTL from the A record (300): ${listedTtl}`);
     const negTtl = await redis.ttl(`dnsbl:${reverseIp('198.51.100.55')}.bl.test`);
     assert.ok(negTtl > 60 && negTtl <= 120, `negative TTL from the SOA minimum (120): ${negTtl}`);
+  });
+
+  test('with Redis, a repeat within seconds is answered in process (no Redis read); another process reads Redis', async (t) => {
+    const redis = createRedis({ url: redisSrv.url, keyPrefix: 'fronttest:' }, { name: 'dnsbl-test' });
+    t.after(() => redis.quit());
+    const cfg = dnsblConfig(base({ zones: [{ name: 'bl.test' }], health: { enabled: false } }));
+    const a = new DnsblChecker(cfg, { log, redis });
+    const b = new DnsblChecker(cfg, { log, redis });
+    t.after(async () => {
+      await a.close();
+      await b.close();
+    });
+    const key = `dnsbl:${reverseIp('198.51.100.7')}.bl.test`;
+    const first = await a.check([ip('198.51.100.7')]);
+    assert.equal(first.decision, 'reject');
+    assert.ok((await redis.exists(key)) === 1, 'stored in Redis for the other replicas');
+    // Gone from Redis: this process still answers from its front, without DNS.
+    await redis.del(key);
+    const q = relay.count('bl.test');
+    const again = await a.check([ip('198.51.100.7')]);
+    assert.equal(again.decision, 'reject');
+    assert.equal(again.stats.cacheHits, 1);
+    assert.equal(relay.count('bl.test'), q, 'no DNS query');
+    // Another process has no front entry: Redis (now empty), then DNS.
+    const other = await b.check([ip('198.51.100.7')]);
+    assert.equal(other.decision, 'reject');
+    assert.equal(other.stats.cacheHits, 0);
+    assert.ok(relay.count('bl.test') > q);
+  });
+
+  test('the in-process front keeps an answer at most its own TTL, then reads the shared cache again', async () => {
+    const shared = new MemoryAnswerCache(100);
+    const tiered = new TieredAnswerCache(shared, 100, 0.2);
+    await shared.setMany([{ name: 'q.bl.test', value: { a: ['127.0.0.2'] }, ttlSec: 3600 }]);
+    assert.deepEqual(await tiered.getMany(['q.bl.test', 'other.bl.test']), [{ a: ['127.0.0.2'] }, undefined]);
+    // The shared answer changes (another replica stored a newer one): the front answers until its TTL ends.
+    await shared.setMany([{ name: 'q.bl.test', value: {}, ttlSec: 3600 }]);
+    assert.deepEqual(await tiered.getMany(['q.bl.test']), [{ a: ['127.0.0.2'] }]);
+    await waitFor(async () => (await tiered.getMany(['q.bl.test']))[0]?.a === undefined, { timeoutMs: 5000 });
+    // Writes go to both; the front never keeps an entry longer than the shared cache would.
+    await tiered.setMany([{ name: 'w.bl.test', value: {}, ttlSec: 60 }]);
+    assert.deepEqual(await shared.getMany(['w.bl.test']), [{}]);
   });
 
   test('without Redis an in-process cache serves repeats; concurrent checks share one question', async () => {

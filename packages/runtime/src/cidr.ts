@@ -39,6 +39,9 @@ export interface NetworkMatcher {
 
 type Family = 'ipv4' | 'ipv6';
 
+/** Addresses whose answer a matcher remembers (a few hundred KiB at most). */
+const MEMO_MAX = 4096;
+
 function familyOf(ip: string | undefined | null): { address: string; type: Family } | null {
   if (!ip) return null;
   const address = normalizeIp(ip);
@@ -63,10 +66,20 @@ export function networkMatcher(cidrs: readonly string[]): NetworkMatcher {
     one.addSubnet(p.address, p.prefix, p.type);
     entries.push({ text: c.trim(), type: p.type, list: one });
   }
+  // BlockList.check builds a SocketAddress (native object) per call, and a session asks about the same client
+  // several times (connect, MAIL, RCPT, end of DATA): answers are memoised per address string. The networks never
+  // change for a matcher, so an answer never goes stale; the memo is dropped whole when full (bounded memory,
+  // no LRU bookkeeping on the hit path).
+  const memo = new Map<string, boolean>();
   const matches = (ip: string | undefined | null): boolean => {
-    if (entries.length === 0) return false;
+    if (entries.length === 0 || !ip) return false;
+    const known = memo.get(ip);
+    if (known !== undefined) return known;
     const a = familyOf(ip);
-    return a !== null && lists[a.type].check(a.address, a.type);
+    const r = a !== null && lists[a.type].check(a.address, a.type);
+    if (memo.size >= MEMO_MAX) memo.clear();
+    memo.set(ip, r);
+    return r;
   };
   return {
     size: cidrs.length,

@@ -36,3 +36,21 @@ test('parseCidr / isCidr: prefix bounds, one slash, digits only; bad entries thr
     assert.equal(isCidr(bad), false, bad);
   assert.throws(() => networkMatcher(['10.0.0.0/33']), /invalid network "10\.0\.0\.0\/33"/);
 });
+
+test('answers are memoised per address: repeated and past the memo bound they stay the same', () => {
+  const m = networkMatcher(['10.0.0.0/8', '2001:db8::/32']);
+  for (let round = 0; round < 2; round++) {
+    assert.equal(m.matches('10.1.2.3'), true);
+    assert.equal(m.matches('::ffff:10.1.2.3'), true);
+    assert.equal(m.matches('11.0.0.1'), false);
+    assert.equal(m.matches('2001:db8::1'), true);
+    assert.equal(m.matches('garbage'), false);
+    // More distinct addresses than the memo holds (it is dropped whole when full): answers are unchanged.
+    for (let i = 0; i < 5000; i++) {
+      const inside = i % 2 === 0;
+      const ip = `${inside ? 10 : 11}.0.${(i >> 8) & 255}.${i & 255}`;
+      assert.equal(m.matches(ip), inside, ip);
+    }
+  }
+  assert.equal(m.match('10.1.2.3'), '10.0.0.0/8');
+});

@@ -20,6 +20,7 @@ import { AuthDns, type TrackedResolver } from './dns.js';
 import { headerFields, unfold } from './header-bytes.js';
 import { decide, isExemptSession, type AuthDecision, type DecisionContext } from './policy.js';
 import { aligned, orgDomain } from './org-domain.js';
+import { unsignedHeaderSection } from './unsigned.js';
 import type {
   ArcClaims,
   ArcResult,
@@ -258,7 +259,8 @@ export class SenderAuth {
       const t0 = performance.now();
       const out = await within(
         left(),
-        dkimVerify(input.raw, {
+        // Unsigned: mailauth needs the header section only (unsigned.ts); signed: the whole message.
+        dkimVerify(unsignedHeaderSection(input.raw) ?? input.raw, {
           resolver: dkimTrack.resolve,
           sender: input.mailFrom || undefined,
           minBitLength: this.config.dkim.minRsaBits,

@@ -165,6 +165,40 @@ describe('SPF against a loopback DNS server', () => {
     }
   });
 
+  test('a cached negative answer throws what DNS threw (code, message), without capturing a stack', async () => {
+    const v = verifierFor(dns, {}, { cache: true });
+    try {
+      const first = await v.dns.resolve('nxdomain.test', 'TXT').then(
+        () => assert.fail('resolved'),
+        (e: Error & { code?: string }) => e,
+      );
+      assert.ok(first.code === 'ENOTFOUND' || first.code === 'ENODATA', String(first.code));
+      const limit = Error.stackTraceLimit;
+      const hits = v.dns.cacheHits;
+      const cached = await v.dns.resolve('NXDOMAIN.test.', 'txt').then(
+        () => assert.fail('resolved'),
+        (e: Error & { code?: string }) => e,
+      );
+      assert.equal(v.dns.cacheHits, hits + 1);
+      assert.ok(cached instanceof Error);
+      assert.equal(cached.code, first.code);
+      assert.equal(cached.message, `${first.message} (cached)`);
+      assert.doesNotMatch(String(cached.stack), /\n\s+at /, 'no stack frames captured');
+      assert.equal(Error.stackTraceLimit, limit, 'stackTraceLimit restored');
+      assert.notEqual(
+        cached,
+        await v.dns.resolve('nxdomain.test', 'TXT').catch((e: unknown) => e),
+        'new object per hit',
+      );
+      // The check itself answers the same from the cache.
+      const a = await v.checkSpf({ ip: BAD_IP, helo: 'x.test', mailFrom: 'a@nxdomain.test' });
+      const b = await v.checkSpf({ ip: BAD_IP, helo: 'x.test', mailFrom: 'a@nxdomain.test' });
+      assert.equal(b.result, a.result);
+    } finally {
+      v.close();
+    }
+  });
+
   test('one span per check, with the result', async () => {
     const exporter = new InMemorySpanExporter();
     const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });

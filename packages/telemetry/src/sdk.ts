@@ -8,6 +8,7 @@ import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createInstrumentations, instrumentationsFromEnv, type InstrumentationChoice } from './instrumentations.js';
+import { installResolveMemo } from './require-memo.js';
 import { mailgateSampler } from './sampler.js';
 import { serviceVersion } from './version.js';
 
@@ -110,6 +111,9 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       ),
     });
     sdk.start();
+    // The instrumentations' require hook resolves every require() call; libraries that require lazily per request
+    // (kafkajs) would pay a file-system walk each time (require-memo.ts).
+    installResolveMemo();
     const stopProcessMetrics = startProcessMetrics(metrics.getMeter('mailgate.process'));
     active = { sdk, prometheus, dynamic, serviceName: opts.serviceName, refs: 0, stopProcessMetrics };
   }

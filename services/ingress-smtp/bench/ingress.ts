@@ -8,14 +8,27 @@
  *
  * --sender-auth: SPF at MAIL FROM and DKIM/ARC/DMARC at end of DATA, with DNS answered by rbldnsd on loopback
  * (remote.test: SPF `ip4:127.0.0.1 -all`, DMARC p=reject; smtp-source's mail is unsigned, so DMARC passes through
- * aligned SPF). Compare its end-of-DATA→250 with a run without the flag for the added latency.
+ * aligned SPF). --auth-records none: rbldnsd publishes no SPF or DMARC record for remote.test, as in the e2e stack
+ * (test/harness/stack.ts), so SPF and DMARC answer from cached negative answers. Compare its end-of-DATA→250 with a run without the flag for the added latency.
+ *
+ * --sizes 10,100: the message sizes to run, KiB (default both). Each run also prints the benchmark process's CPU ms
+ * per message while smtp-source ran against ingress: the process is ingress alone (kafka-lite, Redis and rbldnsd
+ * run in their own processes), so this is ingress-smtp's CPU cost per message — the figure to compare A/B on a
+ * shared machine, where msg/s is noisy.
+ *
+ * --profile-window DIR: write DIR/window.json (the measured ingress run of the first size, on the monotonic clock
+ * V8 stamps profile samples with) so `node --cpu-prof --cpu-prof-dir DIR …` then `scripts/cpuprofile-summary.mjs
+ * DIR` summarises the load only, not start-up and warm-up.
+ *
+ * --dnsbl: the connect-time DNSBL check (packages/dnsbl, Redis answer cache) against an rbldnsd zone on loopback, as
+ * in the e2e stack; without it the bench runs with no connect filter.
  *
  * Figures only, never assertions. Runs with the production config defaults except: ports, accepted domain,
  * reverseDns off (no DNS in the sandbox) and pregreetDelayMs 0 (the early-talker wait would dominate a
  * one-message-per-connection run; it is a per-connection constant, not throughput).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +47,18 @@ const SESSIONS = arg('sessions', 20);
 /** --reuse: smtp-source -d (several messages per connection), to separate connection cost from message cost. */
 const REUSE = args.includes('--reuse');
 const SENDER_AUTH = args.includes('--sender-auth');
+const DNSBL = args.includes('--dnsbl');
+const NO_AUTH_RECORDS = args[args.indexOf('--auth-records') + 1] === 'none';
+const sizesArg = args.indexOf('--sizes');
+const windowArg = args.indexOf('--profile-window');
+const PROFILE_WINDOW_DIR = windowArg >= 0 ? args[windowArg + 1] : undefined;
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+const SIZES_KIB =
+  sizesArg >= 0
+    ? String(args[sizesArg + 1])
+        .split(',')
+        .map(Number)
+    : [10, 100];
 
 function run(cmd: string, argv: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
@@ -78,17 +103,26 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-kafka-'));
   const kafka = await startKafkaProcess({ dataDir });
   const redis = await startRedis();
-  const dns = SENDER_AUTH
-    ? await startRbldnsd([
-        {
-          name: 'test',
-          type: 'generic',
-          lines: ['$TTL 60', 'remote TXT "v=spf1 ip4:127.0.0.1 -all"', '_dmarc.remote TXT "v=DMARC1; p=reject"'],
-        },
-      ])
-    : null;
+  const zones = [
+    ...(SENDER_AUTH
+      ? [
+          {
+            name: 'test',
+            type: 'generic' as const,
+            lines: NO_AUTH_RECORDS
+              ? ['$TTL 60', 'other TXT "v=spf1 -all"']
+              : ['$TTL 60', 'remote TXT "v=spf1 ip4:127.0.0.1 -all"', '_dmarc.remote TXT "v=DMARC1; p=reject"'],
+          },
+        ]
+      : []),
+    // 127.0.0.2: the RFC 5782 test point the zone's health check asks for; the bench client (127.0.0.1) is not listed.
+    ...(DNSBL
+      ? [{ name: 'bl.test', type: 'ip4set' as const, lines: [':127.0.0.2:listed at bl.test', '127.0.0.2'] }]
+      : []),
+  ];
+  const dns = zones.length > 0 ? await startRbldnsd(zones) : null;
   let ingress: Ingress | undefined;
-  const svc = createIngressService({ onStarted: (i) => (ingress = i), connectFilter: null });
+  const svc = createIngressService({ onStarted: (i) => (ingress = i), ...(DNSBL ? {} : { connectFilter: null }) });
   const running = await startService(svc, {
     httpPort: 0,
     env: {},
@@ -99,8 +133,9 @@ async function main(): Promise<void> {
       redis: { url: redis.url, keyPrefix: 'bench:' },
       logging: { level: 'warn' },
       telemetry: { tracing: { enabled: true } },
-      senderAuth: dns
-        ? { authservId: 'bench.test', dns: { resolvers: [dns.server], timeoutMs: 1000 } }
+      ...(DNSBL ? { dnsbl: { resolvers: [dns!.server], zones: [{ name: 'bl.test' }], skipNetworks: [] } } : {}),
+      senderAuth: SENDER_AUTH
+        ? { authservId: 'bench.test', dns: { resolvers: [dns!.server], timeoutMs: 1000 } }
         : { enabled: false },
       ingress: {
         listeners: { mx: { host: '127.0.0.1', port: 0 } },
@@ -130,15 +165,25 @@ async function main(): Promise<void> {
     `ingress → kafka-lite (separate process, acks=-1, fsync interval) with Redis rate limit; ceiling = Postfix smtp-sink\n`,
   );
   try {
-    for (const [label, size, count] of [
-      ['10 KiB', 10 * 1024, MESSAGES],
-      ['100 KiB', 100 * 1024, Math.max(200, Math.floor(MESSAGES / 2))],
-    ] as const) {
+    for (const kib of SIZES_KIB) {
+      const label = `${kib} KiB`;
+      const size = kib * 1024;
+      // Larger messages take longer each: half as many from 100 KiB up.
+      const count = kib >= 100 ? Math.max(200, Math.floor(MESSAGES / 2)) : MESSAGES;
       // warm-up (connections, JIT, topic metadata)
       await smtpSource(gw.addresses.mx!.port, size, 100);
       const before = { n: gw.stats.acceptLatencyMs.length, accepted: gw.stats.accepted, failed: gw.stats.tempfailed };
       const authBefore = { mf: authStats?.mailFromMs.length ?? 0, data: authStats?.dataMs.length ?? 0 };
+      const cpu0 = process.cpuUsage();
+      const startUs = monoUs();
       const ing = await smtpSource(gw.addresses.mx!.port, size, count);
+      const cpu = process.cpuUsage(cpu0);
+      if (PROFILE_WINDOW_DIR && kib === SIZES_KIB[0]) {
+        mkdirSync(PROFILE_WINDOW_DIR, { recursive: true });
+        const window = { startUs, endUs: monoUs(), messages: count };
+        writeFileSync(join(PROFILE_WINDOW_DIR, 'window.json'), JSON.stringify(window));
+      }
+      const cpuMsPerMsg = (cpu.user + cpu.system) / 1000 / count;
       const lat = gw.stats.acceptLatencyMs.slice(before.n).sort((a, b) => a - b);
       const accepted = gw.stats.accepted - before.accepted;
       const sinkRun = await smtpSource(sinkPort, size, count);
@@ -157,6 +202,9 @@ async function main(): Promise<void> {
             ` end of DATA (DKIM/ARC/DMARC) p50 ${pct(dt, 50).toFixed(2)} ms p99 ${pct(dt, 99).toFixed(2)} ms (${dt.length} messages)`,
         );
       }
+      console.log(
+        `  ingress CPU ${cpuMsPerMsg.toFixed(3)} ms/msg (user ${(cpu.user / 1000 / count).toFixed(3)}, system ${(cpu.system / 1000 / count).toFixed(3)})`,
+      );
       console.log(`  smtp-sink ${sinkRate.toFixed(0).padStart(6)} msg/s  (${sinkRun.secs.toFixed(2)} s)`);
       console.log(`  ratio ingress/sink ${(ingRate / sinkRate).toFixed(2)}`);
       if (ing.code !== 0 || /error|reject/i.test(ing.out))

@@ -1,4 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
+import { randomFillSync } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type net from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
@@ -20,6 +21,8 @@ import { REPLIES, replyText } from './replies.js';
  *    the library's lenient, Unicode-converting parser.
  *  - PROXY and XCLIENT trust by CIDR (the library matches exact addresses only).
  *  - The greeting delay is ours (the library hard-codes 100 ms); ingress waits in onConnect instead.
+ *  - Session ids come from a pooled CSPRNG buffer (the library draws `randomBytes(10)` and parses it through a
+ *    BigInt per connection), same format: 16 base-32 digits, 80 random bits.
  *  - Replies whose text starts with an enhanced status code (`5.7.1 …`) are sent as they are, not prefixed with
  *    the library's generic mapping.
  */
@@ -101,6 +104,50 @@ function installLineScanner(parser: any): void {
   };
 }
 
+/**
+ * The hooks' view of one connection. A class (getters on the prototype), built once per connection: an object
+ * literal with seven getters and five closures per call was a visible share of ingress's per-connection CPU.
+ */
+class ConnectionView implements GuardedConnection {
+  constructor(private readonly c: any) {}
+  get id(): string {
+    return this.c.id as string;
+  }
+  get session(): SMTPServerSession {
+    return this.c.session as SMTPServerSession;
+  }
+  get remoteAddress(): string {
+    return this.c.remoteAddress as string;
+  }
+  get busy(): boolean {
+    return !!this.c._handlerPending || !!this.c._dataStream;
+  }
+  get ready(): boolean {
+    return !!this.c._ready;
+  }
+  get secure(): boolean {
+    return !!this.c.secure;
+  }
+  get inAuthExchange(): boolean {
+    return !!this.c._nextHandler;
+  }
+  send(code: number, text: string): void {
+    this.c.send(code, text);
+  }
+  close(): void {
+    this.c.close();
+  }
+  cancelAuthExchange(): void {
+    this.c._nextHandler = false;
+  }
+  resetLibraryUnknownCounter(): void {
+    this.c._unrecognizedCommands = 0;
+  }
+  isKnownCommand(name: string): boolean {
+    return this.c._isSupported(name) as boolean;
+  }
+}
+
 class Connection extends (SMTPConnection as any) {
   declare _server: GuardedServer;
 
@@ -111,34 +158,7 @@ class Connection extends (SMTPConnection as any) {
 
   view(): GuardedConnection {
     const self = this as any;
-    return {
-      get id() {
-        return self.id as string;
-      },
-      get session() {
-        return self.session as SMTPServerSession;
-      },
-      get remoteAddress() {
-        return self.remoteAddress as string;
-      },
-      get busy() {
-        return !!self._handlerPending || !!self._dataStream;
-      },
-      get ready() {
-        return !!self._ready;
-      },
-      get secure() {
-        return !!self.secure;
-      },
-      get inAuthExchange() {
-        return !!self._nextHandler;
-      },
-      send: (code, text) => self.send(code, text),
-      close: () => self.close(),
-      cancelAuthExchange: () => void (self._nextHandler = false),
-      resetLibraryUnknownCounter: () => void (self._unrecognizedCommands = 0),
-      isKnownCommand: (name) => self._isSupported(name),
-    };
+    return (self.__view ??= new ConnectionView(self)) as GuardedConnection;
   }
 
   init(): void {
@@ -164,11 +184,7 @@ class Connection extends (SMTPConnection as any) {
     const state: ParserState | undefined = self._parser?.__mailgate;
     const flags = state?.flags.shift() ?? 0;
     if (!self._upgrading && !self._closing) {
-      const refusal = this._server.hooks.beforeCommand(
-        self.__view ?? (self.__view = this.view()),
-        command.toString('binary'),
-        flags,
-      );
+      const refusal = this._server.hooks.beforeCommand(this.view(), command.toString('binary'), flags);
       if (refusal) {
         self.send(refusal.code, refusal.text);
         if (refusal.close) self.close();
@@ -197,6 +213,22 @@ class Connection extends (SMTPConnection as any) {
   }
 }
 
+const ID_DIGITS = '0123456789abcdefghijklmnopqrstuv'; // BigInt#toString(32), as the library formats its ids
+const idPool = Buffer.alloc(4096);
+let idPoolOffset = idPool.length;
+
+/** A session id in smtp-server's format (16 base-32 digits = 80 random bits) from a pooled CSPRNG buffer. */
+export function sessionId(): string {
+  if (idPoolOffset + 16 > idPool.length) {
+    randomFillSync(idPool);
+    idPoolOffset = 0;
+  }
+  let id = '';
+  for (let i = idPoolOffset; i < idPoolOffset + 16; i++) id += ID_DIGITS[idPool[i]! & 31];
+  idPoolOffset += 16;
+  return id;
+}
+
 export class GuardedServer extends SMTPServer {
   hooks!: GuardHooks;
 
@@ -218,9 +250,17 @@ export class GuardedServer extends SMTPServer {
     return this.hooks.expectsProxy(socket.remoteAddress);
   }
 
+  /** Without a PROXY header to read: the library's own branch, with a pooled session id (see the top). */
+  override _handleProxy(socket: net.Socket, callback: Parameters<SMTPServer['_handleProxy']>[1]): void {
+    if (this._expectsProxyHeader(socket)) return super._handleProxy(socket, callback);
+    const ignored = (this as any).options.ignoredHosts as string[] | undefined;
+    const socketOptions = { id: sessionId(), ignore: !!ignored && ignored.includes(socket.remoteAddress as string) };
+    setImmediate(() => callback(null, socketOptions as Parameters<typeof callback>[1]));
+  }
+
   /** Open sessions (for the drain sweep). */
   views(): GuardedConnection[] {
-    return [...(this as any).connections].map((c: any) => c.__view ?? (c.__view = c.view()));
+    return [...(this as any).connections].map((c: Connection) => c.view());
   }
 }
 
@@ -243,7 +283,7 @@ export const SMTP_SERVER_INTERNALS = {
     'close',
     '_isSupported',
   ],
-  SMTPServer: ['connect', '_expectsProxyHeader', '_onError', '_onClientConnect'],
+  SMTPServer: ['connect', '_expectsProxyHeader', '_handleProxy', '_onError', '_onClientConnect'],
   SMTPStream: ['_write', 'startDataMode'],
 } as const;
 

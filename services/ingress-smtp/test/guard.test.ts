@@ -9,6 +9,7 @@ import {
   assertSmtpServerInternals,
   installedSmtpServerVersion,
   missingSmtpServerInternals,
+  sessionId,
   SMTP_SERVER_PINNED,
 } from '../src/smtp-guard.js';
 import { SmtpClient } from './helpers.js';
@@ -31,6 +32,13 @@ describe('smtp-server pin and start-up self-check', () => {
   it('the installed smtp-server has every overridden or called internal', () => {
     assert.deepEqual(missingSmtpServerInternals(), []);
     assertSmtpServerInternals();
+  });
+
+  it("session ids (pooled) have the library's format and do not repeat", () => {
+    const ids = Array.from({ length: 10_000 }, () => sessionId());
+    for (const id of ids) assert.match(id, /^[0-9a-v]{16}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    assert.equal(new Set(ids.flatMap((id) => [...id])).size, 32, 'every digit of the alphabet occurs');
   });
 
   it('a missing internal stops start-up with an error naming the method and the versions', () => {

@@ -11,6 +11,7 @@ import {
   type Sink,
 } from '@mailgate/testkit';
 import { MessageClaims } from '../src/claim.js';
+import { ConnectionPool } from '../src/pool.js';
 import type { DeliveryComponents } from '../src/components.js';
 import { runRetry } from '../src/worker.js';
 import { collectingProducer, components, message, stageCtx, workerDeps } from './helpers.js';
@@ -479,4 +480,46 @@ test('redelivered record whose deferred recipients the retry queue owns: left to
   assert.deepEqual([...(await c.store.load(msg.envelope.id))!.pending.keys()], ['q2@mix.test']);
   await c.scheduler.unschedule(msg.envelope.id);
   await c.store.remove(msg.envelope.id);
+});
+
+test('waiters for a full destination: one asks Redis for a slot at a time; a connection given back goes to a waiter without Redis', async () => {
+  const x = make({ limits: { maxConnectionsPerDestination: 2, backoffAfterFailures: 1000 } }, 'herd:');
+  const pool = new ConnectionPool({
+    limits: x.limits,
+    ehloName: 'gw.test',
+    timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 5000 },
+    maxMessagesPerConnection: 1000,
+    idleMs: 5000,
+    slotWaitMs: 30_000,
+    slotTtlMs: 60_000,
+    // No timed polls in this test: every slot request below is one the pool's own events caused.
+    slotPollMs: 600_000,
+  });
+  const asked: (string | null)[] = [];
+  const tryAcquire = x.limits.tryAcquire.bind(x.limits);
+  x.limits.tryAcquire = async (dest) => {
+    const token = await tryAcquire(dest);
+    asked.push(token);
+    return token;
+  };
+  const target = { host: 'hub.test', address: '127.0.0.7', port: hub.port };
+  const policy = { tls: 'none' as const, tlsVerify: false };
+  let served = 0;
+  try {
+    // 30 deliveries to one destination of 2 connections, each holding its connection for a moment.
+    await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const lease = await pool.acquire('smarthost:herd', target, policy);
+        await new Promise((r) => setImmediate(r));
+        served++;
+        pool.release(lease, true);
+      }),
+    );
+  } finally {
+    await pool.close();
+  }
+  assert.equal(served, 30);
+  assert.equal(asked.filter((t) => t !== null).length, 2, 'two connections opened');
+  // Two slots won, then one refusal; before, every connection given back had every waiter ask (refused): hundreds.
+  assert.ok(asked.length <= 4, `${asked.length} slot requests`);
 });

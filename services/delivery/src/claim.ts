@@ -78,6 +78,15 @@ export interface HeldClaim {
   released: boolean;
 }
 
+/**
+ * Claim tokens: random per process, then a counter. Unique is all a token must be (compare-and-delete never removes
+ * another attempt's claim), and this costs no call into the CSPRNG per message (randomFillSync was ~1 % of
+ * delivery's CPU in a profile).
+ */
+const TOKEN_PREFIX = randomBytes(12).toString('hex');
+let tokenSeq = 0;
+const newToken = () => `${TOKEN_PREFIX}:${(++tokenSeq).toString(36)}`;
+
 export interface ClaimOptions {
   /** Lifetime of a claim not extended by its holder (how long a crashed replica blocks the message). */
   readonly ttlMs: number;
@@ -129,7 +138,7 @@ export class MessageClaims {
 
   private async take(id: string, reads: ClaimReads): Promise<HeldClaim> {
     const key = this.key(id);
-    const token = randomBytes(12).toString('hex');
+    const token = newToken();
     const strings = reads.strings ?? [];
     const keys = [key, ...(reads.hash !== undefined ? [reads.hash] : []), ...strings, ...(reads.ttls ?? [])];
     const run = (force: boolean) =>

@@ -93,8 +93,17 @@ export class RetryStore {
     return created === 1;
   }
 
+  /** The Redis key of a message's entry (a hash), for a caller that reads it with other keys: see fromHash. */
+  key(id: string): string {
+    return this.meta(id);
+  }
+
   async load(id: string): Promise<RetryEntry | null> {
-    const h = await this.redis.hgetall(this.meta(id));
+    return RetryStore.fromHash(id, await this.redis.hgetall(this.meta(id)));
+  }
+
+  /** The entry from the fields of its hash (HGETALL of key(id)); null when there is none. */
+  static fromHash(id: string, h: Record<string, string>): RetryEntry | null {
     if (!h['env']) return null;
     const pending = new Map<string, string>();
     for (const [k, v] of Object.entries(h)) if (k.startsWith('r:')) pending.set(k.slice(2), v);

@@ -2,9 +2,9 @@ import type { PipelineMessage } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import { runInSpan } from '@mailgate/telemetry';
 import { context, SpanKind, type Tracer } from '@opentelemetry/api';
-import type { MessageClaims } from './claim.js';
-import type { DestinationLimits } from './limits.js';
-import type { DeliveredMarkers } from './markers.js';
+import type { ClaimReads, HeldClaim, MessageClaims } from './claim.js';
+import { backoffRemaining, type DestinationLimits } from './limits.js';
+import type { DeliveredMarkers, MarkerState } from './markers.js';
 import type { DeliveryMetrics } from './metrics.js';
 import type { DestinationResolver, Target } from './mx.js';
 import type { OutcomeJournal } from './outcome-journal.js';
@@ -45,7 +45,18 @@ export interface EngineDeps {
   readonly onResults?: ((results: readonly RecipientResult[]) => void) | undefined;
 }
 
+/** The message's retry store entry, read with the claim: the recipients it holds are left out of the attempt. */
+export interface QueuedLookup {
+  /** Redis key of the entry (a hash: RetryStore.key). */
+  readonly key: string;
+  /** Given the entry's fields ({} when there is none): the recipients the retry queue owns. */
+  readonly owned: (hash: Record<string, string>) => ReadonlySet<string>;
+}
+
 const hostLabel = (t: Target) => `${t.host}[${t.address}]:${t.port}`;
+/** One address per recipient, compared case-insensitively (the last spelling wins, as markers are lower-cased). */
+const uniqueRecipients = (rcpts: readonly string[]) => [...new Map(rcpts.map((r) => [r.toLowerCase(), r])).values()];
+const byLowerCase = <V>(m: ReadonlyMap<string, V>) => new Map([...m].map(([k, v]) => [k.toLowerCase(), v]));
 const is421 = (reply: string) => reply.startsWith('421');
 
 /**
@@ -65,13 +76,42 @@ export class DeliveryEngine {
    * recorded, and each send a copy. In this process a promise chain orders them (no Redis polling for the common
    * case); across replicas (one replica's retry worker, another's stage with a redelivered record) the Redis
    * claim does (see claim.ts). Either way the later attempt re-reads the markers and skips what was delivered.
+   *
+   * Redis round trips of an attempt that delivers everything to one destination: one script that takes the claim
+   * and reads the markers, the pending marks, the destination backoffs (and `opts.queued`); the pending mark
+   * before DATA; one script after the 250 that writes the delivered markers, removes the pending marks, resets
+   * the destination's failure counter and releases the claim.
    */
-  async deliver(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
+  async deliver(
+    msg: PipelineMessage,
+    recipients: readonly string[],
+    opts: { queued?: QueuedLookup | undefined } = {},
+  ): Promise<RecipientResult[]> {
     const id = msg.envelope.id;
     const before = this.inflight.get(id);
+    // Every recipient's state is read (also those the retry queue turns out to own: the read happens before
+    // anyone knows), keyed by the lower-cased address as the markers are.
+    const all = uniqueRecipients(recipients);
+    const dests = [...new Set(all.map((r) => this.deps.router.route(r).key))];
+    const reads: ClaimReads = {
+      hash: opts.queued?.key,
+      strings: this.deps.markers.stateKeys(id, all),
+      ttls: dests.map((d) => this.deps.limits.backoffKey(d)),
+    };
     const run = (before ?? Promise.resolve())
       .catch(() => undefined)
-      .then(() => this.deps.claims.withClaim(id, () => this.deliverNow(msg, recipients)));
+      .then(() =>
+        this.deps.claims.withClaim(
+          id,
+          (claim) => {
+            const backoff = new Map(dests.map((d, i) => [d, backoffRemaining(claim.ttls[i] ?? -2)]));
+            const owned = opts.queued?.owned(claim.hash);
+            const mine = owned && owned.size > 0 ? recipients.filter((r) => !owned.has(r)) : recipients;
+            return this.deliverNow(msg, mine, this.deps.markers.parseState(all, claim.strings), backoff, claim);
+          },
+          reads,
+        ),
+      );
     this.inflight.set(id, run);
     try {
       const results = await run;
@@ -82,21 +122,25 @@ export class DeliveryEngine {
     }
   }
 
-  private async deliverNow(msg: PipelineMessage, recipients: readonly string[]): Promise<RecipientResult[]> {
+  private async deliverNow(
+    msg: PipelineMessage,
+    recipients: readonly string[],
+    read: MarkerState,
+    backoff: ReadonlyMap<string, number>,
+    claim: HeldClaim,
+  ): Promise<RecipientResult[]> {
     const id = msg.envelope.id;
-    const unique = [...new Map(recipients.map((r) => [r.toLowerCase(), r])).values()];
+    const unique = uniqueRecipients(recipients);
     const journaled = this.deps.journal.lookup(id, unique);
-    const state = await this.deps.markers.state(
-      id,
-      unique.filter((r) => !journaled.has(r)),
-    );
+    const done = byLowerCase(read.done);
+    const pending = byLowerCase(read.pending);
     const now = Date.now();
     const results: RecipientResult[] = [];
     const todo: string[] = [];
     const resent = new Map<string, number>();
     for (const r of unique) {
-      const m = journaled.get(r) ?? state.done.get(r);
-      const p = state.pending.get(r);
+      const m = journaled.get(r) ?? done.get(r.toLowerCase());
+      const p = pending.get(r.toLowerCase());
       if (m) {
         results.push({
           rcpt: r,
@@ -127,12 +171,23 @@ export class DeliveryEngine {
       );
     }
     const groups = this.deps.router.group(todo);
-    const perGroup = await Promise.all(groups.map((g) => this.attempt(msg, g.route, g.recipients)));
+    // With one transaction, its markers' write also releases the claim (saves the release round trip). With
+    // several, the claim must outlive them all: withClaim releases it.
+    const release = groups.length === 1 && claim.token !== null ? claim : undefined;
+    const perGroup = await Promise.all(
+      groups.map((g) => this.attempt(msg, g.route, g.recipients, backoff.get(g.route.key) ?? 0, release)),
+    );
     for (const g of perGroup) results.push(...g);
     return results;
   }
 
-  private async attempt(msg: PipelineMessage, route: Route, rcpts: string[]): Promise<RecipientResult[]> {
+  private async attempt(
+    msg: PipelineMessage,
+    route: Route,
+    rcpts: string[],
+    backoff: number,
+    claim: HeldClaim | undefined,
+  ): Promise<RecipientResult[]> {
     const span = this.deps.tracer.startSpan(
       'delivery attempt',
       {
@@ -147,7 +202,7 @@ export class DeliveryEngine {
       context.active(),
     );
     return runInSpan(span, async () => {
-      const out = await this.attemptIn(msg, route, rcpts, span);
+      const out = await this.attemptIn(msg, route, rcpts, span, backoff, claim);
       const counts = { delivered: 0, deferred: 0, failed: 0 };
       for (const r of out) counts[r.status]++;
       span.setAttributes({
@@ -167,12 +222,15 @@ export class DeliveryEngine {
     route: Route,
     rcpts: string[],
     span: ReturnType<Tracer['startSpan']>,
+    /** Remaining backoff of the destination, read with the claim. */
+    backoff: number,
+    /** The claim to release with the markers' write (the message's only transaction). */
+    claim: HeldClaim | undefined,
   ): Promise<RecipientResult[]> {
     const dest = route.key;
     const all = (status: RecipientStatus, reply: string, remoteHost?: string): RecipientResult[] =>
       rcpts.map((rcpt) => ({ rcpt, status, reply, remoteHost, destination: dest }));
 
-    const backoff = await this.deps.limits.backedOffFor(dest);
     if (backoff > 0) {
       const why = (await this.deps.limits.backoffReason(dest)) ?? 'repeated temporary failures';
       span.addEvent('destination backed off', { remainingMs: backoff });
@@ -203,6 +261,10 @@ export class DeliveryEngine {
       let tx;
       // Every path below gives the lease (and its destination slot) back: the finally is the only release.
       let reusable = false;
+      /** A 421 among the per-recipient replies (counts as a destination failure). */
+      let failure421: string | undefined;
+      /** The success and the refused recipients' pending marks were written with the delivered markers. */
+      let bookkept = false;
       try {
         // Before DATA: if this process dies between the remote 250 and the record, a retry must know (see markers.ts).
         // No mark, no send: a Redis error here defers (nothing left the gateway; the connection stays usable).
@@ -225,19 +287,30 @@ export class DeliveryEngine {
           if (e.temporary && is421(e.reply)) await this.deps.limits.recordFailure(dest, e.reply).catch(() => false);
           return all(e.temporary ? 'deferred' : 'failed', e.reply, label);
         }
-        // The remote 250 is in: record it before anything else (never throws; survives a Redis outage).
+        const got = new Set(tx.delivered.map((r) => r.toLowerCase()));
+        const notSent = rcpts.filter((r) => !got.has(r.toLowerCase()));
+        failure421 = tx.refused.find((r) => is421(r.reply))?.reply;
+        // The remote 250 is in: record it before anything else (never throws; survives a Redis outage). The
+        // bookkeeping of this transaction rides along: the refused recipients' pending marks, the destination's
+        // failure counter (a success resets it), the claim (nothing left for it to protect).
+        let recorded = false;
         if (tx.delivered.length > 0) {
-          await this.deps.journal.record(msg.envelope.id, tx.delivered, {
-            reply: tx.dataReply ?? '250',
-            host: label,
-            at: new Date().toISOString(),
-          });
+          const to = await this.deps.journal.record(
+            msg.envelope.id,
+            tx.delivered,
+            { reply: tx.dataReply ?? '250', host: label, at: new Date().toISOString() },
+            {
+              clear: notSent,
+              del: failure421 === undefined ? [this.deps.limits.failsKey(dest)] : [],
+              release: claim?.token ? { key: claim.key, token: claim.token } : undefined,
+            },
+          );
+          recorded = to === 'redis';
+          if (recorded && claim) claim.released = true;
         }
-        if (tx.delivered.length < rcpts.length) {
-          const got = new Set(tx.delivered.map((r) => r.toLowerCase()));
-          const notSent = rcpts.filter((r) => !got.has(r.toLowerCase()));
+        bookkept = recorded;
+        if (!recorded && notSent.length > 0)
           await this.deps.markers.clearPending(msg.envelope.id, notSent).catch(() => undefined);
-        }
         reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
       } finally {
         this.deps.pool.release(lease, reusable);
@@ -266,9 +339,8 @@ export class DeliveryEngine {
         };
       });
       // Bookkeeping only: a Redis error here must not turn the remote 250 into a tempfail (and a resend).
-      if (tx.refused.some((r) => is421(r.reply)))
-        await this.deps.limits.recordFailure(dest, tx.refused.find((r) => is421(r.reply))!.reply).catch(() => false);
-      else await this.deps.limits.recordSuccess(dest).catch(() => undefined);
+      if (failure421 !== undefined) await this.deps.limits.recordFailure(dest, failure421).catch(() => false);
+      else if (!bookkept) await this.deps.limits.recordSuccess(dest).catch(() => undefined);
       return out;
     }
     // No host took the transaction.

@@ -77,8 +77,17 @@ export class DestinationLimits {
 
   /** Remaining backoff of a destination in ms (0 = not backed off). */
   async backedOffFor(dest: string): Promise<number> {
-    const ttl = await this.redis.pttl(this.key('backoff', dest));
-    return ttl > 0 ? ttl : 0;
+    return backoffRemaining(await this.redis.pttl(this.backoffKey(dest)));
+  }
+
+  /** The key whose PTTL is the destination's remaining backoff (the engine reads it with the claim: ClaimReads). */
+  backoffKey(dest: string): string {
+    return this.key('backoff', dest);
+  }
+
+  /** The consecutive-failure counter: deleting it is recordSuccess (the engine does it with the markers' write). */
+  failsKey(dest: string): string {
+    return this.key('fails', dest);
   }
 
   /** Count a destination-wide temporary failure; true when it just put the destination into backoff. */
@@ -96,11 +105,16 @@ export class DestinationLimits {
   }
 
   async recordSuccess(dest: string): Promise<void> {
-    await this.redis.del(this.key('fails', dest));
+    await this.redis.del(this.failsKey(dest));
   }
 
   /** Why the destination is backed off (the failure that tripped it), if it is. */
   backoffReason(dest: string): Promise<string | null> {
     return this.redis.get(this.key('backoff', dest));
   }
+}
+
+/** Remaining backoff in ms from the PTTL of backoffKey (-2 no key, -1 no expiry: not backed off). */
+export function backoffRemaining(pttl: number): number {
+  return pttl > 0 ? pttl : 0;
 }

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { LUA_CALL_RANGE, LuaScript } from './lua.js';
 
 export interface DeliveredMarker {
   /** The remote server's final reply (e.g. "250 2.0.0 Ok: queued as …"). */
@@ -34,6 +35,32 @@ export interface MarkerState {
  *    outage) and checked before every attempt, so a Kafka redelivery or a retry job that runs twice never sends
  *    the same message to a recipient that already accepted it.
  */
+/**
+ * The remote 250: delivered markers set, pending marks of the transaction removed, plus the riders of MarkAlso
+ * (more keys deleted, the claim released with compare-and-delete), atomically and in one round trip.
+ *   KEYS: n delivered-marker keys, keys to delete…, [claim key]   ARGV: marker JSON, ttlMs, n, claim token ('' = none)
+ */
+const MARK = new LuaScript(`${LUA_CALL_RANGE}
+local n = tonumber(ARGV[3])
+for i = 1, n do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+local last = #KEYS
+if ARGV[4] ~= '' then
+  if redis.call('GET', KEYS[last]) == ARGV[4] then redis.call('DEL', KEYS[last]) end
+  last = last - 1
+end
+call_range('DEL', n + 1, last)
+return 1`);
+
+/** Writes that ride along with the delivered markers (same script). Each is bookkeeping a lost write only delays. */
+export interface MarkAlso {
+  /** Recipients of the same transaction that got no 250 but a known answer: their pending marks go too. */
+  readonly clear?: readonly string[];
+  /** More keys to delete, e.g. the destination's failure counter after a success (DestinationLimits.failsKey). */
+  readonly del?: readonly string[];
+  /** The message's claim, released once the markers it protects are written (compare-and-delete). */
+  readonly release?: { readonly key: string; readonly token: string };
+}
+
 export class DeliveredMarkers {
   constructor(
     private readonly redis: Redis,
@@ -49,20 +76,15 @@ export class DeliveredMarkers {
     return `delivery:pending:${id}:${rcpt.toLowerCase()}`;
   }
 
-  /** The recipients of `id` already delivered, with their marker. */
-  async delivered(id: string, rcpts: readonly string[]): Promise<Map<string, DeliveredMarker>> {
-    return (await this.state(id, rcpts)).done;
+  /** The keys state() reads for `rcpts` (delivered markers, then pending marks), to read them in another round trip. */
+  stateKeys(id: string, rcpts: readonly string[]): string[] {
+    return [...rcpts.map((r) => this.key(id, r)), ...rcpts.map((r) => this.pendingKey(id, r))];
   }
 
-  /** Delivered markers and pending marks of `rcpts` in one round trip. */
-  async state(id: string, rcpts: readonly string[]): Promise<MarkerState> {
+  /** The state of `rcpts` from the values of stateKeys(id, rcpts), in that order. */
+  parseState(rcpts: readonly string[], values: readonly (string | null)[]): MarkerState {
     const done = new Map<string, DeliveredMarker>();
     const pending = new Map<string, PendingMark>();
-    if (rcpts.length === 0) return { done, pending };
-    const values = await this.redis.mget([
-      ...rcpts.map((r) => this.key(id, r)),
-      ...rcpts.map((r) => this.pendingKey(id, r)),
-    ]);
     rcpts.forEach((r, i) => {
       const d = values[i];
       const p = values[rcpts.length + i];
@@ -70,6 +92,17 @@ export class DeliveredMarkers {
       else if (p != null) pending.set(r, JSON.parse(p) as PendingMark);
     });
     return { done, pending };
+  }
+
+  /** The recipients of `id` already delivered, with their marker. */
+  async delivered(id: string, rcpts: readonly string[]): Promise<Map<string, DeliveredMarker>> {
+    return (await this.state(id, rcpts)).done;
+  }
+
+  /** Delivered markers and pending marks of `rcpts` in one round trip. */
+  async state(id: string, rcpts: readonly string[]): Promise<MarkerState> {
+    if (rcpts.length === 0) return { done: new Map(), pending: new Map() };
+    return this.parseState(rcpts, await this.redis.mget(this.stateKeys(id, rcpts)));
   }
 
   /** Before DATA. Throws on a Redis error: then nothing may be sent (the caller defers). */
@@ -81,8 +114,14 @@ export class DeliveredMarkers {
       at: new Date(now).toISOString(),
       until: now + this.pendingTtlMs,
     } satisfies PendingMark);
+    const ttl = Math.max(this.ttlMs, this.pendingTtlMs);
+    // One recipient (the common case): a plain SET, not MULTI/SET/EXEC.
+    if (rcpts.length === 1) {
+      await this.redis.set(this.pendingKey(id, rcpts[0]!), value, 'PX', ttl);
+      return;
+    }
     const m = this.redis.multi();
-    for (const r of rcpts) m.set(this.pendingKey(id, r), value, 'PX', Math.max(this.ttlMs, this.pendingTtlMs));
+    for (const r of rcpts) m.set(this.pendingKey(id, r), value, 'PX', ttl);
     await execOrThrow(m);
   }
 
@@ -92,14 +131,20 @@ export class DeliveredMarkers {
     await this.redis.del(rcpts.map((r) => this.pendingKey(id, r)));
   }
 
-  /** The remote 250: delivered markers, pending marks removed (one MULTI). Idempotent. */
-  async mark(id: string, rcpts: readonly string[], marker: DeliveredMarker): Promise<void> {
+  /**
+   * The remote 250: delivered markers, pending marks removed, and the riders of `also`, in one script (atomic, one
+   * round trip). Idempotent.
+   */
+  async mark(id: string, rcpts: readonly string[], marker: DeliveredMarker, also: MarkAlso = {}): Promise<void> {
     if (rcpts.length === 0) return;
-    const value = JSON.stringify(marker);
-    const m = this.redis.multi();
-    for (const r of rcpts) m.set(this.key(id, r), value, 'PX', this.ttlMs);
-    m.del(rcpts.map((r) => this.pendingKey(id, r)));
-    await execOrThrow(m);
+    const keys = [
+      ...rcpts.map((r) => this.key(id, r)),
+      ...rcpts.map((r) => this.pendingKey(id, r)),
+      ...(also.clear ?? []).map((r) => this.pendingKey(id, r)),
+      ...(also.del ?? []),
+      ...(also.release ? [also.release.key] : []),
+    ];
+    await MARK.run(this.redis, keys, [JSON.stringify(marker), this.ttlMs, rcpts.length, also.release?.token ?? '']);
   }
 }
 

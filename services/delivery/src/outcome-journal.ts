@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '@mailgate/runtime';
-import type { DeliveredMarker, DeliveredMarkers } from './markers.js';
+import type { DeliveredMarker, DeliveredMarkers, MarkAlso } from './markers.js';
 import type { DeliveryMetrics } from './metrics.js';
 
 interface Entry {
@@ -73,13 +73,22 @@ export class OutcomeJournal {
     return n;
   }
 
-  /** Record a remote 250. Never throws; resolves once the record is in Redis or durably in the journal file. */
-  async record(id: string, rcpts: readonly string[], marker: DeliveredMarker): Promise<'redis' | 'journal'> {
+  /**
+   * Record a remote 250. Never throws; resolves once the record is in Redis or durably in the journal file.
+   * `also` rides along with the Redis write (DeliveredMarkers.mark) when it is made at once; it is bookkeeping, so
+   * a journaled record leaves it out ('journal': the caller does it the slow way, or the TTLs do).
+   */
+  async record(
+    id: string,
+    rcpts: readonly string[],
+    marker: DeliveredMarker,
+    also?: MarkAlso,
+  ): Promise<'redis' | 'journal'> {
     if (rcpts.length === 0) return 'redis';
     // Behind a backlog, go straight to the journal: order does not matter, but hammering a dead Redis does.
     if (this.queue.length === 0) {
       try {
-        await withTimeout(this.markers.mark(id, rcpts, marker), this.writeTimeoutMs);
+        await withTimeout(this.markers.mark(id, rcpts, marker, also), this.writeTimeoutMs);
         return 'redis';
       } catch (err) {
         this.opts.log?.warn(

@@ -11,6 +11,8 @@ export interface PoolOptions {
   readonly idleMs: number;
   readonly slotWaitMs: number;
   readonly slotTtlMs: number;
+  /** How often waiters of a full destination ask Redis for a slot another replica may have freed (default 100). */
+  readonly slotPollMs?: number;
 }
 
 export interface Lease {
@@ -36,10 +38,19 @@ export class ConnectionPool {
   private readonly idle = new Map<string, Idle[]>();
   private readonly freed = new EventEmitter();
   private readonly refreshedAt = new Map<string, number>();
+  /**
+   * Destination → when a waiter last asked Redis for a slot (and is asking, or was refused). Until slotPollMs
+   * later, or until this process frees or wins a slot of it, other waiters do not ask: one waiter probes at a
+   * time. Without this, every connection given back woke every waiter and each made a refused slot round trip
+   * (13 per message with 96 deliveries in flight to one destination of 20 connections).
+   */
+  private readonly probedAt = new Map<string, number>();
   private closed = false;
+  private readonly slotPollMs: number;
 
   constructor(private readonly opts: PoolOptions) {
     this.freed.setMaxListeners(0);
+    this.slotPollMs = opts.slotPollMs ?? 100;
   }
 
   private keyOf(dest: string, t: Target, p: ConnectionPolicy): string {
@@ -52,7 +63,10 @@ export class ConnectionPool {
       const i = list.pop()!;
       clearTimeout(i.timer);
       if (i.lease.conn.isAlive) return { ...i.lease, reused: true };
-      void this.opts.limits.release(i.lease.dest, i.lease.token).catch(() => undefined);
+      void this.opts.limits
+        .release(i.lease.dest, i.lease.token)
+        .catch(() => undefined)
+        .finally(() => this.slotFreed(i.lease.dest));
     }
     return null;
   }
@@ -68,7 +82,7 @@ export class ConnectionPool {
         await this.maybeRefresh(idle);
         return idle;
       }
-      const token = await this.opts.limits.tryAcquire(dest);
+      const token = this.mayProbe(dest) ? await this.probe(dest) : null;
       if (token) {
         try {
           const conn = await SmtpClientConnection.open(target, policy, this.opts.ehloName, this.opts.timeouts);
@@ -76,7 +90,7 @@ export class ConnectionPool {
           return { conn, dest, key, token, reused: false };
         } catch (e) {
           await this.opts.limits.release(dest, token).catch(() => undefined);
-          this.freed.emit(dest);
+          this.slotFreed(dest);
           throw e;
         }
       }
@@ -96,10 +110,39 @@ export class ConnectionPool {
           this.freed.off(dest, done);
           resolve();
         };
-        const t = setTimeout(done, Math.min(left, 100));
+        const t = setTimeout(done, Math.min(left, this.slotPollMs));
         this.freed.on(dest, done);
       });
     }
+  }
+
+  private mayProbe(dest: string): boolean {
+    const at = this.probedAt.get(dest);
+    return at === undefined || Date.now() - at >= this.slotPollMs;
+  }
+
+  /** Ask Redis for a slot; other waiters hold off meanwhile, and again after a refusal (see probedAt). */
+  private async probe(dest: string): Promise<string | null> {
+    this.probedAt.set(dest, Date.now());
+    let token: string | null;
+    try {
+      token = await this.opts.limits.tryAcquire(dest);
+    } catch (e) {
+      this.probedAt.delete(dest);
+      throw e;
+    }
+    if (token) {
+      // There may be more free slots: let the next waiter ask at once.
+      this.probedAt.delete(dest);
+      this.freed.emit(dest);
+    }
+    return token;
+  }
+
+  /** A slot of `dest` was given back to Redis by this process: a waiter may take it at once. */
+  private slotFreed(dest: string): void {
+    this.probedAt.delete(dest);
+    this.freed.emit(dest);
   }
 
   private async maybeRefresh(lease: Lease): Promise<void> {
@@ -147,7 +190,7 @@ export class ConnectionPool {
       .close()
       .then(() => this.opts.limits.release(lease.dest, lease.token))
       .catch(() => undefined)
-      .finally(() => this.freed.emit(lease.dest));
+      .finally(() => this.slotFreed(lease.dest));
   }
 
   /** Idle connections right now (tests, metrics). */

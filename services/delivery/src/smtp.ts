@@ -1,5 +1,6 @@
 // One file (~380 lines): the SMTP client connection and the nodemailer internals it hooks (NODEMAILER_HOOK, checked
 // at start-up) must change together when nodemailer does; the rest is the failure type and replies it produces.
+import { isAscii } from 'node:buffer';
 import { createRequire } from 'node:module';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { TlsMode } from './config.js';
@@ -238,7 +239,8 @@ export class SmtpClientConnection {
   send(from: string, to: readonly string[], raw: Buffer): Promise<TransactionResult> {
     if (!this.alive) return Promise.reject(new SmtpFailure('connect', '451 4.4.1 connection lost', true, true));
     this.messages++;
-    const eightBit = raw.some((b) => b > 0x7f);
+    // Native scan (was a JS callback per byte: ~3 % of delivery's CPU at 10 KiB in a profile).
+    const eightBit = !isAscii(raw);
     return new Promise<TransactionResult>((resolve, reject) => {
       let done = false;
       let dataStarted = false;

@@ -5,10 +5,11 @@ import type { DeliveryEngine } from './deliver.js';
 import {
   dsnFor,
   nextAttemptAt,
+  RetryStore,
   type EventPart,
+  type RetryEntry,
   type RetrySchedule,
   type RetryScheduler,
-  type RetryStore,
 } from '@mailgate/delivery-queue';
 import { attemptEvents } from './outcome.js';
 import type { OutboundSigner } from './signing.js';
@@ -43,10 +44,18 @@ export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
     try {
       const signed = d.signer ? await d.signer.sign(original) : null;
       const msg = signed?.msg ?? original;
-      const stored = await d.store.load(env.id);
+      // The retry store's entry is read in the round trip that takes the claim (see DeliveryEngine.deliver).
+      let stored = null as RetryEntry | null;
+      const results = await d.engine.deliver(msg, env.rcptTo, {
+        queued: {
+          key: d.store.key(env.id),
+          owned: (hash) => {
+            stored = RetryStore.fromHash(env.id, hash);
+            return new Set(stored?.pending.keys());
+          },
+        },
+      });
       if (stored && stored.pending.size > 0) await d.scheduler.schedule(env.id, stored.nextAttemptAt);
-      const mine = env.rcptTo.filter((r) => !stored?.pending.has(r));
-      const results = await d.engine.deliver(msg, mine);
       const now = Date.now();
       const deferred = results.filter((r) => r.status === 'deferred');
       const failed = results.filter((r) => r.status === 'failed');

@@ -5,11 +5,13 @@ import {
   startDnsServer,
   startRedis,
   startSmtpSink,
+  waitFor,
   type DnsServerHandle,
   type RedisHandle,
   type Sink,
 } from '@mailgate/testkit';
 import { MessageClaims } from '../src/claim.js';
+import { ConnectionPool } from '../src/pool.js';
 import type { DeliveryComponents } from '../src/components.js';
 import { runRetry } from '../src/worker.js';
 import { collectingProducer, components, message, stageCtx, workerDeps } from './helpers.js';
@@ -398,4 +400,126 @@ test('claim: a crashed holder blocks for its TTL only; release never removes a c
   const again = await impatient.engine.deliver(msg, msg.envelope.rcptTo);
   assert.equal(again[0]!.alreadyDelivered, true);
   assert.equal(hub.messages.length, 1);
+});
+
+test("one transaction that delivers: 3 Redis round trips, and the markers' write also resets the failure count and releases the claim", async () => {
+  const x = make({ limits: { connectionIdleMs: 5000, slotWaitMs: 3000, backoffAfterFailures: 1000 } }, 'rtt:');
+  // As for every message but the first: an open connection to reuse, the scripts known to Redis.
+  await x.stage(message({ from: 'a@src.test', to: ['warm@corp.test'] }), stageCtx());
+  const msg = message({ from: 'a@src.test', to: ['rt@corp.test'] });
+  const dest = x.router.route('rt@corp.test').key;
+  await x.redis.set(`delivery:fails:${dest}`, '2'); // two earlier destination-wide failures
+  const sent: string[] = [];
+  const send = x.redis.sendCommand.bind(x.redis);
+  x.redis.sendCommand = (cmd, stream) => {
+    sent.push(cmd.name);
+    return send(cmd, stream);
+  };
+  let out;
+  try {
+    out = await x.stage(msg, stageCtx());
+  } finally {
+    x.redis.sendCommand = send;
+  }
+  assert.deepEqual(out.details, { delivered: 1, deferred: 0, bounced: 0 });
+  // Claim + markers + pending marks + retry entry + backoff; the pending mark before DATA; the 250's record.
+  assert.deepEqual(sent, ['evalsha', 'set', 'evalsha']);
+  const state = await x.markers.state(msg.envelope.id, ['rt@corp.test']);
+  assert.equal(state.done.get('rt@corp.test')?.reply.slice(0, 3), '250');
+  assert.equal(state.pending.size, 0, 'pending mark removed');
+  assert.equal(await x.redis.exists(`delivery:fails:${dest}`), 0, 'a success resets the failure count');
+  assert.equal(await x.redis.exists(`delivery:claim:${msg.envelope.id}`), 0, 'claim released');
+});
+
+test('several destinations: the claim is held until the last transaction is recorded', async () => {
+  const x = make({}, 'claimmulti:');
+  const msg = message({ from: 'a@src.test', to: ['m1@corp.test', 'm2@mix.test'] });
+  const claimKey = `delivery:claim:${msg.envelope.id}`;
+  let heldAfterFirst: boolean | undefined;
+  // corp.test's 250 waits until mix.test's transaction is recorded: its markers' write must not have released
+  // the claim that still covers corp.test's send.
+  hub.beforeDataReply(async (m) => {
+    if (!m.rcptTo.includes('m1@corp.test')) return;
+    await waitFor(async () => (await x.markers.state(msg.envelope.id, ['m2@mix.test'])).done.size === 1, {
+      message: 'mix.test transaction recorded',
+    });
+    heldAfterFirst = (await x.redis.exists(claimKey)) === 1;
+  });
+  let out;
+  try {
+    out = await x.engine.deliver(msg, msg.envelope.rcptTo);
+  } finally {
+    hub.beforeDataReply(undefined);
+  }
+  assert.deepEqual(
+    out.map((r) => r.status),
+    ['delivered', 'delivered'],
+  );
+  assert.equal(heldAfterFirst, true, 'claim held while another transaction of the message was under way');
+  assert.equal(await x.redis.exists(claimKey), 0, 'claim released at the end');
+});
+
+test('redelivered record whose deferred recipients the retry queue owns: left to it, job re-created, nothing resent', async () => {
+  mx2.setReply({ stage: 'rcpt', code: 450, rcpt: 'q2@mix.test', message: '4.2.1 mailbox busy' });
+  const msg = message({ from: 'sender@senders.test', to: ['q1@mix.test', 'q2@mix.test'] });
+  const first = await c.stage(msg, stageCtx());
+  assert.deepEqual(
+    { ...first.details, nextAttemptAt: undefined },
+    { delivered: 1, deferred: 1, bounced: 0, nextAttemptAt: undefined },
+  );
+  // The job got lost (say, a crash between storing and scheduling), and Kafka hands the record over again.
+  assert.equal(await c.scheduler.unschedule(msg.envelope.id), true);
+  const again = await c.stage(msg, stageCtx());
+  assert.deepEqual(again.details, { delivered: 1, deferred: 0, bounced: 0, alreadyQueued: 1 });
+  assert.deepEqual(
+    mx2.messages.map((m) => m.rcptTo),
+    [['q1@mix.test']],
+    'q1 not resent, q2 not attempted outside the retry queue',
+  );
+  assert.equal(await c.scheduler.state(msg.envelope.id), 'delayed', 'retry job re-created');
+  assert.deepEqual([...(await c.store.load(msg.envelope.id))!.pending.keys()], ['q2@mix.test']);
+  await c.scheduler.unschedule(msg.envelope.id);
+  await c.store.remove(msg.envelope.id);
+});
+
+test('waiters for a full destination: one asks Redis for a slot at a time; a connection given back goes to a waiter without Redis', async () => {
+  const x = make({ limits: { maxConnectionsPerDestination: 2, backoffAfterFailures: 1000 } }, 'herd:');
+  const pool = new ConnectionPool({
+    limits: x.limits,
+    ehloName: 'gw.test',
+    timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 5000 },
+    maxMessagesPerConnection: 1000,
+    idleMs: 5000,
+    slotWaitMs: 30_000,
+    slotTtlMs: 60_000,
+    // No timed polls in this test: every slot request below is one the pool's own events caused.
+    slotPollMs: 600_000,
+  });
+  const asked: (string | null)[] = [];
+  const tryAcquire = x.limits.tryAcquire.bind(x.limits);
+  x.limits.tryAcquire = async (dest) => {
+    const token = await tryAcquire(dest);
+    asked.push(token);
+    return token;
+  };
+  const target = { host: 'hub.test', address: '127.0.0.7', port: hub.port };
+  const policy = { tls: 'none' as const, tlsVerify: false };
+  let served = 0;
+  try {
+    // 30 deliveries to one destination of 2 connections, each holding its connection for a moment.
+    await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const lease = await pool.acquire('smarthost:herd', target, policy);
+        await new Promise((r) => setImmediate(r));
+        served++;
+        pool.release(lease, true);
+      }),
+    );
+  } finally {
+    await pool.close();
+  }
+  assert.equal(served, 30);
+  assert.equal(asked.filter((t) => t !== null).length, 2, 'two connections opened');
+  // Two slots won, then one refusal; before, every connection given back had every waiter ask (refused): hundreds.
+  assert.ok(asked.length <= 4, `${asked.length} slot requests`);
 });

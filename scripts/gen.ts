@@ -16,7 +16,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  CHAINABLE_STAGES,
+  CHECK_STAGES,
   chainGroup,
   chainProblem,
   SERVICE_NAMES,
@@ -49,21 +49,21 @@ function autoscaling(name: (typeof SERVICE_NAMES)[number]): Record<string, unkno
 }
 
 function stageChain(): Record<string, unknown> {
-  const problem = chainProblem(CHAINABLE_STAGES);
-  if (problem) throw new Error(`CHAINABLE_STAGES: ${problem}`);
-  const first = serviceSpec(CHAINABLE_STAGES[0]);
+  const problem = chainProblem(CHECK_STAGES);
+  if (problem) throw new Error(`CHECK_STAGES: ${problem}`);
+  const first = serviceSpec(CHECK_STAGES[0]);
   return {
     component: 'stage-chain',
     subcommand: 'chain',
-    args: [CHAINABLE_STAGES.join(',')],
+    args: [CHECK_STAGES.join(',')],
     section: first.section,
     httpPort: first.httpPort,
     kind: 'consumer',
-    consumerGroup: chainGroup(CHAINABLE_STAGES),
+    consumerGroup: chainGroup(CHECK_STAGES),
     // KEDA: the lag on the first stage's topic (later topics only carry releases with recheck).
     topic: first.consumes,
-    replaces: CHAINABLE_STAGES.map((n) => SERVICES[n].helmKey),
-    autoscaling: autoscaling(CHAINABLE_STAGES[0]),
+    replaces: CHECK_STAGES.map((n) => SERVICES[n].helmKey),
+    autoscaling: autoscaling(CHECK_STAGES[0]),
   };
 }
 

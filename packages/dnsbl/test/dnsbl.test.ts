@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { createLogger, createRedis } from '@mailgate/runtime';
 import { startRbldnsd, startRedis, waitFor, type RbldnsdHandle, type RedisHandle } from '@mailgate/testkit';
 import {
@@ -201,8 +201,9 @@ describe('scoring', () => {
 });
 
 describe('cache', () => {
-  test('a cached answer needs no DNS query, shared across checkers through Redis, TTL from DNS', async (t) => {
-    const redis = createRedis({ url: redisSrv.url, keyPrefix: 'cachetest:' }, { name: 'dnsbl-test' });
+  /** Two checkers (two replicas) of bl.test sharing one Redis under `keyPrefix`; closed after the test. */
+  function twoCheckersOnRedis(t: TestContext, keyPrefix: string) {
+    const redis = createRedis({ url: redisSrv.url, keyPrefix }, { name: 'dnsbl-test' });
     t.after(() => redis.quit());
     const cfg = dnsblConfig(base({ zones: [{ name: 'bl.test' }], health: { enabled: false } }));
     const a = new DnsblChecker(cfg, { log, redis });
@@ -211,6 +212,11 @@ describe('cache', () => {
       await a.close();
       await b.close();
     });
+    return { redis, a, b };
+  }
+
+  test('a cached answer needs no DNS query, shared across checkers through Redis, TTL from DNS', async (t) => {
+    const { redis, a, b } = twoCheckersOnRedis(t, 'cachetest:');
     // Negative TTL comes from the zone's SOA (minimum 120), learned in a health round.
     await a.health.checkNow();
 
@@ -234,15 +240,7 @@ describe('cache', () => {
   });
 
   test('with Redis, a repeat within seconds is answered in process (no Redis read); another process reads Redis', async (t) => {
-    const redis = createRedis({ url: redisSrv.url, keyPrefix: 'fronttest:' }, { name: 'dnsbl-test' });
-    t.after(() => redis.quit());
-    const cfg = dnsblConfig(base({ zones: [{ name: 'bl.test' }], health: { enabled: false } }));
-    const a = new DnsblChecker(cfg, { log, redis });
-    const b = new DnsblChecker(cfg, { log, redis });
-    t.after(async () => {
-      await a.close();
-      await b.close();
-    });
+    const { redis, a, b } = twoCheckersOnRedis(t, 'fronttest:');
     const key = `dnsbl:${reverseIp('198.51.100.7')}.bl.test`;
     const first = await a.check([ip('198.51.100.7')]);
     assert.equal(first.decision, 'reject');

@@ -304,21 +304,21 @@ export async function sendEicarUntilQuarantined(
 export const byId = (sink: Sink, id: string, timeoutMs = 60_000): Promise<SinkMessage> =>
   sink.waitFor((m) => mailgateId(m) === id, timeoutMs);
 
+/** Outbound mail from the trusted network to a fresh remote recipient whom both remote MXs refuse at RCPT. */
+async function sendOutboundRefusedAtRcpt(stack: Stack, label: string, code: number, message: string, subject: string) {
+  const from = `alice@${ACCEPTED_DOMAIN}`;
+  const to = `${label}-${uniq()}@${REMOTE_DOMAIN}`;
+  for (const s of [stack.mx1, stack.mx2]) s.setReply({ stage: 'rcpt', code, message, rcpt: to });
+  const r = await send(stack, { from, to, raw: buildMessage({ from, to, subject }), localAddress: TRUSTED_CLIENT });
+  return { from, to, r };
+}
+
 /**
  * Delivery's retry path, whichever process runs delivery: both remote MXs answer 451 to a fresh recipient, the
  * message is deferred (tracking says so), the MXs accept again, and the retry worker delivers it exactly once.
  */
 export async function deferThenDeliver(stack: Stack): Promise<void> {
-  const from = `alice@${ACCEPTED_DOMAIN}`;
-  const to = `slow-${uniq()}@${REMOTE_DOMAIN}`;
-  for (const s of [stack.mx1, stack.mx2])
-    s.setReply({ stage: 'rcpt', code: 451, message: '4.3.0 busy, try later', rcpt: to });
-  const r = await send(stack, {
-    from,
-    to,
-    raw: buildMessage({ from, to, subject: 'retry me' }),
-    localAddress: TRUSTED_CLIENT,
-  });
+  const { to, r } = await sendOutboundRefusedAtRcpt(stack, 'slow', 451, '4.3.0 busy, try later', 'retry me');
   await timeline(stack, r.id, (v) => v.events.some((e) => e.type === 'deferred'));
   assert.ok(stack.mx1.rejections.some((x) => x.rcpt === to && x.code === 451));
   for (const s of [stack.mx1, stack.mx2]) s.clearReplies();
@@ -333,16 +333,7 @@ export async function deferThenDeliver(stack: Stack): Promise<void> {
 
 /** A remote 5xx bounces: a DSN goes back to the sender through the pipeline and is itself delivered. */
 export async function bounceWithDsn(stack: Stack): Promise<void> {
-  const from = `alice@${ACCEPTED_DOMAIN}`;
-  const to = `nobody-${uniq()}@${REMOTE_DOMAIN}`;
-  for (const s of [stack.mx1, stack.mx2])
-    s.setReply({ stage: 'rcpt', code: 550, message: '5.1.1 no such user', rcpt: to });
-  const r = await send(stack, {
-    from,
-    to,
-    raw: buildMessage({ from, to, subject: 'will bounce' }),
-    localAddress: TRUSTED_CLIENT,
-  });
+  const { from, to, r } = await sendOutboundRefusedAtRcpt(stack, 'nobody', 550, '5.1.1 no such user', 'will bounce');
   const dsn = await stack.internal.waitFor(
     (m) => m.mailFrom === '' && m.rcptTo.includes(from) && m.data.includes(to),
     60_000,

@@ -23,6 +23,20 @@ function message(subject: string, body: string, id = `${Date.now()}.${Math.rando
   );
 }
 
+/** A TCP server on loopback that accepts connections and never answers (a hung rspamd). */
+async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets: net.Socket[] = [];
+  const srv = net.createServer((s) => sockets.push(s));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
 const CLEAN_BODY =
   'Hi Bob,\r\n\r\nplease find the figures for the third quarter attached to the shared folder. ' +
   'Let us meet on Thursday at ten to go through them with the team.\r\n\r\nRegards,\r\nAlice';
@@ -160,10 +174,7 @@ describe('RspamdClient against a real rspamd', () => {
   });
 
   it('a server that accepts and never answers: kind timeout after timeoutMs', async () => {
-    const sockets: net.Socket[] = [];
-    const srv = net.createServer((s) => sockets.push(s));
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const port = (srv.address() as net.AddressInfo).port;
+    const { port, close } = await silentServer();
     const c = new RspamdClient({ worker: { host: '127.0.0.1', port }, timeoutMs: 300 });
     try {
       const t0 = Date.now();
@@ -175,8 +186,7 @@ describe('RspamdClient against a real rspamd', () => {
       assert.ok(Date.now() - t0 < 5000);
     } finally {
       c.close();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => srv.close(() => r()));
+      await close();
     }
   });
 
@@ -234,10 +244,7 @@ describe('RspamdClient against a real rspamd', () => {
   });
 
   it('a request waiting for a connection keeps its deadline and its abort; close() ends the rest', async () => {
-    const sockets: net.Socket[] = [];
-    const srv = net.createServer((s) => sockets.push(s));
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const port = (srv.address() as net.AddressInfo).port;
+    const { port, close } = await silentServer();
     const c = new RspamdClient({ worker: { host: '127.0.0.1', port }, timeoutMs: 300, maxSockets: 1 });
     try {
       // The first holds the only connection (never answered); the second waits, then times out all the same.
@@ -266,8 +273,7 @@ describe('RspamdClient against a real rspamd', () => {
       await assert.rejects(c.check(message('c', 'y'), env), /client closed/);
     } finally {
       c.close();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => srv.close(() => r()));
+      await close();
     }
   });
 });

@@ -119,6 +119,27 @@ describe('virus-scan stage (no I/O)', () => {
     assert.equal(await m.value('mailgate_virus_fail_open_total', { reason: 'unavailable' }), 1);
   });
 
+  test('fail-open does not cover a busy pool: every endpoint busy (all sessions in use) is held, never passed', async () => {
+    const busy = () =>
+      new ClamdUnavailableError([
+        new ClamdError('busy', 'clamd-a:3310', 'no session came free within 60000 ms'),
+        new ClamdError('busy', 'clamd-b:3310', 'no session came free within 60000 ms'),
+      ]);
+    const { fn } = createVirusScanStage({ config: config({ failOpen: true }), scanner: scanner(busy), gateway });
+    const out = await fn(pipelineMessage(samples.clean()), stageContext());
+    assert.equal(out.verdict.kind, 'tempfail');
+    assert.equal(out.failedOpen, undefined);
+    assert.equal(out.raw, undefined);
+    // One endpoint down and the other busy: clamd is (partly) unavailable, and fail-open applies as configured.
+    const mixed = () =>
+      new ClamdUnavailableError([
+        new ClamdError('connect', 'clamd-a:3310', 'ECONNREFUSED'),
+        new ClamdError('busy', 'clamd-b:3310', 'no session came free within 60000 ms'),
+      ]);
+    const m = createVirusScanStage({ config: config({ failOpen: true }), scanner: scanner(mixed), gateway });
+    assert.equal((await m.fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+  });
+
   test('too large: not sent to clamd; quarantine by default, tempfail or fail-open pass when configured', async () => {
     const big = pipelineMessage(samples.clean() + 'x'.repeat(2000));
     const s = scanner(() => ({ kind: 'clean' }));

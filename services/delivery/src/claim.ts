@@ -49,7 +49,11 @@ local ttls = {}
 for j = i + n, #KEYS do ttls[#ttls + 1] = redis.call('PTTL', KEYS[j]) end
 return { hash, strings, ttls }`);
 
-/** What to read in the round trip that takes the claim (keys as the client names them, prefix added by it). */
+/**
+ * What to read in the round trip that takes the claim (keys as the client names them, prefix added by it). The keys
+ * belong to the markers, the retry store and the limits, so those must share this client (and its key prefix) —
+ * as createDeliveryComponents wires them; the markers' write script releases the claim through the same rule.
+ */
 export interface ClaimReads {
   /** A hash to read whole (HGETALL), e.g. the message's retry store entry. */
   readonly hash?: string | undefined;
@@ -129,11 +133,6 @@ export class MessageClaims {
       // A failed release only delays a waiter until the TTL ends; the attempt's outcome stands.
       if (!claim.released) await RELEASE.run(this.redis, [claim.key], [token]).catch(() => undefined);
     }
-  }
-
-  /** The claim's token, or null when waitMs passed without it becoming free. Redis errors propagate. */
-  async acquire(id: string): Promise<string | null> {
-    return (await this.take(id, {})).token;
   }
 
   private async take(id: string, reads: ClaimReads): Promise<HeldClaim> {

@@ -75,11 +75,6 @@ export class DestinationLimits {
     return this.redis.zcard(this.key('conn', dest));
   }
 
-  /** Remaining backoff of a destination in ms (0 = not backed off). */
-  async backedOffFor(dest: string): Promise<number> {
-    return backoffRemaining(await this.redis.pttl(this.backoffKey(dest)));
-  }
-
   /** The key whose PTTL is the destination's remaining backoff (the engine reads it with the claim: ClaimReads). */
   backoffKey(dest: string): string {
     return this.key('backoff', dest);

@@ -25,17 +25,6 @@ export interface MarkerState {
 }
 
 /**
- * Exactly-once-where-possible, per (message id, recipient), in Redis:
- *  - a *pending* mark written before DATA (and removed once the remote server has answered), so a retry that
- *    finds one knows an earlier attempt may have been accepted without our knowing it (the process died between
- *    the remote 250 and the record, or the connection dropped after the final dot: RFC 1047). The rule (see
- *    docs/operations.md "Duplicate rule"): no resend until the mark's `until`, then resend and count it as a
- *    possible duplicate. The key lives as long as delivered markers so an expired mark is still recognised.
- *  - a *delivered* marker written right after the remote 250 (through OutcomeJournal, which survives a Redis
- *    outage) and checked before every attempt, so a Kafka redelivery or a retry job that runs twice never sends
- *    the same message to a recipient that already accepted it.
- */
-/**
  * The remote 250: delivered markers set, pending marks of the transaction removed, plus the riders of MarkAlso
  * (more keys deleted, the claim released with compare-and-delete), atomically and in one round trip.
  *   KEYS: n delivered-marker keys, keys to delete…, [claim key]   ARGV: marker JSON, ttlMs, n, claim token ('' = none)
@@ -61,6 +50,17 @@ export interface MarkAlso {
   readonly release?: { readonly key: string; readonly token: string };
 }
 
+/**
+ * Exactly-once-where-possible, per (message id, recipient), in Redis:
+ *  - a *pending* mark written before DATA (and removed once the remote server has answered), so a retry that
+ *    finds one knows an earlier attempt may have been accepted without our knowing it (the process died between
+ *    the remote 250 and the record, or the connection dropped after the final dot: RFC 1047). The rule (see
+ *    docs/operations.md "Duplicate rule"): no resend until the mark's `until`, then resend and count it as a
+ *    possible duplicate. The key lives as long as delivered markers so an expired mark is still recognised.
+ *  - a *delivered* marker written right after the remote 250 (through OutcomeJournal, which survives a Redis
+ *    outage) and checked before every attempt, so a Kafka redelivery or a retry job that runs twice never sends
+ *    the same message to a recipient that already accepted it.
+ */
 export class DeliveredMarkers {
   constructor(
     private readonly redis: Redis,
@@ -92,11 +92,6 @@ export class DeliveredMarkers {
       else if (p != null) pending.set(r, JSON.parse(p) as PendingMark);
     });
     return { done, pending };
-  }
-
-  /** The recipients of `id` already delivered, with their marker. */
-  async delivered(id: string, rcpts: readonly string[]): Promise<Map<string, DeliveredMarker>> {
-    return (await this.state(id, rcpts)).done;
   }
 
   /** Delivered markers and pending marks of `rcpts` in one round trip. */

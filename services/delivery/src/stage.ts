@@ -46,16 +46,27 @@ export function createDeliveryStage(d: DeliveryStageDeps): StageFn {
       const msg = signed?.msg ?? original;
       // The retry store's entry is read in the round trip that takes the claim (see DeliveryEngine.deliver).
       let stored = null as RetryEntry | null;
-      const results = await d.engine.deliver(msg, env.rcptTo, {
-        queued: {
-          key: d.store.key(env.id),
-          owned: (hash) => {
-            stored = RetryStore.fromHash(env.id, hash);
-            return new Set(stored?.pending.keys());
+      // Recipients the retry queue already owns get their job (re-)created even when this attempt fails, as when
+      // the entry was read before the attempt: a lost job must not wait for the reconciler.
+      const rescheduleOwned = async () => {
+        if (stored && stored.pending.size > 0) await d.scheduler.schedule(env.id, stored.nextAttemptAt);
+      };
+      let results;
+      try {
+        results = await d.engine.deliver(msg, env.rcptTo, {
+          queued: {
+            key: d.store.key(env.id),
+            owned: (hash) => {
+              stored = RetryStore.fromHash(env.id, hash);
+              return new Set(stored?.pending.keys());
+            },
           },
-        },
-      });
-      if (stored && stored.pending.size > 0) await d.scheduler.schedule(env.id, stored.nextAttemptAt);
+        });
+      } catch (err) {
+        await rescheduleOwned().catch(() => undefined); // the attempt's own error decides the outcome
+        throw err;
+      }
+      await rescheduleOwned();
       const now = Date.now();
       const deferred = results.filter((r) => r.status === 'deferred');
       const failed = results.filter((r) => r.status === 'failed');

@@ -10,6 +10,20 @@ const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'; // Crockford base32: no I, 
 const POOL = Buffer.alloc(4096);
 let poolOffset = POOL.length;
 
+/** `n` random digits of a 32-character `alphabet` (5 random bits each), from the pooled CSPRNG bytes. */
+export function randomDigits(n: number, alphabet: string): string {
+  if (alphabet.length !== 32) throw new Error('randomDigits: a 32-character alphabet');
+  if (n > POOL.length) throw new Error(`randomDigits: at most ${POOL.length} digits`);
+  if (poolOffset + n > POOL.length) {
+    randomFillSync(POOL);
+    poolOffset = 0;
+  }
+  let r = '';
+  for (let i = poolOffset; i < poolOffset + n; i++) r += alphabet[POOL[i]! & 31];
+  poolOffset += n;
+  return r;
+}
+
 /**
  * A gateway message id: 10 chars of millisecond time + 16 chars of randomness (ULID layout), so ids sort by
  * acceptance time and are safe in SMTP replies, headers, Redis keys and file names.
@@ -21,12 +35,5 @@ export function newMessageId(now = Date.now()): string {
     time = ALPHABET[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  if (poolOffset + 16 > POOL.length) {
-    randomFillSync(POOL);
-    poolOffset = 0;
-  }
-  let r = '';
-  for (let i = poolOffset; i < poolOffset + 16; i++) r += ALPHABET[POOL[i]! % 32];
-  poolOffset += 16;
-  return time + r;
+  return time + randomDigits(16, ALPHABET);
 }

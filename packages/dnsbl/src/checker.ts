@@ -9,6 +9,7 @@ import {
   NoCache,
   RedisAnswerCache,
   TieredAnswerCache,
+  FRONT_TTL_SEC,
   type AnswerCache,
   type CachedAnswer,
 } from './cache.js';
@@ -118,6 +119,8 @@ export class DnsblChecker {
           new TieredAnswerCache(
             new RedisAnswerCache(deps.redis, cfg.cache.keyPrefix, deps.log),
             cfg.cache.memoryEntries,
+            // Never longer than the operator allows any answer to live (cache.maxTtlSec may be below 5 s).
+            Math.min(FRONT_TTL_SEC, cfg.cache.maxTtlSec),
           )
         : new MemoryAnswerCache(cfg.cache.memoryEntries);
     this.skip = new CidrList(cfg.skipNetworks);

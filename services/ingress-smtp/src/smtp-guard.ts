@@ -1,5 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
-import { randomFillSync } from 'node:crypto';
+import { randomDigits } from '@mailgate/contracts';
 import { createRequire } from 'node:module';
 import type net from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
@@ -214,19 +214,10 @@ class Connection extends (SMTPConnection as any) {
 }
 
 const ID_DIGITS = '0123456789abcdefghijklmnopqrstuv'; // BigInt#toString(32), as the library formats its ids
-const idPool = Buffer.alloc(4096);
-let idPoolOffset = idPool.length;
 
-/** A session id in smtp-server's format (16 base-32 digits = 80 random bits) from a pooled CSPRNG buffer. */
+/** A session id in smtp-server's format (16 base-32 digits = 80 random bits) from the pooled CSPRNG bytes. */
 export function sessionId(): string {
-  if (idPoolOffset + 16 > idPool.length) {
-    randomFillSync(idPool);
-    idPoolOffset = 0;
-  }
-  let id = '';
-  for (let i = idPoolOffset; i < idPoolOffset + 16; i++) id += ID_DIGITS[idPool[i]! & 31];
-  idPoolOffset += 16;
-  return id;
+  return randomDigits(16, ID_DIGITS);
 }
 
 export class GuardedServer extends SMTPServer {

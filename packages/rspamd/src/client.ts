@@ -115,9 +115,12 @@ interface RawReply {
 
 const ep = (e: RspamdEndpoint) => `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
 
-/** Header values must be one line of visible ASCII; envelope addresses can carry UTF-8 (SMTPUTF8). */
+/**
+ * Header values must be one line; envelope addresses can carry UTF-8 (SMTPUTF8). Node writes header strings as
+ * latin1 and refuses characters above U+00FF, so the value goes as its UTF-8 bytes (what rspamd reads).
+ */
 function headerValue(s: string): string {
-  return s.replace(/[\r\n\0]/g, ' ');
+  return Buffer.from(s.replace(/[\r\n\0]/g, ' '), 'utf8').toString('latin1');
 }
 
 export class RspamdClient {

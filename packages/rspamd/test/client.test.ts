@@ -84,6 +84,15 @@ describe('RspamdClient against a real rspamd', () => {
     assert.ok(names.includes('TO_MATCH_ENVRCPT_ALL'), names.join(','));
   });
 
+  it('an SMTPUTF8 envelope (UTF-8 addresses) is scanned, not refused by the HTTP client', async () => {
+    const r = await client.check(message('Quarterly figures', CLEAN_BODY), {
+      ...env,
+      from: '用户@例子.广告',
+      rcpt: ['bob@example.test', 'jörg@example.test'],
+    });
+    assert.equal(typeof r.score, 'number');
+  });
+
   it('an authenticated user is passed as User (rspamd treats the message as outbound)', async () => {
     const r = await client.check(message('Quarterly figures', CLEAN_BODY), { ...env, user: 'alice' });
     assert.equal(typeof r.score, 'number');

@@ -193,7 +193,12 @@ describe('clamd IDSESSION', () => {
   test('a wedged clamd (SIGSTOP): the busy session times out and every waiting scan fails with it, at once → tempfail', async () => {
     const c4 = await startClamd();
     try {
-      const p = fx.pool([{ host: c4.host, port: c4.port }], { sessionsPerEndpoint: 1, readTimeoutMs: 400 });
+      const reported: string[] = [];
+      const p = fx.pool([{ host: c4.host, port: c4.port }], {
+        sessionsPerEndpoint: 1,
+        readTimeoutMs: 400,
+        onError: (e) => reported.push(e.kind),
+      });
       const { fn } = createVirusScanStage({ config: config({}), scanner: p, gateway });
       assert.equal((await p.scan(Buffer.from('warm'))).kind, 'clean');
       process.kill(c4.pid!, 'SIGSTOP');
@@ -213,6 +218,12 @@ describe('clamd IDSESSION', () => {
         assert.deepEqual(
           p.status().map((s) => [s.healthy, s.waiting]),
           [[false, 0]],
+        );
+        // clamd's failure is counted once (mailgate_clamd_errors_total), not once more per waiting scan; a waiter
+        // whose own wait ran out first (same limit here) counts as `busy`.
+        assert.deepEqual(
+          reported.filter((k) => k !== 'busy'),
+          ['timeout'],
         );
       } finally {
         process.kill(c4.pid!, 'SIGCONT');

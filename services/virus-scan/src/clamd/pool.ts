@@ -106,6 +106,8 @@ export class ClamdPool implements Scanner {
   private timer: NodeJS.Timeout | undefined;
   private rr = 0;
   private closed = false;
+  /** Errors handed to waiting scans when their clamd went out of rotation (the failure was counted once, there). */
+  private readonly relayed = new WeakSet<ClamdError>();
 
   constructor(private readonly opts: ClamdPoolOptions) {
     this.states = opts.endpoints.map((endpoint) => ({
@@ -224,6 +226,8 @@ export class ClamdPool implements Scanner {
         // clamd answered ERROR: it is alive, the next one may still manage this stream. No session came free in
         // time: its sessions are busy, not dead. Anything else (refused, reset, silent) takes the endpoint out of
         // rotation until a PING answers again.
+        // A waiter failed because another scan took this clamd out of rotation: already counted and marked.
+        if (this.relayed.has(err)) continue;
         if (err.kind === 'scan-error' || err.kind === 'busy') this.report(err, s);
         else this.markUnhealthy(s, err);
       } finally {
@@ -447,7 +451,9 @@ export class ClamdPool implements Scanner {
     this.report(err, s);
     // Scans queued for this clamd would only meet the same failure: they try the next endpoint (or tempfail) now.
     const kind = err instanceof ClamdError ? err.kind : 'closed';
-    this.failWaiters(s, new ClamdError(kind, s.name, `while waiting for a session: ${err.message}`, { cause: err }));
+    const relayed = new ClamdError(kind, s.name, `while waiting for a session: ${err.message}`, { cause: err });
+    this.relayed.add(relayed);
+    this.failWaiters(s, relayed);
   }
 
   private report(err: Error, s: EndpointState): void {

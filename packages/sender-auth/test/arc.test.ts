@@ -3,7 +3,7 @@
 import { dkimpyArcSign, dkimpyArcVerify, dkimpySign, startDnsServer, type DnsServerHandle } from '@mailgate/testkit';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { loadSigningKeys, senderAuthConfig, signMessage } from '../src/index.js';
+import { arcSeal, loadSigningKeys, senderAuthConfig, signMessage } from '../src/index.js';
 import { keyRecord, message, testKey, txt, verifierFor } from './helpers.js';
 
 const LIST_IP = '192.0.2.40';
@@ -183,5 +183,33 @@ describe('ARC', () => {
     const bare = await signMessage(inbound, keys, { arcSeal: { authservId: 'mx.gateway.test' } });
     assert.equal(bare.arcInstance, undefined);
     assert.match(bare.skipped ?? '', /no Authentication-Results from mx\.gateway\.test/);
+  });
+
+  test('a seal whose signing straddles a clock second still validates: one t= for the whole set', async (t) => {
+    const cfg = senderAuthConfig({
+      signing: { enabled: false, arcSeal: { enabled: true, domain: 'gateway.test', selector: 'gw1', keyFile: '/k' } },
+    });
+    const keys = loadSigningKeys(cfg.signing, { readFile: () => Buffer.from(gw.pem) });
+    const v = verifierFor(dns);
+    const inbound = await original();
+    const results = await v.verifyMessage({
+      raw: inbound,
+      ip: '203.0.113.5',
+      helo: 'mx.orig.test',
+      mailFrom: 'a@orig.test',
+    });
+    v.close();
+    const withOurs = Buffer.concat([Buffer.from(v.headers(results, v.decide(results, { phase: 'data' }))), inbound]);
+    // Every read of the clock during the seal is a second later than the one before: what a slow signature (a
+    // loaded machine) does at a second boundary. The seal must not depend on how often the library reads it.
+    let clock = Date.now();
+    t.mock.method(Date, 'now', () => (clock += 1000));
+    const sealed = await arcSeal(withOurs, keys, { authservId: 'mx.gateway.test' });
+    t.mock.restoreAll();
+    assert.equal(sealed.arcInstance, 1);
+    const stamps = [...sealed.raw.toString('latin1').matchAll(/^ARC-(?:Seal|Message-Signature):[^]*?\bt=(\d+)/gm)];
+    assert.equal(stamps.length, 2);
+    assert.equal(stamps[0]![1], stamps[1]![1], 'the AS and the AMS carry the same t=');
+    assert.deepEqual(await dkimpyArcVerify(sealed.raw, dns), { cv: 'pass', comment: 'success' });
   });
 });

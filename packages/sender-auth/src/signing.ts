@@ -246,6 +246,10 @@ export async function arcSeal(
   return 'raw' in sealed ? { raw: sealed.raw, arcInstance: sealed.instance } : { raw, skipped: sealed.skipped };
 }
 
+function wholeSecond(t: Date): Date {
+  return new Date(Math.floor(t.getTime() / 1000) * 1000);
+}
+
 /**
  * Adds an ARC set (RFC 8617): AAR = our Authentication-Results (found by authserv-id), cv = its arc= result
  * (none when the message had no chain). Sealed on top of our DKIM signature so the AMS covers it.
@@ -285,8 +289,10 @@ async function arcSealMessage(
     algorithm: 'rsa-sha256',
     // One signTime for the whole set, always: without it mailauth reads the clock once for the AMS it hashes and
     // again for the AMS it writes, and a second boundary between the two gives a t= that was not signed (a seal
-    // that fails everywhere, ~1 in 300 on an idle machine, more under load).
-    ...({ authResults: value, cv, signTime: time ?? new Date() } as object),
+    // that fails everywhere, ~1 in 300 on an idle machine, more under load). Whole seconds, because mailauth
+    // rounds the time for the AS but truncates it for the AMS: a signTime of x.5 s or later gave the two
+    // headers of one set different t= values.
+    ...({ authResults: value, cv, signTime: wholeSecond(time ?? new Date()) } as object),
   });
   if (headers.length === 0) return { skipped: 'ARC sealing produced no headers' };
   return { raw: Buffer.concat([headers, raw]), instance };

@@ -211,5 +211,18 @@ describe('ARC', () => {
     assert.equal(stamps.length, 2);
     assert.equal(stamps[0]![1], stamps[1]![1], 'the AS and the AMS carry the same t=');
     assert.deepEqual(await dkimpyArcVerify(sealed.raw, dns), { cv: 'pass', comment: 'success' });
+
+    // A signing time in the second half of a second: mailauth rounds it for the AS and truncates it for the AMS,
+    // so the set is stamped with the whole second (what a clock at x.7 s gives half the time in production).
+    const late = new Date(Math.floor(Date.now() / 1000) * 1000 + 700);
+    const sealedLate = await arcSeal(withOurs, keys, { authservId: 'mx.gateway.test', time: late });
+    const lateStamps = [
+      ...sealedLate.raw.toString('latin1').matchAll(/^ARC-(?:Seal|Message-Signature):[^]*?\bt=(\d+)/gm),
+    ];
+    assert.deepEqual(
+      lateStamps.map((m) => m[1]),
+      [String(Math.floor(late.getTime() / 1000)), String(Math.floor(late.getTime() / 1000))],
+    );
+    assert.deepEqual(await dkimpyArcVerify(sealedLate.raw, dns), { cv: 'pass', comment: 'success' });
   });
 });

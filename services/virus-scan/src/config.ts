@@ -1,7 +1,7 @@
 import { MAIL_HEADERS } from '@mailgate/contracts';
 import { busSchema, httpSchema } from '@mailgate/runtime';
 import { z } from 'zod';
-import { DEFAULT_SESSIONS_PER_ENDPOINT } from './clamd/pool.js';
+import { DEFAULT_SESSION_WAIT_MS, DEFAULT_SESSIONS_PER_ENDPOINT } from './clamd/pool.js';
 import { parseClamdSize } from './clamd/protocol.js';
 
 const size = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
@@ -41,10 +41,18 @@ export const virusScanSchema = z
         healthIntervalMs: z.number().int().positive().default(5000),
         /**
          * Long-lived clamd IDSESSION connections kept per endpoint, one scan at a time each (saves a connect per
-         * scan); a scan beyond that many at once waits for one to come free (first come, first served; at most
-         * readTimeoutMs, then it fails as `busy` and the message is held). 0 = one connection per scan.
+         * scan); a scan that finds every session of every endpoint busy waits for the first to come free on any of
+         * them (first come, first served; at most sessionWaitMs). 0 = one connection per scan.
          */
         sessionsPerEndpoint: z.number().int().min(0).max(64).default(DEFAULT_SESSIONS_PER_ENDPOINT),
+        /**
+         * How long one scan waits, in all endpoints together, for a session when all are busy; then it fails as
+         * `busy`: tempfail, the message is held and retried with backoff (never passed, even with failOpen: load
+         * is not an outage). Not readTimeoutMs (a silence limit): while a scan waits the stage holds its Kafka
+         * records, so a burst beyond the clamds' capacity should turn into retries within seconds, not stall
+         * consumption for a minute. 0 = never wait.
+         */
+        sessionWaitMs: z.number().int().min(0).max(600_000).default(DEFAULT_SESSION_WAIT_MS),
         /** INSTREAM chunk size. */
         chunkBytes: z
           .number()

@@ -16,6 +16,7 @@ export const setupVirusScan: Definition['setup'] = async ({ config, log, telemet
     readTimeoutMs: cfg.clamd.readTimeoutMs,
     chunkBytes: cfg.clamd.chunkBytes,
     sessionsPerEndpoint: cfg.clamd.sessionsPerEndpoint,
+    sessionWaitMs: cfg.clamd.sessionWaitMs,
     healthIntervalMs: cfg.clamd.healthIntervalMs,
     log: log.child({ component: 'clamd' }),
     onError: (err) => metrics.clamdError(err),

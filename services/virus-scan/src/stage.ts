@@ -154,11 +154,13 @@ export function createVirusScanStage(o: VirusScanStageOptions): { fn: StageFn; h
     } catch (err) {
       if (ctx.signal.aborted) throw err; // shutting down: the runner leaves the record uncommitted
       if (!(err instanceof ClamdUnavailableError || err instanceof ClamdError)) throw err;
-      const reason = `clamd unavailable: ${err.message}`;
       // failOpen is for clamd being down. Every endpoint answering but all its sessions busy is load, not an
       // outage: passing unscanned mail because the pipeline is busy would let a flood carry a virus through.
-      const busyOnly = err instanceof ClamdUnavailableError && err.failures.every((f) => f.kind === 'busy');
-      if (cfg.failOpen && !(busyOnly && err.failures.length > 0))
+      const busyOnly =
+        err instanceof ClamdUnavailableError && err.failures.length > 0 && err.failures.every((f) => f.kind === 'busy');
+      // The hold's reason says which: "clamd busy" (add clamds) or "clamd unavailable" (fix clamd).
+      const reason = `${busyOnly ? 'clamd busy' : 'clamd unavailable'}: ${err.message}`;
+      if (cfg.failOpen && !busyOnly)
         return failOpen(ctx, original, 'unavailable', 'clamd unavailable', { ...base, error: err.message }, started);
       metrics.scanned('tempfail', (Date.now() - started) / 1000);
       ctx.span.setAttribute('mailgate.virus.result', 'tempfail');

@@ -3,12 +3,19 @@
 import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { describe, test } from 'node:test';
-import { EICAR, EICAR_FOUND_NAME, startClamd } from '@mailgate/testkit';
+import { EICAR, EICAR_FOUND_NAME, freePort, startClamd } from '@mailgate/testkit';
 import { ClamdError } from '../src/clamd/errors.js';
 import { ClamdSession } from '../src/clamd/session.js';
 import { instreamFrames } from '../src/clamd/protocol.js';
-import { ClamdPool, ClamdUnavailableError, createVirusScanStage, type ClamdEndpoint } from '../src/index.js';
-import { clamdForFile, config, pipelineMessage, samples, stageContext } from './helpers.js';
+import {
+  ClamdPool,
+  ClamdUnavailableError,
+  createScanMetrics,
+  createVirusScanStage,
+  endpointName,
+  type ClamdEndpoint,
+} from '../src/index.js';
+import { clamdForFile, config, pipelineMessage, samples, stageContext, testMeter } from './helpers.js';
 
 const gateway = { name: 'mailgate', hostname: 'mx1.example.test' };
 const fx = clamdForFile();
@@ -234,6 +241,201 @@ describe('clamd IDSESSION', () => {
     } finally {
       await c4.stop();
     }
+  });
+
+  test('two clamds, every session busy: a waiting scan takes the first session to free, on either endpoint', async () => {
+    const [ca, cb] = await Promise.all([startClamd(), startClamd()]);
+    const stopped = new Set<number>();
+    const stop = (pid: number) => (process.kill(pid, 'SIGSTOP'), stopped.add(pid));
+    const cont = (pid: number) => (process.kill(pid, 'SIGCONT'), stopped.delete(pid));
+    try {
+      const a = { host: ca.host, port: ca.port };
+      const b = { host: cb.host, port: cb.port };
+      const reported: string[] = [];
+      // Budget and silence limit far beyond the test: only a session coming free ends the wait.
+      const p = fx.pool([a, b], {
+        sessionsPerEndpoint: 1,
+        sessionWaitMs: 120_000,
+        readTimeoutMs: 120_000,
+        onError: (e) => reported.push(`${e.kind} ${e.endpoint}`),
+      });
+      // One session each (sequential scans alternate between equally idle endpoints), versions cached.
+      const warm = [await p.scan(Buffer.from('warm a')), await p.scan(Buffer.from('warm b'))];
+      assert.deepEqual(warm.map((r) => r.endpoint).sort(), [endpointName(a), endpointName(b)].sort());
+      assert.deepEqual(
+        p.status().map((s) => [s.sessions, s.idleSessions]),
+        [
+          [1, 1],
+          [1, 1],
+        ],
+      );
+
+      // Both clamds stopped: one scan on each session (clamd gets the stream, never answers), a third waits.
+      stop(ca.pid!);
+      stop(cb.pid!);
+      const first = p.scan(Buffer.from('first'));
+      const second = p.scan(Buffer.from('second'));
+      const waiting = p.scan(eicar());
+      // One waiting scan, queued for both endpoints at once (not for one, then the other).
+      assert.deepEqual(
+        p.status().map((s) => [s.sessions, s.idleSessions, s.waiting]),
+        [
+          [1, 0, 1],
+          [1, 0, 1],
+        ],
+      );
+
+      // Only the second clamd answers: its session goes to the waiting scan; the first clamd is still stopped.
+      cont(cb.pid!);
+      const r = await waiting;
+      assert.equal(r.kind, 'found');
+      assert.equal(r.endpoint, endpointName(b));
+      assert.deepEqual(
+        p.status().map((s) => s.waiting),
+        [0, 0],
+      );
+
+      cont(ca.pid!);
+      const rest = await Promise.all([first, second]);
+      assert.deepEqual(
+        rest.map((x) => x.kind),
+        ['clean', 'clean'],
+      );
+      assert.deepEqual(rest.map((x) => x.endpoint).sort(), [endpointName(a), endpointName(b)].sort());
+      assert.deepEqual(reported, [], 'no failure on the way: no busy, nothing out of rotation');
+      assert.deepEqual(
+        p.status().map((s) => s.healthy),
+        [true, true],
+      );
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+      await Promise.all([ca.stop(), cb.stop()]);
+    }
+  });
+
+  test('a wait beyond sessionWaitMs (one budget for all endpoints): busy → held as "clamd busy", even with failOpen; counted', async () => {
+    const [ca, cb] = await Promise.all([startClamd(), startClamd()]);
+    const stopped = new Set<number>();
+    try {
+      const a = { host: ca.host, port: ca.port };
+      const b = { host: cb.host, port: cb.port };
+      const m = testMeter();
+      const metrics = createScanMetrics(m.meter);
+      // The sessions' scans wait far longer than the budget: the wait can only end by running out.
+      const p = fx.pool([a, b], {
+        sessionsPerEndpoint: 1,
+        sessionWaitMs: 300,
+        readTimeoutMs: 120_000,
+        onError: (e) => metrics.clamdError(e),
+      });
+      const { fn } = createVirusScanStage({ config: config({ failOpen: true }), scanner: p, gateway, metrics });
+      await p.scan(Buffer.from('warm a'));
+      await p.scan(Buffer.from('warm b'));
+
+      for (const pid of [ca.pid!, cb.pid!]) {
+        process.kill(pid, 'SIGSTOP');
+        stopped.add(pid);
+      }
+      const busyMessages = [fn(pipelineMessage(samples.clean()), stageContext())];
+      busyMessages.push(fn(pipelineMessage(samples.clean()), stageContext()));
+      const held = fn(pipelineMessage(samples.clean()), stageContext());
+      assert.deepEqual(
+        p.status().map((s) => s.waiting),
+        [1, 1],
+        'one waiting scan, queued for both endpoints',
+      );
+
+      const out = await held;
+      assert.equal(out.verdict.kind, 'tempfail');
+      assert.match(
+        (out.verdict as { reason: string }).reason,
+        /^clamd busy: clamd: busy: .*no free session within 300 ms/,
+      );
+      assert.equal(out.failedOpen, undefined, 'load is not an outage: never passed unscanned');
+      assert.equal(out.raw, undefined);
+      assert.equal(out.details?.['result'], 'unscannable');
+      // One wait, both endpoints busy through it: one `busy` each, and both stay in rotation.
+      assert.equal(await m.value('mailgate_clamd_errors_total', { kind: 'busy', endpoint: endpointName(a) }), 1);
+      assert.equal(await m.value('mailgate_clamd_errors_total', { kind: 'busy', endpoint: endpointName(b) }), 1);
+      assert.equal(await m.value('mailgate_clamd_errors_total'), 2);
+      assert.equal(await m.value('mailgate_virus_scans_total', { result: 'tempfail' }), 1);
+      assert.equal(await m.value('mailgate_virus_fail_open_total'), 0);
+      assert.deepEqual(
+        p.status().map((s) => [s.healthy, s.sessions, s.waiting]),
+        [
+          [true, 1, 0],
+          [true, 1, 0],
+        ],
+      );
+
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+      stopped.clear();
+      // The two scans on the sessions finish; the held message, retried, is scanned.
+      assert.deepEqual(
+        (await Promise.all(busyMessages)).map((o) => o.verdict.kind),
+        ['pass', 'pass'],
+      );
+      assert.equal((await fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+      assert.equal(await m.value('mailgate_clamd_errors_total'), 2);
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+      await Promise.all([ca.stop(), cb.stop()]);
+    }
+  });
+
+  test('busy past the budget with another clamd out of rotation: not tried after the wait, its failure reported with the busy one', async () => {
+    const dead = { host: '127.0.0.1', port: await freePort() };
+    const p = fx.pool([dead, fx.tcp], { sessionsPerEndpoint: 1, sessionWaitMs: 200, readTimeoutMs: 120_000 });
+    assert.equal(await p.checkAll(), true); // the PING to the dead one fails: out of rotation
+    assert.deepEqual(
+      p.status().map((s) => s.healthy),
+      [false, true],
+    );
+    await p.scan(Buffer.from('warm'));
+    process.kill(fx.clamd.pid!, 'SIGSTOP');
+    let first: ReturnType<ClamdPool['scan']> | undefined;
+    try {
+      first = p.scan(Buffer.from('first'));
+      const second = p.scan(Buffer.from('second')).then(
+        () => assert.fail('scanned'),
+        (e: unknown) => e,
+      );
+      // Waits for the clamd in rotation only (the dead one is no place to queue a burst), then gives up.
+      assert.deepEqual(
+        p.status().map((s) => s.waiting),
+        [0, 1],
+      );
+      const err = await second;
+      assert.ok(err instanceof ClamdUnavailableError);
+      assert.deepEqual(
+        err.failures.map((f) => [f.kind, f.endpoint]),
+        [
+          ['busy', endpointName(fx.tcp)],
+          ['connect', endpointName(dead)],
+        ],
+      );
+      assert.match(err.failures[1]!.message, /out of rotation: /);
+    } finally {
+      process.kill(fx.clamd.pid!, 'SIGCONT');
+    }
+    assert.equal((await first!).kind, 'clean');
+    assert.deepEqual(
+      p.status().map((s) => s.healthy),
+      [false, true],
+    );
+  });
+
+  test('sessionWaitMs 0: a scan that finds every session busy fails as busy at once, without queueing', async () => {
+    const reported: string[] = [];
+    const p = fx.pool([fx.tcp], { sessionsPerEndpoint: 1, sessionWaitMs: 0, onError: (e) => reported.push(e.kind) });
+    const first = p.scan(Buffer.from('first'));
+    await assert.rejects(
+      p.scan(Buffer.from('second')),
+      (e: unknown) => e instanceof ClamdUnavailableError && e.failures.every((f) => f.kind === 'busy'),
+    );
+    assert.equal(p.status()[0]!.waiting, 0);
+    assert.equal((await first).kind, 'clean');
+    assert.deepEqual(reported, ['busy']);
   });
 
   test('a waiting scan that is aborted leaves the queue; the others still get the session', async () => {

@@ -2,7 +2,7 @@
 // ping and health check reads and writes; the wire protocol and sessions are already modules of their own.
 import type { Logger } from '@mailgate/runtime';
 import { clamdRequest, endpointName, type ClamdEndpoint } from './endpoint.js';
-import { ClamdError, ClamdUnavailableError } from './errors.js';
+import { ClamdError, ClamdUnavailableError, type ClamdFailureKind } from './errors.js';
 import { ClamdSession } from './session.js';
 import {
   CMD_INSTREAM,
@@ -23,11 +23,16 @@ export interface ClamdPoolOptions {
   /** How often every endpoint is PINGed (health) in the background; 0 = never (tests, tools). */
   readonly healthIntervalMs: number;
   /**
-   * Long-lived IDSESSION connections kept per endpoint (one scan at a time each); a scan beyond that many at
-   * once waits, in arrival order, for one to come free (at most readTimeoutMs). 0 = one connection per scan, no
-   * sessions. Default DEFAULT_SESSIONS_PER_ENDPOINT.
+   * Long-lived IDSESSION connections kept per endpoint (one scan at a time each); a scan that finds every session
+   * of every endpoint in rotation busy waits, in arrival order, for the first to come free on any of them (at most
+   * sessionWaitMs). 0 = one connection per scan, no sessions. Default DEFAULT_SESSIONS_PER_ENDPOINT.
    */
   readonly sessionsPerEndpoint?: number;
+  /**
+   * How long one scan may wait for a session in all, whichever endpoints it waits on; then it fails as `busy`.
+   * Default DEFAULT_SESSION_WAIT_MS.
+   */
+  readonly sessionWaitMs?: number;
   /** How long a cached VERSION (engine + database version for the header) is reused. */
   readonly versionMaxAgeMs?: number;
   readonly log?: Logger | undefined;
@@ -63,12 +68,12 @@ interface EndpointState {
   version?: ClamdVersion | undefined;
   versionAt: number;
   lastError?: string | undefined;
+  /** Why it went out of rotation (a scan that gives up waiting reports it for an endpoint it never tried). */
+  lastFailure?: ClamdFailureKind | undefined;
   /** IDSESSION connections ready for a scan (most recently used last). */
   readonly idle: ClamdSession[];
   /** Sessions alive or being opened (idle or busy). */
   sessions: number;
-  /** Scans waiting for a session, first come first served. */
-  readonly waiters: SessionWaiter[];
 }
 
 interface Lease {
@@ -77,10 +82,34 @@ interface Lease {
   readonly reused: boolean;
 }
 
-/** A scan waiting for a session of its endpoint. */
+/** Where one attempt of a scan goes: an endpoint and, with sessions, the session it got (or is opening). */
+interface Pick {
+  readonly s: EndpointState;
+  readonly lease?: Promise<Lease> | undefined;
+}
+
+/** A scan waiting for a session of any endpoint it may still use (the pool's queue, first come first served). */
 interface SessionWaiter {
-  grant(lease: Promise<Lease>): void;
-  fail(err: ClamdError): void;
+  /** It would take a session of `s` now. */
+  accepts(s: EndpointState): boolean;
+  grant(s: EndpointState, lease: Promise<Lease>): void;
+  /** `s` went out of rotation (err) while the scan waited. */
+  lost(s: EndpointState, err: ClamdError): void;
+  fail(err: WaitFailed): void;
+}
+
+/**
+ * A scan's wait for a session ended without one: these failures, and these endpoints are done for the scan;
+ * `final`: the wait budget is spent, the scan ends here.
+ */
+class WaitFailed extends Error {
+  constructor(
+    readonly failures: readonly ClamdError[],
+    readonly endpoints: readonly EndpointState[],
+    readonly final = false,
+  ) {
+    super(failures.map((f) => f.message).join('; ') || 'no session');
+  }
 }
 
 /**
@@ -90,6 +119,13 @@ interface SessionWaiter {
  * at MaxQueue: keep replicas × sessionsPerEndpoint well below it (docs/operations.md, "clamd").
  */
 export const DEFAULT_SESSIONS_PER_ENDPOINT = 8;
+
+/**
+ * How long a scan waits for a session unless configured: the stage holds its Kafka records while it waits, so a
+ * burst beyond every clamd's sessions should come back as `busy` (held, retried with backoff) within seconds rather
+ * than stall consumption for a whole readTimeoutMs; long enough to ride out the usual queue of a few scans each.
+ */
+export const DEFAULT_SESSION_WAIT_MS = 10_000;
 
 /** Idle sessions are closed after this long: below clamd's IdleTimeout (default 30 s), so clamd rarely hangs up first. */
 const SESSION_IDLE_MS = 10_000;
@@ -106,8 +142,8 @@ export class ClamdPool implements Scanner {
   private timer: NodeJS.Timeout | undefined;
   private rr = 0;
   private closed = false;
-  /** Errors handed to waiting scans when their clamd went out of rotation (the failure was counted once, there). */
-  private readonly relayed = new WeakSet<ClamdError>();
+  /** Scans waiting for a session, of whichever endpoint frees one first; arrival order. */
+  private readonly waiters: SessionWaiter[] = [];
 
   constructor(private readonly opts: ClamdPoolOptions) {
     this.states = opts.endpoints.map((endpoint) => ({
@@ -118,7 +154,6 @@ export class ClamdPool implements Scanner {
       versionAt: 0,
       idle: [],
       sessions: 0,
-      waiters: [],
     }));
   }
 
@@ -134,10 +169,8 @@ export class ClamdPool implements Scanner {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const s of this.states) {
-      this.failWaiters(s, new ClamdError('closed', s.name, 'pool closed'));
-      for (const sess of [...s.idle]) sess.close();
-    }
+    for (const w of [...this.waiters]) w.fail(new WaitFailed([new ClamdError('closed', 'pool', 'pool closed')], []));
+    for (const s of this.states) for (const sess of [...s.idle]) sess.close();
   }
 
   /** Health per endpoint as last seen (for logs, /readyz details and tests). */
@@ -147,7 +180,7 @@ export class ClamdPool implements Scanner {
     inflight: number;
     sessions: number;
     idleSessions: number;
-    /** Scans waiting for a free session. */
+    /** Scans waiting for a free session that would take one of this endpoint's. */
     waiting: number;
     version?: string;
     lastError?: string;
@@ -158,7 +191,7 @@ export class ClamdPool implements Scanner {
       inflight: s.inflight,
       sessions: s.sessions,
       idleSessions: s.idle.length,
-      waiting: s.waiters.length,
+      waiting: this.waiters.filter((w) => w.accepts(s)).length,
       ...(s.version ? { version: s.version.raw } : {}),
       ...(s.lastError ? { lastError: s.lastError } : {}),
     }));
@@ -209,11 +242,26 @@ export class ClamdPool implements Scanner {
 
   async scan(data: Buffer, signal?: AbortSignal): Promise<ScanResult> {
     const failures: ClamdError[] = [];
-    for (const s of this.order()) {
-      if (signal?.aborted || this.closed) break;
+    /** Endpoints this scan is done with: tried, or busy or out of rotation for the whole wait. */
+    const done = new Set<EndpointState>();
+    const budget = { leftMs: this.sessionWaitMs() };
+    while (!signal?.aborted && !this.closed) {
+      let pick: Pick | undefined;
+      try {
+        pick = await this.acquire(done, failures, budget, signal);
+      } catch (err) {
+        if (!(err instanceof WaitFailed)) throw err;
+        failures.push(...err.failures);
+        if (err.final) break;
+        for (const s of err.endpoints) done.add(s);
+        continue;
+      }
+      if (!pick) break;
+      const { s } = pick;
+      done.add(s);
       s.inflight++;
       try {
-        const result = await this.scanOn(s, data, signal);
+        const result = await this.scanOn(s, pick.lease, data, signal);
         this.markHealthy(s);
         if (!s.version || Date.now() - s.versionAt > (this.opts.versionMaxAgeMs ?? 60_000))
           await this.refreshVersion(s);
@@ -223,12 +271,9 @@ export class ClamdPool implements Scanner {
         failures.push(err);
         // Our own abort (shutdown) says nothing about this clamd: no failover, no verdict on its health.
         if (signal?.aborted) break;
-        // clamd answered ERROR: it is alive, the next one may still manage this stream. No session came free in
-        // time: its sessions are busy, not dead. Anything else (refused, reset, silent) takes the endpoint out of
-        // rotation until a PING answers again.
-        // A waiter failed because another scan took this clamd out of rotation: already counted and marked.
-        if (this.relayed.has(err)) continue;
-        if (err.kind === 'scan-error' || err.kind === 'busy') this.report(err, s);
+        // clamd answered ERROR: it is alive, the next one may still manage this stream. Anything else (refused,
+        // reset, silent) takes the endpoint out of rotation until a PING answers again.
+        if (err.kind === 'scan-error') this.report(err, s);
         else this.markUnhealthy(s, err);
       } finally {
         s.inflight--;
@@ -237,13 +282,110 @@ export class ClamdPool implements Scanner {
     throw new ClamdUnavailableError(failures);
   }
 
+  /**
+   * The next endpoint (and session) for a scan, among those it is not done with; undefined when none is left.
+   * Endpoints in rotation first: a free session now (least busy endpoint first), else the first session to come
+   * free on any of them, within what is left of the scan's one wait budget (sessionWaitMs). Only when none in
+   * rotation is left are the others tried, the same way, as a last resort. Throws WaitFailed when the wait ends
+   * without a session (budget spent → `busy` for each endpoint waited on; abort; pool closed).
+   */
+  private acquire(
+    done: Set<EndpointState>,
+    failures: ClamdError[],
+    budget: { leftMs: number },
+    signal: AbortSignal | undefined,
+  ): Pick | Promise<Pick> | undefined {
+    const left = this.order().filter((s) => !done.has(s));
+    if (left.length === 0) return undefined;
+    if (this.sessionLimit() === 0) return { s: left[0]! };
+    const healthy = left.filter((s) => s.healthy);
+    const tier = healthy.length > 0 ? healthy : left;
+    for (const s of tier) {
+      const lease = this.takeNow(s);
+      if (lease) return { s, lease };
+    }
+    if (budget.leftMs > 0) return this.waitForSession(healthy.length > 0, done, failures, budget, signal);
+    throw this.waitedOut(tier, done);
+  }
+
+  /**
+   * The scan's wait budget is spent: `busy` for each endpoint it waited on (counted; they stay in rotation: busy
+   * is not dead). It does not go on to endpoints out of rotation — a wedged one would hold it for readTimeoutMs —
+   * but their known failure is part of the answer (failOpen treats "all busy" and "partly down" differently).
+   */
+  private waitedOut(waitedOn: readonly EndpointState[], done: ReadonlySet<EndpointState>): WaitFailed {
+    const busy = waitedOn.map((s) => {
+      const err = new ClamdError(
+        'busy',
+        s.name,
+        `no free session within ${this.sessionWaitMs()} ms (${s.sessions} sessions busy)`,
+      );
+      this.report(err, s);
+      return err;
+    });
+    const down = this.states
+      .filter((s) => !s.healthy && !done.has(s) && !waitedOn.includes(s))
+      .map((s) => new ClamdError(s.lastFailure ?? 'closed', s.name, `out of rotation: ${s.lastError ?? 'no answer'}`));
+    return new WaitFailed([...busy, ...down], [], true);
+  }
+
+  /**
+   * Queue the scan for the first session to come free (released after a clean verdict, or a new one in place of
+   * one that ended) on any endpoint it is not done with — in rotation only, when `inRotation`. Every millisecond
+   * spent here comes off `budget`, which spans all of the scan's waits.
+   */
+  private waitForSession(
+    inRotation: boolean,
+    done: Set<EndpointState>,
+    failures: ClamdError[],
+    budget: { leftMs: number },
+    signal: AbortSignal | undefined,
+  ): Promise<Pick> {
+    return new Promise<Pick>((resolve, reject) => {
+      const started = Date.now();
+      const settle = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        budget.leftMs = Math.max(0, budget.leftMs - (Date.now() - started));
+      };
+      const accepts = (s: EndpointState) => !done.has(s) && (!inRotation || s.healthy);
+      const waiter: SessionWaiter = {
+        accepts,
+        grant: (s, lease) => (settle(), resolve({ s, lease })),
+        fail: (err) => (settle(), reject(err)),
+        lost: (s, err) => {
+          if (done.has(s)) return;
+          // Still others in rotation to wait for: `s` is skipped while out of rotation, taken again if it returns.
+          if (inRotation && this.states.some(accepts)) return;
+          // The scan was counting on `s`: its failure (counted once, by the scan that met it) is this scan's too.
+          done.add(s);
+          failures.push(err);
+          if (!this.states.some(accepts)) waiter.fail(new WaitFailed([], []));
+        },
+      };
+      const timer = setTimeout(() => {
+        const waitedOn = this.states.filter(accepts);
+        settle();
+        budget.leftMs = 0;
+        reject(this.waitedOut(waitedOn, done));
+      }, budget.leftMs);
+      const onAbort = () => waiter.fail(new WaitFailed([new ClamdError('closed', 'pool', 'aborted')], []));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+      if (signal?.aborted) onAbort();
+    });
+  }
+
   private async scanOn(
     s: EndpointState,
+    lease: Promise<Lease> | undefined,
     data: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<{ kind: 'clean' } | { kind: 'found'; signatures: readonly string[] } | { kind: 'size-limit' }> {
-    if (this.sessionLimit() === 0) return this.scanFresh(s, data, signal);
-    return this.scanOnSession(s, await this.takeSession(s, signal), data, signal);
+    if (!lease) return this.scanFresh(s, data, signal);
+    return this.scanOnSession(s, await lease, data, signal);
   }
 
   /** One INSTREAM on a connection of its own (no session). */
@@ -314,47 +456,23 @@ export class ClamdPool implements Scanner {
     return this.opts.sessionsPerEndpoint ?? DEFAULT_SESSIONS_PER_ENDPOINT;
   }
 
-  /**
-   * A session for one scan: an idle one, a new one while under the per-endpoint limit, or else the next one to come
-   * free, in arrival order. The wait is bounded by readTimeoutMs (a scan's own silence limit): sessions busy that
-   * long are wedged or very slow, and the scan fails ('busy') rather than wait on. A session that dies while scans
-   * wait is replaced for the first of them; an endpoint marked unhealthy fails its waiters at once.
-   */
-  private takeSession(s: EndpointState, signal: AbortSignal | undefined): Promise<Lease> {
+  private sessionWaitMs(): number {
+    return this.opts.sessionWaitMs ?? DEFAULT_SESSION_WAIT_MS;
+  }
+
+  /** A session of `s` for one scan right now: an idle one, or a new one while under the limit; else undefined. */
+  private takeNow(s: EndpointState): Promise<Lease> | undefined {
     while (s.idle.length > 0) {
       const session = s.idle.pop()!;
+      clearTimeout(this.idleTimers.get(session));
+      this.idleTimers.delete(session);
       if (session.idle && Date.now() - session.openedAt < SESSION_MAX_AGE_MS) {
-        clearTimeout(this.idleTimers.get(session));
-        this.idleTimers.delete(session);
         return Promise.resolve({ session, reused: true });
       }
       session.close();
     }
     if (s.sessions < this.sessionLimit()) return this.openSession(s);
-    return new Promise<Lease>((resolve, reject) => {
-      const waitMs = this.opts.readTimeoutMs;
-      const settle = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        const i = s.waiters.indexOf(waiter);
-        if (i >= 0) s.waiters.splice(i, 1);
-      };
-      const waiter: SessionWaiter = {
-        grant: (lease) => (settle(), resolve(lease)),
-        fail: (err) => (settle(), reject(err)),
-      };
-      const timer = setTimeout(
-        () =>
-          waiter.fail(
-            new ClamdError('busy', s.name, `no free session within ${waitMs} ms (${s.sessions} sessions all busy)`),
-          ),
-        waitMs,
-      );
-      const onAbort = () => waiter.fail(new ClamdError('closed', s.name, 'aborted'));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      s.waiters.push(waiter);
-      if (signal?.aborted) onAbort();
-    });
+    return undefined;
   }
 
   /** Opens one more session of `s` (counted at once, so concurrent scans never open more than the limit). */
@@ -369,9 +487,9 @@ export class ClamdPool implements Scanner {
       if (i >= 0) s.idle.splice(i, 1);
       clearTimeout(this.idleTimers.get(dead));
       this.idleTimers.delete(dead);
-      // After the failed scan (if it failed) has marked the endpoint unhealthy and failed the waiters: a session
-      // lost to a dead or wedged clamd is not replaced for them.
-      setImmediate(() => this.replaceFor(s));
+      // After the failed scan (if it failed) has taken the endpoint out of rotation: a session lost to a dead or
+      // wedged clamd is not replaced for scans waiting on the endpoints in rotation.
+      setImmediate(() => this.serve(s));
     };
     return ClamdSession.open(s.endpoint, this.opts.connectTimeoutMs, onDead).then(
       (session) => ({ session, reused: false }),
@@ -382,23 +500,27 @@ export class ClamdPool implements Scanner {
     );
   }
 
-  /** A session of `s` ended: the first waiting scan (if any) gets a new one in its place. */
-  private replaceFor(s: EndpointState): void {
-    if (this.closed || s.waiters.length === 0 || s.sessions >= this.sessionLimit()) return;
-    s.waiters[0]!.grant(this.openSession(s));
-  }
-
-  private failWaiters(s: EndpointState, err: ClamdError): void {
-    for (const w of [...s.waiters]) w.fail(err);
+  /**
+   * `s` may have sessions to give (one ended, or `s` is back in rotation): the scans waiting longest that would
+   * take one get them — idle ones, or new ones up to the limit.
+   */
+  private serve(s: EndpointState): void {
+    while (!this.closed) {
+      const w = this.waiters.find((x) => x.accepts(s));
+      if (!w) return;
+      const lease = this.takeNow(s);
+      if (!lease) return;
+      w.grant(s, lease);
+    }
   }
 
   private readonly idleTimers = new Map<ClamdSession, NodeJS.Timeout>();
 
   private releaseSession(s: EndpointState, session: ClamdSession): void {
     if (this.closed || !session.idle || Date.now() - session.openedAt >= SESSION_MAX_AGE_MS) return session.close();
-    // Straight to the scan that waited longest: no idle list, no timer.
-    const next = s.waiters[0];
-    if (next) return next.grant(Promise.resolve({ session, reused: true }));
+    // Straight to the scan that waited longest (for any endpoint it may use): no idle list, no timer.
+    const next = this.waiters.find((w) => w.accepts(s));
+    if (next) return next.grant(s, Promise.resolve({ session, reused: true }));
     s.idle.push(session);
     const t = setTimeout(() => session.close(), SESSION_IDLE_MS);
     t.unref();
@@ -439,21 +561,27 @@ export class ClamdPool implements Scanner {
   }
 
   private markHealthy(s: EndpointState): void {
-    if (!s.healthy) this.opts.log?.info({ clamd: s.name }, 'clamd answers again');
+    const back = !s.healthy;
     s.healthy = true;
     s.lastError = undefined;
+    s.lastFailure = undefined;
+    if (!back) return;
+    this.opts.log?.info({ clamd: s.name }, 'clamd answers again');
+    // Scans waiting on the endpoints in rotation may take its sessions now.
+    this.serve(s);
   }
 
   private markUnhealthy(s: EndpointState, err: Error): void {
     if (s.healthy) this.opts.log?.warn({ clamd: s.name, err: err.message }, 'clamd unavailable: out of rotation');
     s.healthy = false;
     s.lastError = err.message;
+    s.lastFailure = err instanceof ClamdError ? err.kind : 'closed';
     this.report(err, s);
-    // Scans queued for this clamd would only meet the same failure: they try the next endpoint (or tempfail) now.
+    // Scans waiting for this clamd's sessions would only meet the same failure: they wait on for the others in
+    // rotation, or (none left) go on to the next endpoint or tempfail now. Counted once, here.
     const kind = err instanceof ClamdError ? err.kind : 'closed';
     const relayed = new ClamdError(kind, s.name, `while waiting for a session: ${err.message}`, { cause: err });
-    this.relayed.add(relayed);
-    this.failWaiters(s, relayed);
+    for (const w of [...this.waiters]) w.lost(s, relayed);
   }
 
   private report(err: Error, s: EndpointState): void {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import {
   CHECK_STAGES,
   chainGroup,
+  type ChainableStage,
   chainProblem,
   SERVICE_NAMES,
   SERVICES,
@@ -48,22 +49,24 @@ function autoscaling(name: (typeof SERVICE_NAMES)[number]): Record<string, unkno
   }
 }
 
-function stageChain(): Record<string, unknown> {
-  const problem = chainProblem(CHECK_STAGES);
-  if (problem) throw new Error(`CHECK_STAGES: ${problem}`);
-  const first = serviceSpec(CHECK_STAGES[0]);
+/** The chart's stage chain over `stages` (the check stages, or the check stages and delivery). */
+function stageChain(stages: readonly ChainableStage[]): Record<string, unknown> {
+  const problem = chainProblem(stages);
+  if (problem) throw new Error(`stage chain ${stages.join(',')}: ${problem}`);
+  const first = serviceSpec(stages[0]!);
   return {
     component: 'stage-chain',
     subcommand: 'chain',
-    args: [CHECK_STAGES.join(',')],
+    args: [stages.join(',')],
     section: first.section,
     httpPort: first.httpPort,
     kind: 'consumer',
-    consumerGroup: chainGroup(CHECK_STAGES),
-    // KEDA: the lag on the first stage's topic (later topics only carry releases with recheck).
+    consumerGroup: chainGroup(stages),
+    // KEDA: the lag on the first stage's topic (later topics only carry releases with recheck, and with delivery
+    // DSNs and releases without recheck).
     topic: first.consumes,
-    replaces: CHECK_STAGES.map((n) => SERVICES[n].helmKey),
-    autoscaling: autoscaling(CHECK_STAGES[0]),
+    replaces: stages.map((n) => SERVICES[n].helmKey),
+    autoscaling: autoscaling(stages[0]!),
   };
 }
 
@@ -91,7 +94,9 @@ function helmFragment(): string {
     services,
     // The opt-in stage chain (stages.stageChain.enabled): one Deployment runs the check stages (`mailgate chain …`)
     // instead of one each (`replaces`); it reads the first stage's config section and serves its http port.
-    stageChain: stageChain(),
+    stageChain: stageChain(CHECK_STAGES),
+    // The same chain ending in delivery (stages.stageChain.includeDelivery): delivery's Deployment is replaced too.
+    stageChainWithDelivery: stageChain([...CHECK_STAGES, 'delivery']),
     // Topic key (KafkaTopic name suffix) -> Kafka topic name.
     topics: Object.fromEntries(Object.values(TOPICS).map((t) => [t.replace(/^mailgate\./, ''), t])),
   };

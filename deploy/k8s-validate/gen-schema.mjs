@@ -451,7 +451,16 @@ const schema = {
           if (!own && c.kind !== 'consumer') throw new Error(`gen-schema: no values shape for service ${key}`);
           return [key, own ?? consumerStage];
         }),
-        ['stageChain', consumerStage],
+        [
+          'stageChain',
+          obj(
+            { ...consumerStage.properties, includeDelivery: bool },
+            {
+              description:
+                'The opt-in stage chain: one Deployment runs the check stages (and delivery, with includeDelivery).',
+            },
+          ),
+        ],
       ]),
     ),
     networkPolicy: obj({

@@ -97,6 +97,14 @@ Checks the schema cannot express (they need several values at once). Each `fail`
 {{- fail "networkPolicy.egress.rspamd.to: list your rspamd's peers, or egress would block spam-check and admin from it" -}}
 {{- end -}}
 {{- end -}}
+{{- with $v.stages.stageChain -}}
+{{- if and .includeDelivery (not .enabled) -}}
+{{- fail "stages.stageChain.includeDelivery runs delivery inside the stage chain: it needs stages.stageChain.enabled=true (or set includeDelivery=false)" -}}
+{{- end -}}
+{{- if and .enabled .includeDelivery (not $v.stages.delivery.enabled) -}}
+{{- fail "stages.stageChain.includeDelivery: stages.delivery.enabled is false; a chain that ends in delivery delivers mail (its dkimSigning and grace period apply to the chain); enable delivery or set includeDelivery=false" -}}
+{{- end -}}
+{{- end -}}
 {{- with $v.stages.admin -}}
 {{- if and .enabled .ingress.enabled (not .ingress.host) -}}
 {{- fail "stages.admin.ingress.host is required when stages.admin.ingress.enabled" -}}

@@ -68,22 +68,36 @@ point a stage at the wrong topic by accident.
 {{- .Files.Get "generated/services.yaml" }}
 {{- end }}
 
+{{/*
+The generated entry of the stage chain the values ask for: the check stages, or with stages.stageChain.includeDelivery
+the check stages and delivery (`mailgate chain …,spam-check,delivery`, its own consumer group). YAML.
+*/}}
+{{- define "mailgate.chainEntry" -}}
+{{- $g := include "mailgate.generated" . | fromYaml -}}
+{{- ternary $g.stageChainWithDelivery $g.stageChain (eq (include "mailgate.chainDelivers" .) "true") | toYaml }}
+{{- end }}
+
+{{/* "true" when delivery (with its retry worker and reconciler) runs inside the stage chain's pods. */}}
+{{- define "mailgate.chainDelivers" -}}
+{{- if and .Values.stages.stageChain.enabled .Values.stages.stageChain.includeDelivery }}true{{ end -}}
+{{- end }}
+
 {{/* Helm key -> catalog entry (component, subcommand, section, httpPort, kind, consumerGroup, topic, autoscaling). */}}
 {{- define "mailgate.catalog" -}}
 {{- $g := include "mailgate.generated" . | fromYaml -}}
 {{- $services := $g.services -}}
-{{- if .Values.stages.stageChain.enabled }}{{ $_ := set $services "stageChain" $g.stageChain }}{{ end -}}
+{{- if .Values.stages.stageChain.enabled }}{{ $_ := set $services "stageChain" (include "mailgate.chainEntry" . | fromYaml) }}{{ end -}}
 {{- $services | toYaml }}
 {{- end }}
 
 {{/*
 Service keys with the stage chain in place of the stages it replaces when stages.stageChain.enabled (the chain's
-key where the first of them was): (dict "root" $ "keys" <list>) -> YAML list.
+key where the first of them was; delivery too with includeDelivery): (dict "root" $ "keys" <list>) -> YAML list.
 */}}
 {{- define "mailgate.withChain" -}}
 {{- $keys := .keys -}}
 {{- if .root.Values.stages.stageChain.enabled -}}
-{{- $replaces := (include "mailgate.generated" .root | fromYaml).stageChain.replaces -}}
+{{- $replaces := (include "mailgate.chainEntry" .root | fromYaml).replaces -}}
 {{- $out := list -}}
 {{- range $keys -}}
 {{- if eq . (first $replaces) }}{{ $out = append $out "stageChain" }}{{ end -}}
@@ -96,7 +110,8 @@ key where the first of them was): (dict "root" $ "keys" <list>) -> YAML list.
 
 {{/*
 The services' Helm keys in pipeline order, as a YAML list: `include "mailgate.serviceKeys" . | fromYamlArray`.
-With stages.stageChain.enabled, `stageChain` stands in for the check stages it runs.
+With stages.stageChain.enabled, `stageChain` stands in for the stages it runs (the check stages, and delivery with
+stages.stageChain.includeDelivery).
 */}}
 {{- define "mailgate.serviceKeys" -}}
 {{- include "mailgate.withChain" (dict "root" . "keys" (include "mailgate.generated" . | fromYaml).serviceKeys) }}

@@ -48,6 +48,7 @@ async function pipeline(t: TestContext, virusScan: VirusScanInput) {
   stops.push(() => observer.stop());
 
   return {
+    brokers: kafka.brokers,
     send: (m: PipelineMessage) => producePipelineMessages(kafka.brokers, TOPICS.dnsblChecked, [m]),
     of: (m: PipelineMessage) => observer.of(m.envelope.id),
     /** Every input record committed by the stage and every output record seen by the observer. */
@@ -130,4 +131,58 @@ test('no clamd for longer than maxHoldMs: quarantined as unscannable, never pass
     /^unscannable: no scan verdict after \d+ s \(clamd unavailable: /,
   );
   assert.match(q!.value.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: not scanned: unscannable/);
+});
+
+test('every clamd session busy past clamd.sessionWaitMs: the message is held as busy (counted), delivered once when a session frees', async (t) => {
+  const clamd = await startClamd();
+  let stopped = false;
+  t.after(async () => {
+    if (stopped) process.kill(clamd.pid!, 'SIGCONT');
+    await clamd.stop();
+  });
+  const p = await pipeline(t, {
+    clamd: {
+      endpoints: [{ host: clamd.host, port: clamd.port }],
+      sessionsPerEndpoint: 1,
+      sessionWaitMs: 300,
+      // The scan on the one session outlasts the test while clamd is stopped; no PING takes clamd out of rotation.
+      readTimeoutMs: 120_000,
+      healthIntervalMs: 600_000,
+    },
+    failOpen: true, // busy is load, not an outage: held even so
+  });
+  const warm = pipelineMessage(samples.clean());
+  await p.send(warm);
+  await waitFor(() => p.of(warm).length === 1, { timeoutMs: 30_000, message: 'warm-up scanned (session open)' });
+
+  process.kill(clamd.pid!, 'SIGSTOP');
+  stopped = true;
+  // One record takes the session (clamd never answers while stopped), the other finds it busy.
+  const a = pipelineMessage(samples.clean());
+  const b = pipelineMessage(samples.clean());
+  await producePipelineMessages(p.brokers, TOPICS.dnsblChecked, [a, b]);
+  await waitFor(
+    async () => {
+      const m = await p.metrics();
+      return (
+        /mailgate_clamd_errors_total\{[^}]*kind="busy"[^}]*\} [1-9]/.test(m) &&
+        /mailgate_stage_retries_total\{[^}]*cause="tempfail"[^}]*\} [1-9]/.test(m)
+      );
+    },
+    { timeoutMs: 20_000, message: 'a scan ran out of its session wait (busy) and its record was held (tempfail)' },
+  );
+  const m = await p.metrics();
+  assert.doesNotMatch(m, /mailgate_virus_fail_open_total\{[^}]*\} [1-9]/, 'never passed unscanned');
+  assert.doesNotMatch(m, /mailgate_clamd_errors_total\{[^}]*kind="(connect|timeout|closed)"[^}]*\} [1-9]/);
+  assert.equal(await p.committed(), false, 'the held records are not committed');
+  assert.deepEqual([...p.of(a), ...p.of(b)], [], 'nothing passed on while clamd is stopped');
+
+  process.kill(clamd.pid!, 'SIGCONT');
+  stopped = false;
+  await waitFor(() => p.settled(), { timeoutMs: 30_000, message: 'both records committed, outputs all observed' });
+  for (const x of [a, b]) {
+    assert.equal(p.of(x).length, 1, 'delivered exactly once');
+    assert.equal(p.of(x)[0]!.topic, TOPICS.scanned);
+    assert.match(p.of(x)[0]!.value.raw.toString('latin1'), /^X-Mailgate-Virus-Scanned: clean /);
+  }
 });

@@ -46,11 +46,11 @@ export const virusScanSchema = z
          */
         sessionsPerEndpoint: z.number().int().min(0).max(64).default(DEFAULT_SESSIONS_PER_ENDPOINT),
         /**
-         * How long one scan waits, in all endpoints together, for a session when all are busy; then it fails as
-         * `busy`: tempfail, the message is held and retried with backoff (never passed, even with failOpen: load
-         * is not an outage). Not readTimeoutMs (a silence limit): while a scan waits the stage holds its Kafka
-         * records, so a burst beyond the clamds' capacity should turn into retries within seconds, not stall
-         * consumption for a minute. 0 = never wait.
+         * How long one message's scans (the whole message, then each attachment) wait for a session in all, on all
+         * endpoints together, when all are busy; then the scan fails as `busy`: tempfail, the message is held and
+         * retried with backoff (never passed, even with failOpen: load is not an outage). Not readTimeoutMs (a
+         * silence limit): while a scan waits the stage holds its Kafka records, so a burst beyond the clamds'
+         * capacity should turn into retries within seconds, not stall consumption for a minute. 0 = never wait.
          */
         sessionWaitMs: z.number().int().min(0).max(600_000).default(DEFAULT_SESSION_WAIT_MS),
         /** INSTREAM chunk size. */

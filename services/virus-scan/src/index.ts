@@ -5,7 +5,7 @@ export { createScanMetrics, noMetrics, signatureFamily, type ScanMetrics } from 
 export { prependHeader } from '@mailgate/mail';
 export { stripHeader } from './stage.js';
 export { decodedAttachments, type DecodedAttachment } from './attachments.js';
-export { ClamdPool, type ClamdPoolOptions, type ScanResult, type Scanner } from './clamd/pool.js';
+export { ClamdPool, type ClamdPoolOptions, type ScanResult, type Scanner, type WaitBudget } from './clamd/pool.js';
 export { clamdRequest, endpointName, type ClamdEndpoint, type RequestOptions } from './clamd/endpoint.js';
 export { ClamdError, ClamdUnavailableError, type ClamdFailureKind } from './clamd/errors.js';
 export {

@@ -11,7 +11,7 @@ export function stripHeader(raw: Buffer, name: string): Buffer {
   return removeHeaders(raw, (n) => n === lower);
 }
 import { ClamdError, ClamdUnavailableError } from './clamd/errors.js';
-import type { ScanResult, Scanner } from './clamd/pool.js';
+import type { ScanResult, Scanner, WaitBudget } from './clamd/pool.js';
 import type { ClamdVersion } from './clamd/protocol.js';
 import type { VirusScanConfig } from './config.js';
 import { prependHeader, removeHeaders } from '@mailgate/mail';
@@ -133,8 +133,10 @@ export function createVirusScanStage(o: VirusScanStageOptions): { fn: StageFn; h
     }
 
     const parts: PartScan[] = [];
+    // One wait for clamd sessions per message, not per scan: the record is held while its scans wait.
+    const budget: WaitBudget = {};
     try {
-      parts.push({ part: 'message', result: await o.scanner.scan(original, ctx.signal) });
+      parts.push({ part: 'message', result: await o.scanner.scan(original, ctx.signal, budget) });
       const first = parts[0]!.result;
       if (cfg.scanAttachmentsSeparately && first.kind === 'clean') {
         let attachments: Awaited<ReturnType<typeof decodedAttachments>> = [];
@@ -145,7 +147,7 @@ export function createVirusScanStage(o: VirusScanStageOptions): { fn: StageFn; h
           base['attachmentsError'] = (err as Error).message;
         }
         for (const a of attachments) {
-          const r = await o.scanner.scan(a.content, ctx.signal);
+          const r = await o.scanner.scan(a.content, ctx.signal, budget);
           parts.push({ part: `attachment ${a.name}`, result: r });
           if (r.kind !== 'clean') break;
         }

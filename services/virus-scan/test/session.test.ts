@@ -349,7 +349,7 @@ describe('clamd IDSESSION', () => {
       assert.equal(out.verdict.kind, 'tempfail');
       assert.match(
         (out.verdict as { reason: string }).reason,
-        /^clamd busy: clamd: busy: .*no free session within 300 ms/,
+        /^clamd busy: clamd: busy: .*no free session within the 300 ms wait/,
       );
       assert.equal(out.failedOpen, undefined, 'load is not an outage: never passed unscanned');
       assert.equal(out.raw, undefined);
@@ -423,6 +423,33 @@ describe('clamd IDSESSION', () => {
       p.status().map((s) => s.healthy),
       [false, true],
     );
+  });
+
+  test("scans sharing a wait budget (one message's) share one wait: spent by the first, the next fails busy at once", async () => {
+    const reported: string[] = [];
+    const p = fx.pool([fx.tcp], {
+      sessionsPerEndpoint: 1,
+      sessionWaitMs: 60_000,
+      readTimeoutMs: 120_000,
+      onError: (e) => reported.push(e.kind),
+    });
+    await p.scan(Buffer.from('warm'));
+    process.kill(fx.clamd.pid!, 'SIGSTOP');
+    let first: ReturnType<ClamdPool['scan']> | undefined;
+    try {
+      first = p.scan(Buffer.from('first')); // holds the one session
+      const budget = { leftMs: 200 };
+      const isBusy = (e: unknown) => e instanceof ClamdUnavailableError && e.failures.every((f) => f.kind === 'busy');
+      await assert.rejects(p.scan(Buffer.from('message'), undefined, budget), isBusy);
+      assert.equal(budget.leftMs, 0, 'the wait was taken from the shared budget');
+      const attachment = p.scan(Buffer.from('attachment'), undefined, budget);
+      assert.equal(p.status()[0]!.waiting, 0, 'no budget left: not queued');
+      await assert.rejects(attachment, isBusy);
+      assert.deepEqual(reported, ['busy', 'busy']);
+    } finally {
+      process.kill(fx.clamd.pid!, 'SIGCONT');
+    }
+    assert.equal((await first!).kind, 'clean');
   });
 
   test('sessionWaitMs 0: a scan that finds every session busy fails as busy at once, without queueing', async () => {

@@ -9,6 +9,7 @@ import {
   createVirusScanStage,
   type ScanResult,
   type Scanner,
+  type WaitBudget,
 } from '../src/index.js';
 import { config, pipelineMessage, samples, stageContext, testMeter } from './helpers.js';
 
@@ -117,6 +118,23 @@ describe('virus-scan stage (no I/O)', () => {
       /^X-Mailgate-Virus-Scanned: UNSCANNED: clamd unavailable \(fail-open\) \(mailgate /,
     );
     assert.equal(await m.value('mailgate_virus_fail_open_total', { reason: 'unavailable' }), 1);
+  });
+
+  test('one wait budget per message: every scan of a message (whole, then each attachment) gets the same one', async () => {
+    const budgets: (WaitBudget | undefined)[] = [];
+    const s: Scanner = {
+      scan: (_data, _signal, budget) => {
+        budgets.push(budget);
+        return Promise.resolve({ kind: 'clean', endpoint: 'clamd-a:3310', version: VERSION });
+      },
+    };
+    const { fn } = createVirusScanStage({ config: config(), scanner: s, gateway });
+    assert.equal((await fn(pipelineMessage(samples.clean()), stageContext())).verdict.kind, 'pass');
+    assert.equal(budgets.length, 2, 'the message and its attachment');
+    assert.deepEqual(budgets[0], {}, 'the pool sets it to its sessionWaitMs on the first scan');
+    assert.equal(budgets[1], budgets[0], 'the same budget object');
+    await fn(pipelineMessage(samples.clean()), stageContext());
+    assert.notEqual(budgets[2], budgets[0], 'a fresh budget for the next message');
   });
 
   test('fail-open does not cover a busy pool: every endpoint busy (all sessions in use) is held, never passed', async () => {

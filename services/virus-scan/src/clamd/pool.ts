@@ -29,8 +29,8 @@ export interface ClamdPoolOptions {
    */
   readonly sessionsPerEndpoint?: number;
   /**
-   * How long one scan may wait for a session in all, whichever endpoints it waits on; then it fails as `busy`.
-   * Default DEFAULT_SESSION_WAIT_MS.
+   * How long one scan — or all scans given one WaitBudget (the stage: a message's) — may wait for a session in all,
+   * whichever endpoints it waits on; then it fails as `busy`. Default DEFAULT_SESSION_WAIT_MS.
    */
   readonly sessionWaitMs?: number;
   /** How long a cached VERSION (engine + database version for the header) is reused. */
@@ -53,10 +53,25 @@ export type ScanResult = (
   readonly version?: ClamdVersion | undefined;
 };
 
+/**
+ * How long scans may still wait for a session (ms), spent by every scan given it: the stage passes one per message,
+ * so a message's scans (the whole message, then each attachment) share one sessionWaitMs. Pass `{}`: the first scan
+ * sets it to the pool's sessionWaitMs.
+ */
+export interface WaitBudget {
+  leftMs?: number;
+}
+
+/** A WaitBudget the pool has started to spend. */
+type Budget = Required<WaitBudget>;
+
 /** What the stage needs from a scanner (the pool implements it; unit tests pass their own). */
 export interface Scanner {
-  /** Scan `data`; throws ClamdUnavailableError when no clamd could give an answer. */
-  scan(data: Buffer, signal?: AbortSignal): Promise<ScanResult>;
+  /**
+   * Scan `data`; throws ClamdUnavailableError when no clamd could give an answer. `budget`: the wait for a session
+   * comes off it (default: a fresh sessionWaitMs for this scan).
+   */
+  scan(data: Buffer, signal?: AbortSignal, budget?: WaitBudget): Promise<ScanResult>;
 }
 
 interface EndpointState {
@@ -240,11 +255,12 @@ export class ClamdPool implements Scanner {
     }
   }
 
-  async scan(data: Buffer, signal?: AbortSignal): Promise<ScanResult> {
+  async scan(data: Buffer, signal?: AbortSignal, shared: WaitBudget = {}): Promise<ScanResult> {
+    shared.leftMs ??= this.sessionWaitMs();
+    const budget = shared as Budget;
     const failures: ClamdError[] = [];
     /** Endpoints this scan is done with: tried, or busy or out of rotation for the whole wait. */
     const done = new Set<EndpointState>();
-    const budget = { leftMs: this.sessionWaitMs() };
     while (!signal?.aborted && !this.closed) {
       let pick: Pick | undefined;
       try {
@@ -292,7 +308,7 @@ export class ClamdPool implements Scanner {
   private acquire(
     done: Set<EndpointState>,
     failures: ClamdError[],
-    budget: { leftMs: number },
+    budget: Budget,
     signal: AbortSignal | undefined,
   ): Pick | Promise<Pick> | undefined {
     const left = this.order().filter((s) => !done.has(s));
@@ -318,7 +334,7 @@ export class ClamdPool implements Scanner {
       const err = new ClamdError(
         'busy',
         s.name,
-        `no free session within ${this.sessionWaitMs()} ms (${s.sessions} sessions busy)`,
+        `no free session within the ${this.sessionWaitMs()} ms wait (${s.sessions} sessions busy)`,
       );
       this.report(err, s);
       return err;
@@ -338,7 +354,7 @@ export class ClamdPool implements Scanner {
     inRotation: boolean,
     done: Set<EndpointState>,
     failures: ClamdError[],
-    budget: { leftMs: number },
+    budget: Budget,
     signal: AbortSignal | undefined,
   ): Promise<Pick> {
     return new Promise<Pick>((resolve, reject) => {

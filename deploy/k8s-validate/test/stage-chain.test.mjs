@@ -2,12 +2,13 @@
 // instead of one each. Rendered over ci/netpol-values.yaml (default deny, in-chart Kafka and Redis), so its
 // autoscaler, probes and every network path the four stages had are checked on the one chain pod.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { readServiceCatalog } from '../lib/contracts.mjs';
-import { byKind, CHART, find, lint, template } from '../lib/helm.mjs';
+import { byKind, CHART, find, lint, REPO, template } from '../lib/helm.mjs';
 import { validateManifest } from '../lib/k8s-schema.mjs';
 import { evaluate } from '../lib/netpol.mjs';
 
@@ -181,6 +182,29 @@ describe('stage chain ending in delivery (stages.stageChain.includeDelivery)', (
     // Delivery's configuration and Redis are in the document the chain reads.
     assert.ok(config.delivery, 'the delivery section');
     assert.match(config.redis.url, /^redis:\/\/mg-mailgate-redis:6379$/);
+  });
+
+  test("the container's command line is one the real CLI takes: `mailgate chain` loads every step, delivery included", () => {
+    const c = find(r.docs, 'Deployment', 'mg-mailgate-stage-chain').spec.template.spec.containers[0];
+    assert.equal(c.args[0], 'chain');
+    // What `mailgate chain <list>` does before it starts: parse the list and load each step's service (no start).
+    const code =
+      "import { loadChainService } from './packages/cli/src/chain.ts';" +
+      'const d = await loadChainService(process.argv[1]);' +
+      'console.log(JSON.stringify(Object.keys(d.sections)));';
+    const run = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=mailgate-src', '--input-type=module', '-e', code, c.args[1]],
+      { cwd: REPO, encoding: 'utf8' },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout.trim().split('\n').at(-1)), [
+      'dnsbl',
+      'virusScan',
+      'attachmentPolicy',
+      'spamCheck',
+      'delivery',
+    ]);
   });
 
   test('DKIM signing keys are mounted in the chain pods (delivery has none)', () => {

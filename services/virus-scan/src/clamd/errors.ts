@@ -2,7 +2,8 @@ import { DependencyUnavailableError } from '@mailgate/runtime';
 
 /**
  * How talking to one clamd failed; `kind` is also the metric label of mailgate_clamd_errors_total. `busy`: every
- * session of the pool was busy for readTimeoutMs, the scan never reached clamd (clamd is not marked unhealthy).
+ * session of this endpoint stayed busy for the scan's whole wait (sessionWaitMs, one per message), the scan never
+ * reached clamd (clamd is not marked unhealthy).
  */
 export type ClamdFailureKind = 'connect' | 'timeout' | 'closed' | 'protocol' | 'scan-error' | 'busy';
 

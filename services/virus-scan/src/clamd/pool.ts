@@ -1,5 +1,5 @@
-// One file (~370 lines): one class, the pool's endpoint state (health, sessions, failover) that every scan,
-// ping and health check reads and writes; the wire protocol and sessions are already modules of their own.
+// One file (~600 lines): one class, the pool's endpoint state (health, sessions, the session-wait queue, failover)
+// that every scan, ping and health check reads and writes; the wire protocol and sessions are modules of their own.
 import type { Logger } from '@mailgate/runtime';
 import { clamdRequest, endpointName, type ClamdEndpoint } from './endpoint.js';
 import { ClamdError, ClamdUnavailableError, type ClamdFailureKind } from './errors.js';

@@ -7,7 +7,10 @@
 //
 // A message's events are what the pipeline emits for clean mail with one recipient: `received` from ingress, one
 // `stage` event per stage (dnsbl-check, virus-scan, attachment-policy, spam-check, delivery) and `delivered`.
-// Runs against its own redis-server on a free port (testkit), so nothing else's commands are counted.
+// Runs against its own redis-server on a free port (testkit), so nothing else's commands are counted. "Redis
+// commands" counts what the server ran, a script's own calls included; "sent by the client" leaves those out (the
+// TTL check of EXPIRE_WHERE_NONE); "µs in commands" is the server's own time in them (commandstats: less noisy than
+// the CPU ticks on a shared machine).
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { startRedis } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
@@ -84,13 +87,19 @@ function procCpuMs(pid: number | undefined): number {
 }
 const TICKS = Number(process.env['CLK_TCK'] ?? 100);
 
-/** MULTI/EXEC/pipeline: how many requests a client waited for is not in INFO; count the calls per command. */
-async function commandStats(redis: Redis): Promise<Map<string, number>> {
+/**
+ * MULTI/EXEC/pipeline: how many requests a client waited for is not in INFO; count the calls per command, and the
+ * microseconds the server spent in each (a script's time includes the commands it calls, which are listed too).
+ */
+async function commandStats(redis: Redis): Promise<Map<string, { calls: number; usec: number }>> {
   const info = await redis.info('commandstats');
-  const out = new Map<string, number>();
-  for (const m of info.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) out.set(m[1]!, Number(m[2]));
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const m of info.matchAll(/cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)/g))
+    out.set(m[1]!, { calls: Number(m[2]), usec: Number(m[3]) });
   return out;
 }
+/** Commands only the write path's script calls (EXPIRE_WHERE_NONE): not sent by the client. */
+const IN_SCRIPT = new Set(['ttl']);
 
 const server = await startRedis();
 const redis = new Redis(server.url);
@@ -102,8 +111,17 @@ try {
     ...(MODES.includes('batch') ? [`addBatch() of ${BATCH} events`] : []),
   ];
   for (const mode of modes) {
-    const rows: { cmds: number; bytesIn: number; perSec: number; cpuMs: number; redisMs: number }[] = [];
-    let lastStats = new Map<string, number>();
+    const rows: {
+      cmds: number;
+      sent: number;
+      usec: number;
+      scriptUsec: number;
+      bytesIn: number;
+      perSec: number;
+      cpuMs: number;
+      redisMs: number;
+    }[] = [];
+    let lastStats = new Map<string, { calls: number; usec: number }>();
     for (let r = 0; r < ROUNDS; r++) {
       await redis.flushall();
       // A fresh store per round: a writer remembers the expiries it set (and the FLUSHALL just dropped them).
@@ -128,8 +146,14 @@ try {
       const after = await serverCounts(redis);
       const cmds = after.cmds - before.cmds - 1;
       lastStats = await commandStats(redis);
+      const counted = [...lastStats].filter(([k]) => k !== 'info' && k !== 'config|resetstat');
+      const inScript = counted.filter(([k]) => IN_SCRIPT.has(k)).reduce((n, [, v]) => n + v.calls, 0);
       rows.push({
         cmds: cmds / MESSAGES,
+        sent: (cmds - inScript) / MESSAGES,
+        // Each command once: EXEC's usec includes the transaction's commands, a script's the commands it calls.
+        usec: counted.filter(([k]) => !IN_SCRIPT.has(k) && k !== 'exec').reduce((n, [, v]) => n + v.usec, 0) / MESSAGES,
+        scriptUsec: ((lastStats.get('evalsha')?.usec ?? 0) + (lastStats.get('eval')?.usec ?? 0)) / MESSAGES,
         bytesIn: (after.bytesIn - before.bytesIn) / MESSAGES,
         perSec: MESSAGES / wallS,
         cpuMs: (cpu.user + cpu.system) / 1000 / MESSAGES,
@@ -138,13 +162,19 @@ try {
     }
     console.log(`${mode}:`);
     console.log(`  Redis commands per message   ${median(rows.map((r) => r.cmds)).toFixed(1)}`);
+    console.log(`  … sent by the client         ${median(rows.map((r) => r.sent)).toFixed(1)}`);
+    console.log(
+      `  µs in commands per message   ${median(rows.map((r) => r.usec)).toFixed(1)} (redis commandstats; in scripts ${median(rows.map((r) => r.scriptUsec)).toFixed(1)})`,
+    );
     console.log(`  messages/s (one writer)      ${median(rows.map((r) => r.perSec)).toFixed(0)}`);
     console.log(`  bytes to Redis per message   ${median(rows.map((r) => r.bytesIn)).toFixed(0)}`);
     console.log(`  CPU ms per message (client)  ${median(rows.map((r) => r.cpuMs)).toFixed(3)}`);
     console.log(`  CPU ms per message (redis)   ${median(rows.map((r) => r.redisMs)).toFixed(3)}`);
-    const top = [...lastStats].filter(([k]) => k !== 'info' && k !== 'config|resetstat').sort((a, b) => b[1] - a[1]);
+    const top = [...lastStats]
+      .filter(([k]) => k !== 'info' && k !== 'config|resetstat')
+      .sort((a, b) => b[1].calls - a[1].calls);
     console.log(
-      `  per message, by command:     ${top.map(([k, n]) => `${k} ${(n / MESSAGES).toFixed(1)}`).join(', ')}`,
+      `  per message, by command:     ${top.map(([k, n]) => `${k} ${(n.calls / MESSAGES).toFixed(1)}`).join(', ')}`,
     );
   }
 } finally {

@@ -3,6 +3,23 @@ import type { Logger } from '@mailgate/runtime';
 import { scrapeGauges } from '@mailgate/telemetry';
 import type { QuarantineStore } from './quarantine-store.js';
 import type { PipelineStats } from './stats.js';
+import type { TrackingWriteError } from './tracking-store.js';
+
+/**
+ * mailgate_tracking_write_errors_total{command}: writes of the tracking store that Redis refused inside a batch's
+ * transaction (the batch's other writes stand; the batch is not retried, it would fail the same way). Each is
+ * logged with its key. Nonzero means lost index entries or event lines: usually a foreign key of another type under
+ * the store's prefix (WRONGTYPE).
+ */
+export function trackingWriteErrors(meter: Meter, log: Logger): (e: TrackingWriteError) => void {
+  const errors = meter.createCounter('mailgate_tracking_write_errors_total', {
+    description: 'Tracking store writes Redis refused inside a batch transaction, by command',
+  });
+  return ({ command, key, error }) => {
+    errors.add(1, { command });
+    log.error({ command, key, err: error.message }, 'tracking store write failed');
+  };
+}
 
 /**
  * Gauges the admin service exports on /metrics, read from Kafka offsets and Redis at scrape time:

@@ -19,7 +19,7 @@ import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
 import { TrackingStore } from './tracking-store.js';
-import { registerGauges } from './metrics.js';
+import { registerGauges, trackingWriteErrors } from './metrics.js';
 import { securityHeadersHook } from './security.js';
 import { AuthThrottle } from './throttle.js';
 
@@ -62,7 +62,9 @@ export function createAdminService(
       const kadmin = kafka.admin();
       await kadmin.connect();
 
-      const tracking = new TrackingStore(redis, cfg.tracking.retentionDays, cfg.tracking.refusedRetentionDays);
+      const tracking = new TrackingStore(redis, cfg.tracking.retentionDays, cfg.tracking.refusedRetentionDays, {
+        onWriteError: trackingWriteErrors(ctx.telemetry.meter('mailgate.admin'), log),
+      });
       const quarantine = new QuarantineStore(redis, cfg.quarantine.retentionDays);
       const audit = new AuditLog(redis, log);
       const events = new TopicIngest(bus, {

@@ -19,7 +19,8 @@
  *   trk:idx:status:<status>             zset   id by first-seen time under its current message status (one at a
  *                                              time; the hash's `sidx` field names it); refusals use trk:idx:refused
  * Every key expires after the retention period, counted from its last write (a writer re-sets an expiry it set
- * less than a minute before only when the key may have gone since: tracking-write.ts RecentlyDone); index entries
+ * less than a minute before only where the key has none: it went and was created again since, tracking-write.ts
+ * RecentlyDone and EXPIRE_WHERE_NONE); index entries
  * older than it are trimmed by the writes to the index (at most once a minute per key and writer; the time index by
  * a periodic sweep), so a busy recipient's index does not grow for ever.
  * Refusals have their own, shorter retention (a spam run makes many): each refusal entry remembers the index keys

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { TrackingEvent } from '@mailgate/contracts';
 import { TrackingQueries, type SearchQuery } from './tracking-query.js';
 import type { MessageSummary } from './tracking-status.js';
-import { TrackingWriter } from './tracking-write.js';
+import { TrackingWriter, type TrackingWriteError } from './tracking-write.js';
 
 export {
   AUTH_CLASSES,
@@ -16,16 +16,27 @@ export {
   type MessageSummary,
   type RecipientStatus,
 } from './tracking-status.js';
+export type { TrackingWriteError } from './tracking-write.js';
 export { BadCursorError, SEARCH_STATUSES, type SearchQuery, type SearchStatus } from './tracking-query.js';
 
 export class TrackingStore {
   private readonly writer: TrackingWriter;
   private readonly queries: TrackingQueries;
 
-  constructor(redis: Redis, retentionDays: number, refusedRetentionDays = retentionDays) {
+  /**
+   * `onWriteError`: a write Redis refused inside a batch's transaction (e.g. a key of another type under the
+   * store's prefix). The batch's other writes stand and it is not retried (it would fail the same way and hold up
+   * every later event): the service logs and counts it (mailgate_tracking_write_errors_total).
+   */
+  constructor(
+    redis: Redis,
+    retentionDays: number,
+    refusedRetentionDays = retentionDays,
+    opts: { onWriteError?: (e: TrackingWriteError) => void } = {},
+  ) {
     const ttlSeconds = Math.ceil(retentionDays * 86400);
     const refusedTtlSeconds = Math.ceil(Math.min(refusedRetentionDays, retentionDays) * 86400);
-    this.writer = new TrackingWriter(redis, ttlSeconds, refusedTtlSeconds);
+    this.writer = new TrackingWriter(redis, ttlSeconds, refusedTtlSeconds, opts.onWriteError);
     this.queries = new TrackingQueries(redis);
   }
 

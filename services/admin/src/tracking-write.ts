@@ -23,6 +23,8 @@ import {
  * few hundred milliseconds changed nothing but cost a Redis command per key and batch. A key is remembered for one
  * to two windows (two generations of maps, the older dropped at each rotation), then done again on its next write.
  * Only what a MULTI really did is recorded (after it succeeded), so a failed batch redoes everything on its retry.
+ * A key can vanish within the window all the same (emptied by a trim or another replica's sweep, lost by Redis), and
+ * the batch's write then creates it again without an expiry: those keys get theirs from EXPIRE_WHERE_NONE.
  */
 class RecentlyDone {
   private current = new Map<string, number>();
@@ -57,34 +59,74 @@ class RecentlyDone {
 }
 
 /**
+ * EXPIRE each of KEYS (ARGV: its TTL in seconds, in the same order) that has no expiry: the keys whose expiry this
+ * writer set within the last minute (RecentlyDone) and so does not set again — unless the key vanished since and the
+ * batch's write created it anew without one. Any key can vanish behind the writer's back: Redis deletes an index
+ * that a trim or another replica's sweep emptied, a key expires, a restart or failover the connection did not notice
+ * loses it; without this check the key then lived for ever. One script per batch, after the batch's writes in the
+ * same MULTI, so no EXPIRE is sent for a key that still has its expiry (the round-4 savings) and none is missed.
+ * `EXPIRE key ttl NX` would do the same without a script, but needs Redis 7.0 and the docs promise no such minimum.
+ */
+const EXPIRE_WHERE_NONE = `
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('TTL', KEYS[i]) == -1 then
+    redis.call('EXPIRE', KEYS[i], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`;
+const EXPIRE_WHERE_NONE_SHA = createHash('sha1').update(EXPIRE_WHERE_NONE).digest('hex');
+
+/** A command of a batch that Redis refused inside its transaction (the rest of the transaction was applied). */
+export interface TrackingWriteError {
+  /** The command (`hset`, `zadd`, `expire`, …; `expire-where-none` for the script) and the key it was for. */
+  readonly command: string;
+  readonly key: string;
+  readonly error: Error;
+}
+
+/**
  * The MULTI of one batch. Index trims and key expiries are the same for every event that touches a key, so each is
  * queued once, after all the batch's writes (a trim before a later ZADD of an old entry would miss it): a batch of
  * a hundred events trims `trk:idx:rcptdom:example.test` once, not a hundred times; and not at all when this
- * writer did it within the last minute (RecentlyDone).
+ * writer did it within the last minute (RecentlyDone). Every command is queued with the key it is for, so a command
+ * Redis refuses is reported with its key.
  */
 class BatchWrites {
   private readonly expiries = new Map<string, number>();
   private readonly trims = new Map<string, number>();
   private readonly always = new Set<string>();
+  private readonly found = new Set<string>();
   private readonly adds = new Map<string, (string | number)[]>();
+  /** What each queued command of the MULTI was, in order: [command, key]. */
+  private readonly queued: [string, string][] = [];
 
   constructor(
-    readonly multi: ChainableCommander,
+    private readonly redis: Redis,
+    private readonly multi: ChainableCommander,
     /** The batch's clock: the retention horizon and the RecentlyDone windows. */
     readonly now: number,
     private readonly expired: RecentlyDone,
     private readonly trimmed: RecentlyDone,
+    private readonly onError: (e: TrackingWriteError) => void,
   ) {}
 
   /**
-   * EXPIRE key ttl at the end of the batch (the longest ttl asked for wins). `always`: even if this writer set it a
-   * moment ago, because the key may have gone since and this batch creates it again without a TTL: a message's
-   * hash the batch's read found missing, or a status index (any writer's ZREM empties it, and Redis deletes it,
-   * when e.g. the last held message passes).
+   * EXPIRE key ttl at the end of the batch (the longest ttl asked for wins), unless this writer set it within the
+   * last minute (RecentlyDone); then, by `known`, what may have happened to the key since:
+   * - `vanished` (the default, index keys): anything, so it gets its expiry only if it has none (EXPIRE_WHERE_NONE);
+   * - `always`: the key is likely to have gone and this batch creates it again without a TTL: a message's hash the
+   *   batch's read found missing, or a status index (any writer's ZREM empties it, and Redis deletes it, when e.g.
+   *   the last held message passes). EXPIRE it regardless;
+   * - `found`: a message's hash the batch's read found a moment ago, so it has the expiry every write that creates
+   *   it gives it (the read is its check). Nothing.
    */
-  expire(key: string, ttl: number, always = false): void {
+  expire(key: string, ttl: number, known: 'vanished' | 'always' | 'found' = 'vanished'): void {
     this.expiries.set(key, Math.max(ttl, this.expiries.get(key) ?? 0));
-    if (always) this.always.add(key);
+    if (known === 'always') this.always.add(key);
+    else if (known === 'found') this.found.add(key);
   }
 
   /**
@@ -98,25 +140,75 @@ class BatchWrites {
     else this.adds.set(key, [score, member]);
   }
 
+  /** ZADD now, in the order of the other writes (the status indexes: a ZREM from one may come later). */
+  zaddNow(key: string, score: number, member: string): void {
+    this.queue('zadd', key).zadd(key, score, member);
+  }
+
+  zrem(key: string, member: string): void {
+    this.queue('zrem', key).zrem(key, member);
+  }
+
+  hset(key: string, fieldsAndValues: string[]): void {
+    this.queue('hset', key).hset(key, ...fieldsAndValues);
+  }
+
   /** ZREMRANGEBYSCORE key -inf horizon at the end of the batch. */
   trim(key: string, horizon: number): void {
     this.trims.set(key, Math.max(horizon, this.trims.get(key) ?? -Infinity));
   }
 
+  private queue(command: string, key: string): ChainableCommander {
+    this.queued.push([command, key]);
+    return this.multi;
+  }
+
   async exec(): Promise<void> {
     const trims = [...this.trims].filter(([key]) => !this.trimmed.has(key, 0, this.now));
-    const expiries = [...this.expiries].filter(
-      ([key, ttl]) => this.always.has(key) || !this.expired.has(key, ttl, this.now),
-    );
-    for (const [key, args] of this.adds) this.multi.zadd(key, ...args);
-    for (const [key, horizon] of trims) this.multi.zremrangebyscore(key, '-inf', horizon);
-    for (const [key, ttl] of expiries) this.multi.expire(key, ttl);
-    const res = await this.multi.exec();
-    // A command that failed inside the transaction (ioredis reports it in the reply, it does not throw) may have
-    // left a key without its TTL: remember nothing, so the next write of each key sets it again.
-    if (!res || res.some(([err]) => err)) return;
+    const expiries: [string, number][] = [];
+    const checks: [string, number][] = [];
+    for (const [key, ttl] of this.expiries) {
+      if (this.always.has(key) || !this.expired.has(key, ttl, this.now)) expiries.push([key, ttl]);
+      else if (!this.found.has(key)) checks.push([key, ttl]);
+    }
+    for (const [key, args] of this.adds) this.queue('zadd', key).zadd(key, ...args);
+    for (const [key, horizon] of trims) this.queue('zremrangebyscore', key).zremrangebyscore(key, '-inf', horizon);
+    for (const [key, ttl] of expiries) this.queue('expire', key).expire(key, ttl);
+    const keys = checks.map(([key]) => key);
+    const ttls = checks.map(([, ttl]) => ttl);
+    if (checks.length)
+      this.queue('expire-where-none', keys.length > 1 ? `${keys[0]} (and ${keys.length - 1} more)` : keys[0]!).evalsha(
+        EXPIRE_WHERE_NONE_SHA,
+        keys.length,
+        ...keys,
+        ...ttls,
+      );
+    // A transaction Redis refused whole (EXECABORT: e.g. out of memory) rejects here: the batch is retried.
+    const res = (await this.multi.exec()) ?? [];
+    let failed = false;
+    for (const [i, [err]] of res.entries()) {
+      if (!err) continue;
+      const [command, key] = this.queued[i]!;
+      // The script cache was flushed (SCRIPT FLUSH, or a Redis that lost it while the connection stayed): the
+      // script did nothing, so it runs again with its body, which also loads it for the next batches.
+      if (command === 'expire-where-none' && err.message.includes('NOSCRIPT')) {
+        try {
+          await this.redis.eval(EXPIRE_WHERE_NONE, keys.length, ...keys, ...ttls);
+          continue;
+        } catch (e) {
+          this.onError({ command, key, error: e as Error });
+        }
+      } else this.onError({ command, key, error: err });
+      failed = true;
+    }
+    // A command that failed inside the transaction (ioredis reports it in the reply, it does not throw; the other
+    // commands were applied) may have left a key without its TTL: remember nothing, so the next write of each key
+    // sets it again. The failure itself was reported above (logged and counted by the service): retrying the batch
+    // would fail the same way (a key of another type) and hold up every later event.
+    if (failed) return;
     for (const [key] of trims) this.trimmed.record(key, 0, this.now);
     // `always` keys too: set now, they have their TTL (a status index is set again on its next batch regardless).
+    // The checked keys are not recorded again: their window runs from when their expiry was last re-set.
     for (const [key, ttl] of expiries) this.expired.record(key, ttl, this.now);
   }
 }
@@ -154,6 +246,8 @@ export class TrackingWriter {
     private readonly redis: Redis,
     private readonly ttlSeconds: number,
     private readonly refusedTtlSeconds: number,
+    /** A command Redis refused inside a batch's or the sweep's transaction (the others were applied). */
+    private readonly onError: (e: TrackingWriteError) => void = () => undefined,
   ) {
     // A minute, or less when the retention itself is tiny (tests): never a noticeable part of the retention.
     const windowMs = Math.min(60_000, ttlSeconds * 10);
@@ -200,7 +294,7 @@ export class TrackingWriter {
         statusDue: false,
       });
     });
-    const w = new BatchWrites(this.redis.multi(), Date.now(), this.expired, this.trimmed);
+    const w = new BatchWrites(this.redis, this.redis.multi(), Date.now(), this.expired, this.trimmed, this.onError);
     for (const e of events) this.write(w, e, state.get(e.messageId)!);
     for (const [id, s] of state) this.flush(w, id, s);
     await w.exec();
@@ -335,17 +429,16 @@ export class TrackingWriter {
   /** Queues the message's hash writes and expiries, after all of its events in the batch. */
   private flush(w: BatchWrites, id: string, s: MessageState): void {
     if (s.statusDue) this.reindexStatus(w, id, s);
-    const m = w.multi;
     // A message the read found is stored and has its expiry (set with every write that creates its keys); one it
     // did not find is new, or its keys went (expired, swept, lost by Redis): they are created here, with a TTL.
-    m.hset(`trk:ev:${id}`, ...s.events);
-    w.expire(`trk:ev:${id}`, s.ttl, !s.existed);
+    w.hset(`trk:ev:${id}`, s.events);
+    w.expire(`trk:ev:${id}`, s.ttl, s.existed ? 'found' : 'always');
     // The summary's expiry is refreshed with the event log's (RecentlyDone: at most once a minute), changed or not.
-    if (s.msgChanged.size) m.hset(`trk:msg:${id}`, ...fieldsOf(s.msgHash, s.msgChanged));
-    w.expire(`trk:msg:${id}`, s.ttl, !s.existed);
+    if (s.msgChanged.size) w.hset(`trk:msg:${id}`, fieldsOf(s.msgHash, s.msgChanged));
+    w.expire(`trk:msg:${id}`, s.ttl, s.existed ? 'found' : 'always');
     if (s.rcptChanged.size) {
-      m.hset(`trk:rcpt:${id}`, ...fieldsOf(s.rcptHash, s.rcptChanged));
-      w.expire(`trk:rcpt:${id}`, s.ttl, !s.rcptExisted);
+      w.hset(`trk:rcpt:${id}`, fieldsOf(s.rcptHash, s.rcptChanged));
+      w.expire(`trk:rcpt:${id}`, s.ttl, s.rcptExisted ? 'found' : 'always');
     }
   }
 
@@ -356,19 +449,18 @@ export class TrackingWriter {
    */
   private reindexStatus(w: BatchWrites, id: string, s: MessageState): void {
     s.statusDue = false;
-    const m = w.multi;
     const h = s.msgHash;
     const first = Number(h['firstSeenMs']);
     const status = toSummary(id, h, s.rcptHash).status;
     // The index entry is at the message's first-seen score: a new earlier time moves it too.
     if (h['sidx'] === status && String(first) === h['sidxAt']) return;
-    if (h['sidx'] && h['sidx'] !== status) m.zrem(`trk:idx:status:${h['sidx']}`, id);
+    if (h['sidx'] && h['sidx'] !== status) w.zrem(`trk:idx:status:${h['sidx']}`, id);
     const horizon = w.now - this.ttlSeconds * 1000;
     // Older than the retention: the trim would drop it in this MULTI (see write()).
     if (first > horizon) {
-      m.zadd(`trk:idx:status:${status}`, first, id);
+      w.zaddNow(`trk:idx:status:${status}`, first, id);
       w.trim(`trk:idx:status:${status}`, horizon);
-      w.expire(`trk:idx:status:${status}`, this.ttlSeconds, true);
+      w.expire(`trk:idx:status:${status}`, this.ttlSeconds, 'always');
     }
     h['sidx'] = status;
     h['sidxAt'] = String(first);
@@ -399,11 +491,19 @@ export class TrackingWriter {
       for (const id of ids) p.hget(`trk:msg:${id}`, 'idx');
       const idx = ((await p.exec()) ?? []).map(([, v]) => (v ? (JSON.parse(v as string) as string[]) : []));
       const m = this.redis.multi();
+      const queued: [string, string][] = [];
       ids.forEach((id, i) => {
-        for (const k of new Set([...idx[i]!, 'trk:idx:time', 'trk:idx:refused'])) m.zrem(k, id);
+        for (const k of new Set([...idx[i]!, 'trk:idx:time', 'trk:idx:refused'])) {
+          m.zrem(k, id);
+          queued.push(['zrem', k]);
+        }
         m.del(`trk:msg:${id}`, `trk:ev:${id}`, `trk:rcpt:${id}`);
+        queued.push(['del', `trk:msg:${id}`]);
       });
-      await m.exec();
+      // As in a batch: a refused command is reported, the rest of the transaction stands.
+      for (const [j, [err]] of ((await m.exec()) ?? []).entries()) {
+        if (err) this.onError({ command: queued[j]![0], key: queued[j]![1], error: err });
+      }
       n += ids.length;
     }
   }

@@ -2,7 +2,10 @@
 // (from the server's own INFO, so the counts are exact and independent of machine noise), events/s, CPU ms per
 // message of this process writing them (the admin's share) and of the redis-server executing them (from
 // /proc/<pid>/stat, 10 ms ticks: use enough MESSAGES): one add() per event, and addBatch() per BATCH events
-// (default 100: what the ingest consumer hands over from one fetch under load). MODES=batch runs only the latter.
+// (default 100: what the ingest consumer hands over from one fetch under load). MODES=batch runs only the latter;
+// MODES=records decodes each event from its record bytes first, as the admin's ingest does, and hands the batch to
+// addRecords() (the record's JSON stored as is; addBatch() where the store has no addRecords() or with
+// VIA=addBatch, for an A/B).
 // SHAPE=chain|spread (below). Prints figures, asserts nothing.
 //
 // A message's events are what the pipeline emits for clean mail with one recipient: `received` from ingress, one
@@ -11,7 +14,7 @@
 // commands" counts what the server ran, a script's own calls included; "sent by the client" leaves those out (the
 // TTL check of EXPIRE_WHERE_NONE); "µs in commands" is the server's own time in them (commandstats: less noisy than
 // the CPU ticks on a shared machine).
-import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
+import { encodeEvent, newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { startRedis } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { readFileSync } from 'node:fs';
@@ -109,6 +112,7 @@ try {
   const modes = [
     ...(MODES.includes('one') ? ['one add() per event'] : []),
     ...(MODES.includes('batch') ? [`addBatch() of ${BATCH} events`] : []),
+    ...(MODES.includes('records') ? [`${BATCH} records decoded and stored`] : []),
   ];
   for (const mode of modes) {
     const rows: {
@@ -133,12 +137,23 @@ try {
         .flatMap((evs, i) => evs.map((e, k) => ({ e, order: position(i, k) })))
         .sort((a, b) => a.order - b.order)
         .map((x) => x.e);
+      const records = all.map((e) => encodeEvent(e));
       const before = await serverCounts(redis);
       const redis0 = procCpuMs(server.pid);
       const cpu0 = process.cpuUsage();
       const wall0 = process.hrtime.bigint();
       if (mode.startsWith('one')) for (const e of all) await store.add(e);
-      else for (let i = 0; i < all.length; i += BATCH) await store.addBatch(all.slice(i, i + BATCH));
+      else if (mode.includes('records')) {
+        for (let i = 0; i < all.length; i += BATCH) {
+          const batch = records.slice(i, i + BATCH).map((b) => {
+            const json = b.toString('utf8');
+            return { event: JSON.parse(json) as TrackingEvent, json };
+          });
+          await ('addRecords' in store && process.env['VIA'] !== 'addBatch'
+            ? store.addRecords(batch)
+            : store.addBatch(batch.map((r) => r.event)));
+        }
+      } else for (let i = 0; i < all.length; i += BATCH) await store.addBatch(all.slice(i, i + BATCH));
       const wallS = Number(process.hrtime.bigint() - wall0) / 1e9;
       const cpu = process.cpuUsage(cpu0);
       const redisMs = procCpuMs(server.pid) - redis0;

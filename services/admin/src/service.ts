@@ -1,4 +1,4 @@
-import { AUX_GROUPS, decodeEvent, RECORD_HEADERS, TOPICS, type TrackingEvent } from '@mailgate/contracts';
+import { AUX_GROUPS, RECORD_HEADERS, TOPICS, type TrackingEvent } from '@mailgate/contracts';
 import { connectBus } from '@mailgate/bus';
 import { createRedis, redisReachable, type ServiceDefinition } from '@mailgate/runtime';
 import { deliveryQueueSchema, openDeliveryQueue } from '@mailgate/delivery-queue';
@@ -18,7 +18,7 @@ import { LagHistory, registerDashboard, startLagSampler } from './dashboard.js';
 import { TopicIngest } from './ingest.js';
 import { QuarantineStore } from './quarantine-store.js';
 import { PipelineStats } from './stats.js';
-import { TrackingStore } from './tracking-store.js';
+import { TrackingStore, type EventRecord } from './tracking-store.js';
 import { registerGauges, trackingWriteErrors } from './metrics.js';
 import { securityHeadersHook } from './security.js';
 import { AuthThrottle } from './throttle.js';
@@ -36,12 +36,18 @@ export interface AdminServiceOptions {
  */
 /** A tracking event from its record; a record that is JSON but not an event is unreadable too (skipped, logged). */
 function readEvent(value: Buffer | null): TrackingEvent {
+  return readEventRecord(value).event;
+}
+
+/** readEvent(), with the record's JSON text (stored as the event's timeline line: TrackingStore.addRecords). */
+function readEventRecord(value: Buffer | null): EventRecord {
   // An empty record (a tombstone, a producer bug) is unreadable like any other, not an error to retry for ever.
   if (!value?.length) throw new SyntaxError('empty event record');
-  const e = decodeEvent(value);
+  const json = value.toString('utf8');
+  const e = JSON.parse(json) as TrackingEvent;
   if (typeof e?.messageId !== 'string' || !e.messageId || typeof e.type !== 'string' || typeof e.at !== 'string')
     throw new SyntaxError('not a tracking event (messageId, type and at are required)');
-  return e;
+  return { event: e, json };
 }
 
 export function createAdminService(
@@ -76,7 +82,7 @@ export function createAdminService(
         // The events of one fetch go to Redis in one read round trip and one MULTI (TrackingStore.addBatch), and a
         // fetch waits up to tracking.ingestBatchMs for them: a few large batches per second instead of one small
         // fetch, transaction and commit per handful of events (docs/benchmarks.md, issue 22).
-        batch: { decode: (m) => readEvent(m.value), handle: (evs) => tracking.addBatch(evs) },
+        batch: { decode: (m) => readEventRecord(m.value), handle: (recs) => tracking.addRecords(recs) },
         fetch: { minBytes: 1024 * 1024, maxWaitMs: cfg.tracking.ingestBatchMs },
       });
       const held = new TopicIngest(bus, {

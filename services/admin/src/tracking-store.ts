@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { TrackingEvent } from '@mailgate/contracts';
 import { TrackingQueries, type SearchQuery } from './tracking-query.js';
 import type { MessageSummary } from './tracking-status.js';
-import { TrackingWriter, type TrackingWriteError } from './tracking-write.js';
+import { TrackingWriter, type EventRecord, type TrackingWriteError } from './tracking-write.js';
 
 export {
   AUTH_CLASSES,
@@ -16,7 +16,7 @@ export {
   type MessageSummary,
   type RecipientStatus,
 } from './tracking-status.js';
-export type { TrackingWriteError } from './tracking-write.js';
+export type { EventRecord, TrackingWriteError } from './tracking-write.js';
 export { BadCursorError, SEARCH_STATUSES, type SearchQuery, type SearchStatus } from './tracking-query.js';
 
 export class TrackingStore {
@@ -48,6 +48,11 @@ export class TrackingStore {
   /** Store events in their order, idempotent like add(), in one read and one MULTI (TrackingWriter.addBatch). */
   addBatch(events: readonly TrackingEvent[]): Promise<void> {
     return this.writer.addBatch(events);
+  }
+
+  /** addBatch() of records as read from the events topic (the ingest): each event's JSON text is stored as is. */
+  addRecords(records: readonly EventRecord[]): Promise<void> {
+    return this.writer.addRecords(records);
   }
 
   get(id: string): Promise<{ summary: MessageSummary; events: TrackingEvent[] } | null> {

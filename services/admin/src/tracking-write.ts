@@ -79,6 +79,17 @@ return n
 `;
 const EXPIRE_WHERE_NONE_SHA = createHash('sha1').update(EXPIRE_WHERE_NONE).digest('hex');
 
+/**
+ * An event and the JSON text it was decoded from (an events-topic record: encodeEvent is JSON.stringify), stored as
+ * its line in trk:ev and hashed for that line's field. The producers' text is what JSON.stringify of the decoded event
+ * gives (parse then stringify reproduces JSON.stringify's output), so the line and its field are those the event
+ * had when the store re-serialised it: a replay lands on the same field. Saves stringifying every event again.
+ */
+export interface EventRecord {
+  readonly event: TrackingEvent;
+  readonly json: string;
+}
+
 /** A command of a batch that Redis refused inside its transaction (the rest of the transaction was applied). */
 export interface TrackingWriteError {
   /** The command (`hset`, `zadd`, `expire`, …; `expire-where-none` for the script) and the key it was for. */
@@ -269,9 +280,14 @@ export class TrackingWriter {
    * of one message arrive in order on one partition with one writer each, so reading first and deciding in memory
    * (each event sees the state the previous ones left) does not race.
    */
-  async addBatch(events: readonly TrackingEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const ids = [...new Set(events.map((e) => e.messageId))];
+  addBatch(events: readonly TrackingEvent[]): Promise<void> {
+    return this.addRecords(events.map((event) => ({ event, json: JSON.stringify(event) })));
+  }
+
+  /** addBatch() of events as the records they were read from: their JSON is stored as it came (EventRecord). */
+  async addRecords(records: readonly EventRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const ids = [...new Set(records.map((r) => r.event.messageId))];
     const p = this.redis.pipeline();
     for (const id of ids) p.hgetall(`trk:msg:${id}`).hgetall(`trk:rcpt:${id}`);
     const res = (await p.exec()) ?? [];
@@ -295,15 +311,14 @@ export class TrackingWriter {
       });
     });
     const w = new BatchWrites(this.redis, this.redis.multi(), Date.now(), this.expired, this.trimmed, this.onError);
-    for (const e of events) this.write(w, e, state.get(e.messageId)!);
+    for (const r of records) this.write(w, r, state.get(r.event.messageId)!);
     for (const [id, s] of state) this.flush(w, id, s);
     await w.exec();
   }
 
   /** Applies one event to the message's state `s` (in place) and queues its index writes on `w`. */
-  private write(w: BatchWrites, e: TrackingEvent, s: MessageState): void {
+  private write(w: BatchWrites, { event: e, json }: EventRecord, s: MessageState): void {
     const id = e.messageId;
-    const json = JSON.stringify(e);
     s.events.push(createHash('sha1').update(json).digest('base64url'), json);
     const at = Date.parse(e.at) || Date.now();
     const perRcpt = isPerRecipient(e);

@@ -5,7 +5,7 @@
 // emptied by a ZREM comes back, and when the batch that set them failed.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
+import { decodeEvent, encodeEvent, newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { isolatedRedisPrefix, startRedis } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { TrackingStore } from '../src/tracking-store.js';
@@ -204,6 +204,30 @@ describe('tracking store: addBatch', () => {
     }
     assert.ok(Object.keys(dumps[0]!).length > 100, 'the journeys wrote their keys');
     for (const d of dumps.slice(1)) assert.deepEqual(d, dumps[0]);
+  });
+
+  test('records as read from the events topic store what their events store; a replay adds no second line', async () => {
+    const events = journeys(30, Date.now() - 60_000);
+    const raw = new Redis(REDIS_URL);
+    try {
+      const [p1, p2] = [isolatedRedisPrefix('mgtb6a'), isolatedRedisPrefix('mgtb6b')];
+      const [a, b] = [new Redis(REDIS_URL, { keyPrefix: p1 }), new Redis(REDIS_URL, { keyPrefix: p2 })];
+      clients.push(a, b);
+      await new TrackingStore(a, 1).addBatch(events);
+      // What the ingest hands over: each record's text and the event decoded from it.
+      const records = events.map((e) => encodeEvent(e).toString('utf8'));
+      const store = new TrackingStore(b, 1);
+      await store.addRecords(records.map((json) => ({ event: decodeEvent(Buffer.from(json)), json })));
+      const stored = await dump(raw, p2);
+      assert.ok(Object.keys(stored).length > 50, 'the journeys wrote their keys');
+      assert.deepEqual(stored, await dump(raw, p1));
+      // A replay of the same events, once through each path: every line lands on the field it has.
+      await store.addBatch(events);
+      await store.addRecords(records.map((json) => ({ event: decodeEvent(Buffer.from(json)), json })));
+      assert.deepEqual(await dump(raw, p2), stored);
+    } finally {
+      raw.disconnect();
+    }
   });
 
   /** Keys under the prefix without an expiry (TTL -1), but the time index (which the sweep trims). */

@@ -66,6 +66,8 @@ class RecentlyDone {
  * loses it; without this check the key then lived for ever. One script per batch, after the batch's writes in the
  * same MULTI, so no EXPIRE is sent for a key that still has its expiry (the round-4 savings) and none is missed.
  * `EXPIRE key ttl NX` would do the same without a script, but needs Redis 7.0 and the docs promise no such minimum.
+ * A script that writes after reading a TTL needs effects replication, Redis's default since 5.0 (BullMQ, which
+ * delivery uses, requires 5.0 already).
  */
 const EXPIRE_WHERE_NONE = `
 local n = 0

@@ -147,7 +147,8 @@ describe('tracking store: a write Redis refuses inside a batch', () => {
     assert.equal(await errors(), 0);
     const [bad, good] = [received('mallory@example.test', Date.now()), received('trent@example.test', Date.now())];
     await ingestEvents(env, [bad, good]);
-    await waitFor(async () => (await errors()) === 1, { timeoutMs: 20_000, message: 'the refused ZADD counted' });
+    // At least once: a group rebalance before the commit would hand the same batch over again.
+    await waitFor(async () => (await errors()) >= 1, { timeoutMs: 20_000, message: 'the refused ZADD counted' });
     assert.equal((await env.api(`/api/v1/messages/${bad.messageId}`)).status, 200, 'the message itself is stored');
   });
 });

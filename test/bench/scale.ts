@@ -13,6 +13,7 @@
 //          --runs 1 (each stage measured N times, stages interleaved; msg/s is the median, every run is printed: one
 //          point at a quota of 0.1 core varies by about ±25 % from run to run on a 2-core machine)
 //          --partitions 12  --source (run from TypeScript instead of the build)
+//          --config JSON (deep-merged over the bench's config: an A/B of one setting in one session)
 //          --cpu-prof DIR (V8 CPU profile of every replica run, one file per process in DIR/<stage>: the replicas stop
 //          gracefully after each point, which writes them, into DIR/<stage>/x<replicas>/ with a window.json of the
 //          measured interval for scripts/cpuprofile-summary.mjs; profiling adds its own CPU, so rates are lower)
@@ -24,7 +25,15 @@ import { SERVICES as SERVICE_TABLE } from '@mailgate/contracts';
 import { producePipelineMessages, testPipelineMessage } from '@mailgate/testkit';
 import { Kafka, logLevel } from 'kafkajs';
 import { buildMessage } from '../harness/mail.js';
-import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, sleep, startStack, type ServiceName, type Stack } from '../harness/stack.js';
+import {
+  ACCEPTED_DOMAIN,
+  deepMerge,
+  REMOTE_DOMAIN,
+  sleep,
+  startStack,
+  type ServiceName,
+  type Stack,
+} from '../harness/stack.js';
 import { CgroupError, cpuCgroups, type CgroupDriver, type CpuGroup } from './cgroup.js';
 import { describeSplit, groupMembers, type Member } from './load.js';
 import { sample, usageMeter } from './procstat.js';
@@ -46,6 +55,8 @@ const WARM_PER_REPLICA = Number(opt('--warm', '300'));
 const RUNS = Number(opt('--runs', '1'));
 const FROM_SOURCE = argv.includes('--source');
 const CPU_PROF = opt('--cpu-prof', '');
+/** Deep-merged over the bench's config (A/B of a setting, e.g. '{"delivery":{"bus":{"inFlight":0}}}'). */
+const EXTRA_CONFIG = JSON.parse(opt('--config', '{}')) as Parameters<typeof deepMerge>[1];
 const log = (l: string): void => console.error(`[scale] ${l}`);
 const fmt = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
@@ -168,10 +179,15 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
     replicas: { [stage]: max },
     ...(CPU_PROF ? { nodeFlags: { [stage]: ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}/${stage}`] } } : {}),
     // Every message goes to the one sink: the fleet-wide connection cap per destination (default 20, shared through
-    // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU.
+    // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU. 1000: each delivery replica keeps up to
+    // bus.inFlight (96) messages in flight, plus the idle connections that keep their slot for connectionIdleMs.
+    // (400 until round 5, when 4 replicas had 24 in flight each; with 96 each, 400 bound: 30 % of periods at quota.)
     // The rate is read from committed offsets: commit every 100 ms (the stages coalesce commits per second by
     // default), or a 4-replica point of a few seconds would be read in steps of a second.
-    config: JSON.parse(process.env['SCALE_CONFIG'] ?? 'null') ?? { delivery: { limits: { maxConnectionsPerDestination: 400 } }, bus: { commitIntervalMs: 100 } },
+    config: deepMerge(
+      { delivery: { limits: { maxConnectionsPerDestination: 1000 } }, bus: { commitIntervalMs: 100 } },
+      EXTRA_CONFIG,
+    ),
   });
   const kafka = new Kafka({ clientId: 'bench-scale', brokers: [stack.kafka.brokers], logLevel: logLevel.NOTHING });
   const groups: CpuGroup[] = [];
@@ -283,7 +299,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; cgroup ${cg.version}`,
   );
   console.log(
-    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 400; bus.commitIntervalMs 100`,
+    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 1000; bus.commitIntervalMs 100`,
   );
   const measured: ScalePoint[] = [];
   for (let run = 1; run <= RUNS; run++) {
@@ -314,11 +330,14 @@ async function main(): Promise<void> {
       );
   }
   console.log(
-    '\nper message (median run): replicas\' CPU ms between 10 and 90 % of the backlog; CPU ms by process over the whole interval; Redis commands; TCP connections opened',
+    "\nper message (median run): replicas' CPU ms between 10 and 90 % of the backlog; CPU ms by process over the whole interval; Redis commands; TCP connections opened",
   );
   for (const p of all)
     console.log(
-      `  ${p.stage} × ${p.replicas}: steady state ${fmt((p.steadyCpuMsPerMessage ?? []).reduce((x, y) => x + y, 0), 2)} (replicas ${(p.steadyCpuMsPerMessage ?? []).map((x) => fmt(x, 2)).join(' + ')}); whole interval ${p.cpuMsPerMessage
+      `  ${p.stage} × ${p.replicas}: steady state ${fmt(
+        (p.steadyCpuMsPerMessage ?? []).reduce((x, y) => x + y, 0),
+        2,
+      )} (replicas ${(p.steadyCpuMsPerMessage ?? []).map((x) => fmt(x, 2)).join(' + ')}); whole interval ${p.cpuMsPerMessage
         .filter((u) => u.ms >= 0.01)
         .map((u) => `${u.label} ${fmt(u.ms, 2)}`)
         .join(', ')}; Redis ${Object.entries(p.redisPerMessage ?? {})

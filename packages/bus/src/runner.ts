@@ -220,7 +220,7 @@ export class StageRunner {
    * Records per chunk: `bus.concurrency`, or more when `inFlight` is set and this replica works on fewer partitions
    * than inFlight ÷ concurrency (a scaled-out replica keeps about as much work in flight as a single one would).
    */
-  chunkSize(): number {
+  private chunkSize(): number {
     const base = Math.max(1, this.opts.bus.concurrency);
     const inFlight = this.opts.inFlight ?? this.opts.bus.inFlight ?? 0;
     const parallel = Math.min(this.assigned, this.opts.partitionsConcurrently ?? this.opts.bus.partitionsConcurrently);

@@ -13,20 +13,32 @@
 //          --runs 1 (each stage measured N times, stages interleaved; msg/s is the median, every run is printed: one
 //          point at a quota of 0.1 core varies by about ±25 % from run to run on a 2-core machine)
 //          --partitions 12  --source (run from TypeScript instead of the build)
+//          --config JSON (deep-merged over the bench's config: an A/B of one setting in one session)
 //          --cpu-prof DIR (V8 CPU profile of every replica run, one file per process in DIR/<stage>: the replicas stop
-//          gracefully after each point, which writes them; profiling adds its own CPU, so rates are lower)
+//          gracefully after each point, which writes them, into DIR/<stage>/x<replicas>/ with a window.json of the
+//          measured interval for scripts/cpuprofile-summary.mjs; profiling adds its own CPU, so rates are lower)
 // Needs root for the cgroups (v1 cpu.cfs_quota_us or v2 cpu.max): when quotas cannot be set it says why and exits 1,
 // never printing figures it did not measure. Prints figures, never asserts.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { SERVICES as SERVICE_TABLE } from '@mailgate/contracts';
 import { producePipelineMessages, testPipelineMessage } from '@mailgate/testkit';
 import { Kafka, logLevel } from 'kafkajs';
 import { buildMessage } from '../harness/mail.js';
-import { ACCEPTED_DOMAIN, REMOTE_DOMAIN, sleep, startStack, type ServiceName, type Stack } from '../harness/stack.js';
+import {
+  ACCEPTED_DOMAIN,
+  deepMerge,
+  REMOTE_DOMAIN,
+  sleep,
+  startStack,
+  type ServiceName,
+  type Stack,
+} from '../harness/stack.js';
 import { CgroupError, cpuCgroups, type CgroupDriver, type CpuGroup } from './cgroup.js';
 import { describeSplit, groupMembers, type Member } from './load.js';
-import { usageMeter } from './procstat.js';
+import { sample, usageMeter } from './procstat.js';
+import { connectionCounter } from './connections.js';
+import { execFileSync } from 'node:child_process';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, d: string): string => (argv.includes(name) ? (argv[argv.indexOf(name) + 1] ?? d) : d);
@@ -43,6 +55,8 @@ const WARM_PER_REPLICA = Number(opt('--warm', '300'));
 const RUNS = Number(opt('--runs', '1'));
 const FROM_SOURCE = argv.includes('--source');
 const CPU_PROF = opt('--cpu-prof', '');
+/** Deep-merged over the bench's config (A/B of a setting, e.g. '{"delivery":{"bus":{"inFlight":0}}}'). */
+const EXTRA_CONFIG = JSON.parse(opt('--config', '{}')) as Parameters<typeof deepMerge>[1];
 const log = (l: string): void => console.error(`[scale] ${l}`);
 const fmt = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
@@ -57,6 +71,23 @@ export interface ScalePoint {
   throttled: number[];
   assignment: string[];
   cpuMsPerMessage: { label: string; ms: number }[];
+  /**
+   * CPU ms per message of each replica between 10 % and 90 % of the backlog (the rate's interval), per message the
+   * whole stage committed: their sum is the stage's steady-state CPU per message.
+   */
+  steadyCpuMsPerMessage?: number[];
+  /** Redis commands per message over the measured interval, by command (the stage's own and its libraries'). */
+  redisPerMessage?: Record<string, number>;
+  /** TCP connections opened per message during the measured interval, by server. */
+  connectionsPerMessage?: Record<string, number>;
+}
+
+/** Calls per command since the server started (INFO commandstats). */
+function redisCommandCounts(port: number): Map<string, number> {
+  const out = execFileSync('redis-cli', ['-p', String(port), 'INFO', 'commandstats'], { encoding: 'utf8' });
+  const counts = new Map<string, number>();
+  for (const m of out.matchAll(/^cmdstat_(\S+?):calls=(\d+)/gm)) counts.set(m[1]!, Number(m[2]));
+  return counts;
 }
 
 /** Waits until the stage's consumer group is stable with `n` members that together hold every partition. */
@@ -81,18 +112,32 @@ async function produceBacklog(stack: Stack, topic: string, count: number): Promi
 
 /**
  * Waits until `count` more messages than `from` are committed (offsets every 100 ms) and returns the rate between
- * 10 % and 90 % of them, so group joins and the last partition's tail do not count.
+ * 10 % and 90 % of them, so group joins and the last partition's tail do not count; with `pids`, also the CPU ms
+ * per message of those processes over the same interval (the replicas' steady-state cost, without the idle tail).
  */
-async function drain(kafka: Kafka, group: string, topic: string, from: number, count: number): Promise<number> {
-  const samples: { t: number; done: number }[] = [];
+async function drain(
+  kafka: Kafka,
+  group: string,
+  topic: string,
+  from: number,
+  count: number,
+  pids: (number | undefined)[] = [],
+): Promise<{ rate: number; cpuMsPerMessage: number[] }> {
+  const samples: { t: number; done: number; cpu: number[] }[] = [];
   for (;;) {
     const p = await progress(kafka, group, topic);
-    samples.push({ t: performance.now(), done: p.committed - from });
+    const cpu = pids.map((pid) => sample(pid)?.cpuSeconds ?? NaN);
+    samples.push({ t: performance.now(), done: p.committed - from, cpu });
     if (p.committed >= p.end) break;
     await sleep(100);
   }
-  const at = (frac: number) => samples.find((x) => x.done >= count * frac)!.t;
-  return (count * 0.8) / ((at(0.9) - at(0.1)) / 1000);
+  const at = (frac: number) => samples.find((x) => x.done >= count * frac)!;
+  const a = at(0.1);
+  const b = at(0.9);
+  return {
+    rate: ((b.done - a.done) * 1000) / (b.t - a.t),
+    cpuMsPerMessage: pids.map((_, i) => ((b.cpu[i]! - a.cpu[i]!) * 1000) / (b.done - a.done)),
+  };
 }
 
 /** N messages like smtp-source's (headers + a body of BYTES), addressed to the stack's accepted domain. */
@@ -134,10 +179,15 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
     replicas: { [stage]: max },
     ...(CPU_PROF ? { nodeFlags: { [stage]: ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}/${stage}`] } } : {}),
     // Every message goes to the one sink: the fleet-wide connection cap per destination (default 20, shared through
-    // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU.
+    // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU. 1000: each delivery replica keeps up to
+    // bus.inFlight (96) messages in flight, plus the idle connections that keep their slot for connectionIdleMs.
+    // (400 until round 5, when 4 replicas had 24 in flight each; with 96 each, 400 bound: 30 % of periods at quota.)
     // The rate is read from committed offsets: commit every 100 ms (the stages coalesce commits per second by
     // default), or a 4-replica point of a few seconds would be read in steps of a second.
-    config: { delivery: { limits: { maxConnectionsPerDestination: 400 } }, bus: { commitIntervalMs: 100 } },
+    config: deepMerge(
+      { delivery: { limits: { maxConnectionsPerDestination: 1000 } }, bus: { commitIntervalMs: 100 } },
+      EXTRA_CONFIG,
+    ),
   });
   const kafka = new Kafka({ clientId: 'bench-scale', brokers: [stack.kafka.brokers], logLevel: logLevel.NOTHING });
   const groups: CpuGroup[] = [];
@@ -159,21 +209,40 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
       const warm = WARM_PER_REPLICA * n;
       const warmStart = await progress(kafka, group, topic);
       await produceBacklog(stack, topic, warm);
-      const warmRate = await drain(kafka, group, topic, warmStart.committed, warm);
+      const warmRate = (await drain(kafka, group, topic, warmStart.committed, warm)).rate;
       log(`${stage} × ${n}: warm-up done (${warm} messages, ${fmt(warmRate)} msg/s)`);
       const count = MESSAGES;
       const start = await progress(kafka, group, topic);
       const before = groups.slice(0, n).map((g) => g.throttling());
       const meter = usageMeter(stack.processes());
+      const redis0 = redisCommandCounts(stack.redis.port);
+      const conns = connectionCounter([
+        { label: 'sink', port: stack.internal.port },
+        { label: 'redis', port: stack.redis.port },
+        { label: 'kafka-lite', port: stack.kafka.port },
+      ]);
+      const startUs = monoUs();
       await produceBacklog(stack, topic, count);
-      const rate = await drain(kafka, group, topic, start.committed, count);
+      const pids = Array.from({ length: n }, (_, i) => stack.proc(stage, i).pid);
+      const { rate, cpuMsPerMessage: steady } = await drain(kafka, group, topic, start.committed, count, pids);
+      const endUs = monoUs();
       const usage = meter.finish();
+      const redis1 = redisCommandCounts(stack.redis.port);
+      const redisPerMessage: Record<string, number> = {};
+      for (const [cmd, calls] of redis1) {
+        const d = (calls - (redis0.get(cmd) ?? 0)) / count;
+        if (d >= 0.01 && cmd !== 'info') redisPerMessage[cmd] = Number(d.toFixed(2));
+      }
+      const connectionsPerMessage = Object.fromEntries(
+        conns.finish().map((c) => [c.label, Number((c.connections / count).toFixed(3))]),
+      );
       const throttled = groups.slice(0, n).map((g, i) => {
         const a = g.throttling();
         const periods = a.periods - before[i]!.periods;
         return periods ? (a.throttled - before[i]!.throttled) / periods : 0;
       });
       for (let i = 0; i < n; i++) await stack.proc(stage, i).stop();
+      if (CPU_PROF) keepProfiles(`${CPU_PROF}/${stage}`, n, { startUs, endUs, messages: count });
       points.push({
         stage,
         replicas: n,
@@ -181,6 +250,9 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
         throttled,
         assignment: describeSplit(members),
         cpuMsPerMessage: usage.map((u) => ({ label: u.label, ms: (u.cpuSeconds * 1000) / count })),
+        steadyCpuMsPerMessage: steady,
+        redisPerMessage,
+        connectionsPerMessage,
       });
       log(`${stage} × ${n}: ${fmt(rate)} msg/s, throttled ${throttled.map((t) => fmt(t * 100, 0) + '%').join('/')}`);
     }
@@ -189,6 +261,20 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
     for (const g of groups) g.remove();
   }
   return points.sort((a, b) => a.replicas - b.replicas);
+}
+
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/**
+ * Moves the profiles the replicas of one point just wrote into <dir>/x<n>/ with a window.json (the measured drain
+ * on the monotonic clock V8 stamps its samples with), so `node scripts/cpuprofile-summary.mjs <dir>/x<n>` shows
+ * the measured interval only, without start-up and warm-up.
+ */
+function keepProfiles(dir: string, n: number, window: { startUs: number; endUs: number; messages: number }): void {
+  const out = `${dir}/x${n}`;
+  mkdirSync(out, { recursive: true });
+  for (const f of readdirSync(dir)) if (f.endsWith('.cpuprofile')) renameSync(`${dir}/${f}`, `${out}/${f}`);
+  writeFileSync(`${out}/window.json`, JSON.stringify(window));
 }
 
 /** The stage was the bottleneck: every replica used its whole quota in most periods. */
@@ -213,7 +299,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; cgroup ${cg.version}`,
   );
   console.log(
-    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 400; bus.commitIntervalMs 100`,
+    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 1000; bus.commitIntervalMs 100${argv.includes('--config') ? `; --config ${JSON.stringify(EXTRA_CONFIG)}` : ''}`,
   );
   const measured: ScalePoint[] = [];
   for (let run = 1; run <= RUNS; run++) {
@@ -243,6 +329,23 @@ async function main(): Promise<void> {
         `| ${stage} | ${p.replicas} | ${fmt(p.msgPerSec)}${RUNS > 1 ? ` (${(p.runs ?? []).map((r) => fmt(r)).join(', ')})` : ''} | ${fmt(p.msgPerSec / one, 2)}× | ${p.throttled.map((t) => fmt(t * 100, 0)).join(' / ')}${bound(p) ? '' : ' (not CPU-bound at its quota: the bottleneck was elsewhere, so this is not the stage’s throughput)'} |`,
       );
   }
+  console.log(
+    "\nper message (median run): replicas' CPU ms between 10 and 90 % of the backlog; CPU ms by process over the whole interval; Redis commands; TCP connections opened",
+  );
+  for (const p of all)
+    console.log(
+      `  ${p.stage} × ${p.replicas}: steady state ${fmt(
+        (p.steadyCpuMsPerMessage ?? []).reduce((x, y) => x + y, 0),
+        2,
+      )} (replicas ${(p.steadyCpuMsPerMessage ?? []).map((x) => fmt(x, 2)).join(' + ')}); whole interval ${p.cpuMsPerMessage
+        .filter((u) => u.ms >= 0.01)
+        .map((u) => `${u.label} ${fmt(u.ms, 2)}`)
+        .join(', ')}; Redis ${Object.entries(p.redisPerMessage ?? {})
+        .map(([k, v]) => `${k} ${v}`)
+        .join(' ')}; connections ${Object.entries(p.connectionsPerMessage ?? {})
+        .map(([k, v]) => `${k} ${v}`)
+        .join(' ')}`,
+    );
   console.log('\npartition assignment:');
   for (const p of all) console.log(`  ${p.stage} × ${p.replicas}: ${p.assignment.join('; ')}`);
   mkdirSync('var/bench', { recursive: true });

@@ -53,6 +53,8 @@ export interface StageRunnerCommonOptions {
   readonly partitionsConcurrently?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
+  /** Records kept in flight across the partitions worked on (`bus.inFlight`; default that, else 0 = off). */
+  readonly inFlight?: number;
   /** Fetch long-poll wait (default `bus.fetchMaxWaitMs`). */
   readonly maxWaitTimeInMs?: number;
   /**
@@ -109,6 +111,8 @@ export class StageRunner {
   /** Set by stop(): no new chunk starts; the chunk in flight finishes and commits (drain). */
   private stopping = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Partitions of our topics the group assigned to this consumer at its last join (0 until it joined). */
+  private assigned = 0;
   private readonly metrics;
 
   constructor(private readonly opts: StageRunnerOptions) {
@@ -138,6 +142,9 @@ export class StageRunner {
       maxBytesPerPartition: 64 * 1024 * 1024,
       maxBytes: 128 * 1024 * 1024,
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5000 },
+    });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      this.assigned = Object.values(e.payload.memberAssignment).reduce((n, ps) => n + ps.length, 0);
     });
     this.state = new ConsumerState(this.consumer, {
       log: opts.log,
@@ -210,14 +217,26 @@ export class StageRunner {
   }
 
   /**
-   * The batch in chunks of `bus.concurrency` records: each chunk is decided and its output produced durably before
+   * Records per chunk: `bus.concurrency`, or more when `inFlight` is set and this replica works on fewer partitions
+   * than inFlight ÷ concurrency (a scaled-out replica keeps about as much work in flight as a single one would).
+   */
+  private chunkSize(): number {
+    const base = Math.max(1, this.opts.bus.concurrency);
+    const inFlight = this.opts.inFlight ?? this.opts.bus.inFlight ?? 0;
+    const parallel = Math.min(this.assigned, this.opts.partitionsConcurrently ?? this.opts.bus.partitionsConcurrently);
+    if (inFlight <= 0 || parallel <= 0) return base;
+    return Math.max(base, Math.ceil(inFlight / parallel));
+  }
+
+  /**
+   * The batch in chunks of `chunkSize()` records: each chunk is decided and its output produced durably before
    * the next starts; offsets are committed after the chunk that reaches `bus.commitIntervalMs` since the batch's last
    * commit, after the batch's last chunk, and when a drain stops the batch early — always after the output of every
    * record they cover was produced (the no-loss rule). A crash redelivers what was produced but not yet committed.
    */
   private async runBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
-    const chunkSize = Math.max(1, this.opts.bus.concurrency);
+    const chunkSize = this.chunkSize();
     let uncommitted: string | undefined; // offset of the last record whose output was produced, not yet committed
     let lastCommit = Date.now();
     for (let i = 0; i < batch.messages.length; i += chunkSize) {

@@ -36,6 +36,12 @@ export interface StageServiceDefinition<K extends ServiceSection, S extends ZodT
   readonly section: K;
   readonly schema: S;
   readonly setup: (ctx: StageSetupContext<LoadedConfig<{ [P in K]: S }>>) => Promise<StageSetup>;
+  /**
+   * The stage's default for `bus.inFlight` (records one replica keeps in flight across its partitions) when the
+   * configuration does not set it: an I/O-bound stage sets it so a scaled-out replica holding few partitions still
+   * works on as many records at once as a single replica. Default 0 (chunks of `bus.concurrency` per partition).
+   */
+  readonly inFlight?: number;
   /** Tests: faster group membership. */
   readonly runner?: Partial<
     Pick<
@@ -59,6 +65,8 @@ export interface StageDefinition {
   readonly section: ServiceSection;
   readonly schema: ZodTypeAny;
   readonly setup: (ctx: StageSetupContext<LoadedConfig<StageSections>>) => Promise<StageSetup>;
+  /** The stage's default `bus.inFlight` (StageServiceDefinition.inFlight). */
+  readonly inFlight?: number;
 }
 
 /** A stage as a service (`mailgate <stage>`), keeping its definition for `mailgate chain` (`stageService`). */
@@ -84,6 +92,7 @@ export function defineStageService<K extends ServiceSection, S extends ZodTypeAn
     stage: def.stage,
     section: def.section,
     schema: def.schema,
+    ...(def.inFlight !== undefined ? { inFlight: def.inFlight } : {}),
     // The chain's configuration has this stage's section (it loads every step's schema): the one narrowing cast.
     setup: (ctx) => def.setup(ctx as unknown as StageSetupContext<LoadedConfig<{ [P in K]: S }>>),
   };
@@ -167,6 +176,8 @@ async function startStages(
     kafka,
     producer,
     bus,
+    // A chain takes the largest default of its steps (an I/O-bound step sets how much work it needs in flight).
+    inFlight: bus.inFlight ?? Math.max(0, ...stages.map((s) => s.inFlight ?? 0)),
     log,
     telemetry: ctx.telemetry,
     host: config.gateway.instance,

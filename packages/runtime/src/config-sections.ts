@@ -171,6 +171,15 @@ export const busSchema = z
      * the other half's fetch-decide-produce round trips; docs/benchmarks.md measures the difference.
      */
     partitionsConcurrently: z.number().int().min(1).max(256).default(12),
+    /**
+     * Records one replica keeps in flight across the partitions it works on. A replica of a scaled-out stage holds
+     * fewer partitions (12 partitions, 4 replicas: 3 each), so with chunks of `concurrency` per partition it would
+     * have a quarter of the work in flight of a single replica; an I/O-bound stage (delivery: SMTP and Redis round
+     * trips) then pays its per-round-trip and per-chunk costs over fewer messages. With inFlight set, a partition's
+     * chunks grow to inFlight ÷ (partitions worked on at once), never below `concurrency`. 0 = always chunks of
+     * `concurrency`. Unset: the stage's own default (delivery 96 = 8 × 12, the others 0).
+     */
+    inFlight: z.number().int().min(0).max(10_000).optional(),
   })
   .strict()
   .default({});

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { LuaScript } from './lua.js';
 
 /**
  * Per-destination limits shared by every delivery replica through Redis:
@@ -8,14 +9,14 @@ import type { Redis } from 'ioredis';
  *  - a failure counter that, after N consecutive destination-wide temporary failures, backs the destination off
  *    as a whole for a while (its recipients are deferred without connecting: no hammering a sick server).
  */
-const ACQUIRE = `
+const ACQUIRE = new LuaScript(`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-return 0`;
+return 0`);
 
 const FAILURE = `
 local n = redis.call('INCR', KEYS[1])
@@ -49,14 +50,11 @@ export class DestinationLimits {
   /** Try to take a connection slot; returns its token or null when the destination is at its limit. */
   async tryAcquire(dest: string): Promise<string | null> {
     const token = randomBytes(8).toString('hex');
-    const ok = await this.redis.eval(
-      ACQUIRE,
-      1,
-      this.key('conn', dest),
-      Date.now(),
-      this.opts.slotTtlMs,
-      this.opts.maxConnectionsPerDestination,
-      token,
+    // By its SHA (a new connection of a busy destination runs it; the body need not travel every time).
+    const ok = await ACQUIRE.run(
+      this.redis,
+      [this.key('conn', dest)],
+      [Date.now(), this.opts.slotTtlMs, this.opts.maxConnectionsPerDestination, token],
     );
     return ok === 1 ? token : null;
   }

@@ -84,5 +84,10 @@ export const service = defineStageService({
   stage: 'delivery',
   section: 'delivery',
   schema: deliverySchema,
+  // Each message waits on SMTP and Redis round trips, so a replica's per-message CPU depends on how many it works on
+  // at once: a replica of four on 12 partitions (3 each) kept 24 in flight at bus.concurrency 8 against a single
+  // replica's 96, and cost ~1.3–1.6× the CPU per message (docs/benchmarks.md, round 5). 96 = 8 × 12 keeps a single
+  // replica as it was.
+  inFlight: 96,
   setup: setupDelivery,
 });

@@ -69,6 +69,17 @@ export interface StageDefinition {
   readonly inFlight?: number;
 }
 
+/**
+ * The runner's `bus.inFlight`: the configured value when set (0 included), else the largest default of the steps
+ * (a chain takes it from its I/O-bound step: a chain ending in delivery gets delivery's).
+ */
+export function stageInFlight(
+  bus: { readonly inFlight?: number | undefined },
+  stages: readonly Pick<StageDefinition, 'inFlight'>[],
+): number {
+  return bus.inFlight ?? Math.max(0, ...stages.map((s) => s.inFlight ?? 0));
+}
+
 /** A stage as a service (`mailgate <stage>`), keeping its definition for `mailgate chain` (`stageService`). */
 export type StageService<K extends ServiceSection, S extends ZodTypeAny> = ServiceDefinition<{ [P in K]: S }> & {
   readonly stageDefinition: StageDefinition;
@@ -176,8 +187,7 @@ async function startStages(
     kafka,
     producer,
     bus,
-    // A chain takes the largest default of its steps (an I/O-bound step sets how much work it needs in flight).
-    inFlight: bus.inFlight ?? Math.max(0, ...stages.map((s) => s.inFlight ?? 0)),
+    inFlight: stageInFlight(bus, stages),
     log,
     telemetry: ctx.telemetry,
     host: config.gateway.instance,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { pass } from '@mailgate/contracts';
-import type { StageFn } from '@mailgate/bus';
+import { stageInFlight, type StageFn } from '@mailgate/bus';
 import { producePipelineMessages } from '@mailgate/testkit';
 import { broker, fastBus, runStage, testMessage } from './helpers.js';
 
@@ -90,4 +90,13 @@ describe('StageRunner bus.inFlight', () => {
     }
     assert.equal(c.max(), 2, 'one chunk of 2 at a time (one partition)');
   });
+});
+
+test('bus.inFlight: the configured value wins (0 too); unset, a chain takes the largest default of its steps', () => {
+  const checks = { inFlight: undefined };
+  const delivery = { inFlight: 96 };
+  assert.equal(stageInFlight({}, [checks]), 0);
+  assert.equal(stageInFlight({}, [checks, checks, delivery]), 96);
+  assert.equal(stageInFlight({ inFlight: 0 }, [checks, delivery]), 0);
+  assert.equal(stageInFlight({ inFlight: 40 }, [delivery]), 40);
 });

@@ -476,7 +476,8 @@ test('redelivered record whose deferred recipients the retry queue owns: left to
     [['q1@mix.test']],
     'q1 not resent, q2 not attempted outside the retry queue',
   );
-  assert.equal(await c.scheduler.state(msg.envelope.id), 'delayed', 'retry job re-created');
+  // Re-created and not yet run: delayed, or already waiting once its 100 ms backoff passed (a loaded machine).
+  assert.match(String(await c.scheduler.state(msg.envelope.id)), /^(delayed|waiting)$/, 'retry job re-created');
   assert.deepEqual([...(await c.store.load(msg.envelope.id))!.pending.keys()], ['q2@mix.test']);
   await c.scheduler.unschedule(msg.envelope.id);
   await c.store.remove(msg.envelope.id);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { stageInFlight } from '@mailgate/bus';
 import { decodeMessage, TOPICS } from '@mailgate/contracts';
 import { deliverySchema } from '../src/config.js';
 import {
@@ -14,6 +15,7 @@ import {
   statusOf,
 } from '@mailgate/delivery-queue';
 import { orderByPriority, Router } from '../src/routing.js';
+import { service } from '../src/service.js';
 import { assertNodemailerInternals, NODEMAILER_HOOK, NODEMAILER_WRITTEN_FOR } from '../src/smtp.js';
 import { message } from './helpers.js';
 
@@ -171,4 +173,12 @@ test('nodemailer hook: present in the installed release; a release without it st
       err.message.includes(`nodemailer 8.0.0 lacks SMTPConnection.prototype.${NODEMAILER_HOOK}`) &&
       err.message.includes(`written for nodemailer ${NODEMAILER_WRITTEN_FOR}`),
   );
+});
+
+test('delivery keeps 96 records in flight per replica unless bus.inFlight says otherwise (alone and in a chain)', () => {
+  const def = service.stageDefinition;
+  assert.equal(def.inFlight, 96);
+  assert.equal(stageInFlight({}, [def]), 96);
+  assert.equal(stageInFlight({}, [{}, {}, def]), 96);
+  assert.equal(stageInFlight({ inFlight: 0 }, [def]), 0);
 });

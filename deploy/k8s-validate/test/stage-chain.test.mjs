@@ -18,6 +18,30 @@ const SET = { 'stages.stageChain.enabled': true };
 const { services, stageChain: CHAIN } = readServiceCatalog();
 const component = (d) => d.metadata?.labels?.['app.kubernetes.io/component'];
 
+/**
+ * The rendered pods (by component, one address each), cluster DNS, Prometheus, the SMTP next hop of
+ * ci/netpol-values.yaml (networkPolicy.egress.smtpDestinations.to = 10.40.0.10/32, ports [25]) and an address
+ * elsewhere; `check(from, to, port)` says whether the chart's NetworkPolicies let `from` reach `to` there.
+ */
+function network(docs) {
+  let n = 10;
+  const w = {};
+  for (const d of [...byKind(docs, 'Deployment'), ...byKind(docs, 'StatefulSet')]) {
+    const labels = d.spec.template.metadata.labels;
+    w[labels['app.kubernetes.io/component']] = { name: component(d), namespace: NS, labels, ip: `10.244.0.${n++}` };
+  }
+  w.dns = { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ip: '10.96.0.10' };
+  w.prometheus = { name: 'prometheus', namespace: 'monitoring', labels: { app: 'prometheus' }, ip: '10.244.2.5' };
+  w.nextHop = { name: 'next-hop', ip: '10.40.0.10' };
+  w.elsewhere = { name: 'elsewhere', ip: '198.51.100.20' };
+  const namespaces = { monitoring: { 'kubernetes.io/metadata.name': 'monitoring' } };
+  const policies = byKind(docs, 'NetworkPolicy');
+  return {
+    check: (from, to, port, protocol = 'TCP') =>
+      evaluate(policies, { src: w[from], dst: w[to], port, protocol, ns: NS, namespaces }).allowed,
+  };
+}
+
 describe('stage chain (stages.stageChain.enabled)', () => {
   const r = template(VALUES, SET);
   test('renders, lints and matches the Kubernetes/KEDA schemas', async () => {
@@ -65,20 +89,8 @@ describe('stage chain (stages.stageChain.enabled)', () => {
   });
 
   test('network: the chain pod reaches what its stages did (clamd, rspamd worker, DNS, Redis), nothing more', () => {
-    let n = 10;
-    const w = {};
-    for (const d of [...byKind(r.docs, 'Deployment'), ...byKind(r.docs, 'StatefulSet')]) {
-      const labels = d.spec.template.metadata.labels;
-      w[labels['app.kubernetes.io/component']] = { name: component(d), namespace: NS, labels, ip: `10.244.0.${n++}` };
-    }
-    w.dns = { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ip: '10.96.0.10' };
-    w.prometheus = { name: 'prometheus', namespace: 'monitoring', labels: { app: 'prometheus' }, ip: '10.244.2.5' };
-    w.elsewhere = { name: 'elsewhere', ip: '198.51.100.20' };
-    const namespaces = { monitoring: { 'kubernetes.io/metadata.name': 'monitoring' } };
-    const policies = byKind(r.docs, 'NetworkPolicy');
+    const { check } = network(r.docs);
     assert.ok(find(r.docs, 'NetworkPolicy', 'mg-mailgate-stage-chain'), 'the chain pod has its own policy');
-    const check = (from, to, port, protocol = 'TCP') =>
-      evaluate(policies, { src: w[from], dst: w[to], port, protocol, ns: NS, namespaces }).allowed;
     for (const [from, to, port, proto] of [
       ['stage-chain', 'clamd', 3310],
       ['stage-chain', 'rspamd', 11333],
@@ -227,21 +239,7 @@ describe('stage chain ending in delivery (stages.stageChain.includeDelivery)', (
   });
 
   test('network: the chain pod reaches the next hops on port 25 as delivery did, and its checks’ peers', () => {
-    let n = 10;
-    const w = {};
-    for (const d of [...byKind(r.docs, 'Deployment'), ...byKind(r.docs, 'StatefulSet')]) {
-      const labels = d.spec.template.metadata.labels;
-      w[labels['app.kubernetes.io/component']] = { name: component(d), namespace: NS, labels, ip: `10.244.0.${n++}` };
-    }
-    w.dns = { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ip: '10.96.0.10' };
-    w.prometheus = { name: 'prometheus', namespace: 'monitoring', labels: { app: 'prometheus' }, ip: '10.244.2.5' };
-    // ci/netpol-values.yaml: networkPolicy.egress.smtpDestinations.to = 10.40.0.10/32, ports [25].
-    w.nextHop = { name: 'next-hop', ip: '10.40.0.10' };
-    w.elsewhere = { name: 'elsewhere', ip: '198.51.100.20' };
-    const namespaces = { monitoring: { 'kubernetes.io/metadata.name': 'monitoring' } };
-    const policies = byKind(r.docs, 'NetworkPolicy');
-    const check = (from, to, port, protocol = 'TCP') =>
-      evaluate(policies, { src: w[from], dst: w[to], port, protocol, ns: NS, namespaces }).allowed;
+    const { check } = network(r.docs);
     for (const [from, to, port, proto] of [
       ['stage-chain', 'nextHop', 25],
       ['stage-chain', 'clamd', 3310],
@@ -261,10 +259,8 @@ describe('stage chain ending in delivery (stages.stageChain.includeDelivery)', (
       assert.ok(!check(from, to, port), `${from} → ${to}:${port} should be denied`);
     // The check-stage chain (default) has no way out on port 25.
     const plain = template(VALUES, SET);
-    const plainPolicies = byKind(plain.docs, 'NetworkPolicy');
     assert.ok(
-      !evaluate(plainPolicies, { src: w['stage-chain'], dst: w.nextHop, port: 25, protocol: 'TCP', ns: NS, namespaces })
-        .allowed,
+      !network(plain.docs).check('stage-chain', 'nextHop', 25),
       'without includeDelivery the chain does not send mail',
     );
   });

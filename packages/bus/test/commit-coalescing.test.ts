@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import { pass, TOPICS } from '@mailgate/contracts';
 import type { StageFn } from '@mailgate/bus';
-import { producePipelineMessages, readTopic } from '@mailgate/testkit';
-import { broker, fastBus, runStage, testMessage } from './helpers.js';
+import { readTopic } from '@mailgate/testkit';
+import { broker, fastBus, onePartitionBacklog, runStage } from './helpers.js';
 
 describe('StageRunner offset-commit coalescing', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -20,18 +20,7 @@ describe('StageRunner offset-commit coalescing', () => {
     await b.close();
   });
 
-  /** One partition, `n` records in it, produced before the stage starts (one long batch). */
-  async function backlog(topic: string, n: number): Promise<void> {
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
-    await admin.disconnect();
-    await producePipelineMessages(
-      b.brokers,
-      topic,
-      Array.from({ length: n }, (_, i) => testMessage(`m${i}`)),
-    );
-  }
+  const backlog = (topic: string, n: number) => onePartitionBacklog(kafka, b.brokers, topic, n);
 
   async function committed(groupId: string, topic: string): Promise<number> {
     const admin = kafka.admin();

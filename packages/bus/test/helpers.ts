@@ -2,7 +2,8 @@ import { startBroker } from '@mailgate/kafka-lite';
 import { decodeMessage, newEnvelope, type PipelineMessage } from '@mailgate/contracts';
 import { busSchema, createLogger, kafkaSchema, type BusConfig } from '@mailgate/runtime';
 import { startTelemetry } from '@mailgate/telemetry';
-import type { KafkaMessage } from 'kafkajs';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { producePipelineMessages } from '@mailgate/testkit';
 import {
   createKafka,
   DurableProducer,
@@ -113,4 +114,17 @@ async function startRunner(
       await producer.disconnect();
     },
   };
+}
+
+/** One partition of `topic` holding `n` test records, produced before the stage starts (one fetched batch). */
+export async function onePartitionBacklog(kafka: Kafka, brokers: string, topic: string, n: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
+  await admin.disconnect();
+  await producePipelineMessages(
+    brokers,
+    topic,
+    Array.from({ length: n }, (_, i) => testMessage(`m${i}`)),
+  );
 }

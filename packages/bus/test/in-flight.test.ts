@@ -5,8 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { pass } from '@mailgate/contracts';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
-import { producePipelineMessages } from '@mailgate/testkit';
-import { broker, fastBus, runStage, testMessage } from './helpers.js';
+import { broker, fastBus, onePartitionBacklog, runStage } from './helpers.js';
 
 describe('StageRunner bus.inFlight', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -19,18 +18,7 @@ describe('StageRunner bus.inFlight', () => {
     await b.close();
   });
 
-  /** One partition with `n` records, produced before the stage starts (one fetched batch). */
-  async function backlog(topic: string, n: number): Promise<void> {
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
-    await admin.disconnect();
-    await producePipelineMessages(
-      b.brokers,
-      topic,
-      Array.from({ length: n }, (_, i) => testMessage(`m${i}`)),
-    );
-  }
+  const backlog = (topic: string, n: number) => onePartitionBacklog(kafka, b.brokers, topic, n);
 
   /** A stage function that counts the records in flight and resolves `decided` after `total` decisions. */
   function counting(total: number, hold: (inFlight: number) => Promise<void>) {

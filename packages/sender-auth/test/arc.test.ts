@@ -131,6 +131,21 @@ describe('ARC', () => {
     assert.equal(decision.reply?.code, 451);
   });
 
+  /** The original message as our inbound check saw it: its results, and the message with our A-R on top. */
+  async function verifiedByUs() {
+    const v = verifierFor(dns);
+    const inbound = await original();
+    const results = await v.verifyMessage({
+      raw: inbound,
+      ip: '203.0.113.5',
+      helo: 'mx.orig.test',
+      mailFrom: 'a@orig.test',
+    });
+    v.close();
+    const withOurs = Buffer.concat([Buffer.from(v.headers(results, v.decide(results, { phase: 'data' }))), inbound]);
+    return { inbound, results, withOurs };
+  }
+
   test("mailgate's ARC seal on forwarded mail is validated by dkimpy (new chain and continued chain)", async () => {
     const cfg = senderAuthConfig({
       signing: {
@@ -142,17 +157,8 @@ describe('ARC', () => {
     const keys = loadSigningKeys(cfg.signing, { readFile: () => Buffer.from(gw.pem) });
 
     // New chain: a message we verified (our A-R at the top), forwarded outside.
-    const v = verifierFor(dns);
-    const inbound = await original();
-    const results = await v.verifyMessage({
-      raw: inbound,
-      ip: '203.0.113.5',
-      helo: 'mx.orig.test',
-      mailFrom: 'a@orig.test',
-    });
-    v.close();
+    const { inbound, results, withOurs } = await verifiedByUs();
     assert.equal(results.dmarc!.result, 'pass');
-    const withOurs = Buffer.concat([Buffer.from(v.headers(results, v.decide(results, { phase: 'data' }))), inbound]);
     const sealed = await signMessage(withOurs, keys, { arcSeal: { authservId: 'mx.gateway.test' } });
     assert.equal(sealed.arcInstance, 1);
     assert.match(sealed.raw.toString('latin1'), /^ARC-Seal: i=1; a=rsa-sha256;[^]*cv=none/);
@@ -190,16 +196,7 @@ describe('ARC', () => {
       signing: { enabled: false, arcSeal: { enabled: true, domain: 'gateway.test', selector: 'gw1', keyFile: '/k' } },
     });
     const keys = loadSigningKeys(cfg.signing, { readFile: () => Buffer.from(gw.pem) });
-    const v = verifierFor(dns);
-    const inbound = await original();
-    const results = await v.verifyMessage({
-      raw: inbound,
-      ip: '203.0.113.5',
-      helo: 'mx.orig.test',
-      mailFrom: 'a@orig.test',
-    });
-    v.close();
-    const withOurs = Buffer.concat([Buffer.from(v.headers(results, v.decide(results, { phase: 'data' }))), inbound]);
+    const { withOurs } = await verifiedByUs();
     // Every read of the clock during the seal is a second later than the one before: what a slow signature (a
     // loaded machine) does at a second boundary. The seal must not depend on how often the library reads it.
     let clock = Date.now();

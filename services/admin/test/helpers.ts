@@ -299,3 +299,30 @@ export function eventsFor(m: TestMessage, outcome: 'quarantined' | 'delivered' =
   }
   return evs;
 }
+
+/**
+ * Redis clients under isolated key prefixes (call inside a suite): after it, every key under their prefixes is removed
+ * and they are closed. `client(name)` makes one; `track(...)` takes clients made elsewhere.
+ */
+export function isolatedRedisClients(): { client(name: string): Redis; track(...clients: Redis[]): void } {
+  const clients: Redis[] = [];
+  after(async () => {
+    const raw = new Redis(REDIS_URL);
+    for (const c of clients) {
+      const keys = await raw.keys(`${c.options.keyPrefix}*`);
+      if (keys.length) await raw.unlink(...keys);
+      c.disconnect();
+    }
+    raw.disconnect();
+  });
+  return {
+    client(name) {
+      const redis = new Redis(REDIS_URL, { keyPrefix: isolatedRedisPrefix(name) });
+      clients.push(redis);
+      return redis;
+    },
+    track(...more) {
+      clients.push(...more);
+    },
+  };
+}

@@ -4,12 +4,12 @@
 // skips re-setting an expiry it set a moment ago: every key it writes still has one, also when a status index
 // emptied by a ZREM comes back, and when the batch that set them failed.
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { decodeEvent, encodeEvent, newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { isolatedRedisPrefix, startRedis } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { TrackingStore } from '../src/tracking-store.js';
-import { REDIS_URL } from './helpers.js';
+import { isolatedRedisClients, REDIS_URL } from './helpers.js';
 
 /** Every key under the prefix with its full content (hash fields, zset members with scores), TTLs left out. */
 async function dump(redis: Redis, prefix: string): Promise<Record<string, unknown>> {
@@ -143,16 +143,7 @@ function journeys(count: number, t0: number): TrackingEvent[] {
 }
 
 describe('tracking store: addBatch', () => {
-  const clients: Redis[] = [];
-  after(async () => {
-    const raw = new Redis(REDIS_URL);
-    for (const c of clients) {
-      const keys = await raw.keys(`${c.options.keyPrefix}*`);
-      if (keys.length) await raw.unlink(...keys);
-      c.disconnect();
-    }
-    raw.disconnect();
-  });
+  const { track } = isolatedRedisClients();
 
   test('one batch of several messages stores what one add() per event stores', async () => {
     const t0 = Date.now() - 60_000;
@@ -164,7 +155,7 @@ describe('tracking store: addBatch', () => {
     const p2 = isolatedRedisPrefix('mgtb2');
     const one = new Redis(REDIS_URL, { keyPrefix: p1 });
     const batched = new Redis(REDIS_URL, { keyPrefix: p2 });
-    clients.push(one, batched);
+    track(one, batched);
     const sequential = new TrackingStore(one, 1);
     for (const e of interleaved) await sequential.add(e);
     await new TrackingStore(batched, 1).addBatch(interleaved.slice(0, 5));
@@ -193,7 +184,7 @@ describe('tracking store: addBatch', () => {
       for (const size of [1, 3, 17, events.length]) {
         const prefix = isolatedRedisPrefix(`mgtb5-${size}`);
         const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
-        clients.push(redis);
+        track(redis);
         const store = new TrackingStore(redis, 1);
         for (let i = 0; i < events.length; i += size) await store.addBatch(events.slice(i, i + size));
         dumps.push(await dump(raw, prefix));
@@ -212,7 +203,7 @@ describe('tracking store: addBatch', () => {
     try {
       const [p1, p2] = [isolatedRedisPrefix('mgtb6a'), isolatedRedisPrefix('mgtb6b')];
       const [a, b] = [new Redis(REDIS_URL, { keyPrefix: p1 }), new Redis(REDIS_URL, { keyPrefix: p2 })];
-      clients.push(a, b);
+      track(a, b);
       await new TrackingStore(a, 1).addBatch(events);
       // What the ingest hands over: each record's text and the event decoded from it.
       const records = events.map((e) => encodeEvent(e).toString('utf8'));
@@ -245,7 +236,7 @@ describe('tracking store: addBatch', () => {
   test('every key keeps an expiry across batches: later keys, a status index emptied and created again', async () => {
     const prefix = isolatedRedisPrefix('mgtb3');
     const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
-    clients.push(redis);
+    track(redis);
     const store = new TrackingStore(redis, 1);
     const t0 = Date.now() - 60_000;
     const [x, y] = [newMessageId(), newMessageId()];
@@ -266,7 +257,7 @@ describe('tracking store: addBatch', () => {
   test("a message's keys that went (swept, lost by Redis) get their expiry again when a write recreates them", async () => {
     const prefix = isolatedRedisPrefix('mgtb4');
     const redis = new Redis(REDIS_URL, { keyPrefix: prefix });
-    clients.push(redis);
+    track(redis);
     const store = new TrackingStore(redis, 1);
     const id = newMessageId();
     const events = story([id], Date.now() - 60_000);

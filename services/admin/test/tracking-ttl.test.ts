@@ -3,12 +3,12 @@
 // deletes an index key that a trim or another replica's sweep empties, a key can expire or be lost by a Redis
 // restart the connection did not notice. The next ZADD creates the key again, and without the fix it lived for ever.
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { newMessageId, type TrackingEvent } from '@mailgate/contracts';
 import { isolatedRedisPrefix, startRedis, waitFor } from '@mailgate/testkit';
 import { Redis } from 'ioredis';
 import { TrackingStore, type TrackingWriteError } from '../src/tracking-store.js';
-import { ingestEvents, REDIS_URL, startAdminEnv } from './helpers.js';
+import { ingestEvents, isolatedRedisClients, REDIS_URL, startAdminEnv } from './helpers.js';
 
 /** A message's `received` event: its indexes are the time, sender, recipient, domains, IP, auth class. */
 function received(rcpt: string, t: number, opts: { refused?: boolean } = {}): TrackingEvent {
@@ -27,21 +27,7 @@ function received(rcpt: string, t: number, opts: { refused?: boolean } = {}): Tr
 }
 
 describe('tracking store: no key without an expiry when one vanishes between batches', () => {
-  const clients: Redis[] = [];
-  after(async () => {
-    const raw = new Redis(REDIS_URL);
-    for (const c of clients) {
-      const keys = await raw.keys(`${c.options.keyPrefix}*`);
-      if (keys.length) await raw.unlink(...keys);
-      c.disconnect();
-    }
-    raw.disconnect();
-  });
-  const client = (name: string) => {
-    const redis = new Redis(REDIS_URL, { keyPrefix: isolatedRedisPrefix(name) });
-    clients.push(redis);
-    return redis;
-  };
+  const { client } = isolatedRedisClients();
 
   test('an index key deleted a moment after the writer set its expiry gets one again with its next ZADD', async () => {
     const redis = client('mgttl1');

@@ -14,6 +14,8 @@
 //          point at a quota of 0.1 core varies by about ±25 % from run to run on a 2-core machine)
 //          --partitions 12  --source (run from TypeScript instead of the build)
 //          --config JSON (deep-merged over the bench's config: an A/B of one setting in one session)
+//          --slow-remote N,MS (delivery: the sink holds every Nth message's DATA reply for MS ms, a slow remote server
+//          among fast ones; what a chunk of records waits for and a sliding window does not)
 //          --cpu-prof DIR (V8 CPU profile of every replica run, one file per process in DIR/<stage>: the replicas stop
 //          gracefully after each point, which writes them, into DIR/<stage>/x<replicas>/ with a window.json of the
 //          measured interval for scripts/cpuprofile-summary.mjs; profiling adds its own CPU, so rates are lower)
@@ -55,6 +57,8 @@ const WARM_PER_REPLICA = Number(opt('--warm', '300'));
 const RUNS = Number(opt('--runs', '1'));
 const FROM_SOURCE = argv.includes('--source');
 const CPU_PROF = opt('--cpu-prof', '');
+/** Every Nth message's DATA reply is held MS ms by the sink ('' = none). */
+const SLOW_REMOTE = opt('--slow-remote', '').split(',').filter(Boolean).map(Number) as [number, number] | [];
 /** Deep-merged over the bench's config (A/B of a setting, e.g. '{"delivery":{"bus":{"inFlight":0}}}'). */
 const EXTRA_CONFIG = JSON.parse(opt('--config', '{}')) as Parameters<typeof deepMerge>[1];
 const log = (l: string): void => console.error(`[scale] ${l}`);
@@ -189,6 +193,11 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
       EXTRA_CONFIG,
     ),
   });
+  if (SLOW_REMOTE.length === 2) {
+    const [every, ms] = SLOW_REMOTE;
+    let n = 0;
+    stack.internal.beforeDataReply(() => (++n % every === 0 ? new Promise((r) => setTimeout(r, ms)) : undefined));
+  }
   const kafka = new Kafka({ clientId: 'bench-scale', brokers: [stack.kafka.brokers], logLevel: logLevel.NOTHING });
   const groups: CpuGroup[] = [];
   const points: ScalePoint[] = [];
@@ -299,7 +308,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; cgroup ${cg.version}`,
   );
   console.log(
-    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 1000; bus.commitIntervalMs 100${argv.includes('--config') ? `; --config ${JSON.stringify(EXTRA_CONFIG)}` : ''}`,
+    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 1000; bus.commitIntervalMs 100${SLOW_REMOTE.length === 2 ? `; slow remote: every ${SLOW_REMOTE[0]}th DATA reply held ${SLOW_REMOTE[1]} ms` : ''}${argv.includes('--config') ? `; --config ${JSON.stringify(EXTRA_CONFIG)}` : ''}`,
   );
   const measured: ScalePoint[] = [];
   for (let run = 1; run <= RUNS; run++) {

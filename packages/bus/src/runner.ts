@@ -18,6 +18,7 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { setMaxListeners } from 'node:events';
 import { backoffMs } from './backoff.js';
 import { ConsumerState } from './consumer-state.js';
+import { GroupSend } from './group-send.js';
 import type { DurableProducer, OutRecord } from './producer.js';
 import { deadLetterRecords, decidedMessage, decisionRecords, forwardRecord, type StageEdge } from './stage-records.js';
 import type { StageContext, StageFn, StageHooks, StageOutcome } from './stage.js';
@@ -71,6 +72,13 @@ class BatchAborted extends Error {}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * How far past the oldest undecided record a window may start records, in windows. A record held by a slow remote
+ * keeps everything after it uncommitted; 4 windows (delivery, one replica: 4 × 8 per partition) lets the other slots
+ * go on for a few seconds of slow SMTP at the measured rates while a crash redelivers at most that much.
+ */
+const WINDOW_SPAN = 4;
+
 /** A step with what the runner derives for it: its topics and identity (stage-records.ts) and its tracer. */
 interface Step extends StageStep {
   readonly edge: StageEdge;
@@ -94,7 +102,8 @@ type StepOutcome = StageOutcome | { deadLetter: Error };
  *
  *   pass                → output topic (the stage graph's `produces`), envelope verdict appended
  *   quarantine / reject → quarantine topic
- *   tempfail            → held in place and retried with backoff (the partition waits: fail closed); after
+ *   tempfail            → held in place and retried with backoff (the partition waits: fail closed; with
+ *                          `inFlight`, at most a window past the held record); after
  *                          bus.maxHoldMs → hooks.onHoldExpired (default: quarantine)
  *   throws              → retried bus.maxAttempts times, then the record goes to the dead-letter topic
  *   undecodable record  → dead-letter topic at once
@@ -111,6 +120,8 @@ export class StageRunner {
   /** Set by stop(): no new chunk starts; the chunk in flight finishes and commits (drain). */
   private stopping = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  /** The windows' produce requests, one in flight for all partitions (`inFlight` set). */
+  private readonly windowSend: GroupSend;
   /** Partitions of our topics the group assigned to this consumer at its last join (0 until it joined). */
   private assigned = 0;
   private readonly metrics;
@@ -131,6 +142,7 @@ export class StageRunner {
       return { ...s, edge: { stage: s.stage, host: opts.host, topic, output: graph.produces } };
     });
     this.startAt = new Map(this.steps.map((s, k) => [s.edge.topic, k]));
+    this.windowSend = new GroupSend(opts.producer);
     this.consumer = opts.kafka.consumer({
       groupId: opts.groupId ?? chainGroup(stages),
       sessionTimeout: opts.sessionTimeoutMs ?? opts.bus.sessionTimeoutMs,
@@ -217,12 +229,13 @@ export class StageRunner {
   }
 
   /**
-   * Records per chunk: `bus.concurrency`, or more when `inFlight` is set and this replica works on fewer partitions
-   * than inFlight ÷ concurrency (a scaled-out replica keeps about as much work in flight as a single one would).
+   * Records per chunk (or per window, with `inFlight`): `bus.concurrency`, or more when `inFlight` is set and this
+   * replica works on fewer partitions than inFlight ÷ concurrency (a scaled-out replica keeps about as much work in
+   * flight as a single one would).
    */
   private chunkSize(): number {
     const base = Math.max(1, this.opts.bus.concurrency);
-    const inFlight = this.opts.inFlight ?? this.opts.bus.inFlight ?? 0;
+    const inFlight = this.inFlightSetting();
     const parallel = Math.min(this.assigned, this.opts.partitionsConcurrently ?? this.opts.bus.partitionsConcurrently);
     if (inFlight <= 0 || parallel <= 0) return base;
     return Math.max(base, Math.ceil(inFlight / parallel));
@@ -237,6 +250,7 @@ export class StageRunner {
   private async runBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
     const chunkSize = this.chunkSize();
+    if (this.inFlightSetting() > 0 && this.opts.bus.slidingWindow) return this.runWindow(p, chunkSize);
     let uncommitted: string | undefined; // offset of the last record whose output was produced, not yet committed
     let lastCommit = Date.now();
     for (let i = 0; i < batch.messages.length; i += chunkSize) {
@@ -255,6 +269,98 @@ export class StageRunner {
     // ours. Best effort: if the group is rebalancing the commit is refused and those records are redelivered
     // (duplicates, never loss); the next heartbeat rejoins.
     if (uncommitted !== undefined && !p.isStale()) await this.commit(p, uncommitted).catch(() => undefined);
+  }
+
+  /** `inFlight` of the options, else `bus.inFlight`; 0 = chunks. */
+  private inFlightSetting(): number {
+    return this.opts.inFlight ?? this.opts.bus.inFlight ?? 0;
+  }
+
+  /**
+   * With `inFlight` set: the batch through a sliding window of `window` records instead of chunks. A record starts
+   * as soon as fewer than `window` records are in flight, so one slow record (an SMTP transaction to a slow server)
+   * no longer idles the `window - 1` slots beside it until the whole chunk is done; and never more than
+   * `WINDOW_SPAN × window` records past the oldest undecided one, which bounds what a crash redelivers (everything
+   * after the oldest undecided record is uncommitted) while that slow record is held.
+   * Decided records are produced together, one produce request at a time for all the partitions of this runner
+   * (`GroupSend`: what they decide while one is in flight goes into the next), in offset order within a partition. Offsets follow the produced prefix: a record is committed
+   * only when its output and the output of every record before it in the partition were produced (the no-loss
+   * rule); commits are coalesced by `bus.commitIntervalMs` as with chunks. A drain or a lost partition starts no
+   * new record, lets the ones in flight finish, produces what they decided and commits the produced prefix.
+   */
+  private async runWindow(p: EachBatchPayload, window: number): Promise<void> {
+    const { batch } = p;
+    const records = batch.messages;
+    const outputs: (OutRecord[] | undefined)[] = new Array(records.length);
+    const decidedNotProduced: number[] = [];
+    const produced: boolean[] = new Array(records.length).fill(false);
+    const running = new Set<Promise<void>>();
+    let failure: { err: unknown } | undefined;
+    let wake: (() => void) | undefined;
+    let next = 0; // the next record to start
+    let undecided = 0; // the oldest record not decided yet
+    let prefix = 0; // records [0, prefix) were produced
+    let committedPrefix = 0;
+    let lastCommit = Date.now();
+
+    const start = (i: number) => {
+      const work: Promise<void> = this.processRecord(records[i]!, batch.topic, batch.partition, p).then(
+        (out) => {
+          outputs[i] = out;
+          decidedNotProduced.push(i);
+        },
+        (err: unknown) => {
+          failure ??= { err };
+        },
+      );
+      running.add(work);
+      void work.finally(() => {
+        running.delete(work);
+        fill(); // a freed slot is refilled at once, also while a produce is in flight
+        wake?.();
+        wake = undefined;
+      });
+    };
+    const fill = () => {
+      if (failure !== undefined || !p.isRunning() || p.isStale() || this.stopping) return;
+      while (undecided < records.length && outputs[undecided] !== undefined) undecided++;
+      while (next < records.length && running.size < window && next < undecided + WINDOW_SPAN * window) start(next++);
+    };
+
+    for (;;) {
+      fill();
+      if (decidedNotProduced.length > 0) {
+        const ids = decidedNotProduced.splice(0).sort((a, b) => a - b);
+        // Produce what was decided, durably; only then may its offsets be committed (the no-loss rule).
+        await this.windowSend.send(ids.flatMap((i) => outputs[i]!));
+        await this.opts.faults?.afterProduce?.();
+        for (const i of ids) {
+          produced[i] = true;
+          outputs[i] = []; // still decided; the records themselves are no longer needed (a backlog batch is large)
+        }
+        while (prefix < records.length && produced[prefix]) prefix++;
+        if (prefix > committedPrefix) {
+          p.resolveOffset(records[prefix - 1]!.offset);
+          if (prefix < records.length && Date.now() - lastCommit >= this.opts.bus.commitIntervalMs) {
+            await this.commit(p, records[prefix - 1]!.offset);
+            committedPrefix = prefix;
+            lastCommit = Date.now();
+          }
+        }
+        await p.heartbeat().catch(() => undefined);
+        continue;
+      }
+      if (running.size === 0) break;
+      await new Promise<void>((r) => (wake = r));
+    }
+    if (prefix > committedPrefix) {
+      const offset = records[prefix - 1]!.offset;
+      // The whole batch: commit as the last chunk does (a refused commit reaches kafkajs). Stopped early: best
+      // effort, unless the partition is no longer ours (redelivered: duplicates, never loss).
+      if (prefix === records.length && !failure) await this.commit(p, offset);
+      else if (!p.isStale()) await this.commit(p, offset).catch(() => undefined);
+    }
+    if (failure && !(failure.err instanceof BatchAborted)) throw failure.err;
   }
 
   /** Decide and produce one chunk. False when it was aborted (nothing produced: redelivery). */

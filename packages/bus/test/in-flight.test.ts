@@ -1,11 +1,13 @@
-// bus.inFlight: a replica that holds few partitions works on bigger chunks of each, so it keeps about as many records
-// in flight as a replica holding them all (delivery's scale-out: 4 replicas on 12 partitions hold 3 each).
+// bus.inFlight: a replica that holds few partitions works on a bigger window of each, so it keeps about as many
+// records in flight as a replica holding them all (delivery's scale-out: 4 replicas on 12 partitions hold 3 each);
+// the window slides record by record (no chunk barrier) and commits only the produced prefix.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { pass } from '@mailgate/contracts';
+import { pass, TOPICS } from '@mailgate/contracts';
+import { readTopic } from '@mailgate/testkit';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
-import { broker, fastBus, onePartitionBacklog, runStage } from './helpers.js';
+import { broker, decoded, fastBus, onePartitionBacklog, runStage } from './helpers.js';
 
 describe('StageRunner bus.inFlight', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -60,6 +62,114 @@ describe('StageRunner bus.inFlight', () => {
       await s.stop();
     }
     assert.equal(c.max(), 8);
+  });
+
+  async function committed(groupId: string, topic: string): Promise<number> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      return Number(t?.partitions[0]?.offset ?? -1);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  test('a window, not chunks: the records decided beside a slow one free their slots before it finishes', async () => {
+    const topic = 'in-flight.window';
+    await backlog(topic, 8);
+    // inFlight 4 on one partition, concurrency 1: records 0–3 start. Record 1 waits until record 4 has started.
+    // With chunks of 4 record 4 waits for record 1 (the test times out); with a window it starts as soon as one of
+    // the others is decided (fewer than 4 in flight).
+    let n = 0;
+    let fourth!: () => void;
+    const fourthStarted = new Promise<void>((r) => (fourth = r));
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    let decidedCount = 0;
+    const fn = async () => {
+      const i = n++;
+      if (i === 4) fourth();
+      if (i === 1) await fourthStarted;
+      if (++decidedCount === 8) done();
+      return { verdict: pass() };
+    };
+    const s = await runStage(b.brokers, fn, {
+      groupId: 'g-window',
+      topic,
+      bus: { ...fastBus, concurrency: 1, inFlight: 4 },
+    });
+    try {
+      await all;
+      while ((await committed('g-window', topic)) < 8) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await s.stop();
+    }
+    assert.equal(n, 8);
+  });
+
+  test('a drain while an early record is undecided commits only the produced prefix before it', async () => {
+    const topic = 'in-flight.drain';
+    await backlog(topic, 30);
+    // inFlight 4: record 1 never decides until the drain aborts it; the others pass and are produced, up to 4
+    // windows (16 records) past record 1: records 0 and 2–16. The commit may cover record 0 only: committing past
+    // record 1 would lose it (its output was never produced).
+    let n = 0;
+    let blocked!: () => void;
+    const reached = new Promise<void>((r) => (blocked = r));
+    const passed = new Set<string>();
+    const fn: StageFn = async (m, ctx) => {
+      const i = n++;
+      if (i !== 1) {
+        passed.add(m.envelope.id);
+        return { verdict: pass() };
+      }
+      blocked();
+      await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted'))));
+      return { verdict: pass() };
+    };
+    const s = await runStage(b.brokers, fn, {
+      groupId: 'g-window-drain',
+      topic,
+      bus: { ...fastBus, concurrency: 1, inFlight: 4, commitIntervalMs: 0 },
+    });
+    await reached;
+    // 16 outputs (records 0 and 2–16) were produced; record 17 cannot start, 16 past record 1.
+    let outputs = 0;
+    await readTopic(b.brokers, TOPICS.scanned, (m) => passed.has(decoded(m).envelope.id) && ++outputs === 16);
+    await s.runner.stop(100); // record 1 holds the drain until the stage function is told to abort
+    await s.stop();
+    assert.equal(n, 17, 'records 0–16 started, nothing more than 4 windows past the undecided record');
+    assert.equal(await committed('g-window-drain', topic), 1, 'record 0 only: record 1 was never produced');
+  });
+
+  test('slidingWindow false: chunks of the same size, each decided before the next starts', async () => {
+    const topic = 'in-flight.chunks';
+    await backlog(topic, 8);
+    // Record 1 takes a few turns of the event loop longer than the others: a window would start record 4 meanwhile.
+    let n = 0;
+    let decidedCount = 0;
+    let startedEarly = false;
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    const fn = async () => {
+      const i = n++;
+      if (i === 4 && decidedCount < 4) startedEarly = true;
+      if (i === 1) for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+      if (++decidedCount === 8) done();
+      return { verdict: pass() };
+    };
+    const s = await runStage(b.brokers, fn, {
+      groupId: 'g-chunks',
+      topic,
+      bus: { ...fastBus, concurrency: 1, inFlight: 4, slidingWindow: false },
+    });
+    try {
+      await all;
+    } finally {
+      await s.stop();
+    }
+    assert.equal(startedEarly, false, 'record 4 started before the chunk of records 0–3 was decided');
   });
 
   test('inFlight 0: chunks of `concurrency` whatever the partitions held', async () => {

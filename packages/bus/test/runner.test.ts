@@ -115,44 +115,50 @@ describe('StageRunner against kafka-lite', () => {
     }
   });
 
-  test('a crash between produce and commit redelivers (duplicate allowed, loss never)', async () => {
-    const input = 'test.in.crash';
-    const msg = testMessage('crash me');
-    await producePipelineMessages(b.brokers, input, [msg]);
-    // A real process, killed with SIGKILL right after its output was acknowledged and before its commit.
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--conditions=mailgate-src',
-        path.join(here, 'fixtures', 'crash-runner.ts'),
-        b.brokers,
-        input,
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    const exit = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_c, sig) => resolve(sig)));
-    assert.equal(exit, 'SIGKILL');
-    const first = await readTopic(b.brokers, 'test.out.crash', 1);
-    assert.equal(decoded(first[0]!).envelope.id, msg.envelope.id);
-    // The group's offset was never committed: a new instance gets the record again.
-    let seen = 0;
-    const s = await runStage(
-      async (m) => {
-        if (m.envelope.id === msg.envelope.id) seen++;
-        return { verdict: pass() };
-      },
-      { groupId: 'g-crash', topic: input },
-    );
-    try {
-      // Wait for the survivor's output of this message: the second one with its id (the crashed instance had
-      // produced the first before it was killed; earlier tests wrote other records to the same topic).
-      let copies = 0;
-      await readTopic(b.brokers, TOPICS.scanned, (m) => decoded(m).envelope.id === msg.envelope.id && ++copies === 2);
-      assert.equal(seen, 1);
-    } finally {
-      await s.stop();
-    }
-  });
+  for (const inFlight of [0, 8]) {
+    const how = inFlight ? ', with bus.inFlight (the sliding window)' : '';
+    const group = `g-crash-${inFlight}`;
+    test(`a crash between produce and commit redelivers (duplicate allowed, loss never)${how}`, async () => {
+      const input = `test.in.crash${inFlight}`;
+      const msg = testMessage('crash me');
+      await producePipelineMessages(b.brokers, input, [msg]);
+      // A real process, killed with SIGKILL right after its output was acknowledged and before its commit.
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '--conditions=mailgate-src',
+          path.join(here, 'fixtures', 'crash-runner.ts'),
+          b.brokers,
+          input,
+          group,
+          String(inFlight),
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      const exit = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_c, sig) => resolve(sig)));
+      assert.equal(exit, 'SIGKILL');
+      // The crashed instance's output (a side topic the other case's instance wrote to as well).
+      await readTopic(b.brokers, 'test.out.crash', (m) => decoded(m).envelope.id === msg.envelope.id);
+      // The group's offset was never committed: a new instance gets the record again.
+      let seen = 0;
+      const s = await runStage(
+        async (m) => {
+          if (m.envelope.id === msg.envelope.id) seen++;
+          return { verdict: pass() };
+        },
+        { groupId: group, topic: input, bus: { ...fastBus, inFlight } },
+      );
+      try {
+        // Wait for the survivor's output of this message: the second one with its id (the crashed instance had
+        // produced the first before it was killed; earlier tests wrote other records to the same topic).
+        let copies = 0;
+        await readTopic(b.brokers, TOPICS.scanned, (m) => decoded(m).envelope.id === msg.envelope.id && ++copies === 2);
+        assert.equal(seen, 1);
+      } finally {
+        await s.stop();
+      }
+    });
+  }
 });

@@ -175,11 +175,19 @@ export const busSchema = z
      * Records one replica keeps in flight across the partitions it works on. A replica of a scaled-out stage holds
      * fewer partitions (12 partitions, 4 replicas: 3 each), so with chunks of `concurrency` per partition it would
      * have a quarter of the work in flight of a single replica; an I/O-bound stage (delivery: SMTP and Redis round
-     * trips) then pays its per-round-trip and per-chunk costs over fewer messages. With inFlight set, a partition's
-     * chunks grow to inFlight ÷ (partitions worked on at once), never below `concurrency`. 0 = always chunks of
-     * `concurrency`. Unset: the stage's own default (delivery 96 = 8 × 12, the others 0).
+     * trips) then pays its per-round-trip and per-chunk costs over fewer messages. With inFlight set, a partition is
+     * worked on through a sliding window of inFlight ÷ (partitions worked on at once) records, never below
+     * `concurrency` (no chunk barrier; the commit covers the produced prefix). 0 = always chunks of `concurrency`.
+     * Unset: the stage's own default (delivery 96 = 8 × 12, the others 0).
      */
     inFlight: z.number().int().min(0).max(10_000).optional(),
+    /**
+     * With inFlight set: work on each partition through a sliding window (default) or in chunks of that size that
+     * wait for their slowest record. The window keeps one slow SMTP transaction from idling its chunk's other slots
+     * (delivery at 4 replicas with a slow server among fast ones: 146 against 77–83 msg/s); chunks cost less CPU
+     * per message when nothing is slow (docs/benchmarks.md, round 6). No effect when inFlight is 0.
+     */
+    slidingWindow: z.boolean().default(true),
   })
   .strict()
   .default({});

@@ -7,7 +7,7 @@ import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import { pass, TOPICS } from '@mailgate/contracts';
 import type { StageFn } from '@mailgate/bus';
 import { readTopic } from '@mailgate/testkit';
-import { broker, fastBus, onePartitionBacklog, runStage } from './helpers.js';
+import { broker, committedOffset, fastBus, onePartitionBacklog, runStage } from './helpers.js';
 
 describe('StageRunner offset-commit coalescing', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -22,16 +22,7 @@ describe('StageRunner offset-commit coalescing', () => {
 
   const backlog = (topic: string, n: number) => onePartitionBacklog(kafka, b.brokers, topic, n);
 
-  async function committed(groupId: string, topic: string): Promise<number> {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
-      return Number(t?.partitions[0]?.offset ?? -1);
-    } finally {
-      await admin.disconnect();
-    }
-  }
+  const committed = (groupId: string, topic: string) => committedOffset(kafka, groupId, topic);
 
   const consumerOf = (s: Awaited<ReturnType<typeof runStage>>): Consumer =>
     (s.runner as unknown as { consumer: Consumer }).consumer;

@@ -128,3 +128,15 @@ export async function onePartitionBacklog(kafka: Kafka, brokers: string, topic: 
     Array.from({ length: n }, (_, i) => testMessage(`m${i}`)),
   );
 }
+
+/** The offset `groupId` committed on partition 0 of `topic` (-1: none yet). */
+export async function committedOffset(kafka: Kafka, groupId: string, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return Number(t?.partitions[0]?.offset ?? -1);
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -7,7 +7,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { pass, TOPICS } from '@mailgate/contracts';
 import { readTopic } from '@mailgate/testkit';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
-import { broker, decoded, fastBus, onePartitionBacklog, runStage } from './helpers.js';
+import { broker, committedOffset, decoded, fastBus, onePartitionBacklog, runStage } from './helpers.js';
 
 describe('StageRunner bus.inFlight', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -64,16 +64,7 @@ describe('StageRunner bus.inFlight', () => {
     assert.equal(c.max(), 8);
   });
 
-  async function committed(groupId: string, topic: string): Promise<number> {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
-      return Number(t?.partitions[0]?.offset ?? -1);
-    } finally {
-      await admin.disconnect();
-    }
-  }
+  const committed = (groupId: string, topic: string) => committedOffset(kafka, groupId, topic);
 
   test('a window, not chunks: the records decided beside a slow one free their slots before it finishes', async () => {
     const topic = 'in-flight.window';

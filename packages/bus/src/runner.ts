@@ -59,7 +59,7 @@ export interface StageRunnerCommonOptions {
   /** Fetch long-poll wait (default `bus.fetchMaxWaitMs`). */
   readonly maxWaitTimeInMs?: number;
   /**
-   * Fault injection for crash tests: called after a chunk's output was durably produced and before its offsets
+   * Fault injection for crash tests: called after a chunk's (or a window's) output was durably produced and before its offsets
    * are committed — the window the no-loss rule is about. Never set in production.
    */
   readonly faults?: { readonly afterProduce?: () => void | Promise<void> };
@@ -117,7 +117,7 @@ export class StageRunner {
   private readonly abort = new AbortController();
   private readonly state: ConsumerState;
   private running = false;
-  /** Set by stop(): no new chunk starts; the chunk in flight finishes and commits (drain). */
+  /** Set by stop(): no new chunk or window record starts; what is in flight finishes and commits (drain). */
   private stopping = false;
   private readonly inflight = new Set<Promise<unknown>>();
   /** The windows' produce requests, one in flight for all partitions (`inFlight` set). */
@@ -242,8 +242,8 @@ export class StageRunner {
   }
 
   /**
-   * The batch in chunks of `chunkSize()` records: each chunk is decided and its output produced durably before
-   * the next starts; offsets are committed after the chunk that reaches `bus.commitIntervalMs` since the batch's last
+   * The batch in chunks of `chunkSize()` records (with `inFlight` and `slidingWindow`: `runWindow` instead): each
+   * chunk is decided and its output produced durably before the next starts; offsets are committed after the chunk that reaches `bus.commitIntervalMs` since the batch's last
    * commit, after the batch's last chunk, and when a drain stops the batch early — always after the output of every
    * record they cover was produced (the no-loss rule). A crash redelivers what was produced but not yet committed.
    */
@@ -271,7 +271,7 @@ export class StageRunner {
     if (uncommitted !== undefined && !p.isStale()) await this.commit(p, uncommitted).catch(() => undefined);
   }
 
-  /** `inFlight` of the options, else `bus.inFlight`; 0 = chunks. */
+  /** `inFlight` of the options, else `bus.inFlight`; 0 = chunks of `concurrency`. */
   private inFlightSetting(): number {
     return this.opts.inFlight ?? this.opts.bus.inFlight ?? 0;
   }

@@ -186,10 +186,16 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
     // Redis) would be the bottleneck at 4 replicas, not the replicas' CPU. 1000: each delivery replica keeps up to
     // bus.inFlight (96) messages in flight, plus the idle connections that keep their slot for connectionIdleMs.
     // (400 until round 5, when 4 replicas had 24 in flight each; with 96 each, 400 bound: 30 % of periods at quota.)
+    // connectionIdleMs: delivery's default (2,000). The test stack's 500 ms closes the tests' idle connections
+    // quickly; in this bench it closed connections a replica needed again a moment later (round 7: at 4 replicas
+    // 0.26 new connections per message and 2.03 ms against 0.13 and 1.69 ms with the default).
     // The rate is read from committed offsets: commit every 100 ms (the stages coalesce commits per second by
     // default), or a 4-replica point of a few seconds would be read in steps of a second.
     config: deepMerge(
-      { delivery: { limits: { maxConnectionsPerDestination: 1000 } }, bus: { commitIntervalMs: 100 } },
+      {
+        delivery: { limits: { maxConnectionsPerDestination: 1000, connectionIdleMs: 2000 } },
+        bus: { commitIntervalMs: 100 },
+      },
       EXTRA_CONFIG,
     ),
   });
@@ -308,7 +314,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; cgroup ${cg.version}`,
   );
   console.log(
-    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 1000; bus.commitIntervalMs 100${SLOW_REMOTE.length === 2 ? `; slow remote: every ${SLOW_REMOTE[0]}th DATA reply held ${SLOW_REMOTE[1]} ms` : ''}${argv.includes('--config') ? `; --config ${JSON.stringify(EXTRA_CONFIG)}` : ''}`,
+    `load: ${MESSAGES} × ${BYTES} B per point, backlog in the input topic; quota ${QUOTA} core per replica; ${PARTITIONS} partitions; delivery.limits.maxConnectionsPerDestination 1000, connectionIdleMs 2000; bus.commitIntervalMs 100${SLOW_REMOTE.length === 2 ? `; slow remote: every ${SLOW_REMOTE[0]}th DATA reply held ${SLOW_REMOTE[1]} ms` : ''}${argv.includes('--config') ? `; --config ${JSON.stringify(EXTRA_CONFIG)}` : ''}`,
   );
   const measured: ScalePoint[] = [];
   for (let run = 1; run <= RUNS; run++) {

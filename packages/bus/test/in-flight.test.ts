@@ -5,8 +5,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { pass, TOPICS } from '@mailgate/contracts';
-import { readTopic } from '@mailgate/testkit';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readTopic, startKafkaProcess, type KafkaProcessHandle } from '@mailgate/testkit';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
+import { startBroker } from '@mailgate/kafka-lite';
 import { broker, committedOffset, decoded, fastBus, onePartitionBacklog, runStage } from './helpers.js';
 
 describe('StageRunner bus.inFlight', () => {
@@ -179,6 +183,115 @@ describe('StageRunner bus.inFlight', () => {
     }
     assert.equal(c.max(), 2, 'one chunk of 2 at a time (one partition)');
   });
+});
+
+describe('StageRunner bus.inFlight: the broker dies in the middle of a window', () => {
+  let k: KafkaProcessHandle;
+  let dataDir: string;
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'in-flight-broker-'));
+    k = await startKafkaProcess({ dataDir });
+  });
+  after(async () => {
+    await k?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('records decided while the broker is down are neither committed nor lost: all arrive after it restarts', async () => {
+    const topic = 'in-flight.broker-down';
+    const total = 20;
+    const kafka = new Kafka({ clientId: 'in-flight-down', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    await onePartitionBacklog(kafka, k.brokers, topic, total);
+    // inFlight 4 on one partition: records 0–5 go through; the broker is SIGKILLed while record 6 is being decided,
+    // so its output (and that of the records decided after it) cannot be produced. The window must not commit past
+    // what was produced, and the batch's failure must reach kafkajs (a consumer crash, then redelivery from the
+    // last commit) instead of being swallowed with the records' outputs.
+    let n = 0;
+    const decidedIds = new Set<string>();
+    let killed!: () => void;
+    const brokerKilled = new Promise<void>((r) => (killed = r));
+    const fn: StageFn = async (m) => {
+      if (n++ === 6) {
+        await k.kill();
+        killed();
+      }
+      decidedIds.add(m.envelope.id);
+      return { verdict: pass() };
+    };
+    const s = await runStage(k.brokers, fn, {
+      groupId: 'g-window-down',
+      topic,
+      bus: { ...fastBus, concurrency: 1, inFlight: 4, commitIntervalMs: 0 },
+    });
+    try {
+      await brokerKilled;
+      // The positive signal that the failure reached kafkajs: the consumer crashed (it restarts on its own).
+      while (s.runner.isReady) await new Promise((r) => setTimeout(r, 50));
+      await k.restart();
+      const ids = new Set<string>();
+      await readTopic(k.brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {
+        timeoutMs: 60_000,
+      });
+      while ((await committedOffset(kafka, 'g-window-down', topic)) < total) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(ids.size, total, 'every record has its output');
+      assert.equal(decidedIds.size, total);
+    } finally {
+      await s.stop();
+    }
+    assert.ok(n > total, `records after the last commit were decided again (${n} decisions for ${total} records)`);
+  });
+});
+
+test('a produce the broker refuses mid-window: nothing after it is committed, the record is redelivered', async () => {
+  // The broker stays up and refuses one request (a frame over its maxRequestBytes: it closes that connection), so
+  // the commit after it would succeed: if the window marked a record produced whose send failed, or swallowed the
+  // failure, the commit would pass it and its output would be lost. Record 6's first attempt adds a record too
+  // large for the broker; its second attempt (after the batch failed and the partition was redelivered) does not.
+  const b = await startBroker({ port: 0, logLevel: 'error', maxRequestBytes: 256 * 1024 } as Parameters<
+    typeof startBroker
+  >[0]);
+  const kafka = new Kafka({ clientId: 'in-flight-refused', brokers: [b.brokers], logLevel: logLevel.NOTHING });
+  const topic = 'in-flight.refused';
+  const total = 20;
+  try {
+    await onePartitionBacklog(kafka, b.brokers, topic, total);
+    const attempts = new Map<string, number>();
+    let order = 0;
+    let sixth: string | undefined;
+    const fn: StageFn = async (m) => {
+      const id = m.envelope.id;
+      if (order++ === 6) sixth = id;
+      const n = (attempts.get(id) ?? 0) + 1;
+      attempts.set(id, n);
+      const tooLarge = id === sixth && n === 1;
+      return {
+        verdict: pass(),
+        ...(tooLarge ? { extraRecords: [{ topic: 'in-flight.refused-extra', value: Buffer.alloc(512 * 1024) }] } : {}),
+      };
+    };
+    const s = await runStage(b.brokers, fn, {
+      groupId: 'g-window-refused',
+      topic,
+      bus: { ...fastBus, concurrency: 1, inFlight: 4, commitIntervalMs: 0 },
+    });
+    try {
+      const ids = new Set<string>();
+      await readTopic(b.brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {
+        timeoutMs: 60_000,
+      });
+      while ((await committedOffset(kafka, 'g-window-refused', topic)) < total) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(ids.size, total, 'every record has its output');
+    } finally {
+      await s.stop();
+    }
+    assert.equal(attempts.get(sixth!), 2, 'the refused record was decided again');
+  } finally {
+    await b.close();
+  }
 });
 
 test('bus.inFlight: the configured value wins (0 too); unset, a chain takes the largest default of its steps', () => {

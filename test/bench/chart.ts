@@ -31,9 +31,10 @@ function svg(w: number, h: number, body: string[]): string {
 
 /** Speed-up (msg/s ÷ msg/s at 1 replica) against replicas, one line per stage, and the ideal y = x. */
 function scaleChart(run: ScaleRun): string {
-  const W = 640;
+  const W = 780;
   const H = 400;
-  const m = { l: 60, r: 190, t: 40, b: 50 };
+  // The legend (right) names each stage with its msg/s per replica count: ~330 px at 12 px sans-serif.
+  const m = { l: 60, r: 330, t: 40, b: 50 };
   const stages = [...new Set(run.points.map((p) => p.stage))];
   const maxN = Math.max(...run.points.map((p) => p.replicas));
   const speed = (p: ScalePoint) =>
@@ -78,9 +79,9 @@ function cpuChart(run: ScaleRun): string {
         .filter((u) => u.ms >= 0.01)
         .map((u) => ({ l: `${p.stage} run: ${u.label.replace(/#\d+$/, '')}`, v: u.ms })),
     );
-  const W = 640;
+  const W = 720;
   const bar = 20;
-  const m = { l: 260, r: 60, t: 40 };
+  const m = { l: 310, r: 60, t: 40 };
   const H = m.t + rows.length * (bar + 6) + 20;
   const max = Math.max(...rows.map((r) => r.v), 0.001);
   const body = [

@@ -17,6 +17,7 @@
 // message goes to rspamd; the stage graph is fixed, so the stage's Kafka hop stays and the on/off difference is the
 // rspamd scan and the header edits). CPU per message is printed for the spam-check stage and for rspamd (main and
 // worker processes summed, from /proc/<pid>/stat before and after the peak run).
+// `--config JSON` deep-merges a config over mailgate's (e.g. '{"bus":{"slidingWindow":false}}').
 // Haraka's checks: `--haraka-checks full|core` (env BENCH_HARAKA_CHECKS, default full). full = dns-list,
 // rcpt_to.in_host_list, spf, dkim (verify), attachment, clamd, rspamd (the stack's rspamd, kept running for the Haraka
 // run) and queue/smtp_forward: the checks mailgate runs, except DMARC (no Haraka 3.3.4 plugin). core = without spf,
@@ -36,7 +37,7 @@ import { cpus, totalmem } from 'node:os';
 import nodemailer from 'nodemailer';
 import { freePort, ManagedProcess, startSmtpSink, type Sink } from '@mailgate/testkit';
 import { buildMessage, header, headers } from '../harness/mail.js';
-import { ACCEPTED_DOMAIN, DKIM_KEYS, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
+import { ACCEPTED_DOMAIN, deepMerge, DKIM_KEYS, sleep, startStack, STAGES, type Stack } from '../harness/stack.js';
 import { ensureHaraka, harakaPlugins, startHaraka, type HarakaChecks } from './haraka.js';
 import { describeSplit, groupMembers, LOAD_FROM as FROM, LOAD_TO as TO, smtpSource, waitCount } from './load.js';
 import { childPids, rspamdProcs, usageMeter, type ProcUsage } from './procstat.js';
@@ -80,13 +81,20 @@ const SYSTEMS = ((): Set<SystemName> => {
 const CHAIN = ['dnsbl-check', 'virus-scan', 'attachment-policy', 'spam-check'] as const;
 /** Row names of the chain systems. */
 const CHAIN_ROWS = ['mailgate-chain', 'mailgate-chain-delivery'] as const;
+/** `--config JSON`: deep-merged over mailgate's config (an A/B of one setting in one session, as in bench:scale). */
+const EXTRA_CONFIG = JSON.parse(
+  argv.includes('--config') ? (argv[argv.indexOf('--config') + 1] ?? '{}') : '{}',
+) as Parameters<typeof deepMerge>[1];
 const STACK_CONFIG = {
   // Six services starting at once on a loaded 2-core machine can take minutes (BENCH_START_TIMEOUT_MS).
   startTimeoutMs: env('BENCH_START_TIMEOUT_MS', 300_000),
-  config: {
-    ...(SENDER_AUTH ? {} : { senderAuth: { enabled: false } }),
-    ...(SPAM ? {} : { spamCheck: { skip: { ips: ['0.0.0.0/0', '::/0'] } } }),
-  },
+  config: deepMerge(
+    {
+      ...(SENDER_AUTH ? {} : { senderAuth: { enabled: false } }),
+      ...(SPAM ? {} : { spamCheck: { skip: { ips: ['0.0.0.0/0', '::/0'] } } }),
+    },
+    EXTRA_CONFIG,
+  ),
 };
 const log = (l: string): void => console.error(`[bench] ${l}`);
 
@@ -515,7 +523,7 @@ async function main(): Promise<void> {
     process.env['MAILGATE_E2E_BUILT'] = '1';
   }
   console.log(
-    `code: ${FROM_SOURCE ? 'from source (tsx, --source)' : 'compiled build (packages/*/dist)'}; runs: ${RUNS} (medians printed)`,
+    `code: ${FROM_SOURCE ? 'from source (tsx, --source)' : 'compiled build (packages/*/dist)'}; runs: ${RUNS} (medians printed)${argv.includes('--config') ? `; --config ${JSON.stringify(EXTRA_CONFIG)}` : ''}`,
   );
   console.log(
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}`,

@@ -185,6 +185,19 @@ describe('StageRunner bus.inFlight', () => {
   });
 });
 
+/**
+ * Waits until all `total` records of `topic` have their output in the scanned topic (each record once at least) and
+ * `groupId` committed the whole partition: nothing was lost, whatever failed on the way.
+ */
+async function allOutputsAndCommitted(kafka: Kafka, brokers: string, groupId: string, topic: string, total: number) {
+  const ids = new Set<string>();
+  await readTopic(brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {
+    timeoutMs: 60_000,
+  });
+  while ((await committedOffset(kafka, groupId, topic)) < total) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(ids.size, total, 'every record has its output');
+}
+
 describe('StageRunner bus.inFlight: the broker dies in the middle of a window', () => {
   let k: KafkaProcessHandle;
   let dataDir: string;
@@ -228,14 +241,7 @@ describe('StageRunner bus.inFlight: the broker dies in the middle of a window', 
       // The positive signal that the failure reached kafkajs: the consumer crashed (it restarts on its own).
       while (s.runner.isReady) await new Promise((r) => setTimeout(r, 50));
       await k.restart();
-      const ids = new Set<string>();
-      await readTopic(k.brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {
-        timeoutMs: 60_000,
-      });
-      while ((await committedOffset(kafka, 'g-window-down', topic)) < total) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.equal(ids.size, total, 'every record has its output');
+      await allOutputsAndCommitted(kafka, k.brokers, 'g-window-down', topic, total);
       assert.equal(decidedIds.size, total);
     } finally {
       await s.stop();
@@ -277,14 +283,7 @@ test('a produce the broker refuses mid-window: nothing after it is committed, th
       bus: { ...fastBus, concurrency: 1, inFlight: 4, commitIntervalMs: 0 },
     });
     try {
-      const ids = new Set<string>();
-      await readTopic(b.brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {
-        timeoutMs: 60_000,
-      });
-      while ((await committedOffset(kafka, 'g-window-refused', topic)) < total) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.equal(ids.size, total, 'every record has its output');
+      await allOutputsAndCommitted(kafka, b.brokers, 'g-window-refused', topic, total);
     } finally {
       await s.stop();
     }

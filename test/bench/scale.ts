@@ -4,7 +4,8 @@
 // replica in its own cgroup with the same CPU quota. The rate is read from the consumer group's committed offsets
 // (between 10 % and 90 % of the backlog, so start-up, group joins and the last partition's tail do not count), so
 // no other stage's capacity limits it. Each replica set first drains a warm-up backlog (--warm per replica), so the
-// replicas are measured warm, as long-running ones are. Prints msg/s per replica count, the speed-up, how often each
+// replicas are measured warm, as long-running ones are; the measured messages follow the warm-up's in one backlog
+// (no pause between them). Prints msg/s per replica count, the speed-up, how often each
 // replica used its whole quota, the partition assignment and CPU ms per message per process; writes
 // var/bench/scale.json (`npm run bench:chart` draws it).
 //
@@ -108,9 +109,8 @@ async function settled(stack: Stack, group: string, n: number): Promise<Member[]
 }
 
 /** Produces `count` backlog messages into `topic` (far faster than a stage drains them). */
-async function produceBacklog(stack: Stack, topic: string, count: number): Promise<void> {
-  const messages = backlog(count);
-  for (let i = 0; i < count; i += 500)
+async function produceBacklog(stack: Stack, topic: string, messages: ReturnType<typeof backlog>): Promise<void> {
+  for (let i = 0; i < messages.length; i += 500)
     await producePipelineMessages(stack.kafka.brokers, topic, messages.slice(i, i + 500));
 }
 
@@ -132,7 +132,8 @@ async function drain(
     const p = await progress(kafka, group, topic);
     const cpu = pids.map((pid) => sample(pid)?.cpuSeconds ?? NaN);
     samples.push({ t: performance.now(), done: p.committed - from, cpu });
-    if (p.committed >= p.end) break;
+    // Not `committed >= end`: while the backlog is still being produced a fast stage can catch up with it.
+    if (p.committed - from >= count) break;
     await sleep(100);
   }
   const at = (frac: number) => samples.find((x) => x.done >= count * frac)!;
@@ -222,12 +223,19 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
       }
       const members = await settled(stack, group, n);
       const warm = WARM_PER_REPLICA * n;
+      const count = MESSAGES;
+      // Built before the clock starts: building them blocks this process (and its polling of the offsets).
+      const messages = backlog(warm + count);
       const warmStart = await progress(kafka, group, topic);
-      await produceBacklog(stack, topic, warm);
+      // One backlog: the measured messages follow the warm-up's without a pause, as in a deployment under steady
+      // load. Until round 7 the measured backlog was produced after the warm-up had drained: the replicas idled
+      // meanwhile, delivery's idle SMTP connections closed (connectionIdleMs), and each measured interval began by
+      // reopening them — a ramp-up that a short interval (4 replicas: ~8 s) paid three times as much per message as
+      // a long one (0.12 new connections per message at 4 replicas, 0.04 at 1).
+      const producing = produceBacklog(stack, topic, messages);
       const warmRate = (await drain(kafka, group, topic, warmStart.committed, warm)).rate;
       log(`${stage} × ${n}: warm-up done (${warm} messages, ${fmt(warmRate)} msg/s)`);
-      const count = MESSAGES;
-      const start = await progress(kafka, group, topic);
+      const start = { committed: warmStart.committed + warm };
       const before = groups.slice(0, n).map((g) => g.throttling());
       const meter = usageMeter(stack.processes());
       const redis0 = redisCommandCounts(stack.redis.port);
@@ -237,7 +245,10 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
         { label: 'kafka-lite', port: stack.kafka.port },
       ]);
       const startUs = monoUs();
-      await produceBacklog(stack, topic, count);
+      // The meters started when this process saw the warm-up drained, which producing the backlog can delay: divide
+      // what they measured by the messages committed since they started, not by `count`.
+      const metered = Math.max(1, start.committed + count - (await progress(kafka, group, topic)).committed);
+      await producing;
       const pids = Array.from({ length: n }, (_, i) => stack.proc(stage, i).pid);
       const { rate, cpuMsPerMessage: steady } = await drain(kafka, group, topic, start.committed, count, pids);
       const endUs = monoUs();
@@ -245,11 +256,11 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
       const redis1 = redisCommandCounts(stack.redis.port);
       const redisPerMessage: Record<string, number> = {};
       for (const [cmd, calls] of redis1) {
-        const d = (calls - (redis0.get(cmd) ?? 0)) / count;
+        const d = (calls - (redis0.get(cmd) ?? 0)) / metered;
         if (d >= 0.01 && cmd !== 'info') redisPerMessage[cmd] = Number(d.toFixed(2));
       }
       const connectionsPerMessage = Object.fromEntries(
-        conns.finish().map((c) => [c.label, Number((c.connections / count).toFixed(3))]),
+        conns.finish().map((c) => [c.label, Number((c.connections / metered).toFixed(3))]),
       );
       const throttled = groups.slice(0, n).map((g, i) => {
         const a = g.throttling();
@@ -257,14 +268,14 @@ async function measureStage(cg: CgroupDriver, stage: ServiceName): Promise<Scale
         return periods ? (a.throttled - before[i]!.throttled) / periods : 0;
       });
       for (let i = 0; i < n; i++) await stack.proc(stage, i).stop();
-      if (CPU_PROF) keepProfiles(`${CPU_PROF}/${stage}`, n, { startUs, endUs, messages: count });
+      if (CPU_PROF) keepProfiles(`${CPU_PROF}/${stage}`, n, { startUs, endUs, messages: metered });
       points.push({
         stage,
         replicas: n,
         msgPerSec: rate,
         throttled,
         assignment: describeSplit(members),
-        cpuMsPerMessage: usage.map((u) => ({ label: u.label, ms: (u.cpuSeconds * 1000) / count })),
+        cpuMsPerMessage: usage.map((u) => ({ label: u.label, ms: (u.cpuSeconds * 1000) / metered })),
         steadyCpuMsPerMessage: steady,
         redisPerMessage,
         connectionsPerMessage,

@@ -38,6 +38,13 @@ const CR = 0x0d;
 const SP = 0x20;
 const HT = 0x09;
 
+/** The line [pos, lineEnd) holds spaces and tabs only (and at least one). */
+function isWhitespaceOnly(buf: Buffer, pos: number, lineEnd: number): boolean {
+  if (lineEnd <= pos) return false;
+  for (let i = pos; i < lineEnd; i++) if (buf[i] !== SP && buf[i] !== HT) return false;
+  return true;
+}
+
 /** `Name:` (printable ASCII without colon, optional whitespace before the colon, RFC 5322 obs-optional). */
 function isFieldLine(buf: Buffer, pos: number, lineEnd: number): boolean {
   let i = pos;
@@ -92,6 +99,10 @@ export function headerEnd(buf: Buffer, start = 0, end = buf.length, maxBytes = I
     // A non-field line (also a first line starting with whitespace): parsers skip it and keep reading headers
     // to the blank line; a strict reader starts the body there. Both readings are kept.
     if (!continuation && !isFieldLine(buf, pos, lineEnd)) alt ??= pos;
+    // A line of only spaces/tabs continues the field for RFC 5322 (obs-FWS), but some readers (postal-mime) take it
+    // for the empty line and start the body after it: a MIME delimiter right after it (a boundary with a colon in
+    // it, `--a:b`, also looks like a header field) would otherwise hide the parts behind it in the preamble.
+    else if (continuation && isWhitespaceOnly(buf, pos, lineEnd) && nl < end) alt ??= nl + 1;
     first = false;
     pos = nl + 1;
   }

@@ -153,3 +153,18 @@ test(`property: mutated multipart messages never pass an executable (${RUNS} run
     { numRuns: RUNS },
   );
 });
+
+test('a whitespace-only header line before a delimiter that looks like a header field (fast-check seed -2116506196)', async () => {
+  // The boundary `::(A?a` sits in a comment (read only leniently), and a tab-only line follows the Content-Type.
+  // RFC 5322 folds the tab line into the field, and the delimiter line `--::(A?a` parses as a field named `--`, so a
+  // strict reading runs the headers on into the executable's part and leaves its body in the preamble; postal-mime
+  // ends the headers at the tab line and shows the executable. Both readings are judged.
+  const m = base('::(A?a', 'x', false);
+  MUTATIONS['boundaryInComment']!(m, 0);
+  const raw = Buffer.from(render(m).replace('")\r\n\r\n', '")\r\n\t\r\n'), 'latin1');
+  assert.ok((await clientsSeeExe(raw)).length > 0, 'a client shows the executable');
+  for (const cfg of [policy, strip]) {
+    const r = await evaluateMessage(cfg, raw);
+    assert.notEqual(r.verdict.kind, 'pass', JSON.stringify(r.details).slice(0, 400));
+  }
+});

@@ -332,7 +332,14 @@ export class StageRunner {
       if (decidedNotProduced.length > 0) {
         const ids = decidedNotProduced.splice(0).sort((a, b) => a - b);
         // Produce what was decided, durably; only then may its offsets be committed (the no-loss rule).
-        await this.windowSend.send(ids.flatMap((i) => outputs[i]!));
+        try {
+          await this.windowSend.send(ids.flatMap((i) => outputs[i]!));
+        } catch (err) {
+          // The batch fails (redelivered from the last commit): the records still in flight must not refill their
+          // slots with new records whose work would only be thrown away.
+          failure ??= { err };
+          throw err;
+        }
         await this.opts.faults?.afterProduce?.();
         for (const i of ids) {
           produced[i] = true;

@@ -16,6 +16,15 @@ import {
   type Stack,
 } from '../harness/stack.js';
 
+/** The fields of the admin API's deferred-queue items that the report prints. */
+interface DeferredView {
+  id: string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  jobState: string | null;
+  lastError: string;
+}
+
 export interface ChaosOptions {
   /** Messages in the stream. */
   messages: number;
@@ -278,6 +287,15 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     if (committed && deferred?.total === 0) break;
     if (Date.now() > quietDeadline) {
       log(`[${since()}s] delivery not idle in time (committed: ${committed}, deferred: ${deferred?.total ?? '?'})`);
+      // What each deferred message waits on (its bullmq job state and when it is due) tells a stuck retry worker
+      // from a retry schedule that is merely long.
+      const list = await stack
+        .admin<{ results: DeferredView[] }>('/api/v1/deferred?limit=20')
+        .catch(() => ({ results: [] as DeferredView[] }));
+      for (const d of list.results)
+        log(
+          `  deferred ${d.id}: attempts ${d.attempts}, next ${d.nextAttemptAt ?? 'held'}, job ${d.jobState ?? 'none'}, last error ${d.lastError.slice(0, 80)}`,
+        );
       break;
     }
     await sleep(500);

@@ -53,6 +53,19 @@ export class RetryScheduler {
     return job.getState();
   }
 
+  /**
+   * The job's state and, when delayed, the time (ms) BullMQ will run it; null when there is no job for `id`. BullMQ
+   * scores its delayed set as time × 0x1000 + a sequence number.
+   */
+  async status(id: string): Promise<{ state: string; dueAt?: number } | null> {
+    const job = await this.queue.getJob(id);
+    if (!job) return null;
+    const state = await job.getState();
+    if (state !== 'delayed') return { state };
+    const score = await (await this.queue.client).zscore(this.queue.keys['delayed']!, id);
+    return score === null ? { state } : { state, dueAt: Math.floor(Number(score) / 0x1000) };
+  }
+
   /** Run the retry now: promote a delayed job, or create one. False if the job is running right now. */
   async runNow(id: string): Promise<boolean> {
     const job = await this.queue.getJob(id);

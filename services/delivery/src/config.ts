@@ -107,8 +107,13 @@ export const deliverySchema = z
         concurrency: z.number().int().positive().default(10),
         /** bullmq queue name (keys: <redis.keyPrefix><queue>:…). */
         queue: z.string().default(RETRY_QUEUE),
-        /** How often the reconciler re-creates retry jobs missing for stored messages. */
+        /**
+         * How often the reconciler runs: it re-creates retry jobs missing for stored messages, and replaces the
+         * retry worker when a due job waited through two of its passes while the worker started nothing.
+         */
         reconcileEveryMs: z.number().int().positive().default(60_000),
+        /** A retry attempt running this long counts as hung (its slot as free) for that check. */
+        hungAttemptMs: z.number().int().positive().default(1_800_000),
       })
       .strict()
       .default({}),

@@ -11,5 +11,5 @@ export { DestinationLimits } from './limits.js';
 export { DeliveredMarkers, type DeliveredMarker, type PendingMark } from './markers.js';
 export { OutcomeJournal } from './outcome-journal.js';
 export { createDeliveryMetrics, countingMetrics, type DeliveryMetrics } from './metrics.js';
-export { runRetry, startRetryWorker, reconcile } from './worker.js';
+export { runRetry, RetryWorker, RetryWorkerWatchdog, reconcile } from './worker.js';
 export { createOutboundSigner, shouldSign, type OutboundSigner } from './signing.js';

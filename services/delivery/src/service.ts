@@ -5,11 +5,12 @@ import { createDeliveryComponents } from './components.js';
 import { deliverySchema } from './config.js';
 import { deliveryMetrics } from './metrics.js';
 import { bullPrefix } from '@mailgate/delivery-queue';
-import { reconcile, startRetryWorker } from './worker.js';
+import { reconcile, RetryWorker, RetryWorkerWatchdog } from './worker.js';
 
 /**
  * delivery as a service: the stage (consumes TOPICS.deliverable) plus, in the same process, the bullmq worker
- * that runs retries and a reconciler that re-creates missing retry jobs.
+ * that runs retries and a reconciler that re-creates missing retry jobs and replaces the worker if it stops taking
+ * due ones.
  */
 export async function setupDelivery(
   ctx: StageSetupContext<LoadedConfig<{ delivery: typeof deliverySchema }>>,
@@ -36,8 +37,7 @@ export async function setupDelivery(
   });
   const m = (metrics = deliveryMetrics(telemetry.meter('delivery'), c.store, log));
   lifecycle.on('stop-intake', 'delivery-metrics', () => m.stop());
-  const workerConnection = createRedis(config.redis, { name: 'delivery-worker', forBullmq: true });
-  const worker = startRetryWorker(
+  const worker = new RetryWorker(
     {
       engine: c.engine,
       store: c.store,
@@ -52,16 +52,35 @@ export async function setupDelivery(
       log,
     },
     {
-      connection: workerConnection,
+      connect: () => createRedis(config.redis, { name: 'delivery-worker', forBullmq: true }),
       queue: cfg.retry.queue,
       prefix: bullPrefix(config.redis.keyPrefix),
       concurrency: cfg.retry.concurrency,
+      hungAttemptMs: cfg.retry.hungAttemptMs,
     },
   );
+  const replacements = telemetry.meter('delivery').createCounter('mailgate_delivery_retry_worker_replacements', {
+    description: 'Times the retry worker was found to have stopped taking due jobs and was replaced',
+  });
+  const watchdog = new RetryWorkerWatchdog();
+  let reconciling = false;
   const reconciler = setInterval(() => {
+    if (reconciling) return; // a slow pass (Redis down) is not stacked
+    reconciling = true;
     reconcile(c.store, c.scheduler, cfg.retry.reconcileEveryMs)
-      .then((n) => n > 0 && log.warn({ jobs: n }, 'reconciler re-created missing retry jobs'))
-      .catch((err: Error) => log.warn({ err: err.message }, 'reconciler failed'));
+      .then((r) => {
+        if (r.recreated > 0) log.warn({ jobs: r.recreated }, 'reconciler re-created missing retry jobs');
+        if (watchdog.check(r.dueOverdue, worker.started, worker.freeSlots())) {
+          log.error(
+            { due: r.dueOverdue.length, example: r.dueOverdue[0], freeSlots: worker.freeSlots() },
+            'retry worker stopped taking due jobs: replacing it',
+          );
+          replacements.add(1);
+          worker.replace();
+        }
+      })
+      .catch((err: Error) => log.warn({ err: err.message }, 'reconciler failed'))
+      .finally(() => (reconciling = false));
   }, cfg.retry.reconcileEveryMs);
   reconciler.unref();
   // Retries stop taking new jobs with the consumer; the attempt in progress finishes (worker.close waits).
@@ -74,7 +93,6 @@ export async function setupDelivery(
     checks: { redis: () => redisReachable(c.redis) },
     async close() {
       await worker.close().catch(() => undefined);
-      await workerConnection.quit().catch(() => undefined);
       await c.close();
     },
   };

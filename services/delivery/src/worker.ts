@@ -4,7 +4,8 @@ import type { PipelineMessage } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import { contextFromTraceparent, runInSpan, traceparentOf } from '@mailgate/telemetry';
 import { SpanKind, type Tracer } from '@opentelemetry/api';
-import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { DeliveryEngine, RecipientResult } from './deliver.js';
 import {
   dsnFor,
@@ -138,52 +139,183 @@ export async function runRetry(d: RetryWorkerDeps, id: string): Promise<'gone' |
   );
 }
 
-/** The bullmq Worker running retries; the same job is moved back to delayed until the message is final. */
-export function startRetryWorker(
-  d: RetryWorkerDeps,
-  o: { connection: ConnectionOptions; queue: string; prefix: string; concurrency: number },
-): Worker<RetryJobData> {
-  const worker = new Worker<RetryJobData>(
-    o.queue,
-    async (job: Job<RetryJobData>, token?: string) => {
-      const r = await runRetry(d, job.data.id);
-      if (typeof r === 'number') {
-        await job.moveToDelayed(Math.max(r, Date.now()), token);
-        throw new DelayedError();
-      }
-      return r;
-    },
-    {
-      connection: o.connection,
-      prefix: o.prefix,
-      concurrency: o.concurrency,
-      // A replica that dies mid-attempt leaves its job "stalled"; it is retried (markers prevent duplicates).
-      maxStalledCount: 1000,
-      autorun: true,
-    },
-  );
-  worker.on('failed', (job, err) =>
-    d.log.warn({ msgId: job?.data.id, err: err.message }, 'retry attempt failed: will run again'),
-  );
-  worker.on('error', (err) => d.log.warn({ err: err.message }, 'retry worker error'));
-  return worker;
+/** Options of the bullmq Worker that runs retries. */
+export interface RetryWorkerOptions {
+  /** A new Redis connection for each (re)created worker: a wedged worker's connection is not reused. */
+  readonly connect: () => Redis;
+  readonly queue: string;
+  readonly prefix: string;
+  readonly concurrency: number;
+  /**
+   * An attempt running longer than this no longer counts as occupying its slot when the watchdog asks whether the
+   * worker has room (every SMTP step has its own timeout, so only a hung attempt gets there).
+   */
+  readonly hungAttemptMs: number;
+}
+
+/**
+ * The bullmq Worker running retries (the same job is moved back to delayed until the message is final), kept
+ * replaceable: BullMQ's worker can stop taking jobs after Redis restarts while the queue itself works (upstream
+ * taskforcesh/bullmq #2466, #2964, #3185; the maintainer's advice is to close it and create a new one). It counts
+ * the attempts it starts and times the ones running, which is what the watchdog (`RetryWorkerWatchdog`) reads.
+ */
+export class RetryWorker {
+  private worker: Worker<RetryJobData>;
+  private connection: Redis;
+  private startedCount = 0;
+  private readonly running = new Map<number, number>();
+  private seq = 0;
+  private replacedCount = 0;
+
+  constructor(
+    private readonly d: RetryWorkerDeps,
+    private readonly o: RetryWorkerOptions,
+  ) {
+    this.connection = o.connect();
+    this.worker = this.create(this.connection);
+  }
+
+  /** Attempts started since this process began (all workers it created). */
+  get started(): number {
+    return this.startedCount;
+  }
+
+  /** Times the worker was replaced. */
+  get replaced(): number {
+    return this.replacedCount;
+  }
+
+  /** The bullmq Worker in use now. */
+  get current(): Worker<RetryJobData> {
+    return this.worker;
+  }
+
+  /** Slots not taken by an attempt younger than hungAttemptMs. */
+  freeSlots(now = Date.now()): number {
+    let busy = 0;
+    for (const since of this.running.values()) if (now - since < this.o.hungAttemptMs) busy++;
+    return this.o.concurrency - busy;
+  }
+
+  /**
+   * Close the worker and start a new one on a new connection. The old one is force-closed without waiting: a wedged
+   * worker's close may never finish. Jobs it held active lose their lock and BullMQ's stalled-job check hands them
+   * to the new worker; an attempt that still finishes later is harmless (per-recipient markers prevent a second copy).
+   */
+  replace(): void {
+    const old = this.worker;
+    const oldConnection = this.connection;
+    this.connection = this.o.connect();
+    this.worker = this.create(this.connection);
+    this.replacedCount++;
+    void old
+      .close(true)
+      .catch(() => undefined)
+      .finally(() => oldConnection.disconnect());
+    // If close never settles, the connection still goes.
+    setTimeout(() => oldConnection.disconnect(), 5000).unref();
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.connection.quit().catch(() => undefined);
+  }
+
+  private create(connection: Redis): Worker<RetryJobData> {
+    const d = this.d;
+    const worker = new Worker<RetryJobData>(
+      this.o.queue,
+      async (job: Job<RetryJobData>, token?: string) => {
+        const n = ++this.seq;
+        this.startedCount++;
+        this.running.set(n, Date.now());
+        try {
+          const r = await runRetry(d, job.data.id);
+          if (typeof r === 'number') {
+            await job.moveToDelayed(Math.max(r, Date.now()), token);
+            throw new DelayedError();
+          }
+          return r;
+        } finally {
+          this.running.delete(n);
+        }
+      },
+      {
+        connection,
+        prefix: this.o.prefix,
+        concurrency: this.o.concurrency,
+        // A replica that dies mid-attempt leaves its job "stalled"; it is retried (markers prevent duplicates).
+        maxStalledCount: 1000,
+        autorun: true,
+      },
+    );
+    worker.on('failed', (job, err) =>
+      d.log.warn({ msgId: job?.data.id, err: err.message }, 'retry attempt failed: will run again'),
+    );
+    worker.on('error', (err) => d.log.warn({ err: err.message }, 'retry worker error'));
+    return worker;
+  }
+}
+
+/**
+ * Decides that the retry worker has stopped taking jobs: a retry job that is due (waiting, or delayed past its time)
+ * and overdue by more than the grace period at two checks in a row, while the worker had a free slot and started no
+ * attempt between them. Two checks, because one could land just after an operator's "retry now" made a job waiting.
+ * With several replicas, a healthy one takes the due jobs, so only a replica whose worker is stuck sees them twice.
+ */
+export class RetryWorkerWatchdog {
+  private suspects = new Set<string>();
+  private startedAtLastCheck: number | undefined;
+
+  check(dueOverdue: readonly string[], started: number, freeSlots: number): boolean {
+    const seenTwice = dueOverdue.some((id) => this.suspects.has(id));
+    const idle = started === this.startedAtLastCheck;
+    this.suspects = new Set(dueOverdue);
+    this.startedAtLastCheck = started;
+    if (!(seenTwice && idle && freeSlots > 0)) return false;
+    this.suspects.clear();
+    return true;
+  }
+}
+
+/** What one reconciler pass found. */
+export interface ReconcileResult {
+  /** Retry jobs re-created for stored messages that had none. */
+  readonly recreated: number;
+  /** Messages overdue by more than the grace period whose job is due but not running: waiting, or delayed past. */
+  readonly dueOverdue: string[];
 }
 
 /**
  * Re-create retry jobs for stored messages whose job is missing (a crash between storing and scheduling, or a
- * job lost some other way). Stored messages are the source of truth; jobs are just their alarm clocks.
+ * job lost some other way), and list the ones whose job is due but has not run. Stored messages are the source of
+ * truth; jobs are just their alarm clocks.
  */
-export async function reconcile(store: RetryStore, scheduler: RetryScheduler, graceMs: number): Promise<number> {
-  let fixed = 0;
-  for (const id of await store.overdue(Date.now() - graceMs)) {
-    const state = await scheduler.state(id);
+export async function reconcile(
+  store: RetryStore,
+  scheduler: RetryScheduler,
+  graceMs: number,
+  now = Date.now(),
+): Promise<ReconcileResult> {
+  let recreated = 0;
+  const dueOverdue: string[] = [];
+  const before = now - graceMs;
+  for (const id of await store.overdue(before)) {
+    const job = await scheduler.status(id);
+    const state = job?.state ?? null;
     if (state === null || state === 'completed' || state === 'failed' || state === 'unknown') {
       const e = await store.load(id);
       if (!e || e.held) continue;
       if (state !== null) await scheduler.unschedule(id);
       await scheduler.schedule(id, 0);
-      fixed++;
+      recreated++;
+    } else if (
+      state === 'waiting' ||
+      state === 'prioritized' ||
+      (state === 'delayed' && job?.dueAt !== undefined && job.dueAt < before)
+    ) {
+      dueOverdue.push(id);
     }
   }
-  return fixed;
+  return { recreated, dueOverdue };
 }

@@ -208,3 +208,30 @@ test('service: restart with pending retries → all eventually delivered by the 
     await s.stop();
   }
 });
+
+test('service: Redis killed and restarted twice while a message is being retried → the retries go on and it is delivered once', async () => {
+  const s = await start();
+  try {
+    mx.setReply({ stage: 'rcpt', code: 451, rcpt: 'rr@svc.test', message: '4.7.1 greylisted' });
+    const m = message({ from: 'a@src.test', to: ['rr@svc.test'] });
+    await send(m);
+    const refusals = () => mx.rejections.filter((r) => r.rcpt === 'rr@svc.test').length;
+    await waitFor(() => eventsOf(m.envelope.id, 'deferred').length > 0, { timeoutMs: 30_000, message: 'deferred' });
+    for (let i = 0; i < 2; i++) {
+      // Crash Redis between retries (every 300 ms), then wait for the positive signal: another attempt was made.
+      const before = refusals();
+      await redis.kill();
+      await redis.restart();
+      await waitFor(() => refusals() >= before + 2, { timeoutMs: 60_000, message: `retries resumed (${i + 1})` });
+    }
+    mx.clearReplies();
+    await mx.waitFor((x) => x.rcptTo.includes('rr@svc.test'), 60_000);
+    await waitFor(() => eventsOf(m.envelope.id, 'delivered').length === 1, {
+      timeoutMs: 10_000,
+      message: 'delivered event',
+    });
+    assert.equal(mx.messages.filter((x) => x.rcptTo.includes('rr@svc.test')).length, 1);
+  } finally {
+    await s.stop();
+  }
+});

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { PipelineMessage } from '@mailgate/contracts';
 import type { Logger } from '@mailgate/runtime';
 import { runInSpan } from '@mailgate/telemetry';
@@ -107,7 +108,7 @@ export class DeliveryEngine {
             const backoff = new Map(dests.map((d, i) => [d, backoffRemaining(claim.ttls[i] ?? -2)]));
             const owned = opts.queued?.owned(claim.hash);
             const mine = owned && owned.size > 0 ? recipients.filter((r) => !owned.has(r)) : recipients;
-            return this.deliverNow(msg, mine, this.deps.markers.parseState(all, claim.strings), backoff, claim);
+            return this.deliverNow(msg, mine, this.deps.markers.parseState(id, all, claim.strings), backoff, claim);
           },
           reads,
         ),
@@ -268,10 +269,13 @@ export class DeliveryEngine {
       try {
         // Before DATA: if this process dies between the remote 250 and the record, a retry must know (see markers.ts).
         // No mark, no send: a Redis error here defers (nothing left the gateway; the connection stays usable).
+        const attempt = randomUUID();
         try {
-          await this.deps.markers.markPending(msg.envelope.id, rcpts, dest);
+          await this.deps.markers.markPending(msg.envelope.id, rcpts, dest, attempt);
         } catch (e) {
           reusable = lease.conn.isAlive;
+          // The mark may have been written all the same (the reply was lost): it must not hold this mail back.
+          await this.deps.markers.voidPending(msg.envelope.id, rcpts, attempt);
           throw e;
         }
         try {
@@ -281,7 +285,7 @@ export class DeliveryEngine {
           last = e;
           span.addEvent('transaction failed', { host: label, phase: e.phase, reply: e.reply });
           // A reply that refused the message is a known outcome: the next attempt may send at once.
-          if (!e.outcomeUnknown) await this.deps.markers.clearPending(msg.envelope.id, rcpts).catch(() => undefined);
+          if (!e.outcomeUnknown) await this.deps.markers.voidPending(msg.envelope.id, rcpts, attempt);
           reusable = lease.conn.isAlive && (e.phase === 'mail' || e.phase === 'size') && (await lease.conn.reset());
           if (e.tryNext) continue;
           if (e.temporary && is421(e.reply)) await this.deps.limits.recordFailure(dest, e.reply).catch(() => false);
@@ -309,8 +313,7 @@ export class DeliveryEngine {
           if (recorded && claim) claim.released = true;
         }
         bookkept = recorded;
-        if (!recorded && notSent.length > 0)
-          await this.deps.markers.clearPending(msg.envelope.id, notSent).catch(() => undefined);
+        if (!recorded && notSent.length > 0) await this.deps.markers.voidPending(msg.envelope.id, notSent, attempt);
         reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
       } finally {
         this.deps.pool.release(lease, reusable);

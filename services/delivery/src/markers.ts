@@ -16,6 +16,8 @@ export interface PendingMark {
   readonly at: string;
   /** Epoch ms after which a retry may resend (delivery.pendingTtlMs after the mark). */
   readonly until: number;
+  /** The attempt that wrote it (marks written before this field existed have none). */
+  readonly token?: string;
 }
 
 export interface MarkerState {
@@ -62,6 +64,14 @@ export interface MarkAlso {
  *    the same message to a recipient that already accepted it.
  */
 export class DeliveredMarkers {
+  /**
+   * Pending marks this process knows to be void (key → the attempt's token, and until when): the attempt never sent
+   * DATA, or got a refusal, but Redis was away when it wanted to remove the mark (or to learn whether it was written
+   * at all). Without this a retry in this process would read "outcome unknown" and wait pendingTtlMs (10 min) for
+   * mail that never left. Another process cannot know, and waits: the conservative reading.
+   */
+  private readonly voided = new Map<string, { token: string; until: number }>();
+
   constructor(
     private readonly redis: Redis,
     private readonly ttlMs: number,
@@ -82,32 +92,65 @@ export class DeliveredMarkers {
   }
 
   /** The state of `rcpts` from the values of stateKeys(id, rcpts), in that order. */
-  parseState(rcpts: readonly string[], values: readonly (string | null)[]): MarkerState {
+  parseState(id: string, rcpts: readonly string[], values: readonly (string | null)[]): MarkerState {
     const done = new Map<string, DeliveredMarker>();
     const pending = new Map<string, PendingMark>();
     rcpts.forEach((r, i) => {
       const d = values[i];
       const p = values[rcpts.length + i];
       if (d != null) done.set(r, JSON.parse(d) as DeliveredMarker);
-      else if (p != null) pending.set(r, JSON.parse(p) as PendingMark);
+      else if (p != null) {
+        const mark = JSON.parse(p) as PendingMark;
+        if (!this.isVoid(this.pendingKey(id, r), mark)) pending.set(r, mark);
+      }
     });
     return { done, pending };
+  }
+
+  private isVoid(key: string, mark: PendingMark): boolean {
+    const v = this.voided.get(key);
+    return v !== undefined && mark.token !== undefined && v.token === mark.token;
+  }
+
+  /**
+   * The attempt `token` sent no DATA (or got a refusal) for `rcpts`: remove its pending marks, and if Redis refuses,
+   * remember here that they are void so this process's next attempt sends at once (see `voided`).
+   */
+  async voidPending(id: string, rcpts: readonly string[], token: string, now = Date.now()): Promise<void> {
+    try {
+      await this.clearPending(id, rcpts);
+      return;
+    } catch {
+      // Redis is away: below.
+    }
+    if (this.voided.size >= 10_000) for (const [k, v] of this.voided) if (v.until <= now) this.voided.delete(k);
+    for (const r of rcpts) this.voided.set(this.pendingKey(id, r), { token, until: now + this.pendingTtlMs });
   }
 
   /** Delivered markers and pending marks of `rcpts` in one round trip. */
   async state(id: string, rcpts: readonly string[]): Promise<MarkerState> {
     if (rcpts.length === 0) return { done: new Map(), pending: new Map() };
-    return this.parseState(rcpts, await this.redis.mget(this.stateKeys(id, rcpts)));
+    return this.parseState(id, rcpts, await this.redis.mget(this.stateKeys(id, rcpts)));
   }
 
-  /** Before DATA. Throws on a Redis error: then nothing may be sent (the caller defers). */
-  async markPending(id: string, rcpts: readonly string[], dest: string, now = Date.now()): Promise<void> {
+  /**
+   * Before DATA, by the attempt `token` (unique per attempt). Throws on a Redis error: then nothing may be sent (the
+   * caller defers, and voids the mark in case it was written all the same).
+   */
+  async markPending(
+    id: string,
+    rcpts: readonly string[],
+    dest: string,
+    token: string,
+    now = Date.now(),
+  ): Promise<void> {
     if (rcpts.length === 0) return;
     const value = JSON.stringify({
       dest,
       rcpts,
       at: new Date(now).toISOString(),
       until: now + this.pendingTtlMs,
+      token,
     } satisfies PendingMark);
     const ttl = Math.max(this.ttlMs, this.pendingTtlMs);
     // One recipient (the common case): a plain SET, not MULTI/SET/EXEC.

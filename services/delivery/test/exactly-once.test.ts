@@ -155,7 +155,7 @@ test('journal replay: records a killed process could not write to Redis reach Re
   const client = createRedis({ url: redis.url, keyPrefix: 'replay:' }, { name: 'replay' });
   t.after(() => client.quit());
   const markers = new DeliveredMarkers(client, 3600_000, 60_000);
-  await markers.markPending('m-replay', ['r@once.test'], 'smarthost:x');
+  await markers.markPending('m-replay', ['r@once.test'], 'smarthost:x', 'attempt-1');
   // What a process leaves behind when Redis was down at its 250 and it then died: one fsynced line (+ a torn one).
   const { appendFileSync } = await import('node:fs');
   appendFileSync(

@@ -27,7 +27,7 @@ test('2,500 recipients: the claim reads and the 250 record cover every one (vari
   const claims = claimsOf(client);
   const id = 'm-many';
   const rcpts = Array.from({ length: 2500 }, (_, i) => `R${i}@many.test`);
-  await markers.markPending(id, rcpts, 'smarthost:x');
+  await markers.markPending(id, rcpts, 'smarthost:x', 'attempt-1');
   await client.set('delivery:fails:smarthost:x', '3');
 
   await claims.withClaim(
@@ -35,7 +35,7 @@ test('2,500 recipients: the claim reads and the 250 record cover every one (vari
     async (claim) => {
       assert.ok(claim.token);
       assert.equal(claim.strings.length, 5000);
-      const st = markers.parseState(rcpts, claim.strings);
+      const st = markers.parseState(id, rcpts, claim.strings);
       assert.equal(st.pending.size, 2500);
       assert.equal(st.done.size, 0);
       assert.deepEqual(claim.ttls, [-2], 'no backoff key');
@@ -97,7 +97,10 @@ test('a held claim: the reads wait for it; after waitMs they are made without it
     id,
     async (claim) => {
       assert.equal(claim.token, null, 'proceeding without the claim');
-      assert.equal(markers.parseState(['b@held.test'], claim.strings).done.get('b@held.test')?.reply, '250 earlier');
+      assert.equal(
+        markers.parseState(id, ['b@held.test'], claim.strings).done.get('b@held.test')?.reply,
+        '250 earlier',
+      );
     },
     { strings: markers.stateKeys(id, ['b@held.test']) },
   );

@@ -67,6 +67,68 @@ export interface StageRunnerCommonOptions {
   readonly onFatal?: (reason: string) => void;
 }
 
+/** What record processing needs of its batch: liveness and heartbeats (a lane passes its own, see PartitionLane). */
+type BatchControl = Pick<EachBatchPayload, 'heartbeat' | 'isStale' | 'isRunning'>;
+
+/**
+ * One partition's sliding window, kept across fetched batches (`inFlight` with `slidingWindow`). Records are indexed
+ * by their position in the lane since it began (`at(i)` = records[i - base]); the produced and committed prefix is
+ * dropped from the arrays from time to time (`base` grows). A lane belongs to one group generation: after a
+ * rebalance, or after it failed, it starts nothing more and a new lane takes the partition's next batch.
+ */
+class PartitionLane {
+  base = 0;
+  readonly records: KafkaMessage[] = [];
+  readonly outputs: (OutRecord[] | undefined)[] = [];
+  readonly produced: boolean[] = [];
+  decidedNotProduced: number[] = [];
+  readonly running = new Set<Promise<void>>();
+  failure: { err: unknown } | undefined;
+  /** Set once the lane starts nothing more (failed, stopped, or its generation ended); it then finishes and ends. */
+  closed = false;
+  next = 0;
+  undecided = 0;
+  prefix = 0;
+  committedPrefix = 0;
+  lastCommit = Date.now();
+  /** Offset of the last record appended (records a refetch brings again are skipped). */
+  lastOffset = -1n;
+  wake: (() => void) | undefined;
+  /** The lane's driver while it has work (the runner's drain waits for it). */
+  driver: Promise<void> | undefined;
+  readonly roomWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly generation: number,
+    /** The latest batch's payload: heartbeats and kafkajs' liveness for the records in flight. */
+    public p: EachBatchPayload,
+  ) {}
+
+  get total(): number {
+    return this.base + this.records.length;
+  }
+
+  at(i: number): KafkaMessage {
+    return this.records[i - this.base]!;
+  }
+
+  /** Drop the committed prefix once it is large: a long-lived lane does not keep every record it ever read. */
+  compact(): void {
+    const n = this.committedPrefix - this.base;
+    if (n < 1024 || n < this.records.length / 2) return;
+    this.records.splice(0, n);
+    this.outputs.splice(0, n);
+    this.produced.splice(0, n);
+    this.base += n;
+  }
+
+  wakeRoomWaiters(): void {
+    for (const w of this.roomWaiters.splice(0)) w();
+  }
+}
+
 /** Thrown inside a batch to stop it without committing (shutdown or lost partition): records are redelivered. */
 class BatchAborted extends Error {}
 
@@ -124,6 +186,10 @@ export class StageRunner {
   private readonly windowSend: GroupSend;
   /** Partitions of our topics the group assigned to this consumer at its last join (0 until it joined). */
   private assigned = 0;
+  /** Group joins so far: a lane of an earlier generation starts nothing more. */
+  private generation = 0;
+  /** topic|partition → its sliding window across batches (`inFlight` with `slidingWindow`). */
+  private readonly lanes = new Map<string, PartitionLane>();
   private readonly metrics;
 
   constructor(private readonly opts: StageRunnerOptions) {
@@ -156,6 +222,9 @@ export class StageRunner {
       retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5000 },
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      this.generation++;
+      for (const l of this.lanes.values()) this.closeLane(l);
+      this.lanes.clear();
       this.assigned = Object.values(e.payload.memberAssignment).reduce((n, ps) => n + ps.length, 0);
     });
     this.state = new ConsumerState(this.consumer, {
@@ -210,6 +279,7 @@ export class StageRunner {
     this.running = false;
     this.stopping = true;
     const timer = setTimeout(() => this.abort.abort(), drainTimeoutMs);
+    for (const l of this.lanes.values()) l.wakeRoomWaiters();
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     clearTimeout(timer);
     this.abort.abort();
@@ -250,7 +320,7 @@ export class StageRunner {
   private async runBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
     const chunkSize = this.chunkSize();
-    if (this.inFlightSetting() > 0 && this.opts.bus.slidingWindow) return this.runWindow(p, chunkSize);
+    if (this.inFlightSetting() > 0 && this.opts.bus.slidingWindow) return this.appendToLane(p, chunkSize);
     let uncommitted: string | undefined; // offset of the last record whose output was produced, not yet committed
     let lastCommit = Date.now();
     for (let i = 0; i < batch.messages.length; i += chunkSize) {
@@ -277,97 +347,194 @@ export class StageRunner {
   }
 
   /**
-   * With `inFlight` set: the batch through a sliding window of `window` records instead of chunks. A record starts
-   * as soon as fewer than `window` records are in flight, so one slow record (an SMTP transaction to a slow server)
-   * no longer idles the `window - 1` slots beside it until the whole chunk is done; and never more than
-   * `WINDOW_SPAN × window` records past the oldest undecided one, which bounds what a crash redelivers (everything
-   * after the oldest undecided record is uncommitted) while that slow record is held.
-   * Decided records are produced together, one produce request at a time for all the partitions of this runner
-   * (`GroupSend`: what they decide while one is in flight goes into the next), in offset order within a partition. Offsets follow the produced prefix: a record is committed
-   * only when its output and the output of every record before it in the partition were produced (the no-loss
-   * rule); commits are coalesced by `bus.commitIntervalMs` as with chunks. A drain or a lost partition starts no
-   * new record, lets the ones in flight finish, produces what they decided and commits the produced prefix.
+   * With `inFlight` set: the partition's records through a sliding window of `window` records instead of chunks,
+   * in a lane that outlives the batch. A record starts as soon as fewer than `window` records are in flight, so one
+   * slow record (an SMTP transaction to a slow server) no longer idles the `window - 1` slots beside it; and never
+   * more than `WINDOW_SPAN × window` records past the oldest undecided one, which bounds what a crash redelivers
+   * (everything after the oldest undecided record is uncommitted) while that slow record is held.
+   *
+   * The batch hands its records to the lane and returns as soon as the lane has room for more, before they are
+   * decided: kafkajs fetches again only after every batch of its previous fetch returned, so a window that lived
+   * inside one batch held the next fetch, for every partition of this replica, until its slowest record was decided
+   * (up to the SMTP timeouts, minutes, behind one slow server). The fetch position moves on at once
+   * (`resolveOffset`); what is committed does not: decided records are produced together, one produce request at a
+   * time for all the partitions of this runner (`GroupSend`), in offset order within a partition, and a record is
+   * committed only when its output and the output of every record before it in the partition were produced (the
+   * no-loss rule); commits are coalesced by `bus.commitIntervalMs`, and the lane commits its produced prefix whenever
+   * it runs out of work. A drain or a new group generation starts no new record, lets the ones in flight finish,
+   * produces what they decided and commits the produced prefix (not after a rebalance: the partition may be
+   * another member's by then). A failed produce closes the lane and moves the partition's fetch position back to its
+   * last commit, so everything after it is read and decided again (duplicates, never loss).
    */
-  private async runWindow(p: EachBatchPayload, window: number): Promise<void> {
+  private async appendToLane(p: EachBatchPayload, window: number): Promise<void> {
     const { batch } = p;
-    const records = batch.messages;
-    const outputs: (OutRecord[] | undefined)[] = new Array(records.length);
-    const decidedNotProduced: number[] = [];
-    const produced: boolean[] = new Array(records.length).fill(false);
-    const running = new Set<Promise<void>>();
-    let failure: { err: unknown } | undefined;
-    let wake: (() => void) | undefined;
-    let next = 0; // the next record to start
-    let undecided = 0; // the oldest record not decided yet
-    let prefix = 0; // records [0, prefix) were produced
-    let committedPrefix = 0;
-    let lastCommit = Date.now();
+    // A batch fetched before a seek (the partition is read again from an earlier offset): the next fetch brings them.
+    if (p.isStale()) return;
+    const key = `${batch.topic}|${batch.partition}`;
+    let lane = this.lanes.get(key);
+    // A failed lane stays here until it moved the fetch position back: a lane that took later records meanwhile would
+    // commit past the failed lane's uncommitted ones.
+    if (lane?.failure) return;
+    if (!lane || lane.closed || lane.generation !== this.generation) {
+      lane = new PartitionLane(batch.topic, batch.partition, this.generation, p);
+      this.lanes.set(key, lane);
+    }
+    const l = lane;
+    l.p = p;
+    for (const m of batch.messages) {
+      const offset = BigInt(m.offset);
+      if (offset <= l.lastOffset) continue; // a refetch of records the lane already has
+      l.records.push(m);
+      l.outputs.push(undefined);
+      l.produced.push(false);
+      l.lastOffset = offset;
+    }
+    if (batch.messages.length > 0) p.resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
+    this.driveLane(l, window);
+    // Back-pressure: a lane holds at most what its window may start past its oldest undecided record.
+    // Rechecked every second too: a lane that stops being live with nothing in flight wakes no one.
+    while (this.laneLive(l) && l.total - l.undecided >= WINDOW_SPAN * window) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((r) => {
+        l.roomWaiters.push(r);
+        timer = setTimeout(r, 1000);
+      });
+      clearTimeout(timer);
+    }
+  }
 
+  /** A lane starts nothing more; what is in flight finishes (see appendToLane). */
+  private closeLane(l: PartitionLane): void {
+    l.closed = true;
+    l.wake?.();
+    l.wakeRoomWaiters();
+  }
+
+  /** Start the lane's driver unless it runs; the runner's drain waits for it. */
+  private driveLane(l: PartitionLane, window: number): void {
+    if (l.driver) {
+      l.wake?.();
+      return;
+    }
+    const work = this.runLane(l, window)
+      .catch((err: unknown) =>
+        // Not expected (a lane's own failures end in a seek): logged, and the partition is read again after the
+        // next rebalance or restart at the latest (nothing past the produced prefix was committed).
+        this.opts.log.error({ err: (err as Error).message, topic: l.topic, partition: l.partition }, 'lane failed'),
+      )
+      .finally(() => {
+        l.driver = undefined;
+        this.inflight.delete(work);
+        l.wakeRoomWaiters();
+        // Records appended while the driver was finishing: start again.
+        if (l.next < l.total && this.laneLive(l)) this.driveLane(l, window);
+      });
+    l.driver = work;
+    this.inflight.add(work);
+  }
+
+  private laneLive(l: PartitionLane): boolean {
+    if (l.closed || l.failure !== undefined || this.stopping || l.generation !== this.generation) return false;
+    return l.p.isRunning() && !l.p.isStale();
+  }
+
+  private async runLane(l: PartitionLane, window: number): Promise<void> {
+    // What the records in flight see of their batch: the lane's liveness, and heartbeats through the latest batch.
+    const control: BatchControl = {
+      heartbeat: () => l.p.heartbeat(),
+      isRunning: () => l.p.isRunning() && !l.closed,
+      isStale: () => l.p.isStale() || l.generation !== this.generation,
+    };
     const start = (i: number) => {
-      const work: Promise<void> = this.processRecord(records[i]!, batch.topic, batch.partition, p).then(
+      const work: Promise<void> = this.processRecord(l.at(i), l.topic, l.partition, control).then(
         (out) => {
-          outputs[i] = out;
-          decidedNotProduced.push(i);
+          l.outputs[i - l.base] = out;
+          l.decidedNotProduced.push(i);
         },
         (err: unknown) => {
-          failure ??= { err };
+          l.failure ??= { err };
         },
       );
-      running.add(work);
+      l.running.add(work);
       void work.finally(() => {
-        running.delete(work);
+        l.running.delete(work);
         fill(); // a freed slot is refilled at once, also while a produce is in flight
-        wake?.();
-        wake = undefined;
+        l.wake?.();
+        l.wake = undefined;
       });
     };
     const fill = () => {
-      if (failure !== undefined || !p.isRunning() || p.isStale() || this.stopping) return;
-      while (undecided < records.length && outputs[undecided] !== undefined) undecided++;
-      while (next < records.length && running.size < window && next < undecided + WINDOW_SPAN * window) start(next++);
+      if (!this.laneLive(l)) return;
+      while (l.undecided < l.total && l.outputs[l.undecided - l.base] !== undefined) l.undecided++;
+      while (l.next < l.total && l.running.size < window && l.next < l.undecided + WINDOW_SPAN * window)
+        start(l.next++);
+      l.wakeRoomWaiters();
+    };
+    const commitPrefix = async () => {
+      const offset = l.at(l.prefix - 1).offset;
+      await this.commit(l.p, offset);
+      l.committedPrefix = l.prefix;
+      l.lastCommit = Date.now();
+      l.compact();
     };
 
     for (;;) {
       fill();
-      if (decidedNotProduced.length > 0) {
-        const ids = decidedNotProduced.splice(0).sort((a, b) => a - b);
+      if (l.decidedNotProduced.length > 0) {
+        const ids = l.decidedNotProduced.splice(0).sort((a, b) => a - b);
         // Produce what was decided, durably; only then may its offsets be committed (the no-loss rule).
         try {
-          await this.windowSend.send(ids.flatMap((i) => outputs[i]!));
+          await this.windowSend.send(ids.flatMap((i) => l.outputs[i - l.base]!));
         } catch (err) {
-          // The batch fails (redelivered from the last commit): the records still in flight must not refill their
-          // slots with new records whose work would only be thrown away.
-          failure ??= { err };
-          throw err;
+          // The records still in flight must not refill their slots with new records whose work would only be
+          // thrown away: the partition is read again from its last commit (below).
+          l.failure ??= { err };
+          break;
         }
         await this.opts.faults?.afterProduce?.();
         for (const i of ids) {
-          produced[i] = true;
-          outputs[i] = []; // still decided; the records themselves are no longer needed (a backlog batch is large)
+          l.produced[i - l.base] = true;
+          l.outputs[i - l.base] = []; // still decided; the records themselves are no longer needed
         }
-        while (prefix < records.length && produced[prefix]) prefix++;
-        if (prefix > committedPrefix) {
-          p.resolveOffset(records[prefix - 1]!.offset);
-          if (prefix < records.length && Date.now() - lastCommit >= this.opts.bus.commitIntervalMs) {
-            await this.commit(p, records[prefix - 1]!.offset);
-            committedPrefix = prefix;
-            lastCommit = Date.now();
-          }
+        while (l.prefix < l.total && l.produced[l.prefix - l.base]) l.prefix++;
+        if (l.prefix > l.committedPrefix && Date.now() - l.lastCommit >= this.opts.bus.commitIntervalMs) {
+          // Best effort: a refused commit (rebalance) leaves the records to be redelivered; a later one covers them.
+          if (this.laneLive(l)) await commitPrefix().catch(() => undefined);
         }
-        await p.heartbeat().catch(() => undefined);
+        await l.p.heartbeat().catch(() => undefined);
         continue;
       }
-      if (running.size === 0) break;
-      await new Promise<void>((r) => (wake = r));
+      if (l.running.size === 0) break;
+      await new Promise<void>((r) => (l.wake = r));
     }
-    if (prefix > committedPrefix) {
-      const offset = records[prefix - 1]!.offset;
-      // The whole batch: commit as the last chunk does (a refused commit reaches kafkajs). Stopped early: best
-      // effort, unless the partition is no longer ours (redelivered: duplicates, never loss).
-      if (prefix === records.length && !failure) await this.commit(p, offset);
-      else if (!p.isStale()) await this.commit(p, offset).catch(() => undefined);
+    // Out of work (or stopped): commit the produced prefix, unless the partition may no longer be ours.
+    const ours = l.generation === this.generation && !l.p.isStale();
+    if (l.prefix > l.committedPrefix && ours) await commitPrefix().catch(() => undefined);
+    if (l.failure === undefined) return;
+    // Failed, or stopped by a record told to stop (BatchAborted): read the partition again from the first record not
+    // committed (everything after it is decided again). After a rebalance or a drain there is nothing to do: the
+    // next owner reads from the commit anyway.
+    this.closeLane(l);
+    while (l.running.size > 0) await Promise.allSettled([...l.running]);
+    const from = l.committedPrefix < l.total ? l.at(l.committedPrefix).offset : (l.lastOffset + 1n).toString();
+    if (!(l.failure.err instanceof BatchAborted)) {
+      const err = l.failure.err as Error;
+      this.opts.log.warn(
+        { topic: l.topic, partition: l.partition, from, err: err.message },
+        'window failed: reading the partition again from its last commit',
+      );
+      await sleep(backoffMs(this.opts.bus.retry, 1));
     }
-    if (failure && !(failure.err instanceof BatchAborted)) throw failure.err;
+    const key = `${l.topic}|${l.partition}`;
+    if (ours && this.running && !this.stopping && l.generation === this.generation) {
+      try {
+        this.consumer.seek({ topic: l.topic, partition: l.partition, offset: from });
+      } catch (err) {
+        // The consumer is restarting: its rejoin reads the partition from the commit anyway.
+        this.opts.log.warn({ err: (err as Error).message, topic: l.topic, partition: l.partition }, 'seek refused');
+      }
+    }
+    if (this.lanes.get(key) === l) this.lanes.delete(key);
   }
 
   /** Decide and produce one chunk. False when it was aborted (nothing produced: redelivery). */
@@ -407,7 +574,7 @@ export class StageRunner {
   }
 
   /** Sleep in slices, heartbeating so a long hold does not cost the group membership. */
-  private async holdFor(ms: number, p: EachBatchPayload): Promise<void> {
+  private async holdFor(ms: number, p: BatchControl): Promise<void> {
     const until = Date.now() + ms;
     while (Date.now() < until) {
       if (!p.isRunning() || p.isStale() || this.stopping) throw new BatchAborted('stopping');
@@ -429,7 +596,7 @@ export class StageRunner {
     m: KafkaMessage,
     topic: string,
     partition: number,
-    p: EachBatchPayload,
+    p: BatchControl,
   ): Promise<OutRecord[]> {
     const first = this.startAt.get(topic) ?? 0;
     const headers = (m.headers ?? {}) as RecordHeaders;
@@ -505,7 +672,7 @@ export class StageRunner {
     step: Step,
     msg: PipelineMessage,
     span: Span,
-    p: EachBatchPayload,
+    p: BatchControl,
     firstAttemptAt: number,
   ): Promise<StepOutcome> {
     let errors = 0;

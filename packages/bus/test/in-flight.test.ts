@@ -8,10 +8,10 @@ import { pass, TOPICS } from '@mailgate/contracts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readTopic, startKafkaProcess, type KafkaProcessHandle } from '@mailgate/testkit';
+import { producePipelineMessages, readTopic, startKafkaProcess, type KafkaProcessHandle } from '@mailgate/testkit';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
 import { startBroker } from '@mailgate/kafka-lite';
-import { broker, committedOffset, decoded, fastBus, onePartitionBacklog, runStage } from './helpers.js';
+import { broker, committedOffset, decoded, fastBus, onePartitionBacklog, runStage, testMessage } from './helpers.js';
 
 describe('StageRunner bus.inFlight', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -138,6 +138,46 @@ describe('StageRunner bus.inFlight', () => {
     assert.equal(await committed('g-window-drain', topic), 1, 'record 0 only: record 1 was never produced');
   });
 
+  test('a slow record does not hold the next fetch: records produced after it are decided, the commit waits for it', async () => {
+    const topic = 'in-flight.next-fetch';
+    await backlog(topic, 1);
+    // Record 0 is slow (held until released). Records 1 and 2 are produced only once it started, so they come in a
+    // later fetch: kafkajs fetches again only after every batch of its last fetch returned, so while a window lived
+    // inside its batch they waited for record 0 (the test times out); with the window in a lane across batches
+    // they are decided meanwhile, and the commit stays before record 0 until it is decided.
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let slowStarted!: () => void;
+    const started = new Promise<void>((r) => (slowStarted = r));
+    const passed = new Set<string>();
+    let n = 0;
+    const fn: StageFn = async (m) => {
+      if (n++ === 0) {
+        slowStarted();
+        await released;
+      } else passed.add(m.envelope.id);
+      return { verdict: pass() };
+    };
+    const s = await runStage(b.brokers, fn, {
+      groupId: 'g-next-fetch',
+      topic,
+      bus: { ...fastBus, concurrency: 1, inFlight: 4, commitIntervalMs: 0 },
+    });
+    try {
+      await started;
+      await producePipelineMessages(b.brokers, topic, [testMessage('later 1'), testMessage('later 2')]);
+      let outputs = 0;
+      await readTopic(b.brokers, TOPICS.scanned, (m) => passed.has(decoded(m).envelope.id) && ++outputs === 2);
+      assert.equal(await committed('g-next-fetch', topic), -1, 'nothing committed past the undecided record 0');
+      release();
+      while ((await committed('g-next-fetch', topic)) < 3) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      release();
+      await s.stop();
+    }
+    assert.equal(n, 3);
+  });
+
   test('slidingWindow false: chunks of the same size, each decided before the next starts', async () => {
     const topic = 'in-flight.chunks';
     await backlog(topic, 8);
@@ -217,8 +257,9 @@ describe('StageRunner bus.inFlight: the broker dies in the middle of a window', 
     await onePartitionBacklog(kafka, k.brokers, topic, total);
     // inFlight 4 on one partition: records 0–5 go through; the broker is SIGKILLed while record 6 is being decided,
     // so its output (and that of the records decided after it) cannot be produced. The window must not commit past
-    // what was produced, and the batch's failure must reach kafkajs (a consumer crash, then redelivery from the
-    // last commit) instead of being swallowed with the records' outputs.
+    // what was produced, and its failure must not be swallowed with the records' outputs: the partition is read
+    // again from the last commit (the window moves the fetch position back; the consumer also crashes and restarts,
+    // its fetches failing).
     let n = 0;
     const decidedIds = new Set<string>();
     let killed!: () => void;
@@ -238,7 +279,7 @@ describe('StageRunner bus.inFlight: the broker dies in the middle of a window', 
     });
     try {
       await brokerKilled;
-      // The positive signal that the failure reached kafkajs: the consumer crashed (it restarts on its own).
+      // The positive signal that kafkajs saw the broker go: the consumer crashed (it restarts on its own).
       while (s.runner.isReady) await new Promise((r) => setTimeout(r, 50));
       await k.restart();
       await allOutputsAndCommitted(kafka, k.brokers, 'g-window-down', topic, total);
@@ -254,7 +295,7 @@ test('a produce the broker refuses mid-window: nothing after it is committed, th
   // The broker stays up and refuses one request (a frame over its maxRequestBytes: it closes that connection), so
   // the commit after it would succeed: if the window marked a record produced whose send failed, or swallowed the
   // failure, the commit would pass it and its output would be lost. Record 6's first attempt adds a record too
-  // large for the broker; its second attempt (after the batch failed and the partition was redelivered) does not.
+  // large for the broker; its second attempt (after the window failed and the partition was read again from its last commit) does not.
   const b = await startBroker({ port: 0, logLevel: 'error', maxRequestBytes: 256 * 1024 } as Parameters<
     typeof startBroker
   >[0]);

@@ -69,6 +69,11 @@ export interface ChaosReport {
   quarantined: number;
   quarantineReasons: Record<string, number>;
   missing: string[];
+  /**
+   * Accepted messages neither delivered nor quarantined because delivery was killed between their pending mark and
+   * the remote's answer: deferred under the duplicate rule (not missing; see readHeldByRule), with the mark's time.
+   */
+  heldByDuplicateRule: { id: string; markedAtS: number }[];
   /** Copies with the same X-Mailgate-Id: when (s since start) and where each arrived, and the tracking timeline. */
   duplicates: { id: string; copies: number; arrivals: string[]; timeline?: string }[];
   /** Extra copies whose Message-ID was accepted twice because the client retried after an unanswered attempt. */
@@ -262,6 +267,28 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
   };
   let quarantine: QuarantineView[] = [];
   let missing: string[] = [];
+  // delivery's duplicate rule: a process killed (kill -9 delivery) between a recipient's pending mark (written before
+  // DATA) and the remote's answer leaves the outcome unknown, and the message is deferred, durably, in the retry
+  // queue with `451 4.4.7 outcome … unknown; not resent before <mark + pendingTtlMs>` (10 min): not lost, not yet
+  // delivered. Such a message counts as accounted for only if its mark was written in the 30 s before that kill; a
+  // mark from any other moment is a finding (a mark the attempt should have removed).
+  const pendingTtlMs = Number(
+    (stack.config['delivery'] as Record<string, unknown> | undefined)?.['pendingTtlMs'] ?? 600_000,
+  );
+  const heldByRule = new Map<string, number>(); // id → when its mark was written (s since start)
+  const readHeldByRule = async (): Promise<void> => {
+    const kill = faults.find((f) => f.what === 'kill -9 delivery, restart');
+    if (!kill) return;
+    const killAt = t0 + kill.atS * 1000;
+    const list = await stack
+      .admin<{ results: DeferredView[] }>('/api/v1/deferred?limit=1000')
+      .catch(() => ({ results: [] as DeferredView[] }));
+    for (const d of list.results) {
+      const m = /^451 4\.4\.7 outcome of an earlier attempt to \S+ unknown; not resent before (\S+)/.exec(d.lastError);
+      const markAt = m ? Date.parse(m[1]!) - pendingTtlMs : NaN;
+      if (markAt >= killAt - 30_000 && markAt <= killAt + 2000) heldByRule.set(d.id, (markAt - t0) / 1000);
+    }
+  };
   const settleDeadline = Math.min(Date.now() + (o.settleSeconds ?? 180) * 1000, (o.deadlineAt ?? Infinity) - 15_000);
   let lastLog = 0;
   for (;;) {
@@ -269,6 +296,10 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     quarantine = await quarantineList(stack, 1000).catch(() => quarantine);
     const q = new Set(quarantine.map((e) => e.id));
     missing = [...acceptedIds].filter((id) => !delivered.has(id) && !q.has(id));
+    if (missing.length > 0) {
+      await readHeldByRule();
+      missing = missing.filter((id) => !heldByRule.has(id));
+    }
     if (missing.length === 0 || Date.now() > settleDeadline) break;
     if (Date.now() - lastLog > 10_000) {
       lastLog = Date.now();
@@ -284,7 +315,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
       () => false,
     );
     const deferred = await stack.admin<{ total: number }>('/api/v1/deferred?limit=1').catch(() => undefined);
-    if (committed && deferred?.total === 0) break;
+    if (committed && deferred !== undefined && deferred.total <= heldByRule.size) break;
     if (Date.now() > quietDeadline) {
       log(`[${since()}s] delivery not idle in time (committed: ${committed}, deferred: ${deferred?.total ?? '?'})`);
       // What each deferred message waits on (its bullmq job state and when it is due) tells a stuck retry worker
@@ -294,7 +325,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
         .catch(() => ({ results: [] as DeferredView[] }));
       for (const d of list.results)
         log(
-          `  deferred ${d.id}: attempts ${d.attempts}, next ${d.nextAttemptAt ?? 'held'}, job ${d.jobState ?? 'none'}, last error ${d.lastError.slice(0, 80)}`,
+          `  deferred ${d.id}: attempts ${d.attempts}, next ${d.nextAttemptAt ?? 'held'}, job ${d.jobState ?? 'none'}, last error ${d.lastError.slice(0, 200)}`,
         );
       break;
     }
@@ -358,6 +389,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
     quarantined: acceptedQuarantine.length,
     quarantineReasons,
     missing,
+    heldByDuplicateRule: [...heldByRule].map(([id, markedAtS]) => ({ id, markedAtS })),
     duplicates,
     clientRetryCopies,
     eicarDelivered,
@@ -374,7 +406,7 @@ async function drive(stack: Stack, o: ChaosOptions, log: (l: string) => void, t0
 export function formatReport(r: ChaosReport): string {
   return [
     `messages sent ${r.messages}, accepted (250) ${r.accepted}, never accepted ${r.notAccepted} (retried attempts: ${r.attemptsRefused} answered 4xx, ${r.attemptsUnanswered} without a reply)`,
-    `delivered ${r.delivered}, quarantined ${r.quarantined}, missing ${r.missing.length}`,
+    `delivered ${r.delivered}, quarantined ${r.quarantined}, missing ${r.missing.length}, deferred under the duplicate rule after the delivery kill ${r.heldByDuplicateRule.length}${r.heldByDuplicateRule.length ? ` (marks at ${r.heldByDuplicateRule.map((h) => `${h.markedAtS.toFixed(1)}s`).join(', ')})` : ''}`,
     `duplicates at the sinks (same X-Mailgate-Id): ${r.duplicates.length}`,
     ...r.duplicates
       .slice(0, 10)

@@ -35,7 +35,13 @@ test('no loss, no virus, no unexplained duplicate under crashes and outages', { 
       'every fault was applied',
     );
     assert.ok(report.accepted >= report.messages * 0.9, 'most messages were accepted (clients retry 4xx)');
-    assert.deepEqual(report.missing, [], 'every accepted message is delivered or quarantined');
+    // A message whose transaction the delivery kill cut between its pending mark and the remote's answer is deferred
+    // under the duplicate rule (pendingTtlMs, 10 min) and listed apart in the report: durable, not missing.
+    assert.deepEqual(
+      report.missing,
+      [],
+      'every accepted message is delivered, quarantined or held by the duplicate rule',
+    );
     assert.equal(report.eicarDelivered, 0, 'no EICAR reached a sink');
     assert.equal(report.unscannedDelivered, 0, 'nothing reached a sink without a clean scan');
     for (const reason of Object.keys(report.quarantineReasons))

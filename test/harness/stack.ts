@@ -123,6 +123,8 @@ export interface StackOptions {
 export class ServiceProcess {
   private proc: ManagedProcess | undefined;
   private starts = 0;
+  /** Output of the runs before the current one (see startOnce). */
+  private earlier = '';
 
   constructor(
     readonly name: ServiceName,
@@ -162,6 +164,8 @@ export class ServiceProcess {
 
   private async startOnce(): Promise<void> {
     this.starts += 1;
+    // A restarted process's log follows the earlier runs' (a crash test needs the log of the process it killed).
+    if (this.proc) this.earlier += this.proc.output();
     // MAILGATE_E2E_BUILT=1 runs the compiled CLI (`npm run build` first), as the container image does: from source,
     // tsx's require hook costs 6-16 % of a stage's CPU (kafkajs requires its protocol module on every request).
     const entry = built()
@@ -215,7 +219,7 @@ export class ServiceProcess {
   }
 
   output(): string {
-    return this.proc?.output() ?? '';
+    return this.earlier + (this.proc?.output() ?? '');
   }
 }
 

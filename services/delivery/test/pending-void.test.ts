@@ -1,6 +1,6 @@
 // A pending mark whose attempt never sent DATA must not hold the mail back when Redis was away as the attempt
-// wanted to remove it (found by the chaos test: Redis killed while first attempts were under way left marks that
-// deferred those messages with "451 4.4.7 outcome … unknown" for pendingTtlMs, 10 minutes, though nothing was sent).
+// wanted to remove it: left in Redis, it deferred the message with "451 4.4.7 outcome … unknown" for pendingTtlMs
+// (10 minutes) though nothing was sent (found while reading this path for the chaos test's 4.4.7 holds).
 // Real Redis (AOF, every write fsynced), a real SMTP server that refuses RCPT while Redis is down.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';

@@ -1,5 +1,5 @@
 import type { DurableProducer } from '@mailgate/bus';
-import { createRedis, type GatewayConfig, type RedisConfig } from '@mailgate/runtime';
+import { closeRedis, createRedis, type GatewayConfig, type RedisConfig } from '@mailgate/runtime';
 import { z } from 'zod';
 import { bullPrefix, RETRY_QUEUE } from './names.js';
 import { DeliveryQueueOps } from './queue-ops.js';
@@ -54,7 +54,7 @@ export function openDeliveryQueue(o: {
       // A short-lived caller (the CLI) may close right after opening: let the connections finish starting first.
       await Promise.race([scheduler.ready(), new Promise((r) => setTimeout(r, 2000).unref())]).catch(() => undefined);
       await scheduler.close().catch(() => undefined);
-      await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
+      await Promise.all([closeRedis(redis), closeRedis(bullConnection)]);
     },
   });
 }

@@ -102,7 +102,14 @@ export class RetryScheduler {
     await this.queue.waitUntilReady();
   }
 
-  close(): Promise<void> {
-    return this.queue.close();
+  /** Closes the queue, waiting at most `timeoutMs`: with Redis away BullMQ's close waits for it (its connection's
+   * commands are retried for as long as Redis is away); the caller then closes the connection itself. */
+  async close(timeoutMs = 2000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.queue.close().catch(() => undefined),
+      new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 }

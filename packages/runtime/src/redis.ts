@@ -26,3 +26,21 @@ export async function redisReachable(client: Redis): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Closes a client without hanging on a Redis that is away: QUIT when connected (bounded by `timeoutMs`), else a plain
+ * disconnect. A BullMQ connection (maxRetriesPerRequest: null) keeps a QUIT sent while it reconnects queued for as
+ * long as Redis stays away, so a shutdown that awaited it would wait for Redis.
+ */
+export async function closeRedis(client: Redis, timeoutMs = 2000): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+  const r = await Promise.race([client.quit().catch(() => 'failed' as const), timedOut]);
+  clearTimeout(timer);
+  if (r !== 'OK') client.disconnect();
+}

@@ -1,5 +1,5 @@
 import { bullPrefix, RetryScheduler, RetryStore } from '@mailgate/delivery-queue';
-import { createRedis, type GatewayConfig, type Logger, type RedisConfig } from '@mailgate/runtime';
+import { closeRedis, createRedis, type GatewayConfig, type Logger, type RedisConfig } from '@mailgate/runtime';
 
 /** What delivery needs to know about the gateway: its names (EHLO, DSN Reporting-MTA, From). */
 export type GatewayIdentity = Pick<GatewayConfig, 'name' | 'hostname' | 'instance' | 'postmaster'>;
@@ -151,7 +151,7 @@ export function createDeliveryComponents(o: {
       await pool.close();
       await journal.close();
       await scheduler.close().catch(() => undefined);
-      await Promise.all([redis.quit().catch(() => undefined), bullConnection.quit().catch(() => undefined)]);
+      await Promise.all([closeRedis(redis), closeRedis(bullConnection)]);
     },
   };
 }

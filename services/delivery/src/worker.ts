@@ -1,7 +1,7 @@
 import type { DurableProducer, OutRecord } from '@mailgate/bus';
 import { eventRecord } from '@mailgate/bus';
 import type { PipelineMessage } from '@mailgate/contracts';
-import type { Logger } from '@mailgate/runtime';
+import { closeRedis, type Logger } from '@mailgate/runtime';
 import { contextFromTraceparent, runInSpan, traceparentOf } from '@mailgate/telemetry';
 import { SpanKind, type Tracer } from '@opentelemetry/api';
 import { DelayedError, Worker, type Job } from 'bullmq';
@@ -218,7 +218,7 @@ export class RetryWorker {
 
   async close(): Promise<void> {
     await this.worker.close();
-    await this.connection.quit().catch(() => undefined);
+    await closeRedis(this.connection);
   }
 
   private create(connection: Redis): Worker<RetryJobData> {

@@ -54,6 +54,8 @@ before(async () => {
     mxPort: port,
     timeouts: { connectMs: 2000, greetingMs: 2000, commandMs: 5000, dataMs: 5000 },
     limits: { connectionIdleMs: 0, backoffAfterFailures: 1000 },
+    // The refused attempt's claim outlives Redis' restart (AOF): short, so the second attempt need not wait 30 s.
+    claim: { ttlMs: 2000 },
   });
 });
 

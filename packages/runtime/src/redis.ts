@@ -28,9 +28,8 @@ export async function redisReachable(client: Redis): Promise<boolean> {
 }
 
 /**
- * Closes a client without hanging on a Redis that is away: QUIT when connected (bounded by `timeoutMs`), else a plain
- * disconnect. A BullMQ connection (maxRetriesPerRequest: null) keeps a QUIT sent while it reconnects queued for as
- * long as Redis stays away, so a shutdown that awaited it would wait for Redis.
+ * Closes a client without waiting on a Redis that is away: QUIT when connected (bounded by `timeoutMs`, then a plain
+ * disconnect), else a plain disconnect. A shutdown (or a test's cleanup) must not wait for Redis to come back.
  */
 export async function closeRedis(client: Redis, timeoutMs = 2000): Promise<void> {
   if (client.status === 'end') return;

@@ -374,7 +374,10 @@ export class StageRunner {
     let lane = this.lanes.get(key);
     // A failed lane stays here until it moved the fetch position back: a lane that took later records meanwhile would
     // commit past the failed lane's uncommitted ones.
-    if (lane?.failure) return;
+    if (lane?.failure) {
+      await sleep(500); // unresolved: the next fetch brings the same records again; not in a hot loop
+      return;
+    }
     if (!lane || lane.closed || lane.generation !== this.generation) {
       lane = new PartitionLane(batch.topic, batch.partition, this.generation, p);
       this.lanes.set(key, lane);
@@ -530,8 +533,14 @@ export class StageRunner {
       try {
         this.consumer.seek({ topic: l.topic, partition: l.partition, offset: from });
       } catch (err) {
-        // The consumer is restarting: its rejoin reads the partition from the commit anyway.
-        this.opts.log.warn({ err: (err as Error).message, topic: l.topic, partition: l.partition }, 'seek refused');
+        // The fetch position stays past the records not committed: a new lane would commit past them. The failed
+        // lane keeps blocking the partition (its batches are ignored) until the next group join (a consumer restart
+        // rejoins) reads it from the commit: held, never lost.
+        this.opts.log.error(
+          { err: (err as Error).message, topic: l.topic, partition: l.partition },
+          'seek refused: the partition waits for the next group join',
+        );
+        return;
       }
     }
     if (this.lanes.get(key) === l) this.lanes.delete(key);

@@ -312,7 +312,7 @@ export class StageRunner {
   }
 
   /**
-   * The batch in chunks of `chunkSize()` records (with `inFlight` and `slidingWindow`: `runWindow` instead): each
+   * The batch in chunks of `chunkSize()` records (with `inFlight` and `slidingWindow`: `appendToLane` instead): each
    * chunk is decided and its output produced durably before the next starts; offsets are committed after the chunk that reaches `bus.commitIntervalMs` since the batch's last
    * commit, after the batch's last chunk, and when a drain stops the batch early — always after the output of every
    * record they cover was produced (the no-loss rule). A crash redelivers what was produced but not yet committed.

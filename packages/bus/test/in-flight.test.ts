@@ -4,11 +4,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { pass, TOPICS } from '@mailgate/contracts';
+import { pass, tempfail, TOPICS } from '@mailgate/contracts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { producePipelineMessages, readTopic, startKafkaProcess, type KafkaProcessHandle } from '@mailgate/testkit';
+import {
+  pipelineRecord,
+  producePipelineMessages,
+  readTopic,
+  startKafkaProcess,
+  type KafkaProcessHandle,
+} from '@mailgate/testkit';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
 import { startBroker } from '@mailgate/kafka-lite';
 import { broker, committedOffset, decoded, fastBus, onePartitionBacklog, runStage, testMessage } from './helpers.js';
@@ -178,6 +184,100 @@ describe('StageRunner bus.inFlight', () => {
     assert.equal(n, 3);
   });
 
+  test('a rebalance while an old lane holds a record: each partition is read again from its commit, nothing lost', async () => {
+    const topic = 'in-flight.rebalance';
+    const perPartition = 6;
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }] });
+    await admin.disconnect();
+    // Record 0 of each partition is held (tempfail) until released; records 1–5 pass. Runner A decides and produces
+    // records 1–5 of both partitions while records 0 hold their commits back. Runner B then joins: A's lanes belong to
+    // the old generation, their held records stop (a hold ends on a rebalance) and must not be skipped. Whichever
+    // member owns a partition now must read it again from its commit (before record 0): a lane that took up the
+    // fetch position instead (past record 0) would commit past a record whose output was never produced.
+    const msgs = Array.from({ length: 2 * perPartition }, (_, i) =>
+      testMessage(i % perPartition === 0 ? 'held' : `m${i}`),
+    );
+    const held = new Set(msgs.filter((_, i) => i % perPartition === 0).map((m) => m.envelope.id));
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: msgs.map((m, i) => ({ ...pipelineRecord(m), partition: Math.floor(i / perPartition) })),
+    });
+    await producer.disconnect();
+    let released = false;
+    /** Per runner: how many times a held record's decision began (attempt 1: a new read of the record). */
+    const firstAttempts = { a: new Map<string, number>(), b: new Map<string, number>() };
+    const passed = new Set<string>();
+    let onChange = () => {};
+    const fnOf =
+      (who: 'a' | 'b'): StageFn =>
+      async (m, ctx) => {
+        const id = m.envelope.id;
+        if (held.has(id) && !released) {
+          if (ctx.attempt === 1) firstAttempts[who].set(id, (firstAttempts[who].get(id) ?? 0) + 1);
+          onChange();
+          return { verdict: tempfail('held by the test', 20) };
+        }
+        passed.add(id);
+        onChange();
+        return { verdict: pass() };
+      };
+    const until = (what: string, cond: () => boolean) =>
+      new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`timeout: ${what}`)), 30_000);
+        onChange = () => {
+          if (!cond()) return;
+          clearTimeout(t);
+          resolve();
+        };
+        onChange();
+      });
+    const bus = { ...fastBus, concurrency: 2, inFlight: 4, commitIntervalMs: 0 };
+    const a = await runStage(b.brokers, fnOf('a'), { groupId: 'g-rebalance', topic, bus });
+    let bRunner: Awaited<ReturnType<typeof runStage>> | undefined;
+    try {
+      await until(
+        'A decided records 1–5 of both partitions',
+        () => firstAttempts.a.size === 2 && passed.size === 2 * (perPartition - 1),
+      );
+      bRunner = await runStage(b.brokers, fnOf('b'), { groupId: 'g-rebalance', topic, bus });
+      // The positive signal of the new generation: both held records were read again, one in each member (B took a
+      // partition and A read the one it kept again from its commit).
+      await until(
+        'both held records read again after the rebalance',
+        () =>
+          firstAttempts.b.size === 1 &&
+          [...held].every((id) => (firstAttempts.a.get(id) ?? 0) + (firstAttempts.b.get(id) ?? 0) === 2),
+      );
+      assert.deepEqual(
+        await committedOffsets(kafka, 'g-rebalance', topic),
+        [-1, -1],
+        'nothing committed past a held record',
+      );
+      released = true;
+      const deadline = Date.now() + 30_000;
+      while ((await committedOffsets(kafka, 'g-rebalance', topic)).some((o) => o < perPartition)) {
+        assert.ok(Date.now() < deadline, 'both partitions committed to their end');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      released = true;
+      await bRunner?.stop();
+      await a.stop();
+    }
+    const ids = new Set<string>();
+    await readTopic(b.brokers, TOPICS.scanned, (m) => {
+      const id = decoded(m).envelope.id;
+      if (msgs.some((x) => x.envelope.id === id)) ids.add(id);
+      return ids.size === msgs.length;
+    });
+    assert.equal(ids.size, msgs.length, 'every record has its output, the held ones too');
+  });
+
   test('slidingWindow false: chunks of the same size, each decided before the next starts', async () => {
     const topic = 'in-flight.chunks';
     await backlog(topic, 8);
@@ -229,6 +329,18 @@ describe('StageRunner bus.inFlight', () => {
  * Waits until all `total` records of `topic` have their output in the scanned topic (each record once at least) and
  * `groupId` committed the whole partition: nothing was lost, whatever failed on the way.
  */
+/** The offsets `groupId` committed on every partition of `topic`, by partition (-1: none yet). */
+async function committedOffsets(kafka: Kafka, groupId: string, topic: string): Promise<number[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return (t?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 async function allOutputsAndCommitted(kafka: Kafka, brokers: string, groupId: string, topic: string, total: number) {
   const ids = new Set<string>();
   await readTopic(brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {

@@ -80,8 +80,8 @@ export class DeliveryEngine {
    *
    * Redis round trips of an attempt that delivers everything to one destination: one script that takes the claim
    * and reads the markers, the pending marks, the destination backoffs (and `opts.queued`); the pending mark
-   * before DATA; one script after the 250 that writes the delivered markers, removes the pending marks, resets
-   * the destination's failure counter and releases the claim.
+   * before the final dot (while the body goes out); one script after the 250 that writes the delivered markers,
+   * removes the pending marks, resets the destination's failure counter and releases the claim.
    */
   async deliver(
     msg: PipelineMessage,
@@ -267,25 +267,40 @@ export class DeliveryEngine {
       /** The success and the refused recipients' pending marks were written with the delivered markers. */
       let bookkept = false;
       try {
-        // Before DATA: if this process dies between the remote 250 and the record, a retry must know (see markers.ts).
-        // No mark, no send: a Redis error here defers (nothing left the gateway; the connection stays usable).
+        // Before the final dot: if this process dies between the remote 250 and the record, a retry must know (see
+        // markers.ts). The mark is written while the body goes out (after 354), so only the dot's round trip is left
+        // in which a crash leaves an outcome unknown; a transaction refused before DATA writes no mark at all.
+        // No mark, no dot: a Redis error here defers (the connection is closed before the dot: nothing was sent).
         const attempt = randomUUID();
+        /** The mark's write, once begun (the mark may be in Redis from then on). */
+        let markWrite: Promise<void> | undefined;
+        let markFailed = false;
+        const markBeforeDot = () =>
+          (markWrite = this.deps.markers.markPending(msg.envelope.id, rcpts, dest, attempt).catch((e: unknown) => {
+            markFailed = true;
+            throw e;
+          }));
+        /** Settles the mark's write (a transaction that failed while it was under way), true when it began. */
+        const marked = async () => {
+          if (!markWrite) return false;
+          await markWrite.catch(() => undefined);
+          return true;
+        };
         try {
-          await this.deps.markers.markPending(msg.envelope.id, rcpts, dest, attempt);
+          tx = await lease.conn.send(msg.envelope.mailFrom, rcpts, msg.raw, markBeforeDot);
         } catch (e) {
-          reusable = lease.conn.isAlive;
-          // The mark may have been written all the same (the reply was lost): it must not hold this mail back.
-          await this.deps.markers.voidPending(msg.envelope.id, rcpts, attempt);
-          throw e;
-        }
-        try {
-          tx = await lease.conn.send(msg.envelope.mailFrom, rcpts, msg.raw);
-        } catch (e) {
+          if (markFailed) {
+            // The mark may have been written all the same (the reply was lost): it must not hold this mail back.
+            await this.deps.markers.voidPending(msg.envelope.id, rcpts, attempt);
+            throw e;
+          }
           if (!(e instanceof SmtpFailure)) throw e;
           last = e;
           span.addEvent('transaction failed', { host: label, phase: e.phase, reply: e.reply });
           // A reply that refused the message is a known outcome: the next attempt may send at once.
-          if (!e.outcomeUnknown) await this.deps.markers.voidPending(msg.envelope.id, rcpts, attempt);
+          // A void that raced the mark's write could be overtaken by it: settle the write first.
+          if (!e.outcomeUnknown && (await marked()))
+            await this.deps.markers.voidPending(msg.envelope.id, rcpts, attempt);
           reusable = lease.conn.isAlive && (e.phase === 'mail' || e.phase === 'size') && (await lease.conn.reset());
           if (e.tryNext) continue;
           if (e.temporary && is421(e.reply)) await this.deps.limits.recordFailure(dest, e.reply).catch(() => false);
@@ -313,7 +328,8 @@ export class DeliveryEngine {
           if (recorded && claim) claim.released = true;
         }
         bookkept = recorded;
-        if (!recorded && notSent.length > 0) await this.deps.markers.voidPending(msg.envelope.id, notSent, attempt);
+        if (!recorded && notSent.length > 0 && (await marked()))
+          await this.deps.markers.voidPending(msg.envelope.id, notSent, attempt);
         reusable = tx.delivered.length > 0 ? true : await lease.conn.reset();
       } finally {
         this.deps.pool.release(lease, reusable);

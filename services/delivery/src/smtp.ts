@@ -2,6 +2,7 @@
 // at start-up) must change together when nodemailer does; the rest is the failure type and replies it produces.
 import { isAscii } from 'node:buffer';
 import { createRequire } from 'node:module';
+import type { Writable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { TlsMode } from './config.js';
 import type { Target } from './mx.js';
@@ -34,8 +35,8 @@ export class SmtpFailure extends Error {
     /** Trying the next MX / smarthost makes sense (connection-level trouble). */
     readonly tryNext: boolean,
     /**
-     * The message may have been accepted: the connection dropped or timed out after DATA started without a final
-     * reply (RFC 1047). The pending mark is kept so a retry does not resend before it expires.
+     * The message may have been accepted: the connection dropped or timed out after the final dot went out without a
+     * final reply (RFC 1047). The pending mark is kept so a retry does not resend before it expires.
      */
     readonly outcomeUnknown = false,
   ) {
@@ -125,7 +126,8 @@ export class SmtpClientConnection {
   private failPending: ((e: NmError) => void) | null = null;
   /** Set when an idle connection is closed by the server or the network. */
   onDead: (() => void) | null = null;
-  private onDataPhase: (() => void) | null = null;
+  /** Called when the server said 354; a promise returned holds the final dot back until it resolves. */
+  private onDataPhase: (() => Promise<void> | undefined) | null = null;
   private ended: Promise<void> | null = null;
 
   private constructor(
@@ -144,12 +146,26 @@ export class SmtpClientConnection {
     };
     conn.on('error', (err: NmError) => dead(err));
     // Knowing when DATA starts matters: a drop before it may go to the next host, after it may not. The hook is
-    // checked at start-up (assertNodemailerInternals), so it is there.
-    const inner = conn as unknown as { _createSendStream: (cb: unknown) => unknown };
+    // checked at start-up (assertNodemailerInternals), so it is there. It also holds the final dot back until the
+    // transaction's gate (the pending mark) resolved: nodemailer writes the message into the stream it creates here
+    // and then ends it, and the end is what writes the dot.
+    const inner = conn as unknown as { _createSendStream: (cb: unknown) => Writable };
     const orig = inner._createSendStream;
     inner._createSendStream = (cb: unknown) => {
-      this.onDataPhase?.();
-      return orig.call(conn, cb);
+      const gate = this.onDataPhase?.();
+      const stream = orig.call(conn, cb);
+      if (gate) {
+        const end = stream.end.bind(stream) as () => Writable;
+        stream.end = (() => {
+          // Refused, or the transaction ended meanwhile (timeout, connection lost): no dot goes out.
+          gate.then(
+            () => void (this.alive && end()),
+            () => undefined,
+          );
+          return stream;
+        }) as Writable['end'];
+      }
+      return stream;
     };
     conn.on('end', () => dead(Object.assign(new Error('connection closed'), { code: 'ECONNECTION' })));
   }
@@ -235,8 +251,13 @@ export class SmtpClientConnection {
     });
   }
 
-  /** One transaction: MAIL, RCPT… (pipelined), DATA. Per-recipient results; throws SmtpFailure for whole-transaction failures. */
-  send(from: string, to: readonly string[], raw: Buffer): Promise<TransactionResult> {
+  /**
+   * One transaction: MAIL, RCPT… (pipelined), DATA. Per-recipient results; throws SmtpFailure for whole-transaction
+   * failures. `beforeDot` (delivery's pending mark) starts once the server said 354 and runs while the body goes
+   * out; the final dot is sent only after it resolved. If it rejects, the connection is closed without the dot (the
+   * server discards the transaction: nothing was sent) and `send` rejects with its error.
+   */
+  send(from: string, to: readonly string[], raw: Buffer, beforeDot?: () => Promise<void>): Promise<TransactionResult> {
     if (!this.alive) return Promise.reject(new SmtpFailure('connect', '451 4.4.1 connection lost', true, true));
     this.messages++;
     // Native scan (was a JS callback per byte: ~3 % of delivery's CPU at 10 KiB in a profile).
@@ -244,7 +265,26 @@ export class SmtpClientConnection {
     return new Promise<TransactionResult>((resolve, reject) => {
       let done = false;
       let dataStarted = false;
-      this.onDataPhase = () => (dataStarted = true);
+      /** The final dot was (or is about to be) written: from here on the server may have the message. */
+      let dotSent = false;
+      let beforeDotError: { err: unknown } | undefined;
+      this.onDataPhase = () => {
+        dataStarted = true;
+        if (!beforeDot) {
+          dotSent = true;
+          return undefined;
+        }
+        // Runs while nodemailer writes the body; the dot waits for it (see the constructor's hook).
+        const gate = beforeDot();
+        gate.then(
+          () => (dotSent = true),
+          (err: unknown) => {
+            beforeDotError = { err };
+            finish(new SmtpFailure('data', '451 4.3.0 the attempt could not be recorded', true, false, false));
+          },
+        );
+        return gate;
+      };
       const timer = setTimeout(() => {
         finish(
           new SmtpFailure(
@@ -252,13 +292,22 @@ export class SmtpClientConnection {
             `451 4.4.2 timeout after ${this.timeouts.dataMs} ms sending to ${this.target.host}`,
             true,
             false,
-            dataStarted,
+            dotSent,
           ),
         );
         void this.close(true);
       }, this.timeouts.dataMs);
       const finish = (r: TransactionResult | SmtpFailure) => {
         if (done) return;
+        if (beforeDotError && r instanceof SmtpFailure) {
+          // No dot went out: the connection is in the middle of DATA and cannot be used again.
+          done = true;
+          clearTimeout(timer);
+          this.failPending = null;
+          void this.close(true);
+          reject(beforeDotError.err);
+          return;
+        }
         done = true;
         clearTimeout(timer);
         this.failPending = null;
@@ -266,16 +315,16 @@ export class SmtpClientConnection {
         else resolve(r);
       };
       this.failPending = (err) => {
-        // The connection died mid-transaction. Before DATA: another host may take it; after: the outcome is
-        // unknown (the server may have the message) — temporary, and the markers keep a retry from duplicating
-        // what we know was accepted.
+        // The connection died mid-transaction. Before DATA: another host may take it; after the final dot: the
+        // outcome is unknown (the server may have the message) — temporary, and the markers keep a retry from
+        // duplicating what we know was accepted.
         finish(
           new SmtpFailure(
             dataStarted ? 'data' : 'connect',
             syntheticReply(err, this.target, this.policy),
             true,
             !dataStarted,
-            dataStarted,
+            dotSent,
           ),
         );
       };
@@ -321,7 +370,7 @@ export class SmtpClientConnection {
               reply || syntheticReply(e, this.target, this.policy),
               reply ? isTemp(reply) : true,
               !dataStarted,
-              dataStarted && !reply,
+              dotSent && !reply,
             ),
           );
         }

@@ -219,7 +219,7 @@ test('delivery process SIGKILLed at the remote 250: no resend before the pending
   const st = await c.markers.state(msg.envelope.id, [rcpt]);
   assert.equal(st.done.size, 0, 'no delivered marker: the child died before it could write one');
   const mark = st.pending.get(rcpt);
-  assert.ok(mark, 'pending mark written before DATA');
+  assert.ok(mark, 'pending mark written before the final dot');
   assert.equal(mark.dest, destOf(c));
 
   const first = await c.stage(msg, stageCtx());

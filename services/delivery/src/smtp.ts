@@ -155,11 +155,11 @@ export class SmtpClientConnection {
       const gate = this.onDataPhase?.();
       const stream = orig.call(conn, cb);
       if (gate) {
-        const end = stream.end.bind(stream) as () => Writable;
-        stream.end = (() => {
+        const end = stream.end.bind(stream) as (...args: unknown[]) => Writable;
+        stream.end = ((...args: unknown[]) => {
           // Refused, or the transaction ended meanwhile (timeout, connection lost): no dot goes out.
           gate.then(
-            () => void (this.alive && end()),
+            () => void (this.alive && end(...args)),
             () => undefined,
           );
           return stream;

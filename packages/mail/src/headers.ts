@@ -31,7 +31,11 @@ export interface HeaderBlock {
    * the body start of a reader that stops at such a line. Undefined for a well-formed block.
    */
   readonly altBodyStart?: number;
+  /** Why there is a second reading: a line that is no field, or a line of only spaces/tabs (taken for the blank line). */
+  readonly altCause?: AltCause;
 }
+
+export type AltCause = 'non-field line' | 'whitespace-only line';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -65,6 +69,8 @@ export interface HeaderEnd {
   readonly bodyStart: number;
   /** See HeaderBlock.altBodyStart. */
   readonly altBodyStart?: number;
+  /** See HeaderBlock.altCause (set with altBodyStart). */
+  readonly altCause?: AltCause;
   /** True when a blank line was found (false: the whole range is header). */
   readonly blankLine: boolean;
 }
@@ -81,6 +87,7 @@ export function headerEnd(buf: Buffer, start = 0, end = buf.length, maxBytes = I
   if (buf[start] === CR && buf[start + 1] === LF) return { end: start, bodyStart: start + 2, blankLine: true };
   let pos = start;
   let alt: number | undefined;
+  let cause: AltCause | undefined; // set with alt
   let first = true;
   while (pos < end) {
     if (pos - start > maxBytes)
@@ -92,17 +99,21 @@ export function headerEnd(buf: Buffer, start = 0, end = buf.length, maxBytes = I
       // The empty line.
       return alt === undefined
         ? { end: pos, bodyStart: nl + 1, blankLine: true }
-        : { end: pos, bodyStart: nl + 1, altBodyStart: alt, blankLine: true };
+        : { end: pos, bodyStart: nl + 1, altBodyStart: alt, altCause: cause, blankLine: true };
     }
     const c = buf[pos];
     const continuation = !first && (c === SP || c === HT);
     // A non-field line (also a first line starting with whitespace): parsers skip it and keep reading headers
     // to the blank line; a strict reader starts the body there. Both readings are kept.
-    if (!continuation && !isFieldLine(buf, pos, lineEnd)) alt ??= pos;
+    if (!continuation && !isFieldLine(buf, pos, lineEnd)) {
+      if (alt === undefined) [alt, cause] = [pos, 'non-field line'];
+    }
     // A line of only spaces/tabs continues the field for RFC 5322 (obs-FWS), but some readers (postal-mime) take it
     // for the empty line and start the body after it: a MIME delimiter right after it (a boundary with a colon in
     // it, `--a:b`, also looks like a header field) would otherwise hide the parts behind it in the preamble.
-    else if (continuation && isWhitespaceOnly(buf, pos, lineEnd) && nl < end) alt ??= nl + 1;
+    else if (continuation && isWhitespaceOnly(buf, pos, lineEnd) && nl < end) {
+      if (alt === undefined) [alt, cause] = [nl + 1, 'whitespace-only line'];
+    }
     first = false;
     pos = nl + 1;
   }
@@ -113,7 +124,7 @@ export function headerEnd(buf: Buffer, start = 0, end = buf.length, maxBytes = I
   if (alt === start) return { end: start, bodyStart: start, blankLine: false };
   return alt === undefined
     ? { end, bodyStart: end, blankLine: false }
-    : { end, bodyStart: alt, altBodyStart: alt, blankLine: false };
+    : { end, bodyStart: alt, altBodyStart: alt, altCause: cause, blankLine: false };
 }
 
 /** Reads and parses the header block at `start` (see headerEnd). */
@@ -121,7 +132,7 @@ export function readHeaderBlock(buf: Buffer, start: number, end: number, maxByte
   const h = headerEnd(buf, start, end, maxBytes);
   const fields = h.end > start ? parseFields(buf.toString('utf8', start, h.end)) : [];
   const block = { fields, start, end: h.end, bodyStart: h.bodyStart };
-  return h.altBodyStart === undefined ? block : { ...block, altBodyStart: h.altBodyStart };
+  return h.altBodyStart === undefined ? block : { ...block, altBodyStart: h.altBodyStart, altCause: h.altCause };
 }
 
 /** Fields of a header block's text: unfolded, names lower-cased, in order, duplicates kept. */

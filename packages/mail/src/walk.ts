@@ -167,7 +167,11 @@ function parseEntity(
   const bodyStarts = [bodyStart];
   if (header.altBodyStart !== undefined) {
     if (header.altBodyStart !== bodyStart) bodyStarts.push(header.altBodyStart);
-    anomalies.push('header lines run into the body (no blank line before it)');
+    anomalies.push(
+      header.altCause === 'whitespace-only line'
+        ? 'a header line of only spaces or tabs (some readers end the headers there)'
+        : 'header lines run into the body (no blank line before it)',
+    );
   }
 
   // Which readings make this a multipart?

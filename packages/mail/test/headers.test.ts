@@ -11,6 +11,7 @@ import {
   parseStructured,
   readHeaderBlock,
   stripComments,
+  walkMime,
 } from '../src/index.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -23,6 +24,7 @@ test('headerEnd: CRLF, bare LF, obs-fold, no headers, headers only, size limit',
   const ws = headerEnd(b('A: 1\r\n \r\n x\r\n\r\nbody'));
   assert.equal(ws.bodyStart, 15);
   assert.equal(ws.altBodyStart, 9);
+  assert.equal(ws.altCause, 'whitespace-only line');
   assert.deepEqual(headerEnd(b('\r\nbody')), { end: 0, bodyStart: 2, blankLine: true });
   assert.deepEqual(headerEnd(b('just text\r\n')), { end: 0, bodyStart: 0, blankLine: false });
   assert.deepEqual(headerEnd(b('A: 1\r\nB: 2\r\n')), { end: 12, bodyStart: 12, blankLine: false });
@@ -33,9 +35,19 @@ test('headerEnd: a line that is not a field gives a second body start (headers r
   const raw = b('Content-Type: x\r\nTVqQAAMA\r\nmore\r\n\r\nafter');
   const h = headerEnd(raw);
   assert.equal(h.altBodyStart, 17);
+  assert.equal(h.altCause, 'non-field line');
   assert.equal(h.bodyStart, raw.indexOf('after'));
   const none = headerEnd(b('Content-Type: x\r\nTVqQAAMA\r\n'));
   assert.equal(none.bodyStart, 17, 'no blank line: the body starts at the first non-field line');
+});
+
+test('the walk names why headers have a second reading: a non-field line, or a line of only spaces or tabs', () => {
+  const stray = walkMime(b('Subject: x\r\nTVqQAAMA\r\nmore\r\n\r\nbody\r\n'));
+  assert.deepEqual(stray.anomalies, ['part root: header lines run into the body (no blank line before it)']);
+  const ws = walkMime(b('Subject: x\r\n \t\r\nX: y\r\n\r\nbody\r\n'));
+  assert.deepEqual(ws.anomalies, [
+    'part root: a header line of only spaces or tabs (some readers end the headers there)',
+  ]);
 });
 
 test('fields keep duplicates, in order, unfolded', () => {

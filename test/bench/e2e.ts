@@ -17,7 +17,8 @@
 // message goes to rspamd; the stage graph is fixed, so the stage's Kafka hop stays and the on/off difference is the
 // rspamd scan and the header edits). CPU per message is printed for the spam-check stage and for rspamd (main and
 // worker processes summed, from /proc/<pid>/stat before and after the peak run).
-// `--config JSON` deep-merges a config over mailgate's (e.g. '{"bus":{"slidingWindow":false}}').
+// `--config JSON` deep-merges a config over mailgate's (e.g. '{"bus":{"slidingWindow":false}}'). `--chains-first`
+// runs the chain systems before the split stack and Haraka (default: after them).
 // Haraka's checks: `--haraka-checks full|core` (env BENCH_HARAKA_CHECKS, default full). full = dns-list,
 // rcpt_to.in_host_list, spf, dkim (verify), attachment, clamd, rspamd (the stack's rspamd, kept running for the Haraka
 // run) and queue/smtp_forward: the checks mailgate runs, except DMARC (no Haraka 3.3.4 plugin). core = without spf,
@@ -52,6 +53,11 @@ const HALF_SECONDS = env('BENCH_HALF_SECONDS', 15);
 const argv = process.argv.slice(2);
 const RUNS = argv.includes('--runs') ? Math.max(1, Number(argv[argv.indexOf('--runs') + 1]) || 1) : 1;
 const FROM_SOURCE = argv.includes('--source');
+/**
+ * `--chains-first`: the chain systems run before the split stack and Haraka instead of after them (to see whether
+ * running second costs a system anything; round 9 read mailgate ~10 % slower after Haraka than alone).
+ */
+const CHAINS_FIRST = argv.includes('--chains-first');
 const PARTITIONS = env('BENCH_PARTITIONS', 6);
 const SENDER_AUTH = process.env['BENCH_SENDER_AUTH'] !== '0';
 const SPAM = process.env['BENCH_SPAM'] !== '0';
@@ -562,6 +568,25 @@ async function main(): Promise<void> {
   let slowest = 'virus-scan';
   let spamActions = '';
   const harakaEvidence: string[] = [];
+  // --- mailgate as a stage chain: the four check stages in one process (and, chain-delivery, delivery too) -------
+  const chainSpamActions: string[] = [];
+  const runChains = async () => {
+    for (const [system, row, chain] of [
+      ['chain', 'mailgate-chain', CHAIN],
+      ['chain-delivery', 'mailgate-chain-delivery', [...CHAIN, 'delivery']],
+    ] as const) {
+      if (!SYSTEMS.has(system)) continue;
+      const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', chain, ...STACK_CONFIG });
+      try {
+        rows.push(...(await measureSizes(row, st.smtp.port, st.internal, stageProcs(st))));
+        chainSpamActions.push(`${row}: ${await spamActionCounts(st.proc('spam-check').httpPort)}`);
+      } finally {
+        await st.stop();
+      }
+    }
+  };
+  if (CHAINS_FIRST) await runChains();
+
   // --- mailgate (split: one process per stage); its stack also serves Haraka (clamd, rbldnsd) ---------------------
   let stack: Stack | undefined =
     SYSTEMS.has('split') || SYSTEMS.has('haraka')
@@ -653,21 +678,7 @@ async function main(): Promise<void> {
     stack = undefined;
   }
 
-  // --- mailgate as a stage chain: the four check stages in one process (and, chain-delivery, delivery too) -------
-  const chainSpamActions: string[] = [];
-  for (const [system, row, chain] of [
-    ['chain', 'mailgate-chain', CHAIN],
-    ['chain-delivery', 'mailgate-chain-delivery', [...CHAIN, 'delivery']],
-  ] as const) {
-    if (!SYSTEMS.has(system)) continue;
-    const st = await startStack({ partitions: PARTITIONS, logLevel: 'warn', chain, ...STACK_CONFIG });
-    try {
-      rows.push(...(await measureSizes(row, st.smtp.port, st.internal, stageProcs(st))));
-      chainSpamActions.push(`${row}: ${await spamActionCounts(st.proc('spam-check').httpPort)}`);
-    } finally {
-      await st.stop();
-    }
-  }
+  if (!CHAINS_FIRST) await runChains();
   const order = ['mailgate', ...CHAIN_ROWS, 'haraka'];
   rows.sort((a, b) => order.indexOf(a.system) - order.indexOf(b.system));
 

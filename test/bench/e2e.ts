@@ -581,6 +581,9 @@ async function main(): Promise<void> {
         rows.push(...(await measureSizes(row, st.smtp.port, st.internal, stageProcs(st))));
         chainSpamActions.push(`${row}: ${await spamActionCounts(st.proc('spam-check').httpPort)}`);
       } finally {
+        // MAILGATE_E2E_LOGDIR: every process's log of this stack, kept (the services log at warn unless
+        // MAILGATE_E2E_LOG says otherwise).
+        if (process.env['MAILGATE_E2E_LOGDIR']) log(`${row}: logs in ${await st.dumpLogs()}`);
         await st.stop();
       }
     }

@@ -8,7 +8,7 @@ export interface DeliveredMarker {
   readonly at: string;
 }
 
-/** Written before the final dot: an attempt to `dest` for these recipients is under way; its outcome is not known yet. */
+/** Written before the final dot: an attempt to `dest` for these recipients is under way; its outcome is unknown. */
 export interface PendingMark {
   readonly dest: string;
   /** The recipient set of that transaction (for the operator: what a resend would duplicate). */
@@ -54,8 +54,8 @@ export interface MarkAlso {
 
 /**
  * Exactly-once-where-possible, per (message id, recipient), in Redis:
- *  - a *pending* mark written before the final dot (and removed once the remote server has answered), so a retry that
- *    finds one knows an earlier attempt may have been accepted without our knowing it (the process died between
+ *  - a *pending* mark written before the final dot (and removed once the remote server has answered), so a retry
+ *    that finds one knows an earlier attempt may have been accepted without our knowing it (the process died between
  *    the remote 250 and the record, or the connection dropped after the final dot: RFC 1047). The rule (see
  *    docs/operations.md "Duplicate rule"): no resend until the mark's `until`, then resend and count it as a
  *    possible duplicate. The key lives as long as delivered markers so an expired mark is still recognised.
@@ -66,9 +66,9 @@ export interface MarkAlso {
 export class DeliveredMarkers {
   /**
    * Pending marks this process knows to be void (key → the attempt's token, and until when): the attempt never sent
-   * the final dot, or got a refusal, but Redis was away when it wanted to remove the mark (or to learn whether it was written
-   * at all). Without this a retry in this process would read "outcome unknown" and wait pendingTtlMs (10 min) for
-   * mail that never left. Another process cannot know, and waits: the conservative reading.
+   * the final dot, or got a refusal, but Redis was away when it wanted to remove the mark (or to learn whether it was
+   * written at all). Without this a retry in this process would read "outcome unknown" and wait pendingTtlMs (10 min)
+   * for mail that never left. Another process cannot know, and waits: the conservative reading.
    */
   private readonly voided = new Map<string, { token: string; until: number }>();
 
@@ -113,8 +113,8 @@ export class DeliveredMarkers {
   }
 
   /**
-   * The attempt `token` sent no final dot (or got a refusal) for `rcpts`: remove its pending marks, and if Redis refuses,
-   * remember here that they are void so this process's next attempt sends at once (see `voided`).
+   * The attempt `token` sent no final dot (or got a refusal) for `rcpts`: remove its pending marks, and if Redis
+   * refuses, remember here that they are void so this process's next attempt sends at once (see `voided`).
    */
   async voidPending(id: string, rcpts: readonly string[], token: string, now = Date.now()): Promise<void> {
     try {
@@ -134,8 +134,8 @@ export class DeliveredMarkers {
   }
 
   /**
-   * Before the final dot, by the attempt `token` (unique per attempt). Throws on a Redis error: then the dot may not be sent (the
-   * caller defers, and voids the mark in case it was written all the same).
+   * Before the final dot, by the attempt `token` (unique per attempt). Throws on a Redis error: then the dot may not be
+   * sent (the caller defers, and voids the mark in case it was written all the same).
    */
   async markPending(
     id: string,

@@ -28,7 +28,8 @@ export interface OutcomeJournalOptions {
  * restart is over). So `record()` never throws: it writes the delivered markers to Redis, and when that fails it
  * fsyncs the record to a local journal file, keeps it in memory (consulted by `lookup()` before every attempt of
  * this process) and retries in the background with backoff, for as long as it takes. A process restart replays the
- * file. The pending mark written before the final dot covers the rest (a crash before the record reached Redis or the file).
+ * file. The pending mark written before the final dot covers the rest (a crash before the record reached Redis or
+ * the file).
  */
 export class OutcomeJournal {
   private readonly queue: Entry[] = [];

@@ -129,14 +129,19 @@ export async function onePartitionBacklog(kafka: Kafka, brokers: string, topic: 
   );
 }
 
-/** The offset `groupId` committed on partition 0 of `topic` (-1: none yet). */
-export async function committedOffset(kafka: Kafka, groupId: string, topic: string): Promise<number> {
+/** The offsets `groupId` committed on every partition of `topic`, by partition (-1: none yet). */
+export async function committedOffsets(kafka: Kafka, groupId: string, topic: string): Promise<number[]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    return Number(t?.partitions[0]?.offset ?? -1);
+    return (t?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
   } finally {
     await admin.disconnect();
   }
+}
+
+/** The offset `groupId` committed on partition 0 of `topic` (-1: none yet). */
+export async function committedOffset(kafka: Kafka, groupId: string, topic: string): Promise<number> {
+  return (await committedOffsets(kafka, groupId, topic))[0] ?? -1;
 }

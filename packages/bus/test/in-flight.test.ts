@@ -17,7 +17,16 @@ import {
 } from '@mailgate/testkit';
 import { stageInFlight, type StageFn } from '@mailgate/bus';
 import { startBroker } from '@mailgate/kafka-lite';
-import { broker, committedOffset, decoded, fastBus, onePartitionBacklog, runStage, testMessage } from './helpers.js';
+import {
+  broker,
+  committedOffset,
+  committedOffsets,
+  decoded,
+  fastBus,
+  onePartitionBacklog,
+  runStage,
+  testMessage,
+} from './helpers.js';
 
 describe('StageRunner bus.inFlight', () => {
   let b: Awaited<ReturnType<typeof broker>>;
@@ -329,18 +338,6 @@ describe('StageRunner bus.inFlight', () => {
  * Waits until all `total` records of `topic` have their output in the scanned topic (each record once at least) and
  * `groupId` committed the whole partition: nothing was lost, whatever failed on the way.
  */
-/** The offsets `groupId` committed on every partition of `topic`, by partition (-1: none yet). */
-async function committedOffsets(kafka: Kafka, groupId: string, topic: string): Promise<number[]> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    return (t?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 async function allOutputsAndCommitted(kafka: Kafka, brokers: string, groupId: string, topic: string, total: number) {
   const ids = new Set<string>();
   await readTopic(brokers, TOPICS.scanned, (m) => ids.add(decoded(m).envelope.id).size === total, {

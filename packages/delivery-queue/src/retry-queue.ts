@@ -1,4 +1,5 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
+import { withTimeout } from '@mailgate/runtime';
 import { RETRY_JOB, type RetryJobData } from './names.js';
 
 export interface RetrySchedule {
@@ -105,11 +106,6 @@ export class RetryScheduler {
   /** Closes the queue, waiting at most `timeoutMs`: with Redis away BullMQ's close waits for it (its connection's
    * commands are retried for as long as Redis is away); the caller then closes the connection itself. */
   async close(timeoutMs = 2000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.queue.close().catch(() => undefined),
-      new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
-    ]);
-    clearTimeout(timer);
+    await withTimeout(this.queue.close(), timeoutMs, 'queue close').catch(() => undefined);
   }
 }

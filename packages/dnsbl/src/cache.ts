@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Logger } from '@mailgate/runtime';
+import { withTimeout, type Logger } from '@mailgate/runtime';
 
 /**
  * Answer cache keyed by the DNS question (e.g. `2.0.0.127.zen.spamhaus.org`): listed and not-listed answers are
@@ -22,17 +22,6 @@ export interface AnswerCache {
 /** How long a cache call may take before we go to DNS instead. */
 const CACHE_OP_TIMEOUT_MS = 250;
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`cache did not answer within ${ms} ms`)), ms);
-      timer.unref?.();
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 export class RedisAnswerCache implements AnswerCache {
   private lastWarn = 0;
   constructor(
@@ -52,7 +41,7 @@ export class RedisAnswerCache implements AnswerCache {
   async getMany(names: readonly string[]): Promise<(CachedAnswer | undefined)[]> {
     if (names.length === 0) return [];
     try {
-      const vals = await withTimeout(this.redis.mget(names.map((n) => this.prefix + n)), CACHE_OP_TIMEOUT_MS);
+      const vals = await withTimeout(this.redis.mget(names.map((n) => this.prefix + n)), CACHE_OP_TIMEOUT_MS, 'cache');
       return vals.map((v) => {
         if (v === null) return undefined;
         try {
@@ -72,7 +61,7 @@ export class RedisAnswerCache implements AnswerCache {
     try {
       const m = this.redis.multi();
       for (const e of entries) m.set(this.prefix + e.name, JSON.stringify(e.value), 'EX', e.ttlSec);
-      await withTimeout(m.exec(), CACHE_OP_TIMEOUT_MS);
+      await withTimeout(m.exec(), CACHE_OP_TIMEOUT_MS, 'cache');
     } catch (err) {
       this.warn(err);
     }

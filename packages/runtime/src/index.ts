@@ -7,3 +7,4 @@ export * from './service.js';
 export * from './redis.js';
 export * from './cidr.js';
 export * from './rate-limit.js';
+export * from './timeout.js';

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { withTimeout } from './timeout.js';
 
 /**
  * Fixed-window counters in Redis, so a limit holds across replicas: one key per (kind, subject, window),
@@ -26,13 +27,7 @@ export class WindowCounter {
   }
 
   private withTimeout<T>(p: Promise<T>): Promise<T> {
-    let t: NodeJS.Timeout | undefined;
-    return Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        t = setTimeout(() => reject(new Error(`redis did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-      }),
-    ]).finally(() => clearTimeout(t));
+    return withTimeout(p, this.timeoutMs, 'redis');
   }
 
   /** Seconds until the current window ends (a Retry-After value, at least 1). */

@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from './config.js';
+import { withTimeout } from './timeout.js';
 
 /**
  * An ioredis client from the `redis:` section. Keys get the configured prefix so several gateways (or test runs)
@@ -37,9 +38,6 @@ export async function closeRedis(client: Redis, timeoutMs = 2000): Promise<void>
     client.disconnect();
     return;
   }
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
-  const r = await Promise.race([client.quit().catch(() => 'failed' as const), timedOut]);
-  clearTimeout(timer);
+  const r = await withTimeout(client.quit(), timeoutMs, 'redis QUIT').catch(() => 'failed' as const);
   if (r !== 'OK') client.disconnect();
 }

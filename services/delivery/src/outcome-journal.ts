@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '@mailgate/runtime';
+import { withTimeout, type Logger } from '@mailgate/runtime';
 import type { DeliveredMarker, DeliveredMarkers, MarkAlso } from './markers.js';
 import type { DeliveryMetrics } from './metrics.js';
 
@@ -89,7 +89,7 @@ export class OutcomeJournal {
     // Behind a backlog, go straight to the journal: order does not matter, but hammering a dead Redis does.
     if (this.queue.length === 0) {
       try {
-        await withTimeout(this.markers.mark(id, rcpts, marker, also), this.writeTimeoutMs);
+        await withTimeout(this.markers.mark(id, rcpts, marker, also), this.writeTimeoutMs, 'redis write');
         return 'redis';
       } catch (err) {
         this.opts.log?.warn(
@@ -121,7 +121,7 @@ export class OutcomeJournal {
   async close(timeoutMs = 2000): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
-    if (this.queue.length > 0) await withTimeout(this.flush(), timeoutMs).catch(() => undefined);
+    if (this.queue.length > 0) await withTimeout(this.flush(), timeoutMs, 'journal flush').catch(() => undefined);
   }
 
   private enqueue(e: Entry): void {
@@ -153,7 +153,7 @@ export class OutcomeJournal {
       while (this.queue.length > 0) {
         const e = this.queue[0]!;
         try {
-          await withTimeout(this.markers.mark(e.id, e.rcpts, e.marker), this.writeTimeoutMs);
+          await withTimeout(this.markers.mark(e.id, e.rcpts, e.marker), this.writeTimeoutMs, 'redis write');
         } catch {
           return false;
         }
@@ -209,15 +209,4 @@ export class OutcomeJournal {
     }
     if (n > 0) this.opts.log?.warn({ records: n, file: this.opts.file }, 'outcome journal replayed: writing to redis');
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`redis write timed out after ${ms} ms`)), ms);
-      t.unref();
-    }),
-  ]).finally(() => clearTimeout(t));
 }
